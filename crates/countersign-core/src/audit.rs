@@ -1,0 +1,233 @@
+//! Audit events: every step of every request, and every change to who may decide what. Each
+//! event is one leaf of the Merkle log; its leaf bytes are its RFC 8785 encoding.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::action::Action;
+use crate::canonical::{CanonicalError, to_canonical_vec};
+use crate::decision::{KeyKind, SignedDecision};
+use crate::digest::Digest;
+use crate::ecdsa::{KeyId, PublicKey};
+use crate::grant::SignedGrant;
+use crate::merkle;
+use crate::timestamp::Timestamp;
+
+/// Who caused an event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Actor {
+    /// An agent, by identity.
+    Agent(String),
+    /// An approver, by identity.
+    Approver(String),
+    /// An administrator, by identity.
+    Admin(String),
+    /// The service itself (expiry, policy reload).
+    System,
+}
+
+/// What an agent reports after running an approved action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionOutcome {
+    /// Did it work.
+    pub succeeded: bool,
+    /// Process exit status, when it was a command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// A short free-text detail.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// The kinds of audit event, each with what an auditor needs to check it on its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EventKind {
+    /// A request was accepted and evaluated by policy (the evaluation is part of the action,
+    /// so the request and the decision about it cannot be separated).
+    RequestCreated {
+        /// The request as shown to approvers.
+        action: Action,
+        /// Its digest.
+        digest: Digest,
+    },
+    /// Approvers were notified.
+    Notified {
+        /// The request.
+        action_id: Uuid,
+        /// How many approver sessions received it.
+        sessions: u32,
+    },
+    /// A signed decision was accepted.
+    DecisionRecorded {
+        /// The decision and signature, verifiable offline.
+        decision: SignedDecision,
+        /// What kind of key signed it.
+        key_kind: KeyKind,
+    },
+    /// Quorum reached, or policy allowed it.
+    Approved {
+        /// The request.
+        action_id: Uuid,
+        /// Why (quorum reached, policy allow).
+        reason: String,
+    },
+    /// An approver or the policy denied it.
+    Denied {
+        /// The request.
+        action_id: Uuid,
+        /// Why.
+        reason: String,
+    },
+    /// Nobody decided in time.
+    Expired {
+        /// The request.
+        action_id: Uuid,
+    },
+    /// Withdrawn.
+    Cancelled {
+        /// The request.
+        action_id: Uuid,
+        /// Why.
+        reason: String,
+    },
+    /// A grant was issued to the agent.
+    GrantIssued {
+        /// The signed grant.
+        grant: SignedGrant,
+    },
+    /// The grant was used.
+    GrantRedeemed {
+        /// The grant.
+        grant_id: Uuid,
+        /// The request.
+        action_id: Uuid,
+    },
+    /// The agent reported how the action went.
+    ExecutionReported {
+        /// The request.
+        action_id: Uuid,
+        /// The outcome.
+        outcome: ExecutionOutcome,
+    },
+    /// An approver enrolled a key.
+    KeyEnrolled {
+        /// Whose key.
+        approver_id: String,
+        /// Its id.
+        key_id: KeyId,
+        /// Its kind.
+        key_kind: KeyKind,
+        /// The public key itself, so decisions verify from the log alone.
+        public_key: PublicKey,
+    },
+    /// A key was revoked.
+    KeyRevoked {
+        /// Whose key.
+        approver_id: String,
+        /// Its id.
+        key_id: KeyId,
+        /// Why.
+        reason: String,
+    },
+    /// The policy changed (or was first loaded).
+    PolicyChanged {
+        /// Hash of the previous policy, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_hash: Option<Digest>,
+        /// Hash of the new policy.
+        policy_hash: Digest,
+    },
+    /// An identity, group or token changed (admin operations).
+    AdminChanged {
+        /// What was done, e.g. `agent_token_issued`, `approver_groups_set`.
+        operation: String,
+        /// The subject, e.g. an agent or approver id.
+        subject: String,
+        /// Detail, free-form but never a secret.
+        detail: String,
+    },
+}
+
+impl EventKind {
+    /// The request this event belongs to, if any.
+    pub fn action_id(&self) -> Option<Uuid> {
+        match self {
+            EventKind::RequestCreated { action, .. } => Some(action.id),
+            EventKind::DecisionRecorded { decision, .. } => Some(decision.decision.request_id),
+            EventKind::GrantIssued { grant } => Some(grant.grant.request_id),
+            EventKind::Notified { action_id, .. }
+            | EventKind::Approved { action_id, .. }
+            | EventKind::Denied { action_id, .. }
+            | EventKind::Expired { action_id }
+            | EventKind::Cancelled { action_id, .. }
+            | EventKind::GrantRedeemed { action_id, .. }
+            | EventKind::ExecutionReported { action_id, .. } => Some(*action_id),
+            EventKind::KeyEnrolled { .. }
+            | EventKind::KeyRevoked { .. }
+            | EventKind::PolicyChanged { .. }
+            | EventKind::AdminChanged { .. } => None,
+        }
+    }
+}
+
+/// One entry of the audit log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEvent {
+    /// Position in the log, from 0: also the Merkle leaf index.
+    pub seq: u64,
+    /// When the service recorded it.
+    pub recorded_at: Timestamp,
+    /// Who caused it.
+    pub actor: Actor,
+    /// What happened.
+    pub event: EventKind,
+}
+
+impl AuditEvent {
+    /// The leaf bytes: RFC 8785 encoding of the event.
+    pub fn leaf_bytes(&self) -> Result<Vec<u8>, CanonicalError> {
+        to_canonical_vec(self)
+    }
+
+    /// The Merkle leaf hash, `SHA-256(0x00 || leaf bytes)`.
+    pub fn leaf_hash(&self) -> Result<Digest, CanonicalError> {
+        Ok(merkle::leaf_hash(&self.leaf_bytes()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::tests::sample_action;
+
+    #[test]
+    fn event_round_trips_and_names_its_action() {
+        let action = sample_action();
+        let event = AuditEvent {
+            seq: 0,
+            recorded_at: action.created_at,
+            actor: Actor::Agent(action.requester.clone()),
+            event: EventKind::RequestCreated {
+                digest: action.digest().expect("digest"),
+                action: action.clone(),
+            },
+        };
+        let json = serde_json::to_string(&event).expect("serializes");
+        let back: AuditEvent = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, event);
+        assert_eq!(back.event.action_id(), Some(action.id));
+        assert_eq!(back.leaf_hash().ok(), event.leaf_hash().ok());
+    }
+
+    #[test]
+    fn actor_serializes_tagged() {
+        let json = serde_json::to_value(Actor::Approver("bob".into())).expect("serializes");
+        assert_eq!(json, serde_json::json!({"kind": "approver", "id": "bob"}));
+        let json = serde_json::to_value(Actor::System).expect("serializes");
+        assert_eq!(json, serde_json::json!({"kind": "system"}));
+    }
+}

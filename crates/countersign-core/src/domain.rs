@@ -1,0 +1,21 @@
+//! Domain-separation prefixes: every hashed or signed byte string starts with one, so a
+//! signature or digest made for one purpose can never be replayed as another.
+
+/// Prefix of the request digest's preimage.
+pub const REQUEST: &[u8] = b"countersign/request/v1\n";
+/// Prefix of an approver's decision signature payload.
+pub const DECISION: &[u8] = b"countersign/decision/v1\n";
+/// Prefix of the service's grant signature payload.
+pub const GRANT: &[u8] = b"countersign/grant/v1\n";
+/// Prefix of the service's checkpoint signature payload.
+pub const CHECKPOINT: &[u8] = b"countersign/checkpoint/v1\n";
+/// Prefix of the policy hash's preimage.
+pub const POLICY: &[u8] = b"countersign/policy/v1\n";
+
+/// `prefix || body`, the bytes that are actually hashed or signed.
+pub fn prefixed(prefix: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(prefix.len() + body.len());
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(body);
+    out
+}

@@ -1,0 +1,33 @@
+//! Countersign's protocol core: the types agents, the service and approvers exchange, their
+//! canonical encoding (RFC 8785), the digests and signatures that bind them, and the RFC 9162
+//! Merkle audit log with signed checkpoints.
+//!
+//! Pure by design: no I/O, no async, no clock of its own. Whatever needs the time takes a
+//! [`Timestamp`] or a [`Clock`] from the caller, so expiry and skew are testable.
+
+pub mod action;
+pub mod audit;
+pub mod canonical;
+pub mod checkpoint;
+pub mod decision;
+pub mod digest;
+pub mod domain;
+pub mod ecdsa;
+pub mod grant;
+pub mod merkle;
+pub mod policy;
+pub mod timestamp;
+pub mod validate;
+
+pub use action::{Action, ActionRequest, ActionStatus, ActionType, Diff, Tag};
+pub use audit::{Actor, AuditEvent, EventKind, ExecutionOutcome};
+pub use canonical::{CanonicalError, to_canonical_vec};
+pub use checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint};
+pub use decision::{Decision, KeyKind, Nonce, SignedDecision, Verdict};
+pub use digest::Digest;
+pub use ecdsa::{KeyId, PublicKey, Signature, SignatureError};
+pub use grant::{Grant, GrantError, SignedGrant};
+pub use merkle::{ConsistencyProof, InclusionProof, MerkleTree, ProofError};
+pub use policy::{PolicyEvaluation, PolicyOutcome};
+pub use timestamp::{Clock, Timestamp};
+pub use validate::ValidationError;

@@ -1,0 +1,93 @@
+//! What the policy decided for a request.
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::domain;
+
+/// The policy's verdict on one request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PolicyOutcome {
+    /// Proceed without a human. (Empty braces, so that stray fields are rejected.)
+    Allow {},
+    /// Refused outright.
+    Deny {},
+    /// Wait for `quorum` distinct approvers from `groups`.
+    RequireApproval {
+        /// Distinct approvers needed.
+        quorum: u32,
+        /// Groups whose members may decide; empty means any approver.
+        groups: Vec<String>,
+        /// How long the request stays open, in seconds.
+        ttl_seconds: u32,
+        /// Refuse decisions signed by software keys.
+        require_hardware_key: bool,
+        /// Allow approving straight from the notification.
+        quick_approve: bool,
+    },
+}
+
+impl PolicyOutcome {
+    /// The quorum, or `None` when no approval is needed.
+    pub fn quorum(&self) -> Option<u32> {
+        match self {
+            PolicyOutcome::RequireApproval { quorum, .. } => Some(*quorum),
+            PolicyOutcome::Allow {} | PolicyOutcome::Deny {} => None,
+        }
+    }
+}
+
+/// A policy evaluation as recorded with the request and shown to approvers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyEvaluation {
+    /// The outcome and its parameters.
+    pub outcome: PolicyOutcome,
+    /// Why, in words a person understands.
+    pub reason: String,
+    /// Hash of the policy source that decided (see [`policy_hash`]).
+    pub policy_hash: Digest,
+}
+
+/// SHA-256 over `countersign/policy/v1\n || source`: identifies the exact policy text.
+pub fn policy_hash(source: &[u8]) -> Digest {
+    Digest::of_prefixed(domain::POLICY, source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evaluation_round_trips() {
+        let eval = PolicyEvaluation {
+            outcome: PolicyOutcome::RequireApproval {
+                quorum: 2,
+                groups: vec!["security".into()],
+                ttl_seconds: 900,
+                require_hardware_key: true,
+                quick_approve: false,
+            },
+            reason: "prod export of pii".into(),
+            policy_hash: policy_hash(b"package countersign"),
+        };
+        let json = serde_json::to_value(&eval).expect("serializes");
+        assert_eq!(json["outcome"]["kind"], "require_approval");
+        assert_eq!(json["outcome"]["quorum"], 2);
+        let back: PolicyEvaluation = serde_json::from_value(json).expect("parses");
+        assert_eq!(back, eval);
+    }
+
+    #[test]
+    fn unknown_field_in_outcome_is_rejected() {
+        let json = serde_json::json!({"kind": "allow", "quorum": 0});
+        assert!(serde_json::from_value::<PolicyOutcome>(json).is_err());
+    }
+
+    #[test]
+    fn unknown_outcome_is_rejected() {
+        let json = serde_json::json!({"outcome": {"kind": "maybe"}, "reason": "", "policy_hash": "00".repeat(32)});
+        assert!(serde_json::from_value::<PolicyEvaluation>(json).is_err());
+    }
+}
