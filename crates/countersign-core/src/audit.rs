@@ -48,8 +48,8 @@ pub enum EventKind {
     /// A request was accepted and evaluated by policy (the evaluation is part of the action,
     /// so the request and the decision about it cannot be separated).
     RequestCreated {
-        /// The request as shown to approvers.
-        action: Action,
+        /// The request as shown to approvers (boxed: it dwarfs every other event).
+        action: Box<Action>,
         /// Its digest.
         digest: Digest,
     },
@@ -213,7 +213,7 @@ mod tests {
             actor: Actor::Agent(action.requester.clone()),
             event: EventKind::RequestCreated {
                 digest: action.digest().expect("digest"),
-                action: action.clone(),
+                action: Box::new(action.clone()),
             },
         };
         let json = serde_json::to_string(&event).expect("serializes");

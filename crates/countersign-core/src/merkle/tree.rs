@@ -69,7 +69,7 @@ impl MerkleTree {
         let index = self.size() - 1;
         // Completing a pair at one level completes a node at the next, like a binary carry.
         let mut level = 0;
-        while self.levels[level].len() % 2 == 0 {
+        while self.levels[level].len().is_multiple_of(2) {
             let len = self.levels[level].len();
             let parent = node_hash(&self.levels[level][len - 2], &self.levels[level][len - 1]);
             if self.levels.len() == level + 1 {
@@ -140,7 +140,7 @@ impl MerkleTree {
     /// splits into one on the left and a smaller range on the right, so this is O(log n).
     fn range_hash(&self, start: u64, end: u64) -> Digest {
         let n = end - start;
-        if n.is_power_of_two() && start % n == 0 {
+        if n.is_power_of_two() && start.is_multiple_of(n) {
             let level = n.trailing_zeros() as usize;
             return self.levels[level][(start >> level) as usize];
         }

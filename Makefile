@@ -1,0 +1,28 @@
+# The everyday tasks. `make demo` and `make test` set the machine up first (Debian 12).
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: setup demo test fmt lint check vectors
+
+setup:
+	@scripts/setup.sh
+
+## Set up and run the demo.
+demo: setup
+	$(CARGO) run --quiet -p countersign-core --example walkthrough
+
+## Set up and run every check and test, as CI does.
+test: setup
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) test --workspace --locked
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Rewrite tests/vectors/ after a deliberate protocol change (review the diff!).
+vectors:
+	COUNTERSIGN_UPDATE_VECTORS=1 $(CARGO) test -p countersign-core --test vectors
