@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential pkg-config ca-certificates
   openssl jq            # the vectors' openssl check
+  sqlite3               # store tests alter the database file from outside
 )
 
 sudo_cmd=()

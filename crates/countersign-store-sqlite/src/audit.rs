@@ -1,0 +1,116 @@
+//! The audit log table: appending inside a caller's transaction, and reading.
+
+use countersign_core::{AuditEvent, Digest, Timestamp};
+use countersign_store::{NewEvent, StoreError, StoreResult};
+use sqlx::{Row, SqliteConnection};
+
+use crate::codec::{backend, corrupt};
+
+/// Appends `events` after the current end of the log, in the caller's transaction: if the
+/// transaction does not commit, neither the events nor the change they record exist.
+pub(crate) async fn append(
+    conn: &mut SqliteConnection,
+    events: Vec<NewEvent>,
+    now: Timestamp,
+) -> StoreResult<Vec<AuditEvent>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(backend)?;
+    let mut appended = Vec::with_capacity(events.len());
+    for (i, new) in events.into_iter().enumerate() {
+        let seq = next + i as i64;
+        let event = AuditEvent {
+            seq: seq as u64,
+            recorded_at: now,
+            actor: new.actor,
+            event: new.event,
+        };
+        let bytes = event
+            .leaf_bytes()
+            .map_err(|e| StoreError::Backend(format!("audit event has no canonical form: {e}")))?;
+        let leaf = countersign_core::merkle::leaf_hash(&bytes);
+        let kind = serde_json::to_value(&event.event)
+            .ok()
+            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
+            .unwrap_or_default();
+        let text = String::from_utf8(bytes).map_err(|e| StoreError::Backend(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO audit_events (seq, recorded_at, action_id, kind, event_json, leaf_hash)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq)
+        .bind(now.as_millis())
+        .bind(event.event.action_id().map(|id| id.to_string()))
+        .bind(kind)
+        .bind(text)
+        .bind(leaf.0.as_slice())
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+        appended.push(event);
+    }
+    Ok(appended)
+}
+
+pub(crate) async fn size(conn: &mut SqliteConnection) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events")
+        .fetch_one(conn)
+        .await
+        .map_err(backend)?;
+    Ok(n as u64)
+}
+
+pub(crate) async fn events(
+    conn: &mut SqliteConnection,
+    from: u64,
+    limit: u32,
+) -> StoreResult<Vec<AuditEvent>> {
+    let rows =
+        sqlx::query("SELECT seq, event_json FROM audit_events WHERE seq >= ? ORDER BY seq LIMIT ?")
+            .bind(from as i64)
+            .bind(i64::from(limit))
+            .fetch_all(conn)
+            .await
+            .map_err(backend)?;
+    rows.iter()
+        .map(|row| {
+            let seq: i64 = row.get(0);
+            let text: String = row.get(1);
+            let event: AuditEvent = serde_json::from_str(&text)
+                .map_err(|e| corrupt(&format!("audit event {seq}"), e))?;
+            if event.seq != seq as u64 {
+                return Err(corrupt(
+                    &format!("audit event {seq}"),
+                    "sequence number differs",
+                ));
+            }
+            Ok(event)
+        })
+        .collect()
+}
+
+pub(crate) async fn leaf_hashes(
+    conn: &mut SqliteConnection,
+    from: u64,
+    limit: u32,
+) -> StoreResult<Vec<Digest>> {
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT leaf_hash FROM audit_events WHERE seq >= ? ORDER BY seq LIMIT ?",
+    )
+    .bind(from as i64)
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await
+    .map_err(backend)?;
+    rows.into_iter()
+        .map(|bytes| {
+            <[u8; 32]>::try_from(bytes.as_slice())
+                .map(Digest)
+                .map_err(|_| corrupt("leaf hash", "not 32 bytes"))
+        })
+        .collect()
+}

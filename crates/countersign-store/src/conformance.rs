@@ -1,0 +1,903 @@
+//! The conformance suite: the same tests for every backend. A backend's test file calls
+//! [`conformance_tests!`](crate::conformance_tests) with an async expression that makes a fresh,
+//! empty store and returns `(store, guard)`, the guard keeping its resources (a temporary
+//! directory, a database) alive for the test; each rule below then runs as its own test.
+
+use countersign_core::policy::policy_hash;
+use countersign_core::{
+    Action, ActionRequest, ActionStatus, Actor, Decision, Digest, EventKind, ExecutionOutcome,
+    Grant, KeyKind, Nonce, PolicyEvaluation, PolicyOutcome, PublicKey, Signature, SignedDecision,
+    SignedGrant, Timestamp, Verdict,
+};
+use p256::ecdsa::SigningKey;
+use p256::ecdsa::signature::Signer as _;
+use uuid::Uuid;
+
+use crate::{
+    ActionRecord, Approver, ApproverKey, Conflict, DecisionEffects, DecisionOutcome, EnrolmentCode,
+    NewAction, NewEvent, Store, StoreError,
+};
+
+/// Generates one `#[tokio::test]` per rule, each with a `(store, guard)` from `$make`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@each $make;
+            audit_log_is_gapless_and_ordered,
+            unknown_action_is_not_found,
+            action_round_trips_with_its_digest,
+            quorum_counts_distinct_approvers_and_issues_one_grant,
+            second_decision_by_same_approver_is_rejected,
+            replayed_nonce_is_rejected,
+            one_deny_denies,
+            decision_on_decided_request_is_rejected,
+            decision_after_expiry_is_rejected,
+            rejected_step_writes_no_audit_event,
+            grant_redeems_once_inside_its_window_for_its_digest,
+            outcome_needs_a_redeemed_grant_and_is_recorded_once,
+            expiry_happens_once,
+            policy_allowed_action_has_its_grant,
+            enrolment_code_is_single_use_and_bound_to_its_approver,
+            expired_enrolment_code_is_rejected,
+            challenge_is_single_use,
+            revoked_key_ends_its_sessions,
+            agent_token_lookup_and_revocation,
+            checkpoints_keep_the_first_note_per_size,
+        );
+    };
+    (@each $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (store, _guard) = $make.await;
+                $crate::conformance::$name(&store).await;
+            }
+        )*
+    };
+}
+
+fn t(seconds: i64) -> Timestamp {
+    Timestamp::from_millis(1_795_000_000_000 + seconds * 1000).expect("in range")
+}
+
+fn key(seed: u8) -> (SigningKey, PublicKey) {
+    let k = SigningKey::from_bytes(&[seed.max(1); 32].into()).expect("valid scalar");
+    let p = PublicKey::from_verifying_key(*k.verifying_key());
+    (k, p)
+}
+
+fn agent() -> Actor {
+    Actor::Agent("agent:test".into())
+}
+
+fn sample_action(n: u128, quorum: u32) -> (NewAction, Vec<NewEvent>) {
+    let request: ActionRequest = serde_json::from_value(serde_json::json!({
+        "type": "db.export", "resource": format!("postgres://prod/t{n}"), "environment": "prod",
+        "justification": "conformance", "tags": ["pii"]
+    }))
+    .expect("valid request");
+    let action = Action {
+        id: Uuid::from_u128(n),
+        requester: "agent:test".into(),
+        request,
+        created_at: t(0),
+        expires_at: t(600),
+        policy: PolicyEvaluation {
+            outcome: PolicyOutcome::RequireApproval {
+                quorum,
+                groups: vec!["security".into()],
+                ttl_seconds: 600,
+                require_hardware_key: false,
+                quick_approve: false,
+            },
+            reason: "test".into(),
+            policy_hash: policy_hash(b"test"),
+        },
+    };
+    let digest = action.digest().expect("digest");
+    let events = vec![NewEvent::new(
+        agent(),
+        EventKind::RequestCreated {
+            action: Box::new(action.clone()),
+            digest,
+        },
+    )];
+    let record = ActionRecord {
+        action,
+        digest,
+        status: ActionStatus::Pending,
+        quorum,
+        updated_at: t(0),
+    };
+    (
+        NewAction {
+            record,
+            grant: None,
+        },
+        events,
+    )
+}
+
+async fn create<S: Store>(store: &S, n: u128, quorum: u32) -> ActionRecord {
+    let (new, events) = sample_action(n, quorum);
+    store
+        .create_action(&new, events, t(0))
+        .await
+        .expect("create action");
+    new.record
+}
+
+fn decision(
+    record: &ActionRecord,
+    approver: &str,
+    verdict: Verdict,
+    nonce: u8,
+    seed: u8,
+) -> SignedDecision {
+    let (k, p) = key(seed);
+    let decision = Decision {
+        request_id: record.action.id,
+        request_digest: record.digest,
+        verdict,
+        approver_id: approver.into(),
+        key_id: p.key_id(),
+        decided_at: t(10),
+        comment: String::new(),
+        nonce: Nonce([nonce; 16]),
+    };
+    let signature = Signature::from_p256(k.sign(&decision.signing_payload().expect("payload")));
+    SignedDecision {
+        decision,
+        signature,
+    }
+}
+
+fn grant_for(record: &ActionRecord, not_before: Timestamp, expires_at: Timestamp) -> SignedGrant {
+    let (k, _) = key(99);
+    let grant = Grant {
+        grant_id: Uuid::from_u128(record.action.id.as_u128() + 1_000_000),
+        request_id: record.action.id,
+        request_digest: record.digest,
+        not_before,
+        expires_at,
+        single_use: true,
+    };
+    let signature = Signature::from_p256(k.sign(&grant.signing_payload().expect("payload")));
+    SignedGrant { grant, signature }
+}
+
+fn effects(record: &ActionRecord) -> DecisionEffects {
+    let grant = grant_for(record, t(10), t(310));
+    let on_quorum = vec![
+        NewEvent::new(
+            Actor::System,
+            EventKind::Approved {
+                action_id: record.action.id,
+                reason: "quorum".into(),
+            },
+        ),
+        NewEvent::new(
+            Actor::System,
+            EventKind::GrantIssued {
+                grant: grant.clone(),
+            },
+        ),
+    ];
+    DecisionEffects {
+        quorum: record.quorum,
+        on_quorum: Some((grant, on_quorum)),
+        on_deny: vec![NewEvent::new(
+            Actor::System,
+            EventKind::Denied {
+                action_id: record.action.id,
+                reason: "denied".into(),
+            },
+        )],
+    }
+}
+
+fn decided_event(d: &SignedDecision) -> NewEvent {
+    NewEvent::new(
+        Actor::Approver(d.decision.approver_id.clone()),
+        EventKind::DecisionRecorded {
+            decision: d.clone(),
+            key_kind: KeyKind::Software,
+        },
+    )
+}
+
+async fn decide<S: Store>(
+    store: &S,
+    record: &ActionRecord,
+    d: &SignedDecision,
+    now: Timestamp,
+) -> Result<DecisionOutcome, StoreError> {
+    store
+        .record_decision(d, KeyKind::Software, effects(record), decided_event(d), now)
+        .await
+        .map(|(outcome, _)| outcome)
+}
+
+fn conflict(result: Result<impl std::fmt::Debug, StoreError>) -> Conflict {
+    match result {
+        Err(StoreError::Conflict(c)) => c,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+/// Events get sequence numbers 0, 1, 2, ... in append order and read back unchanged.
+pub async fn audit_log_is_gapless_and_ordered<S: Store>(store: &S) {
+    assert_eq!(store.audit_size().await.expect("size"), 0);
+    for i in 0..5u8 {
+        let e = NewEvent::new(
+            Actor::Admin("root".into()),
+            EventKind::AdminChanged {
+                operation: "test".into(),
+                subject: format!("s{i}"),
+                detail: String::new(),
+            },
+        );
+        let appended = store
+            .append_events(vec![e.clone(), e], t(i64::from(i)))
+            .await
+            .expect("append");
+        assert_eq!(
+            appended.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [u64::from(i) * 2, u64::from(i) * 2 + 1]
+        );
+    }
+    assert_eq!(store.audit_size().await.expect("size"), 10);
+    let events = store.audit_events(3, 4).await.expect("events");
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [3, 4, 5, 6]
+    );
+    let hashes = store.leaf_hashes(0, 100).await.expect("hashes");
+    assert_eq!(hashes.len(), 10);
+    assert_eq!(hashes[3], events[0].leaf_hash().expect("hash"));
+}
+
+/// Asking for a request that does not exist is `NotFound`, not an empty record.
+pub async fn unknown_action_is_not_found<S: Store>(store: &S) {
+    assert!(matches!(
+        store.action(Uuid::from_u128(42)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        store
+            .grant_for_action(Uuid::from_u128(42))
+            .await
+            .expect("query")
+            .is_none()
+    );
+}
+
+/// A stored request reads back identical, with its digest, and lists as pending.
+pub async fn action_round_trips_with_its_digest<S: Store>(store: &S) {
+    let record = create(store, 1, 2).await;
+    let back = store.action(record.action.id).await.expect("read");
+    assert_eq!(back, record);
+    assert_eq!(back.action.digest().expect("digest"), back.digest);
+    let pending = store
+        .actions_by_status(ActionStatus::Pending, 10)
+        .await
+        .expect("list");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(store.audit_size().await.expect("size"), 1);
+    let (new, events) = sample_action(1, 2);
+    assert_eq!(
+        conflict(store.create_action(&new, events, t(1)).await),
+        Conflict::Exists
+    );
+}
+
+/// Quorum 2: one approval counts, a second approver's approval approves and issues the grant.
+pub async fn quorum_counts_distinct_approvers_and_issues_one_grant<S: Store>(store: &S) {
+    let record = create(store, 2, 2).await;
+    let first = decide(
+        store,
+        &record,
+        &decision(&record, "bob", Verdict::Approve, 1, 1),
+        t(10),
+    )
+    .await;
+    assert_eq!(
+        first.expect("first"),
+        DecisionOutcome::Counted { approvals: 1 }
+    );
+    assert!(
+        store
+            .grant_for_action(record.action.id)
+            .await
+            .expect("query")
+            .is_none()
+    );
+    let second = decide(
+        store,
+        &record,
+        &decision(&record, "carol", Verdict::Approve, 2, 2),
+        t(11),
+    )
+    .await;
+    let DecisionOutcome::Approved(grant) = second.expect("second") else {
+        panic!("not approved")
+    };
+    assert_eq!(grant.grant.request_digest, record.digest);
+    assert_eq!(
+        store.action(record.action.id).await.expect("read").status,
+        ActionStatus::Approved
+    );
+    assert_eq!(
+        store
+            .grant_for_action(record.action.id)
+            .await
+            .expect("query")
+            .map(|g| g.grant),
+        Some(grant)
+    );
+    let decisions = store.decisions(record.action.id).await.expect("decisions");
+    assert_eq!(
+        decisions
+            .iter()
+            .map(|d| d.decision.decision.approver_id.as_str())
+            .collect::<Vec<_>>(),
+        ["bob", "carol"]
+    );
+    // decision, decision, approved, grant issued, after the request
+    assert_eq!(store.audit_size().await.expect("size"), 5);
+}
+
+/// The same approver cannot count twice, even with a new nonce or another key.
+pub async fn second_decision_by_same_approver_is_rejected<S: Store>(store: &S) {
+    let record = create(store, 3, 2).await;
+    decide(
+        store,
+        &record,
+        &decision(&record, "bob", Verdict::Approve, 1, 1),
+        t(10),
+    )
+    .await
+    .expect("first");
+    let again = decide(
+        store,
+        &record,
+        &decision(&record, "bob", Verdict::Approve, 2, 3),
+        t(11),
+    )
+    .await;
+    assert_eq!(conflict(again), Conflict::AlreadyDecided);
+    assert_eq!(
+        store.action(record.action.id).await.expect("read").status,
+        ActionStatus::Pending
+    );
+}
+
+/// A nonce seen before, on any request, is a replay.
+pub async fn replayed_nonce_is_rejected<S: Store>(store: &S) {
+    let a = create(store, 4, 2).await;
+    let b = create(store, 5, 2).await;
+    decide(
+        store,
+        &a,
+        &decision(&a, "bob", Verdict::Approve, 7, 1),
+        t(10),
+    )
+    .await
+    .expect("first");
+    let replay = decide(
+        store,
+        &b,
+        &decision(&b, "carol", Verdict::Approve, 7, 2),
+        t(11),
+    )
+    .await;
+    assert_eq!(conflict(replay), Conflict::NonceReused);
+}
+
+/// A single deny denies the request, whatever the quorum.
+pub async fn one_deny_denies<S: Store>(store: &S) {
+    let record = create(store, 6, 3).await;
+    decide(
+        store,
+        &record,
+        &decision(&record, "bob", Verdict::Approve, 1, 1),
+        t(10),
+    )
+    .await
+    .expect("approve");
+    let denied = decide(
+        store,
+        &record,
+        &decision(&record, "carol", Verdict::Deny, 2, 2),
+        t(11),
+    )
+    .await;
+    assert_eq!(denied.expect("deny"), DecisionOutcome::Denied);
+    assert_eq!(
+        store.action(record.action.id).await.expect("read").status,
+        ActionStatus::Denied
+    );
+    assert!(
+        store
+            .grant_for_action(record.action.id)
+            .await
+            .expect("query")
+            .is_none()
+    );
+}
+
+/// Nothing can be decided once a request is decided.
+pub async fn decision_on_decided_request_is_rejected<S: Store>(store: &S) {
+    let record = create(store, 7, 1).await;
+    decide(
+        store,
+        &record,
+        &decision(&record, "bob", Verdict::Approve, 1, 1),
+        t(10),
+    )
+    .await
+    .expect("approve");
+    let late = decide(
+        store,
+        &record,
+        &decision(&record, "carol", Verdict::Deny, 2, 2),
+        t(11),
+    )
+    .await;
+    assert_eq!(conflict(late), Conflict::NotPending);
+}
+
+/// A decision at or after `expires_at` is refused even before the expiry job ran.
+pub async fn decision_after_expiry_is_rejected<S: Store>(store: &S) {
+    let record = create(store, 8, 1).await;
+    let late = decide(
+        store,
+        &record,
+        &decision(&record, "bob", Verdict::Approve, 1, 1),
+        t(600),
+    )
+    .await;
+    assert_eq!(conflict(late), Conflict::Expired);
+}
+
+/// A refused step leaves no trace: no decision row, no audit event.
+pub async fn rejected_step_writes_no_audit_event<S: Store>(store: &S) {
+    let record = create(store, 9, 1).await;
+    let size = store.audit_size().await.expect("size");
+    let late = decide(
+        store,
+        &record,
+        &decision(&record, "bob", Verdict::Approve, 1, 1),
+        t(700),
+    )
+    .await;
+    assert!(late.is_err());
+    assert_eq!(store.audit_size().await.expect("size"), size);
+    assert!(
+        store
+            .decisions(record.action.id)
+            .await
+            .expect("decisions")
+            .is_empty()
+    );
+}
+
+/// A grant redeems once, only inside its window, only for its digest.
+pub async fn grant_redeems_once_inside_its_window_for_its_digest<S: Store>(store: &S) {
+    let record = create(store, 10, 1).await;
+    let DecisionOutcome::Approved(grant) = decide(
+        store,
+        &record,
+        &decision(&record, "bob", Verdict::Approve, 1, 1),
+        t(10),
+    )
+    .await
+    .expect("approve") else {
+        panic!("not approved")
+    };
+    let id = grant.grant.grant_id;
+    let redeemed = || {
+        NewEvent::new(
+            agent(),
+            EventKind::GrantRedeemed {
+                grant_id: id,
+                action_id: record.action.id,
+            },
+        )
+    };
+    assert_eq!(
+        conflict(
+            store
+                .redeem_grant(id, &Digest::of(b"other"), redeemed(), t(20))
+                .await
+        ),
+        Conflict::GrantDigestMismatch
+    );
+    assert_eq!(
+        conflict(
+            store
+                .redeem_grant(id, &record.digest, redeemed(), t(9))
+                .await
+        ),
+        Conflict::GrantNotValidNow
+    );
+    assert_eq!(
+        conflict(
+            store
+                .redeem_grant(id, &record.digest, redeemed(), t(310))
+                .await
+        ),
+        Conflict::GrantNotValidNow
+    );
+    let (g, _) = store
+        .redeem_grant(id, &record.digest, redeemed(), t(20))
+        .await
+        .expect("redeem");
+    assert_eq!(g.redeemed_at, Some(t(20)));
+    assert_eq!(
+        conflict(
+            store
+                .redeem_grant(id, &record.digest, redeemed(), t(21))
+                .await
+        ),
+        Conflict::GrantRedeemed
+    );
+    assert!(matches!(
+        store
+            .redeem_grant(Uuid::from_u128(77), &record.digest, redeemed(), t(21))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// An outcome is accepted once, and only after the grant was redeemed.
+pub async fn outcome_needs_a_redeemed_grant_and_is_recorded_once<S: Store>(store: &S) {
+    let record = create(store, 11, 1).await;
+    let DecisionOutcome::Approved(grant) = decide(
+        store,
+        &record,
+        &decision(&record, "bob", Verdict::Approve, 1, 1),
+        t(10),
+    )
+    .await
+    .expect("approve") else {
+        panic!("not approved")
+    };
+    let outcome = ExecutionOutcome {
+        succeeded: true,
+        exit_code: Some(0),
+        detail: String::new(),
+    };
+    let event = || {
+        NewEvent::new(
+            agent(),
+            EventKind::ExecutionReported {
+                action_id: record.action.id,
+                outcome: outcome.clone(),
+            },
+        )
+    };
+    assert_eq!(
+        conflict(
+            store
+                .report_outcome(record.action.id, &outcome, event(), t(15))
+                .await
+        ),
+        Conflict::NoOutcomeExpected
+    );
+    let redeemed = NewEvent::new(
+        agent(),
+        EventKind::GrantRedeemed {
+            grant_id: grant.grant.grant_id,
+            action_id: record.action.id,
+        },
+    );
+    store
+        .redeem_grant(grant.grant.grant_id, &record.digest, redeemed, t(20))
+        .await
+        .expect("redeem");
+    store
+        .report_outcome(record.action.id, &outcome, event(), t(30))
+        .await
+        .expect("report");
+    assert_eq!(
+        store.outcome(record.action.id).await.expect("read"),
+        Some(outcome.clone())
+    );
+    assert_eq!(
+        conflict(
+            store
+                .report_outcome(record.action.id, &outcome, event(), t(31))
+                .await
+        ),
+        Conflict::NoOutcomeExpected
+    );
+}
+
+/// Expiry marks due requests once; running it again does nothing.
+pub async fn expiry_happens_once<S: Store>(store: &S) {
+    let record = create(store, 12, 1).await;
+    assert_eq!(store.next_expiry().await.expect("next"), Some(t(600)));
+    let event_for = |id| NewEvent::new(Actor::System, EventKind::Expired { action_id: id });
+    assert!(
+        store
+            .expire_due(t(599), &event_for)
+            .await
+            .expect("expire")
+            .is_empty()
+    );
+    let expired = store.expire_due(t(600), &event_for).await.expect("expire");
+    assert_eq!(expired.len(), 1);
+    assert_eq!(
+        expired[0].event,
+        EventKind::Expired {
+            action_id: record.action.id
+        }
+    );
+    assert!(
+        store
+            .expire_due(t(601), &event_for)
+            .await
+            .expect("expire")
+            .is_empty()
+    );
+    assert_eq!(
+        store.action(record.action.id).await.expect("read").status,
+        ActionStatus::Expired
+    );
+    assert_eq!(store.next_expiry().await.expect("next"), None);
+}
+
+/// A request the policy allowed is stored approved with its grant, in one step.
+pub async fn policy_allowed_action_has_its_grant<S: Store>(store: &S) {
+    let (mut new, events) = sample_action(13, 0);
+    new.record.status = ActionStatus::Approved;
+    let grant = grant_for(&new.record, t(0), t(300));
+    new.grant = Some(grant.clone());
+    store
+        .create_action(&new, events, t(0))
+        .await
+        .expect("create");
+    let stored = store
+        .grant_for_action(new.record.action.id)
+        .await
+        .expect("query")
+        .expect("grant");
+    assert_eq!(stored.grant, grant);
+    assert_eq!(stored.redeemed_at, None);
+}
+
+async fn approver_with_code<S: Store>(
+    store: &S,
+    id: &str,
+    code: &[u8],
+    expires_at: Timestamp,
+) -> Digest {
+    let admin = || {
+        NewEvent::new(
+            Actor::Admin("root".into()),
+            EventKind::AdminChanged {
+                operation: "test".into(),
+                subject: id.into(),
+                detail: String::new(),
+            },
+        )
+    };
+    let approver = Approver {
+        id: id.into(),
+        display_name: id.into(),
+        groups: vec!["security".into()],
+    };
+    store
+        .put_approver(&approver, admin(), t(0))
+        .await
+        .expect("approver");
+    let code_hash = Digest::of(code);
+    let code = EnrolmentCode {
+        code_hash,
+        approver_id: id.into(),
+        expires_at,
+    };
+    store
+        .create_enrolment_code(&code, admin(), t(0))
+        .await
+        .expect("code");
+    code_hash
+}
+
+fn approver_key(approver: &str, seed: u8, at: Timestamp) -> (ApproverKey, NewEvent) {
+    let (_, public_key) = key(seed);
+    let k = ApproverKey {
+        key_id: public_key.key_id(),
+        approver_id: approver.into(),
+        kind: KeyKind::Software,
+        public_key: public_key.clone(),
+        label: "test".into(),
+        attestation: None,
+        enrolled_at: at,
+        revoked_at: None,
+    };
+    let e = NewEvent::new(
+        Actor::Approver(approver.into()),
+        EventKind::KeyEnrolled {
+            approver_id: approver.into(),
+            key_id: k.key_id,
+            key_kind: k.kind,
+            public_key,
+        },
+    );
+    (k, e)
+}
+
+/// An enrolment code enrols one key of its own approver, once.
+pub async fn enrolment_code_is_single_use_and_bound_to_its_approver<S: Store>(store: &S) {
+    let code = approver_with_code(store, "bob", b"code-1", t(3600)).await;
+    approver_with_code(store, "mallory", b"code-2", t(3600)).await;
+    let (wrong, e) = approver_key("mallory", 5, t(10));
+    assert_eq!(
+        conflict(store.enrol_key(&code, &wrong, e).await),
+        Conflict::EnrolmentCodeInvalid
+    );
+    let (k, e) = approver_key("bob", 6, t(10));
+    store.enrol_key(&code, &k, e.clone()).await.expect("enrol");
+    assert_eq!(store.key(&k.key_id).await.expect("read"), Some(k.clone()));
+    assert_eq!(store.keys(Some("bob")).await.expect("keys").len(), 1);
+    assert_eq!(
+        conflict(store.enrol_key(&code, &k, e).await),
+        Conflict::EnrolmentCodeInvalid
+    );
+}
+
+/// An enrolment code past its expiry enrols nothing.
+pub async fn expired_enrolment_code_is_rejected<S: Store>(store: &S) {
+    let code = approver_with_code(store, "bob", b"code-3", t(60)).await;
+    let (k, e) = approver_key("bob", 7, t(60));
+    assert_eq!(
+        conflict(store.enrol_key(&code, &k, e).await),
+        Conflict::EnrolmentCodeInvalid
+    );
+    assert_eq!(store.key(&k.key_id).await.expect("read"), None);
+}
+
+/// A challenge opens at most one session, and not after it expired.
+pub async fn challenge_is_single_use<S: Store>(store: &S) {
+    let c = Digest::of(b"challenge");
+    store.create_challenge(&c, t(60)).await.expect("create");
+    assert_eq!(
+        conflict(store.consume_challenge(&c, t(60)).await),
+        Conflict::ChallengeInvalid
+    );
+    let c2 = Digest::of(b"challenge-2");
+    store.create_challenge(&c2, t(60)).await.expect("create");
+    store.consume_challenge(&c2, t(10)).await.expect("consume");
+    assert_eq!(
+        conflict(store.consume_challenge(&c2, t(11)).await),
+        Conflict::ChallengeInvalid
+    );
+}
+
+/// Revoking a key marks it and ends the sessions opened with it.
+pub async fn revoked_key_ends_its_sessions<S: Store>(store: &S) {
+    let code = approver_with_code(store, "bob", b"code-4", t(3600)).await;
+    let (k, e) = approver_key("bob", 8, t(10));
+    store.enrol_key(&code, &k, e).await.expect("enrol");
+    let session = crate::Session {
+        token_hash: Digest::of(b"tok"),
+        approver_id: "bob".into(),
+        key_id: k.key_id,
+        expires_at: t(7200),
+    };
+    store.create_session(&session).await.expect("session");
+    assert_eq!(
+        store
+            .session(&session.token_hash, t(20))
+            .await
+            .expect("read"),
+        Some(session.clone())
+    );
+    assert_eq!(
+        store
+            .session(&session.token_hash, t(7200))
+            .await
+            .expect("read"),
+        None
+    );
+    let revoked = NewEvent::new(
+        Actor::Admin("root".into()),
+        EventKind::KeyRevoked {
+            approver_id: "bob".into(),
+            key_id: k.key_id,
+            reason: "lost".into(),
+        },
+    );
+    store
+        .revoke_key(&k.key_id, revoked.clone(), t(30))
+        .await
+        .expect("revoke");
+    assert_eq!(
+        store
+            .key(&k.key_id)
+            .await
+            .expect("read")
+            .and_then(|k| k.revoked_at),
+        Some(t(30))
+    );
+    assert_eq!(
+        store
+            .session(&session.token_hash, t(31))
+            .await
+            .expect("read"),
+        None
+    );
+    assert!(matches!(
+        store.revoke_key(&k.key_id, revoked, t(32)).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Tokens are found by hash; revocation is recorded and happens once.
+pub async fn agent_token_lookup_and_revocation<S: Store>(store: &S) {
+    let token = crate::AgentToken {
+        token_id: Uuid::from_u128(5),
+        agent_id: "agent:ci".into(),
+        token_hash: Digest::of(b"secret"),
+        created_at: t(0),
+        revoked_at: None,
+    };
+    let event = || {
+        NewEvent::new(
+            Actor::Admin("root".into()),
+            EventKind::AdminChanged {
+                operation: "token".into(),
+                subject: "agent:ci".into(),
+                detail: String::new(),
+            },
+        )
+    };
+    store
+        .create_agent_token(&token, event())
+        .await
+        .expect("create");
+    assert_eq!(
+        store.agent_token(&token.token_hash).await.expect("read"),
+        Some(token.clone())
+    );
+    assert_eq!(
+        store
+            .agent_token(&Digest::of(b"guess"))
+            .await
+            .expect("read"),
+        None
+    );
+    store
+        .revoke_agent_token(token.token_id, event(), t(5))
+        .await
+        .expect("revoke");
+    assert_eq!(
+        store
+            .agent_token(&token.token_hash)
+            .await
+            .expect("read")
+            .and_then(|t| t.revoked_at),
+        Some(t(5))
+    );
+    assert!(matches!(
+        store
+            .revoke_agent_token(token.token_id, event(), t(6))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.agent_tokens().await.expect("list").len(), 1);
+}
+
+/// The first checkpoint note for a size is kept; the latest is the largest size.
+pub async fn checkpoints_keep_the_first_note_per_size<S: Store>(store: &S) {
+    assert_eq!(store.latest_checkpoint().await.expect("read"), None);
+    store.save_checkpoint(3, "three").await.expect("save");
+    store.save_checkpoint(3, "other three").await.expect("save");
+    store.save_checkpoint(2, "two").await.expect("save");
+    assert_eq!(
+        store.latest_checkpoint().await.expect("read"),
+        Some((3, "three".into()))
+    );
+}

@@ -1,0 +1,63 @@
+//! Store errors. `NotFound` and `Conflict` are distinct so the service maps them to 404 and 409
+//! (or to the rule that was broken) without looking at messages.
+
+/// Why a store operation did not happen. When it fails, nothing of it was written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A rule checked atomically with the write refused it.
+    #[error("{0}")]
+    Conflict(Conflict),
+    /// Stored data that does not parse: corruption or tampering, never silently skipped.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// The backend failed (I/O, connection, disk full); the operation was rolled back.
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+/// A rule enforced inside the store's transaction, where concurrent writers cannot race it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// The request is no longer pending.
+    #[error("the request is no longer pending")]
+    NotPending,
+    /// The request's time ran out.
+    #[error("the request has expired")]
+    Expired,
+    /// This approver already decided this request.
+    #[error("this approver has already decided this request")]
+    AlreadyDecided,
+    /// The decision nonce was seen before.
+    #[error("decision nonce already used (replay)")]
+    NonceReused,
+    /// The grant was redeemed before.
+    #[error("grant already redeemed")]
+    GrantRedeemed,
+    /// The grant is outside its validity window.
+    #[error("grant is not valid at this time")]
+    GrantNotValidNow,
+    /// The grant is for another request digest.
+    #[error("grant does not match the request digest")]
+    GrantDigestMismatch,
+    /// No redeemed grant to report an outcome for, or it was already reported.
+    #[error("no redeemed grant awaiting an outcome")]
+    NoOutcomeExpected,
+    /// The enrolment code is unknown, used or expired.
+    #[error("enrolment code is invalid, used or expired")]
+    EnrolmentCodeInvalid,
+    /// A key with this id is enrolled already.
+    #[error("this key is already enrolled")]
+    KeyExists,
+    /// The challenge is unknown, used or expired.
+    #[error("challenge is invalid, used or expired")]
+    ChallengeInvalid,
+    /// Something with this id exists already.
+    #[error("already exists")]
+    Exists,
+}
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;

@@ -1,0 +1,181 @@
+//! The storage interface of the approval service.
+//!
+//! Methods are whole operations, not row access: each one checks its rules and writes its
+//! state change together with the audit events that record it in one transaction. So an event
+//! that cannot be written stops the step it records (audit before effect), and a rule such as
+//! single use or distinct approvers holds under concurrent writers on every backend.
+
+mod error;
+mod models;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+use async_trait::async_trait;
+use countersign_core::{
+    ActionStatus, AuditEvent, Digest, ExecutionOutcome, KeyId, KeyKind, SignedDecision,
+    SignedGrant, Timestamp,
+};
+use uuid::Uuid;
+
+pub use error::{Conflict, StoreError, StoreResult};
+pub use models::{
+    ActionRecord, AgentToken, Approver, ApproverKey, DecisionEffects, DecisionOutcome,
+    DecisionRecord, EnrolmentCode, GrantRecord, NewEvent, Session,
+};
+
+/// A new request to record, with the grant the policy allowed outright, if any.
+#[derive(Clone, Debug)]
+pub struct NewAction {
+    /// The request, status and quorum.
+    pub record: ActionRecord,
+    /// The grant issued at once when policy allowed the request.
+    pub grant: Option<SignedGrant>,
+}
+
+/// Everything the approval service keeps.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- audit log -------------------------------------------------------------------------
+
+    /// Appends events on their own (policy changes, admin operations).
+    async fn append_events(
+        &self,
+        events: Vec<NewEvent>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>>;
+    /// Number of events in the log.
+    async fn audit_size(&self) -> StoreResult<u64>;
+    /// Up to `limit` events with `seq >= from`, in order.
+    async fn audit_events(&self, from: u64, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+    /// Up to `limit` leaf hashes with `seq >= from`, in order.
+    async fn leaf_hashes(&self, from: u64, limit: u32) -> StoreResult<Vec<Digest>>;
+    /// Keeps a signed checkpoint note for `tree_size` (the first one for a size wins).
+    async fn save_checkpoint(&self, tree_size: u64, note: &str) -> StoreResult<()>;
+    /// The checkpoint with the largest tree size, as `(size, note)`.
+    async fn latest_checkpoint(&self) -> StoreResult<Option<(u64, String)>>;
+
+    // --- agents ------------------------------------------------------------------------------
+
+    /// Records a new agent token.
+    async fn create_agent_token(&self, token: &AgentToken, event: NewEvent) -> StoreResult<()>;
+    /// The token with this hash, revoked or not.
+    async fn agent_token(&self, token_hash: &Digest) -> StoreResult<Option<AgentToken>>;
+    /// All tokens.
+    async fn agent_tokens(&self) -> StoreResult<Vec<AgentToken>>;
+    /// Revokes a token.
+    async fn revoke_agent_token(
+        &self,
+        token_id: Uuid,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+
+    // --- approvers, keys, sessions -----------------------------------------------------------
+
+    /// Creates or updates an approver (name and groups).
+    async fn put_approver(
+        &self,
+        approver: &Approver,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// An approver by id.
+    async fn approver(&self, id: &str) -> StoreResult<Option<Approver>>;
+    /// All approvers.
+    async fn approvers(&self) -> StoreResult<Vec<Approver>>;
+    /// Records a one-time enrolment code.
+    async fn create_enrolment_code(
+        &self,
+        code: &EnrolmentCode,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Consumes the code (unused, unexpired, for this key's approver) and enrols the key.
+    async fn enrol_key(
+        &self,
+        code_hash: &Digest,
+        key: &ApproverKey,
+        event: NewEvent,
+    ) -> StoreResult<()>;
+    /// A key by id, revoked or not.
+    async fn key(&self, key_id: &KeyId) -> StoreResult<Option<ApproverKey>>;
+    /// All keys of one approver, or of everyone.
+    async fn keys(&self, approver_id: Option<&str>) -> StoreResult<Vec<ApproverKey>>;
+    /// Revokes a key.
+    async fn revoke_key(&self, key_id: &KeyId, event: NewEvent, now: Timestamp) -> StoreResult<()>;
+    /// Records a challenge an approver must sign, single use.
+    async fn create_challenge(&self, challenge: &Digest, expires_at: Timestamp) -> StoreResult<()>;
+    /// Consumes a challenge; `Conflict::ChallengeInvalid` if unknown, used or expired.
+    async fn consume_challenge(&self, challenge: &Digest, now: Timestamp) -> StoreResult<()>;
+    /// Records an approver session.
+    async fn create_session(&self, session: &Session) -> StoreResult<()>;
+    /// The unexpired session with this token hash.
+    async fn session(&self, token_hash: &Digest, now: Timestamp) -> StoreResult<Option<Session>>;
+
+    // --- requests ------------------------------------------------------------------------------
+
+    /// Records a request with its events (and its grant, when policy allowed it).
+    async fn create_action(
+        &self,
+        action: &NewAction,
+        events: Vec<NewEvent>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>>;
+    /// A request by id.
+    async fn action(&self, id: Uuid) -> StoreResult<ActionRecord>;
+    /// Requests in a status, oldest first, at most `limit`.
+    async fn actions_by_status(
+        &self,
+        status: ActionStatus,
+        limit: u32,
+    ) -> StoreResult<Vec<ActionRecord>>;
+    /// Decisions on a request, in the order they were accepted.
+    async fn decisions(&self, action_id: Uuid) -> StoreResult<Vec<DecisionRecord>>;
+    /// Records a decision: the request must be pending and unexpired at `now`, the approver
+    /// must not have decided it, the nonce must be new; then applies `effects`.
+    async fn record_decision(
+        &self,
+        decision: &SignedDecision,
+        key_kind: KeyKind,
+        effects: DecisionEffects,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<(DecisionOutcome, Vec<AuditEvent>)>;
+    /// The grant of a request, if one was issued.
+    async fn grant_for_action(&self, action_id: Uuid) -> StoreResult<Option<GrantRecord>>;
+    /// Redeems a grant once, inside its window, for its digest.
+    async fn redeem_grant(
+        &self,
+        grant_id: Uuid,
+        digest: &Digest,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<(GrantRecord, Vec<AuditEvent>)>;
+    /// Records the outcome of a redeemed grant's action, once.
+    async fn report_outcome(
+        &self,
+        action_id: Uuid,
+        outcome: &ExecutionOutcome,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>>;
+    /// The reported outcome of a request, if any.
+    async fn outcome(&self, action_id: Uuid) -> StoreResult<Option<ExecutionOutcome>>;
+    /// Marks every pending request whose time ran out at `now` as expired, with one event
+    /// each from `event_for`. Safe to run concurrently: each request expires once.
+    async fn expire_due(
+        &self,
+        now: Timestamp,
+        event_for: &(dyn Fn(Uuid) -> NewEvent + Send + Sync),
+    ) -> StoreResult<Vec<AuditEvent>>;
+    /// Cancels a pending request.
+    async fn cancel_action(
+        &self,
+        id: Uuid,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>>;
+    /// The earliest `expires_at` among pending requests.
+    async fn next_expiry(&self) -> StoreResult<Option<Timestamp>>;
+}

@@ -1,0 +1,155 @@
+//! What the store keeps, as the service sees it.
+
+use countersign_core::{
+    Action, ActionStatus, Actor, Digest, EventKind, KeyId, KeyKind, PublicKey, SignedDecision,
+    SignedGrant, Timestamp,
+};
+use uuid::Uuid;
+
+/// An audit event before the store gives it its sequence number and time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    /// Who caused it.
+    pub actor: Actor,
+    /// What happened.
+    pub event: EventKind,
+}
+
+impl NewEvent {
+    /// A new event.
+    pub fn new(actor: Actor, event: EventKind) -> Self {
+        Self { actor, event }
+    }
+}
+
+/// A request and where it stands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionRecord {
+    /// The request as shown to approvers.
+    pub action: Action,
+    /// Its digest.
+    pub digest: Digest,
+    /// Where it stands.
+    pub status: ActionStatus,
+    /// Approvals needed (0 when policy decided alone).
+    pub quorum: u32,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// A decision as accepted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecisionRecord {
+    /// The signed decision.
+    pub decision: SignedDecision,
+    /// Kind of key that signed it.
+    pub key_kind: KeyKind,
+    /// When the service accepted it.
+    pub recorded_at: Timestamp,
+}
+
+/// A grant and whether it was used.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GrantRecord {
+    /// The signed grant.
+    pub grant: SignedGrant,
+    /// When it was redeemed, if it was.
+    pub redeemed_at: Option<Timestamp>,
+}
+
+/// An agent's API token (only its hash is kept).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentToken {
+    /// Token id, shown in listings.
+    pub token_id: Uuid,
+    /// The agent identity it authenticates.
+    pub agent_id: String,
+    /// SHA-256 of the token.
+    pub token_hash: Digest,
+    /// Issued.
+    pub created_at: Timestamp,
+    /// Revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A person who may decide requests.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Approver {
+    /// Identity, e.g. an email address.
+    pub id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Groups, which policy names.
+    pub groups: Vec<String>,
+}
+
+/// An approver's enrolled key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApproverKey {
+    /// SHA-256 of the public key's DER.
+    pub key_id: KeyId,
+    /// Owner.
+    pub approver_id: String,
+    /// Where the private key lives.
+    pub kind: KeyKind,
+    /// The public key.
+    pub public_key: PublicKey,
+    /// A label for people ("YubiKey 5C", "laptop TPM").
+    pub label: String,
+    /// Attestation evidence, when the device gave one (base64).
+    pub attestation: Option<String>,
+    /// Enrolled.
+    pub enrolled_at: Timestamp,
+    /// Revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A one-time enrolment code (only its hash is kept).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnrolmentCode {
+    /// SHA-256 of the code.
+    pub code_hash: Digest,
+    /// Whose key it enrols.
+    pub approver_id: String,
+    /// Not usable from this instant on.
+    pub expires_at: Timestamp,
+}
+
+/// An approver session, opened by signing a challenge (only the token's hash is kept).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Session {
+    /// SHA-256 of the session token.
+    pub token_hash: Digest,
+    /// Who.
+    pub approver_id: String,
+    /// With which key.
+    pub key_id: KeyId,
+    /// Not usable from this instant on.
+    pub expires_at: Timestamp,
+}
+
+/// What recording a decision may also do, decided by the service before the transaction and
+/// applied by the store inside it, so quorum is counted where concurrent decisions serialize.
+#[derive(Clone, Debug)]
+pub struct DecisionEffects {
+    /// Distinct approvals that approve the request.
+    pub quorum: u32,
+    /// The grant to issue, and its events, if this decision completes the quorum.
+    pub on_quorum: Option<(SignedGrant, Vec<NewEvent>)>,
+    /// Events to append if this decision denies the request.
+    pub on_deny: Vec<NewEvent>,
+}
+
+/// What recording a decision did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DecisionOutcome {
+    /// Counted; the request is still pending with this many approvals.
+    Counted {
+        /// Approvals so far.
+        approvals: u32,
+    },
+    /// Quorum reached; the request is approved and this grant issued.
+    Approved(SignedGrant),
+    /// The request is denied.
+    Denied,
+}
