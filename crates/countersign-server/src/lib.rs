@@ -1,0 +1,2 @@
+//! The Countersign approval service as a library.
+pub mod policy;

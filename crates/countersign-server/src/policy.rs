@@ -1,0 +1,297 @@
+//! The Rego policy: loaded from a file, evaluated per request, reloaded when the file changes.
+//! A policy that fails to load keeps the last good one; a policy that fails to decide denies.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use countersign_core::policy::policy_hash;
+use countersign_core::{Digest, PolicyEvaluation, PolicyOutcome};
+use serde::Deserialize;
+
+/// The rule every policy must define.
+pub const DECISION_RULE: &str = "data.countersign.decision";
+/// The policy used when none is configured.
+pub const DEFAULT_POLICY: &str = include_str!("../../../policies/default.rego");
+/// Longest approval window a policy may ask for (one day).
+const MAX_TTL_SECONDS: u32 = 86_400;
+
+/// Why a policy could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("policy {path}: {message}")]
+pub struct PolicyError {
+    /// Where the policy came from.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+struct Loaded {
+    engine: regorus::Engine,
+    hash: Digest,
+}
+
+/// A loaded policy and where it comes from.
+pub struct Policy {
+    source_path: Option<PathBuf>,
+    loaded: Mutex<Loaded>,
+}
+
+/// What the policy returns, before validation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDecision {
+    outcome: String,
+    reason: String,
+    #[serde(default)]
+    quorum: Option<u32>,
+    #[serde(default)]
+    groups: Option<Vec<String>>,
+    #[serde(default)]
+    ttl_seconds: Option<u32>,
+    #[serde(default)]
+    require_hardware_key: Option<bool>,
+    #[serde(default)]
+    quick_approve: Option<bool>,
+}
+
+fn compile(path: &str, source: &str) -> Result<regorus::Engine, PolicyError> {
+    let error = |message: String| PolicyError {
+        path: path.to_owned(),
+        message,
+    };
+    let mut engine = regorus::Engine::new();
+    engine
+        .add_policy(path.to_owned(), source.to_owned())
+        .map_err(|e| error(e.to_string()))?;
+    // A policy without the decision rule would deny everything; refuse it at load instead.
+    let probe = serde_json::json!({"action": {"type": "probe.check", "resource": "probe",
+        "environment": "probe", "parameters": {}, "context": {}, "tags": [],
+        "justification": "load check"}, "requester": "probe"});
+    engine
+        .set_input_json(&probe.to_string())
+        .map_err(|e| error(e.to_string()))?;
+    engine
+        .eval_rule(DECISION_RULE.to_owned())
+        .map_err(|e| error(format!("evaluating {DECISION_RULE}: {e}")))?;
+    Ok(engine)
+}
+
+impl Policy {
+    /// The built-in default policy.
+    pub fn builtin() -> Result<Self, PolicyError> {
+        Self::from_source(None, DEFAULT_POLICY)
+    }
+
+    /// Loads the policy file at `path`.
+    pub fn from_file(path: &Path) -> Result<Self, PolicyError> {
+        let source = std::fs::read_to_string(path).map_err(|e| PolicyError {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_source(Some(path.to_owned()), &source)
+    }
+
+    fn from_source(source_path: Option<PathBuf>, source: &str) -> Result<Self, PolicyError> {
+        let name = source_path
+            .as_ref()
+            .map_or_else(|| "default.rego".to_owned(), |p| p.display().to_string());
+        let engine = compile(&name, source)?;
+        Ok(Self {
+            source_path,
+            loaded: Mutex::new(Loaded {
+                engine,
+                hash: policy_hash(source.as_bytes()),
+            }),
+        })
+    }
+
+    /// Hash of the policy in force.
+    pub fn hash(&self) -> Digest {
+        self.loaded
+            .lock()
+            .map(|l| l.hash)
+            .unwrap_or(Digest([0; 32]))
+    }
+
+    /// Rereads the file; returns `(old, new)` hashes when the policy changed and the new one
+    /// loaded. A file that fails to load leaves the policy in force untouched.
+    pub fn reload(&self) -> Result<Option<(Digest, Digest)>, PolicyError> {
+        let Some(path) = &self.source_path else {
+            return Ok(None);
+        };
+        let source = std::fs::read_to_string(path).map_err(|e| PolicyError {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let hash = policy_hash(source.as_bytes());
+        if hash == self.hash() {
+            return Ok(None);
+        }
+        let engine = compile(&path.display().to_string(), &source)?;
+        let mut loaded = self.loaded.lock().map_err(|_| PolicyError {
+            path: path.display().to_string(),
+            message: "policy lock poisoned".into(),
+        })?;
+        let old = loaded.hash;
+        *loaded = Loaded { engine, hash };
+        Ok(Some((old, hash)))
+    }
+
+    /// Evaluates the policy for one request. Never fails: anything but a well-formed decision
+    /// is a deny whose reason says what went wrong.
+    pub fn evaluate(&self, input: &serde_json::Value) -> PolicyEvaluation {
+        let Ok(mut loaded) = self.loaded.lock() else {
+            return deny(Digest([0; 32]), "policy unavailable".into());
+        };
+        let hash = loaded.hash;
+        let result = loaded
+            .engine
+            .set_input_json(&input.to_string())
+            .and_then(|()| loaded.engine.eval_rule(DECISION_RULE.to_owned()));
+        let value = match result {
+            Ok(value) => value,
+            Err(e) => return deny(hash, format!("policy error: {e}")),
+        };
+        if value == regorus::Value::Undefined {
+            return deny(hash, "policy made no decision".into());
+        }
+        let raw: RawDecision = match value
+            .to_json_str()
+            .map_err(|e| e.to_string())
+            .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))
+        {
+            Ok(raw) => raw,
+            Err(e) => return deny(hash, format!("policy decision is malformed: {e}")),
+        };
+        match outcome(&raw) {
+            Ok(outcome) => PolicyEvaluation {
+                outcome,
+                reason: raw.reason,
+                policy_hash: hash,
+            },
+            Err(e) => deny(hash, format!("policy decision is malformed: {e}")),
+        }
+    }
+}
+
+fn deny(policy_hash: Digest, reason: String) -> PolicyEvaluation {
+    tracing::warn!(%reason, "policy denied by failing closed");
+    PolicyEvaluation {
+        outcome: PolicyOutcome::Deny {},
+        reason,
+        policy_hash,
+    }
+}
+
+fn outcome(raw: &RawDecision) -> Result<PolicyOutcome, String> {
+    match raw.outcome.as_str() {
+        "allow" => Ok(PolicyOutcome::Allow {}),
+        "deny" => Ok(PolicyOutcome::Deny {}),
+        "require_approval" => {
+            let quorum = raw.quorum.ok_or("quorum missing")?;
+            if quorum == 0 || quorum > 16 {
+                return Err(format!("quorum {quorum} is outside 1..=16"));
+            }
+            let ttl_seconds = raw.ttl_seconds.ok_or("ttl_seconds missing")?;
+            if ttl_seconds < 10 || ttl_seconds > MAX_TTL_SECONDS {
+                return Err(format!(
+                    "ttl_seconds {ttl_seconds} is outside 10..={MAX_TTL_SECONDS}"
+                ));
+            }
+            Ok(PolicyOutcome::RequireApproval {
+                quorum,
+                groups: raw.groups.clone().unwrap_or_default(),
+                ttl_seconds,
+                require_hardware_key: raw.require_hardware_key.unwrap_or(false),
+                quick_approve: raw.quick_approve.unwrap_or(false),
+            })
+        }
+        other => Err(format!("unknown outcome {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(action: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"action": action, "requester": "agent:test"})
+    }
+
+    fn kind(e: &PolicyEvaluation) -> &'static str {
+        match e.outcome {
+            PolicyOutcome::Allow {} => "allow",
+            PolicyOutcome::Deny {} => "deny",
+            PolicyOutcome::RequireApproval { .. } => "require_approval",
+        }
+    }
+
+    #[test]
+    fn default_policy_decides_the_demo_cases() {
+        let p = Policy::builtin().expect("default policy loads");
+        let export = p.evaluate(&input(
+            serde_json::json!({"type": "db.export", "environment": "prod", "tags": ["pii"]}),
+        ));
+        assert_eq!(export.outcome.quorum(), Some(2), "{}", export.reason);
+        let creds = p.evaluate(&input(serde_json::json!({"type": "db.export", "environment": "prod", "tags": ["credentials"]})));
+        assert_eq!(kind(&creds), "deny");
+        let read = p.evaluate(&input(
+            serde_json::json!({"type": "db.table.read", "environment": "prod", "tags": []}),
+        ));
+        assert_eq!(kind(&read), "allow");
+        let flag = p.evaluate(&input(
+            serde_json::json!({"type": "flag.flip", "environment": "staging", "tags": []}),
+        ));
+        assert!(matches!(
+            flag.outcome,
+            PolicyOutcome::RequireApproval {
+                quick_approve: true,
+                ..
+            }
+        ));
+        assert_eq!(read.policy_hash, policy_hash(DEFAULT_POLICY.as_bytes()));
+    }
+
+    #[test]
+    fn broken_policy_file_is_refused_and_reload_keeps_the_last_good_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("p.rego");
+        std::fs::write(&path, DEFAULT_POLICY).expect("write");
+        let p = Policy::from_file(&path).expect("loads");
+        let before = p.hash();
+        std::fs::write(&path, "package countersign\n\ndecision := {").expect("write");
+        assert!(p.reload().is_err());
+        assert_eq!(p.hash(), before);
+        let read = p.evaluate(&input(
+            serde_json::json!({"type": "x.read", "environment": "dev", "tags": []}),
+        ));
+        assert_eq!(kind(&read), "allow");
+        std::fs::write(&path, "package countersign\nimport rego.v1\ndecision := {\"outcome\": \"deny\", \"reason\": \"frozen\"}\n").expect("write");
+        let (old, new) = p.reload().expect("reloads").expect("changed");
+        assert_eq!(old, before);
+        assert_ne!(new, before);
+        assert_eq!(kind(&p.evaluate(&input(serde_json::json!({})))), "deny");
+    }
+
+    #[test]
+    fn malformed_or_missing_decisions_deny() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("p.rego");
+        for body in [
+            "decision := {\"outcome\": \"require_approval\", \"reason\": \"no quorum\"}",
+            "decision := {\"outcome\": \"maybe\", \"reason\": \"?\"}",
+            "decision := {\"outcome\": \"allow\", \"reason\": \"x\", \"extra\": 1}",
+            "decision := {\"outcome\": \"require_approval\", \"reason\": \"r\", \"quorum\": 0, \"ttl_seconds\": 60}",
+            "decision := {\"outcome\": \"allow\", \"reason\": \"only prod\"} if input.action.environment == \"prod\"",
+        ] {
+            std::fs::write(
+                &path,
+                format!("package countersign\nimport rego.v1\n{body}\n"),
+            )
+            .expect("write");
+            let p = Policy::from_file(&path).expect("loads");
+            let e = p.evaluate(&input(serde_json::json!({"environment": "dev"})));
+            assert_eq!(kind(&e), "deny", "{body}: {}", e.reason);
+        }
+    }
+}
