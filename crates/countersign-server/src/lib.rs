@@ -1,2 +1,149 @@
-//! The Countersign approval service as a library.
+//! The Countersign approval service as a library: [`router`] for in-process use and tests,
+//! [`serve`] for a listener with graceful shutdown, [`Service::open`] for a data directory.
+
+pub mod admin;
+pub mod audit_log;
+pub mod auth;
+pub mod error;
+pub mod jobs;
 pub mod policy;
+pub mod routes;
+pub mod rules;
+pub mod secrets;
+pub mod service_key;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use countersign_core::{Actor, Clock, EventKind};
+use countersign_store::{NewEvent, Store};
+use countersign_store_sqlite::SqliteStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::timeout::TimeoutLayer;
+
+pub use policy::Policy;
+pub use service_key::ServiceKey;
+pub use state::{AppState, Config, SystemClock};
+
+/// The database file inside a data directory.
+pub const DATABASE_FILE: &str = "countersign.db";
+
+/// The HTTP application over `state`.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    routes::router()
+        .layer(DefaultBodyLimit::max(limit))
+        // A client that trickles its request is cut off instead of holding a task forever.
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(90),
+        ))
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, with the background jobs running.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let expiry = tokio::spawn(jobs::expiry(state.clone(), stop_rx.clone()));
+    let reload = tokio::spawn(jobs::policy_reload(state.clone(), stop_rx));
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = expiry.await;
+    let _ = reload.await;
+    result
+}
+
+/// A service opened on a data directory: the store, the key and the policy.
+pub struct Service {
+    /// The shared state.
+    pub state: AppState,
+    /// The data directory.
+    pub data_dir: PathBuf,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Data directory, key file.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The store.
+    #[error("{0}")]
+    Store(#[from] countersign_store::StoreError),
+    /// The policy file.
+    #[error("{0}")]
+    Policy(#[from] policy::PolicyError),
+}
+
+impl Service {
+    /// Opens `data_dir` (created if missing) with the policy at `policy_path`, or the built-in
+    /// default; records the policy in force in the audit log when it differs from the last one.
+    pub async fn open(
+        data_dir: &Path,
+        policy_path: Option<&Path>,
+        config: Config,
+    ) -> Result<Self, StartError> {
+        std::fs::create_dir_all(data_dir)?;
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&data_dir.join(DATABASE_FILE)).await?);
+        let policy = match policy_path {
+            Some(p) => Policy::from_file(p)?,
+            None => Policy::builtin()?,
+        };
+        let key = ServiceKey::load_or_create(data_dir)?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let state = AppState::new(store, clock, Arc::new(policy), Arc::new(key), config);
+        record_policy_in_force(&state).await?;
+        Ok(Self {
+            state,
+            data_dir: data_dir.to_owned(),
+        })
+    }
+}
+
+/// Appends `policy_changed` when the policy in force is not the last one the log recorded.
+pub async fn record_policy_in_force(state: &AppState) -> Result<(), countersign_store::StoreError> {
+    let current = state.policy.hash();
+    let last = last_policy_hash(state.store.as_ref()).await?;
+    if last != Some(current) {
+        let event = NewEvent::new(
+            Actor::System,
+            EventKind::PolicyChanged {
+                previous_hash: last,
+                policy_hash: current,
+            },
+        );
+        state.store.append_events(vec![event], state.now()).await?;
+    }
+    Ok(())
+}
+
+async fn last_policy_hash(
+    store: &dyn Store,
+) -> Result<Option<countersign_core::Digest>, countersign_store::StoreError> {
+    // Scan backwards in pages; policy changes are rare, and this runs once at start.
+    let size = store.audit_size().await?;
+    let mut end = size;
+    while end > 0 {
+        let start = end.saturating_sub(1000);
+        let events = store.audit_events(start, (end - start) as u32).await?;
+        for e in events.iter().rev() {
+            if let EventKind::PolicyChanged { policy_hash, .. } = &e.event {
+                return Ok(Some(*policy_hash));
+            }
+        }
+        end = start;
+    }
+    Ok(None)
+}

@@ -193,7 +193,7 @@ fn outcome(raw: &RawDecision) -> Result<PolicyOutcome, String> {
                 return Err(format!("quorum {quorum} is outside 1..=16"));
             }
             let ttl_seconds = raw.ttl_seconds.ok_or("ttl_seconds missing")?;
-            if ttl_seconds < 10 || ttl_seconds > MAX_TTL_SECONDS {
+            if !(10..=MAX_TTL_SECONDS).contains(&ttl_seconds) {
                 return Err(format!(
                     "ttl_seconds {ttl_seconds} is outside 10..={MAX_TTL_SECONDS}"
                 ));

@@ -260,6 +260,18 @@ pub(crate) async fn grant_for_action(
         .transpose()
 }
 
+pub(crate) async fn grant_action(
+    conn: &mut SqliteConnection,
+    grant_id: Uuid,
+) -> StoreResult<Option<Uuid>> {
+    let id: Option<String> = sqlx::query_scalar("SELECT action_id FROM grants WHERE grant_id = ?")
+        .bind(grant_id.to_string())
+        .fetch_optional(conn)
+        .await
+        .map_err(backend)?;
+    id.map(|id| crate::codec::uuid(&id)).transpose()
+}
+
 pub(crate) async fn redeem_grant(
     conn: &mut SqliteConnection,
     grant_id: Uuid,

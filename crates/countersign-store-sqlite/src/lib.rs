@@ -281,6 +281,10 @@ impl Store for SqliteStore {
         actions::grant_for_action(&mut *self.reader().await?, action_id).await
     }
 
+    async fn grant_action(&self, grant_id: Uuid) -> StoreResult<Option<Uuid>> {
+        actions::grant_action(&mut *self.reader().await?, grant_id).await
+    }
+
     async fn redeem_grant(
         &self,
         grant_id: Uuid,

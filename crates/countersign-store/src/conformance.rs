@@ -496,6 +496,17 @@ pub async fn grant_redeems_once_inside_its_window_for_its_digest<S: Store>(store
         panic!("not approved")
     };
     let id = grant.grant.grant_id;
+    assert_eq!(
+        store.grant_action(id).await.expect("query"),
+        Some(record.action.id)
+    );
+    assert_eq!(
+        store
+            .grant_action(Uuid::from_u128(77))
+            .await
+            .expect("query"),
+        None
+    );
     let redeemed = || {
         NewEvent::new(
             agent(),

@@ -144,6 +144,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<(DecisionOutcome, Vec<AuditEvent>)>;
     /// The grant of a request, if one was issued.
     async fn grant_for_action(&self, action_id: Uuid) -> StoreResult<Option<GrantRecord>>;
+    /// The request a grant was issued for.
+    async fn grant_action(&self, grant_id: Uuid) -> StoreResult<Option<Uuid>>;
     /// Redeems a grant once, inside its window, for its digest.
     async fn redeem_grant(
         &self,

@@ -1,0 +1,308 @@
+//! Agents submit requests, read them, wait for a decision and report how it went.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use countersign_core::{
+    Action, ActionRequest, ActionStatus, Actor, Digest, EventKind, ExecutionOutcome, Grant, KeyId,
+    KeyKind, PolicyEvaluation, PolicyOutcome, SignedGrant, Timestamp, Verdict,
+};
+use countersign_store::{ActionRecord, NewAction, NewEvent};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::{Agent, ApproverSession};
+use crate::error::{ApiError, ApiJson};
+use crate::state::AppState;
+
+/// TTL of requests that policy decided alone (they are never pending, but carry an expiry).
+const DECIDED_TTL_SECONDS: i64 = 300;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/actions", post(submit))
+        .route("/v1/actions/{id}", get(get_for_agent))
+        .route("/v1/actions/{id}/view", get(get_for_approver))
+        .route("/v1/actions/{id}/wait", get(wait))
+        .route("/v1/actions/{id}/outcome", post(outcome))
+}
+
+/// A decision as shown to agents and approvers.
+#[derive(Serialize)]
+pub struct DecisionView {
+    approver_id: String,
+    verdict: Verdict,
+    decided_at: Timestamp,
+    key_id: KeyId,
+    key_kind: KeyKind,
+    comment: String,
+}
+
+/// A request and where it stands.
+#[derive(Serialize)]
+pub struct ActionView {
+    id: Uuid,
+    status: ActionStatus,
+    digest: Digest,
+    quorum: u32,
+    approvals: u32,
+    action: Action,
+    decisions: Vec<DecisionView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grant: Option<SignedGrant>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<ExecutionOutcome>,
+}
+
+impl ActionView {
+    /// Whether `approver` has decided this request already.
+    pub fn decided_by(&self, approver: &str) -> bool {
+        self.decisions.iter().any(|d| d.approver_id == approver)
+    }
+}
+
+pub(crate) async fn view(
+    state: &AppState,
+    record: ActionRecord,
+    with_grant: bool,
+) -> Result<ActionView, ApiError> {
+    let id = record.action.id;
+    let decisions: Vec<DecisionView> = state
+        .store
+        .decisions(id)
+        .await?
+        .into_iter()
+        .map(|d| DecisionView {
+            approver_id: d.decision.decision.approver_id,
+            verdict: d.decision.decision.verdict,
+            decided_at: d.decision.decision.decided_at,
+            key_id: d.decision.decision.key_id,
+            key_kind: d.key_kind,
+            comment: d.decision.decision.comment,
+        })
+        .collect();
+    let approvals = decisions
+        .iter()
+        .filter(|d| d.verdict == Verdict::Approve)
+        .count() as u32;
+    let grant = if with_grant {
+        state.store.grant_for_action(id).await?.map(|g| g.grant)
+    } else {
+        None
+    };
+    Ok(ActionView {
+        id,
+        status: record.status,
+        digest: record.digest,
+        quorum: record.quorum,
+        approvals,
+        outcome: state.store.outcome(id).await?,
+        action: record.action,
+        decisions,
+        grant,
+    })
+}
+
+fn policy_input(requester: &str, request: &ActionRequest) -> serde_json::Value {
+    serde_json::json!({"action": request, "requester": requester})
+}
+
+pub(crate) fn issue_grant(state: &AppState, record: &ActionRecord, now: Timestamp) -> SignedGrant {
+    let grant = Grant {
+        grant_id: Uuid::now_v7(),
+        request_id: record.action.id,
+        request_digest: record.digest,
+        not_before: now,
+        expires_at: now.add_seconds(state.config.grant_ttl_seconds),
+        single_use: true,
+    };
+    // Canonical encoding of our own grant cannot fail (no floats, no big integers).
+    let payload = grant.signing_payload().unwrap_or_default();
+    SignedGrant {
+        signature: state.key.sign(&payload),
+        grant,
+    }
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    ApiJson(request): ApiJson<ActionRequest>,
+) -> Result<(StatusCode, Json<ActionView>), ApiError> {
+    request.validate()?;
+    let now = state.now();
+    let policy: PolicyEvaluation = state.policy.evaluate(&policy_input(&agent, &request));
+    let (status, quorum, ttl) = match &policy.outcome {
+        PolicyOutcome::Allow {} => (ActionStatus::Approved, 0, DECIDED_TTL_SECONDS),
+        PolicyOutcome::Deny {} => (ActionStatus::Denied, 0, DECIDED_TTL_SECONDS),
+        PolicyOutcome::RequireApproval {
+            quorum,
+            ttl_seconds,
+            ..
+        } => (ActionStatus::Pending, *quorum, i64::from(*ttl_seconds)),
+    };
+    let action = Action {
+        id: Uuid::now_v7(),
+        requester: agent.clone(),
+        request,
+        created_at: now,
+        expires_at: now.add_seconds(ttl),
+        policy,
+    };
+    let digest = action.digest().map_err(|e| {
+        ApiError::bad_request(
+            "invalid_field",
+            format!("request has no canonical form: {e}"),
+        )
+    })?;
+    let record = ActionRecord {
+        action,
+        digest,
+        status,
+        quorum,
+        updated_at: now,
+    };
+    let id = record.action.id;
+    let mut events = vec![NewEvent::new(
+        Actor::Agent(agent),
+        EventKind::RequestCreated {
+            action: Box::new(record.action.clone()),
+            digest,
+        },
+    )];
+    let mut grant = None;
+    match status {
+        ActionStatus::Approved => {
+            let g = issue_grant(&state, &record, now);
+            events.push(NewEvent::new(
+                Actor::System,
+                EventKind::Approved {
+                    action_id: id,
+                    reason: record.action.policy.reason.clone(),
+                },
+            ));
+            events.push(NewEvent::new(
+                Actor::System,
+                EventKind::GrantIssued { grant: g.clone() },
+            ));
+            grant = Some(g);
+        }
+        ActionStatus::Denied => {
+            events.push(NewEvent::new(
+                Actor::System,
+                EventKind::Denied {
+                    action_id: id,
+                    reason: record.action.policy.reason.clone(),
+                },
+            ));
+        }
+        _ => {}
+    }
+    let appended = state
+        .store
+        .create_action(
+            &NewAction {
+                record: record.clone(),
+                grant,
+            },
+            events,
+            now,
+        )
+        .await?;
+    state.publish(&appended);
+    tracing::info!(%id, status = ?record.status, r#type = %record.action.request.action_type, "request submitted");
+    Ok((StatusCode::CREATED, Json(view(&state, record, true).await?)))
+}
+
+async fn own_record(state: &AppState, agent: &str, id: Uuid) -> Result<ActionRecord, ApiError> {
+    let record = state.store.action(id).await?;
+    // Another agent's request is as good as absent.
+    if record.action.requester != agent {
+        return Err(ApiError::not_found("action"));
+    }
+    Ok(record)
+}
+
+async fn get_for_agent(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Path(id): Path<Uuid>,
+) -> Result<Json<ActionView>, ApiError> {
+    let record = own_record(&state, &agent, id).await?;
+    Ok(Json(view(&state, record, true).await?))
+}
+
+async fn get_for_approver(
+    State(state): State<AppState>,
+    _session: ApproverSession,
+    Path(id): Path<Uuid>,
+) -> Result<Json<ActionView>, ApiError> {
+    let record = state.store.action(id).await?;
+    Ok(Json(view(&state, record, false).await?))
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    timeout: Option<u64>,
+}
+
+async fn wait(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Path(id): Path<Uuid>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Json<ActionView>, ApiError> {
+    let limit = Duration::from_secs(q.timeout.unwrap_or(30).min(state.config.max_wait_seconds));
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut events = state.events.subscribe();
+    loop {
+        let record = own_record(&state, &agent, id).await?;
+        if record.status.is_final() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(view(&state, record, true).await?));
+        }
+        // Wake on any event for this request; poll at least every second so changes made by
+        // other replicas or the expiry job are seen too.
+        let tick = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(e) if e.event.action_id() == Some(id) => break,
+                    Ok(_) => continue,
+                    Err(_) => break,
+                },
+                () = tokio::time::sleep_until(tick) => break,
+            }
+        }
+    }
+}
+
+async fn outcome(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Path(id): Path<Uuid>,
+    ApiJson(outcome): ApiJson<ExecutionOutcome>,
+) -> Result<StatusCode, ApiError> {
+    if outcome.detail.len() > 4096 {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "detail: at most 4096 bytes",
+        ));
+    }
+    own_record(&state, &agent, id).await?;
+    let event = NewEvent::new(
+        Actor::Agent(agent),
+        EventKind::ExecutionReported {
+            action_id: id,
+            outcome: outcome.clone(),
+        },
+    );
+    let appended = state
+        .store
+        .report_outcome(id, &outcome, event, state.now())
+        .await?;
+    state.publish(&appended);
+    Ok(StatusCode::NO_CONTENT)
+}

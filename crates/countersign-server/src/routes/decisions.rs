@@ -1,0 +1,126 @@
+//! Approvers' signed decisions.
+
+use axum::extract::{Path, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use countersign_core::{Actor, EventKind, SignedDecision, Verdict};
+use countersign_store::{DecisionEffects, DecisionOutcome, NewEvent};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiJson};
+use crate::routes::actions::issue_grant;
+use crate::rules;
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/v1/actions/{id}/decisions", post(decide))
+}
+
+/// What a decision did.
+#[derive(Serialize)]
+pub struct DecisionResult {
+    /// `counted`, `approved` or `denied`.
+    result: &'static str,
+    /// Approvals so far.
+    approvals: u32,
+    /// Approvals needed.
+    quorum: u32,
+}
+
+/// Records a signed decision. The signature is the authentication: no session is needed, and
+/// a session alone cannot decide anything.
+pub async fn decide(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    ApiJson(signed): ApiJson<SignedDecision>,
+) -> Result<Json<DecisionResult>, ApiError> {
+    apply(&state, id, signed).await.map(Json)
+}
+
+/// The decision path shared by REST and the approver stream.
+pub async fn apply(
+    state: &AppState,
+    id: Uuid,
+    signed: SignedDecision,
+) -> Result<DecisionResult, ApiError> {
+    let record = state.store.action(id).await?;
+    let now = state.now();
+    let d = &signed.decision;
+    let key = state.store.key(&d.key_id).await?;
+    let approver = state.store.approver(&d.approver_id).await?;
+    if let Err(e) = rules::check_decision(
+        &signed,
+        &record,
+        key.as_ref(),
+        approver.as_ref(),
+        now,
+        state.config.max_clock_skew_ms,
+    ) {
+        tracing::warn!(%id, approver = %d.approver_id, code = e.code, "decision refused");
+        return Err(e);
+    }
+    let key_kind = key
+        .map(|k| k.kind)
+        .ok_or_else(|| ApiError::forbidden("unknown_key", "the signing key is not enrolled"))?;
+    let on_quorum = (d.verdict == Verdict::Approve).then(|| {
+        let grant = issue_grant(state, &record, now);
+        let events = vec![
+            NewEvent::new(
+                Actor::System,
+                EventKind::Approved {
+                    action_id: id,
+                    reason: format!("quorum of {} reached", record.quorum),
+                },
+            ),
+            NewEvent::new(
+                Actor::System,
+                EventKind::GrantIssued {
+                    grant: grant.clone(),
+                },
+            ),
+        ];
+        (grant, events)
+    });
+    let effects = DecisionEffects {
+        quorum: record.quorum,
+        on_quorum,
+        on_deny: vec![NewEvent::new(
+            Actor::System,
+            EventKind::Denied {
+                action_id: id,
+                reason: format!("denied by {}", d.approver_id),
+            },
+        )],
+    };
+    let event = NewEvent::new(
+        Actor::Approver(d.approver_id.clone()),
+        EventKind::DecisionRecorded {
+            decision: signed.clone(),
+            key_kind,
+        },
+    );
+    let (outcome, appended) = state
+        .store
+        .record_decision(&signed, key_kind, effects, event, now)
+        .await?;
+    state.publish(&appended);
+    tracing::info!(%id, approver = %d.approver_id, verdict = ?d.verdict, "decision recorded");
+    Ok(match outcome {
+        DecisionOutcome::Counted { approvals } => DecisionResult {
+            result: "counted",
+            approvals,
+            quorum: record.quorum,
+        },
+        DecisionOutcome::Approved(_) => DecisionResult {
+            result: "approved",
+            approvals: record.quorum,
+            quorum: record.quorum,
+        },
+        DecisionOutcome::Denied => DecisionResult {
+            result: "denied",
+            approvals: 0,
+            quorum: record.quorum,
+        },
+    })
+}

@@ -1,0 +1,179 @@
+//! Approvers: enrolling a key with a one-time code, opening a session by signing a challenge,
+//! and the inbox of requests they may decide.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use countersign_core::{
+    ActionStatus, Actor, Digest, EnrolmentRequest, EventKind, SessionRequest, Timestamp,
+};
+use countersign_store::{ApproverKey, NewEvent, Session};
+use serde::Serialize;
+
+use crate::auth::ApproverSession;
+use crate::error::{ApiError, ApiJson};
+use crate::routes::actions::{ActionView, view};
+use crate::rules;
+use crate::secrets;
+use crate::state::AppState;
+
+const CHALLENGE_TTL_SECONDS: i64 = 120;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/enroll", post(enroll))
+        .route("/v1/sessions/challenge", post(challenge))
+        .route("/v1/sessions", post(open_session))
+        .route("/v1/pending", get(pending))
+}
+
+#[derive(Serialize)]
+struct Enrolled {
+    approver_id: String,
+    key_id: countersign_core::KeyId,
+}
+
+async fn enroll(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<EnrolmentRequest>,
+) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
+    countersign_core::validate::text("label", &req.label, 128, false)?;
+    let payload = EnrolmentRequest::proof_payload(
+        &req.approver_id,
+        req.key_kind,
+        &req.label,
+        &req.public_key,
+        &state.config.origin,
+    )
+    .map_err(|e| ApiError::bad_request("invalid_field", e.to_string()))?;
+    req.public_key.verify(&payload, &req.proof).map_err(|_| {
+        ApiError::forbidden(
+            "bad_proof",
+            "the enrolment proof was not signed by this key",
+        )
+    })?;
+    let now = state.now();
+    let key = ApproverKey {
+        key_id: req.public_key.key_id(),
+        approver_id: req.approver_id.clone(),
+        kind: req.key_kind,
+        public_key: req.public_key.clone(),
+        label: req.label.clone(),
+        attestation: req.attestation.clone(),
+        enrolled_at: now,
+        revoked_at: None,
+    };
+    let event = NewEvent::new(
+        Actor::Approver(req.approver_id.clone()),
+        EventKind::KeyEnrolled {
+            approver_id: req.approver_id.clone(),
+            key_id: key.key_id,
+            key_kind: key.kind,
+            public_key: key.public_key.clone(),
+        },
+    );
+    let code_hash = secrets::hash(&secrets::normalise_code(&req.code));
+    state.store.enrol_key(&code_hash, &key, event).await?;
+    tracing::info!(approver = %req.approver_id, key = %key.key_id.short(), kind = ?key.kind, "key enrolled");
+    Ok((
+        StatusCode::CREATED,
+        Json(Enrolled {
+            approver_id: req.approver_id,
+            key_id: key.key_id,
+        }),
+    ))
+}
+
+#[derive(Serialize)]
+struct Challenge {
+    challenge: Digest,
+    expires_at: Timestamp,
+    /// What the signature binds to besides the challenge (the log origin).
+    service: String,
+}
+
+async fn challenge(State(state): State<AppState>) -> Result<Json<Challenge>, ApiError> {
+    let challenge = Digest(secrets::random_bytes::<32>());
+    let expires_at = state.now().add_seconds(CHALLENGE_TTL_SECONDS);
+    state.store.create_challenge(&challenge, expires_at).await?;
+    Ok(Json(Challenge {
+        challenge,
+        expires_at,
+        service: state.config.origin.clone(),
+    }))
+}
+
+#[derive(Serialize)]
+struct Opened {
+    token: String,
+    approver_id: String,
+    expires_at: Timestamp,
+}
+
+async fn open_session(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SessionRequest>,
+) -> Result<(StatusCode, Json<Opened>), ApiError> {
+    let key = state
+        .store
+        .key(&req.key_id)
+        .await?
+        .filter(|k| k.revoked_at.is_none())
+        .ok_or_else(|| ApiError::unauthorized("unknown or revoked key"))?;
+    let payload = SessionRequest::payload(&req.challenge, &req.key_id, &state.config.origin)
+        .map_err(|e| ApiError::bad_request("invalid_field", e.to_string()))?;
+    key.public_key
+        .verify(&payload, &req.signature)
+        .map_err(|_| ApiError::unauthorized("challenge signature does not verify"))?;
+    let now = state.now();
+    state.store.consume_challenge(&req.challenge, now).await?;
+    let token = secrets::token("css_");
+    let expires_at = now.add_seconds(state.config.session_ttl_seconds);
+    state
+        .store
+        .create_session(&Session {
+            token_hash: secrets::hash(&token),
+            approver_id: key.approver_id.clone(),
+            key_id: key.key_id,
+            expires_at,
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Opened {
+            token,
+            approver_id: key.approver_id,
+            expires_at,
+        }),
+    ))
+}
+
+/// Pending requests this approver may decide and has not decided yet, oldest first.
+async fn pending(
+    State(state): State<AppState>,
+    ApproverSession(session): ApproverSession,
+) -> Result<Json<Vec<ActionView>>, ApiError> {
+    let approver = state
+        .store
+        .approver(&session.approver_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("approver no longer exists"))?;
+    let now = state.now();
+    let mut out = Vec::new();
+    for record in state
+        .store
+        .actions_by_status(ActionStatus::Pending, 500)
+        .await?
+    {
+        if record.action.expires_at <= now || rules::eligible(&approver, &record).is_err() {
+            continue;
+        }
+        let view = view(&state, record, false).await?;
+        if view.decided_by(&approver.id) {
+            continue;
+        }
+        out.push(view);
+    }
+    Ok(Json(out))
+}

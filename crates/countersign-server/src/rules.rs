@@ -1,0 +1,100 @@
+//! The approval rules the service checks before a decision is recorded. Each failure has its
+//! own code, so clients and tests can tell exactly which rule refused.
+
+use countersign_core::{PolicyOutcome, SignedDecision, Timestamp};
+use countersign_store::{ActionRecord, Approver, ApproverKey};
+
+use crate::error::ApiError;
+
+/// May `approver` decide `record` at all (before looking at any decision)?
+pub fn eligible(approver: &Approver, record: &ActionRecord) -> Result<(), ApiError> {
+    if record.action.is_requester(&approver.id) {
+        return Err(ApiError::forbidden(
+            "self_approval",
+            "the requester, or the person it acts for, cannot decide its own request",
+        ));
+    }
+    let PolicyOutcome::RequireApproval { groups, .. } = &record.action.policy.outcome else {
+        return Err(ApiError::forbidden(
+            "not_pending",
+            "this request needs no approval",
+        ));
+    };
+    if !groups.is_empty() && !groups.iter().any(|g| approver.groups.contains(g)) {
+        return Err(ApiError::forbidden(
+            "not_eligible",
+            format!(
+                "only members of {} may decide this request",
+                groups.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Every check on a signed decision that does not need the store's transaction.
+pub fn check_decision(
+    signed: &SignedDecision,
+    record: &ActionRecord,
+    key: Option<&ApproverKey>,
+    approver: Option<&Approver>,
+    now: Timestamp,
+    max_skew_ms: i64,
+) -> Result<(), ApiError> {
+    let d = &signed.decision;
+    if d.request_id != record.action.id {
+        return Err(ApiError::bad_request(
+            "request_mismatch",
+            "decision is for another request",
+        ));
+    }
+    let key =
+        key.ok_or_else(|| ApiError::forbidden("unknown_key", "the signing key is not enrolled"))?;
+    if key.revoked_at.is_some() {
+        return Err(ApiError::forbidden(
+            "key_revoked",
+            "the signing key has been revoked",
+        ));
+    }
+    if key.approver_id != d.approver_id {
+        return Err(ApiError::forbidden(
+            "key_not_approvers",
+            "the signing key belongs to someone else",
+        ));
+    }
+    signed.verify(&key.public_key).map_err(|e| {
+        ApiError::forbidden("bad_signature", format!("decision signature rejected: {e}"))
+    })?;
+    if d.request_digest != record.digest {
+        return Err(ApiError::forbidden(
+            "digest_mismatch",
+            "the decision is for a different version of this request than the one stored",
+        ));
+    }
+    let approver =
+        approver.ok_or_else(|| ApiError::forbidden("unknown_approver", "no such approver"))?;
+    eligible(approver, record)?;
+    let hardware_required = matches!(
+        record.action.policy.outcome,
+        PolicyOutcome::RequireApproval {
+            require_hardware_key: true,
+            ..
+        }
+    );
+    if hardware_required && !key.kind.is_hardware() {
+        return Err(ApiError::forbidden(
+            "hardware_key_required",
+            "policy requires a hardware-backed key for this request",
+        ));
+    }
+    let skew = d.decided_at.millis_since(now).abs();
+    if skew > max_skew_ms {
+        return Err(ApiError::forbidden(
+            "clock_skew",
+            format!(
+                "decided_at is {skew} ms from the service's clock (at most {max_skew_ms} allowed)"
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! The service's own signing key (grants and checkpoints): generated on first start, kept in
+//! the data directory readable by the owner only.
+
+use std::path::Path;
+
+use countersign_core::{PublicKey, Signature};
+use p256::ecdsa::SigningKey;
+use p256::ecdsa::signature::Signer as _;
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+
+/// File name inside the data directory.
+pub const FILE_NAME: &str = "service-key.pem";
+
+/// The key and the log name it signs checkpoints under.
+pub struct ServiceKey {
+    signing: SigningKey,
+    public: PublicKey,
+}
+
+impl ServiceKey {
+    /// Loads `dir/service-key.pem`, creating it on first start.
+    pub fn load_or_create(dir: &Path) -> std::io::Result<Self> {
+        let path = dir.join(FILE_NAME);
+        let signing = if path.exists() {
+            let pem = std::fs::read_to_string(&path)?;
+            SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            })?
+        } else {
+            let key = SigningKey::random(&mut rand_core::OsRng);
+            let pem = key
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            write_private(&path, pem.as_bytes())?;
+            tracing::info!(path = %path.display(), "generated the service signing key");
+            key
+        };
+        Ok(Self::from_signing_key(signing))
+    }
+
+    /// Wraps a key (tests).
+    pub fn from_signing_key(signing: SigningKey) -> Self {
+        let public = PublicKey::from_verifying_key(*signing.verifying_key());
+        Self { signing, public }
+    }
+
+    /// The public key.
+    pub fn public(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// Signs `message` (SHA-256, ECDSA P-256).
+    pub fn sign(&self, message: &[u8]) -> Signature {
+        Signature::from_p256(self.signing.sign(message))
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_created_once_private_and_reloaded() {
+        let dir = tempfile::tempdir().expect("dir");
+        let first = ServiceKey::load_or_create(dir.path()).expect("create");
+        let again = ServiceKey::load_or_create(dir.path()).expect("load");
+        assert_eq!(first.public(), again.public());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join(FILE_NAME))
+                .expect("stat")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let sig = first.sign(b"m");
+        assert_eq!(again.public().verify(b"m", &sig), Ok(()));
+    }
+}

@@ -1,0 +1,120 @@
+//! What every handler shares.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use countersign_core::{AuditEvent, Clock, Timestamp};
+use countersign_store::Store;
+use tokio::sync::broadcast;
+
+use crate::audit_log::AuditLog;
+use crate::policy::Policy;
+use crate::service_key::ServiceKey;
+
+/// Tunables with safe defaults.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The log's origin line and the checkpoint key name, e.g. `countersign.example/log`.
+    pub origin: String,
+    /// How far an approver's `decided_at` may be from the service's clock.
+    pub max_clock_skew_ms: i64,
+    /// How long a grant stays redeemable.
+    pub grant_ttl_seconds: i64,
+    /// How long an approver session lasts.
+    pub session_ttl_seconds: i64,
+    /// Longest long-poll.
+    pub max_wait_seconds: u64,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            origin: "countersign.local/log".into(),
+            max_clock_skew_ms: 60_000,
+            grant_ttl_seconds: 300,
+            session_ttl_seconds: 12 * 3600,
+            max_wait_seconds: 60,
+            max_body_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// The service's shared state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The parts of the state.
+pub struct Inner {
+    /// Persistence.
+    pub store: Arc<dyn Store>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// The policy in force.
+    pub policy: Arc<Policy>,
+    /// The service's signing key.
+    pub key: Arc<ServiceKey>,
+    /// The Merkle view of the audit log.
+    pub log: AuditLog,
+    /// Tunables.
+    pub config: Config,
+    /// Every appended audit event, for waiters and approver streams.
+    pub events: broadcast::Sender<AuditEvent>,
+}
+
+impl AppState {
+    /// Builds the state.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        policy: Arc<Policy>,
+        key: Arc<ServiceKey>,
+        config: Config,
+    ) -> Self {
+        let (events, _) = broadcast::channel(4096);
+        Self(Arc::new(Inner {
+            store,
+            clock,
+            policy,
+            key,
+            log: AuditLog::default(),
+            config,
+            events,
+        }))
+    }
+
+    /// The current time.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Tells waiters and streams about events that were just committed.
+    pub fn publish(&self, events: &[AuditEvent]) {
+        for e in events {
+            // No receivers is fine: nobody is waiting.
+            let _ = self.events.send(e.clone());
+        }
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Timestamp::from_millis(ms)
+            .unwrap_or_else(|_| Timestamp::from_millis(0).expect("epoch is in range"))
+    }
+}
