@@ -6,6 +6,7 @@
 //! [`Timestamp`] or a [`Clock`] from the caller, so expiry and skew are testable.
 
 pub mod action;
+pub mod api;
 pub mod audit;
 pub mod canonical;
 pub mod checkpoint;

@@ -6,12 +6,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use countersign_core::api::{ActionView, DecisionView};
 use countersign_core::{
-    Action, ActionRequest, ActionStatus, Actor, Digest, EventKind, ExecutionOutcome, Grant, KeyId,
-    KeyKind, PolicyEvaluation, PolicyOutcome, SignedGrant, Timestamp, Verdict,
+    Action, ActionRequest, ActionStatus, Actor, EventKind, ExecutionOutcome, Grant,
+    PolicyEvaluation, PolicyOutcome, SignedGrant, Timestamp, Verdict,
 };
 use countersign_store::{ActionRecord, NewAction, NewEvent};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::auth::{Agent, ApproverSession};
@@ -28,40 +29,6 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/actions/{id}/view", get(get_for_approver))
         .route("/v1/actions/{id}/wait", get(wait))
         .route("/v1/actions/{id}/outcome", post(outcome))
-}
-
-/// A decision as shown to agents and approvers.
-#[derive(Serialize)]
-pub struct DecisionView {
-    approver_id: String,
-    verdict: Verdict,
-    decided_at: Timestamp,
-    key_id: KeyId,
-    key_kind: KeyKind,
-    comment: String,
-}
-
-/// A request and where it stands.
-#[derive(Serialize)]
-pub struct ActionView {
-    id: Uuid,
-    status: ActionStatus,
-    digest: Digest,
-    quorum: u32,
-    approvals: u32,
-    action: Action,
-    decisions: Vec<DecisionView>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    grant: Option<SignedGrant>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    outcome: Option<ExecutionOutcome>,
-}
-
-impl ActionView {
-    /// Whether `approver` has decided this request already.
-    pub fn decided_by(&self, approver: &str) -> bool {
-        self.decisions.iter().any(|d| d.approver_id == approver)
-    }
 }
 
 pub(crate) async fn view(

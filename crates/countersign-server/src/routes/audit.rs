@@ -3,8 +3,9 @@
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use countersign_core::{AuditEvent, Checkpoint, ConsistencyProof, InclusionProof, PublicKey};
-use serde::{Deserialize, Serialize};
+use countersign_core::api::{CheckpointView, EventsPage, ServerKeyView};
+use countersign_core::{ConsistencyProof, InclusionProof};
+use serde::Deserialize;
 
 use crate::audit_log::current_checkpoint;
 use crate::auth::ApproverSession;
@@ -29,13 +30,6 @@ struct EventsQuery {
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
-struct EventsPage {
-    events: Vec<AuditEvent>,
-    /// The log's size when read.
-    tree_size: u64,
-}
-
 async fn events(
     State(state): State<AppState>,
     _s: ApproverSession,
@@ -46,13 +40,6 @@ async fn events(
     let events = state.store.audit_events(from, limit).await?;
     let tree_size = state.store.audit_size().await?;
     Ok(Json(EventsPage { events, tree_size }))
-}
-
-#[derive(Serialize)]
-struct CheckpointView {
-    checkpoint: Checkpoint,
-    /// The C2SP signed note, verbatim.
-    note: String,
 }
 
 async fn checkpoint(State(state): State<AppState>) -> Result<Json<CheckpointView>, ApiError> {
@@ -89,15 +76,6 @@ async fn consistency(
 ) -> Result<Json<ConsistencyProof>, ApiError> {
     state.log.sync(state.store.as_ref()).await?;
     Ok(Json(state.log.consistency(q.from, q.to)?))
-}
-
-#[derive(Serialize)]
-struct ServerKeyView {
-    /// Checkpoint key name (the log origin).
-    name: String,
-    public_key: PublicKey,
-    key_id: countersign_core::KeyId,
-    pem: String,
 }
 
 async fn server_key(State(state): State<AppState>) -> Json<ServerKeyView> {

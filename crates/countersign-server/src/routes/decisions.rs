@@ -3,9 +3,9 @@
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
+use countersign_core::api::DecisionResult;
 use countersign_core::{Actor, EventKind, SignedDecision, Verdict};
 use countersign_store::{DecisionEffects, DecisionOutcome, NewEvent};
-use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiJson};
@@ -15,17 +15,6 @@ use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/v1/actions/{id}/decisions", post(decide))
-}
-
-/// What a decision did.
-#[derive(Serialize)]
-pub struct DecisionResult {
-    /// `counted`, `approved` or `denied`.
-    result: &'static str,
-    /// Approvals so far.
-    approvals: u32,
-    /// Approvals needed.
-    quorum: u32,
 }
 
 /// Records a signed decision. The signature is the authentication: no session is needed, and
@@ -108,17 +97,17 @@ pub async fn apply(
     tracing::info!(%id, approver = %d.approver_id, verdict = ?d.verdict, "decision recorded");
     Ok(match outcome {
         DecisionOutcome::Counted { approvals } => DecisionResult {
-            result: "counted",
+            result: "counted".into(),
             approvals,
             quorum: record.quorum,
         },
         DecisionOutcome::Approved(_) => DecisionResult {
-            result: "approved",
+            result: "approved".into(),
             approvals: record.quorum,
             quorum: record.quorum,
         },
         DecisionOutcome::Denied => DecisionResult {
-            result: "denied",
+            result: "denied".into(),
             approvals: 0,
             quorum: record.quorum,
         },

@@ -3,9 +3,9 @@
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
-use countersign_core::{Actor, Digest, EventKind, SignedGrant};
+use countersign_core::api::{RedeemRequest, Redeemed};
+use countersign_core::{Actor, Digest, EventKind};
 use countersign_store::NewEvent;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::Agent;
@@ -14,18 +14,6 @@ use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/v1/grants/{id}/redeem", post(redeem))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RedeemRequest {
-    request_digest: Digest,
-}
-
-#[derive(Serialize)]
-struct Redeemed {
-    grant: SignedGrant,
-    redeemed_at: countersign_core::Timestamp,
 }
 
 async fn redeem(

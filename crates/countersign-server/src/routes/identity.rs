@@ -5,15 +5,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use countersign_core::{
-    ActionStatus, Actor, Digest, EnrolmentRequest, EventKind, SessionRequest, Timestamp,
-};
+use countersign_core::api::{ActionView, Challenge, Enrolled, SessionOpened};
+use countersign_core::{ActionStatus, Actor, Digest, EnrolmentRequest, EventKind, SessionRequest};
 use countersign_store::{ApproverKey, NewEvent, Session};
-use serde::Serialize;
 
 use crate::auth::ApproverSession;
 use crate::error::{ApiError, ApiJson};
-use crate::routes::actions::{ActionView, view};
+use crate::routes::actions::view;
 use crate::rules;
 use crate::secrets;
 use crate::state::AppState;
@@ -26,12 +24,6 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/sessions/challenge", post(challenge))
         .route("/v1/sessions", post(open_session))
         .route("/v1/pending", get(pending))
-}
-
-#[derive(Serialize)]
-struct Enrolled {
-    approver_id: String,
-    key_id: countersign_core::KeyId,
 }
 
 async fn enroll(
@@ -85,14 +77,6 @@ async fn enroll(
     ))
 }
 
-#[derive(Serialize)]
-struct Challenge {
-    challenge: Digest,
-    expires_at: Timestamp,
-    /// What the signature binds to besides the challenge (the log origin).
-    service: String,
-}
-
 async fn challenge(State(state): State<AppState>) -> Result<Json<Challenge>, ApiError> {
     let challenge = Digest(secrets::random_bytes::<32>());
     let expires_at = state.now().add_seconds(CHALLENGE_TTL_SECONDS);
@@ -104,17 +88,10 @@ async fn challenge(State(state): State<AppState>) -> Result<Json<Challenge>, Api
     }))
 }
 
-#[derive(Serialize)]
-struct Opened {
-    token: String,
-    approver_id: String,
-    expires_at: Timestamp,
-}
-
 async fn open_session(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SessionRequest>,
-) -> Result<(StatusCode, Json<Opened>), ApiError> {
+) -> Result<(StatusCode, Json<SessionOpened>), ApiError> {
     let key = state
         .store
         .key(&req.key_id)
@@ -141,7 +118,7 @@ async fn open_session(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(Opened {
+        Json(SessionOpened {
             token,
             approver_id: key.approver_id,
             expires_at,

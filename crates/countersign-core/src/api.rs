@@ -1,0 +1,168 @@
+//! The bodies of the v1 HTTP interface, shared by the service and its clients.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::action::{Action, ActionStatus};
+use crate::audit::{AuditEvent, ExecutionOutcome};
+use crate::checkpoint::Checkpoint;
+use crate::decision::{KeyKind, Verdict};
+use crate::digest::Digest;
+use crate::ecdsa::{KeyId, PublicKey};
+use crate::grant::SignedGrant;
+use crate::timestamp::Timestamp;
+
+/// A decision as shown to agents and approvers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecisionView {
+    /// Who decided.
+    pub approver_id: String,
+    /// Approve or deny.
+    pub verdict: Verdict,
+    /// When, by the approver's clock.
+    pub decided_at: Timestamp,
+    /// The signing key.
+    pub key_id: KeyId,
+    /// Its kind.
+    pub key_kind: KeyKind,
+    /// The approver's comment.
+    pub comment: String,
+}
+
+/// A request and where it stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActionView {
+    /// Request id.
+    pub id: Uuid,
+    /// Where it stands.
+    pub status: ActionStatus,
+    /// Request digest.
+    pub digest: Digest,
+    /// Approvals needed.
+    pub quorum: u32,
+    /// Approvals so far.
+    pub approvals: u32,
+    /// The request as shown to approvers.
+    pub action: Action,
+    /// Decisions so far.
+    pub decisions: Vec<DecisionView>,
+    /// The grant (agents only, once approved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<SignedGrant>,
+    /// The reported execution outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<ExecutionOutcome>,
+}
+
+impl ActionView {
+    /// Whether `approver` has decided this request already.
+    pub fn decided_by(&self, approver: &str) -> bool {
+        self.decisions.iter().any(|d| d.approver_id == approver)
+    }
+}
+
+/// What a decision did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionResult {
+    /// `counted`, `approved` or `denied`.
+    pub result: String,
+    /// Approvals so far.
+    pub approvals: u32,
+    /// Approvals needed.
+    pub quorum: u32,
+}
+
+/// Body of `POST /v1/grants/{id}/redeem`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemRequest {
+    /// The digest the agent is about to act on.
+    pub request_digest: Digest,
+}
+
+/// A redeemed grant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redeemed {
+    /// The grant.
+    pub grant: SignedGrant,
+    /// When.
+    pub redeemed_at: Timestamp,
+}
+
+/// A key enrolled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrolled {
+    /// Whose.
+    pub approver_id: String,
+    /// Which.
+    pub key_id: KeyId,
+}
+
+/// A challenge to sign.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    /// The random challenge.
+    pub challenge: Digest,
+    /// Unusable from then on.
+    pub expires_at: Timestamp,
+    /// What the signature binds to besides the challenge (the log origin).
+    pub service: String,
+}
+
+/// An approver session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionOpened {
+    /// Bearer token (`css_…`).
+    pub token: String,
+    /// Whose.
+    pub approver_id: String,
+    /// Until.
+    pub expires_at: Timestamp,
+}
+
+/// A page of the audit log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventsPage {
+    /// Events in order.
+    pub events: Vec<AuditEvent>,
+    /// The log's size when read.
+    pub tree_size: u64,
+}
+
+/// The latest signed checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointView {
+    /// Parsed.
+    pub checkpoint: Checkpoint,
+    /// The C2SP signed note, verbatim.
+    pub note: String,
+}
+
+/// The service's public key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerKeyView {
+    /// Checkpoint key name (the log origin).
+    pub name: String,
+    /// The key.
+    pub public_key: PublicKey,
+    /// Its id.
+    pub key_id: KeyId,
+    /// PEM, for openssl.
+    pub pem: String,
+}
+
+/// An API error body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Code and message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code.
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
