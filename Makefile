@@ -2,13 +2,17 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: setup demo test fmt lint check vectors
+.PHONY: setup demo walkthrough test fmt lint vectors
 
 setup:
 	@scripts/setup.sh
 
-## Set up and run the demo.
+## Set up and run the demo: embedded service, simulated agent and approvers, live log.
 demo: setup
+	$(CARGO) run --quiet -p countersign-cli --bin countersign -- demo $(DEMO_ARGS)
+
+## The protocol core on its own: one request, its signatures, the log and its proofs.
+walkthrough:
 	$(CARGO) run --quiet -p countersign-core --example walkthrough
 
 ## Set up and run every check and test, as CI does.

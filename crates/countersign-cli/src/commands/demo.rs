@@ -1,0 +1,413 @@
+//! `countersign demo`: the service embedded on SQLite, a simulated agent submitting realistic
+//! requests at a steady pace, simulated approvers with development keys, and a live log.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use countersign_client::Client;
+use countersign_client::approver::{open_session, sign_decision};
+use countersign_core::api::ActionView;
+use countersign_core::{
+    ActionRequest, ActionStatus, AuditEvent, EnrolmentRequest, EventKind, ExecutionOutcome, Verdict,
+};
+use countersign_keys::{Signer, SoftwareKey};
+use countersign_server::audit_log::current_checkpoint;
+use countersign_server::{AppState, Config, Service, admin};
+use countersign_store::Approver;
+use tokio::sync::watch;
+
+use super::scenarios;
+use crate::profile::{KeyRef, Profile, sign_with};
+
+/// Options of `demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Data directory (default: a fresh temporary one).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the embedded service.
+    #[arg(long, default_value = "127.0.0.1:8750")]
+    pub listen: SocketAddr,
+    /// Seconds between the simulated agent's requests.
+    #[arg(long, default_value_t = 8)]
+    pub interval: u64,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Leave every decision to you (no simulated approvers).
+    #[arg(long)]
+    pub no_simulated_approvers: bool,
+}
+
+const DEMO_APPROVERS: [(&str, &[&str]); 3] = [
+    ("alice@example.com", &["security", "platform"]),
+    ("bob@example.com", &["security"]),
+    ("carol@example.com", &["platform"]),
+];
+
+/// Runs the demo.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let temp;
+    let data_dir = match &args.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("countersign-demo-")
+                .tempdir()?;
+            temp.path().to_owned()
+        }
+    };
+    let config = Config {
+        origin: "countersign.demo/log".into(),
+        ..Config::default()
+    };
+    let service = Service::open(&data_dir, None, config).await?;
+    let state = service.state.clone();
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut stop_server = stop_rx.clone();
+    let server = tokio::spawn(countersign_server::serve(
+        listener,
+        state.clone(),
+        async move {
+            let _ = stop_server.changed().await;
+        },
+    ));
+
+    let now = state.now();
+    let store = state.store.clone();
+    let (_, agent_token) =
+        admin::issue_agent_token(store.as_ref(), "demo", "agent:demo-bot", now).await?;
+    let keys_dir = data_dir.join("demo");
+    let mut profiles = Vec::new();
+    for (id, groups) in DEMO_APPROVERS {
+        profiles.push(provision_approver(&state, &url, &keys_dir, id, groups).await?);
+    }
+
+    println!("Countersign demo");
+    println!("  service     {url}   (data in {})", data_dir.display());
+    println!(
+        "  agent       agent:demo-bot submits a request every {} s",
+        args.interval
+    );
+    println!(
+        "  approvers   {}",
+        DEMO_APPROVERS.map(|(id, _)| id).join(", ")
+    );
+    if args.no_simulated_approvers {
+        println!("  decide yourself, e.g.:");
+    } else {
+        println!("  simulated approvers decide after a few seconds; you can too, e.g.:");
+    }
+    println!(
+        "    countersign pending --profile {}",
+        keys_dir.join("alice@example.com.json").display()
+    );
+    println!(
+        "    countersign approve ID --profile {}",
+        keys_dir.join("alice@example.com.json").display()
+    );
+    if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some() {
+        println!("  (the desktop console is not built yet; this log shows what it would)");
+    }
+    println!();
+
+    let mut tasks = vec![
+        tokio::spawn(live_log(state.clone(), stop_rx.clone())),
+        tokio::spawn(checkpoints(state.clone(), stop_rx.clone())),
+        tokio::spawn(agent(
+            url.clone(),
+            agent_token,
+            args.interval,
+            stop_rx.clone(),
+        )),
+    ];
+    if !args.no_simulated_approvers {
+        for p in profiles {
+            tasks.push(tokio::spawn(simulated_approver(p, stop_rx.clone())));
+        }
+    }
+
+    match args.duration {
+        Some(s) => tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(s)) => {}
+            () = super::serve::shutdown_signal() => {}
+        },
+        None => super::serve::shutdown_signal().await,
+    }
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    server.await??;
+    let cp = current_checkpoint(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    println!(
+        "\nfinal checkpoint: {} events, root {}",
+        cp.checkpoint.tree_size, cp.checkpoint.root_hash
+    );
+    Ok(())
+}
+
+async fn provision_approver(
+    state: &AppState,
+    url: &str,
+    dir: &Path,
+    id: &str,
+    groups: &[&str],
+) -> anyhow::Result<Profile> {
+    let store = state.store.as_ref();
+    let approver = Approver {
+        id: id.into(),
+        display_name: id.split('@').next().unwrap_or(id).into(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+    };
+    admin::put_approver(store, "demo", &approver, state.now()).await?;
+    let key_path = dir.join(format!("{id}.pem"));
+    let key = if key_path.exists() {
+        SoftwareKey::load(&key_path)?
+    } else {
+        SoftwareKey::generate(&key_path)?
+    };
+    let public_key = key.public_key();
+    if store.key(&public_key.key_id()).await?.is_none() {
+        let (code, _) = admin::issue_enrolment_code(store, "demo", id, 600, state.now()).await?;
+        let label = "demo software key".to_owned();
+        let payload = EnrolmentRequest::proof_payload(
+            id,
+            key.describe().kind,
+            &label,
+            &public_key,
+            &state.config.origin,
+        )?;
+        let proof = key.sign(&payload)?;
+        let request = EnrolmentRequest {
+            approver_id: id.into(),
+            code,
+            key_kind: key.describe().kind,
+            label,
+            public_key: public_key.clone(),
+            attestation: None,
+            proof,
+        };
+        Client::new(url)?.enroll(&request).await?;
+    }
+    let profile = Profile {
+        server: url.to_owned(),
+        approver_id: id.into(),
+        key_id: public_key.key_id(),
+        key: KeyRef::Software { path: key_path },
+    };
+    profile.save(&dir.join(format!("{id}.json")))?;
+    Ok(profile)
+}
+
+async fn agent(url: String, token: String, interval: u64, mut stop: watch::Receiver<bool>) {
+    let client = match Client::new(&url) {
+        Ok(c) => c.with_token(token),
+        Err(e) => return eprintln!("demo agent: {e}"),
+    };
+    let scenarios = scenarios::all();
+    for i in 0.. {
+        let request: ActionRequest =
+            match serde_json::from_value(scenarios[i % scenarios.len()].clone()) {
+                Ok(r) => r,
+                Err(e) => return eprintln!("demo agent: bad scenario: {e}"),
+            };
+        match client.submit(&request).await {
+            Ok(view) => {
+                tokio::spawn(execute_when_granted(client.clone(), view));
+            }
+            Err(e) => eprintln!("demo agent: submit failed: {e}"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(interval.max(1))) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// What a real agent does with its request: wait, redeem, "execute", report.
+async fn execute_when_granted(client: Client, mut view: ActionView) {
+    while view.status == ActionStatus::Pending {
+        match client.wait(view.id, 30).await {
+            Ok(v) => view = v,
+            Err(_) => return,
+        }
+    }
+    if let (ActionStatus::Approved, Some(grant)) = (view.status, &view.grant) {
+        if client
+            .redeem(grant.grant.grant_id, view.digest)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let outcome = ExecutionOutcome {
+            succeeded: true,
+            exit_code: Some(0),
+            detail: "simulated execution".into(),
+        };
+        let _ = client.report_outcome(view.id, &outcome).await;
+    }
+}
+
+async fn simulated_approver(profile: Profile, mut stop: watch::Receiver<bool>) {
+    let Ok(signer) = profile.signer() else { return };
+    let Ok(client) = Client::new(&profile.server) else {
+        return;
+    };
+    let Ok(client) = open_session(&client, profile.key_id, sign_with(signer.as_ref())).await else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.changed() => return,
+        }
+        let Ok(pending) = client.pending().await else {
+            continue;
+        };
+        let now = countersign_client::approver::now();
+        for view in pending {
+            // Give a human watching the log a moment to act first.
+            if now.millis_since(view.action.created_at) < 5_000 {
+                continue;
+            }
+            let risky = view
+                .action
+                .request
+                .diff
+                .as_ref()
+                .is_some_and(|d| format!("{d:?}").contains("0.0.0.0/0"));
+            let (verdict, comment) = if risky {
+                (Verdict::Deny, "SSH open to the internet: use the bastion")
+            } else {
+                (Verdict::Approve, "looks right")
+            };
+            if let Ok(signed) = sign_decision(
+                &view,
+                &profile.approver_id,
+                profile.key_id,
+                verdict,
+                comment,
+                sign_with(signer.as_ref()),
+            ) {
+                let _ = client.decide(&signed).await;
+            }
+        }
+    }
+}
+
+async fn live_log(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut events = state.events.subscribe();
+    let mut names: HashMap<uuid::Uuid, String> = HashMap::new();
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => e,
+            _ = stop.changed() => return,
+        };
+        if let Ok(e) = event
+            && let Some(line) = describe(&e, &mut names)
+        {
+            println!(
+                "{}  #{:<4} {line}",
+                &e.recorded_at.to_string()[11..19],
+                e.seq
+            );
+        }
+    }
+}
+
+fn describe(e: &AuditEvent, names: &mut HashMap<uuid::Uuid, String>) -> Option<String> {
+    let name = |id: &uuid::Uuid, names: &HashMap<uuid::Uuid, String>| {
+        names.get(id).cloned().unwrap_or_else(|| id.to_string())
+    };
+    Some(match &e.event {
+        EventKind::RequestCreated { action, .. } => {
+            let label = format!("{} {}", action.request.action_type, action.request.resource);
+            names.insert(action.id, label.clone());
+            format!(
+                "REQUEST   {label} [{}] by {} — {}",
+                action.request.environment, action.requester, action.policy.reason
+            )
+        }
+        EventKind::DecisionRecorded { decision, key_kind } => {
+            let d = &decision.decision;
+            let verdict = match d.verdict {
+                Verdict::Approve => "approved",
+                Verdict::Deny => "denied",
+            };
+            format!(
+                "DECISION  {} {verdict} {} ({}, key {})",
+                d.approver_id,
+                name(&d.request_id, names),
+                key_kind.label(),
+                d.key_id.short()
+            )
+        }
+        EventKind::Approved { action_id, reason } => {
+            format!("APPROVED  {} — {reason}", name(action_id, names))
+        }
+        EventKind::Denied { action_id, reason } => {
+            format!("DENIED    {} — {reason}", name(action_id, names))
+        }
+        EventKind::Expired { action_id } => format!("EXPIRED   {}", name(action_id, names)),
+        EventKind::GrantIssued { grant } => format!(
+            "GRANT     single-use, valid until {}",
+            grant.grant.expires_at
+        ),
+        EventKind::GrantRedeemed { action_id, .. } => {
+            format!("REDEEMED  {}", name(action_id, names))
+        }
+        EventKind::ExecutionReported { action_id, outcome } => format!(
+            "EXECUTED  {} — {}",
+            name(action_id, names),
+            if outcome.succeeded {
+                "succeeded"
+            } else {
+                "failed"
+            }
+        ),
+        EventKind::KeyEnrolled {
+            approver_id,
+            key_kind,
+            key_id,
+            ..
+        } => format!(
+            "ENROLLED  {approver_id}: {} {}",
+            key_kind.label(),
+            key_id.short()
+        ),
+        EventKind::PolicyChanged { policy_hash, .. } => {
+            format!("POLICY    now {}", &policy_hash.to_hex()[..16])
+        }
+        _ => return None,
+    })
+}
+
+async fn checkpoints(state: AppState, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(20)) => {}
+            _ = stop.changed() => return,
+        }
+        if let Ok(cp) = current_checkpoint(&state).await {
+            println!(
+                "          CHECKPOINT {} events, root {}…, signed by {}",
+                cp.checkpoint.tree_size,
+                &cp.checkpoint.root_hash.to_hex()[..16],
+                state.key.public().key_id().short()
+            );
+        }
+    }
+}

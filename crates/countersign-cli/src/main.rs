@@ -1,0 +1,80 @@
+//! `countersign`: the approval service, its agent and approver sides, and administration.
+
+mod commands;
+mod profile;
+
+use clap::{Parser, Subcommand};
+use countersign_core::Verdict;
+
+use commands::{admin, agent, approver, demo, serve};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "countersign",
+    version,
+    about = "Per-action human approval for agents and automation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the approval service.
+    Serve(serve::ServeArgs),
+    /// Run the embedded service with a simulated agent and approvers, printing a live log.
+    Demo(demo::DemoArgs),
+    /// Ask for one action, wait for the decision, print it as JSON.
+    Request(agent::RequestArgs),
+    /// Ask for one action and run a command only if it is granted.
+    Run(agent::RunArgs),
+    /// List the requests waiting for you.
+    Pending(approver::ProfileArg),
+    /// Approve a request, signing with your enrolled key.
+    Approve(approver::DecideArgs),
+    /// Deny a request, signing with your enrolled key.
+    Deny(approver::DecideArgs),
+    /// Create, enrol and list approver keys.
+    Keys(approver::KeysArgs),
+    /// Administer a service's data directory.
+    Admin(admin::AdminArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("countersign: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(a) => serve::run(a).await.map(|()| 0),
+            Command::Demo(a) => demo::run(a).await.map(|()| 0),
+            Command::Request(a) => agent::request(a).await,
+            Command::Run(a) => agent::run(a).await,
+            Command::Pending(a) => approver::pending(a).await.map(|()| 0),
+            Command::Approve(a) => approver::decide(a, Verdict::Approve).await.map(|()| 0),
+            Command::Deny(a) => approver::decide(a, Verdict::Deny).await.map(|()| 0),
+            Command::Keys(a) => approver::keys(a).await.map(|()| 0),
+            Command::Admin(a) => admin::run(a).await.map(|()| 0),
+        }
+    });
+    match result {
+        Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("countersign: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The whole flow across processes: `countersign serve`, an agent running `countersign run`,
+//! approvers running `countersign approve|deny` with enrolled software keys, and `admin`.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_countersign");
+
+fn cs(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("countersign runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = cs(args);
+    assert!(
+        out.status.success(),
+        "countersign {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(data: &Path) -> Self {
+        Self::start_at(data, "127.0.0.1:0")
+    }
+
+    fn start_at(data: &Path, listen: &str) -> Self {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--data-dir",
+                &data.display().to_string(),
+                "--listen",
+                listen,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("server starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("server printed its address")
+                .expect("utf-8");
+            if let Some(rest) = line.strip_prefix("countersign: serving ") {
+                break rest.split_whitespace().next().expect("url").to_owned();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, url }
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().expect("server exits");
+        assert!(status.success(), "server exited with {status}");
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    root: PathBuf,
+    token: String,
+}
+
+impl World {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let root = dir.path().to_owned();
+        let data = root.join("data");
+        let d = data.display().to_string();
+        for (who, group) in [
+            ("bob", "security"),
+            ("carol", "security"),
+            ("erin", "finance"),
+        ] {
+            ok(&["admin", "--data-dir", &d, "approver", who, "--group", group]);
+        }
+        let token = ok(&["admin", "--data-dir", &d, "agent-token", "agent:ci"]);
+        assert!(token.starts_with("csa_"), "{token}");
+        Self {
+            _dir: dir,
+            data,
+            root,
+            token,
+        }
+    }
+
+    fn enroll(&self, who: &str, url: &str) -> String {
+        let d = self.data.display().to_string();
+        let code = ok(&["admin", "--data-dir", &d, "enrolment-code", who]);
+        let key = self.root.join(format!("{who}.pem")).display().to_string();
+        ok(&["keys", "init", "--backend", "software", "--path", &key]);
+        let profile = self.root.join(format!("{who}.json")).display().to_string();
+        ok(&[
+            "keys",
+            "enroll",
+            "--server",
+            url,
+            "--approver",
+            who,
+            "--code",
+            &code,
+            "--key",
+            &key,
+            "--profile",
+            &profile,
+        ]);
+        profile
+    }
+
+    fn run_agent(&self, url: &str, wait: &str, marker: &Path) -> Child {
+        let mut args = vec![
+            "run",
+            "--server",
+            url,
+            "--token",
+            &self.token,
+            "--type",
+            "db.export",
+            "--resource",
+            "postgres://prod/customers",
+            "--environment",
+            "prod",
+            "--tag",
+            "pii",
+            "--justification",
+            "end-to-end test",
+            "--param",
+            "rows=42",
+            "--wait",
+            wait,
+        ];
+        let cmd = format!("echo executed > {}", marker.display());
+        args.extend_from_slice(&["--", "sh", "-c"]);
+        let mut command = Command::new(BIN);
+        command
+            .args(&args)
+            .arg(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command.spawn().expect("agent starts")
+    }
+}
+
+/// Polls `pending` until a request shows; returns its id.
+fn wait_pending(profile: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = ok(&["pending", "--profile", profile]);
+        if let Some(line) = out.lines().next() {
+            return line.split_whitespace().next().expect("id").to_owned();
+        }
+        assert!(Instant::now() < deadline, "no pending request appeared");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn approved_request_runs_the_command_once_and_reports_the_outcome() {
+    let w = World::new();
+    let server = Server::start(&w.data);
+    let bob = w.enroll("bob", &server.url);
+    let carol = w.enroll("carol", &server.url);
+    let marker = w.root.join("marker");
+
+    let agent = w.run_agent(&server.url, "60", &marker);
+    let id = wait_pending(&bob);
+    assert!(!marker.exists(), "the command ran before approval");
+    let first = ok(&["approve", &id, "--profile", &bob, "--comment", "ok by me"]);
+    assert!(first.contains("counted (1/2"), "{first}");
+    assert!(!marker.exists(), "the command ran before quorum");
+    let second = ok(&["approve", &id, "--profile", &carol]);
+    assert!(second.contains("approved"), "{second}");
+
+    let out = agent.wait_with_output().expect("agent exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "agent failed: {stderr}");
+    assert!(stderr.contains("outcome reported: succeeded"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&marker).expect("marker").trim(),
+        "executed"
+    );
+
+    // Deciding again after the fact is refused.
+    let again = cs(&["deny", &id, "--profile", &carol]);
+    assert!(!again.status.success());
+    server.stop();
+}
+
+#[test]
+fn denied_request_never_runs_the_command() {
+    let w = World::new();
+    let server = Server::start(&w.data);
+    let bob = w.enroll("bob", &server.url);
+    let marker = w.root.join("marker");
+    let agent = w.run_agent(&server.url, "60", &marker);
+    let id = wait_pending(&bob);
+    let denied = ok(&[
+        "deny",
+        &id,
+        "--profile",
+        &bob,
+        "--comment",
+        "not this quarter",
+    ]);
+    assert!(denied.contains("denied"), "{denied}");
+    let out = agent.wait_with_output().expect("agent exits");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!marker.exists(), "a denied command ran");
+    server.stop();
+}
+
+#[test]
+fn requester_cannot_approve_and_ineligible_approver_is_refused() {
+    let w = World::new();
+    let server = Server::start(&w.data);
+    let bob = w.enroll("bob", &server.url);
+    let erin = w.enroll("erin", &server.url);
+    // The agent acts for bob; it submits and stops waiting at once (exit 5: still pending).
+    let out = cs(&[
+        "request",
+        "--server",
+        &server.url,
+        "--token",
+        &w.token,
+        "--type",
+        "db.export",
+        "--resource",
+        "postgres://prod/customers",
+        "--environment",
+        "prod",
+        "--tag",
+        "pii",
+        "--justification",
+        "for bob",
+        "--on-behalf-of",
+        "bob",
+        "--wait",
+        "0",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let id = view["id"].as_str().expect("id").to_owned();
+    assert_eq!(view["status"], "pending");
+
+    assert_eq!(
+        ok(&["pending", "--profile", &bob]),
+        "",
+        "bob must not see his own request"
+    );
+    let refused = cs(&["approve", &id, "--profile", &bob]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("self_approval"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let refused = cs(&["approve", &id, "--profile", &erin]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not_eligible"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    server.stop();
+}
+
+#[test]
+fn restart_keeps_pending_requests_and_the_signed_log_consistent() {
+    let w = World::new();
+    let server = Server::start(&w.data);
+    let bob = w.enroll("bob", &server.url);
+    let marker = w.root.join("marker");
+    let agent = w.run_agent(&server.url, "3", &marker);
+    let id = wait_pending(&bob);
+    let _ = agent.wait_with_output();
+    let url = server.url.clone();
+    server.stop();
+
+    let server = Server::start_at(&w.data, url.trim_start_matches("http://"));
+    let after = ok(&["pending", "--profile", &bob]);
+    assert!(
+        after.contains(&id),
+        "pending request lost across restart: {after}"
+    );
+    let pem = ok(&[
+        "admin",
+        "--data-dir",
+        &w.data.display().to_string(),
+        "server-key",
+    ]);
+    assert!(pem.contains("BEGIN PUBLIC KEY"));
+    server.stop();
+}

@@ -1,0 +1,94 @@
+//! What an approver's program does besides calling the API: open a session by signing a
+//! challenge, and sign a decision over the digest it computed itself from what it shows.
+
+use countersign_core::api::ActionView;
+use countersign_core::{
+    Decision, KeyId, Nonce, SessionRequest, Signature, SignedDecision, Timestamp, Verdict,
+};
+use rand_core::RngCore as _;
+
+use crate::{Client, ClientError};
+
+/// Why a decision could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum ApproverError {
+    /// The API failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The key refused to sign.
+    #[error("signing failed: {0}")]
+    Sign(String),
+    /// What the service sent does not hash to the digest it claims: never sign it.
+    #[error("the request's content does not match its digest; refusing to sign")]
+    DigestMismatch,
+    /// Encoding failed.
+    #[error("{0}")]
+    Encoding(String),
+}
+
+/// Opens a session for `key_id`, signing the service's challenge with `sign`.
+pub async fn open_session(
+    client: &Client,
+    key_id: KeyId,
+    sign: impl Fn(&[u8]) -> Result<Signature, String>,
+) -> Result<Client, ApproverError> {
+    let challenge = client.challenge().await?;
+    let payload = SessionRequest::payload(&challenge.challenge, &key_id, &challenge.service)
+        .map_err(|e| ApproverError::Encoding(e.to_string()))?;
+    let signature = sign(&payload).map_err(ApproverError::Sign)?;
+    let opened = client
+        .open_session(&SessionRequest {
+            key_id,
+            challenge: challenge.challenge,
+            signature,
+        })
+        .await?;
+    Ok(client.clone().with_token(opened.token))
+}
+
+/// The current time from the system clock.
+pub fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    Timestamp::from_millis(ms).unwrap_or_else(|_| Timestamp::from_millis(0).expect("epoch"))
+}
+
+/// Signs a decision on `view`, after checking that the request shown hashes to its digest.
+pub fn sign_decision(
+    view: &ActionView,
+    approver_id: &str,
+    key_id: KeyId,
+    verdict: Verdict,
+    comment: &str,
+    sign: impl Fn(&[u8]) -> Result<Signature, String>,
+) -> Result<SignedDecision, ApproverError> {
+    let digest = view
+        .action
+        .digest()
+        .map_err(|e| ApproverError::Encoding(e.to_string()))?;
+    if digest != view.digest {
+        return Err(ApproverError::DigestMismatch);
+    }
+    let mut nonce = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut nonce);
+    let decision = Decision {
+        request_id: view.id,
+        request_digest: digest,
+        verdict,
+        approver_id: approver_id.to_owned(),
+        key_id,
+        decided_at: now(),
+        comment: comment.to_owned(),
+        nonce: Nonce(nonce),
+    };
+    let payload = decision
+        .signing_payload()
+        .map_err(|e| ApproverError::Encoding(e.to_string()))?;
+    let signature = sign(&payload).map_err(ApproverError::Sign)?;
+    Ok(SignedDecision {
+        decision,
+        signature,
+    })
+}

@@ -1,0 +1,281 @@
+//! Client of the approval service's v1 interface. Errors keep the service's `{code, message}`
+//! so callers act on codes, never on message text.
+
+pub mod approver;
+
+use std::time::Duration;
+
+use countersign_core::api::{
+    ActionView, Challenge, CheckpointView, DecisionResult, Enrolled, ErrorBody, EventsPage,
+    RedeemRequest, Redeemed, ServerKeyView, SessionOpened,
+};
+use countersign_core::{
+    ActionRequest, ConsistencyProof, Digest, EnrolmentRequest, ExecutionOutcome, InclusionProof,
+    SessionRequest, SignedDecision,
+};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The service answered with an error.
+    #[error("{status}: {code}: {message}")]
+    Api {
+        /// HTTP status.
+        status: StatusCode,
+        /// The service's error code.
+        code: String,
+        /// Its message.
+        message: String,
+    },
+    /// The service could not be reached or answered something unreadable.
+    #[error("cannot reach the service at {url}: {source}")]
+    Transport {
+        /// Where.
+        url: String,
+        /// Why.
+        source: reqwest::Error,
+    },
+    /// The URL is not usable.
+    #[error("invalid service URL {0:?}")]
+    Url(String),
+}
+
+impl ClientError {
+    /// The service's error code, if the service answered.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// A connection to one service, optionally with a bearer token (agent or approver session).
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client for the service at `base` (e.g. `http://127.0.0.1:8750`).
+    pub fn new(base: &str) -> Result<Self, ClientError> {
+        let base = base.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::Url(base));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|source| ClientError::Transport {
+                url: base.clone(),
+                source,
+            })?;
+        Ok(Self {
+            http,
+            base,
+            token: None,
+        })
+    }
+
+    /// The same client, authenticating with `token`.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The service's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let transport = |source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        if status.is_success() {
+            return resp.json().await.map_err(transport);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(e) => ClientError::Api {
+                status,
+                code: e.error.code,
+                message: e.error.message,
+            },
+            Err(_) => ClientError::Api {
+                status,
+                code: "http_error".into(),
+                message: text.chars().take(500).collect(),
+            },
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call::<(), T>(Method::GET, path, None).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    // --- agents ---
+
+    /// Submits a request.
+    pub async fn submit(&self, request: &ActionRequest) -> Result<ActionView, ClientError> {
+        self.post("/v1/actions", request).await
+    }
+
+    /// One of this agent's requests.
+    pub async fn action(&self, id: Uuid) -> Result<ActionView, ClientError> {
+        self.get(&format!("/v1/actions/{id}")).await
+    }
+
+    /// Long-polls until the request is decided or `timeout_seconds` pass.
+    pub async fn wait(&self, id: Uuid, timeout_seconds: u64) -> Result<ActionView, ClientError> {
+        self.get(&format!("/v1/actions/{id}/wait?timeout={timeout_seconds}"))
+            .await
+    }
+
+    /// Redeems a grant for the digest about to be acted on.
+    pub async fn redeem(
+        &self,
+        grant_id: Uuid,
+        request_digest: Digest,
+    ) -> Result<Redeemed, ClientError> {
+        self.post(
+            &format!("/v1/grants/{grant_id}/redeem"),
+            &RedeemRequest { request_digest },
+        )
+        .await
+    }
+
+    /// Reports how the action went.
+    pub async fn report_outcome(
+        &self,
+        id: Uuid,
+        outcome: &ExecutionOutcome,
+    ) -> Result<(), ClientError> {
+        let _: serde_json::Value = self
+            .post(&format!("/v1/actions/{id}/outcome"), outcome)
+            .await
+            .or_else(empty_ok)?;
+        Ok(())
+    }
+
+    // --- approvers ---
+
+    /// Enrols a key.
+    pub async fn enroll(&self, request: &EnrolmentRequest) -> Result<Enrolled, ClientError> {
+        self.post("/v1/enroll", request).await
+    }
+
+    /// A fresh challenge.
+    pub async fn challenge(&self) -> Result<Challenge, ClientError> {
+        self.post("/v1/sessions/challenge", &serde_json::json!({}))
+            .await
+    }
+
+    /// Opens a session with a signed challenge.
+    pub async fn open_session(
+        &self,
+        request: &SessionRequest,
+    ) -> Result<SessionOpened, ClientError> {
+        self.post("/v1/sessions", request).await
+    }
+
+    /// Requests this approver may decide.
+    pub async fn pending(&self) -> Result<Vec<ActionView>, ClientError> {
+        self.get("/v1/pending").await
+    }
+
+    /// A request as approvers see it.
+    pub async fn view(&self, id: Uuid) -> Result<ActionView, ClientError> {
+        self.get(&format!("/v1/actions/{id}/view")).await
+    }
+
+    /// Sends a signed decision.
+    pub async fn decide(&self, decision: &SignedDecision) -> Result<DecisionResult, ClientError> {
+        self.post(
+            &format!("/v1/actions/{}/decisions", decision.decision.request_id),
+            decision,
+        )
+        .await
+    }
+
+    // --- audit ---
+
+    /// Events with `seq > after`.
+    pub async fn audit(&self, after: Option<u64>, limit: u32) -> Result<EventsPage, ClientError> {
+        let after = after.map(|a| format!("&after={a}")).unwrap_or_default();
+        self.get(&format!("/v1/audit?limit={limit}{after}")).await
+    }
+
+    /// The latest signed checkpoint.
+    pub async fn checkpoint(&self) -> Result<CheckpointView, ClientError> {
+        self.get("/v1/audit/checkpoint").await
+    }
+
+    /// Inclusion proof of event `seq` in the tree of `tree_size`.
+    pub async fn inclusion_proof(
+        &self,
+        seq: u64,
+        tree_size: u64,
+    ) -> Result<InclusionProof, ClientError> {
+        self.get(&format!(
+            "/v1/audit/proof/inclusion?seq={seq}&tree_size={tree_size}"
+        ))
+        .await
+    }
+
+    /// Consistency proof between two tree sizes.
+    pub async fn consistency_proof(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<ConsistencyProof, ClientError> {
+        self.get(&format!("/v1/audit/proof/consistency?from={from}&to={to}"))
+            .await
+    }
+
+    /// The service's public key.
+    pub async fn server_key(&self) -> Result<ServerKeyView, ClientError> {
+        self.get("/v1/server-key").await
+    }
+}
+
+/// `204 No Content` has no JSON body: count a decode failure on success as success.
+fn empty_ok(e: ClientError) -> Result<serde_json::Value, ClientError> {
+    match e {
+        ClientError::Transport { ref source, .. } if source.is_decode() => {
+            Ok(serde_json::Value::Null)
+        }
+        other => Err(other),
+    }
+}
