@@ -2,6 +2,7 @@
 //! so callers act on codes, never on message text.
 
 pub mod approver;
+pub mod stream;
 
 use std::time::Duration;
 

@@ -166,3 +166,76 @@ pub struct ErrorDetail {
     /// For people.
     pub message: String,
 }
+
+/// Messages the service sends on the approver stream (`GET /v1/ws`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// First message: sign this to authenticate the stream.
+    Challenge {
+        /// The random challenge.
+        challenge: Digest,
+        /// What the signature binds to besides the challenge (the log origin).
+        service: String,
+    },
+    /// Authenticated. `requests` is the complete set of pending requests this approver may
+    /// decide as of log position `seq`: the client replaces its inbox with it, so a reconnect
+    /// neither repeats nor misses a request. Every later message has a larger `seq`.
+    Snapshot {
+        /// Who is signed in.
+        approver_id: String,
+        /// Log size when the snapshot was taken.
+        seq: u64,
+        /// Pending requests this approver may decide and has not decided.
+        requests: Vec<ActionView>,
+    },
+    /// A new request this approver may decide.
+    Request {
+        /// Log position of the event.
+        seq: u64,
+        /// The request.
+        view: ActionView,
+    },
+    /// A request in the inbox changed: a decision counted, or it left `pending`.
+    Update {
+        /// Log position of the event.
+        seq: u64,
+        /// The request as it stands now.
+        view: ActionView,
+    },
+    /// Reply to a decision sent on the stream.
+    Decided {
+        /// The request.
+        request_id: Uuid,
+        /// What the decision did.
+        result: DecisionResult,
+    },
+    /// A refused message; `request_id` names the request when it was a decision.
+    Error {
+        /// The request, for refused decisions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<Uuid>,
+        /// Stable code.
+        code: String,
+        /// For people.
+        message: String,
+    },
+}
+
+/// Messages an approver sends on the stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Answer to the challenge: signature over `SessionRequest::payload`.
+    Auth {
+        /// The enrolled key.
+        key_id: KeyId,
+        /// The signature.
+        signature: crate::ecdsa::Signature,
+    },
+    /// A signed decision.
+    Decide {
+        /// The decision.
+        decision: crate::decision::SignedDecision,
+    },
+}

@@ -6,6 +6,7 @@ pub mod audit_log;
 pub mod auth;
 pub mod error;
 pub mod jobs;
+pub mod metrics;
 pub mod policy;
 pub mod routes;
 pub mod rules;
@@ -37,6 +38,11 @@ pub const DATABASE_FILE: &str = "countersign.db";
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     routes::router()
+        .route("/metrics", axum::routing::get(metrics::render))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         // A client that trickles its request is cut off instead of holding a task forever.
         .layer(TimeoutLayer::with_status_code(

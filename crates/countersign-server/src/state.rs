@@ -61,6 +61,8 @@ pub struct Inner {
     pub config: Config,
     /// Every appended audit event, for waiters and approver streams.
     pub events: broadcast::Sender<AuditEvent>,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
@@ -81,6 +83,7 @@ impl AppState {
             log: AuditLog::default(),
             config,
             events,
+            metrics: crate::metrics::Metrics::default(),
         }))
     }
 

@@ -658,3 +658,16 @@ async fn checkpoint_is_signed_and_every_event_is_provably_included() {
     c.verify(&old_root, &signed.checkpoint.root_hash)
         .expect("consistent");
 }
+
+#[tokio::test]
+async fn metrics_report_pending_requests_and_http_traffic() {
+    let h = Harness::new().await;
+    h.submit_pending().await;
+    h.submit_pending().await;
+    let (status, body) = h.call("GET", "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = body.as_str().expect("text body");
+    assert!(text.contains("countersign_pending_actions 2"), "{text}");
+    assert!(text.contains("countersign_http_requests_total{method=\"POST\",route=\"/v1/actions\",status=\"201\"} 2"), "{text}");
+    assert!(text.contains("countersign_connected_approvers 0"), "{text}");
+}

@@ -113,6 +113,15 @@ pub(crate) async fn by_status(
         .collect()
 }
 
+pub(crate) async fn count(conn: &mut SqliteConnection, status: ActionStatus) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM actions WHERE status = ?")
+        .bind(enum_text(&status)?)
+        .fetch_one(conn)
+        .await
+        .map_err(backend)?;
+    Ok(n as u64)
+}
+
 pub(crate) async fn decisions(
     conn: &mut SqliteConnection,
     action_id: Uuid,

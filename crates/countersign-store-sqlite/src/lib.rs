@@ -259,6 +259,10 @@ impl Store for SqliteStore {
         actions::by_status(&mut *self.reader().await?, status, limit).await
     }
 
+    async fn count_actions(&self, status: ActionStatus) -> StoreResult<u64> {
+        actions::count(&mut *self.reader().await?, status).await
+    }
+
     async fn decisions(&self, action_id: Uuid) -> StoreResult<Vec<DecisionRecord>> {
         actions::decisions(&mut *self.reader().await?, action_id).await
     }

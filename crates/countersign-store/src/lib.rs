@@ -130,6 +130,8 @@ pub trait Store: Send + Sync + 'static {
         status: ActionStatus,
         limit: u32,
     ) -> StoreResult<Vec<ActionRecord>>;
+    /// How many requests are in a status.
+    async fn count_actions(&self, status: ActionStatus) -> StoreResult<u64>;
     /// Decisions on a request, in the order they were accepted.
     async fn decisions(&self, action_id: Uuid) -> StoreResult<Vec<DecisionRecord>>;
     /// Records a decision: the request must be pending and unexpired at `now`, the approver

@@ -95,6 +95,11 @@ pub async fn apply(
         .await?;
     state.publish(&appended);
     tracing::info!(%id, approver = %d.approver_id, verdict = ?d.verdict, "decision recorded");
+    if !matches!(outcome, DecisionOutcome::Counted { .. }) {
+        state
+            .metrics
+            .decided_after(now.millis_since(record.action.created_at));
+    }
     Ok(match outcome {
         DecisionOutcome::Counted { approvals } => DecisionResult {
             result: "counted".into(),

@@ -136,6 +136,14 @@ async fn pending(
         .approver(&session.approver_id)
         .await?
         .ok_or_else(|| ApiError::unauthorized("approver no longer exists"))?;
+    Ok(Json(inbox(&state, &approver).await?))
+}
+
+/// The approver's inbox: pending, unexpired, eligible, not yet decided by them, oldest first.
+pub(crate) async fn inbox(
+    state: &AppState,
+    approver: &countersign_store::Approver,
+) -> Result<Vec<ActionView>, ApiError> {
     let now = state.now();
     let mut out = Vec::new();
     for record in state
@@ -146,11 +154,11 @@ async fn pending(
         if record.action.expires_at <= now || rules::eligible(&approver, &record).is_err() {
             continue;
         }
-        let view = view(&state, record, false).await?;
+        let view = view(state, record, false).await?;
         if view.decided_by(&approver.id) {
             continue;
         }
         out.push(view);
     }
-    Ok(Json(out))
+    Ok(out)
 }

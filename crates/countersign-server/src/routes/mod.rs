@@ -5,6 +5,7 @@ pub mod audit;
 pub mod decisions;
 pub mod grants;
 pub mod identity;
+pub mod stream;
 
 use axum::Router;
 use axum::routing::get;
@@ -19,5 +20,6 @@ pub fn router() -> Router<AppState> {
         .merge(grants::router())
         .merge(audit::router())
         .merge(identity::router())
+        .merge(stream::router())
         .route("/healthz", get(|| async { "ok" }))
 }

@@ -1,0 +1,277 @@
+//! `GET /v1/ws`: the approver stream. The connection authenticates by signing a fresh
+//! challenge with an enrolled key, receives a snapshot of its inbox at a log position, then
+//! every later change to it; decisions may be sent back on the same socket.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+use countersign_core::api::{ClientMessage, ServerMessage};
+use countersign_core::{ActionStatus, Digest, EventKind, SessionRequest};
+use countersign_store::Approver;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::routes::actions::view;
+use crate::routes::decisions;
+use crate::routes::identity::inbox;
+use crate::secrets;
+use crate::state::AppState;
+
+/// Largest message a client may send (a signed decision is well under 2 KiB).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Time allowed to answer the challenge.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Ping interval; a peer that stops answering is dropped by the transport.
+const HEARTBEAT: Duration = Duration::from_secs(20);
+/// Sustained and burst rate of client messages; beyond it the connection is closed.
+const RATE_PER_SECOND: f64 = 10.0;
+const BURST: f64 = 40.0;
+/// WebSocket close code for a policy violation (RFC 6455).
+const POLICY_VIOLATION: u16 = 1008;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/v1/ws", get(upgrade))
+}
+
+async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| async move {
+            state.metrics.approver_connected(1);
+            if let Err(reason) = run(&state, socket).await {
+                tracing::debug!(%reason, "approver stream ended");
+            }
+            state.metrics.approver_connected(-1);
+        })
+}
+
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new() -> Self {
+        Self {
+            tokens: BURST,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * RATE_PER_SECOND)
+            .min(BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), String> {
+    let text = serde_json::to_string(message).map_err(|e| e.to_string())?;
+    socket
+        .send(Message::Text(text.into()))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.to_owned().into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+fn error_message(request_id: Option<Uuid>, e: &ApiError) -> ServerMessage {
+    ServerMessage::Error {
+        request_id,
+        code: e.code.to_owned(),
+        message: e.message.clone(),
+    }
+}
+
+async fn authenticate(state: &AppState, socket: &mut WebSocket) -> Result<Approver, String> {
+    let challenge = Digest(secrets::random_bytes::<32>());
+    state
+        .store
+        .create_challenge(
+            &challenge,
+            state.now().add_seconds(AUTH_TIMEOUT.as_secs() as i64 + 5),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    send(
+        socket,
+        &ServerMessage::Challenge {
+            challenge,
+            service: state.config.origin.clone(),
+        },
+    )
+    .await?;
+    let reply = match tokio::time::timeout(AUTH_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(text)))) => text,
+        Ok(_) => return Err("closed before authenticating".into()),
+        Err(_) => {
+            close(socket, POLICY_VIOLATION, "authentication timed out").await;
+            return Err("authentication timed out".into());
+        }
+    };
+    let refuse = |code: &str, message: &str| ServerMessage::Error {
+        request_id: None,
+        code: code.into(),
+        message: message.into(),
+    };
+    let Ok(ClientMessage::Auth { key_id, signature }) =
+        serde_json::from_str::<ClientMessage>(&reply)
+    else {
+        send(socket, &refuse("unauthorized", "expected an auth message")).await?;
+        close(socket, POLICY_VIOLATION, "unauthorized").await;
+        return Err("first message was not auth".into());
+    };
+    let key = state
+        .store
+        .key(&key_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .filter(|k| k.revoked_at.is_none());
+    let payload = SessionRequest::payload(&challenge, &key_id, &state.config.origin)
+        .map_err(|e| e.to_string())?;
+    let verified = key.filter(|k| k.public_key.verify(&payload, &signature).is_ok());
+    let Some(key) = verified else {
+        send(
+            socket,
+            &refuse("unauthorized", "unknown or revoked key, or a bad signature"),
+        )
+        .await?;
+        close(socket, POLICY_VIOLATION, "unauthorized").await;
+        return Err("authentication failed".into());
+    };
+    state
+        .store
+        .consume_challenge(&challenge, state.now())
+        .await
+        .map_err(|e| e.to_string())?;
+    let approver = state
+        .store
+        .approver(&key.approver_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    approver.ok_or_else(|| "approver no longer exists".into())
+}
+
+async fn snapshot(
+    state: &AppState,
+    approver: &Approver,
+    relevant: &mut HashSet<Uuid>,
+) -> Result<ServerMessage, String> {
+    let seq = state.store.audit_size().await.map_err(|e| e.to_string())?;
+    let requests = inbox(state, approver).await.map_err(|e| e.message)?;
+    relevant.clear();
+    relevant.extend(requests.iter().map(|v| v.id));
+    Ok(ServerMessage::Snapshot {
+        approver_id: approver.id.clone(),
+        seq,
+        requests,
+    })
+}
+
+async fn run(state: &AppState, mut socket: WebSocket) -> Result<(), String> {
+    let approver = authenticate(state, &mut socket).await?;
+    // Subscribe before the snapshot, so nothing committed after it can be missed.
+    let mut events = state.events.subscribe();
+    let mut relevant = HashSet::new();
+    let first = snapshot(state, &approver, &mut relevant).await?;
+    let ServerMessage::Snapshot { seq, .. } = &first else {
+        return Err("no snapshot".into());
+    };
+    let mut after = *seq;
+    send(&mut socket, &first).await?;
+    tracing::info!(approver = %approver.id, "approver stream connected");
+
+    let mut bucket = Bucket::new();
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.tick().await;
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let text = match incoming {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Close(_))) | None => return Ok(()),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(e.to_string()),
+                };
+                if !bucket.take() {
+                    close(&mut socket, POLICY_VIOLATION, "too many messages").await;
+                    return Err(format!("{} flooded the stream", approver.id));
+                }
+                let reply = match serde_json::from_str::<ClientMessage>(&text) {
+                    Ok(ClientMessage::Decide { decision }) => {
+                        let id = decision.decision.request_id;
+                        match decisions::apply(state, id, decision).await {
+                            Ok(result) => ServerMessage::Decided { request_id: id, result },
+                            Err(e) => error_message(Some(id), &e),
+                        }
+                    }
+                    Ok(ClientMessage::Auth { .. }) => ServerMessage::Error { request_id: None, code: "already_authenticated".into(), message: "this stream is already authenticated".into() },
+                    Err(e) => ServerMessage::Error { request_id: None, code: "invalid_message".into(), message: e.to_string() },
+                };
+                send(&mut socket, &reply).await?;
+            }
+            event = events.recv() => {
+                let e = match event {
+                    Ok(e) => e,
+                    Err(RecvError::Lagged(_)) => {
+                        // Fell behind the broadcast: start over from a fresh snapshot.
+                        let fresh = snapshot(state, &approver, &mut relevant).await?;
+                        if let ServerMessage::Snapshot { seq, .. } = &fresh { after = *seq; }
+                        send(&mut socket, &fresh).await?;
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return Ok(()),
+                };
+                if e.seq < after {
+                    continue;
+                }
+                let Some(id) = e.event.action_id() else { continue };
+                let is_new = matches!(e.event, EventKind::RequestCreated { .. });
+                if !is_new && !relevant.contains(&id) {
+                    continue;
+                }
+                let record = match state.store.action(id).await {
+                    Ok(r) => r,
+                    Err(err) => { tracing::warn!(%id, error = %err, "stream could not read a request"); continue; }
+                };
+                if is_new {
+                    if record.status != ActionStatus::Pending || crate::rules::eligible(&approver, &record).is_err() {
+                        continue;
+                    }
+                    relevant.insert(id);
+                    let view = view(state, record, false).await.map_err(|e| e.message)?;
+                    send(&mut socket, &ServerMessage::Request { seq: e.seq, view }).await?;
+                } else {
+                    if record.status.is_final() {
+                        relevant.remove(&id);
+                    }
+                    let view = view(state, record, false).await.map_err(|e| e.message)?;
+                    send(&mut socket, &ServerMessage::Update { seq: e.seq, view }).await?;
+                }
+            }
+            _ = heartbeat.tick() => {
+                socket.send(Message::Ping(Vec::new().into())).await.map_err(|e| e.to_string())?;
+            }
+        }
+    }
+}
