@@ -151,7 +151,7 @@ pub(crate) async fn inbox(
         .actions_by_status(ActionStatus::Pending, 500)
         .await?
     {
-        if record.action.expires_at <= now || rules::eligible(&approver, &record).is_err() {
+        if record.action.expires_at <= now || rules::eligible(approver, &record).is_err() {
             continue;
         }
         let view = view(state, record, false).await?;
