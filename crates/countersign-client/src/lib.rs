@@ -66,18 +66,28 @@ pub struct Client {
 impl Client {
     /// A client for the service at `base` (e.g. `http://127.0.0.1:8750`).
     pub fn new(base: &str) -> Result<Self, ClientError> {
+        Self::with_ca(base, None)
+    }
+
+    /// A client that also trusts the PEM certificate `ca_pem` (a private CA or a self-signed
+    /// service certificate), besides the system's roots.
+    pub fn with_ca(base: &str, ca_pem: Option<&[u8]>) -> Result<Self, ClientError> {
         let base = base.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ClientError::Url(base));
         }
-        let http = reqwest::Client::builder()
+        let transport = |source| ClientError::Transport {
+            url: base.clone(),
+            source,
+        };
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|source| ClientError::Transport {
-                url: base.clone(),
-                source,
-            })?;
+            .timeout(Duration::from_secs(120));
+        if let Some(pem) = ca_pem {
+            builder = builder
+                .add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(transport)?);
+        }
+        let http = builder.build().map_err(transport)?;
         Ok(Self {
             http,
             base,

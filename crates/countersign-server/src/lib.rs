@@ -13,6 +13,7 @@ pub mod rules;
 pub mod secrets;
 pub mod service_key;
 pub mod state;
+pub mod transport;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,18 +53,35 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves, with the background jobs running.
+/// Serves `state` on `listener` (plain HTTP) until `shutdown` resolves, with the background
+/// jobs running.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(
+        listener,
+        state,
+        None,
+        transport::Limits::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// Serves `state` on `listener`, over TLS when an acceptor is given, with `limits`.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: transport::Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let expiry = tokio::spawn(jobs::expiry(state.clone(), stop_rx.clone()));
     let reload = tokio::spawn(jobs::policy_reload(state.clone(), stop_rx));
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = transport::serve_connections(listener, router(state), tls, limits, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = expiry.await;
     let _ = reload.await;

@@ -30,14 +30,20 @@ pub struct ServeArgs {
         default_value = "countersign.local/log"
     )]
     pub origin: String,
+    /// TLS certificate chain (PEM); with --tls-key, serves HTTPS.
+    #[arg(long, env = "COUNTERSIGN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "COUNTERSIGN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy only).
     #[arg(long)]
     pub insecure_plain_http: bool,
 }
 
 /// Refuses plain HTTP beyond loopback unless forced: tokens and requests would travel in clear.
-pub fn check_listen(listen: &SocketAddr, forced: bool) -> anyhow::Result<()> {
-    if !listen.ip().is_loopback() && !forced {
+pub fn check_listen(listen: &SocketAddr, tls: bool, forced: bool) -> anyhow::Result<()> {
+    if !tls && !listen.ip().is_loopback() && !forced {
         bail!(
             "refusing plain HTTP on {listen}: listen on 127.0.0.1, or pass --insecure-plain-http behind a TLS proxy"
         );
@@ -47,7 +53,11 @@ pub fn check_listen(listen: &SocketAddr, forced: bool) -> anyhow::Result<()> {
 
 /// Runs the service until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    check_listen(&args.listen, args.insecure_plain_http)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(countersign_server::transport::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    check_listen(&args.listen, tls.is_some(), args.insecure_plain_http)?;
     let config = Config {
         origin: args.origin.clone(),
         ..Config::default()
@@ -88,5 +98,20 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_loopback_only_unless_forced() {
+        let public: SocketAddr = "0.0.0.0:8750".parse().expect("addr");
+        let local: SocketAddr = "127.0.0.1:8750".parse().expect("addr");
+        assert!(check_listen(&public, false, false).is_err());
+        assert!(check_listen(&public, true, false).is_ok());
+        assert!(check_listen(&public, false, true).is_ok());
+        assert!(check_listen(&local, false, false).is_ok());
     }
 }
