@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audit_log;
 pub mod auth;
 pub mod error;
+pub mod fanout;
 pub mod jobs;
 pub mod metrics;
 pub mod policy;

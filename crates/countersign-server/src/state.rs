@@ -63,10 +63,12 @@ pub struct Inner {
     pub events: broadcast::Sender<AuditEvent>,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Approver-stream notices, encoded once per event (see [`crate::fanout`]).
+    pub notices: broadcast::Sender<Arc<crate::fanout::Notice>>,
 }
 
 impl AppState {
-    /// Builds the state.
+    /// Builds the state and starts its fan-out task (call inside a Tokio runtime).
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
@@ -74,8 +76,9 @@ impl AppState {
         key: Arc<ServiceKey>,
         config: Config,
     ) -> Self {
-        let (events, _) = broadcast::channel(4096);
-        Self(Arc::new(Inner {
+        let (events, _) = broadcast::channel(16_384);
+        let (notices, _) = broadcast::channel(16_384);
+        let state = Self(Arc::new(Inner {
             store,
             clock,
             policy,
@@ -84,7 +87,14 @@ impl AppState {
             config,
             events,
             metrics: crate::metrics::Metrics::default(),
-        }))
+            notices: notices.clone(),
+        }));
+        tokio::spawn(crate::fanout::run(
+            state.clone(),
+            state.events.subscribe(),
+            notices,
+        ));
+        state
     }
 
     /// The current time.

@@ -3,6 +3,7 @@
 //! every later change to it; decisions may be sent back on the same socket.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -11,14 +12,14 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
 use countersign_core::api::{ClientMessage, ServerMessage};
-use countersign_core::{ActionStatus, Digest, EventKind, SessionRequest};
+use countersign_core::{Digest, SessionRequest};
 use countersign_store::Approver;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::routes::actions::view;
+use crate::fanout::Notice;
 use crate::routes::decisions;
 use crate::routes::identity::inbox;
 use crate::secrets;
@@ -191,7 +192,7 @@ async fn snapshot(
 async fn run(state: &AppState, mut socket: WebSocket) -> Result<(), String> {
     let approver = authenticate(state, &mut socket).await?;
     // Subscribe before the snapshot, so nothing committed after it can be missed.
-    let mut events = state.events.subscribe();
+    let mut notices = state.notices.subscribe();
     let mut relevant = HashSet::new();
     let first = snapshot(state, &approver, &mut relevant).await?;
     let ServerMessage::Snapshot { seq, .. } = &first else {
@@ -230,43 +231,35 @@ async fn run(state: &AppState, mut socket: WebSocket) -> Result<(), String> {
                 };
                 send(&mut socket, &reply).await?;
             }
-            event = events.recv() => {
-                let e = match event {
-                    Ok(e) => e,
-                    Err(RecvError::Lagged(_)) => {
-                        // Fell behind the broadcast: start over from a fresh snapshot.
+            notice = notices.recv() => {
+                let notice = match notice {
+                    Ok(n) => n,
+                    Err(RecvError::Closed) => return Ok(()),
+                    Err(RecvError::Lagged(_)) => Arc::new(Notice::Resync),
+                };
+                match notice.as_ref() {
+                    Notice::Resync => {
                         let fresh = snapshot(state, &approver, &mut relevant).await?;
                         if let ServerMessage::Snapshot { seq, .. } = &fresh { after = *seq; }
                         send(&mut socket, &fresh).await?;
-                        continue;
                     }
-                    Err(RecvError::Closed) => return Ok(()),
-                };
-                if e.seq < after {
-                    continue;
-                }
-                let Some(id) = e.event.action_id() else { continue };
-                let is_new = matches!(e.event, EventKind::RequestCreated { .. });
-                if !is_new && !relevant.contains(&id) {
-                    continue;
-                }
-                let record = match state.store.action(id).await {
-                    Ok(r) => r,
-                    Err(err) => { tracing::warn!(%id, error = %err, "stream could not read a request"); continue; }
-                };
-                if is_new {
-                    if record.status != ActionStatus::Pending || crate::rules::eligible(&approver, &record).is_err() {
-                        continue;
+                    Notice::Change { seq, record, new, text } => {
+                        if *seq < after {
+                            continue;
+                        }
+                        let id = record.action.id;
+                        if *new {
+                            if crate::rules::eligible(&approver, record).is_err() {
+                                continue;
+                            }
+                            relevant.insert(id);
+                        } else if !relevant.contains(&id) {
+                            continue;
+                        } else if record.status.is_final() {
+                            relevant.remove(&id);
+                        }
+                        socket.send(Message::Text(text.clone())).await.map_err(|e| e.to_string())?;
                     }
-                    relevant.insert(id);
-                    let view = view(state, record, false).await.map_err(|e| e.message)?;
-                    send(&mut socket, &ServerMessage::Request { seq: e.seq, view }).await?;
-                } else {
-                    if record.status.is_final() {
-                        relevant.remove(&id);
-                    }
-                    let view = view(state, record, false).await.map_err(|e| e.message)?;
-                    send(&mut socket, &ServerMessage::Update { seq: e.seq, view }).await?;
                 }
             }
             _ = heartbeat.tick() => {
