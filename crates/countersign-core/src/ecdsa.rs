@@ -38,32 +38,34 @@ pub enum SignatureError {
 
 /// A P-256 public key.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PublicKey(VerifyingKey);
+pub struct PublicKey(VerifyingKey, [u8; 65]);
 
 impl PublicKey {
     /// Wraps a verifying key.
     pub fn from_verifying_key(key: VerifyingKey) -> Self {
-        Self(key)
+        let mut point = [0u8; 65];
+        point.copy_from_slice(key.to_encoded_point(false).as_bytes());
+        Self(key, point)
     }
 
     /// Parses a DER SubjectPublicKeyInfo.
     pub fn from_spki_der(der: &[u8]) -> Result<Self, SignatureError> {
         VerifyingKey::from_public_key_der(der)
-            .map(Self)
+            .map(Self::from_verifying_key)
             .map_err(|_| SignatureError::PublicKey)
     }
 
     /// Parses an uncompressed or compressed SEC1 point (what PKCS#11 and TPMs hand out).
     pub fn from_sec1_bytes(bytes: &[u8]) -> Result<Self, SignatureError> {
         VerifyingKey::from_sec1_bytes(bytes)
-            .map(Self)
+            .map(Self::from_verifying_key)
             .map_err(|_| SignatureError::PublicKey)
     }
 
     /// Parses a PEM `PUBLIC KEY` block.
     pub fn from_pem(pem: &str) -> Result<Self, SignatureError> {
         VerifyingKey::from_public_key_pem(pem)
-            .map(Self)
+            .map(Self::from_verifying_key)
             .map_err(|_| SignatureError::PublicKey)
     }
 
@@ -91,8 +93,23 @@ impl PublicKey {
         &self.0
     }
 
-    /// Checks `signature` over `message` (hashed with SHA-256).
+    /// Checks `signature` over `message` (hashed with SHA-256). Verification runs on `ring`'s
+    /// constant-time assembly P-256; `p256` stays the type for keys and signing.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), SignatureError> {
+        let key = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_ASN1,
+            &self.1,
+        );
+        key.verify(message, signature.0.to_der().as_bytes())
+            .map_err(|_| SignatureError::Invalid)
+    }
+
+    /// The same check through RustCrypto `p256` (tests cross-check the two).
+    pub fn verify_with_p256(
+        &self,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<(), SignatureError> {
         self.0
             .verify(message, &signature.0)
             .map_err(|_| SignatureError::Invalid)
@@ -245,6 +262,27 @@ pub(crate) mod tests {
         let sig = sign(&key, b"hello");
         assert_eq!(public.verify(b"hello", &sig), Ok(()));
         assert_eq!(public.verify(b"hellO", &sig), Err(SignatureError::Invalid));
+    }
+
+    #[test]
+    fn ring_and_p256_agree_on_valid_and_altered_signatures() {
+        for seed in 1..=20u8 {
+            let key = test_key(seed);
+            let public = PublicKey::from_verifying_key(*key.verifying_key());
+            let msg = [seed; 40];
+            let sig = sign(&key, &msg);
+            assert_eq!(public.verify(&msg, &sig), Ok(()));
+            assert_eq!(public.verify_with_p256(&msg, &sig), Ok(()));
+            let mut raw = sig.to_raw();
+            raw[usize::from(seed) % 64] ^= 1;
+            if let Ok(bad) = Signature::from_raw(&raw) {
+                assert_eq!(public.verify(&msg, &bad), Err(SignatureError::Invalid));
+                assert_eq!(
+                    public.verify_with_p256(&msg, &bad),
+                    Err(SignatureError::Invalid)
+                );
+            }
+        }
     }
 
     #[test]

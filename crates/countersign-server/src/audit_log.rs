@@ -97,7 +97,10 @@ pub async fn current_checkpoint(state: &AppState) -> Result<SignedCheckpoint, Ap
         root_hash: state.log.root_at(size)?,
         timestamp: state.now(),
     };
-    let signature = state.key.sign(&checkpoint.signing_payload());
+    let signature = state
+        .key
+        .sign(&checkpoint.signing_payload())
+        .map_err(|e| ApiError::internal("checkpoint signature", e))?;
     let signed = SignedCheckpoint::new(
         checkpoint,
         &state.config.origin,

@@ -5,15 +5,16 @@ use std::path::Path;
 
 use countersign_core::{PublicKey, Signature};
 use p256::ecdsa::SigningKey;
-use p256::ecdsa::signature::Signer as _;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 
 /// File name inside the data directory.
 pub const FILE_NAME: &str = "service-key.pem";
 
-/// The key and the log name it signs checkpoints under.
+/// The service's key. Signing runs on `ring` (assembly P-256, randomized nonces): every
+/// approving decision signs a grant, so this is on the hot path.
 pub struct ServiceKey {
-    signing: SigningKey,
+    signing: ring::signature::EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
     public: PublicKey,
 }
 
@@ -38,13 +39,26 @@ impl ServiceKey {
             tracing::info!(path = %path.display(), "generated the service signing key");
             key
         };
-        Ok(Self::from_signing_key(signing))
+        Self::from_signing_key(signing)
     }
 
-    /// Wraps a key (tests).
-    pub fn from_signing_key(signing: SigningKey) -> Self {
+    /// Wraps a key.
+    pub fn from_signing_key(signing: SigningKey) -> std::io::Result<Self> {
         let public = PublicKey::from_verifying_key(*signing.verifying_key());
-        Self { signing, public }
+        let rng = ring::rand::SystemRandom::new();
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let der = signing.to_pkcs8_der().map_err(|e| invalid(e.to_string()))?;
+        let signing = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            der.as_bytes(),
+            &rng,
+        )
+        .map_err(|e| invalid(format!("service key: {e}")))?;
+        Ok(Self {
+            signing,
+            rng,
+            public,
+        })
     }
 
     /// The public key.
@@ -52,11 +66,20 @@ impl ServiceKey {
         &self.public
     }
 
-    /// Signs `message` (SHA-256, ECDSA P-256).
-    pub fn sign(&self, message: &[u8]) -> Signature {
-        Signature::from_p256(self.signing.sign(message))
+    /// Signs `message` (SHA-256, ECDSA P-256). Fails only if the system's randomness does.
+    pub fn sign(&self, message: &[u8]) -> Result<Signature, SignError> {
+        let signed = self
+            .signing
+            .sign(&self.rng, message)
+            .map_err(|_| SignError)?;
+        Signature::from_der(signed.as_ref()).map_err(|_| SignError)
     }
 }
+
+/// The service key could not sign (no system randomness): the step is refused.
+#[derive(Debug, thiserror::Error)]
+#[error("the service key could not sign")]
+pub struct SignError;
 
 #[cfg(unix)]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -95,7 +118,7 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let sig = first.sign(b"m");
+        let sig = first.sign(b"m").expect("signs");
         assert_eq!(again.public().verify(b"m", &sig), Ok(()));
     }
 }

@@ -77,7 +77,11 @@ fn policy_input(requester: &str, request: &ActionRequest) -> serde_json::Value {
     serde_json::json!({"action": request, "requester": requester})
 }
 
-pub(crate) fn issue_grant(state: &AppState, record: &ActionRecord, now: Timestamp) -> SignedGrant {
+pub(crate) fn issue_grant(
+    state: &AppState,
+    record: &ActionRecord,
+    now: Timestamp,
+) -> Result<SignedGrant, ApiError> {
     let grant = Grant {
         grant_id: Uuid::now_v7(),
         request_id: record.action.id,
@@ -86,12 +90,14 @@ pub(crate) fn issue_grant(state: &AppState, record: &ActionRecord, now: Timestam
         expires_at: now.add_seconds(state.config.grant_ttl_seconds),
         single_use: true,
     };
-    // Canonical encoding of our own grant cannot fail (no floats, no big integers).
-    let payload = grant.signing_payload().unwrap_or_default();
-    SignedGrant {
-        signature: state.key.sign(&payload),
-        grant,
-    }
+    let payload = grant
+        .signing_payload()
+        .map_err(|e| ApiError::internal("grant encoding", e))?;
+    let signature = state
+        .key
+        .sign(&payload)
+        .map_err(|e| ApiError::internal("grant signature", e))?;
+    Ok(SignedGrant { signature, grant })
 }
 
 async fn submit(
@@ -143,7 +149,7 @@ async fn submit(
     let mut grant = None;
     match status {
         ActionStatus::Approved => {
-            let g = issue_grant(&state, &record, now);
+            let g = issue_grant(&state, &record, now)?;
             events.push(NewEvent::new(
                 Actor::System,
                 EventKind::Approved {

@@ -52,8 +52,8 @@ pub async fn apply(
     let key_kind = key
         .map(|k| k.kind)
         .ok_or_else(|| ApiError::forbidden("unknown_key", "the signing key is not enrolled"))?;
-    let on_quorum = (d.verdict == Verdict::Approve).then(|| {
-        let grant = issue_grant(state, &record, now);
+    let on_quorum = if d.verdict == Verdict::Approve {
+        let grant = issue_grant(state, &record, now)?;
         let events = vec![
             NewEvent::new(
                 Actor::System,
@@ -69,8 +69,10 @@ pub async fn apply(
                 },
             ),
         ];
-        (grant, events)
-    });
+        Some((grant, events))
+    } else {
+        None
+    };
     let effects = DecisionEffects {
         quorum: record.quorum,
         on_quorum,

@@ -101,9 +101,10 @@ impl Harness {
         std::fs::write(&policy_path, POLICY).expect("policy");
         let policy = Arc::new(Policy::from_file(&policy_path).expect("policy loads"));
         let clock = Arc::new(TestClock(AtomicI64::new(1_795_000_000_000)));
-        let key = Arc::new(ServiceKey::from_signing_key(
-            SigningKey::from_bytes(&[42; 32].into()).expect("scalar"),
-        ));
+        let key = Arc::new(
+            ServiceKey::from_signing_key(SigningKey::from_bytes(&[42; 32].into()).expect("scalar"))
+                .expect("service key"),
+        );
         let config = Config {
             origin: "countersign.test/log".into(),
             ..Config::default()

@@ -1,0 +1,389 @@
+//! Service benchmark. Prints figures; asserts nothing.
+//!
+//! `cargo bench -p countersign-server --bench service`
+//! Environment: BENCH_SESSIONS (1000), BENCH_RATE (200 submissions/s), BENCH_SECONDS (60),
+//! BENCH_DECISIONS (4000).
+//!
+//! Everything runs in this one process on loopback: the service (SQLite, synchronous=FULL),
+//! the agent load, and the approver streams — so the streams' own work shares the two cores.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::WebSocketUpgrade;
+use axum::extract::ws::Message as AxumMessage;
+use axum::routing::get;
+use countersign_client::Client;
+use countersign_client::stream::ApproverStream;
+use countersign_core::api::ServerMessage;
+use countersign_core::{
+    ActionRequest, Decision, EnrolmentRequest, KeyKind, Nonce, PublicKey, Signature,
+    SignedDecision, Verdict,
+};
+use countersign_server::{AppState, Config, Policy, ServiceKey, SystemClock, admin};
+use countersign_store::{Approver, Store};
+use countersign_store_sqlite::SqliteStore;
+use futures_util::{SinkExt as _, StreamExt as _};
+use p256::ecdsa::SigningKey;
+use p256::ecdsa::signature::Signer as _;
+use uuid::Uuid;
+
+const POLICY: &str = r#"package countersign
+import rego.v1
+decision := {"outcome": "require_approval", "reason": "bench", "quorum": 1, "groups": ["security"],
+             "ttl_seconds": 3600, "require_hardware_key": false, "quick_approve": false}
+"#;
+const APPROVERS: usize = 10;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn summary(name: &str, mut ms: Vec<f64>) {
+    ms.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "{name:<52} n={:<8} p50={:>8.3} ms  p99={:>8.3} ms  max={:>8.3} ms",
+        ms.len(),
+        pct(&ms, 0.5),
+        pct(&ms, 0.99),
+        ms.last().copied().unwrap_or(f64::NAN)
+    );
+}
+
+async fn echo_baseline() {
+    let app = Router::new().route(
+        "/echo",
+        get(|ws: WebSocketUpgrade| async {
+            ws.on_upgrade(|mut socket| async move {
+                while let Some(Ok(m)) = socket.recv().await {
+                    if matches!(m, AxumMessage::Text(_)) && socket.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/echo"))
+        .await
+        .expect("connect");
+    let payload = "x".repeat(1500);
+    let mut rtts = Vec::new();
+    for i in 0..11_000 {
+        let start = Instant::now();
+        ws.send(tokio_tungstenite::tungstenite::Message::Text(
+            payload.clone().into(),
+        ))
+        .await
+        .expect("send");
+        ws.next().await.expect("echo").expect("frame");
+        if i >= 1000 {
+            rtts.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    summary("baseline: bare WebSocket echo round trip (1.5 KB)", rtts);
+}
+
+struct Setup {
+    state: AppState,
+    url: String,
+    token: String,
+    approvers: Vec<(String, SigningKey, PublicKey)>,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("dir");
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("countersign.db"))
+            .await
+            .expect("store"),
+    );
+    let policy_path = dir.path().join("bench.rego");
+    std::fs::write(&policy_path, POLICY).expect("policy");
+    let policy = Arc::new(Policy::from_file(&policy_path).expect("policy"));
+    let key = Arc::new(ServiceKey::load_or_create(dir.path()).expect("key"));
+    let config = Config {
+        origin: "countersign.bench/log".into(),
+        ..Config::default()
+    };
+    let state = AppState::new(store, Arc::new(SystemClock), policy, key, config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let serving = state.clone();
+    tokio::spawn(async move {
+        countersign_server::serve(listener, serving, std::future::pending()).await
+    });
+
+    let now = state.now();
+    let s = state.store.as_ref();
+    let (_, token) = admin::issue_agent_token(s, "bench", "agent:bench", now)
+        .await
+        .expect("token");
+    let client = Client::new(&url).expect("client");
+    let mut approvers = Vec::new();
+    for i in 0..APPROVERS {
+        let id = format!("approver{i}@bench");
+        admin::put_approver(
+            s,
+            "bench",
+            &Approver {
+                id: id.clone(),
+                display_name: id.clone(),
+                groups: vec!["security".into()],
+            },
+            now,
+        )
+        .await
+        .expect("approver");
+        let (code, _) = admin::issue_enrolment_code(s, "bench", &id, 600, now)
+            .await
+            .expect("code");
+        let k = SigningKey::from_bytes(&[i as u8 + 1; 32].into()).expect("scalar");
+        let p = PublicKey::from_verifying_key(*k.verifying_key());
+        let payload = EnrolmentRequest::proof_payload(
+            &id,
+            KeyKind::Software,
+            "bench",
+            &p,
+            "countersign.bench/log",
+        )
+        .expect("payload");
+        let req = EnrolmentRequest {
+            approver_id: id.clone(),
+            code,
+            key_kind: KeyKind::Software,
+            label: "bench".into(),
+            public_key: p.clone(),
+            attestation: None,
+            proof: Signature::from_p256(k.sign(&payload)),
+        };
+        client.enroll(&req).await.expect("enroll");
+        approvers.push((id, k, p));
+    }
+    Setup {
+        state,
+        url,
+        token,
+        approvers,
+        _dir: dir,
+    }
+}
+
+fn request(i: u64) -> ActionRequest {
+    serde_json::from_value(serde_json::json!({
+        "type": "k8s.deploy", "resource": format!("k8s://bench/app-{i}"), "environment": "prod",
+        "justification": "benchmark", "parameters": {"replicas": 3, "image": "registry/app:1.0"},
+        "diff": {"format": "unified", "language": "yaml", "text": "--- a\n+++ b\n@@ -1 +1 @@\n-  replicas: 2\n+  replicas: 3\n"},
+        "tags": ["bench"]
+    }))
+    .expect("request")
+}
+
+type Arrivals = Arc<Mutex<HashMap<Uuid, Vec<Instant>>>>;
+
+async fn push_latency(s: &Setup, sessions: usize, rate: u64, seconds: u64) {
+    let arrivals: Arrivals = Arc::new(Mutex::new(HashMap::new()));
+    let mut readers = Vec::new();
+    for i in 0..sessions {
+        let (_, k, p) = &s.approvers[i % s.approvers.len()];
+        let (mut stream, _) =
+            ApproverStream::connect(&s.url, p.key_id(), |m| Ok(Signature::from_p256(k.sign(m))))
+                .await
+                .expect("stream");
+        let arrivals = arrivals.clone();
+        readers.push(tokio::spawn(async move {
+            while let Ok(Some(message)) = stream.next().await {
+                if let ServerMessage::Request { view, .. } = message {
+                    let now = Instant::now();
+                    arrivals
+                        .lock()
+                        .expect("lock")
+                        .entry(view.id)
+                        .or_default()
+                        .push(now);
+                }
+            }
+        }));
+    }
+    println!("{sessions} approver streams connected; submitting {rate}/s for {seconds} s");
+    let agent = Client::new(&s.url)
+        .expect("client")
+        .with_token(s.token.clone());
+    let sent: Arc<Mutex<Vec<(Uuid, Instant, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
+    let total = rate * seconds;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..total {
+        let due = started + interval * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let agent = agent.clone();
+        let sent = sent.clone();
+        tasks.push(tokio::spawn(async move {
+            let begin = Instant::now();
+            if let Ok(view) = agent.submit(&request(i)).await {
+                sent.lock()
+                    .expect("lock")
+                    .push((view.id, begin, Instant::now()));
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let load_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sent = sent.lock().expect("lock").clone();
+    let arrivals = arrivals.lock().expect("lock");
+    let (mut round_trip, mut from_sent, mut from_returned) = (Vec::new(), Vec::new(), Vec::new());
+    let mut delivered = 0usize;
+    for (id, begin, returned) in &sent {
+        round_trip.push(returned.duration_since(*begin).as_secs_f64() * 1000.0);
+        for at in arrivals.get(id).map(Vec::as_slice).unwrap_or_default() {
+            delivered += 1;
+            from_sent.push(at.duration_since(*begin).as_secs_f64() * 1000.0);
+            from_returned.push(at.saturating_duration_since(*returned).as_secs_f64() * 1000.0);
+        }
+    }
+    println!(
+        "submitted {} in {load_secs:.1} s ({:.0}/s achieved); frames delivered {delivered} of {} expected",
+        sent.len(),
+        sent.len() as f64 / load_secs,
+        sent.len() * sessions
+    );
+    summary("POST /v1/actions round trip", round_trip);
+    summary("POST sent -> frame at an approver", from_sent);
+    summary(
+        "POST returned -> frame at an approver (0 if earlier)",
+        from_returned,
+    );
+    for r in readers {
+        r.abort();
+    }
+}
+
+async fn decisions_per_second(s: &Setup, count: u64) {
+    let agent = Client::new(&s.url)
+        .expect("client")
+        .with_token(s.token.clone());
+    let mut views = Vec::new();
+    for i in 0..count {
+        views.push(agent.submit(&request(1_000_000 + i)).await.expect("submit"));
+    }
+    let now = countersign_client::approver::now();
+    let decisions: Vec<SignedDecision> = views
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let (id, k, p) = &s.approvers[i % s.approvers.len()];
+            let mut nonce = [0u8; 16];
+            nonce[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            let d = Decision {
+                request_id: v.id,
+                request_digest: v.digest,
+                verdict: Verdict::Approve,
+                approver_id: id.clone(),
+                key_id: p.key_id(),
+                decided_at: now,
+                comment: String::new(),
+                nonce: Nonce(nonce),
+            };
+            let signature = Signature::from_p256(k.sign(&d.signing_payload().expect("payload")));
+            SignedDecision {
+                decision: d,
+                signature,
+            }
+        })
+        .collect();
+    let client = Client::new(&s.url).expect("client");
+    let decisions = Arc::new(decisions);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..32 {
+        let (client, decisions, next) = (client.clone(), decisions.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut ok = 0u64;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(d) = decisions.get(i) else { return ok };
+                if client.decide(d).await.is_ok() {
+                    ok += 1;
+                }
+            }
+        }));
+    }
+    let mut accepted = 0;
+    for w in workers {
+        accepted += w.await.unwrap_or(0);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{:<52} {:>8.0} /s  ({accepted} of {count} accepted in {secs:.2} s, 32 concurrent clients)",
+        "signed decisions accepted",
+        accepted as f64 / secs
+    );
+
+    // Baseline: raw P-256 verifications on this machine, same run.
+    let (_, k, p) = &s.approvers[0];
+    let msg =
+        b"countersign/decision/v1\nbenchmark payload of a typical size for a decision".repeat(4);
+    let sig = Signature::from_p256(k.sign(&msg));
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(2) {
+        for _ in 0..100 {
+            p.verify(&msg, &sig).expect("verifies");
+        }
+        n += 100;
+    }
+    println!(
+        "{:<52} {:>8.0} /s  (one core)",
+        "baseline: raw P-256 verifications",
+        n as f64 / started.elapsed().as_secs_f64()
+    );
+    let _ = s.state.store.audit_size().await;
+}
+
+fn main() {
+    let sessions = env("BENCH_SESSIONS", 1000) as usize;
+    let rate = env("BENCH_RATE", 200);
+    let seconds = env("BENCH_SECONDS", 60);
+    let decisions = env("BENCH_DECISIONS", 4000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        println!(
+            "countersign service benchmark ({} cores)",
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        );
+        echo_baseline().await;
+        let s = setup().await;
+        push_latency(&s, sessions, rate, seconds).await;
+        decisions_per_second(&s, decisions).await;
+    });
+}
