@@ -6,6 +6,7 @@ use countersign_core::{KeyId, SessionRequest, Signature, SignedDecision};
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Why the stream failed.
@@ -64,9 +65,12 @@ impl ApproverStream {
             "{}/v1/ws",
             base.trim_end_matches('/').replacen("http", "ws", 1)
         );
-        let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .map_err(transport)?;
+        // tungstenite zero-fills its read buffer on every read: keep it small (frames are).
+        let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false)
+                .await
+                .map_err(transport)?;
         let mut stream = Self { ws };
         let ServerMessage::Challenge { challenge, service } = stream.expect_message().await? else {
             return Err(StreamError::Transport("expected a challenge".into()));
@@ -119,6 +123,18 @@ impl ApproverStream {
                 Message::Text(text) => {
                     return serde_json::from_str(&text).map(Some).map_err(transport);
                 }
+                Message::Close(_) => return Ok(None),
+                _ => continue,
+            }
+        }
+        Ok(None)
+    }
+
+    /// The next text frame, undecoded (load generators that only need to see it arrive).
+    pub async fn next_text(&mut self) -> Result<Option<String>, StreamError> {
+        while let Some(frame) = self.ws.next().await {
+            match frame.map_err(transport)? {
+                Message::Text(text) => return Ok(Some(text.to_string())),
                 Message::Close(_) => return Ok(None),
                 _ => continue,
             }

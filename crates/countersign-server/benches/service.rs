@@ -17,7 +17,6 @@ use axum::extract::ws::Message as AxumMessage;
 use axum::routing::get;
 use countersign_client::Client;
 use countersign_client::stream::ApproverStream;
-use countersign_core::api::ServerMessage;
 use countersign_core::{
     ActionRequest, Decision, EnrolmentRequest, KeyKind, Nonce, PublicKey, Signature,
     SignedDecision, Verdict,
@@ -199,10 +198,20 @@ fn request(i: u64) -> ActionRequest {
     .expect("request")
 }
 
-type Arrivals = Arc<Mutex<HashMap<Uuid, Vec<Instant>>>>;
+/// The request id of a `{"type":"request","seq":N,"view":{"id":"…"` frame.
+fn request_id(text: &str) -> Option<Uuid> {
+    if !text.starts_with("{\"type\":\"request\"") {
+        return None;
+    }
+    const MARK: &str = "\"view\":{\"id\":\"";
+    let start = text.find(MARK)? + MARK.len();
+    text.get(start..start + 36)?.parse().ok()
+}
 
 async fn push_latency(s: &Setup, sessions: usize, rate: u64, seconds: u64) {
-    let arrivals: Arrivals = Arc::new(Mutex::new(HashMap::new()));
+    // Each reader keeps its own arrival list (no shared lock on the hot path); they are merged
+    // once the load is over.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut readers = Vec::new();
     for i in 0..sessions {
         let (_, k, p) = &s.approvers[i % s.approvers.len()];
@@ -210,17 +219,23 @@ async fn push_latency(s: &Setup, sessions: usize, rate: u64, seconds: u64) {
             ApproverStream::connect(&s.url, p.key_id(), |m| Ok(Signature::from_p256(k.sign(m))))
                 .await
                 .expect("stream");
-        let arrivals = arrivals.clone();
+        let mut stop = stop_rx.clone();
         readers.push(tokio::spawn(async move {
-            while let Ok(Some(message)) = stream.next().await {
-                if let ServerMessage::Request { view, .. } = message {
-                    let now = Instant::now();
-                    arrivals
-                        .lock()
-                        .expect("lock")
-                        .entry(view.id)
-                        .or_default()
-                        .push(now);
+            let mut seen: Vec<(Uuid, Instant)> = Vec::new();
+            loop {
+                tokio::select! {
+                    frame = stream.next_text() => match frame {
+                        // Only the arrival time and the id matter: pick the id out of the
+                        // frame instead of decoding it, to keep the load generator cheap.
+                        Ok(Some(text)) => {
+                            let now = Instant::now();
+                            if let Some(id) = request_id(&text) {
+                                seen.push((id, now));
+                            }
+                        }
+                        _ => return seen,
+                    },
+                    _ = stop.changed() => return seen,
                 }
             }
         }));
@@ -230,6 +245,7 @@ async fn push_latency(s: &Setup, sessions: usize, rate: u64, seconds: u64) {
         .expect("client")
         .with_token(s.token.clone());
     let sent: Arc<Mutex<Vec<(Uuid, Instant, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
+    let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let total = rate * seconds;
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let started = Instant::now();
@@ -239,12 +255,17 @@ async fn push_latency(s: &Setup, sessions: usize, rate: u64, seconds: u64) {
         tokio::time::sleep_until(due.into()).await;
         let agent = agent.clone();
         let sent = sent.clone();
+        let failed = failed.clone();
         tasks.push(tokio::spawn(async move {
             let begin = Instant::now();
-            if let Ok(view) = agent.submit(&request(i)).await {
-                sent.lock()
+            match agent.submit(&request(i)).await {
+                Ok(view) => sent
+                    .lock()
                     .expect("lock")
-                    .push((view.id, begin, Instant::now()));
+                    .push((view.id, begin, Instant::now())),
+                Err(_) => {
+                    failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
             }
         }));
     }
@@ -253,8 +274,14 @@ async fn push_latency(s: &Setup, sessions: usize, rate: u64, seconds: u64) {
     }
     let load_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = stop_tx.send(true);
+    let mut arrivals: HashMap<Uuid, Vec<Instant>> = HashMap::new();
+    for r in readers {
+        for (id, at) in r.await.unwrap_or_default() {
+            arrivals.entry(id).or_default().push(at);
+        }
+    }
     let sent = sent.lock().expect("lock").clone();
-    let arrivals = arrivals.lock().expect("lock");
     let (mut round_trip, mut from_sent, mut from_returned) = (Vec::new(), Vec::new(), Vec::new());
     let mut delivered = 0usize;
     for (id, begin, returned) in &sent {
@@ -266,9 +293,10 @@ async fn push_latency(s: &Setup, sessions: usize, rate: u64, seconds: u64) {
         }
     }
     println!(
-        "submitted {} in {load_secs:.1} s ({:.0}/s achieved); frames delivered {delivered} of {} expected",
+        "submitted {} in {load_secs:.1} s ({:.0}/s achieved, {} failed); frames delivered {delivered} of {} expected",
         sent.len(),
         sent.len() as f64 / load_secs,
+        failed.load(std::sync::atomic::Ordering::Relaxed),
         sent.len() * sessions
     );
     summary("POST /v1/actions round trip", round_trip);
@@ -277,9 +305,6 @@ async fn push_latency(s: &Setup, sessions: usize, rate: u64, seconds: u64) {
         "POST returned -> frame at an approver (0 if earlier)",
         from_returned,
     );
-    for r in readers {
-        r.abort();
-    }
 }
 
 async fn decisions_per_second(s: &Setup, count: u64) {
