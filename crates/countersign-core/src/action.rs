@@ -100,6 +100,7 @@ impl From<Tag> for String {
 }
 
 /// The change an action would make, as the console renders it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "format", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Diff {
@@ -141,6 +142,7 @@ impl Diff {
 }
 
 /// What an agent submits: one specific action, with everything an approver needs to judge it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
@@ -212,6 +214,7 @@ impl ActionRequest {
 }
 
 /// Where a request stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionStatus {
@@ -236,6 +239,7 @@ impl ActionStatus {
 
 /// A request as the service recorded it: exactly what approvers are shown, and so exactly what
 /// the request digest covers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Action {

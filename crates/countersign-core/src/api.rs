@@ -13,6 +13,7 @@ use crate::grant::SignedGrant;
 use crate::timestamp::Timestamp;
 
 /// A decision as shown to agents and approvers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DecisionView {
     /// Who decided.
@@ -30,6 +31,7 @@ pub struct DecisionView {
 }
 
 /// A request and where it stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ActionView {
     /// Request id.
@@ -62,6 +64,7 @@ impl ActionView {
 }
 
 /// What a decision did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionResult {
     /// `counted`, `approved` or `denied`.
@@ -73,6 +76,7 @@ pub struct DecisionResult {
 }
 
 /// Body of `POST /v1/grants/{id}/redeem`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedeemRequest {
@@ -81,6 +85,7 @@ pub struct RedeemRequest {
 }
 
 /// A redeemed grant.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Redeemed {
     /// The grant.
@@ -90,6 +95,7 @@ pub struct Redeemed {
 }
 
 /// A key enrolled.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enrolled {
     /// Whose.
@@ -99,6 +105,7 @@ pub struct Enrolled {
 }
 
 /// A challenge to sign.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Challenge {
     /// The random challenge.
@@ -110,6 +117,7 @@ pub struct Challenge {
 }
 
 /// An approver session.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionOpened {
     /// Bearer token (`css_…`).
@@ -121,6 +129,7 @@ pub struct SessionOpened {
 }
 
 /// A page of the audit log.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventsPage {
     /// Events in order.
@@ -130,6 +139,7 @@ pub struct EventsPage {
 }
 
 /// The latest signed checkpoint.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointView {
     /// Parsed.
@@ -139,6 +149,7 @@ pub struct CheckpointView {
 }
 
 /// The service's public key.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerKeyView {
     /// Checkpoint key name (the log origin).
@@ -152,6 +163,7 @@ pub struct ServerKeyView {
 }
 
 /// An API error body.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// The error.
@@ -159,6 +171,7 @@ pub struct ErrorBody {
 }
 
 /// Code and message.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// Stable machine-readable code.
@@ -168,6 +181,7 @@ pub struct ErrorDetail {
 }
 
 /// Messages the service sends on the approver stream (`GET /v1/ws`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
@@ -223,6 +237,7 @@ pub enum ServerMessage {
 }
 
 /// Messages an approver sends on the stream.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {

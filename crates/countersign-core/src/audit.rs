@@ -14,6 +14,7 @@ use crate::merkle;
 use crate::timestamp::Timestamp;
 
 /// Who caused an event.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]
 pub enum Actor {
@@ -28,6 +29,7 @@ pub enum Actor {
 }
 
 /// What an agent reports after running an approved action.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionOutcome {
@@ -42,6 +44,7 @@ pub struct ExecutionOutcome {
 }
 
 /// The kinds of audit event, each with what an auditor needs to check it on its own.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EventKind {
@@ -174,6 +177,7 @@ impl EventKind {
 }
 
 /// One entry of the audit log.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditEvent {

@@ -13,6 +13,7 @@ use crate::ecdsa::{KeyId, PublicKey, Signature, SignatureError};
 use crate::timestamp::Timestamp;
 
 /// Approve or deny.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -23,6 +24,7 @@ pub enum Verdict {
 }
 
 /// What kind of key store holds a signing key; policy may require a hardware one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyKind {
@@ -104,6 +106,7 @@ impl<'de> Deserialize<'de> for Nonce {
 }
 
 /// One approver's verdict on one request, bound to the digest of what they were shown.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
@@ -152,6 +155,7 @@ pub enum DecisionSignatureError {
 }
 
 /// A decision with its approver's signature.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignedDecision {

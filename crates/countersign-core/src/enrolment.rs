@@ -10,6 +10,7 @@ use crate::domain;
 use crate::ecdsa::{KeyId, PublicKey, Signature};
 
 /// Enrols a public key for an approver.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrolmentRequest {
@@ -61,6 +62,7 @@ impl EnrolmentRequest {
 }
 
 /// Opens an approver session by signing a challenge.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionRequest {

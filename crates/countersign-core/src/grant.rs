@@ -10,6 +10,7 @@ use crate::ecdsa::{PublicKey, Signature, SignatureError};
 use crate::timestamp::Timestamp;
 
 /// Permission to perform exactly one approved action, for a short time.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
@@ -60,6 +61,7 @@ pub enum GrantError {
 }
 
 /// A grant with the service's signature.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignedGrant {

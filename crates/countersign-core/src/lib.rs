@@ -17,6 +17,8 @@ pub mod ecdsa;
 pub mod enrolment;
 pub mod grant;
 pub mod merkle;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod policy;
 pub mod timestamp;
 pub mod validate;

@@ -6,6 +6,7 @@ use crate::digest::Digest;
 use crate::domain;
 
 /// The policy's verdict on one request.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PolicyOutcome {
@@ -39,6 +40,7 @@ impl PolicyOutcome {
 }
 
 /// A policy evaluation as recorded with the request and shown to approvers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyEvaluation {

@@ -39,7 +39,13 @@ pub const DATABASE_FILE: &str = "countersign.db";
 /// The HTTP application over `state`.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    routes::router()
+    let (routes, api) = routes::router().split_for_parts();
+    let api = std::sync::Arc::new(api);
+    routes
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || async move { axum::Json(api.as_ref().clone()) }),
+        )
         .route("/metrics", axum::routing::get(metrics::render))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

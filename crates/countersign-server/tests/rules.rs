@@ -671,3 +671,80 @@ async fn metrics_report_pending_requests_and_http_traffic() {
     assert!(text.contains("countersign_http_requests_total{method=\"POST\",route=\"/v1/actions\",status=\"201\"} 2"), "{text}");
     assert!(text.contains("countersign_connected_approvers 0"), "{text}");
 }
+
+#[tokio::test]
+async fn openapi_document_matches_the_router() {
+    let h = Harness::new().await;
+    let (status, doc) = h.call("GET", "/v1/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("3."),
+        "{doc}"
+    );
+    let paths = doc["paths"].as_object().expect("paths");
+    for expected in [
+        "/v1/actions",
+        "/v1/actions/{id}",
+        "/v1/actions/{id}/wait",
+        "/v1/actions/{id}/view",
+        "/v1/actions/{id}/decisions",
+        "/v1/actions/{id}/outcome",
+        "/v1/grants/{id}/redeem",
+        "/v1/enroll",
+        "/v1/sessions/challenge",
+        "/v1/sessions",
+        "/v1/pending",
+        "/v1/ws",
+        "/v1/audit",
+        "/v1/audit/checkpoint",
+        "/v1/audit/proof/inclusion",
+        "/v1/audit/proof/consistency",
+        "/v1/server-key",
+        "/healthz",
+    ] {
+        assert!(
+            paths.contains_key(expected),
+            "{expected} missing from the document"
+        );
+    }
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    for s in [
+        "ActionRequest",
+        "ActionView",
+        "SignedDecision",
+        "ErrorBody",
+        "AuditEvent",
+        "ServerMessage",
+        "ClientMessage",
+        "Digest",
+        "Timestamp",
+    ] {
+        assert!(schemas.contains_key(s), "schema {s} missing");
+    }
+    assert!(doc["components"]["securitySchemes"]["agent_token"].is_object());
+
+    // Every documented path and method is served: the router answers with something other
+    // than its own bare 404 or a 405.
+    let id = uuid::Uuid::now_v7();
+    for (path, item) in paths {
+        for method in ["get", "post"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let uri = path.replace("{id}", &id.to_string());
+            let req = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&uri)
+                .header("content-type", "application/json")
+                .body(Body::from("{}"))
+                .expect("request");
+            let (status, body) = h.send(req).await;
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            let bare_404 = status == StatusCode::NOT_FOUND && body["error"]["code"].is_null();
+            assert!(!bare_404, "{method} {path} is documented but not routed");
+        }
+    }
+}

@@ -36,6 +36,7 @@ pub enum ProofError {
 }
 
 /// Proof that a leaf is at `leaf_index` in the tree of `tree_size` leaves.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InclusionProof {
@@ -89,6 +90,7 @@ impl InclusionProof {
 }
 
 /// Proof that the tree of `from_size` leaves is a prefix of the tree of `to_size` leaves.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsistencyProof {

@@ -2,17 +2,18 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use countersign_core::api::{ActionView, DecisionView};
+use countersign_core::api::{ActionView, DecisionView, ErrorBody};
 use countersign_core::{
     Action, ActionRequest, ActionStatus, Actor, EventKind, ExecutionOutcome, Grant,
     PolicyEvaluation, PolicyOutcome, SignedGrant, Timestamp, Verdict,
 };
 use countersign_store::{ActionRecord, NewAction, NewEvent};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{Agent, ApproverSession};
@@ -22,13 +23,13 @@ use crate::state::AppState;
 /// TTL of requests that policy decided alone (they are never pending, but carry an expiry).
 const DECIDED_TTL_SECONDS: i64 = 300;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/actions", post(submit))
-        .route("/v1/actions/{id}", get(get_for_agent))
-        .route("/v1/actions/{id}/view", get(get_for_approver))
-        .route("/v1/actions/{id}/wait", get(wait))
-        .route("/v1/actions/{id}/outcome", post(outcome))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(submit))
+        .routes(routes!(get_for_agent))
+        .routes(routes!(get_for_approver))
+        .routes(routes!(wait))
+        .routes(routes!(outcome))
 }
 
 pub(crate) async fn view(
@@ -100,6 +101,14 @@ pub(crate) fn issue_grant(
     Ok(SignedGrant { signature, grant })
 }
 
+/// Submit a request for one action; the policy decides at once.
+#[utoipa::path(post, path = "/v1/actions", tag = "agents", request_body = ActionRequest,
+    security(("agent_token" = [])),
+    responses((status = 201, description = "Stored; status pending, approved (grant included) or denied", body = ActionView),
+        (status = 400, description = "Invalid field or malformed JSON", body = ErrorBody), (status = 401, description = "Missing, unknown or revoked agent token", body = ErrorBody),
+        (status = 413, description = "Body over 10 MiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 503, description = "Storage unavailable; nothing was written", body = ErrorBody)))]
 async fn submit(
     State(state): State<AppState>,
     Agent(agent): Agent,
@@ -199,6 +208,10 @@ async fn own_record(state: &AppState, agent: &str, id: Uuid) -> Result<ActionRec
     Ok(record)
 }
 
+/// One of the calling agent's requests.
+#[utoipa::path(get, path = "/v1/actions/{id}", tag = "agents", params(("id" = Uuid, Path, description = "Request id")),
+    security(("agent_token" = [])),
+    responses((status = 200, body = ActionView), (status = 401, description = "Missing, unknown or revoked agent token", body = ErrorBody), (status = 404, description = "No such request of this agent", body = ErrorBody)))]
 async fn get_for_agent(
     State(state): State<AppState>,
     Agent(agent): Agent,
@@ -208,6 +221,10 @@ async fn get_for_agent(
     Ok(Json(view(&state, record, true).await?))
 }
 
+/// A request as approvers see it.
+#[utoipa::path(get, path = "/v1/actions/{id}/view", tag = "approvers", params(("id" = Uuid, Path, description = "Request id")),
+    security(("approver_session" = [])),
+    responses((status = 200, body = ActionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_for_approver(
     State(state): State<AppState>,
     _session: ApproverSession,
@@ -217,11 +234,16 @@ async fn get_for_approver(
     Ok(Json(view(&state, record, false).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct WaitQuery {
+    /// Seconds to wait at most (capped at 60).
     timeout: Option<u64>,
 }
 
+/// Long-poll until the request is decided or the timeout passes.
+#[utoipa::path(get, path = "/v1/actions/{id}/wait", tag = "agents", params(("id" = Uuid, Path, description = "Request id"), WaitQuery),
+    security(("agent_token" = [])),
+    responses((status = 200, description = "The request, with its grant once approved", body = ActionView), (status = 401, description = "Missing, unknown or revoked agent token", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn wait(
     State(state): State<AppState>,
     Agent(agent): Agent,
@@ -252,6 +274,11 @@ async fn wait(
     }
 }
 
+/// Report how the approved action went (once, after redeeming the grant).
+#[utoipa::path(post, path = "/v1/actions/{id}/outcome", tag = "agents", params(("id" = Uuid, Path, description = "Request id")),
+    request_body = ExecutionOutcome, security(("agent_token" = [])),
+    responses((status = 204, description = "Recorded"), (status = 400, description = "Invalid field or malformed JSON", body = ErrorBody), (status = 401, description = "Missing, unknown or revoked agent token", body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "No redeemed grant, or already reported", body = ErrorBody)))]
 async fn outcome(
     State(state): State<AppState>,
     Agent(agent): Agent,

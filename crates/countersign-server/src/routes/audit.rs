@@ -1,11 +1,12 @@
 //! The audit log: events in order, the signed checkpoint, proofs, and the service's key.
 
+use axum::Json;
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
-use countersign_core::api::{CheckpointView, EventsPage, ServerKeyView};
+use countersign_core::api::{CheckpointView, ErrorBody, EventsPage, ServerKeyView};
 use countersign_core::{ConsistencyProof, InclusionProof};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit_log::current_checkpoint;
 use crate::auth::ApproverSession;
@@ -14,22 +15,26 @@ use crate::state::AppState;
 
 const MAX_LIMIT: u32 = 1000;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/audit", get(events))
-        .route("/v1/audit/checkpoint", get(checkpoint))
-        .route("/v1/audit/proof/inclusion", get(inclusion))
-        .route("/v1/audit/proof/consistency", get(consistency))
-        .route("/v1/server-key", get(server_key))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(events))
+        .routes(routes!(checkpoint))
+        .routes(routes!(inclusion))
+        .routes(routes!(consistency))
+        .routes(routes!(server_key))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct EventsQuery {
     /// Return events with `seq > after`; all from the start when absent.
     after: Option<u64>,
+    /// At most this many (1 to 1000).
     limit: Option<u32>,
 }
 
+/// Audit events in log order.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(EventsQuery), security(("approver_session" = [])),
+    responses((status = 200, body = EventsPage), (status = 401, body = ErrorBody)))]
 async fn events(
     State(state): State<AppState>,
     _s: ApproverSession,
@@ -42,6 +47,8 @@ async fn events(
     Ok(Json(EventsPage { events, tree_size }))
 }
 
+/// The latest signed checkpoint (signing a new one when the log grew).
+#[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit", responses((status = 200, body = CheckpointView)))]
 async fn checkpoint(State(state): State<AppState>) -> Result<Json<CheckpointView>, ApiError> {
     let signed = current_checkpoint(&state).await?;
     Ok(Json(CheckpointView {
@@ -50,12 +57,17 @@ async fn checkpoint(State(state): State<AppState>) -> Result<Json<CheckpointView
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct InclusionQuery {
+    /// The event (leaf index).
     seq: u64,
+    /// Size of the tree (a checkpoint's size).
     tree_size: u64,
 }
 
+/// RFC 9162 inclusion proof of an event in the tree of a given size.
+#[utoipa::path(get, path = "/v1/audit/proof/inclusion", tag = "audit", params(InclusionQuery),
+    responses((status = 200, body = InclusionProof), (status = 400, description = "Invalid field or malformed JSON", body = ErrorBody)))]
 async fn inclusion(
     State(state): State<AppState>,
     Query(q): Query<InclusionQuery>,
@@ -64,12 +76,17 @@ async fn inclusion(
     Ok(Json(state.log.inclusion(q.seq, q.tree_size)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct ConsistencyQuery {
+    /// Older tree size.
     from: u64,
+    /// Newer tree size.
     to: u64,
 }
 
+/// RFC 9162 consistency proof between two tree sizes.
+#[utoipa::path(get, path = "/v1/audit/proof/consistency", tag = "audit", params(ConsistencyQuery),
+    responses((status = 200, body = ConsistencyProof), (status = 400, description = "Invalid field or malformed JSON", body = ErrorBody)))]
 async fn consistency(
     State(state): State<AppState>,
     Query(q): Query<ConsistencyQuery>,
@@ -78,6 +95,8 @@ async fn consistency(
     Ok(Json(state.log.consistency(q.from, q.to)?))
 }
 
+/// The service's public key (grants, checkpoints).
+#[utoipa::path(get, path = "/v1/server-key", tag = "audit", responses((status = 200, body = ServerKeyView)))]
 async fn server_key(State(state): State<AppState>) -> Json<ServerKeyView> {
     let key = state.key.public();
     Json(ServerKeyView {

@@ -1,13 +1,14 @@
 //! Approvers: enrolling a key with a one-time code, opening a session by signing a challenge,
 //! and the inbox of requests they may decide.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use countersign_core::api::{ActionView, Challenge, Enrolled, SessionOpened};
+use countersign_core::api::{ActionView, Challenge, Enrolled, ErrorBody, SessionOpened};
 use countersign_core::{ActionStatus, Actor, Digest, EnrolmentRequest, EventKind, SessionRequest};
 use countersign_store::{ApproverKey, NewEvent, Session};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::ApproverSession;
 use crate::error::{ApiError, ApiJson};
@@ -18,14 +19,19 @@ use crate::state::AppState;
 
 const CHALLENGE_TTL_SECONDS: i64 = 120;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/enroll", post(enroll))
-        .route("/v1/sessions/challenge", post(challenge))
-        .route("/v1/sessions", post(open_session))
-        .route("/v1/pending", get(pending))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(enroll))
+        .routes(routes!(challenge))
+        .routes(routes!(open_session))
+        .routes(routes!(pending))
 }
 
+/// Enrol an approver's key with a one-time code and a proof of possession.
+#[utoipa::path(post, path = "/v1/enroll", tag = "approvers", request_body = EnrolmentRequest,
+    responses((status = 201, body = Enrolled), (status = 400, description = "Invalid field or malformed JSON", body = ErrorBody),
+        (status = 403, description = "bad_proof", body = ErrorBody),
+        (status = 409, description = "enrolment_code_invalid, key_exists", body = ErrorBody)))]
 async fn enroll(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<EnrolmentRequest>,
@@ -77,6 +83,8 @@ async fn enroll(
     ))
 }
 
+/// A fresh single-use challenge to sign.
+#[utoipa::path(post, path = "/v1/sessions/challenge", tag = "approvers", responses((status = 200, body = Challenge)))]
 async fn challenge(State(state): State<AppState>) -> Result<Json<Challenge>, ApiError> {
     let challenge = Digest(secrets::random_bytes::<32>());
     let expires_at = state.now().add_seconds(CHALLENGE_TTL_SECONDS);
@@ -88,6 +96,11 @@ async fn challenge(State(state): State<AppState>) -> Result<Json<Challenge>, Api
     }))
 }
 
+/// Open an approver session with a signed challenge.
+#[utoipa::path(post, path = "/v1/sessions", tag = "approvers", request_body = SessionRequest,
+    responses((status = 201, body = SessionOpened), (status = 400, description = "Invalid field or malformed JSON", body = ErrorBody),
+        (status = 401, description = "Unknown or revoked key, or a bad signature", body = ErrorBody),
+        (status = 409, description = "challenge_invalid", body = ErrorBody)))]
 async fn open_session(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SessionRequest>,
@@ -127,6 +140,8 @@ async fn open_session(
 }
 
 /// Pending requests this approver may decide and has not decided yet, oldest first.
+#[utoipa::path(get, path = "/v1/pending", tag = "approvers", security(("approver_session" = [])),
+    responses((status = 200, body = [ActionView]), (status = 401, body = ErrorBody)))]
 async fn pending(
     State(state): State<AppState>,
     ApproverSession(session): ApproverSession,

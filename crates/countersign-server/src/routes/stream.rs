@@ -6,16 +6,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use axum::routing::get;
 use countersign_core::api::{ClientMessage, ServerMessage};
 use countersign_core::{Digest, SessionRequest};
 use countersign_store::Approver;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -39,10 +39,14 @@ const BURST: f64 = 40.0;
 /// WebSocket close code for a policy violation (RFC 6455).
 const POLICY_VIOLATION: u16 = 1008;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/v1/ws", get(upgrade))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(upgrade))
 }
 
+/// The approver stream (WebSocket). Messages: `ServerMessage` from the service,
+/// `ClientMessage` from the approver; see docs/service.md.
+#[utoipa::path(get, path = "/v1/ws", tag = "approvers",
+    responses((status = 101, description = "Switching to the WebSocket protocol", body = ServerMessage)))]
 async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
     // tungstenite zero-fills its read buffer on every read; its 128 KiB default made that
     // memset the largest cost of the fan-out (profiled), and frames here are small.
