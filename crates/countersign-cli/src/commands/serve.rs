@@ -1,44 +1,123 @@
 //! `countersign serve`: the approval service on a data directory.
+//!
+//! Settings come from flags, then the environment (`COUNTERSIGN_*`), then a TOML file given
+//! with `--config`, then built-in defaults — the first that sets a value wins.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
 use countersign_server::{Config, Service};
+use serde::Deserialize;
 
 /// Options of `serve`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct ServeArgs {
-    /// Data directory (database, service key).
-    #[arg(
-        long,
-        env = "COUNTERSIGN_DATA_DIR",
-        default_value = "./countersign-data"
-    )]
-    pub data_dir: PathBuf,
-    /// Address to listen on.
-    #[arg(long, env = "COUNTERSIGN_LISTEN", default_value = "127.0.0.1:8750")]
-    pub listen: SocketAddr,
-    /// Rego policy file, reloaded when it changes (default: the built-in policy).
+    /// TOML file with any of the settings below (flags and environment override it).
+    #[arg(long, env = "COUNTERSIGN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (database, service key) [default: ./countersign-data].
+    #[arg(long, env = "COUNTERSIGN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8750].
+    #[arg(long, env = "COUNTERSIGN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Rego policy file, reloaded when it changes [default: the built-in policy].
     #[arg(long, env = "COUNTERSIGN_POLICY")]
     pub policy: Option<PathBuf>,
-    /// The log's name in checkpoints.
-    #[arg(
-        long,
-        env = "COUNTERSIGN_ORIGIN",
-        default_value = "countersign.local/log"
-    )]
-    pub origin: String,
-    /// TLS certificate chain (PEM); with --tls-key, serves HTTPS.
-    #[arg(long, env = "COUNTERSIGN_TLS_CERT", requires = "tls_key")]
+    /// The log's name in checkpoints [default: countersign.local/log].
+    #[arg(long, env = "COUNTERSIGN_ORIGIN")]
+    pub origin: Option<String>,
+    /// TLS certificate chain (PEM); with the key, serves HTTPS.
+    #[arg(long, env = "COUNTERSIGN_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
-    #[arg(long, env = "COUNTERSIGN_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, env = "COUNTERSIGN_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy only).
     #[arg(long)]
     pub insecure_plain_http: bool,
+}
+
+/// The `--config` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    policy: Option<PathBuf>,
+    origin: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    insecure_plain_http: Option<bool>,
+}
+
+/// Settings after precedence is applied.
+#[derive(Debug, PartialEq)]
+pub struct Settings {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Policy file.
+    pub policy: Option<PathBuf>,
+    /// Log origin.
+    pub origin: String,
+    /// TLS files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Plain HTTP beyond loopback allowed.
+    pub insecure_plain_http: bool,
+}
+
+impl ServeArgs {
+    /// Applies the precedence: flag or environment, then the file, then the default.
+    pub fn resolve(self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        // Relative paths in the file are relative to the file, not to the working directory.
+        let base = self
+            .config
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let from_file =
+            |p: Option<PathBuf>| p.map(|p| if p.is_absolute() { p } else { base.join(p) });
+        let tls_cert = self.tls_cert.or(from_file(file.tls_cert));
+        let tls_key = self.tls_key.or(from_file(file.tls_key));
+        let tls = match (tls_cert, tls_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => bail!("TLS needs both a certificate (--tls-cert) and a key (--tls-key)"),
+        };
+        Ok(Settings {
+            data_dir: self
+                .data_dir
+                .or(from_file(file.data_dir))
+                .unwrap_or_else(|| PathBuf::from("./countersign-data")),
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8750))),
+            policy: self.policy.or(from_file(file.policy)),
+            origin: self
+                .origin
+                .or(file.origin)
+                .unwrap_or_else(|| "countersign.local/log".to_owned()),
+            tls,
+            insecure_plain_http: self.insecure_plain_http
+                || file.insecure_plain_http.unwrap_or(false),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
 /// Refuses plain HTTP beyond loopback unless forced: tokens and requests would travel in clear.
@@ -53,28 +132,35 @@ pub fn check_listen(listen: &SocketAddr, tls: bool, forced: bool) -> anyhow::Res
 
 /// Runs the service until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(countersign_server::transport::tls_acceptor(cert, key)?),
-        _ => None,
+    let settings = args.resolve()?;
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(countersign_server::transport::tls_acceptor(cert, key)?),
+        None => None,
     };
-    check_listen(&args.listen, tls.is_some(), args.insecure_plain_http)?;
+    check_listen(
+        &settings.listen,
+        tls.is_some(),
+        settings.insecure_plain_http,
+    )?;
     let config = Config {
-        origin: args.origin.clone(),
+        origin: settings.origin.clone(),
         ..Config::default()
     };
-    let service = Service::open(&args.data_dir, args.policy.as_deref(), config)
+    let service = Service::open(&settings.data_dir, settings.policy.as_deref(), config)
         .await
-        .with_context(|| format!("opening {}", args.data_dir.display()))?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("opening {}", settings.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
-        .with_context(|| format!("binding {}", args.listen))?;
+        .with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %args.data_dir.display(), "countersign service listening");
+    tracing::info!(%addr, data_dir = %settings.data_dir.display(), "countersign service listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!(
-        "countersign: serving http://{addr} (data in {})",
-        args.data_dir.display()
+        "countersign: serving {scheme}://{addr} (data in {})",
+        settings.data_dir.display()
     );
-    countersign_server::serve(listener, service.state, shutdown_signal()).await?;
+    let limits = countersign_server::transport::Limits::default();
+    countersign_server::serve_with(listener, service.state, tls, limits, shutdown_signal()).await?;
     eprintln!("countersign: stopped");
     Ok(())
 }
@@ -113,5 +199,60 @@ mod tests {
         assert!(check_listen(&public, true, false).is_ok());
         assert!(check_listen(&public, false, true).is_ok());
         assert!(check_listen(&local, false, false).is_ok());
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("countersign.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"data\"\nlisten = \"127.0.0.1:9000\"\norigin = \"acme.example/log\"\n",
+        )
+        .expect("write");
+        let from_file = ServeArgs {
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .expect("resolves");
+        assert_eq!(from_file.data_dir, dir.path().join("data"));
+        assert_eq!(from_file.listen.port(), 9000);
+        assert_eq!(from_file.origin, "acme.example/log");
+        let flagged = ServeArgs {
+            config: Some(path),
+            listen: Some("127.0.0.1:9100".parse().expect("addr")),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .expect("resolves");
+        assert_eq!(flagged.listen.port(), 9100);
+        assert_eq!(flagged.origin, "acme.example/log");
+        let defaults = ServeArgs::default().resolve().expect("resolves");
+        assert_eq!(
+            defaults.listen,
+            "127.0.0.1:8750".parse::<SocketAddr>().expect("addr")
+        );
+    }
+
+    #[test]
+    fn unknown_setting_and_half_tls_are_errors() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "listen_on = \"0.0.0.0:1\"\n").expect("write");
+        let err = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .expect_err("unknown key");
+        assert!(format!("{err:#}").contains("listen_on"), "{err:#}");
+        let half = ServeArgs {
+            tls_cert: Some("c.pem".into()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .expect_err("half TLS");
+        assert!(half.to_string().contains("both"), "{half}");
     }
 }
