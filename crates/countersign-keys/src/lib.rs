@@ -2,6 +2,7 @@
 //! private key, so hardware backends (PKCS#11, TPM 2.0) and the development software key are
 //! used the same way.
 
+pub mod files;
 mod software;
 
 use countersign_core::{KeyId, KeyKind, PublicKey, Signature};

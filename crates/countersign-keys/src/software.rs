@@ -8,7 +8,7 @@ use p256::ecdsa::SigningKey;
 use p256::ecdsa::signature::Signer as _;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 
-use crate::{KeyError, KeyInfo, Signer};
+use crate::{KeyError, KeyInfo, Signer, files};
 
 /// A software P-256 key stored as PKCS#8 PEM, readable by its owner only.
 pub struct SoftwareKey {
@@ -27,7 +27,7 @@ impl SoftwareKey {
             std::fs::create_dir_all(dir)
                 .map_err(|e| KeyError::Io(format!("{}: {e}", dir.display())))?;
         }
-        write_private(path, pem.as_bytes())
+        files::write_owner_only(path, pem.as_bytes())
             .map_err(|e| KeyError::Io(format!("{}: {e}", path.display())))?;
         Ok(Self {
             key,
@@ -37,7 +37,7 @@ impl SoftwareKey {
 
     /// Loads a key file, refusing one that others can read.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        check_private(path)?;
+        files::check_owner_only(path).map_err(|e| KeyError::Io(e.to_string()))?;
         let pem = std::fs::read_to_string(path)
             .map_err(|e| KeyError::Io(format!("{}: {e}", path.display())))?;
         let key = SigningKey::from_pkcs8_pem(&pem)
@@ -70,46 +70,6 @@ impl Signer for SoftwareKey {
     fn sign(&self, message: &[u8]) -> Result<Signature, KeyError> {
         Ok(Signature::from_p256(self.key.sign(message)))
     }
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
-}
-
-#[cfg(unix)]
-fn check_private(path: &Path) -> Result<(), KeyError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(path)
-        .map_err(|e| KeyError::Io(format!("{}: {e}", path.display())))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(KeyError::Io(format!(
-            "{} is readable by others (mode {:o}); run chmod 600 on it",
-            path.display(),
-            mode & 0o777
-        )));
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private(_path: &Path) -> Result<(), KeyError> {
-    Ok(())
 }
 
 #[cfg(test)]

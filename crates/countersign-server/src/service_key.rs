@@ -23,6 +23,7 @@ impl ServiceKey {
     pub fn load_or_create(dir: &Path) -> std::io::Result<Self> {
         let path = dir.join(FILE_NAME);
         let signing = if path.exists() {
+            countersign_keys::files::check_owner_only(&path)?;
             let pem = std::fs::read_to_string(&path)?;
             SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
                 std::io::Error::new(
@@ -35,7 +36,7 @@ impl ServiceKey {
             let pem = key
                 .to_pkcs8_pem(LineEnding::LF)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-            write_private(&path, pem.as_bytes())?;
+            countersign_keys::files::write_owner_only(&path, pem.as_bytes())?;
             tracing::info!(path = %path.display(), "generated the service signing key");
             key
         };
@@ -80,24 +81,6 @@ impl ServiceKey {
 #[derive(Debug, thiserror::Error)]
 #[error("the service key could not sign")]
 pub struct SignError;
-
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
-}
 
 #[cfg(test)]
 mod tests {
