@@ -152,12 +152,23 @@ pub(crate) async fn record_decision(
 ) -> StoreResult<(DecisionOutcome, Vec<AuditEvent>)> {
     let d = &signed.decision;
     let id = d.request_id.to_string();
-    let row = sqlx::query("SELECT status, expires_at FROM actions WHERE id = ?")
-        .bind(&id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound("action"))?;
+    // Every check, the approval count and the log's end in one round trip.
+    let row = sqlx::query(
+        "SELECT status, expires_at,
+                (SELECT COUNT(*) FROM decisions WHERE action_id = ?1 AND approver_id = ?2) AS decided,
+                (SELECT COUNT(*) FROM decisions WHERE nonce = ?3) AS nonce_seen,
+                (SELECT COUNT(DISTINCT approver_id) FROM decisions
+                  WHERE action_id = ?1 AND verdict = 'approve') AS approvals,
+                (SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events) AS next_seq
+         FROM actions WHERE id = ?1",
+    )
+    .bind(&id)
+    .bind(&d.approver_id)
+    .bind(d.nonce.to_string())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend)?
+    .ok_or(StoreError::NotFound("action"))?;
     let status: ActionStatus = enum_from("action status", row.get("status"))?;
     if status != ActionStatus::Pending {
         return Err(StoreError::Conflict(Conflict::NotPending));
@@ -165,25 +176,14 @@ pub(crate) async fn record_decision(
     if now >= ts(row.get("expires_at"))? {
         return Err(StoreError::Conflict(Conflict::Expired));
     }
-    let decided: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM decisions WHERE action_id = ? AND approver_id = ?",
-    )
-    .bind(&id)
-    .bind(&d.approver_id)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(backend)?;
-    if decided > 0 {
+    if row.get::<i64, _>("decided") > 0 {
         return Err(StoreError::Conflict(Conflict::AlreadyDecided));
     }
-    let nonce_seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM decisions WHERE nonce = ?")
-        .bind(d.nonce.to_string())
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(backend)?;
-    if nonce_seen > 0 {
+    if row.get::<i64, _>("nonce_seen") > 0 {
         return Err(StoreError::Conflict(Conflict::NonceReused));
     }
+    let prior_approvals = u32::try_from(row.get::<i64, _>("approvals")).unwrap_or(u32::MAX);
+    let next_seq: i64 = row.get("next_seq");
     sqlx::query(
         "INSERT INTO decisions (action_id, approver_id, verdict, nonce, key_kind, recorded_at, signed_json)
          VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -207,14 +207,8 @@ pub(crate) async fn record_decision(
             DecisionOutcome::Denied
         }
         Verdict::Approve => {
-            let approvals: i64 = sqlx::query_scalar(
-                "SELECT COUNT(DISTINCT approver_id) FROM decisions WHERE action_id = ? AND verdict = 'approve'",
-            )
-            .bind(&id)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(backend)?;
-            let approvals = u32::try_from(approvals).unwrap_or(u32::MAX);
+            // This approver had not decided (checked above), so they add one distinct approval.
+            let approvals = prior_approvals.saturating_add(1);
             if approvals >= effects.quorum {
                 let (grant, more) = effects.on_quorum.ok_or_else(|| {
                     StoreError::Backend("quorum reached but no grant was prepared".into())
@@ -228,7 +222,7 @@ pub(crate) async fn record_decision(
             }
         }
     };
-    let appended = audit::append(conn, events, now).await?;
+    let appended = audit::append_at(conn, next_seq, events, now).await?;
     Ok((outcome, appended))
 }
 

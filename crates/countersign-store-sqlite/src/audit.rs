@@ -20,11 +20,25 @@ pub(crate) async fn append(
         .fetch_one(&mut *conn)
         .await
         .map_err(backend)?;
+    append_at(conn, next, events, now).await
+}
+
+/// Appends `events` from sequence number `next`, which the caller read inside this same
+/// transaction (the single writer makes that the end of the log), in one statement.
+pub(crate) async fn append_at(
+    conn: &mut SqliteConnection,
+    next: i64,
+    events: Vec<NewEvent>,
+    now: Timestamp,
+) -> StoreResult<Vec<AuditEvent>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut rows = Vec::with_capacity(events.len());
     let mut appended = Vec::with_capacity(events.len());
     for (i, new) in events.into_iter().enumerate() {
-        let seq = next + i as i64;
         let event = AuditEvent {
-            seq: seq as u64,
+            seq: (next + i as i64) as u64,
             recorded_at: now,
             actor: new.actor,
             event: new.event,
@@ -38,21 +52,27 @@ pub(crate) async fn append(
             .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
             .unwrap_or_default();
         let text = String::from_utf8(bytes).map_err(|e| StoreError::Backend(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO audit_events (seq, recorded_at, action_id, kind, event_json, leaf_hash)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(seq)
-        .bind(now.as_millis())
-        .bind(event.event.action_id().map(|id| id.to_string()))
-        .bind(kind)
-        .bind(text)
-        .bind(leaf.0.as_slice())
-        .execute(&mut *conn)
-        .await
-        .map_err(backend)?;
+        rows.push((
+            event.seq as i64,
+            event.event.action_id().map(|id| id.to_string()),
+            kind,
+            text,
+            leaf,
+        ));
         appended.push(event);
     }
+    let mut insert = sqlx::QueryBuilder::new(
+        "INSERT INTO audit_events (seq, recorded_at, action_id, kind, event_json, leaf_hash) ",
+    );
+    insert.push_values(rows, |mut row, (seq, action_id, kind, text, leaf)| {
+        row.push_bind(seq)
+            .push_bind(now.as_millis())
+            .push_bind(action_id)
+            .push_bind(kind)
+            .push_bind(text)
+            .push_bind(leaf.0.to_vec());
+    });
+    insert.build().execute(&mut *conn).await.map_err(backend)?;
     Ok(appended)
 }
 
