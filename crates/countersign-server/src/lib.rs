@@ -163,18 +163,11 @@ pub async fn record_policy_in_force(state: &AppState) -> Result<(), countersign_
 async fn last_policy_hash(
     store: &dyn Store,
 ) -> Result<Option<countersign_core::Digest>, countersign_store::StoreError> {
-    // Scan backwards in pages; policy changes are rare, and this runs once at start.
-    let size = store.audit_size().await?;
-    let mut end = size;
-    while end > 0 {
-        let start = end.saturating_sub(1000);
-        let events = store.audit_events(start, (end - start) as u32).await?;
-        for e in events.iter().rev() {
-            if let EventKind::PolicyChanged { policy_hash, .. } = &e.event {
-                return Ok(Some(*policy_hash));
-            }
-        }
-        end = start;
-    }
-    Ok(None)
+    Ok(match store.latest_event_of_kind("policy_changed").await? {
+        Some(countersign_core::AuditEvent {
+            event: EventKind::PolicyChanged { policy_hash, .. },
+            ..
+        }) => Some(policy_hash),
+        _ => None,
+    })
 }

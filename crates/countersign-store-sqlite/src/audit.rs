@@ -113,6 +113,34 @@ pub(crate) async fn events(
         .collect()
 }
 
+pub(crate) async fn latest_of_kind(
+    conn: &mut SqliteConnection,
+    kind: &str,
+) -> StoreResult<Option<AuditEvent>> {
+    let row: Option<(i64, String)> = sqlx::query_as(
+        "SELECT seq, event_json FROM audit_events WHERE kind = ? ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(kind)
+    .fetch_optional(conn)
+    .await
+    .map_err(backend)?;
+    row.map(|(seq, text)| {
+        serde_json::from_str::<AuditEvent>(&text)
+            .map_err(|e| corrupt(&format!("audit event {seq}"), e))
+            .and_then(|e| {
+                if e.seq == seq as u64 {
+                    Ok(e)
+                } else {
+                    Err(corrupt(
+                        &format!("audit event {seq}"),
+                        "sequence number differs",
+                    ))
+                }
+            })
+    })
+    .transpose()
+}
+
 pub(crate) async fn leaf_hashes(
     conn: &mut SqliteConnection,
     from: u64,

@@ -108,6 +108,10 @@ impl Store for SqliteStore {
         audit::events(&mut *self.reader().await?, from, limit).await
     }
 
+    async fn latest_event_of_kind(&self, kind: &str) -> StoreResult<Option<AuditEvent>> {
+        audit::latest_of_kind(&mut *self.reader().await?, kind).await
+    }
+
     async fn leaf_hashes(&self, from: u64, limit: u32) -> StoreResult<Vec<Digest>> {
         audit::leaf_hashes(&mut *self.reader().await?, from, limit).await
     }

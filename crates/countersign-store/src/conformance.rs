@@ -254,6 +254,19 @@ pub async fn audit_log_is_gapless_and_ordered<S: Store>(store: &S) {
     );
     let hashes = store.leaf_hashes(0, 100).await.expect("hashes");
     assert_eq!(hashes.len(), 10);
+    let latest = store
+        .latest_event_of_kind("admin_changed")
+        .await
+        .expect("query")
+        .expect("found");
+    assert_eq!(latest.seq, 9);
+    assert_eq!(
+        store
+            .latest_event_of_kind("policy_changed")
+            .await
+            .expect("query"),
+        None
+    );
     assert_eq!(hashes[3], events[0].leaf_hash().expect("hash"));
 }
 

@@ -48,6 +48,8 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_size(&self) -> StoreResult<u64>;
     /// Up to `limit` events with `seq >= from`, in order.
     async fn audit_events(&self, from: u64, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+    /// The latest event whose type is `kind` (e.g. `policy_changed`).
+    async fn latest_event_of_kind(&self, kind: &str) -> StoreResult<Option<AuditEvent>>;
     /// Up to `limit` leaf hashes with `seq >= from`, in order.
     async fn leaf_hashes(&self, from: u64, limit: u32) -> StoreResult<Vec<Digest>>;
     /// Keeps a signed checkpoint note for `tree_size` (the first one for a size wins).
