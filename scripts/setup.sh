@@ -7,6 +7,7 @@ packages=(
   build-essential pkg-config ca-certificates
   openssl jq            # the vectors' openssl check
   sqlite3               # store tests alter the database file from outside
+  procps                # end-to-end tests stop the service with kill -TERM
 )
 
 sudo_cmd=()
