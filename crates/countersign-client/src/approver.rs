@@ -1,9 +1,10 @@
 //! What an approver's program does besides calling the API: open a session by signing a
 //! challenge, and sign a decision over the digest it computed itself from what it shows.
 
-use countersign_core::api::ActionView;
+use countersign_core::api::{ActionView, Enrolled};
 use countersign_core::{
-    Decision, KeyId, Nonce, SessionRequest, Signature, SignedDecision, Timestamp, Verdict,
+    Decision, EnrolmentRequest, KeyId, KeyKind, Nonce, PublicKey, SessionRequest, Signature,
+    SignedDecision, Timestamp, Verdict,
 };
 use rand_core::RngCore as _;
 
@@ -24,6 +25,34 @@ pub enum ApproverError {
     /// Encoding failed.
     #[error("{0}")]
     Encoding(String),
+}
+
+/// Enrols `public_key` for `approver_id` with a one-time `code`, proving possession of the
+/// private key by signing the enrolment payload (bound to this service) with `sign`.
+pub async fn enroll(
+    client: &Client,
+    approver_id: &str,
+    code: String,
+    key_kind: KeyKind,
+    label: &str,
+    public_key: PublicKey,
+    sign: impl Fn(&[u8]) -> Result<Signature, String>,
+) -> Result<Enrolled, ApproverError> {
+    let service = client.server_key().await?.name;
+    let payload =
+        EnrolmentRequest::proof_payload(approver_id, key_kind, label, &public_key, &service)
+            .map_err(|e| ApproverError::Encoding(e.to_string()))?;
+    let proof = sign(&payload).map_err(ApproverError::Sign)?;
+    let request = EnrolmentRequest {
+        approver_id: approver_id.to_owned(),
+        code,
+        key_kind,
+        label: label.to_owned(),
+        public_key,
+        attestation: None,
+        proof,
+    };
+    Ok(client.enroll(&request).await?)
 }
 
 /// Opens a session for `key_id`, signing the service's challenge with `sign`.

@@ -1,7 +1,7 @@
 //! The approval rules the service checks before a decision is recorded. Each failure has its
 //! own code, so clients and tests can tell exactly which rule refused.
 
-use countersign_core::{PolicyOutcome, SignedDecision, Timestamp};
+use countersign_core::{KeyKind, PolicyOutcome, SignedDecision, Timestamp};
 use countersign_store::{ActionRecord, Approver, ApproverKey};
 
 use crate::error::ApiError;
@@ -32,7 +32,8 @@ pub fn eligible(approver: &Approver, record: &ActionRecord) -> Result<(), ApiErr
     Ok(())
 }
 
-/// Every check on a signed decision that does not need the store's transaction.
+/// Every check on a signed decision that does not need the store's transaction; on success,
+/// the kind of key that signed it.
 pub fn check_decision(
     signed: &SignedDecision,
     record: &ActionRecord,
@@ -40,7 +41,7 @@ pub fn check_decision(
     approver: Option<&Approver>,
     now: Timestamp,
     max_skew_ms: i64,
-) -> Result<(), ApiError> {
+) -> Result<KeyKind, ApiError> {
     let d = &signed.decision;
     if d.request_id != record.action.id {
         return Err(ApiError::bad_request(
@@ -96,5 +97,5 @@ pub fn check_decision(
             ),
         ));
     }
-    Ok(())
+    Ok(key.kind)
 }

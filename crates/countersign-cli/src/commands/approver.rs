@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use countersign_client::Client;
-use countersign_client::approver::{open_session, sign_decision};
-use countersign_core::{EnrolmentRequest, Verdict};
+use countersign_client::approver::{enroll, open_session, sign_decision};
+use countersign_core::Verdict;
 use countersign_keys::{Signer, SoftwareKey};
 use uuid::Uuid;
 
@@ -111,29 +111,17 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
             let public_key = signer.public_key();
             let info = signer.describe();
             let client = Client::new(&server)?;
-            let service = client
-                .server_key()
-                .await
-                .context("asking the service who it is")?
-                .name;
-            let payload = EnrolmentRequest::proof_payload(
+            let enrolled = enroll(
+                &client,
                 &approver,
+                code,
                 info.kind,
                 &label,
-                &public_key,
-                &service,
-            )?;
-            let proof = signer.sign(&payload)?;
-            let request = EnrolmentRequest {
-                approver_id: approver.clone(),
-                code,
-                key_kind: info.kind,
-                label,
                 public_key,
-                attestation: None,
-                proof,
-            };
-            let enrolled = client.enroll(&request).await?;
+                sign_with(&signer),
+            )
+            .await
+            .context("enrolling the key")?;
             let path = profile.unwrap_or_else(profile::default_path);
             Profile {
                 server,

@@ -9,10 +9,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use countersign_client::Client;
-use countersign_client::approver::{open_session, sign_decision};
+use countersign_client::approver::{enroll, open_session, sign_decision};
 use countersign_core::api::ActionView;
 use countersign_core::{
-    ActionRequest, ActionStatus, AuditEvent, EnrolmentRequest, EventKind, ExecutionOutcome, Verdict,
+    ActionRequest, ActionStatus, AuditEvent, EventKind, ExecutionOutcome, Verdict,
 };
 use countersign_keys::{Signer, SoftwareKey};
 use countersign_server::audit_log::current_checkpoint;
@@ -180,25 +180,18 @@ async fn provision_approver(
     let public_key = key.public_key();
     if store.key(&public_key.key_id()).await?.is_none() {
         let (code, _) = admin::issue_enrolment_code(store, "demo", id, 600, state.now()).await?;
-        let label = "demo software key".to_owned();
-        let payload = EnrolmentRequest::proof_payload(
+        let client = Client::new(url)?;
+        let kind = key.describe().kind;
+        enroll(
+            &client,
             id,
-            key.describe().kind,
-            &label,
-            &public_key,
-            &state.config.origin,
-        )?;
-        let proof = key.sign(&payload)?;
-        let request = EnrolmentRequest {
-            approver_id: id.into(),
             code,
-            key_kind: key.describe().kind,
-            label,
-            public_key: public_key.clone(),
-            attestation: None,
-            proof,
-        };
-        Client::new(url)?.enroll(&request).await?;
+            kind,
+            "demo software key",
+            public_key.clone(),
+            sign_with(&key),
+        )
+        .await?;
     }
     let profile = Profile {
         server: url.to_owned(),

@@ -199,7 +199,11 @@ async fn submit(
     Ok((StatusCode::CREATED, Json(view(&state, record, true).await?)))
 }
 
-async fn own_record(state: &AppState, agent: &str, id: Uuid) -> Result<ActionRecord, ApiError> {
+pub(crate) async fn own_record(
+    state: &AppState,
+    agent: &str,
+    id: Uuid,
+) -> Result<ActionRecord, ApiError> {
     let record = state.store.action(id).await?;
     // Another agent's request is as good as absent.
     if record.action.requester != agent {

@@ -46,7 +46,7 @@ pub async fn apply(
     let d = &signed.decision;
     let key = state.store.key(&d.key_id).await?;
     let approver = state.store.approver(&d.approver_id).await?;
-    if let Err(e) = rules::check_decision(
+    let key_kind = match rules::check_decision(
         &signed,
         &record,
         key.as_ref(),
@@ -54,12 +54,12 @@ pub async fn apply(
         now,
         state.config.max_clock_skew_ms,
     ) {
-        tracing::warn!(%id, approver = %d.approver_id, code = e.code, "decision refused");
-        return Err(e);
-    }
-    let key_kind = key
-        .map(|k| k.kind)
-        .ok_or_else(|| ApiError::forbidden("unknown_key", "the signing key is not enrolled"))?;
+        Ok(kind) => kind,
+        Err(e) => {
+            tracing::warn!(%id, approver = %d.approver_id, code = e.code, "decision refused");
+            return Err(e);
+        }
+    };
     let on_quorum = if d.verdict == Verdict::Approve {
         let grant = issue_grant(state, &record, now)?;
         let events = vec![

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use countersign_core::api::{ErrorBody, RedeemRequest, Redeemed};
-use countersign_core::{Actor, Digest, EventKind};
+use countersign_core::{Actor, EventKind};
 use countersign_store::NewEvent;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::auth::Agent;
 use crate::error::{ApiError, ApiJson};
+use crate::routes::actions::own_record;
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -38,8 +39,20 @@ async fn redeem(
             },
         )
     };
-    // The action id is needed for the event; look the grant up through the digest's request.
-    let action_id = find_action(&state, &agent, id, &body.request_digest).await?;
+    // Only the agent that made the request may redeem its grant; another agent's grant is as
+    // good as absent. Digest, window and single use are checked by the store, atomically.
+    let action_id = state
+        .store
+        .grant_action(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("grant"))?;
+    own_record(&state, &agent, action_id).await.map_err(|e| {
+        if e.status == axum::http::StatusCode::NOT_FOUND {
+            ApiError::not_found("grant")
+        } else {
+            e
+        }
+    })?;
     let (record, appended) = state
         .store
         .redeem_grant(id, &body.request_digest, event(action_id), now)
@@ -49,35 +62,4 @@ async fn redeem(
         grant: record.grant,
         redeemed_at: now,
     }))
-}
-
-/// The request a grant belongs to, if the calling agent made it.
-async fn find_action(
-    state: &AppState,
-    agent: &str,
-    grant_id: Uuid,
-    digest: &Digest,
-) -> Result<Uuid, ApiError> {
-    let request_id = grant_request(state, grant_id).await?;
-    let record = state.store.action(request_id).await?;
-    if record.action.requester != agent {
-        return Err(ApiError::not_found("grant"));
-    }
-    if &record.digest != digest {
-        return Err(ApiError::new(
-            axum::http::StatusCode::CONFLICT,
-            "digest_mismatch",
-            "grant does not match the request digest",
-        ));
-    }
-    Ok(request_id)
-}
-
-async fn grant_request(state: &AppState, grant_id: Uuid) -> Result<Uuid, ApiError> {
-    // Grant ids are UUIDv7 and unique; the store resolves them through the grants table.
-    state
-        .store
-        .grant_action(grant_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("grant"))
 }
