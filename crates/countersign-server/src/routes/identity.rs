@@ -5,7 +5,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use countersign_core::api::{ActionView, Challenge, Enrolled, ErrorBody, SessionOpened};
-use countersign_core::{ActionStatus, Actor, Digest, EnrolmentRequest, EventKind, SessionRequest};
+use countersign_core::{
+    ActionStatus, Actor, Digest, EnrolmentRequest, EventKind, KeyId, SessionRequest, Signature,
+};
 use countersign_store::{ApproverKey, NewEvent, Session};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -105,19 +107,8 @@ async fn open_session(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SessionRequest>,
 ) -> Result<(StatusCode, Json<SessionOpened>), ApiError> {
-    let key = state
-        .store
-        .key(&req.key_id)
-        .await?
-        .filter(|k| k.revoked_at.is_none())
-        .ok_or_else(|| ApiError::unauthorized("unknown or revoked key"))?;
-    let payload = SessionRequest::payload(&req.challenge, &req.key_id, &state.config.origin)
-        .map_err(|e| ApiError::bad_request("invalid_field", e.to_string()))?;
-    key.public_key
-        .verify(&payload, &req.signature)
-        .map_err(|_| ApiError::unauthorized("challenge signature does not verify"))?;
+    let key = verify_challenge(&state, &req.challenge, &req.key_id, &req.signature).await?;
     let now = state.now();
-    state.store.consume_challenge(&req.challenge, now).await?;
     let token = secrets::token("css_");
     let expires_at = now.add_seconds(state.config.session_ttl_seconds);
     state
@@ -137,6 +128,33 @@ async fn open_session(
             expires_at,
         }),
     ))
+}
+
+/// Checks a signed challenge — the key is enrolled and active and signed the session payload
+/// for this service — then consumes the challenge, so it authenticates one session at most.
+/// Shared by REST sessions and the approver stream.
+pub(crate) async fn verify_challenge(
+    state: &AppState,
+    challenge: &Digest,
+    key_id: &KeyId,
+    signature: &Signature,
+) -> Result<ApproverKey, ApiError> {
+    let key = state
+        .store
+        .key(key_id)
+        .await?
+        .filter(|k| k.revoked_at.is_none())
+        .ok_or_else(|| ApiError::unauthorized("unknown or revoked key"))?;
+    let payload = SessionRequest::payload(challenge, key_id, &state.config.origin)
+        .map_err(|e| ApiError::bad_request("invalid_field", e.to_string()))?;
+    key.public_key
+        .verify(&payload, signature)
+        .map_err(|_| ApiError::unauthorized("challenge signature does not verify"))?;
+    state
+        .store
+        .consume_challenge(challenge, state.now())
+        .await?;
+    Ok(key)
 }
 
 /// Pending requests this approver may decide and has not decided yet, oldest first.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
+use countersign_core::Digest;
 use countersign_core::api::{ClientMessage, ServerMessage};
-use countersign_core::{Digest, SessionRequest};
 use countersign_store::Approver;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::fanout::Notice;
 use crate::routes::decisions;
-use crate::routes::identity::inbox;
+use crate::routes::identity::{inbox, verify_challenge};
 use crate::secrets;
 use crate::state::AppState;
 
@@ -151,29 +151,14 @@ async fn authenticate(state: &AppState, socket: &mut WebSocket) -> Result<Approv
         close(socket, POLICY_VIOLATION, "unauthorized").await;
         return Err("first message was not auth".into());
     };
-    let key = state
-        .store
-        .key(&key_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .filter(|k| k.revoked_at.is_none());
-    let payload = SessionRequest::payload(&challenge, &key_id, &state.config.origin)
-        .map_err(|e| e.to_string())?;
-    let verified = key.filter(|k| k.public_key.verify(&payload, &signature).is_ok());
-    let Some(key) = verified else {
-        send(
-            socket,
-            &refuse("unauthorized", "unknown or revoked key, or a bad signature"),
-        )
-        .await?;
-        close(socket, POLICY_VIOLATION, "unauthorized").await;
-        return Err("authentication failed".into());
+    let key = match verify_challenge(state, &challenge, &key_id, &signature).await {
+        Ok(key) => key,
+        Err(e) => {
+            send(socket, &error_message(None, &e)).await?;
+            close(socket, POLICY_VIOLATION, "unauthorized").await;
+            return Err(format!("authentication failed: {}", e.code));
+        }
     };
-    state
-        .store
-        .consume_challenge(&challenge, state.now())
-        .await
-        .map_err(|e| e.to_string())?;
     let approver = state
         .store
         .approver(&key.approver_id)
