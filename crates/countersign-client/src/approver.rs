@@ -77,11 +77,7 @@ pub async fn open_session(
 
 /// The current time from the system clock.
 pub fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    Timestamp::from_millis(ms).unwrap_or_else(|_| Timestamp::from_millis(0).expect("epoch"))
+    Timestamp::from_system_time(std::time::SystemTime::now())
 }
 
 /// Signs a decision on `view`, after checking that the request shown hashes to its digest.

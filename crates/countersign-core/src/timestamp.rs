@@ -43,6 +43,15 @@ impl Timestamp {
         }
     }
 
+    /// The instant a `SystemTime` names, clamped into the supported range (a clock set before
+    /// 1970 reads as the epoch). A conversion only: the caller reads the clock.
+    pub fn from_system_time(time: std::time::SystemTime) -> Self {
+        let ms = time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(MIN_MS, |d| i64::try_from(d.as_millis()).unwrap_or(MAX_MS));
+        Self(ms.clamp(MIN_MS, MAX_MS))
+    }
+
     /// Milliseconds since the epoch.
     pub fn as_millis(self) -> i64 {
         self.0
@@ -136,6 +145,17 @@ mod tests {
             Timestamp::from_millis(MAX_MS).map(|t| t.to_string()),
             Ok("9999-12-31T23:59:59.999Z".to_owned())
         );
+    }
+
+    #[test]
+    fn system_time_converts_and_clamps() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_000_000_123);
+        assert_eq!(
+            Timestamp::from_system_time(t).as_millis(),
+            1_795_000_000_123
+        );
+        let before = std::time::UNIX_EPOCH - std::time::Duration::from_secs(5);
+        assert_eq!(Timestamp::from_system_time(before).as_millis(), 0);
     }
 
     #[test]

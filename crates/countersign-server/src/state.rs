@@ -123,11 +123,6 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        Timestamp::from_millis(ms)
-            .unwrap_or_else(|_| Timestamp::from_millis(0).expect("epoch is in range"))
+        Timestamp::from_system_time(std::time::SystemTime::now())
     }
 }
