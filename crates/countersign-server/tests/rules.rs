@@ -748,3 +748,41 @@ async fn openapi_document_matches_the_router() {
         }
     }
 }
+
+#[tokio::test]
+async fn inbox_is_never_cut_short() {
+    let h = Harness::new().await;
+    // More pending requests than any fixed page size the inbox once had.
+    let mut ids = Vec::new();
+    for _ in 0..520 {
+        ids.push(h.submit_pending().await.0);
+    }
+    let (_, ch) = h.call("POST", "/v1/sessions/challenge", None, None).await;
+    let challenge: Digest = ch["challenge"]
+        .as_str()
+        .expect("challenge")
+        .parse()
+        .expect("digest");
+    let a = &h.approvers[0];
+    let payload = countersign_core::SessionRequest::payload(
+        &challenge,
+        &a.public.key_id(),
+        "countersign.test/log",
+    )
+    .expect("payload");
+    use p256::ecdsa::signature::Signer as _;
+    let signature = countersign_core::Signature::from_p256(a.key.sign(&payload));
+    let body = json!({"key_id": a.public.key_id(), "challenge": challenge, "signature": signature});
+    let (_, opened) = h.call("POST", "/v1/sessions", None, Some(body)).await;
+    let token = opened["token"].as_str().expect("token").to_owned();
+    let (status, pending) = h.call("GET", "/v1/pending", Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let listed: Vec<String> = pending
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|v| v["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(listed.len(), 520);
+    assert!(ids.iter().all(|id| listed.contains(&id.to_string())));
+}

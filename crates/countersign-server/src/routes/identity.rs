@@ -179,9 +179,11 @@ pub(crate) async fn inbox(
 ) -> Result<Vec<ActionView>, ApiError> {
     let now = state.now();
     let mut out = Vec::new();
+    // Every pending request: a cap here would silently hide requests from the inbox (and from
+    // stream snapshots). The pending set is bounded by submission rate × approval window.
     for record in state
         .store
-        .actions_by_status(ActionStatus::Pending, 500)
+        .actions_by_status(ActionStatus::Pending, u32::MAX)
         .await?
     {
         if record.action.expires_at <= now || rules::eligible(approver, &record).is_err() {
