@@ -8,6 +8,8 @@ packages=(
   openssl jq            # the vectors' openssl check
   sqlite3               # store tests alter the database file from outside
   procps                # end-to-end tests stop the service with kill -TERM
+  softhsm2 opensc       # PKCS#11: the SoftHSM2 token the key tests initialise, pkcs11-tool
+  swtpm swtpm-tools tpm2-tools libtss2-dev   # TPM 2.0: the emulator and the TSS the TPM backend links
 )
 
 sudo_cmd=()

@@ -3,10 +3,16 @@
 //! used the same way.
 
 pub mod files;
+mod pin;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 mod software;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 
 use countersign_core::{KeyId, KeyKind, PublicKey, Signature};
 
+pub use pin::{PinPrompt, PinRequest};
 pub use software::SoftwareKey;
 
 /// Why a key could not be used.
@@ -21,6 +27,26 @@ pub enum KeyError {
     /// The device refused to sign.
     #[error("signing failed: {0}")]
     Sign(String),
+    /// The device (module, token, TPM) is missing, removed or unusable.
+    #[error("{0}")]
+    Device(String),
+    /// No key with that label or id on the device.
+    #[error("{0}")]
+    NotFound(String),
+    /// The PIN or authorization value was wrong; nothing was retried.
+    #[error("wrong PIN for {device}{}", warning.map(|w| format!(" ({w})")).unwrap_or_default())]
+    WrongPin {
+        /// The token or key asked about.
+        device: String,
+        /// What the device says about the attempts left, when it says anything.
+        warning: Option<&'static str>,
+    },
+    /// The device locked the PIN after too many wrong attempts.
+    #[error("the PIN of {0} is locked; unlock it with the security officer PIN or PUK")]
+    PinLocked(String),
+    /// The person did not give a PIN.
+    #[error("no PIN given for {0}")]
+    PinCancelled(String),
 }
 
 /// What a key is, for listings and enrolment.
@@ -54,4 +80,17 @@ pub trait Signer: Send + Sync {
     fn describe(&self) -> KeyInfo;
     /// ECDSA P-256 over SHA-256 of `message`.
     fn sign(&self, message: &[u8]) -> Result<Signature, KeyError>;
+    /// Device evidence that the key was made on it and cannot leave it, bound to `nonce`,
+    /// for enrolment; `None` when the backend has none.
+    fn attest(&self, _nonce: &[u8]) -> Result<Option<String>, KeyError> {
+        Ok(None)
+    }
+}
+
+/// SHA-256 of `message`: hardware backends are handed the digest, because not every device
+/// hashes (SoftHSM2 has no CKM_ECDSA_SHA256, a TPM signs digests).
+#[cfg(any(feature = "pkcs11", feature = "tpm"))]
+fn sha256(message: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(message).into()
 }
