@@ -1,12 +1,13 @@
 //! `countersign`: the approval service, its agent and approver sides, and administration.
 
 mod commands;
+mod pin;
 mod profile;
 
 use clap::{Parser, Subcommand};
 use countersign_core::Verdict;
 
-use commands::{admin, agent, approver, demo, serve};
+use commands::{admin, agent, approver, demo, keys, serve};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,7 +37,7 @@ enum Command {
     /// Deny a request, signing with your enrolled key.
     Deny(approver::DecideArgs),
     /// Create, enrol and list approver keys.
-    Keys(approver::KeysArgs),
+    Keys(keys::KeysArgs),
     /// Administer a service's data directory.
     Admin(admin::AdminArgs),
 }
@@ -66,7 +67,7 @@ fn main() -> std::process::ExitCode {
             Command::Pending(a) => approver::pending(a).await.map(|()| 0),
             Command::Approve(a) => approver::decide(a, Verdict::Approve).await.map(|()| 0),
             Command::Deny(a) => approver::decide(a, Verdict::Deny).await.map(|()| 0),
-            Command::Keys(a) => approver::keys(a).await.map(|()| 0),
+            Command::Keys(a) => keys::keys(a).await.map(|()| 0),
             Command::Admin(a) => admin::run(a).await.map(|()| 0),
         }
     });

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use countersign_core::{KeyId, Signature};
-use countersign_keys::{Signer, SoftwareKey};
+use countersign_keys::{KeyConfig, Signer};
 use serde::{Deserialize, Serialize};
 
 /// The profile file.
@@ -19,27 +19,21 @@ pub struct Profile {
     /// The enrolled key's id.
     pub key_id: KeyId,
     /// Where the key lives.
-    pub key: KeyRef,
+    pub key: KeyConfig,
 }
 
-/// A key reference by backend.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
-pub enum KeyRef {
-    /// A development key file.
-    Software {
-        /// The PKCS#8 PEM file.
-        path: PathBuf,
-    },
-}
-
-/// The default profile location: `$XDG_CONFIG_HOME/countersign/approver.json`.
-pub fn default_path() -> PathBuf {
+/// `$XDG_CONFIG_HOME/countersign` (or `~/.config/countersign`).
+pub fn config_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
         .unwrap_or_else(|| PathBuf::from("."));
-    base.join("countersign").join("approver.json")
+    base.join("countersign")
+}
+
+/// The default profile location: `$XDG_CONFIG_HOME/countersign/approver.json`.
+pub fn default_path() -> PathBuf {
+    config_dir().join("approver.json")
 }
 
 impl Profile {
@@ -66,13 +60,11 @@ impl Profile {
 
     /// Opens the key, checking it is the enrolled one.
     pub fn signer(&self) -> anyhow::Result<Box<dyn Signer>> {
-        let signer: Box<dyn Signer> = match &self.key {
-            KeyRef::Software { path } => Box::new(SoftwareKey::load(path)?),
-        };
+        let signer = self.key.open(&crate::pin::ask)?;
         if signer.public_key().key_id() != self.key_id {
             bail!(
-                "the key at {:?} is not the enrolled key {}",
-                self.key,
+                "{} is not the enrolled key {}",
+                signer.describe().describe(),
                 self.key_id.short()
             );
         }

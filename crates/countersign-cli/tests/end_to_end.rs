@@ -6,18 +6,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use countersign_testdevices::{SoftHsm, Swtpm};
+
 const BIN: &str = env!("CARGO_BIN_EXE_countersign");
 
 fn cs(args: &[&str]) -> Output {
+    cs_env(args, &[])
+}
+
+fn cs_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("countersign runs")
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = cs(args);
+    ok_env(args, &[])
+}
+
+fn ok_env(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = cs_env(args, env);
     assert!(
         out.status.success(),
         "countersign {args:?} failed:\n{}",
@@ -37,14 +48,13 @@ impl Server {
     }
 
     fn start_at(data: &Path, listen: &str) -> Self {
+        Self::start_with(data, &["--listen", listen])
+    }
+
+    fn start_with(data: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--data-dir",
-                &data.display().to_string(),
-                "--listen",
-                listen,
-            ])
+            .args(["serve", "--data-dir", &data.display().to_string()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -106,25 +116,39 @@ impl World {
     }
 
     fn enroll(&self, who: &str, url: &str) -> String {
+        self.enroll_with(who, url, &["--backend", "software"], &[])
+    }
+
+    /// Creates a key with `keys init <init>`, enrols it for `who`; returns the profile path.
+    fn enroll_with(&self, who: &str, url: &str, init: &[&str], env: &[(&str, &str)]) -> String {
         let d = self.data.display().to_string();
         let code = ok(&["admin", "--data-dir", &d, "enrolment-code", who]);
-        let key = self.root.join(format!("{who}.pem")).display().to_string();
-        ok(&["keys", "init", "--backend", "software", "--path", &key]);
+        let record = self
+            .root
+            .join(format!("{who}.key.json"))
+            .display()
+            .to_string();
+        let mut args = vec!["keys", "init", "--key", &record];
+        args.extend_from_slice(init);
+        ok_env(&args, env);
         let profile = self.root.join(format!("{who}.json")).display().to_string();
-        ok(&[
-            "keys",
-            "enroll",
-            "--server",
-            url,
-            "--approver",
-            who,
-            "--code",
-            &code,
-            "--key",
-            &key,
-            "--profile",
-            &profile,
-        ]);
+        ok_env(
+            &[
+                "keys",
+                "enroll",
+                "--server",
+                url,
+                "--approver",
+                who,
+                "--code",
+                &code,
+                "--key",
+                &record,
+                "--profile",
+                &profile,
+            ],
+            env,
+        );
         profile
     }
 
@@ -321,5 +345,161 @@ fn restart_keeps_pending_requests_and_the_signed_log_consistent() {
         "server-key",
     ]);
     assert!(pem.contains("BEGIN PUBLIC KEY"));
+    server.stop();
+}
+
+/// A policy that wants two security approvers signing with hardware keys.
+const HARDWARE_POLICY: &str = r#"package countersign
+import rego.v1
+decision := {
+	"outcome": "require_approval",
+	"reason": "two security approvers with hardware keys",
+	"quorum": 2, "groups": ["security"], "ttl_seconds": 900,
+	"require_hardware_key": true, "quick_approve": false,
+}
+"#;
+
+#[test]
+fn decisions_signed_on_a_pkcs11_token_and_a_tpm_are_accepted_and_software_is_not() {
+    let token = SoftHsm::init();
+    let tpm = Swtpm::start();
+    let w = World::new();
+    // A third security approver, on a development key.
+    let d = w.data.display().to_string();
+    ok(&[
+        "admin",
+        "--data-dir",
+        &d,
+        "approver",
+        "dan",
+        "--group",
+        "security",
+    ]);
+    let policy = w.root.join("policy.rego");
+    std::fs::write(&policy, HARDWARE_POLICY).expect("policy");
+    let server = Server::start_with(
+        &w.data,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+            &policy.display().to_string(),
+        ],
+    );
+
+    let conf = token.conf().display().to_string();
+    let module = token.module().display().to_string();
+    let hsm_env = [
+        ("SOFTHSM2_CONF", conf.as_str()),
+        ("COUNTERSIGN_PIN", SoftHsm::PIN),
+    ];
+    let bob = w.enroll_with(
+        "bob",
+        &server.url,
+        &[
+            "--backend",
+            "pkcs11",
+            "--module",
+            &module,
+            "--token-label",
+            SoftHsm::LABEL,
+            "--label",
+            "bob-yubikey",
+        ],
+        &hsm_env,
+    );
+    let tcti = tpm.tcti();
+    let carol = w.enroll_with(
+        "carol",
+        &server.url,
+        &[
+            "--backend",
+            "tpm",
+            "--tcti",
+            &tcti,
+            "--label",
+            "carol-laptop",
+        ],
+        &[],
+    );
+    let dan = w.enroll("dan", &server.url);
+
+    // keys list shows each backend and whether it is hardware, without a device or PIN.
+    let listed = ok(&[
+        "keys",
+        "list",
+        "--key",
+        &w.root.join("bob.key.json").display().to_string(),
+        "--profile",
+        &bob,
+    ]);
+    assert!(listed.starts_with("pkcs11    hardware"), "{listed}");
+    assert!(listed.contains("enrolled as bob"), "{listed}");
+    let listed = ok(&[
+        "keys",
+        "list",
+        "--key",
+        &w.root.join("dan.key.json").display().to_string(),
+    ]);
+    assert!(
+        listed.contains("NOT hardware") && listed.contains("software — not hardware-backed"),
+        "{listed}"
+    );
+    // keys test signs once on the device and verifies.
+    let tested = ok_env(
+        &[
+            "keys",
+            "test",
+            "--key",
+            &w.root.join("bob.key.json").display().to_string(),
+        ],
+        &hsm_env,
+    );
+    assert!(
+        tested.contains("signed and verified with") && tested.contains("PKCS#11 token"),
+        "{tested}"
+    );
+    let tested = ok(&[
+        "keys",
+        "test",
+        "--key",
+        &w.root.join("carol.key.json").display().to_string(),
+    ]);
+    assert!(tested.contains("[TPM 2.0]"), "{tested}");
+
+    let marker = w.root.join("marker");
+    let agent = w.run_agent(&server.url, "60", &marker);
+    let id = wait_pending(&dan);
+    let refused = cs(&["approve", &id, "--profile", &dan]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("hardware-backed key"), "{said}");
+
+    // A wrong PIN stops the approval before anything is signed or sent.
+    let wrong = cs_env(
+        &["approve", &id, "--profile", &bob],
+        &[
+            ("SOFTHSM2_CONF", conf.as_str()),
+            ("COUNTERSIGN_PIN", "0000"),
+        ],
+    );
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("wrong PIN for token"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+
+    let first = ok_env(&["approve", &id, "--profile", &bob], &hsm_env);
+    assert!(first.contains("counted (1/2"), "{first}");
+    let second = ok(&["approve", &id, "--profile", &carol]);
+    assert!(second.contains("approved"), "{second}");
+    let out = agent.wait_with_output().expect("agent exits");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(marker.exists(), "the approved command ran");
     server.stop();
 }

@@ -2,6 +2,7 @@
 //! private key, so hardware backends (PKCS#11, TPM 2.0) and the development software key are
 //! used the same way.
 
+mod config;
 pub mod files;
 mod pin;
 #[cfg(feature = "pkcs11")]
@@ -12,6 +13,7 @@ pub mod tpm;
 
 use countersign_core::{KeyId, KeyKind, PublicKey, Signature};
 
+pub use config::KeyConfig;
 pub use pin::{PinPrompt, PinRequest};
 pub use software::SoftwareKey;
 

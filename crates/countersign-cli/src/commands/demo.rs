@@ -21,7 +21,9 @@ use countersign_store::Approver;
 use tokio::sync::watch;
 
 use super::scenarios;
-use crate::profile::{KeyRef, Profile, sign_with};
+use countersign_keys::KeyConfig;
+
+use crate::profile::{Profile, sign_with};
 
 /// Options of `demo`.
 #[derive(Args, Debug)]
@@ -197,7 +199,7 @@ async fn provision_approver(
         server: url.to_owned(),
         approver_id: id.into(),
         key_id: public_key.key_id(),
-        key: KeyRef::Software { path: key_path },
+        key: KeyConfig::Software { path: key_path },
     };
     profile.save(&dir.join(format!("{id}.json")))?;
     Ok(profile)

@@ -4,5 +4,6 @@ pub mod admin;
 pub mod agent;
 pub mod approver;
 pub mod demo;
+pub mod keys;
 mod scenarios;
 pub mod serve;

@@ -1,0 +1,404 @@
+//! `countersign keys init|enroll|list|test`: an approver's signing key on a PKCS#11 token, a
+//! TPM 2.0, or (for development) in a file.
+//!
+//! `init` writes a key record: where the key lives, its label and its public key, so `list`
+//! can show keys without touching a device or asking a PIN. The private key stays where it
+//! was made.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use countersign_client::Client;
+use countersign_client::approver::enroll;
+use countersign_core::{KeyKind, PublicKey};
+use countersign_keys::pkcs11::{KeySelector, Pkcs11Config, Pkcs11Key, TokenSelector};
+use countersign_keys::tpm::{TpmConfig, TpmKey};
+use countersign_keys::{KeyConfig, Signer, SoftwareKey};
+use serde::{Deserialize, Serialize};
+
+use crate::pin;
+use crate::profile::{self, Profile, sign_with};
+
+/// Key backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// A PKCS#11 token: YubiKey (ykcs11 or OpenSC), smart card, HSM.
+    Pkcs11,
+    /// A TPM 2.0.
+    Tpm,
+    /// A key file: development only, never hardware-backed.
+    Software,
+}
+
+/// Options of `keys`.
+#[derive(Args, Debug)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// Key subcommands.
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create a signing key on a device (or, for development, in a file).
+    Init(InitArgs),
+    /// Enrol a key with a service using a one-time code, and write the approver profile.
+    Enroll {
+        /// Service URL.
+        #[arg(long, env = "COUNTERSIGN_SERVER")]
+        server: String,
+        /// Your approver identity.
+        #[arg(long)]
+        approver: String,
+        /// The one-time enrolment code.
+        #[arg(long)]
+        code: String,
+        #[command(flatten)]
+        key: KeyArg,
+        /// Label shown to admins (default: the key's own label).
+        #[arg(long)]
+        label: Option<String>,
+        /// Profile file to write.
+        #[arg(long, env = "COUNTERSIGN_PROFILE")]
+        profile: Option<PathBuf>,
+    },
+    /// List keys: backend, hardware or not, fingerprint, label. Touches no device.
+    List {
+        /// Key records to list (default: the default record and the profile's key).
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+        /// Profile file.
+        #[arg(long, env = "COUNTERSIGN_PROFILE")]
+        profile: Option<PathBuf>,
+    },
+    /// Sign and verify once with a key, printing the latency.
+    Test {
+        #[command(flatten)]
+        key: KeyArg,
+    },
+}
+
+/// The key record to use.
+#[derive(Args, Debug)]
+pub struct KeyArg {
+    /// Key record written by `keys init` (default: `~/.config/countersign/key.json`).
+    #[arg(long = "key")]
+    pub record: Option<PathBuf>,
+}
+
+impl KeyArg {
+    fn path(&self) -> PathBuf {
+        self.record.clone().unwrap_or_else(default_record)
+    }
+}
+
+/// Options of `keys init`.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Where the key lives.
+    #[arg(long, value_enum)]
+    backend: Backend,
+    /// A label for people; on a token, the key's CKA_LABEL.
+    #[arg(long, default_value = "countersign approver")]
+    label: String,
+    /// Where to write the key record.
+    #[arg(long = "key")]
+    record: Option<PathBuf>,
+    /// Software: the key file; TPM: the key blob file (default: beside the record).
+    #[arg(long)]
+    path: Option<PathBuf>,
+    /// PKCS#11 module, e.g. /usr/lib/x86_64-linux-gnu/libykcs11.so.
+    #[arg(long, required_if_eq("backend", "pkcs11"))]
+    module: Option<PathBuf>,
+    /// PKCS#11 token label.
+    #[arg(long, conflicts_with = "token_serial")]
+    token_label: Option<String>,
+    /// PKCS#11 token serial number.
+    #[arg(long)]
+    token_serial: Option<String>,
+    /// Use an existing key on the token (by its label) instead of generating one.
+    #[arg(long)]
+    existing: bool,
+    /// TPM TCTI.
+    #[arg(long, default_value = "device:/dev/tpmrm0")]
+    tcti: String,
+    /// TPM: protect the key with an authorization value (asked like a PIN).
+    #[arg(long)]
+    auth: bool,
+}
+
+/// What `keys init` records about a key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRecord {
+    /// Where the key lives.
+    pub key: KeyConfig,
+    /// What kind of key it is.
+    pub kind: KeyKind,
+    /// Label for people.
+    pub label: String,
+    /// The public key, for listing without the device.
+    pub public_key: PublicKey,
+}
+
+impl KeyRecord {
+    fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "reading key record {} (create one with `countersign keys init`)",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("parsing key record {}", path.display()))
+    }
+
+    fn line(&self) -> String {
+        let hardware = if self.kind.is_hardware() {
+            "hardware"
+        } else {
+            "NOT hardware"
+        };
+        format!(
+            "{:<8}  {:<12}  {}  {}  [{}]",
+            self.key.backend(),
+            hardware,
+            self.public_key.key_id(),
+            self.label,
+            self.kind.label()
+        )
+    }
+}
+
+/// `~/.config/countersign/key.json`.
+pub fn default_record() -> PathBuf {
+    profile::config_dir().join("key.json")
+}
+
+/// Runs a `keys` command.
+pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
+    match args.command {
+        KeysCommand::Init(init_args) => init(init_args),
+        KeysCommand::Enroll {
+            server,
+            approver,
+            code,
+            key,
+            label,
+            profile,
+        } => {
+            let record = KeyRecord::load(&key.path())?;
+            let signer = open(&record)?;
+            let info = signer.describe();
+            let client = Client::new(&server)?;
+            let enrolled = enroll(
+                &client,
+                &approver,
+                code,
+                info.kind,
+                label.as_deref().unwrap_or(&record.label),
+                signer.public_key(),
+                sign_with(signer.as_ref()),
+            )
+            .await
+            .context("enrolling the key")?;
+            let path = profile.unwrap_or_else(profile::default_path);
+            Profile {
+                server,
+                approver_id: approver,
+                key_id: enrolled.key_id,
+                key: record.key,
+            }
+            .save(&path)?;
+            eprintln!(
+                "enrolled {} for {}; profile written to {}",
+                info.describe(),
+                enrolled.approver_id,
+                path.display()
+            );
+            Ok(())
+        }
+        KeysCommand::List { keys, profile } => list(keys, profile),
+        KeysCommand::Test { key } => {
+            let record = KeyRecord::load(&key.path())?;
+            let signer = open(&record)?;
+            let mut nonce = [0u8; 16];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+            let message = format!("countersign/keys-test/v1\n{}", hex::encode(nonce));
+            let started = Instant::now();
+            let signature = signer.sign(message.as_bytes())?;
+            let elapsed = started.elapsed();
+            record
+                .public_key
+                .verify(message.as_bytes(), &signature)
+                .context("the signature does not verify with the recorded public key")?;
+            println!(
+                "signed and verified with {} in {:.2} ms",
+                signer.describe().describe(),
+                elapsed.as_secs_f64() * 1e3
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init(args: InitArgs) -> anyhow::Result<()> {
+    let record_path = args.record.clone().unwrap_or_else(default_record);
+    if record_path.exists() {
+        bail!(
+            "{} already exists; pass --key to write the new record elsewhere",
+            record_path.display()
+        );
+    }
+    let beside = |ext: &str| {
+        args.path
+            .clone()
+            .unwrap_or_else(|| record_path.with_extension(ext))
+    };
+    let (config, signer): (KeyConfig, Box<dyn Signer>) = match args.backend {
+        Backend::Software => {
+            let path = beside("pem");
+            let key = SoftwareKey::generate(&path)?;
+            (KeyConfig::Software { path }, Box::new(key))
+        }
+        Backend::Pkcs11 => {
+            let module = args.module.clone().context("--module is required")?;
+            let token = match (&args.token_label, &args.token_serial) {
+                (Some(label), None) => TokenSelector::Label(label.clone()),
+                (None, Some(serial)) => TokenSelector::Serial(serial.clone()),
+                _ => bail!("give --token-label or --token-serial"),
+            };
+            let config = Pkcs11Config {
+                module: module.clone(),
+                token,
+                key: KeySelector::Label(args.label.clone()),
+            };
+            let key = if args.existing {
+                Pkcs11Key::open(&config, &pin::ask)?
+            } else {
+                Pkcs11Key::generate(&config, &pin::ask)?
+            };
+            let protection = key.protection()?;
+            if !protection.is_bound_to_token() {
+                bail!(
+                    "the token reports the key as extractable or not always sensitive \
+                     ({protection:?}); it cannot be used as a hardware key"
+                );
+            }
+            let config = KeyConfig::Pkcs11 {
+                module,
+                token_label: args.token_label.clone(),
+                token_serial: args.token_serial.clone(),
+                key_label: None,
+                key_id: Some(hex::encode(key.token_id())),
+            };
+            (config, Box::new(key))
+        }
+        Backend::Tpm => {
+            let key_file = beside("tpm");
+            let auth = if args.auth {
+                Some(pin::ask_new(&format!("new TPM key '{}'", args.label))?)
+            } else {
+                None
+            };
+            let config = TpmConfig {
+                tcti: args.tcti.clone(),
+                key_file: key_file.clone(),
+            };
+            let key = TpmKey::generate(&config, &args.label, auth)?;
+            (
+                KeyConfig::Tpm {
+                    tcti: args.tcti.clone(),
+                    key_file,
+                },
+                Box::new(key),
+            )
+        }
+    };
+    let info = signer.describe();
+    let record = KeyRecord {
+        key: config,
+        kind: info.kind,
+        label: args.label.clone(),
+        public_key: signer.public_key(),
+    };
+    if let Some(dir) = record_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&record_path, serde_json::to_string_pretty(&record)? + "\n")
+        .with_context(|| format!("writing {}", record_path.display()))?;
+    eprintln!(
+        "created {}; record in {}",
+        info.describe(),
+        record_path.display()
+    );
+    println!("{}", info.key_id);
+    Ok(())
+}
+
+fn list(keys: Vec<PathBuf>, profile: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut records = Vec::new();
+    if keys.is_empty() {
+        let default = default_record();
+        if default.exists() {
+            records.push((default.display().to_string(), KeyRecord::load(&default)?));
+        }
+    } else {
+        for path in &keys {
+            records.push((path.display().to_string(), KeyRecord::load(path)?));
+        }
+    }
+    let profile_path = profile.unwrap_or_else(profile::default_path);
+    let enrolled = if profile_path.exists() {
+        Some(Profile::load(&profile_path)?)
+    } else {
+        None
+    };
+    if records.is_empty() && enrolled.is_none() {
+        eprintln!("no keys; create one with `countersign keys init`");
+    }
+    for (path, record) in &records {
+        let mark = match &enrolled {
+            Some(p) if p.key_id == record.public_key.key_id() => {
+                format!("  enrolled as {} at {}", p.approver_id, p.server)
+            }
+            _ => String::new(),
+        };
+        println!("{}  ({path}){mark}", record.line());
+    }
+    if let Some(p) = enrolled
+        && !records
+            .iter()
+            .any(|(_, r)| r.public_key.key_id() == p.key_id)
+    {
+        println!(
+            "{:<8}  {:<12}  {}  enrolled as {} at {}  ({})",
+            p.key.backend(),
+            if p.key.backend() == "software" {
+                "NOT hardware"
+            } else {
+                "hardware"
+            },
+            p.key_id,
+            p.approver_id,
+            p.server,
+            profile_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Opens a recorded key and checks it is the recorded one.
+fn open(record: &KeyRecord) -> anyhow::Result<Box<dyn Signer>> {
+    let signer = record.key.open(&pin::ask)?;
+    if signer.public_key() != record.public_key {
+        bail!(
+            "the {} key is not the recorded one ({}): was the token or TPM replaced?",
+            record.key.backend(),
+            record.public_key.key_id().short()
+        );
+    }
+    Ok(signer)
+}
