@@ -423,6 +423,17 @@ fn decisions_signed_on_a_pkcs11_token_and_a_tpm_are_accepted_and_software_is_not
         &[],
     );
     let dan = w.enroll("dan", &server.url);
+    // The TPM key was enrolled with a TPM2_Certify statement the service verified and kept.
+    let db = w.data.join("countersign.db").display().to_string();
+    let attested = Command::new("sqlite3")
+        .args([
+            &db,
+            "SELECT kind, attestation IS NOT NULL FROM approver_keys ORDER BY kind",
+        ])
+        .output()
+        .expect("sqlite3");
+    let attested = String::from_utf8_lossy(&attested.stdout);
+    assert_eq!(attested.trim(), "pkcs11|0\nsoftware|0\ntpm|1", "{attested}");
 
     // keys list shows each backend and whether it is hardware, without a device or PIN.
     let listed = ok(&[

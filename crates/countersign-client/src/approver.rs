@@ -4,7 +4,7 @@
 use countersign_core::api::{ActionView, Enrolled};
 use countersign_core::{
     Decision, EnrolmentRequest, KeyId, KeyKind, Nonce, PublicKey, SessionRequest, Signature,
-    SignedDecision, Timestamp, Verdict,
+    SignedDecision, Timestamp, TpmCertification, Verdict,
 };
 use rand_core::RngCore as _;
 
@@ -27,29 +27,53 @@ pub enum ApproverError {
     Encoding(String),
 }
 
-/// Enrols `public_key` for `approver_id` with a one-time `code`, proving possession of the
-/// private key by signing the enrolment payload (bound to this service) with `sign`.
+/// Signs a payload; the error is shown to the person.
+pub type SignFn<'a> = Box<dyn Fn(&[u8]) -> Result<Signature, String> + Send + Sync + 'a>;
+/// Attests the key bound to a nonce, when the device can.
+pub type AttestFn<'a> = Box<dyn Fn(&[u8]) -> Result<Option<String>, String> + Send + Sync + 'a>;
+
+/// The key being enrolled: what it is, and how it signs and (where the device can) attests.
+pub struct EnrolmentKey<'a> {
+    /// Where the private key lives.
+    pub kind: KeyKind,
+    /// Label shown to admins.
+    pub label: String,
+    /// The public key.
+    pub public_key: PublicKey,
+    /// Signs a payload.
+    pub sign: SignFn<'a>,
+    /// Device attestation bound to a nonce, when the device gives one.
+    pub attest: AttestFn<'a>,
+}
+
+/// Enrols a key for `approver_id` with a one-time `code`, proving possession of the private
+/// key by signing the enrolment payload (bound to this service), and sending the device's
+/// attestation bound to that payload when it has one.
 pub async fn enroll(
     client: &Client,
     approver_id: &str,
     code: String,
-    key_kind: KeyKind,
-    label: &str,
-    public_key: PublicKey,
-    sign: impl Fn(&[u8]) -> Result<Signature, String>,
+    key: EnrolmentKey<'_>,
 ) -> Result<Enrolled, ApproverError> {
     let service = client.server_key().await?.name;
-    let payload =
-        EnrolmentRequest::proof_payload(approver_id, key_kind, label, &public_key, &service)
-            .map_err(|e| ApproverError::Encoding(e.to_string()))?;
-    let proof = sign(&payload).map_err(ApproverError::Sign)?;
+    let payload = EnrolmentRequest::proof_payload(
+        approver_id,
+        key.kind,
+        &key.label,
+        &key.public_key,
+        &service,
+    )
+    .map_err(|e| ApproverError::Encoding(e.to_string()))?;
+    let proof = (key.sign)(&payload).map_err(ApproverError::Sign)?;
+    let attestation =
+        (key.attest)(&TpmCertification::nonce(&payload)).map_err(ApproverError::Sign)?;
     let request = EnrolmentRequest {
         approver_id: approver_id.to_owned(),
         code,
-        key_kind,
-        label: label.to_owned(),
-        public_key,
-        attestation: None,
+        key_kind: key.kind,
+        label: key.label,
+        public_key: key.public_key,
+        attestation,
         proof,
     };
     Ok(client.enroll(&request).await?)

@@ -125,6 +125,10 @@ pub enum EventKind {
         key_kind: KeyKind,
         /// The public key itself, so decisions verify from the log alone.
         public_key: PublicKey,
+        /// The TPM attestation key whose TPM2_Certify statement about this key verified at
+        /// enrolment; absent when no attestation was given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attestation_key: Option<KeyId>,
     },
     /// A key was revoked.
     KeyRevoked {

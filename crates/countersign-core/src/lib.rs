@@ -21,6 +21,7 @@ pub mod merkle;
 mod openapi;
 pub mod policy;
 pub mod timestamp;
+pub mod tpm_attestation;
 pub mod validate;
 
 pub use action::{Action, ActionRequest, ActionStatus, ActionType, Diff, Tag};
@@ -35,4 +36,5 @@ pub use grant::{Grant, GrantError, SignedGrant};
 pub use merkle::{ConsistencyProof, InclusionProof, MerkleTree, ProofError};
 pub use policy::{PolicyEvaluation, PolicyOutcome};
 pub use timestamp::{Clock, Timestamp};
+pub use tpm_attestation::{AttestationError, TpmCertification};
 pub use validate::ValidationError;

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use countersign_core::tpm_attestation::{self, TpmCertification};
 use countersign_core::{KeyKind, PublicKey, Signature};
 use serde::{Deserialize, Serialize};
 use tss_esapi::attributes::ObjectAttributesBuilder;
@@ -21,8 +22,8 @@ use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
-    Auth, Digest, EccPoint, EccScheme, HashScheme, Private, Public, PublicBuilder,
-    PublicEccParametersBuilder, SignatureScheme, SymmetricDefinitionObject,
+    Auth, Data, Digest, EccPoint, EccScheme, HashScheme, KeyDerivationFunctionScheme, Private,
+    Public, PublicBuilder, PublicEccParametersBuilder, SignatureScheme, SymmetricDefinitionObject,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall as _, UnMarshall as _};
@@ -252,6 +253,37 @@ impl Signer for TpmKey {
         }
     }
 
+    fn attest(&self, nonce: &[u8]) -> Result<Option<String>, KeyError> {
+        let qualifying = Data::try_from(nonce.to_vec())
+            .map_err(|e| KeyError::Format(format!("attestation nonce: {e}")))?;
+        let key_public = self.tpm_public()?;
+        let mut loaded = self.lock()?;
+        let key = loaded.key;
+        let (ak, ak_public) = attestation_key(&mut loaded.context)?;
+        let certified = loaded.context.execute_with_sessions(
+            (
+                Some(AuthSession::Password),
+                Some(AuthSession::Password),
+                None,
+            ),
+            |ctx| ctx.certify(key.into(), ak, qualifying, SignatureScheme::Null),
+        );
+        flush(&mut loaded.context, ak);
+        let (attest, signature) = certified.map_err(|e| tpm_error("certifying the key", e))?;
+        let certification = TpmCertification {
+            format: tpm_attestation::FORMAT.into(),
+            key_public: B64.encode(key_public),
+            certify_info: B64.encode(
+                attest
+                    .marshall()
+                    .map_err(|e| tpm_error("encoding the statement", e))?,
+            ),
+            signature: ecdsa_signature(signature)?,
+            attestation_key: ecc_public_key(&ak_public)?,
+        };
+        Ok(Some(certification.encode()))
+    }
+
     fn sign(&self, message: &[u8]) -> Result<Signature, KeyError> {
         let digest = Digest::try_from(sha256(message).to_vec())
             .map_err(|e| KeyError::Sign(e.to_string()))?;
@@ -345,6 +377,56 @@ fn storage_root_key(context: &mut Context) -> Result<KeyHandle, KeyError> {
         })
         .map(|created| created.key_handle)
         .map_err(|e| tpm_error("creating the storage root key", e))
+}
+
+/// The TPM's ECDSA signature as ours: r and s left-padded to 32 bytes each.
+fn ecdsa_signature(signature: tss_esapi::structures::Signature) -> Result<Signature, KeyError> {
+    let tss_esapi::structures::Signature::EcDsa(ecc) = signature else {
+        return Err(KeyError::Sign(
+            "the TPM returned a non-ECDSA signature".into(),
+        ));
+    };
+    let mut raw = [0u8; 64];
+    left_pad(ecc.signature_r().value(), &mut raw[..32])?;
+    left_pad(ecc.signature_s().value(), &mut raw[32..])?;
+    Signature::from_raw(&raw).map_err(|e| KeyError::Sign(e.to_string()))
+}
+
+/// A restricted signing key in the endorsement hierarchy, recreated from its seed: it can
+/// only sign statements the TPM itself produces, such as TPM2_Certify.
+fn attestation_key(context: &mut Context) -> Result<(KeyHandle, Public), KeyError> {
+    let template = (|| {
+        let attributes = ObjectAttributesBuilder::new()
+            .with_fixed_tpm(true)
+            .with_fixed_parent(true)
+            .with_sensitive_data_origin(true)
+            .with_user_with_auth(true)
+            .with_restricted(true)
+            .with_sign_encrypt(true)
+            .build()?;
+        PublicBuilder::new()
+            .with_public_algorithm(PublicAlgorithm::Ecc)
+            .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+            .with_object_attributes(attributes)
+            .with_ecc_parameters(
+                PublicEccParametersBuilder::new()
+                    .with_ecc_scheme(EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256)))
+                    .with_curve(EccCurve::NistP256)
+                    .with_is_signing_key(true)
+                    .with_restricted(true)
+                    .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Null)
+                    .build()?,
+            )
+            .with_ecc_unique_identifier(EccPoint::default())
+            .build()
+    })()
+    .map_err(|e| tpm_error("building the attestation key template", e))?;
+    context
+        .execute_with_session(Some(AuthSession::Password), |ctx| {
+            ctx.create_primary(Hierarchy::Endorsement, template, None, None, None, None)
+        })
+        .map(|created| (created.key_handle, created.out_public))
+        .map_err(|e| tpm_error("creating the attestation key", e))
 }
 
 fn signing_key_template() -> tss_esapi::Result<Public> {

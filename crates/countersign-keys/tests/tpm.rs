@@ -135,3 +135,58 @@ fn key_file_is_never_overwritten() {
     assert!(err.to_string().contains("never overwritten"), "{err}");
     drop(first);
 }
+
+#[test]
+fn certification_proves_the_key_is_bound_to_the_tpm_for_this_enrolment_only() {
+    use countersign_core::{AttestationError, TpmCertification};
+    let tpm = Swtpm::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let key = TpmKey::generate(&config(&tpm, &dir), "k", None).expect("generate");
+    let nonce = TpmCertification::nonce(b"enrolment payload");
+    let encoded = key.attest(&nonce).expect("certify").expect("a TPM attests");
+    let certification = TpmCertification::decode(&encoded).expect("decodes");
+    let ak = certification
+        .verify(&key.public_key(), &nonce)
+        .expect("verifies");
+    assert_ne!(
+        ak,
+        key.describe().key_id,
+        "signed by a separate attestation key"
+    );
+
+    // Another enrolment's nonce, another key, or an altered statement are refused.
+    let other_nonce = TpmCertification::nonce(b"another enrolment");
+    assert_eq!(
+        certification.verify(&key.public_key(), &other_nonce),
+        Err(AttestationError::WrongNonce)
+    );
+    let other = tempfile::tempdir().expect("dir");
+    let other_key = TpmKey::generate(&config(&tpm, &other), "other", None).expect("generate");
+    assert_eq!(
+        certification.verify(&other_key.public_key(), &nonce),
+        Err(AttestationError::WrongKey)
+    );
+    let mut altered = certification.clone();
+    altered.certify_info = {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut bytes = b64.decode(&certification.certify_info).expect("b64");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        b64.encode(bytes)
+    };
+    assert_eq!(
+        altered.verify(&key.public_key(), &nonce),
+        Err(AttestationError::BadSignature)
+    );
+    // The statement about one key cannot be passed off for another key's public area.
+    let mut swapped = certification.clone();
+    swapped.key_public = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(other_key.tpm_public().expect("public"))
+    };
+    assert_eq!(
+        swapped.verify(&other_key.public_key(), &nonce),
+        Err(AttestationError::WrongKey)
+    );
+}

@@ -571,6 +571,40 @@ async fn enrolment_needs_a_valid_code_and_proof_of_possession() {
 }
 
 #[tokio::test]
+async fn malformed_or_misplaced_attestation_is_refused_without_using_the_code() {
+    let h = Harness::new().await;
+    let store = h.state.store.clone();
+    let (code_text, _) = admin::issue_enrolment_code(store.as_ref(), "root", "bob", 3600, h.now())
+        .await
+        .expect("code");
+    let (k, p) = key(52);
+    let (status, body) = h
+        .enroll_attested("bob", &code_text, &k, &p, KeyKind::Tpm, Some("!!".into()))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "attestation_invalid")
+    );
+    let (status, body) = h
+        .enroll_attested(
+            "bob",
+            &code_text,
+            &k,
+            &p,
+            KeyKind::Software,
+            Some("e30=".into()),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "attestation_unsupported")
+    );
+    // Refusals happen before the code is spent.
+    let (status, body) = h.enroll("bob", &code_text, &k, &p, KeyKind::Tpm).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
 async fn session_opens_by_signing_a_fresh_challenge_once() {
     let h = Harness::new().await;
     let (_, ch) = h.call("POST", "/v1/sessions/challenge", None, None).await;

@@ -748,6 +748,7 @@ fn approver_key(approver: &str, seed: u8, at: Timestamp) -> (ApproverKey, NewEve
             key_id: k.key_id,
             key_kind: k.kind,
             public_key,
+            attestation_key: None,
         },
     );
     (k, e)

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use super::scenarios;
 use countersign_keys::KeyConfig;
 
-use crate::profile::{Profile, sign_with};
+use crate::profile::{Profile, enrolment_key, sign_with};
 
 /// Options of `demo`.
 #[derive(Args, Debug)]
@@ -183,15 +183,11 @@ async fn provision_approver(
     if store.key(&public_key.key_id()).await?.is_none() {
         let (code, _) = admin::issue_enrolment_code(store, "demo", id, 600, state.now()).await?;
         let client = Client::new(url)?;
-        let kind = key.describe().kind;
         enroll(
             &client,
             id,
             code,
-            kind,
-            "demo software key",
-            public_key.clone(),
-            sign_with(&key),
+            enrolment_key(&key, "demo software key".into()),
         )
         .await?;
     }

@@ -19,7 +19,7 @@ use countersign_keys::{KeyConfig, Signer, SoftwareKey};
 use serde::{Deserialize, Serialize};
 
 use crate::pin;
-use crate::profile::{self, Profile, sign_with};
+use crate::profile::{self, Profile, enrolment_key};
 
 /// Key backends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -193,14 +193,12 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
             let signer = open(&record)?;
             let info = signer.describe();
             let client = Client::new(&server)?;
+            let label = label.unwrap_or_else(|| record.label.clone());
             let enrolled = enroll(
                 &client,
                 &approver,
                 code,
-                info.kind,
-                label.as_deref().unwrap_or(&record.label),
-                signer.public_key(),
-                sign_with(signer.as_ref()),
+                enrolment_key(signer.as_ref(), label),
             )
             .await
             .context("enrolling the key")?;

@@ -6,7 +6,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use countersign_core::api::{ActionView, Challenge, Enrolled, ErrorBody, SessionOpened};
 use countersign_core::{
-    ActionStatus, Actor, Digest, EnrolmentRequest, EventKind, KeyId, SessionRequest, Signature,
+    ActionStatus, Actor, Digest, EnrolmentRequest, EventKind, KeyId, KeyKind, SessionRequest,
+    Signature, TpmCertification,
 };
 use countersign_store::{ApproverKey, NewEvent, Session};
 use utoipa_axum::router::OpenApiRouter;
@@ -32,7 +33,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 /// Enrol an approver's key with a one-time code and a proof of possession.
 #[utoipa::path(post, path = "/v1/enroll", tag = "approvers", request_body = EnrolmentRequest,
     responses((status = 201, body = Enrolled), (status = 400, description = "Invalid field or malformed JSON", body = ErrorBody),
-        (status = 403, description = "bad_proof", body = ErrorBody),
+        (status = 403, description = "bad_proof, bad_attestation", body = ErrorBody),
         (status = 409, description = "enrolment_code_invalid, key_exists", body = ErrorBody)))]
 async fn enroll(
     State(state): State<AppState>,
@@ -53,6 +54,23 @@ async fn enroll(
             "the enrolment proof was not signed by this key",
         )
     })?;
+    let attestation_key = match (&req.attestation, req.key_kind) {
+        (None, _) => None,
+        (Some(text), KeyKind::Tpm) => {
+            let certification = TpmCertification::decode(text)
+                .map_err(|e| ApiError::bad_request("attestation_invalid", e.to_string()))?;
+            let ak = certification
+                .verify(&req.public_key, &TpmCertification::nonce(&payload))
+                .map_err(|e| ApiError::forbidden("bad_attestation", e.to_string()))?;
+            Some(ak)
+        }
+        (Some(_), kind) => {
+            return Err(ApiError::bad_request(
+                "attestation_unsupported",
+                format!("no attestation format is known for {} keys", kind.label()),
+            ));
+        }
+    };
     let now = state.now();
     let key = ApproverKey {
         key_id: req.public_key.key_id(),
@@ -71,6 +89,7 @@ async fn enroll(
             key_id: key.key_id,
             key_kind: key.kind,
             public_key: key.public_key.clone(),
+            attestation_key,
         },
     );
     let code_hash = secrets::hash(&secrets::normalise_code(&req.code));

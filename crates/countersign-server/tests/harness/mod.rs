@@ -166,6 +166,18 @@ impl Harness {
         p: &PublicKey,
         kind: KeyKind,
     ) -> (StatusCode, Value) {
+        self.enroll_attested(id, code, k, p, kind, None).await
+    }
+
+    pub async fn enroll_attested(
+        &self,
+        id: &str,
+        code: &str,
+        k: &SigningKey,
+        p: &PublicKey,
+        kind: KeyKind,
+        attestation: Option<String>,
+    ) -> (StatusCode, Value) {
         let payload =
             EnrolmentRequest::proof_payload(id, kind, "test key", p, "countersign.test/log")
                 .expect("payload");
@@ -176,7 +188,7 @@ impl Harness {
             key_kind: kind,
             label: "test key".into(),
             public_key: p.clone(),
-            attestation: None,
+            attestation,
             proof,
         };
         self.call(
