@@ -311,15 +311,12 @@ pub fn tokens(module: &Path) -> Result<Vec<(Slot, TokenInfo)>, KeyError> {
     let slots = pkcs11.get_slots_with_token().map_err(|e| {
         KeyError::Device(format!("{}: listing slots failed: {e}", module.display()))
     })?;
-    slots
+    // A token that cannot be read is being pulled out (SoftHSM2 says CKR_GENERAL_ERROR when
+    // its files vanish): it is not there, and the caller says which tokens are.
+    Ok(slots
         .into_iter()
-        .map(|slot| {
-            let info = pkcs11.get_token_info(slot).map_err(|e| {
-                KeyError::Device(format!("{}: reading a token failed: {e}", module.display()))
-            })?;
-            Ok((slot, info))
-        })
-        .collect()
+        .filter_map(|slot| pkcs11.get_token_info(slot).ok().map(|info| (slot, info)))
+        .collect())
 }
 
 fn load(module: &Path) -> Result<Pkcs11, KeyError> {
@@ -489,6 +486,12 @@ fn device_error(token_label: &str, doing: &str, e: CkError) -> KeyError {
         ) => KeyError::Device(format!(
             "token '{token_label}' was removed while {doing}; plug it in and try again"
         )),
+        CkError::Pkcs11(RvError::ObjectHandleInvalid | RvError::KeyHandleInvalid, _) => {
+            KeyError::Device(format!(
+                "the key is no longer on token '{token_label}' while {doing}: was the token \
+                 removed or the key deleted?"
+            ))
+        }
         CkError::Pkcs11(RvError::UserNotLoggedIn, _) => KeyError::Device(format!(
             "token '{token_label}' is not logged in while {doing}"
         )),

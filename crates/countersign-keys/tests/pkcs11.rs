@@ -137,12 +137,48 @@ fn existing_label_is_never_overwritten() {
 }
 
 #[test]
-fn key_selected_by_id_is_the_same_key() {
-    SoftHsm::isolated("key_selected_by_id_is_the_same_key", |token| {
-        let key = Pkcs11Key::generate(&config(token, "k"), &pin(SoftHsm::PIN)).expect("generate");
-        let mut by_id = config(token, "k");
-        by_id.key = KeySelector::Id(key.token_id().to_vec());
-        let same = Pkcs11Key::open(&by_id, &pin(SoftHsm::PIN)).expect("open by id");
-        assert_eq!(same.public_key(), key.public_key());
-    });
+fn key_selected_by_id_and_token_by_serial_is_the_same_key() {
+    SoftHsm::isolated(
+        "key_selected_by_id_and_token_by_serial_is_the_same_key",
+        |token| {
+            let key =
+                Pkcs11Key::generate(&config(token, "k"), &pin(SoftHsm::PIN)).expect("generate");
+            let serial = countersign_keys::pkcs11::tokens(token.module())
+                .expect("tokens")
+                .into_iter()
+                .find(|(_, info)| info.label().trim_end() == SoftHsm::LABEL)
+                .map(|(_, info)| info.serial_number().trim_end().to_string())
+                .expect("the test token is listed");
+            let mut by_id = config(token, "k");
+            by_id.token = TokenSelector::Serial(serial);
+            by_id.key = KeySelector::Id(key.token_id().to_vec());
+            let same = Pkcs11Key::open(&by_id, &pin(SoftHsm::PIN)).expect("open by id");
+            assert_eq!(same.public_key(), key.public_key());
+        },
+    );
+}
+
+#[test]
+fn token_removed_while_open_is_reported_not_signed_around() {
+    SoftHsm::isolated(
+        "token_removed_while_open_is_reported_not_signed_around",
+        |token| {
+            let key =
+                Pkcs11Key::generate(&config(token, "k"), &pin(SoftHsm::PIN)).expect("generate");
+            std::fs::remove_dir_all(token.token_dir()).expect("pull the token");
+            std::fs::create_dir(token.token_dir()).expect("empty reader");
+            let err = key.sign(b"after removal").err().expect("nothing signed");
+            assert!(matches!(err, KeyError::Device(_)), "{err:?}");
+            assert!(err.to_string().contains("was the token removed"), "{err}");
+            let err = Pkcs11Key::open(&config(token, "k"), &pin(SoftHsm::PIN))
+                .err()
+                .expect("gone");
+            assert!(
+                err.to_string()
+                    .contains("no token labelled 'countersign-test'")
+                    && err.to_string().contains("is it plugged in?"),
+                "{err}"
+            );
+        },
+    );
 }
