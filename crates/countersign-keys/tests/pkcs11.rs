@@ -167,7 +167,7 @@ fn token_removed_while_open_is_reported_not_signed_around() {
                 Pkcs11Key::generate(&config(token, "k"), &pin(SoftHsm::PIN)).expect("generate");
             std::fs::remove_dir_all(token.token_dir()).expect("pull the token");
             std::fs::create_dir(token.token_dir()).expect("empty reader");
-            let err = key.sign(b"after removal").err().expect("nothing signed");
+            let err = key.sign(b"after removal").expect_err("nothing signed");
             assert!(matches!(err, KeyError::Device(_)), "{err:?}");
             assert!(err.to_string().contains("was the token removed"), "{err}");
             let err = Pkcs11Key::open(&config(token, "k"), &pin(SoftHsm::PIN))
