@@ -2,6 +2,8 @@
 //! so callers act on codes, never on message text.
 
 pub mod approver;
+pub mod inbox;
+pub mod live;
 pub mod stream;
 
 use std::time::Duration;

@@ -39,6 +39,15 @@ impl std::fmt::Debug for ApproverStream {
     }
 }
 
+/// What arrived on the stream.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A message from the service.
+    Message(Box<ServerMessage>),
+    /// A ping or pong: the connection is alive.
+    Activity,
+}
+
 /// The first state after connecting.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -128,6 +137,29 @@ impl ApproverStream {
             }
         }
         Ok(None)
+    }
+
+    /// The next message, or `Activity` for a ping or pong (proof the connection is alive);
+    /// `None` when the service closed the stream.
+    pub async fn next_or_activity(&mut self) -> Result<Option<Incoming>, StreamError> {
+        match self.ws.next().await {
+            None => Ok(None),
+            Some(frame) => match frame.map_err(transport)? {
+                Message::Text(text) => serde_json::from_str(&text)
+                    .map(|m| Some(Incoming::Message(Box::new(m))))
+                    .map_err(transport),
+                Message::Close(_) => Ok(None),
+                _ => Ok(Some(Incoming::Activity)),
+            },
+        }
+    }
+
+    /// Sends a ping; the pong shows up as [`Incoming::Activity`].
+    pub async fn ping(&mut self) -> Result<(), StreamError> {
+        self.ws
+            .send(Message::Ping(Vec::new().into()))
+            .await
+            .map_err(transport)
     }
 
     /// The next text frame, undecoded (load generators that only need to see it arrive).
