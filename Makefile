@@ -2,13 +2,23 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: setup demo walkthrough test fmt lint vectors
+.PHONY: setup ui demo walkthrough test fmt lint vectors
 
 setup:
 	@scripts/setup.sh
 
+## The console's front end: install exactly the locked packages, type-check, unit-test, build
+## (the console binary embeds ui/dist), and check the generated protocol types are current.
+ui:
+	cd ui && npm ci --no-audit --no-fund --loglevel=error
+	cd ui && npm run --silent check
+	cd ui && npm test --silent
+	cd ui && npm run --silent types && git diff --exit-code -- src/generated/api.ts
+	cd ui && npm run --silent build
+
 ## Set up and run the demo: embedded service, simulated agent and approvers, live log.
-demo: setup
+demo: setup ui
+	$(CARGO) build --quiet -p countersign-console -p countersign-cli
 	$(CARGO) run --quiet -p countersign-cli --bin countersign -- demo $(DEMO_ARGS)
 
 ## The protocol core on its own: one request, its signatures, the log and its proofs.
@@ -16,7 +26,7 @@ walkthrough:
 	$(CARGO) run --quiet -p countersign-core --example walkthrough
 
 ## Set up and run every check and test, as CI does.
-test: setup
+test: setup ui
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) test --workspace --locked

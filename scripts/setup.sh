@@ -10,6 +10,10 @@ packages=(
   procps                # end-to-end tests stop the service with kill -TERM
   softhsm2 opensc       # PKCS#11: the SoftHSM2 token the key tests initialise, pkcs11-tool
   swtpm swtpm-tools tpm2-tools libtss2-dev   # TPM 2.0: the emulator and the TSS the TPM backend links
+  # The desktop console (Tauri 2) and its end-to-end tests: WebKitGTK, a virtual display,
+  # the WebDriver for WebKit, a D-Bus session for notifications.
+  libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev
+  xvfb xauth webkit2gtk-driver dbus dbus-x11 fonts-dejavu-core
 )
 
 sudo_cmd=()
@@ -37,8 +41,20 @@ if ! command -v cargo > /dev/null; then
   fi
   exit 1
 fi
+# The console's front end builds with Vite 8, which needs Node 20.19 or newer.
+if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' 2>/dev/null; then
+  echo "setup: Node.js 20.19 or newer is needed for the console's front end (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
     rustup component add "$component"
   fi
 done
+
+# The console's end-to-end tests drive the app through tauri-driver (WebDriver for Tauri).
+if ! command -v tauri-driver > /dev/null; then
+  echo "setup: installing tauri-driver"
+  cargo install tauri-driver --locked --version 2.1.0 --quiet
+fi

@@ -706,6 +706,28 @@ async fn metrics_report_pending_requests_and_http_traffic() {
     assert!(text.contains("countersign_connected_approvers 0"), "{text}");
 }
 
+/// The console's TypeScript types are generated from `ui/src/generated/openapi.json`; this
+/// keeps that file equal to what the service serves (rewrite it with
+/// `COUNTERSIGN_UPDATE_VECTORS=1`, then `npm --prefix ui run types`).
+#[tokio::test]
+async fn console_copy_of_the_openapi_document_is_current() {
+    let h = Harness::new().await;
+    let (_, doc) = h.call("GET", "/v1/openapi.json", None, None).await;
+    let text = serde_json::to_string_pretty(&doc).expect("json") + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../ui/src/generated/openapi.json");
+    if std::env::var_os("COUNTERSIGN_UPDATE_VECTORS").is_some() {
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("dir");
+        std::fs::write(&path, &text).expect("write");
+    }
+    let saved = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        saved == text,
+        "{} is stale: rerun with COUNTERSIGN_UPDATE_VECTORS=1 and regenerate the UI types",
+        path.display()
+    );
+}
+
 #[tokio::test]
 async fn openapi_document_matches_the_router() {
     let h = Harness::new().await;

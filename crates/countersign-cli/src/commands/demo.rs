@@ -43,7 +43,13 @@ pub struct DemoArgs {
     /// Leave every decision to you (no simulated approvers).
     #[arg(long)]
     pub no_simulated_approvers: bool,
+    /// Do not open the desktop console.
+    #[arg(long)]
+    pub no_console: bool,
 }
+
+/// The approver the person running the demo signs in as, in the console.
+const YOU: &str = "you@example.com";
 
 const DEMO_APPROVERS: [(&str, &[&str]); 3] = [
     ("alice@example.com", &["security", "platform"]),
@@ -116,9 +122,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "    countersign approve ID --profile {}",
         keys_dir.join("alice@example.com.json").display()
     );
-    if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some() {
-        println!("  (the desktop console is not built yet; this log shows what it would)");
-    }
+    let _console = if args.no_console {
+        None
+    } else {
+        open_console(&state, &url, &data_dir).await?
+    };
     println!();
 
     let mut tasks = vec![
@@ -157,6 +165,46 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         cp.checkpoint.tree_size, cp.checkpoint.root_hash
     );
     Ok(())
+}
+
+/// Starts the desktop console enrolled as [`YOU`] with a development key, when it is built and
+/// there is a display. The child is killed when the demo ends.
+async fn open_console(
+    state: &AppState,
+    url: &str,
+    data_dir: &Path,
+) -> anyhow::Result<Option<tokio::process::Child>> {
+    let console = std::env::current_exe()?.with_file_name("countersign-console");
+    let display =
+        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    if !console.exists() || !display {
+        println!(
+            "  console     not opened ({}); this log shows what it would",
+            if display {
+                "build it with `cargo build -p countersign-console`; make demo does"
+            } else {
+                "no display"
+            }
+        );
+        return Ok(None);
+    }
+    let store = state.store.as_ref();
+    let approver = Approver {
+        id: YOU.into(),
+        display_name: "You".into(),
+        groups: vec!["security".into(), "platform".into()],
+    };
+    admin::put_approver(store, "demo", &approver, state.now()).await?;
+    let (code, _) = admin::issue_enrolment_code(store, "demo", YOU, 600, state.now()).await?;
+    let child = tokio::process::Command::new(&console)
+        .args(["--enrol-development-key", url, YOU, &code])
+        .env("COUNTERSIGN_CONSOLE_DIR", data_dir.join("console"))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", console.display()))?;
+    println!("  console     opened, signed in as {YOU} with a development key");
+    Ok(Some(child))
 }
 
 async fn provision_approver(

@@ -1,0 +1,19 @@
+//! Declares the console's commands so each needs an explicit grant in `capabilities/`: the
+//! webview can call only what a capability lists.
+
+fn main() {
+    tauri_build::try_build(tauri_build::Attributes::new().app_manifest(
+        tauri_build::AppManifest::new().commands(&[
+            "console_state",
+            "detect_keys",
+            "create_key",
+            "enroll",
+            "unlock",
+            "inbox",
+            "request",
+            "decide",
+            "snooze",
+        ]),
+    ))
+    .expect("tauri build script");
+}

@@ -1,0 +1,485 @@
+//! The console's state and what it does: create a key, enrol it, unlock it, keep the live
+//! inbox, and sign decisions. No Tauri types here: events go out through a callback, so this
+//! is the same code the window drives and the tests could drive.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use countersign_client::Client;
+use countersign_client::approver::{EnrolmentKey, enroll, sign_decision};
+use countersign_client::inbox::InboxChange;
+use countersign_client::live::{self, Live, LiveConfig, LiveEvent};
+use countersign_core::api::{ActionView, DecisionResult};
+use countersign_core::{KeyKind, Verdict};
+use countersign_keys::pkcs11::{KeySelector, Pkcs11Config, Pkcs11Key, TokenSelector};
+use countersign_keys::tpm::{TpmConfig, TpmKey};
+use countersign_keys::{KeyConfig, KeyError, PinRequest, Signer, SoftwareKey};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, mpsc};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::error::ConsoleError;
+use crate::settings::{self, SavedKey, Settings};
+
+/// Something the window should know now.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ConsoleEvent {
+    /// The connection changed.
+    Connection {
+        /// Where it stands.
+        connection: Connection,
+    },
+    /// The inbox changed; the full list, soonest expiry first.
+    Inbox {
+        /// Pending requests I may decide.
+        requests: Vec<ActionView>,
+    },
+    /// A request I may decide arrived (for notifications).
+    Arrived {
+        /// The request.
+        request: Box<ActionView>,
+    },
+}
+
+/// Sends events to the window.
+pub type EventSink = Arc<dyn Fn(ConsoleEvent) + Send + Sync>;
+
+/// Where the connection to the service stands.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Connection {
+    /// Not started (setup or locked).
+    #[default]
+    Idle,
+    /// Connecting.
+    Connecting,
+    /// Live.
+    Online,
+    /// Down; retrying.
+    Offline {
+        /// Why.
+        reason: String,
+        /// Next attempt in.
+        retry_in_ms: u64,
+    },
+    /// The service refused the key; re-enrol.
+    Refused {
+        /// Why.
+        message: String,
+    },
+}
+
+/// What the window shows first.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConsoleState {
+    /// `setup` (no enrolled key), `locked` (key needs unlocking) or `ready`.
+    pub phase: &'static str,
+    /// Service URL, once set.
+    pub server: Option<String>,
+    /// Who I am, once enrolled.
+    pub approver_id: Option<String>,
+    /// My key, once created.
+    pub key: Option<KeyView>,
+    /// The connection.
+    pub connection: Connection,
+}
+
+/// A key, for people.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyView {
+    /// Backend: pkcs11, tpm, software.
+    pub backend: &'static str,
+    /// Kind, as the service records it.
+    pub kind: KeyKind,
+    /// "PKCS#11 token", "TPM 2.0", "software — not hardware-backed".
+    pub kind_label: &'static str,
+    /// Whether it is hardware-backed.
+    pub hardware: bool,
+    /// Label.
+    pub label: String,
+    /// Key id (SHA-256 of the public key), hex.
+    pub fingerprint: String,
+}
+
+impl From<&SavedKey> for KeyView {
+    fn from(key: &SavedKey) -> Self {
+        Self {
+            backend: key.config.backend(),
+            kind: key.kind,
+            kind_label: key.kind.label(),
+            hardware: key.kind.is_hardware(),
+            label: key.label.clone(),
+            fingerprint: key.key_id().to_string(),
+        }
+    }
+}
+
+/// Where to create a new key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NewKey {
+    /// On a PKCS#11 token.
+    Pkcs11 {
+        /// The module.
+        module: PathBuf,
+        /// The token.
+        token_label: String,
+        /// The key's label.
+        label: String,
+    },
+    /// In the TPM.
+    Tpm {
+        /// Its TCTI.
+        tcti: String,
+        /// The key's label.
+        label: String,
+    },
+    /// A development key file.
+    Software {
+        /// The key's label.
+        label: String,
+    },
+}
+
+/// The console.
+pub struct Console {
+    config_dir: PathBuf,
+    events: EventSink,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    settings: Option<Settings>,
+    /// Created during setup, not yet enrolled.
+    new_key: Option<(SavedKey, Arc<dyn Signer>)>,
+    signer: Option<Arc<dyn Signer>>,
+    live: Option<Live>,
+    /// Kept current by the task that forwards the live connection's events.
+    connection: Arc<std::sync::Mutex<Connection>>,
+}
+
+impl Console {
+    /// Loads the settings from `config_dir`; nothing is connected until [`Console::unlock`].
+    pub fn open(config_dir: PathBuf, events: EventSink) -> Result<Self, ConsoleError> {
+        let settings = settings::load(&config_dir).map_err(ConsoleError::Settings)?;
+        Ok(Self {
+            config_dir,
+            events,
+            inner: Mutex::new(Inner {
+                settings,
+                ..Inner::default()
+            }),
+        })
+    }
+
+    /// What to show.
+    pub async fn state(&self) -> ConsoleState {
+        let inner = self.inner.lock().await;
+        state_of(&inner)
+    }
+
+    /// Creates a key where the person chose; it is enrolled by [`Console::enroll`].
+    pub async fn create_key(
+        &self,
+        new: NewKey,
+        pin: Option<String>,
+    ) -> Result<KeyView, ConsoleError> {
+        let pin = pin.map(Zeroizing::new);
+        let prompt = given_pin(pin.as_ref());
+        let keys_dir = self.config_dir.join("keys");
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let (config, label, signer): (KeyConfig, String, Arc<dyn Signer>) = match new {
+            NewKey::Pkcs11 {
+                module,
+                token_label,
+                label,
+            } => {
+                let config = Pkcs11Config {
+                    module: module.clone(),
+                    token: TokenSelector::Label(token_label.clone()),
+                    key: KeySelector::Label(label.clone()),
+                };
+                let key = Pkcs11Key::generate(&config, &prompt)?;
+                let protection = key.protection()?;
+                if !protection.is_bound_to_token() {
+                    return Err(ConsoleError::Device(format!(
+                        "the token reports the new key as extractable ({protection:?}); choose another device"
+                    )));
+                }
+                let config = KeyConfig::Pkcs11 {
+                    module,
+                    token_label: Some(token_label),
+                    token_serial: None,
+                    key_label: None,
+                    key_id: Some(hex_id(key.token_id())),
+                };
+                (config, label, Arc::new(key))
+            }
+            NewKey::Tpm { tcti, label } => {
+                let key_file = keys_dir.join(format!("tpm-{stamp}.json"));
+                let key = TpmKey::generate(
+                    &TpmConfig {
+                        tcti: tcti.clone(),
+                        key_file: key_file.clone(),
+                    },
+                    &label,
+                    None,
+                )?;
+                (KeyConfig::Tpm { tcti, key_file }, label, Arc::new(key))
+            }
+            NewKey::Software { label } => {
+                let path = keys_dir.join(format!("development-{stamp}.pem"));
+                let key = SoftwareKey::generate(&path)?;
+                (KeyConfig::Software { path }, label, Arc::new(key))
+            }
+        };
+        let saved = SavedKey {
+            config,
+            kind: signer.describe().kind,
+            label,
+            public_key: signer.public_key(),
+        };
+        let view = KeyView::from(&saved);
+        self.inner.lock().await.new_key = Some((saved, signer));
+        Ok(view)
+    }
+
+    /// Enrols the key made by [`Console::create_key`] with a one-time code, saves the
+    /// settings and goes live.
+    pub async fn enroll(
+        &self,
+        server: String,
+        approver_id: String,
+        code: String,
+    ) -> Result<ConsoleState, ConsoleError> {
+        let (saved, signer) = self
+            .inner
+            .lock()
+            .await
+            .new_key
+            .clone()
+            .ok_or(ConsoleError::NoKey)?;
+        let client = Client::new(server.trim_end_matches('/'))?;
+        let key = EnrolmentKey {
+            kind: saved.kind,
+            label: saved.label.clone(),
+            public_key: saved.public_key.clone(),
+            sign: Box::new(|m: &[u8]| signer.sign(m).map_err(|e| e.to_string())),
+            attest: Box::new(|n: &[u8]| signer.attest(n).map_err(|e| e.to_string())),
+        };
+        enroll(&client, &approver_id, code.trim().to_string(), key).await?;
+        let settings = Settings {
+            server: server.trim_end_matches('/').to_string(),
+            approver_id,
+            key: saved,
+        };
+        settings::save(&self.config_dir, &settings).map_err(ConsoleError::Settings)?;
+        let mut inner = self.inner.lock().await;
+        inner.settings = Some(settings);
+        inner.new_key = None;
+        inner.signer = Some(signer);
+        self.go_live(&mut inner);
+        Ok(state_of(&inner))
+    }
+
+    /// Opens the enrolled key (with `pin` when the device wants one) and goes live.
+    pub async fn unlock(&self, pin: Option<String>) -> Result<ConsoleState, ConsoleError> {
+        let pin = pin.map(Zeroizing::new);
+        let mut inner = self.inner.lock().await;
+        let settings = inner.settings.clone().ok_or(ConsoleError::NotEnrolled)?;
+        if inner.signer.is_none() {
+            let signer = settings.key.config.open(&given_pin(pin.as_ref()))?;
+            if signer.public_key() != settings.key.public_key {
+                return Err(ConsoleError::Device(format!(
+                    "the device no longer holds the enrolled key {} (was the token or TPM replaced?)",
+                    settings.key.key_id().short()
+                )));
+            }
+            inner.signer = Some(Arc::from(signer));
+        }
+        if inner.live.is_none() {
+            self.go_live(&mut inner);
+        }
+        Ok(state_of(&inner))
+    }
+
+    /// The pending requests I may decide, soonest expiry first.
+    pub async fn inbox(&self) -> Vec<ActionView> {
+        let inner = self.inner.lock().await;
+        pending(&inner)
+    }
+
+    /// One request from the inbox.
+    pub async fn request(&self, id: Uuid) -> Result<ActionView, ConsoleError> {
+        let inner = self.inner.lock().await;
+        let live = inner.live.as_ref().ok_or(ConsoleError::Locked)?;
+        let inbox = live.inbox.lock().unwrap_or_else(|e| e.into_inner());
+        inbox.get(id).cloned().ok_or(ConsoleError::NotInInbox)
+    }
+
+    /// Signs `verdict` on request `id` with the enrolled key and sends it. The digest is
+    /// recomputed here from what the window shows; a mismatch is never signed.
+    pub async fn decide(
+        &self,
+        id: Uuid,
+        verdict: Verdict,
+        comment: String,
+    ) -> Result<DecisionResult, ConsoleError> {
+        let (settings, signer, view) = {
+            let inner = self.inner.lock().await;
+            let settings = inner.settings.clone().ok_or(ConsoleError::NotEnrolled)?;
+            let signer = inner.signer.clone().ok_or(ConsoleError::Locked)?;
+            let live = inner.live.as_ref().ok_or(ConsoleError::Locked)?;
+            let view = live
+                .inbox
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(id)
+                .cloned()
+                .ok_or(ConsoleError::NotInInbox)?;
+            (settings, signer, view)
+        };
+        let signed = sign_decision(
+            &view,
+            &settings.approver_id,
+            settings.key.key_id(),
+            verdict,
+            &comment,
+            |m| signer.sign(m).map_err(|e| e.to_string()),
+        )?;
+        let result = Client::new(&settings.server)?.decide(&signed).await?;
+        let inner = self.inner.lock().await;
+        if let Some(live) = &inner.live {
+            let changes = live
+                .inbox
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .decided(id);
+            if !changes.is_empty() {
+                (self.events)(ConsoleEvent::Inbox {
+                    requests: pending(&inner),
+                });
+            }
+        }
+        Ok(result)
+    }
+
+    /// Starts the live connection and a task forwarding its events to the window.
+    fn go_live(&self, inner: &mut Inner) {
+        let (Some(settings), Some(signer)) = (&inner.settings, &inner.signer) else {
+            return;
+        };
+        let signer = signer.clone();
+        let config = LiveConfig::new(
+            settings.server.clone(),
+            settings.key.key_id(),
+            Arc::new(move |m: &[u8]| signer.sign(m).map_err(|e| e.to_string())),
+        );
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let live = live::start(config, tx);
+        let inbox = live.inbox.clone();
+        inner.live = Some(live);
+        let connection = inner.connection.clone();
+        let events = self.events.clone();
+        let report = move |now: Connection| {
+            *connection.lock().unwrap_or_else(|e| e.into_inner()) = now.clone();
+            events(ConsoleEvent::Connection { connection: now });
+        };
+        report(Connection::Connecting);
+        let events = self.events.clone();
+        let list = move || {
+            inbox
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pending()
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                match event {
+                    LiveEvent::Online { .. } => report(Connection::Online),
+                    LiveEvent::Offline { reason, retry_in } => report(Connection::Offline {
+                        reason,
+                        retry_in_ms: u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+                    }),
+                    LiveEvent::Refused { message, .. } => {
+                        report(Connection::Refused { message });
+                    }
+                    LiveEvent::Changes(changes) => {
+                        for change in &changes {
+                            if let InboxChange::Added(view) = change {
+                                events(ConsoleEvent::Arrived {
+                                    request: view.clone(),
+                                });
+                            }
+                        }
+                        events(ConsoleEvent::Inbox { requests: list() });
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn state_of(inner: &Inner) -> ConsoleState {
+    let phase = match (&inner.settings, &inner.signer) {
+        (None, _) => "setup",
+        (Some(_), None) => "locked",
+        (Some(_), Some(_)) => "ready",
+    };
+    ConsoleState {
+        phase,
+        server: inner.settings.as_ref().map(|s| s.server.clone()),
+        approver_id: inner.settings.as_ref().map(|s| s.approver_id.clone()),
+        key: inner
+            .settings
+            .as_ref()
+            .map(|s| KeyView::from(&s.key))
+            .or_else(|| inner.new_key.as_ref().map(|(k, _)| KeyView::from(k))),
+        connection: inner
+            .connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+    }
+}
+
+fn pending(inner: &Inner) -> Vec<ActionView> {
+    inner
+        .live
+        .as_ref()
+        .map(|live| {
+            live.inbox
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pending()
+                .into_iter()
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A PIN prompt answered by what the window already asked; without one the device's
+/// request for a PIN comes back as `pin_required`, and the window asks.
+fn given_pin(
+    pin: Option<&Zeroizing<String>>,
+) -> impl Fn(&PinRequest<'_>) -> Result<Zeroizing<String>, KeyError> + '_ {
+    move |request| {
+        pin.cloned()
+            .ok_or_else(|| KeyError::PinCancelled(request.device.to_string()))
+    }
+}
+
+fn hex_id(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}

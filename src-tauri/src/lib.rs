@@ -1,0 +1,213 @@
+//! The Countersign desktop approver console: a Tauri 2 shell around [`console::Console`],
+//! with native notifications and a tray icon showing the pending count.
+
+pub mod commands;
+pub mod console;
+pub mod devices;
+pub mod error;
+pub mod notifications;
+pub mod settings;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use countersign_core::{Timestamp, Verdict};
+use tauri::menu::{Menu, MenuItem};
+use tauri::tray::TrayIconBuilder;
+use tauri::{AppHandle, Emitter as _, Manager as _};
+
+use crate::console::{Console, ConsoleEvent};
+use crate::notifications::{Decision, Notifier, Pressed};
+
+const TRAY: &str = "countersign";
+
+/// Runs the console until the window and tray are closed.
+pub fn run() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "countersign=info,countersign_console=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = tauri::Builder::default()
+        .manage(Notifier::default())
+        .setup(|app| {
+            let config_dir = match std::env::var_os(settings::DIR_ENV) {
+                Some(dir) => PathBuf::from(dir),
+                None => app.path().app_config_dir()?,
+            };
+            let handle = app.handle().clone();
+            let sink: console::EventSink = Arc::new(move |event| on_event(&handle, event));
+            app.manage(Console::open(config_dir, sink)?);
+            tray(app.handle())?;
+            // Keys that need no PIN (software, a TPM key without authorization) open at once;
+            // the others wait for the window's unlock dialog.
+            let handle = app.handle().clone();
+            let demo = demo_enrolment();
+            tauri::async_runtime::spawn(async move {
+                let console = handle.state::<Console>();
+                if let Some((server, approver, code)) = demo
+                    && console.state().await.phase == "setup"
+                    && let Err(e) = enrol_development_key(&console, server, approver, code).await
+                {
+                    tracing::error!(code = %e.code(), "demo enrolment failed: {e}");
+                }
+                if let Err(e) = console.unlock(None).await {
+                    tracing::info!(code = %e.code(), "key not opened at start: {e}");
+                }
+                let _ = handle.emit("console", console.state().await);
+            });
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::console_state,
+            commands::detect_keys,
+            commands::create_key,
+            commands::enroll,
+            commands::unlock,
+            commands::inbox,
+            commands::request,
+            commands::decide,
+            commands::snooze,
+        ])
+        .run(tauri::generate_context!());
+    if let Err(e) = result {
+        eprintln!("countersign console: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `--enrol-development-key SERVER APPROVER CODE`: what `countersign demo` passes so a
+/// newcomer's console starts enrolled. It makes a development key, labelled as such.
+fn demo_enrolment() -> Option<(String, String, String)> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|a| a == "--enrol-development-key")?;
+    match &args[at + 1..] {
+        [server, approver, code, ..] => Some((server.clone(), approver.clone(), code.clone())),
+        _ => {
+            eprintln!("--enrol-development-key needs SERVER APPROVER CODE");
+            None
+        }
+    }
+}
+
+async fn enrol_development_key(
+    console: &Console,
+    server: String,
+    approver: String,
+    code: String,
+) -> Result<(), error::ConsoleError> {
+    console
+        .create_key(
+            console::NewKey::Software {
+                label: "demo development key".into(),
+            },
+            None,
+        )
+        .await?;
+    console.enroll(server, approver, code).await?;
+    Ok(())
+}
+
+/// Forwards console events to the window, the tray and notifications.
+fn on_event(app: &AppHandle, event: ConsoleEvent) {
+    match &event {
+        ConsoleEvent::Inbox { requests } => {
+            if let Some(tray) = app.tray_by_id(TRAY) {
+                let text = match requests.len() {
+                    0 => "Countersign: nothing waiting".to_string(),
+                    1 => "Countersign: 1 request waiting".to_string(),
+                    n => format!("Countersign: {n} requests waiting"),
+                };
+                let _ = tray.set_tooltip(Some(&text));
+                let _ = tray.set_title(Some(requests.len().to_string()));
+            }
+        }
+        ConsoleEvent::Arrived { request } => {
+            let notifier = app.state::<Notifier>();
+            let now = Timestamp::from_system_time(std::time::SystemTime::now());
+            let content = match notifier.arrival(Instant::now()) {
+                Decision::Single => Some((notifications::content(request, now), Some(request.id))),
+                Decision::Grouped(count) => Some((notifications::burst(count), None)),
+                Decision::Quiet => None,
+            };
+            if let Some((content, id)) = content {
+                let app = app.clone();
+                notifications::show(&content, move |pressed| pressed_on(&app, pressed, id));
+            }
+        }
+        ConsoleEvent::Connection { .. } => {}
+    }
+    let _ = app.emit("console-event", &event);
+}
+
+/// What a notification button does: approve or deny right there, or open the request.
+fn pressed_on(app: &AppHandle, pressed: Pressed, id: Option<uuid::Uuid>) {
+    let verdict = match (pressed, id) {
+        (Pressed::Approve, Some(_)) => Verdict::Approve,
+        (Pressed::Deny, Some(_)) => Verdict::Deny,
+        (Pressed::Dismissed, _) => return,
+        _ => {
+            show_window(app);
+            let _ = app.emit("open-request", id);
+            return;
+        }
+    };
+    let Some(id) = id else { return };
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let console = app.state::<Console>();
+        let comment = "decided from the desktop notification".to_string();
+        match console.decide(id, verdict, comment).await {
+            Ok(result) => {
+                let _ = app.emit("decided", (id, result));
+            }
+            Err(e) => {
+                // Could not decide from the notification (locked key, PIN needed, gone):
+                // open the request so the person sees why.
+                tracing::warn!(code = %e.code(), "decision from notification failed: {e}");
+                show_window(&app);
+                let _ = app.emit("open-request", Some(id));
+            }
+        }
+    });
+}
+
+fn show_window(app: &AppHandle) {
+    if let Some(window) = app.get_webview_window("main") {
+        let _ = window.show();
+        let _ = window.unminimize();
+        let _ = window.set_focus();
+    }
+}
+
+fn tray(app: &AppHandle) -> tauri::Result<()> {
+    let open = MenuItem::with_id(app, "open", "Open Countersign", true, None::<&str>)?;
+    let snooze = MenuItem::with_id(
+        app,
+        "snooze",
+        "Snooze notifications for 1 hour",
+        true,
+        None::<&str>,
+    )?;
+    let resume = MenuItem::with_id(app, "resume", "Resume notifications", true, None::<&str>)?;
+    let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
+    let menu = Menu::with_items(app, &[&open, &snooze, &resume, &quit])?;
+    let mut builder = TrayIconBuilder::with_id(TRAY)
+        .tooltip("Countersign")
+        .menu(&menu)
+        .on_menu_event(|app, event| match event.id().as_ref() {
+            "open" => show_window(app),
+            "snooze" => app.state::<Notifier>().snooze(60),
+            "resume" => app.state::<Notifier>().snooze(0),
+            "quit" => app.exit(0),
+            _ => {}
+        });
+    if let Some(icon) = app.default_window_icon() {
+        builder = builder.icon(icon.clone());
+    }
+    builder.build(app)?;
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! The Countersign approver console.
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+fn main() {
+    countersign_console::run();
+}

@@ -1,0 +1,44 @@
+// The one interface the views use to reach the console's Rust side. The Tauri implementation
+// is the only one shipped; views never call `invoke` themselves.
+import { invoke } from "@tauri-apps/api/core";
+import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import type {
+  ActionView,
+  Candidate,
+  ConsoleEvent,
+  ConsoleState,
+  DecisionResult,
+  KeyView,
+  NewKey,
+  Verdict,
+} from "./types";
+
+export interface Backend {
+  state(): Promise<ConsoleState>;
+  detectKeys(): Promise<Candidate[]>;
+  createKey(key: NewKey, pin: string | null): Promise<KeyView>;
+  enroll(server: string, approverId: string, code: string): Promise<ConsoleState>;
+  unlock(pin: string | null): Promise<ConsoleState>;
+  inbox(): Promise<ActionView[]>;
+  request(id: string): Promise<ActionView>;
+  decide(id: string, verdict: Verdict, comment: string): Promise<DecisionResult>;
+  snooze(minutes: number): Promise<void>;
+  onEvent(handler: (event: ConsoleEvent) => void): Promise<UnlistenFn>;
+  onOpenRequest(handler: (id: string | null) => void): Promise<UnlistenFn>;
+}
+
+export function tauriBackend(): Backend {
+  return {
+    state: () => invoke("console_state"),
+    detectKeys: () => invoke("detect_keys"),
+    createKey: (key, pin) => invoke("create_key", { key, pin }),
+    enroll: (server, approverId, code) => invoke("enroll", { server, approverId, code }),
+    unlock: (pin) => invoke("unlock", { pin }),
+    inbox: () => invoke("inbox"),
+    request: (id) => invoke("request", { id }),
+    decide: (id, verdict, comment) => invoke("decide", { id, verdict, comment }),
+    snooze: (minutes) => invoke("snooze", { minutes }),
+    onEvent: (handler) => listen<ConsoleEvent>("console-event", (e) => handler(e.payload)),
+    onOpenRequest: (handler) => listen<string | null>("open-request", (e) => handler(e.payload)),
+  };
+}

@@ -1,0 +1,71 @@
+// Unit tests of the front end's pure logic, run with node's test runner after tsc.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { compare, fold, parseUnified, sideBySide, stats } from "./diff.js";
+import { tokens } from "./highlight.js";
+import { reveal, scan } from "./text.js";
+
+test("unified diff parses with line numbers", () => {
+  const lines = parseUnified("--- a/x\n+++ b/x\n@@ -3,2 +3,3 @@\n keep\n-old\n+new\n+more\n");
+  assert.deepEqual(
+    lines.map((l) => [l.kind, l.text, l.oldNo, l.newNo]),
+    [
+      ["meta", "--- a/x", null, null],
+      ["meta", "+++ b/x", null, null],
+      ["hunk", "@@ -3,2 +3,3 @@", null, null],
+      ["context", "keep", 3, 3],
+      ["del", "old", 4, null],
+      ["add", "new", null, 4],
+      ["add", "more", null, 5],
+    ],
+  );
+  assert.deepEqual(stats(lines), { added: 2, removed: 1 });
+});
+
+test("before/after comparison is minimal and complete", () => {
+  const lines = compare("a\nb\nc\nd\n", "a\nx\nc\nd\ne\n");
+  assert.deepEqual(
+    lines.map((l) => `${l.kind}:${l.text}`),
+    ["context:a", "del:b", "add:x", "context:c", "context:d", "add:e"],
+  );
+  const pairs = sideBySide(lines);
+  assert.equal(pairs.length, 5);
+  assert.deepEqual([pairs[1]?.left?.text, pairs[1]?.right?.text], ["b", "x"]);
+});
+
+test("a 10,000-line rewrite stays complete", () => {
+  const before = Array.from({ length: 10000 }, (_, i) => `line ${i}`).join("\n");
+  const after = Array.from({ length: 10000 }, (_, i) => `row ${i}`).join("\n");
+  const lines = compare(before, after);
+  assert.deepEqual(stats(lines), { added: 10000, removed: 10000 });
+});
+
+test("long unchanged runs fold with their count, changes never", () => {
+  const rows = [..."cccccccccc", "+", ..."cccccccccc"].map((k) => ({ k }));
+  const blocks = fold(rows, (r) => r.k === "c", 2);
+  const shown = blocks.flatMap((b) => ("rows" in b ? b.rows : []));
+  const folded = blocks.reduce((n, b) => n + ("fold" in b ? b.fold : 0), 0);
+  assert.equal(shown.length + folded, rows.length, "every row is shown or counted");
+  assert.ok(shown.some((r) => r.k === "+"));
+  assert.equal(folded, 8 + 8);
+});
+
+test("bidi overrides and zero-width characters are revealed and counted", () => {
+  const evil = "access = \u202Euser\u202C // admin\u200B";
+  const pieces = reveal(evil);
+  assert.equal(pieces.map((p) => p.text).join(""), "access = ⟦U+202E⟧user⟦U+202C⟧ // admin⟦U+200B⟧");
+  assert.deepEqual(scan([evil]), { hidden: 3, bidi: 2 });
+  assert.deepEqual(scan(["plain text\twith tab\n"]), { hidden: 0, bidi: 0 });
+});
+
+test("highlighting keeps the text exactly and never produces markup", () => {
+  const line = `  "name": "<script>alert(1)</script>", "n": 42`;
+  const t = tokens(line, "json");
+  assert.equal(t.map((x) => x.text).join(""), line);
+  assert.ok(t.some((x) => x.cls === "key" && x.text === '"name"'));
+  assert.ok(t.some((x) => x.cls === "number" && x.text === "42"));
+  const sql = tokens("SELECT * FROM users WHERE id = 1 -- note", "sql");
+  assert.equal(sql.map((x) => x.text).join(""), "SELECT * FROM users WHERE id = 1 -- note");
+  assert.ok(sql.some((x) => x.cls === "comment"));
+  assert.deepEqual(tokens("anything", "cobol"), [{ text: "anything", cls: "plain" }]);
+});
