@@ -326,24 +326,7 @@ async fn first_run_then_approve_deny_and_expiry_in_the_real_console() {
     ]);
     let c = w.console().await;
 
-    // First run: the SoftHSM2 token is offered; its key is made on the token, the PIN is
-    // asked in the console's own dialog.
-    click(&c, "[data-testid=candidate-pkcs11]").await;
-    click(&c, "[data-testid=create-key]").await;
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("[data-testid=pin]"))
-        .await
-        .expect("PIN dialog");
-    type_into(&c, "[data-testid=pin]", SoftHsm::PIN).await;
-    click(&c, "[data-testid=pin-submit]").await;
-    let made = text_of(&c, "[data-testid=key-made]").await;
-    assert!(made.contains("PKCS#11 token"), "{made}");
-    type_into(&c, "[data-testid=server]", &w.url).await;
-    type_into(&c, "[data-testid=approver]", "bob@example.com").await;
-    type_into(&c, "[data-testid=code]", &code).await;
-    click(&c, "[data-testid=enroll]").await;
-    until_page(&c, "the console goes live", |t| t.contains("Live")).await;
+    enrol_in_ui(&c, &w, &code).await;
 
     // A request from the agent CLI shows in the inbox with its diff; approving runs it.
     let marker = w.dir.path().join("approved");
@@ -409,5 +392,117 @@ async fn first_run_then_approve_deny_and_expiry_in_the_real_console() {
     .await;
     assert!(!short_marker.exists());
 
+    c.close().await.expect("close session");
+}
+
+/// First run in the UI: the SoftHSM2 token is offered; the key is made on the token, the PIN
+/// is asked in the console's own dialog; then the enrolment form.
+async fn enrol_in_ui(c: &Client, w: &World, code: &str) {
+    click(c, "[data-testid=candidate-pkcs11]").await;
+    click(c, "[data-testid=create-key]").await;
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("[data-testid=pin]"))
+        .await
+        .expect("PIN dialog");
+    type_into(c, "[data-testid=pin]", SoftHsm::PIN).await;
+    click(c, "[data-testid=pin-submit]").await;
+    let made = text_of(c, "[data-testid=key-made]").await;
+    assert!(made.contains("PKCS#11 token"), "{made}");
+    type_into(c, "[data-testid=server]", &w.url).await;
+    type_into(c, "[data-testid=approver]", "bob@example.com").await;
+    type_into(c, "[data-testid=code]", code).await;
+    click(c, "[data-testid=enroll]").await;
+    until_page(c, "the console goes live", |t| t.contains("Live")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_request_is_shown_as_text_with_warnings_and_a_5_mb_diff_stays_usable() {
+    let w = World::start();
+    let d = w.dir.path().join("data").display().to_string();
+    let code = ok(&[
+        "admin",
+        "--data-dir",
+        &d,
+        "enrolment-code",
+        "bob@example.com",
+    ]);
+    let c = w.console().await;
+    enrol_in_ui(&c, &w, &code).await;
+
+    // HTML and script in the justification, a right-to-left override in the resource, a
+    // zero-width space in a parameter, and a diff of about 5 MB.
+    let script = "<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=2</script>";
+    let diff_path = w.dir.path().join("huge.diff");
+    let mut diff = String::from("--- a/data.json\n+++ b/data.json\n@@ -0,0 +1,75000 @@\n");
+    for i in 0..75_000 {
+        diff.push_str(&format!(
+            "+  \"key{i:05}\": \"value {i} lorem ipsum dolor sit amet consectetur\",\n"
+        ));
+    }
+    assert!(diff.len() > 5_000_000, "{} bytes", diff.len());
+    std::fs::write(&diff_path, &diff).expect("diff");
+    let marker = w.dir.path().join("hostile");
+    let agent = Command::new(countersign())
+        .args(["run", "--server", &w.url, "--token", &w.agent_token])
+        .args(["--type", "iam.role.update", "--environment", "prod"])
+        .args(["--resource", "s3://bucket/report\u{202E}fdp.exe"])
+        .args(["--justification", &format!("{script} ship it")])
+        .args(["--param", "note=admin\u{200B}"])
+        .arg("--diff")
+        .arg(&diff_path)
+        .args(["--diff-language", "json", "--wait", "60", "--", "touch"])
+        .arg(&marker)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent");
+
+    click(&c, "[data-testid=inbox-item]").await;
+    let page = until_page(&c, "the hostile request is shown", |t| {
+        t.contains("ship it")
+    })
+    .await;
+    assert!(
+        page.contains("<script>window.__pwned=2</script>"),
+        "the markup shows as text"
+    );
+    assert!(page.contains("⟦U+202E⟧"), "the override is made visible");
+    assert!(
+        page.contains("⟦U+200B⟧"),
+        "the zero-width space is made visible"
+    );
+    let warning = text_of(&c, "[role=alert]").await;
+    assert!(
+        warning.contains("hidden character") && warning.contains("bidirectional"),
+        "{warning}"
+    );
+    let dom = c
+        .execute(
+            "return [window.__pwned === undefined, document.querySelectorAll('img').length, \
+             document.querySelectorAll('script').length]",
+            vec![],
+        )
+        .await
+        .expect("script runs");
+    assert_eq!(
+        dom,
+        serde_json::json!([true, 0, 1]),
+        "nothing from the agent executed"
+    );
+
+    // The diff is paged, never cut silently, and the view still answers.
+    let held = text_of(&c, "[data-testid=diff-held]").await;
+    assert!(held.contains("more lines not shown yet"), "{held}");
+    click(&c, ".segmented button:nth-child(2)").await;
+    let held = text_of(&c, "[data-testid=diff-held]").await;
+    assert!(held.contains("more lines not shown yet"), "{held}");
+    click(&c, "[data-testid=deny]").await;
+    let result = text_of(&c, "[data-testid=result]").await;
+    assert!(result.contains("Denied"), "{result}");
+    let (status, _) = wait_exit(agent, Duration::from_secs(60));
+    assert_eq!(status, Some(3));
+    assert!(!marker.exists());
     c.close().await.expect("close session");
 }

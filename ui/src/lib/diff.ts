@@ -211,3 +211,36 @@ function splitLines(text: string): string[] {
   if (lines.length > 0 && lines[lines.length - 1] === "") lines.pop();
   return lines;
 }
+
+/** Rows shown at first, and added by each "show more". */
+export const PAGE = 2000;
+
+/**
+ * Cuts a list of blocks to at most `budget` shown rows (a fold counts as one row). Returns the
+ * blocks to render and how many rows were held back, so the view can say so.
+ */
+export function page<T>(blocks: Block<T>[], budget: number): { blocks: Block<T>[]; held: number } {
+  const out: Block<T>[] = [];
+  let left = budget;
+  let held = 0;
+  for (const block of blocks) {
+    if ("fold" in block) {
+      if (left > 0) {
+        out.push(block);
+        left -= 1;
+      } else {
+        held += block.fold;
+      }
+      continue;
+    }
+    if (left >= block.rows.length) {
+      out.push(block);
+      left -= block.rows.length;
+    } else {
+      if (left > 0) out.push({ rows: block.rows.slice(0, left) });
+      held += block.rows.length - Math.max(left, 0);
+      left = 0;
+    }
+  }
+  return { blocks: out, held };
+}

@@ -57,9 +57,12 @@ function normalise(language: string): string {
   return l;
 }
 
+/** Lines longer than this are shown plain: colouring them would cost more than it helps. */
+export const MAX_HIGHLIGHT = 2000;
+
 /** Splits one line into tokens; their texts concatenate to the line exactly. */
 export function tokens(line: string, language: string | null | undefined): Token[] {
-  const rules = language ? RULES[normalise(language)] : undefined;
+  const rules = language && line.length <= MAX_HIGHLIGHT ? RULES[normalise(language)] : undefined;
   if (!rules) return [{ text: line, cls: "plain" }];
   const out: Token[] = [];
   let rest = line;

@@ -1,8 +1,8 @@
 // Unit tests of the front end's pure logic, run with node's test runner after tsc.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { compare, fold, parseUnified, sideBySide, stats } from "./diff.js";
-import { tokens } from "./highlight.js";
+import { compare, fold, page, parseUnified, sideBySide, stats } from "./diff.js";
+import { MAX_HIGHLIGHT, tokens } from "./highlight.js";
 import { reveal, scan } from "./text.js";
 
 test("unified diff parses with line numbers", () => {
@@ -68,4 +68,18 @@ test("highlighting keeps the text exactly and never produces markup", () => {
   assert.equal(sql.map((x) => x.text).join(""), "SELECT * FROM users WHERE id = 1 -- note");
   assert.ok(sql.some((x) => x.cls === "comment"));
   assert.deepEqual(tokens("anything", "cobol"), [{ text: "anything", cls: "plain" }]);
+});
+
+test("a huge diff is paged, and what is held back is counted", () => {
+  const rows = Array.from({ length: 5000 }, (_, i) => ({ n: i }));
+  const { blocks, held } = page([{ rows }], 2000);
+  const shown = blocks.flatMap((b) => ("rows" in b ? b.rows : []));
+  assert.equal(shown.length, 2000);
+  assert.equal(held, 3000);
+  assert.equal(page([{ rows }], 10000).held, 0);
+});
+
+test("a very long line is shown plain, whole", () => {
+  const line = "x".repeat(MAX_HIGHLIGHT + 1);
+  assert.deepEqual(tokens(line, "json"), [{ text: line, cls: "plain" }]);
 });
