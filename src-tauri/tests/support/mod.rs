@@ -1,0 +1,337 @@
+//! What the console's end-to-end tests share: a real service, a private D-Bus session, the
+//! console under Xvfb through tauri-driver, and WebDriver helpers.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::{BufRead as _, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use countersign_testdevices::SoftHsm;
+use fantoccini::{Client, ClientBuilder, Locator};
+
+pub const CONSOLE: &str = env!("CARGO_BIN_EXE_countersign-console");
+
+/// A policy with a short-lived request type for the expiry path; otherwise one approver from
+/// security.
+pub const POLICY: &str = r#"package countersign
+import rego.v1
+decision := {
+	"outcome": "require_approval", "reason": "short-lived test request",
+	"quorum": 1, "groups": ["security"], "ttl_seconds": 10,
+	"require_hardware_key": true, "quick_approve": false,
+} if input.action.type == "test.short"
+else := {
+	"outcome": "require_approval", "reason": "feature flags may be approved from the notification",
+	"quorum": 1, "groups": ["security"], "ttl_seconds": 600,
+	"require_hardware_key": true, "quick_approve": true,
+} if startswith(input.action.type, "flag.")
+else := {
+	"outcome": "require_approval", "reason": "IAM changes in production need one approver from security",
+	"quorum": 1, "groups": ["security"], "ttl_seconds": 900,
+	"require_hardware_key": true, "quick_approve": false,
+}
+"#;
+
+pub fn countersign() -> PathBuf {
+    let path = Path::new(CONSOLE).with_file_name("countersign");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p countersign-cli` (cargo test --workspace does)",
+        path.display()
+    );
+    path
+}
+
+pub fn ok(args: &[&str]) -> String {
+    let out = Command::new(countersign())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("countersign runs");
+    assert!(
+        out.status.success(),
+        "countersign {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Kills the child (and waits) when dropped.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub agent_token: String,
+    pub driver_port: u16,
+    /// The private session bus the console's notifications go to.
+    pub bus_address: String,
+    // Dropped in this order after the test: the console's driver, the bus, the service,
+    // then the token's directory.
+    _driver: Running,
+    _bus: Running,
+    _server: Running,
+    _token: SoftHsm,
+}
+
+impl World {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let data = dir.path().join("data");
+        let d = data.display().to_string();
+        ok(&[
+            "admin",
+            "--data-dir",
+            &d,
+            "approver",
+            "bob@example.com",
+            "--group",
+            "security",
+        ]);
+        let agent_token = ok(&[
+            "admin",
+            "--data-dir",
+            &d,
+            "agent-token",
+            "agent:release-bot",
+        ]);
+        let policy = dir.path().join("policy.rego");
+        std::fs::write(&policy, POLICY).expect("policy");
+        let mut server = Command::new(countersign())
+            .args([
+                "serve",
+                "--data-dir",
+                &d,
+                "--listen",
+                "127.0.0.1:0",
+                "--policy",
+            ])
+            .arg(&policy)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("server");
+        let mut lines = BufReader::new(server.stderr.take().expect("stderr")).lines();
+        let url = loop {
+            let line = lines.next().expect("server address").expect("utf-8");
+            if let Some(rest) = line.strip_prefix("countersign: serving ") {
+                break rest.split_whitespace().next().expect("url").to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+
+        // A private session bus: notifications go there, not to the machine's.
+        let mut bus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (apt install dbus)");
+        let mut address = String::new();
+        BufReader::new(bus.stdout.take().expect("stdout"))
+            .read_line(&mut address)
+            .expect("bus address");
+        let bus_address = address.trim().to_owned();
+
+        let token = SoftHsm::init();
+        let driver_port = free_port();
+        let driver = Command::new("xvfb-run")
+            .args([
+                "-a",
+                "--server-args=-screen 0 1280x800x24",
+                "tauri-driver",
+                "--port",
+            ])
+            .arg(driver_port.to_string())
+            .arg("--native-port")
+            .arg(free_port().to_string())
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus_address)
+            .env("SOFTHSM2_CONF", token.conf())
+            .env("COUNTERSIGN_CONSOLE_DIR", dir.path().join("console"))
+            .env("COUNTERSIGN_PKCS11_MODULES", token.module())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tauri-driver (cargo install tauri-driver --locked) under xvfb-run");
+        let world = Self {
+            dir,
+            url,
+            agent_token,
+            driver_port,
+            bus_address: bus_address.clone(),
+            _driver: Running(driver),
+            _bus: Running(bus),
+            _server: Running(server),
+            _token: token,
+        };
+        world.wait_for_driver();
+        world
+    }
+
+    pub fn wait_for_driver(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.driver_port)).is_err() {
+            assert!(Instant::now() < deadline, "tauri-driver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub async fn console(&self) -> Client {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "tauri:options".into(),
+            serde_json::json!({ "application": CONSOLE }),
+        );
+        caps.insert("browserName".into(), "wry".into());
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        ClientBuilder::rustls()
+            .expect("rustls WebDriver client")
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.driver_port))
+            .await
+            .expect("WebDriver session with the console")
+    }
+
+    /// Starts `countersign run` for a request; it runs `touch marker` only if approved.
+    pub fn agent(&self, kind: &str, diff: Option<&str>, marker: &Path) -> Child {
+        let mut cmd = Command::new(countersign());
+        cmd.args(["run", "--server", &self.url, "--token", &self.agent_token])
+            .args([
+                "--type",
+                kind,
+                "--resource",
+                "arn:aws:iam::123456789012:role/deployer",
+            ])
+            .args(["--environment", "prod", "--tag", "prod-change"])
+            .args([
+                "--justification",
+                "Release 4.2 uploads build artefacts (OPS-311)",
+            ])
+            .args(["--wait", "60"]);
+        if let Some(diff) = diff {
+            let path = self.dir.path().join(format!("{kind}.diff"));
+            std::fs::write(&path, diff).expect("diff");
+            cmd.arg("--diff")
+                .arg(path)
+                .args(["--diff-language", "json"]);
+        }
+        cmd.arg("--")
+            .args(["touch"])
+            .arg(marker)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("agent")
+    }
+}
+
+pub async fn text_of(c: &Client, css: &str) -> String {
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} never appeared: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+pub async fn click(c: &Client, css: &str) {
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} never appeared: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
+pub async fn type_into(c: &Client, css: &str, text: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(text)
+        .await
+        .expect("typing");
+}
+
+/// Waits until `check` holds on the page's text.
+pub async fn until_page(c: &Client, what: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = c
+            .find(Locator::Css("body"))
+            .await
+            .expect("body")
+            .text()
+            .await
+            .unwrap_or_default();
+        if check(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{what}; page says:\n{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn wait_exit(mut child: Child, within: Duration) -> (Option<i32>, String) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            return (status.code(), err);
+        }
+        assert!(Instant::now() < deadline, "agent did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn screenshot_dir() -> PathBuf {
+    std::env::var_os("COUNTERSIGN_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/artifacts"))
+}
+
+/// First run in the UI: the SoftHSM2 token is offered; the key is made on the token, the PIN
+/// is asked in the console's own dialog; then the enrolment form.
+pub async fn enrol_in_ui(c: &Client, w: &World, code: &str) {
+    click(c, "[data-testid=candidate-pkcs11]").await;
+    click(c, "[data-testid=create-key]").await;
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("[data-testid=pin]"))
+        .await
+        .expect("PIN dialog");
+    type_into(c, "[data-testid=pin]", SoftHsm::PIN).await;
+    click(c, "[data-testid=pin-submit]").await;
+    let made = text_of(c, "[data-testid=key-made]").await;
+    assert!(made.contains("PKCS#11 token"), "{made}");
+    type_into(c, "[data-testid=server]", &w.url).await;
+    type_into(c, "[data-testid=approver]", "bob@example.com").await;
+    type_into(c, "[data-testid=code]", code).await;
+    click(c, "[data-testid=enroll]").await;
+    until_page(c, "the console goes live", |t| t.contains("Live")).await;
+}
