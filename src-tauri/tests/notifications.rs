@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::*;
-use zbus::object_server::SignalEmitter;
 use zbus::Variant;
+use zbus::object_server::SignalEmitter;
 
 /// One notification as the console sent it.
 #[derive(Clone, Debug)]
