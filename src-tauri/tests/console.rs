@@ -18,17 +18,7 @@ use support::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn first_run_then_approve_deny_and_expiry_in_the_real_console() {
     let w = World::start();
-    let d = w.dir.path().join("data").display().to_string();
-    let code = ok(&[
-        "admin",
-        "--data-dir",
-        &d,
-        "enrolment-code",
-        "bob@example.com",
-    ]);
-    let c = w.console().await;
-
-    enrol_in_ui(&c, &w, &code).await;
+    let c = w.enrolled_console().await;
 
     // A request from the agent CLI shows in the inbox with its diff; approving runs it.
     let marker = w.dir.path().join("approved");
@@ -100,16 +90,7 @@ async fn first_run_then_approve_deny_and_expiry_in_the_real_console() {
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_request_is_shown_as_text_with_warnings_and_a_5_mb_diff_stays_usable() {
     let w = World::start();
-    let d = w.dir.path().join("data").display().to_string();
-    let code = ok(&[
-        "admin",
-        "--data-dir",
-        &d,
-        "enrolment-code",
-        "bob@example.com",
-    ]);
-    let c = w.console().await;
-    enrol_in_ui(&c, &w, &code).await;
+    let c = w.enrolled_console().await;
 
     // HTML and script in the justification, a right-to-left override in the resource, a
     // zero-width space in a parameter, and a diff of about 5 MB.

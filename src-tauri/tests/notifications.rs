@@ -123,16 +123,7 @@ async fn notification_buttons_approve_quick_requests_and_open_others() {
         .build()
         .await
         .expect("test notification server on the private bus");
-    let d = w.dir.path().join("data").display().to_string();
-    let code = ok(&[
-        "admin",
-        "--data-dir",
-        &d,
-        "enrolment-code",
-        "bob@example.com",
-    ]);
-    let c = w.console().await;
-    enrol_in_ui(&c, &w, &code).await;
+    let c = w.enrolled_console().await;
 
     // Quick approval: the notification offers Approve, and pressing it approves.
     let marker = w.dir.path().join("flag");

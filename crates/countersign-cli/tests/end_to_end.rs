@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use countersign_testdevices::{SoftHsm, Swtpm};
+use countersign_testdevices::{Postgres, SoftHsm, Swtpm};
 
 const BIN: &str = env!("CARGO_BIN_EXE_countersign");
 
@@ -90,28 +90,55 @@ struct World {
     data: PathBuf,
     root: PathBuf,
     token: String,
+    database_url: Option<String>,
 }
 
 impl World {
     fn new() -> Self {
+        Self::with_database(None)
+    }
+
+    /// A world whose service keeps its state in `database_url` (PostgreSQL) instead of the
+    /// data directory's SQLite file.
+    fn with_database(database_url: Option<String>) -> Self {
         let dir = tempfile::tempdir().expect("dir");
         let root = dir.path().to_owned();
         let data = root.join("data");
-        let d = data.display().to_string();
+        let mut w = Self {
+            _dir: dir,
+            data,
+            root,
+            token: String::new(),
+            database_url,
+        };
         for (who, group) in [
             ("bob", "security"),
             ("carol", "security"),
             ("erin", "finance"),
         ] {
-            ok(&["admin", "--data-dir", &d, "approver", who, "--group", group]);
+            w.admin(&["approver", who, "--group", group]);
         }
-        let token = ok(&["admin", "--data-dir", &d, "agent-token", "agent:ci"]);
-        assert!(token.starts_with("csa_"), "{token}");
-        Self {
-            _dir: dir,
-            data,
-            root,
-            token,
+        w.token = w.admin(&["agent-token", "agent:ci"]);
+        assert!(w.token.starts_with("csa_"), "{}", w.token);
+        w
+    }
+
+    /// `countersign admin <args>` against this world's store.
+    fn admin(&self, args: &[&str]) -> String {
+        let d = self.data.display().to_string();
+        let mut all = vec!["admin", "--data-dir", &d];
+        if let Some(url) = &self.database_url {
+            all.extend_from_slice(&["--database-url", url]);
+        }
+        all.extend_from_slice(args);
+        ok(&all)
+    }
+
+    /// `serve` flags for this world's store.
+    fn store_flags(&self) -> Vec<String> {
+        match &self.database_url {
+            Some(url) => vec!["--database-url".into(), url.clone()],
+            None => Vec::new(),
         }
     }
 
@@ -121,8 +148,7 @@ impl World {
 
     /// Creates a key with `keys init <init>`, enrols it for `who`; returns the profile path.
     fn enroll_with(&self, who: &str, url: &str, init: &[&str], env: &[(&str, &str)]) -> String {
-        let d = self.data.display().to_string();
-        let code = ok(&["admin", "--data-dir", &d, "enrolment-code", who]);
+        let code = self.admin(&["enrolment-code", who]);
         let record = self
             .root
             .join(format!("{who}.key.json"))
@@ -512,5 +538,63 @@ fn decisions_signed_on_a_pkcs11_token_and_a_tpm_are_accepted_and_software_is_not
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(marker.exists(), "the approved command ran");
+    server.stop();
+}
+
+#[test]
+fn service_on_postgresql_approves_and_keeps_its_state_across_a_restart() {
+    let pg = Postgres::start();
+    let w = World::with_database(Some(pg.fresh_database()));
+    let mut flags = w.store_flags();
+    flags.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = Server::start_with(&w.data, &flags);
+    let bob = w.enroll("bob", &server.url);
+    let carol = w.enroll("carol", &server.url);
+    let out = cs(&[
+        "request",
+        "--server",
+        &server.url,
+        "--token",
+        &w.token,
+        "--type",
+        "db.export",
+        "--resource",
+        "postgres://prod/customers",
+        "--environment",
+        "prod",
+        "--tag",
+        "pii",
+        "--justification",
+        "quarterly report",
+        "--wait",
+        "0",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = wait_pending(&bob);
+    let first = ok(&["approve", &id, "--profile", &bob]);
+    assert!(first.contains("counted (1/2"), "{first}");
+
+    // The service restarts (same database, a new process); the request is still pending and
+    // the second approval, sent to the new process, completes it.
+    server.stop();
+    let server = Server::start_with(&w.data, &flags);
+    let mut profile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&carol).expect("profile")).expect("json");
+    profile["server"] = serde_json::Value::String(server.url.clone());
+    let moved = w.root.join("carol-moved.json");
+    std::fs::write(&moved, profile.to_string()).expect("profile");
+    let second = ok(&["approve", &id, "--profile", &moved.display().to_string()]);
+    assert!(second.contains("approved"), "{second}");
+    let listed = w.admin(&["list-approvers"]);
+    assert!(
+        listed.contains("bob") && listed.contains("carol"),
+        "{listed}"
+    );
     server.stop();
 }

@@ -311,15 +311,7 @@ impl Signer for TpmKey {
                     KeyError::Sign(format!("TPM: {e}"))
                 }
             })?;
-        let tss_esapi::structures::Signature::EcDsa(ecc) = signature else {
-            return Err(KeyError::Sign(
-                "the TPM returned a non-ECDSA signature".into(),
-            ));
-        };
-        let mut raw = [0u8; 64];
-        left_pad(ecc.signature_r().value(), &mut raw[..32])?;
-        left_pad(ecc.signature_s().value(), &mut raw[32..])?;
-        Signature::from_raw(&raw).map_err(|e| KeyError::Sign(e.to_string()))
+        ecdsa_signature(signature)
     }
 }
 

@@ -128,6 +128,18 @@ impl Service {
         std::fs::create_dir_all(data_dir)?;
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&data_dir.join(DATABASE_FILE)).await?);
+        Self::open_with_store(data_dir, store, policy_path, config).await
+    }
+
+    /// Like [`Service::open`], with another store (PostgreSQL for several replicas); the data
+    /// directory still holds the service key, which every replica of one service must share.
+    pub async fn open_with_store(
+        data_dir: &Path,
+        store: Arc<dyn Store>,
+        policy_path: Option<&Path>,
+        config: Config,
+    ) -> Result<Self, StartError> {
+        std::fs::create_dir_all(data_dir)?;
         let policy = match policy_path {
             Some(p) => Policy::from_file(p)?,
             None => Policy::builtin()?,

@@ -5,6 +5,7 @@
 //! that cannot be written stops the step it records (audit before effect), and a rule such as
 //! single use or distinct approvers holds under concurrent writers on every backend.
 
+pub mod codec;
 mod error;
 mod models;
 

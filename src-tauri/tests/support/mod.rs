@@ -186,6 +186,22 @@ impl World {
         world
     }
 
+    /// A console session that went through first run: key on the SoftHSM2 token, enrolled
+    /// as bob@example.com, live.
+    pub async fn enrolled_console(&self) -> Client {
+        let data = self.dir.path().join("data").display().to_string();
+        let code = ok(&[
+            "admin",
+            "--data-dir",
+            &data,
+            "enrolment-code",
+            "bob@example.com",
+        ]);
+        let c = self.console().await;
+        enrol_in_ui(&c, self, &code).await;
+        c
+    }
+
     pub fn wait_for_driver(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", self.driver_port)).is_err() {

@@ -3,10 +3,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use countersign_core::{Clock, KeyId};
-use countersign_server::{DATABASE_FILE, ServiceKey, SystemClock, admin};
+use countersign_server::{ServiceKey, SystemClock, admin};
 use countersign_store::{Approver, Store};
 use uuid::Uuid;
 
@@ -20,6 +19,10 @@ pub struct AdminArgs {
         default_value = "./countersign-data"
     )]
     pub data_dir: PathBuf,
+    /// The shared PostgreSQL database of a replicated service (instead of the data
+    /// directory's SQLite file).
+    #[arg(long, env = "COUNTERSIGN_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Who is doing this, for the audit log.
     #[arg(long, env = "USER", default_value = "admin")]
     pub admin: String,
@@ -77,7 +80,8 @@ pub enum AdminCommand {
 
 /// Runs an admin command.
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let store: Arc<dyn Store> = Arc::new(countersign_store_sqlite_open(&args.data_dir).await?);
+    let store: Arc<dyn Store> =
+        super::database::open(&args.data_dir, args.database_url.as_deref()).await?;
     let now = SystemClock.now();
     let s = store.as_ref();
     match args.command {
@@ -152,13 +156,4 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn countersign_store_sqlite_open(
-    dir: &std::path::Path,
-) -> anyhow::Result<countersign_store_sqlite::SqliteStore> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    countersign_store_sqlite::SqliteStore::open(&dir.join(DATABASE_FILE))
-        .await
-        .with_context(|| format!("opening the store in {}", dir.display()))
 }

@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// Data directory (database, service key) [default: ./countersign-data].
     #[arg(long, env = "COUNTERSIGN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL database shared by several replicas (`postgres://user:pass@host/db`)
+    /// [default: SQLite in the data directory].
+    #[arg(long, env = "COUNTERSIGN_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Address to listen on [default: 127.0.0.1:8750].
     #[arg(long, env = "COUNTERSIGN_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -45,6 +49,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
     listen: Option<SocketAddr>,
     policy: Option<PathBuf>,
     origin: Option<String>,
@@ -58,6 +63,8 @@ struct FileSettings {
 pub struct Settings {
     /// Data directory.
     pub data_dir: PathBuf,
+    /// PostgreSQL URL, when not the embedded SQLite.
+    pub database_url: Option<String>,
     /// Listen address.
     pub listen: SocketAddr,
     /// Policy file.
@@ -98,6 +105,7 @@ impl ServeArgs {
                 .data_dir
                 .or(from_file(file.data_dir))
                 .unwrap_or_else(|| PathBuf::from("./countersign-data")),
+            database_url: self.database_url.or(file.database_url),
             listen: self
                 .listen
                 .or(file.listen)
@@ -146,19 +154,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         origin: settings.origin.clone(),
         ..Config::default()
     };
-    let service = Service::open(&settings.data_dir, settings.policy.as_deref(), config)
-        .await
-        .with_context(|| format!("opening {}", settings.data_dir.display()))?;
+    let store = super::database::open(&settings.data_dir, settings.database_url.as_deref()).await?;
+    let service = Service::open_with_store(
+        &settings.data_dir,
+        store,
+        settings.policy.as_deref(),
+        config,
+    )
+    .await
+    .with_context(|| format!("opening {}", settings.data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %settings.data_dir.display(), "countersign service listening");
     let scheme = if tls.is_some() { "https" } else { "http" };
-    eprintln!(
-        "countersign: serving {scheme}://{addr} (data in {})",
-        settings.data_dir.display()
-    );
+    let store_name = match &settings.database_url {
+        Some(url) => super::database::redact(url),
+        None => settings.data_dir.display().to_string(),
+    };
+    eprintln!("countersign: serving {scheme}://{addr} (data in {store_name})");
     let limits = countersign_server::transport::Limits::default();
     countersign_server::serve_with(listener, service.state, tls, limits, shutdown_signal()).await?;
     eprintln!("countersign: stopped");

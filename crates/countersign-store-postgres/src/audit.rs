@@ -1,0 +1,165 @@
+//! The audit log table: appending inside a caller's transaction, and reading.
+
+use countersign_core::{AuditEvent, Digest, Timestamp};
+use countersign_store::{NewEvent, StoreError, StoreResult};
+use sqlx::{PgConnection, Row};
+
+use crate::codec::{backend, corrupt};
+
+/// Appends `events` after the current end of the log, in the caller's transaction: if the
+/// transaction does not commit, neither the events nor the change they record exist.
+pub(crate) async fn append(
+    conn: &mut PgConnection,
+    events: Vec<NewEvent>,
+    now: Timestamp,
+) -> StoreResult<Vec<AuditEvent>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(backend)?;
+    append_at(conn, next, events, now).await
+}
+
+/// Appends `events` from sequence number `next`, which the caller read inside this same
+/// transaction (the single writer makes that the end of the log), in one statement.
+pub(crate) async fn append_at(
+    conn: &mut PgConnection,
+    next: i64,
+    events: Vec<NewEvent>,
+    now: Timestamp,
+) -> StoreResult<Vec<AuditEvent>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut rows = Vec::with_capacity(events.len());
+    let mut appended = Vec::with_capacity(events.len());
+    for (i, new) in events.into_iter().enumerate() {
+        let event = AuditEvent {
+            seq: (next + i as i64) as u64,
+            recorded_at: now,
+            actor: new.actor,
+            event: new.event,
+        };
+        let bytes = event
+            .leaf_bytes()
+            .map_err(|e| StoreError::Backend(format!("audit event has no canonical form: {e}")))?;
+        let leaf = countersign_core::merkle::leaf_hash(&bytes);
+        let kind = serde_json::to_value(&event.event)
+            .ok()
+            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
+            .unwrap_or_default();
+        let text = String::from_utf8(bytes).map_err(|e| StoreError::Backend(e.to_string()))?;
+        rows.push((
+            event.seq as i64,
+            event.event.action_id().map(|id| id.to_string()),
+            kind,
+            text,
+            leaf,
+        ));
+        appended.push(event);
+    }
+    let mut insert = sqlx::QueryBuilder::new(
+        "INSERT INTO audit_events (seq, recorded_at, action_id, kind, event_json, leaf_hash) ",
+    );
+    insert.push_values(rows, |mut row, (seq, action_id, kind, text, leaf)| {
+        row.push_bind(seq)
+            .push_bind(now.as_millis())
+            .push_bind(action_id)
+            .push_bind(kind)
+            .push_bind(text)
+            .push_bind(leaf.0.to_vec());
+    });
+    insert.build().execute(&mut *conn).await.map_err(backend)?;
+    Ok(appended)
+}
+
+pub(crate) async fn size(conn: &mut PgConnection) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events")
+        .fetch_one(conn)
+        .await
+        .map_err(backend)?;
+    Ok(n as u64)
+}
+
+pub(crate) async fn events(
+    conn: &mut PgConnection,
+    from: u64,
+    limit: u32,
+) -> StoreResult<Vec<AuditEvent>> {
+    let rows = sqlx::query(
+        "SELECT seq, event_json FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(from as i64)
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await
+    .map_err(backend)?;
+    rows.iter()
+        .map(|row| {
+            let seq: i64 = row.get(0);
+            let text: String = row.get(1);
+            let event: AuditEvent = serde_json::from_str(&text)
+                .map_err(|e| corrupt(&format!("audit event {seq}"), e))?;
+            if event.seq != seq as u64 {
+                return Err(corrupt(
+                    &format!("audit event {seq}"),
+                    "sequence number differs",
+                ));
+            }
+            Ok(event)
+        })
+        .collect()
+}
+
+pub(crate) async fn latest_of_kind(
+    conn: &mut PgConnection,
+    kind: &str,
+) -> StoreResult<Option<AuditEvent>> {
+    let row: Option<(i64, String)> = sqlx::query_as(
+        "SELECT seq, event_json FROM audit_events WHERE kind = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(kind)
+    .fetch_optional(conn)
+    .await
+    .map_err(backend)?;
+    row.map(|(seq, text)| {
+        serde_json::from_str::<AuditEvent>(&text)
+            .map_err(|e| corrupt(&format!("audit event {seq}"), e))
+            .and_then(|e| {
+                if e.seq == seq as u64 {
+                    Ok(e)
+                } else {
+                    Err(corrupt(
+                        &format!("audit event {seq}"),
+                        "sequence number differs",
+                    ))
+                }
+            })
+    })
+    .transpose()
+}
+
+pub(crate) async fn leaf_hashes(
+    conn: &mut PgConnection,
+    from: u64,
+    limit: u32,
+) -> StoreResult<Vec<Digest>> {
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT leaf_hash FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(from as i64)
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await
+    .map_err(backend)?;
+    rows.into_iter()
+        .map(|bytes| {
+            <[u8; 32]>::try_from(bytes.as_slice())
+                .map(Digest)
+                .map_err(|_| corrupt("leaf hash", "not 32 bytes"))
+        })
+        .collect()
+}

@@ -1,0 +1,367 @@
+//! Agents' tokens, approvers, their keys, enrolment codes, challenges and sessions.
+
+use countersign_core::{Digest, KeyId, PublicKey, Timestamp};
+use countersign_store::{
+    AgentToken, Approver, ApproverKey, Conflict, EnrolmentCode, NewEvent, Session, StoreError,
+    StoreResult,
+};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::audit;
+use crate::codec::{backend, corrupt, digest, enum_text, json, key_id, key_kind, opt_ts, ts, uuid};
+
+pub(crate) async fn create_agent_token(
+    conn: &mut PgConnection,
+    token: &AgentToken,
+    event: NewEvent,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO agent_tokens (token_id, agent_id, token_hash, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(token.token_id.to_string())
+    .bind(&token.agent_id)
+    .bind(token.token_hash.to_hex())
+    .bind(token.created_at.as_millis())
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    audit::append(conn, vec![event], token.created_at).await?;
+    Ok(())
+}
+
+fn agent_token(row: &PgRow) -> StoreResult<AgentToken> {
+    Ok(AgentToken {
+        token_id: uuid(row.get("token_id"))?,
+        agent_id: row.get("agent_id"),
+        token_hash: digest(row.get("token_hash"))?,
+        created_at: ts(row.get("created_at"))?,
+        revoked_at: opt_ts(row.get("revoked_at"))?,
+    })
+}
+
+pub(crate) async fn agent_token_by_hash(
+    conn: &mut PgConnection,
+    hash: &Digest,
+) -> StoreResult<Option<AgentToken>> {
+    sqlx::query("SELECT * FROM agent_tokens WHERE token_hash = $1")
+        .bind(hash.to_hex())
+        .fetch_optional(conn)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(agent_token)
+        .transpose()
+}
+
+pub(crate) async fn agent_tokens(conn: &mut PgConnection) -> StoreResult<Vec<AgentToken>> {
+    sqlx::query("SELECT * FROM agent_tokens ORDER BY created_at")
+        .fetch_all(conn)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(agent_token)
+        .collect()
+}
+
+pub(crate) async fn revoke_agent_token(
+    conn: &mut PgConnection,
+    token_id: Uuid,
+    event: NewEvent,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE agent_tokens SET revoked_at = $1 WHERE token_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(now.as_millis())
+    .bind(token_id.to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("active agent token"));
+    }
+    audit::append(conn, vec![event], now).await?;
+    Ok(())
+}
+
+pub(crate) async fn put_approver(
+    conn: &mut PgConnection,
+    approver: &Approver,
+    event: NewEvent,
+    now: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO approvers (id, display_name, groups_json) VALUES ($1, $2, $3)
+         ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name,
+                                        groups_json = excluded.groups_json",
+    )
+    .bind(&approver.id)
+    .bind(&approver.display_name)
+    .bind(serde_json::to_string(&approver.groups).map_err(|e| StoreError::Backend(e.to_string()))?)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    audit::append(conn, vec![event], now).await?;
+    Ok(())
+}
+
+fn approver(row: &PgRow) -> StoreResult<Approver> {
+    Ok(Approver {
+        id: row.get("id"),
+        display_name: row.get("display_name"),
+        groups: json("approver groups", row.get("groups_json"))?,
+    })
+}
+
+pub(crate) async fn approver_by_id(
+    conn: &mut PgConnection,
+    id: &str,
+) -> StoreResult<Option<Approver>> {
+    sqlx::query("SELECT * FROM approvers WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(approver)
+        .transpose()
+}
+
+pub(crate) async fn approvers(conn: &mut PgConnection) -> StoreResult<Vec<Approver>> {
+    sqlx::query("SELECT * FROM approvers ORDER BY id")
+        .fetch_all(conn)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(approver)
+        .collect()
+}
+
+pub(crate) async fn create_enrolment_code(
+    conn: &mut PgConnection,
+    code: &EnrolmentCode,
+    event: NewEvent,
+    now: Timestamp,
+) -> StoreResult<()> {
+    if approver_by_id(&mut *conn, &code.approver_id)
+        .await?
+        .is_none()
+    {
+        return Err(StoreError::NotFound("approver"));
+    }
+    sqlx::query(
+        "INSERT INTO enrolment_codes (code_hash, approver_id, expires_at) VALUES ($1, $2, $3)",
+    )
+    .bind(code.code_hash.to_hex())
+    .bind(&code.approver_id)
+    .bind(code.expires_at.as_millis())
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    audit::append(conn, vec![event], now).await?;
+    Ok(())
+}
+
+pub(crate) async fn enrol_key(
+    conn: &mut PgConnection,
+    code_hash: &Digest,
+    key: &ApproverKey,
+    event: NewEvent,
+) -> StoreResult<()> {
+    let now = key.enrolled_at;
+    let used = sqlx::query(
+        "UPDATE enrolment_codes SET used_at = $1
+         WHERE code_hash = $2 AND approver_id = $3 AND used_at IS NULL AND expires_at > $4",
+    )
+    .bind(now.as_millis())
+    .bind(code_hash.to_hex())
+    .bind(&key.approver_id)
+    .bind(now.as_millis())
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    if used.rows_affected() == 0 {
+        return Err(StoreError::Conflict(Conflict::EnrolmentCodeInvalid));
+    }
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT key_id FROM approver_keys WHERE key_id = $1")
+            .bind(key.key_id.to_string())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?;
+    if exists.is_some() {
+        return Err(StoreError::Conflict(Conflict::KeyExists));
+    }
+    sqlx::query(
+        "INSERT INTO approver_keys (key_id, approver_id, kind, public_key, label, attestation, enrolled_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(key.key_id.to_string())
+    .bind(&key.approver_id)
+    .bind(enum_text(&key.kind)?)
+    .bind(serde_json::to_value(&key.public_key).ok().and_then(|v| v.as_str().map(str::to_owned)))
+    .bind(&key.label)
+    .bind(&key.attestation)
+    .bind(now.as_millis())
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    audit::append(conn, vec![event], now).await?;
+    Ok(())
+}
+
+fn approver_key(row: &PgRow) -> StoreResult<ApproverKey> {
+    let public_key: PublicKey =
+        serde_json::from_value(serde_json::Value::String(row.get("public_key")))
+            .map_err(|e| corrupt("public key", e))?;
+    let key = ApproverKey {
+        key_id: key_id(row.get("key_id"))?,
+        approver_id: row.get("approver_id"),
+        kind: key_kind(row.get("kind"))?,
+        public_key,
+        label: row.get("label"),
+        attestation: row.get("attestation"),
+        enrolled_at: ts(row.get("enrolled_at"))?,
+        revoked_at: opt_ts(row.get("revoked_at"))?,
+    };
+    // The id is derived from the key; a row where they disagree was altered.
+    if key.public_key.key_id() != key.key_id {
+        return Err(corrupt(
+            "approver key",
+            "key id does not match the public key",
+        ));
+    }
+    Ok(key)
+}
+
+pub(crate) async fn key(conn: &mut PgConnection, id: &KeyId) -> StoreResult<Option<ApproverKey>> {
+    sqlx::query("SELECT * FROM approver_keys WHERE key_id = $1")
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(approver_key)
+        .transpose()
+}
+
+pub(crate) async fn keys(
+    conn: &mut PgConnection,
+    approver_id: Option<&str>,
+) -> StoreResult<Vec<ApproverKey>> {
+    sqlx::query(
+        "SELECT * FROM approver_keys WHERE $1 IS NULL OR approver_id = $2 ORDER BY enrolled_at",
+    )
+    .bind(approver_id)
+    .bind(approver_id)
+    .fetch_all(conn)
+    .await
+    .map_err(backend)?
+    .iter()
+    .map(approver_key)
+    .collect()
+}
+
+pub(crate) async fn revoke_key(
+    conn: &mut PgConnection,
+    id: &KeyId,
+    event: NewEvent,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE approver_keys SET revoked_at = $1 WHERE key_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(now.as_millis())
+    .bind(id.to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("active key"));
+    }
+    // Sessions opened with the key end with it.
+    sqlx::query("DELETE FROM sessions WHERE key_id = $1")
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    audit::append(conn, vec![event], now).await?;
+    Ok(())
+}
+
+pub(crate) async fn create_challenge(
+    conn: &mut PgConnection,
+    challenge: &Digest,
+    expires_at: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO challenges (challenge, expires_at) VALUES ($1, $2)")
+        .bind(challenge.to_hex())
+        .bind(expires_at.as_millis())
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    // Keep the table small: drop what can no longer be used.
+    sqlx::query("DELETE FROM challenges WHERE expires_at <= $1 OR used = 1")
+        .bind(expires_at.add_seconds(-3600).as_millis())
+        .execute(conn)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) async fn consume_challenge(
+    conn: &mut PgConnection,
+    challenge: &Digest,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE challenges SET used = 1 WHERE challenge = $1 AND used = 0 AND expires_at > $2",
+    )
+    .bind(challenge.to_hex())
+    .bind(now.as_millis())
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::Conflict(Conflict::ChallengeInvalid));
+    }
+    Ok(())
+}
+
+pub(crate) async fn create_session(conn: &mut PgConnection, s: &Session) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, approver_id, key_id, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(s.token_hash.to_hex())
+    .bind(&s.approver_id)
+    .bind(s.key_id.to_string())
+    .bind(s.expires_at.as_millis())
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) async fn session(
+    conn: &mut PgConnection,
+    token_hash: &Digest,
+    now: Timestamp,
+) -> StoreResult<Option<Session>> {
+    let row = sqlx::query("SELECT * FROM sessions WHERE token_hash = $1 AND expires_at > $2")
+        .bind(token_hash.to_hex())
+        .bind(now.as_millis())
+        .fetch_optional(conn)
+        .await
+        .map_err(backend)?;
+    row.map(|row| {
+        Ok(Session {
+            token_hash: digest(row.get("token_hash"))?,
+            approver_id: row.get("approver_id"),
+            key_id: key_id(row.get("key_id"))?,
+            expires_at: ts(row.get("expires_at"))?,
+        })
+    })
+    .transpose()
+}
