@@ -6,123 +6,17 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::notify_server::{Server, press, serve};
 use support::*;
-use zbus::Variant;
-use zbus::object_server::SignalEmitter;
-
-/// One notification as the console sent it.
-#[derive(Clone, Debug)]
-struct Sent {
-    id: u32,
-    app: String,
-    summary: String,
-    body: String,
-    actions: Vec<String>,
-}
-
-#[derive(Clone, Default)]
-struct Server {
-    sent: Arc<Mutex<Vec<Sent>>>,
-}
-
-#[zbus::interface(name = "org.freedesktop.Notifications")]
-impl Server {
-    #[allow(clippy::too_many_arguments)] // the D-Bus method's signature
-    fn notify(
-        &self,
-        app_name: &str,
-        _replaces_id: u32,
-        _app_icon: &str,
-        summary: &str,
-        body: &str,
-        actions: Vec<&str>,
-        _hints: HashMap<&str, Variant<'_>>,
-        _expire_timeout: i32,
-    ) -> u32 {
-        let mut sent = self.sent.lock().expect("lock");
-        let id = u32::try_from(sent.len()).expect("few") + 1;
-        sent.push(Sent {
-            id,
-            app: app_name.into(),
-            summary: summary.into(),
-            body: body.into(),
-            // Actions come as [key, label, key, label, ...].
-            actions: actions.chunks(2).map(|p| p[0].to_owned()).collect(),
-        });
-        id
-    }
-
-    fn get_capabilities(&self) -> Vec<&str> {
-        vec!["actions", "body", "body-markup"]
-    }
-
-    fn get_server_information(&self) -> (String, String, String, String) {
-        (
-            "test".into(),
-            "countersign".into(),
-            "1".into(),
-            "1.2".into(),
-        )
-    }
-
-    fn close_notification(&self, _id: u32) {}
-
-    #[zbus(signal)]
-    async fn action_invoked(
-        emitter: &SignalEmitter<'_>,
-        id: u32,
-        action_key: &str,
-    ) -> zbus::Result<()>;
-}
-
-impl Server {
-    /// Waits for a notification whose summary contains `what`.
-    async fn wait_for(&self, what: &str) -> Sent {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = self
-                .sent
-                .lock()
-                .expect("lock")
-                .iter()
-                .find(|s| s.summary.contains(what))
-            {
-                return s.clone();
-            }
-            assert!(Instant::now() < deadline, "no notification about {what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// Presses `key` on notification `id`. notify-rust listens for the signal only once its
-/// Notify call has returned, so a single signal can be missed: repeat it until `done`.
-async fn press(conn: &zbus::Connection, id: u32, key: &str, done: impl Fn() -> bool) {
-    let emitter = SignalEmitter::new(conn, "/org/freedesktop/Notifications").expect("emitter");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        Server::action_invoked(&emitter, id, key)
-            .await
-            .expect("signal");
-        assert!(Instant::now() < deadline, "pressing {key} had no effect");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn notification_buttons_approve_quick_requests_and_open_others() {
     let w = World::start();
     let server = Server::default();
-    let conn = zbus::connection::Builder::address(w.bus_address.as_str())
-        .name("org.freedesktop.Notifications")
-        .serve_at("/org/freedesktop/Notifications", server.clone())
-        .build()
-        .await
-        .expect("test notification server on the private bus");
+    let conn = serve(&w.bus_address, server.clone()).await;
     let c = w.enrolled_console().await;
 
     // Quick approval: the notification offers Approve, and pressing it approves.

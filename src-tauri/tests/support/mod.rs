@@ -2,6 +2,8 @@
 //! console under Xvfb through tauri-driver, and WebDriver helpers.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod notify_server;
+
 use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -260,26 +262,42 @@ impl World {
     }
 }
 
+/// The text of the element `css` selects, waiting up to 20 s for it. The view re-renders as
+/// events arrive, so a node can be replaced while it is being found or read: then try again.
 pub async fn text_of(c: &Client, css: &str) -> String {
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} never appeared: {e}"))
-        .text()
-        .await
-        .expect("text")
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempt = match c.find(Locator::Css(css)).await {
+            Ok(found) => found.text().await,
+            Err(e) => Err(e),
+        };
+        match attempt {
+            Ok(text) => return text,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{css}: {e}"),
+        }
+    }
 }
 
+/// Clicks the element `css` selects, waiting up to 20 s for it, finding it again if it was
+/// replaced meanwhile.
 pub async fn click(c: &Client, css: &str) {
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} never appeared: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempt = match c.find(Locator::Css(css)).await {
+            Ok(found) => found.click().await,
+            Err(e) => Err(e),
+        };
+        match attempt {
+            Ok(()) => return,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("clicking {css}: {e}"),
+        }
+    }
 }
 
 pub async fn type_into(c: &Client, css: &str, text: &str) {
@@ -334,17 +352,27 @@ pub fn screenshot_dir() -> PathBuf {
 /// First run in the UI: the SoftHSM2 token is offered; the key is made on the token, the PIN
 /// is asked in the console's own dialog; then the enrolment form.
 pub async fn enrol_in_ui(c: &Client, w: &World, code: &str) {
-    click(c, "[data-testid=candidate-pkcs11]").await;
+    enrol_in_ui_with(c, w, code, "pkcs11").await;
+}
+
+/// First run with the key on `backend` (`pkcs11`: the SoftHSM2 token, PIN in the dialog;
+/// `software`: a development key, no PIN).
+pub async fn enrol_in_ui_with(c: &Client, w: &World, code: &str, backend: &str) {
+    click(c, &format!("[data-testid=candidate-{backend}]")).await;
     click(c, "[data-testid=create-key]").await;
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("[data-testid=pin]"))
-        .await
-        .expect("PIN dialog");
-    type_into(c, "[data-testid=pin]", SoftHsm::PIN).await;
-    click(c, "[data-testid=pin-submit]").await;
-    let made = text_of(c, "[data-testid=key-made]").await;
-    assert!(made.contains("PKCS#11 token"), "{made}");
+    if backend == "pkcs11" {
+        c.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css("[data-testid=pin]"))
+            .await
+            .expect("PIN dialog");
+        type_into(c, "[data-testid=pin]", SoftHsm::PIN).await;
+        click(c, "[data-testid=pin-submit]").await;
+        let made = text_of(c, "[data-testid=key-made]").await;
+        assert!(made.contains("PKCS#11 token"), "{made}");
+    } else {
+        text_of(c, "[data-testid=key-made]").await;
+    }
     type_into(c, "[data-testid=server]", &w.url).await;
     type_into(c, "[data-testid=approver]", "bob@example.com").await;
     type_into(c, "[data-testid=code]", code).await;

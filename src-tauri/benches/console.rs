@@ -1,0 +1,219 @@
+//! Console performance, measured on the real app under Xvfb against a real service, with the
+//! test notification server on a private D-Bus session:
+//! - submit (POST returned) → the console's D-Bus Notify call, p50/p99;
+//! - cold start (WebDriver session opened, app launched) → inbox rendered with a request;
+//! - idle RSS of the console's process tree (app + WebKit web and network processes);
+//! - a 10,000-line diff: click → first page rendered, and "Show all" → all rows rendered.
+//!
+//! `cargo bench -p countersign-console --bench console` (release build). Prints figures; asserts
+//! nothing about them.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use countersign_client::Client;
+use countersign_core::ActionRequest;
+use fantoccini::Locator;
+use support::notify_server::{Server, serve};
+use support::*;
+
+const NOTIFICATIONS: usize = 20;
+
+fn request(kind: &str, i: usize, diff: Option<String>) -> ActionRequest {
+    let mut body = serde_json::json!({
+        "type": kind, "resource": format!("arn:aws:iam::123456789012:role/bench-{i}"),
+        "environment": "prod", "justification": "benchmark", "tags": ["prod-change"],
+    });
+    if let Some(text) = diff {
+        body["diff"] = serde_json::json!({"format": "unified", "language": "json", "text": text});
+    }
+    serde_json::from_value(body).expect("request")
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Resident memory (KiB) of `root` and all its descendants, from /proc.
+fn tree_rss_kib(root: u32) -> (u64, usize) {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The command name may contain spaces; the ppid is the second field after ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0);
+        parents.push((pid, ppid));
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    let rss = tree
+        .iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter_map(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum();
+    (rss, tree.len())
+}
+
+fn console_pid() -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+            (exe.file_name()? == "countersign-console").then_some(pid)
+        })
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let w = World::start();
+    let server = Server::default();
+    let _bus = serve(&w.bus_address, server.clone()).await;
+    let data = w.dir.path().join("data").display().to_string();
+    let code = ok(&[
+        "admin",
+        "--data-dir",
+        &data,
+        "enrolment-code",
+        "bob@example.com",
+    ]);
+    let c = w.console().await;
+    enrol_in_ui_with(&c, &w, &code, "software").await;
+    until_page(&c, "live", |t| t.contains("Live")).await;
+    let agent = Client::new(&w.url)
+        .expect("client")
+        .with_token(w.agent_token.clone());
+
+    // Submit → Notify. Spaced out so no two fall in one burst window (bursts are grouped).
+    let mut latencies = Vec::new();
+    for i in 0..NOTIFICATIONS {
+        let kind = format!("iam.bench{i}");
+        let req = request(&kind, i, None);
+        agent.submit(&req).await.expect("submit");
+        let posted = Instant::now();
+        let sent = server.wait_for(&format!("{kind} ·")).await;
+        latencies.push(sent.at.saturating_duration_since(posted));
+        tokio::time::sleep(Duration::from_millis(3400)).await;
+    }
+    latencies.sort();
+    println!(
+        "submit → D-Bus Notify ({NOTIFICATIONS} requests): p50 {}  p99 {}  max {}",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        ms(latencies[latencies.len() - 1])
+    );
+
+    // Idle RSS after the inbox holds those requests.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    if let Some(pid) = console_pid() {
+        let (kib, processes) = tree_rss_kib(pid);
+        println!(
+            "idle RSS of the console process tree: {:.1} MiB over {processes} processes",
+            kib as f64 / 1024.0
+        );
+    }
+
+    // A 10,000-line diff: first page, then all of it.
+    let mut diff = String::from("--- a/big.json\n+++ b/big.json\n@@ -1,10000 +1,10000 @@\n");
+    for i in 0..10_000 {
+        if i % 10 == 0 {
+            diff.push_str(&format!("-  \"k{i}\": \"old value {i}\",\n"));
+            diff.push_str(&format!("+  \"k{i}\": \"new value {i}\",\n"));
+        } else {
+            diff.push_str(&format!("   \"k{i}\": \"same {i}\",\n"));
+        }
+    }
+    agent
+        .submit(&request("iam.bigdiff", 0, Some(diff)))
+        .await
+        .expect("submit");
+    until_page(&c, "the big diff arrives", |t| t.contains("iam.bigdiff")).await;
+    let item = c
+        .find(Locator::XPath(
+            "//button[@data-testid='inbox-item'][.//*[contains(text(),'iam.bigdiff')]]",
+        ))
+        .await
+        .expect("the big-diff request in the inbox");
+    let started = Instant::now();
+    item.click().await.expect("open");
+    c.wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css(".diff-table tr.row"))
+        .await
+        .expect("diff rendered");
+    let first_page = started.elapsed();
+    let started = Instant::now();
+    click(&c, "[data-testid=diff-held] button:nth-of-type(2)").await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let rows = c
+            .execute(
+                "return document.querySelectorAll('.diff-table tr.row').length",
+                vec![],
+            )
+            .await
+            .expect("count rows");
+        if rows.as_u64().unwrap_or(0) >= 3_000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "show all never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all = started.elapsed();
+    println!(
+        "10,000-line diff (1,000 changed): first page {}  show all {}",
+        ms(first_page),
+        ms(all)
+    );
+
+    // Cold start: a new session launches the app, which opens the development key without a
+    // PIN, connects, and renders the inbox.
+    c.close().await.expect("close");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let c = w.console().await;
+    c.wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css("[data-testid=inbox-item]"))
+        .await
+        .expect("inbox rendered");
+    println!(
+        "cold start (app launched) → inbox rendered: {}",
+        ms(started.elapsed())
+    );
+    c.close().await.expect("close");
+}
