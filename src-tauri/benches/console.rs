@@ -1,6 +1,6 @@
 //! Console performance, measured on the real app under Xvfb against a real service, with the
 //! test notification server on a private D-Bus session:
-//! - submit (POST returned) → the console's D-Bus Notify call, p50/p99;
+//! - submit (POST sent) → the console's D-Bus Notify call, p50/p99;
 //! - cold start (WebDriver session opened, app launched) → inbox rendered with a request;
 //! - idle RSS of the console's process tree (app + WebKit web and network processes);
 //! - a 10,000-line diff: click → first page rendered, and "Show all" → all rows rendered.
@@ -40,8 +40,9 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
-/// Resident memory (KiB) of `root` and all its descendants, from /proc.
-fn tree_rss_kib(root: u32) -> (u64, usize) {
+/// Resident (RSS) and proportional (PSS: shared pages divided among their users) memory in
+/// KiB of `root` and all its descendants, from /proc.
+fn tree_memory_kib(root: u32) -> (u64, u64, usize) {
     let mut parents = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -70,18 +71,22 @@ fn tree_rss_kib(root: u32) -> (u64, usize) {
         );
         i += 1;
     }
-    let rss = tree
-        .iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        .filter_map(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .sum();
-    (rss, tree.len())
+    let field = |file: &str, name: &str| -> u64 {
+        tree.iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok())
+            .filter_map(|text| {
+                text.lines()
+                    .find(|l| l.starts_with(name))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+            .sum()
+    };
+    (
+        field("status", "VmRSS:"),
+        field("smaps_rollup", "Pss:"),
+        tree.len(),
+    )
 }
 
 fn console_pid() -> Option<u32> {
@@ -123,8 +128,8 @@ async fn main() {
     for i in 0..NOTIFICATIONS {
         let kind = format!("iam.bench{i}");
         let req = request(&kind, i, None);
-        agent.submit(&req).await.expect("submit");
         let posted = Instant::now();
+        agent.submit(&req).await.expect("submit");
         let sent = server.wait_for(&format!("{kind} ·")).await;
         latencies.push(sent.at.saturating_duration_since(posted));
         tokio::time::sleep(Duration::from_millis(3400)).await;
@@ -140,10 +145,11 @@ async fn main() {
     // Idle RSS after the inbox holds those requests.
     tokio::time::sleep(Duration::from_secs(5)).await;
     if let Some(pid) = console_pid() {
-        let (kib, processes) = tree_rss_kib(pid);
+        let (rss, pss, processes) = tree_memory_kib(pid);
         println!(
-            "idle RSS of the console process tree: {:.1} MiB over {processes} processes",
-            kib as f64 / 1024.0
+            "idle memory of the console process tree ({processes} processes): RSS {:.1} MiB, PSS {:.1} MiB",
+            rss as f64 / 1024.0,
+            pss as f64 / 1024.0
         );
     }
 
