@@ -218,7 +218,7 @@ impl Console {
                     token_label: Some(token_label),
                     token_serial: None,
                     key_label: None,
-                    key_id: Some(hex_id(key.token_id())),
+                    key_id: Some(hex::encode(key.token_id())),
                 };
                 (config, label, Arc::new(key))
             }
@@ -478,8 +478,4 @@ fn given_pin(
         pin.cloned()
             .ok_or_else(|| KeyError::PinCancelled(request.device.to_string()))
     }
-}
-
-fn hex_id(id: &[u8]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
 }
