@@ -9,8 +9,9 @@ pub mod stream;
 use std::time::Duration;
 
 use countersign_core::api::{
-    ActionView, Challenge, CheckpointView, DecisionResult, Enrolled, ErrorBody, EventsPage,
-    RedeemRequest, Redeemed, ServerKeyView, SessionOpened,
+    ActionView, Challenge, CheckpointView, CosignatureRequest, CosignedCheckpointView,
+    DecisionResult, Enrolled, ErrorBody, EventsPage, RedeemRequest, Redeemed, ServerKeyView,
+    SessionOpened,
 };
 use countersign_core::{
     ActionRequest, ConsistencyProof, Digest, EnrolmentRequest, ExecutionOutcome, InclusionProof,
@@ -275,6 +276,19 @@ impl Client {
     ) -> Result<ConsistencyProof, ClientError> {
         self.get(&format!("/v1/audit/proof/consistency?from={from}&to={to}"))
             .await
+    }
+
+    /// Sends a witness cosignature of the checkpoint of `tree_size`.
+    pub async fn cosign(&self, request: &CosignatureRequest) -> Result<(), ClientError> {
+        self.post::<_, serde_json::Value>("/v1/audit/cosignatures", request)
+            .await
+            .or_else(empty_ok)
+            .map(drop)
+    }
+
+    /// Each witness's latest cosigned checkpoint.
+    pub async fn cosignatures(&self) -> Result<Vec<CosignedCheckpointView>, ClientError> {
+        self.get("/v1/audit/cosignatures").await
     }
 
     /// The service's public key.

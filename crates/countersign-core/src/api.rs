@@ -8,7 +8,7 @@ use crate::audit::{AuditEvent, ExecutionOutcome};
 use crate::checkpoint::Checkpoint;
 use crate::decision::{KeyKind, Verdict};
 use crate::digest::Digest;
-use crate::ecdsa::{KeyId, PublicKey};
+use crate::ecdsa::{KeyId, PublicKey, Signature};
 use crate::grant::SignedGrant;
 use crate::timestamp::Timestamp;
 
@@ -145,6 +145,35 @@ pub struct CheckpointView {
     /// Parsed.
     pub checkpoint: Checkpoint,
     /// The C2SP signed note, verbatim.
+    pub note: String,
+}
+
+/// A witness's cosignature of a checkpoint it verified (`POST /v1/audit/cosignatures`). The
+/// witness is the session's approver and key; the signature is over
+/// [`Checkpoint::cosigning_payload`] of the service's checkpoint of `tree_size`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosignatureRequest {
+    /// Size of the checkpoint cosigned.
+    pub tree_size: u64,
+    /// ECDSA P-256 signature, DER, base64.
+    pub signature: Signature,
+}
+
+/// One witness's latest cosigned checkpoint: the service's note with the witness's line added.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CosignedCheckpointView {
+    /// The witness (an approver).
+    pub approver_id: String,
+    /// The witness key (an enrolled approver key, found in the log's `key_enrolled` events).
+    pub key_id: KeyId,
+    /// Size of the checkpoint.
+    pub tree_size: u64,
+    /// When the service received the cosignature.
+    pub received_at: Timestamp,
+    /// Signed note: the service's signature line, then the witness's.
     pub note: String,
 }
 

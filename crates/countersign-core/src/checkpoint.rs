@@ -26,6 +26,9 @@ use crate::timestamp::Timestamp;
 
 /// Signature type bytes that go into a checkpoint key id.
 const SIGNATURE_TYPE: &[u8] = b"\xffcountersign/checkpoint/v1";
+/// Signature type bytes that go into a witness cosignature key id: a distinct type, so a
+/// log signature can never pass for a witness's and the other way round.
+const COSIGNATURE_TYPE: &[u8] = b"\xffcountersign/cosignature/v1";
 /// Most signature lines a note may carry (C2SP asks verifiers to accept at least 16).
 const MAX_SIGNATURES: usize = 64;
 
@@ -121,9 +124,15 @@ impl Checkpoint {
         Ok(checkpoint)
     }
 
-    /// The bytes a log key or witness signs.
+    /// The bytes the log key signs.
     pub fn signing_payload(&self) -> Vec<u8> {
         domain::prefixed(domain::CHECKPOINT, self.to_text().as_bytes())
+    }
+
+    /// The bytes a witness signs to say "I verified this checkpoint is consistent with every
+    /// checkpoint I saw before".
+    pub fn cosigning_payload(&self) -> Vec<u8> {
+        domain::prefixed(domain::COSIGNATURE, self.to_text().as_bytes())
     }
 }
 
@@ -145,10 +154,19 @@ fn check_origin(origin: &str) -> Result<(), CheckpointError> {
 
 /// The 4-byte key id of `key` under `name` for checkpoint signatures.
 pub fn note_key_id(name: &str, key: &PublicKey) -> [u8; 4] {
+    key_id_of_type(name, SIGNATURE_TYPE, key)
+}
+
+/// The 4-byte key id of a witness's `key` under `name` for cosignatures.
+pub fn cosignature_key_id(name: &str, key: &PublicKey) -> [u8; 4] {
+    key_id_of_type(name, COSIGNATURE_TYPE, key)
+}
+
+fn key_id_of_type(name: &str, signature_type: &[u8], key: &PublicKey) -> [u8; 4] {
     let mut preimage = Vec::new();
     preimage.extend_from_slice(name.as_bytes());
     preimage.push(b'\n');
-    preimage.extend_from_slice(SIGNATURE_TYPE);
+    preimage.extend_from_slice(signature_type);
     preimage.extend_from_slice(&key.to_spki_der());
     let hash = Digest::of(&preimage);
     [hash.0[0], hash.0[1], hash.0[2], hash.0[3]]
@@ -185,11 +203,20 @@ impl SignedCheckpoint {
         signed
     }
 
-    /// Adds a signature line (a witness cosignature, say).
+    /// Adds a log signature line.
     pub fn add_signature(&mut self, name: &str, key: &PublicKey, signature: Signature) {
         self.signatures.push(NoteSignature {
             name: name.to_owned(),
             key_id: note_key_id(name, key),
+            signature,
+        });
+    }
+
+    /// Adds a witness's cosignature line (signed over [`Checkpoint::cosigning_payload`]).
+    pub fn add_cosignature(&mut self, name: &str, key: &PublicKey, signature: Signature) {
+        self.signatures.push(NoteSignature {
+            name: name.to_owned(),
+            key_id: cosignature_key_id(name, key),
             signature,
         });
     }
@@ -255,8 +282,32 @@ impl SignedCheckpoint {
     /// Verifies the signature(s) of `name`'s `key`. Lines from unknown keys are ignored, as
     /// C2SP requires; at least one line from this key must exist and all of them must verify.
     pub fn verify(&self, name: &str, key: &PublicKey) -> Result<(), CheckpointError> {
-        let key_id = note_key_id(name, key);
-        let payload = self.checkpoint.signing_payload();
+        self.verify_lines(
+            name,
+            key,
+            note_key_id(name, key),
+            &self.checkpoint.signing_payload(),
+        )
+    }
+
+    /// Verifies the cosignature(s) of witness `name`'s `key`, by the same rules as
+    /// [`Self::verify`].
+    pub fn verify_cosignature(&self, name: &str, key: &PublicKey) -> Result<(), CheckpointError> {
+        self.verify_lines(
+            name,
+            key,
+            cosignature_key_id(name, key),
+            &self.checkpoint.cosigning_payload(),
+        )
+    }
+
+    fn verify_lines(
+        &self,
+        name: &str,
+        key: &PublicKey,
+        key_id: [u8; 4],
+        payload: &[u8],
+    ) -> Result<(), CheckpointError> {
         let mut found = false;
         for s in self
             .signatures
@@ -264,7 +315,7 @@ impl SignedCheckpoint {
             .filter(|s| s.name == name && s.key_id == key_id)
         {
             found = true;
-            key.verify(&payload, &s.signature)
+            key.verify(payload, &s.signature)
                 .map_err(|source| CheckpointError::BadSignature {
                     name: name.to_owned(),
                     source,
@@ -338,6 +389,35 @@ mod tests {
             parsed.verify("witness.test/w2", &witness_pub),
             Err(CheckpointError::Unsigned("witness.test/w2".into()))
         );
+    }
+
+    #[test]
+    fn cosignature_verifies_only_as_a_cosignature() {
+        let (mut signed, log_key) = signed();
+        let witness = test_key(14);
+        let witness_pub = PublicKey::from_verifying_key(*witness.verifying_key());
+        let sig = sign(&witness, &signed.checkpoint.cosigning_payload());
+        signed.add_cosignature("bob", &witness_pub, sig);
+        let parsed = SignedCheckpoint::parse_note(&signed.to_note()).expect("parses");
+        assert_eq!(parsed.verify(LOG, &log_key), Ok(()));
+        assert_eq!(parsed.verify_cosignature("bob", &witness_pub), Ok(()));
+        // The same key's line is not a log signature, and a log signature is not a cosignature.
+        assert_eq!(
+            parsed.verify("bob", &witness_pub),
+            Err(CheckpointError::Unsigned("bob".into()))
+        );
+        assert_eq!(
+            parsed.verify_cosignature(LOG, &log_key),
+            Err(CheckpointError::Unsigned(LOG.into()))
+        );
+        // A cosignature made over the log's payload does not verify as a cosignature.
+        let (mut other, _) = self::signed();
+        let wrong = sign(&witness, &other.checkpoint.signing_payload());
+        other.add_cosignature("bob", &witness_pub, wrong);
+        assert!(matches!(
+            other.verify_cosignature("bob", &witness_pub),
+            Err(CheckpointError::BadSignature { .. })
+        ));
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub const DECISION: &[u8] = b"countersign/decision/v1\n";
 pub const GRANT: &[u8] = b"countersign/grant/v1\n";
 /// Prefix of the service's checkpoint signature payload.
 pub const CHECKPOINT: &[u8] = b"countersign/checkpoint/v1\n";
+/// Prefix of a witness's cosignature of a checkpoint it verified.
+pub const COSIGNATURE: &[u8] = b"countersign/cosignature/v1\n";
 /// Prefix of the proof of possession an approver's key signs at enrolment.
 pub const ENROL: &[u8] = b"countersign/enrol/v1\n";
 /// Prefix of the challenge an approver's key signs to open a session.

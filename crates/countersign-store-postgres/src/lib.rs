@@ -11,6 +11,7 @@
 mod actions;
 mod audit;
 mod codec;
+mod cosignatures;
 mod identity;
 
 use std::time::Duration;
@@ -20,7 +21,7 @@ use countersign_core::{
     ActionStatus, AuditEvent, Digest, ExecutionOutcome, KeyId, KeyKind, SignedDecision, Timestamp,
 };
 use countersign_store::{
-    ActionRecord, AgentToken, Approver, ApproverKey, DecisionEffects, DecisionOutcome,
+    ActionRecord, AgentToken, Approver, ApproverKey, Cosignature, DecisionEffects, DecisionOutcome,
     DecisionRecord, EnrolmentCode, GrantRecord, NewAction, NewEvent, Session, Store, StoreError,
     StoreResult,
 };
@@ -136,6 +137,26 @@ impl Store for PgStore {
         .await
         .map_err(backend)?;
         Ok(row.map(|(size, note)| (size as u64, note)))
+    }
+
+    async fn checkpoint_note(&self, tree_size: u64) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT note FROM checkpoints WHERE tree_size = $1")
+            .bind(tree_size as i64)
+            .fetch_optional(&mut *self.conn().await?)
+            .await
+            .map_err(backend)
+    }
+
+    async fn save_cosignature(&self, cosignature: &Cosignature) -> StoreResult<()> {
+        cosignatures::save(&mut *self.conn().await?, cosignature).await
+    }
+
+    async fn cosignatures(&self, tree_size: u64) -> StoreResult<Vec<Cosignature>> {
+        cosignatures::of_size(&mut *self.conn().await?, tree_size).await
+    }
+
+    async fn latest_cosignatures(&self) -> StoreResult<Vec<Cosignature>> {
+        cosignatures::latest_per_key(&mut *self.conn().await?).await
     }
 
     async fn create_agent_token(&self, token: &AgentToken, event: NewEvent) -> StoreResult<()> {

@@ -2,7 +2,7 @@
 //! that does not parse is corruption: it is reported, never skipped or defaulted.
 
 use crate::StoreError;
-use countersign_core::{Digest, KeyId, KeyKind, Timestamp};
+use countersign_core::{Digest, KeyId, KeyKind, Signature, Timestamp};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -35,6 +35,11 @@ pub fn digest(text: &str) -> Result<Digest, StoreError> {
 /// A key id column.
 pub fn key_id(text: &str) -> Result<KeyId, StoreError> {
     text.parse().map_err(|e| corrupt("key id", e))
+}
+
+/// A DER signature column.
+pub fn signature(der: &[u8]) -> Result<Signature, StoreError> {
+    Signature::from_der(der).map_err(|e| corrupt("signature", e))
 }
 
 /// A JSON column.

@@ -14,8 +14,8 @@ use p256::ecdsa::signature::Signer as _;
 use uuid::Uuid;
 
 use crate::{
-    ActionRecord, Approver, ApproverKey, Conflict, DecisionEffects, DecisionOutcome, EnrolmentCode,
-    NewAction, NewEvent, Store, StoreError,
+    ActionRecord, Approver, ApproverKey, Conflict, Cosignature, DecisionEffects, DecisionOutcome,
+    EnrolmentCode, NewAction, NewEvent, Store, StoreError,
 };
 
 /// Generates one `#[tokio::test]` per rule, each with a `(store, guard)` from `$make`.
@@ -43,6 +43,7 @@ macro_rules! conformance_tests {
             revoked_key_ends_its_sessions,
             agent_token_lookup_and_revocation,
             checkpoints_keep_the_first_note_per_size,
+            cosignatures_keep_the_first_per_key_and_size,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -924,5 +925,41 @@ pub async fn checkpoints_keep_the_first_note_per_size<S: Store>(store: &S) {
     assert_eq!(
         store.latest_checkpoint().await.expect("read"),
         Some((3, "three".into()))
+    );
+}
+
+/// A witness's first cosignature of a size is kept; each key's latest is its largest size.
+pub async fn cosignatures_keep_the_first_per_key_and_size<S: Store>(store: &S) {
+    store.save_checkpoint(5, "five").await.expect("save");
+    assert_eq!(
+        store.checkpoint_note(5).await.expect("read"),
+        Some("five".into())
+    );
+    assert_eq!(store.checkpoint_note(6).await.expect("read"), None);
+    let cosign = |approver: &str, seed: u8, size: u64, message: &[u8], at: i64| {
+        let (k, public) = key(seed);
+        Cosignature {
+            tree_size: size,
+            approver_id: approver.into(),
+            key_id: public.key_id(),
+            signature: Signature::from_p256(k.sign(message)),
+            received_at: t(at),
+        }
+    };
+    let bob5 = cosign("bob", 31, 5, b"five", 1);
+    let bob5_again = cosign("bob", 31, 5, b"other", 2);
+    let bob9 = cosign("bob", 31, 9, b"nine", 3);
+    let carol5 = cosign("carol", 32, 5, b"five", 4);
+    for c in [&bob5, &bob5_again, &bob9, &carol5] {
+        store.save_cosignature(c).await.expect("save");
+    }
+    assert_eq!(
+        store.cosignatures(5).await.expect("read"),
+        vec![bob5.clone(), carol5.clone()]
+    );
+    assert_eq!(store.cosignatures(7).await.expect("read"), vec![]);
+    assert_eq!(
+        store.latest_cosignatures().await.expect("read"),
+        vec![bob9, carol5]
     );
 }

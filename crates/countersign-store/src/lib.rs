@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 pub use error::{Conflict, StoreError, StoreResult};
 pub use models::{
-    ActionRecord, AgentToken, Approver, ApproverKey, DecisionEffects, DecisionOutcome,
+    ActionRecord, AgentToken, Approver, ApproverKey, Cosignature, DecisionEffects, DecisionOutcome,
     DecisionRecord, EnrolmentCode, GrantRecord, NewEvent, Session,
 };
 
@@ -57,6 +57,14 @@ pub trait Store: Send + Sync + 'static {
     async fn save_checkpoint(&self, tree_size: u64, note: &str) -> StoreResult<()>;
     /// The checkpoint with the largest tree size, as `(size, note)`.
     async fn latest_checkpoint(&self) -> StoreResult<Option<(u64, String)>>;
+    /// The checkpoint note kept for `tree_size`.
+    async fn checkpoint_note(&self, tree_size: u64) -> StoreResult<Option<String>>;
+    /// Keeps a witness's cosignature (the first one per key and size wins).
+    async fn save_cosignature(&self, cosignature: &Cosignature) -> StoreResult<()>;
+    /// The cosignatures of the checkpoint of `tree_size`, oldest first.
+    async fn cosignatures(&self, tree_size: u64) -> StoreResult<Vec<Cosignature>>;
+    /// Each witness key's cosignature of the largest checkpoint it cosigned.
+    async fn latest_cosignatures(&self) -> StoreResult<Vec<Cosignature>>;
 
     // --- agents ------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 //! What the store keeps, as the service sees it.
 
 use countersign_core::{
-    Action, ActionStatus, Actor, Digest, EventKind, KeyId, KeyKind, PublicKey, SignedDecision,
-    SignedGrant, Timestamp,
+    Action, ActionStatus, Actor, Digest, EventKind, KeyId, KeyKind, PublicKey, Signature,
+    SignedDecision, SignedGrant, Timestamp,
 };
 use uuid::Uuid;
 
@@ -138,6 +138,21 @@ pub struct DecisionEffects {
     pub on_quorum: Option<(SignedGrant, Vec<NewEvent>)>,
     /// Events to append if this decision denies the request.
     pub on_deny: Vec<NewEvent>,
+}
+
+/// A witness's cosignature of one of the service's checkpoints (verified before it is kept).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cosignature {
+    /// Size of the checkpoint cosigned.
+    pub tree_size: u64,
+    /// The witness.
+    pub approver_id: String,
+    /// The witness's key.
+    pub key_id: KeyId,
+    /// Over the checkpoint's cosigning payload.
+    pub signature: Signature,
+    /// When the service received it.
+    pub received_at: Timestamp,
 }
 
 /// What recording a decision did.

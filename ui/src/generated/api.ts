@@ -46,8 +46,24 @@ export interface paths {
     get: operations["events"];
   };
   "/v1/audit/checkpoint": {
-    /** The latest signed checkpoint (signing a new one when the log grew). */
+    /**
+     * The latest signed checkpoint (signing a new one when the log grew), with the cosignature
+     * lines of every witness that verified it.
+     */
     get: operations["checkpoint"];
+  };
+  "/v1/audit/cosignatures": {
+    /**
+     * Each witness key's latest cosigned checkpoint, so a console can check that what other
+     * consoles verified is part of the history it verified itself.
+     */
+    get: operations["cosignatures"];
+    /**
+     * A witness (an approver's console) cosigns a checkpoint it verified, with the key of its
+     * session. Kept only when the signature verifies over the service's own checkpoint of that
+     * size, so every stored cosignature is evidence of what that console saw.
+     */
+    post: operations["cosign"];
   };
   "/v1/audit/proof/consistency": {
     /** RFC 9162 consistency proof between two tree sizes. */
@@ -262,6 +278,36 @@ export interface components {
        * @description The newer size.
        */
       to_size: number;
+    };
+    /**
+     * @description A witness's cosignature of a checkpoint it verified (`POST /v1/audit/cosignatures`). The
+     * witness is the session's approver and key; the signature is over
+     * [`Checkpoint::cosigning_payload`] of the service's checkpoint of `tree_size`.
+     */
+    CosignatureRequest: {
+      /** @description ECDSA P-256 signature, DER, base64. */
+      signature: components["schemas"]["Signature"];
+      /**
+       * Format: int64
+       * @description Size of the checkpoint cosigned.
+       */
+      tree_size: number;
+    };
+    /** @description One witness's latest cosigned checkpoint: the service's note with the witness's line added. */
+    CosignedCheckpointView: {
+      /** @description The witness (an approver). */
+      approver_id: string;
+      /** @description The witness key (an enrolled approver key, found in the log's `key_enrolled` events). */
+      key_id: components["schemas"]["KeyId"];
+      /** @description Signed note: the service's signature line, then the witness's. */
+      note: string;
+      /** @description When the service received the cosignature. */
+      received_at: components["schemas"]["Timestamp"];
+      /**
+       * Format: int64
+       * @description Size of the checkpoint.
+       */
+      tree_size: number;
     };
     /** @description One approver's verdict on one request, bound to the digest of what they were shown. */
     Decision: {
@@ -1007,12 +1053,71 @@ export interface operations {
       };
     };
   };
-  /** The latest signed checkpoint (signing a new one when the log grew). */
+  /**
+   * The latest signed checkpoint (signing a new one when the log grew), with the cosignature
+   * lines of every witness that verified it.
+   */
   checkpoint: {
     responses: {
       200: {
         content: {
           "application/json": components["schemas"]["CheckpointView"];
+        };
+      };
+    };
+  };
+  /**
+   * Each witness key's latest cosigned checkpoint, so a console can check that what other
+   * consoles verified is part of the history it verified itself.
+   */
+  cosignatures: {
+    responses: {
+      200: {
+        content: {
+          "application/json": components["schemas"]["CosignedCheckpointView"][];
+        };
+      };
+      401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /**
+   * A witness (an approver's console) cosigns a checkpoint it verified, with the key of its
+   * session. Kept only when the signature verifies over the service's own checkpoint of that
+   * size, so every stored cosignature is evidence of what that console saw.
+   */
+  cosign: {
+    requestBody: {
+      content: {
+        "application/json": components["schemas"]["CosignatureRequest"];
+      };
+    };
+    responses: {
+      /** @description Kept */
+      201: {
+        content: never;
+      };
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      403: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      404: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
         };
       };
     };

@@ -2,9 +2,11 @@
 //! leaf hash `SHA-256(0x00 || leaf)`, node hash `SHA-256(0x01 || left || right)`, the empty
 //! tree's root `SHA-256("")`, inclusion and consistency proofs and their verification.
 
+mod frontier;
 mod proof;
 mod tree;
 
+pub use frontier::{Frontier, FrontierError};
 pub use proof::{ConsistencyProof, InclusionProof, MAX_PROOF_LEN, ProofError};
 pub use tree::{MerkleTree, TreeError};
 

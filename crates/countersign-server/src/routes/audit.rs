@@ -2,8 +2,13 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use countersign_core::api::{CheckpointView, ErrorBody, EventsPage, ServerKeyView};
-use countersign_core::{ConsistencyProof, InclusionProof};
+use axum::http::StatusCode;
+use countersign_core::api::{
+    CheckpointView, CosignatureRequest, CosignedCheckpointView, ErrorBody, EventsPage,
+    ServerKeyView,
+};
+use countersign_core::{ConsistencyProof, InclusionProof, SignedCheckpoint};
+use countersign_store::Cosignature;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -22,6 +27,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(inclusion))
         .routes(routes!(consistency))
         .routes(routes!(server_key))
+        .routes(routes!(cosign, cosignatures))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -47,10 +53,21 @@ async fn events(
     Ok(Json(EventsPage { events, tree_size }))
 }
 
-/// The latest signed checkpoint (signing a new one when the log grew).
+/// The latest signed checkpoint (signing a new one when the log grew), with the cosignature
+/// lines of every witness that verified it.
 #[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit", responses((status = 200, body = CheckpointView)))]
 async fn checkpoint(State(state): State<AppState>) -> Result<Json<CheckpointView>, ApiError> {
-    let signed = current_checkpoint(&state).await?;
+    let mut signed = current_checkpoint(&state).await?;
+    for c in state
+        .store
+        .cosignatures(signed.checkpoint.tree_size)
+        .await?
+    {
+        // Only cosignatures that verified were kept; the key is looked up for its note key id.
+        if let Some(key) = state.store.key(&c.key_id).await? {
+            signed.add_cosignature(&c.approver_id, &key.public_key, c.signature);
+        }
+    }
     Ok(Json(CheckpointView {
         note: signed.to_note(),
         checkpoint: signed.checkpoint,
@@ -105,4 +122,85 @@ async fn server_key(State(state): State<AppState>) -> Json<ServerKeyView> {
         key_id: key.key_id(),
         pem: key.to_pem(),
     })
+}
+
+/// A witness (an approver's console) cosigns a checkpoint it verified, with the key of its
+/// session. Kept only when the signature verifies over the service's own checkpoint of that
+/// size, so every stored cosignature is evidence of what that console saw.
+#[utoipa::path(post, path = "/v1/audit/cosignatures", tag = "audit", request_body = CosignatureRequest,
+    security(("approver_session" = [])),
+    responses((status = 201, description = "Kept"), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn cosign(
+    State(state): State<AppState>,
+    ApproverSession(session): ApproverSession,
+    Json(req): Json<CosignatureRequest>,
+) -> Result<StatusCode, ApiError> {
+    let note = state
+        .store
+        .checkpoint_note(req.tree_size)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("checkpoint of size {}", req.tree_size)))?;
+    let mut signed = SignedCheckpoint::parse_note(&note)
+        .map_err(|e| ApiError::internal("stored checkpoint", e))?;
+    let key = state
+        .store
+        .key(&session.key_id)
+        .await?
+        .filter(|k| k.revoked_at.is_none())
+        .ok_or_else(|| ApiError::unauthorized("the session's key is unknown or revoked"))?;
+    signed.add_cosignature(&session.approver_id, &key.public_key, req.signature);
+    signed
+        .verify_cosignature(&session.approver_id, &key.public_key)
+        .map_err(|e| {
+            ApiError::forbidden(
+                "bad_signature",
+                format!(
+                    "the cosignature does not verify over checkpoint {}: {e}",
+                    req.tree_size
+                ),
+            )
+        })?;
+    state
+        .store
+        .save_cosignature(&Cosignature {
+            tree_size: req.tree_size,
+            approver_id: session.approver_id.clone(),
+            key_id: session.key_id,
+            signature: req.signature,
+            received_at: state.now(),
+        })
+        .await?;
+    tracing::info!(approver = %session.approver_id, tree_size = req.tree_size, "checkpoint cosigned");
+    Ok(StatusCode::CREATED)
+}
+
+/// Each witness key's latest cosigned checkpoint, so a console can check that what other
+/// consoles verified is part of the history it verified itself.
+#[utoipa::path(get, path = "/v1/audit/cosignatures", tag = "audit", security(("approver_session" = [])),
+    responses((status = 200, body = Vec<CosignedCheckpointView>), (status = 401, body = ErrorBody)))]
+async fn cosignatures(
+    State(state): State<AppState>,
+    _s: ApproverSession,
+) -> Result<Json<Vec<CosignedCheckpointView>>, ApiError> {
+    let mut out = Vec::new();
+    for c in state.store.latest_cosignatures().await? {
+        let (Some(note), Some(key)) = (
+            state.store.checkpoint_note(c.tree_size).await?,
+            state.store.key(&c.key_id).await?,
+        ) else {
+            continue;
+        };
+        let mut signed = SignedCheckpoint::parse_note(&note)
+            .map_err(|e| ApiError::internal("stored checkpoint", e))?;
+        signed.add_cosignature(&c.approver_id, &key.public_key, c.signature);
+        out.push(CosignedCheckpointView {
+            approver_id: c.approver_id,
+            key_id: c.key_id,
+            tree_size: c.tree_size,
+            received_at: c.received_at,
+            note: signed.to_note(),
+        });
+    }
+    Ok(Json(out))
 }

@@ -1,0 +1,475 @@
+//! The approver's audit mirror (`countersign-mirror`) against a real service over HTTP: it
+//! verifies, indexes and searches what the service serves, cosigns what it verified, and
+//! raises an alarm — keeping its last verified state — when the service's database is
+//! tampered with: an event changed, dropped or reordered, or a rewritten history shown to a
+//! console that never saw the original (caught through another console's cosignature).
+
+mod harness;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use countersign_client::Client;
+use countersign_client::approver::open_session;
+use countersign_core::{
+    AuditEvent, Decision, Digest, EventKind, Nonce, Signature, SignedDecision, Verdict,
+};
+use countersign_mirror::{AlarmKind, Mirror, MirrorError, SearchQuery, Witness};
+use harness::Harness;
+use p256::ecdsa::signature::Signer as _;
+use serde_json::json;
+use sqlx::Connection as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+struct Running {
+    h: Harness,
+    addr: SocketAddr,
+    server: JoinHandle<()>,
+}
+
+async fn serve_on(h: &Harness, listener: TcpListener) -> JoinHandle<()> {
+    let state = h.state.clone();
+    tokio::spawn(async move {
+        let _ = countersign_server::serve(listener, state, std::future::pending()).await;
+    })
+}
+
+impl Running {
+    async fn start(h: Harness) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = serve_on(&h, listener).await;
+        Self { h, addr, server }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the service and starts it again over the same data directory and address, so it
+    /// rebuilds its Merkle tree from what the database now holds.
+    async fn restart(self) -> Self {
+        self.server.abort();
+        let _ = self.server.await;
+        let h = self.h.reopen().await;
+        let listener = TcpListener::bind(self.addr).await.expect("rebind");
+        let server = serve_on(&h, listener).await;
+        Self {
+            h,
+            addr: self.addr,
+            server,
+        }
+    }
+
+    async fn session(&self, who: usize) -> Client {
+        let key = self.h.approvers[who].key.clone();
+        let client = Client::new(&self.url()).expect("client");
+        open_session(
+            &client,
+            self.h.approvers[who].public.key_id(),
+            move |m: &[u8]| Ok(Signature::from_p256(key.sign(m))),
+        )
+        .await
+        .expect("session")
+    }
+
+    /// Syncs `mirror` as approver `who`, cosigning with their key.
+    async fn sync(
+        &self,
+        mirror: &Mirror,
+        who: usize,
+    ) -> Result<countersign_mirror::SyncReport, MirrorError> {
+        let client = self.session(who).await;
+        let key = self.h.approvers[who].key.clone();
+        let sign =
+            move |m: &[u8]| -> Result<Signature, String> { Ok(Signature::from_p256(key.sign(m))) };
+        mirror
+            .sync(&client, Some(&Witness { sign: &sign }), &|_| {}, None)
+            .await
+    }
+}
+
+static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn decide(
+    h: &Harness,
+    who: usize,
+    id: Uuid,
+    digest: Digest,
+    verdict: Verdict,
+    comment: &str,
+) -> SignedDecision {
+    let n = NONCE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let mut nonce = [0u8; 16];
+    nonce[..8].copy_from_slice(&n.to_be_bytes());
+    let a = &h.approvers[who];
+    let decision = Decision {
+        request_id: id,
+        request_digest: digest,
+        verdict,
+        approver_id: a.id.into(),
+        key_id: a.public.key_id(),
+        decided_at: h.now(),
+        comment: comment.into(),
+        nonce: Nonce(nonce),
+    };
+    let signature = Signature::from_p256(a.key.sign(&decision.signing_payload().expect("payload")));
+    SignedDecision {
+        decision,
+        signature,
+    }
+}
+
+async fn submit(h: &Harness, body: serde_json::Value) -> (Uuid, Digest) {
+    let (status, body) = h.submit(body).await;
+    assert!(status.is_success(), "{body}");
+    (
+        body["id"].as_str().expect("id").parse().expect("uuid"),
+        body["digest"]
+            .as_str()
+            .expect("digest")
+            .parse()
+            .expect("digest"),
+    )
+}
+
+/// A known data set: `n` deploys approved by bob and carol, one PII export denied by bob with
+/// a comment, one read allowed by policy, one frozen change denied by policy.
+async fn populate(h: &Harness, n: usize) -> Uuid {
+    for i in 0..n {
+        let (id, digest) = submit(h, json!({"resource": format!("cluster/prod/web-{i}")})).await;
+        for who in [0, 1] {
+            let d = decide(h, who, id, digest, Verdict::Approve, "looks right");
+            let (status, body) = h.post_decision(id, &d).await;
+            assert!(status.is_success(), "{body}");
+        }
+    }
+    let (export, digest) = submit(
+        h,
+        json!({"type": "db.export", "resource": "postgres://prod/customers",
+               "justification": "quarterly churn analysis", "tags": ["pii"],
+               "parameters": {"table": "customers", "rows": 52000}}),
+    )
+    .await;
+    let d = decide(
+        h,
+        0,
+        export,
+        digest,
+        Verdict::Deny,
+        "no ticket for a PII export",
+    );
+    let (status, body) = h.post_decision(export, &d).await;
+    assert!(status.is_success(), "{body}");
+    submit(h, json!({"type": "s3.read", "resource": "s3://reports/q3"})).await;
+    submit(h, json!({"environment": "frozen"})).await;
+    export
+}
+
+async fn audit_size(r: &Running) -> u64 {
+    r.h.state.store.audit_size().await.expect("size")
+}
+
+fn alarm_kind(result: Result<countersign_mirror::SyncReport, MirrorError>) -> AlarmKind {
+    match result {
+        Err(MirrorError::Alarm(a)) => a.kind,
+        other => panic!("expected an alarm, got {other:?}"),
+    }
+}
+
+/// Rewrites the service's stored event `seq` with `change`, leaf hash and all, as an attacker
+/// with the database would (the service refuses to serve a row whose hash does not match).
+async fn rewrite(db: &Path, seq: i64, change: impl FnOnce(&mut AuditEvent)) {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open");
+    let body: String = sqlx::query_scalar("SELECT event_json FROM audit_events WHERE seq = ?")
+        .bind(seq)
+        .fetch_one(&mut conn)
+        .await
+        .expect("event");
+    let mut event: AuditEvent = serde_json::from_str(&body).expect("parse");
+    change(&mut event);
+    let bytes = event.leaf_bytes().expect("canonical");
+    let leaf = countersign_core::merkle::leaf_hash(&bytes);
+    sqlx::query("UPDATE audit_events SET event_json = ?, leaf_hash = ? WHERE seq = ?")
+        .bind(String::from_utf8(bytes).expect("utf-8"))
+        .bind(leaf.0.to_vec())
+        .bind(seq)
+        .execute(&mut conn)
+        .await
+        .expect("update");
+}
+
+async fn seq_of_kind(db: &Path, kind: &str) -> i64 {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open");
+    sqlx::query_scalar("SELECT seq FROM audit_events WHERE kind = ? ORDER BY seq LIMIT 1")
+        .bind(kind)
+        .fetch_one(&mut conn)
+        .await
+        .expect("seq")
+}
+
+#[tokio::test]
+async fn mirror_verifies_indexes_searches_and_cosigns() {
+    let r = Running::start(Harness::new().await).await;
+    let export = populate(&r.h, 3).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let bob = Mirror::open(&dir.path().join("bob.db"))
+        .await
+        .expect("mirror");
+
+    let report = r.sync(&bob, 0).await.expect("sync");
+    assert_eq!(report.from_size, 0);
+    assert_eq!(report.to_size, audit_size(&r).await);
+    assert!(report.cosigned, "bob's cosignature was not taken");
+
+    // Search: free text over resource, justification, comments, parameters; filters.
+    let find = |q: SearchQuery| {
+        let bob = bob.clone();
+        async move { bob.search(&q).await.expect("search").items }
+    };
+    let hits = find(SearchQuery {
+        text: "customers".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        hits.iter().map(|h| h.id.clone()).collect::<Vec<_>>(),
+        vec![export.to_string()]
+    );
+    assert_eq!(hits[0].status, "denied");
+    assert_eq!(hits[0].approvers, vec!["bob".to_owned()]);
+    for text in ["no ticket", "churn", "52000", "pii", "quarter"] {
+        let hits = find(SearchQuery {
+            text: text.into(),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(hits.len(), 1, "{text}");
+        assert_eq!(hits[0].id, export.to_string(), "{text}");
+    }
+    let approved = find(SearchQuery {
+        status: Some("approved".into()),
+        approver: Some("carol".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(approved.len(), 3);
+    assert!(
+        approved.windows(2).all(|w| w[0].seq > w[1].seq),
+        "newest first"
+    );
+    assert!(
+        approved
+            .iter()
+            .all(|a| a.approvers == ["bob", "carol"] && a.time_to_decision_ms.is_some())
+    );
+    let web1 = find(SearchQuery {
+        text: "web-1".into(),
+        action_type: Some("k8s.deploy".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(web1.len(), 1);
+    assert_eq!(web1[0].resource, "cluster/prod/web-1");
+    let by_policy = find(SearchQuery {
+        status: Some("denied".into()),
+        environment: Some("frozen".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_policy.len(), 1);
+    assert!(by_policy[0].approvers.is_empty());
+    let tagged = find(SearchQuery {
+        tags: vec!["prod-change".into()],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        tagged.len(),
+        5,
+        "all but the export carry the harness's default tag"
+    );
+    assert_eq!(bob.count(&SearchQuery::default()).await.expect("count"), 6);
+    let page = bob
+        .search(&SearchQuery {
+            limit: Some(4),
+            ..Default::default()
+        })
+        .await
+        .expect("page");
+    let rest = bob
+        .search(&SearchQuery {
+            limit: Some(4),
+            after: page.next,
+            ..Default::default()
+        })
+        .await
+        .expect("page");
+    assert_eq!(page.items.len() + rest.items.len(), 6);
+    assert!(rest.next.is_none());
+
+    // The full request, each event proven against the checkpoint.
+    let detail = bob.request(export).await.expect("detail");
+    assert!(detail.verified);
+    assert_eq!(detail.checkpoint_size, report.to_size);
+    assert_eq!(detail.decisions.len(), 1);
+    assert_eq!(detail.decisions[0].approver_id, "bob");
+    assert!(!detail.decisions[0].hardware);
+    let kinds: Vec<_> = detail.events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds.first(), Some(&"request_created"));
+    assert!(
+        kinds.contains(&"decision_recorded") && kinds.contains(&"denied"),
+        "{kinds:?}"
+    );
+
+    // The service serves bob's cosignature with the checkpoint.
+    let client = r.session(1).await;
+    let note = client.checkpoint().await.expect("checkpoint").note;
+    assert!(note.contains("\n\u{2014} bob "), "{note}");
+
+    // Incremental: only the new events are fetched.
+    populate(&r.h, 1).await;
+    let again = r.sync(&bob, 0).await.expect("sync");
+    assert_eq!(again.from_size, report.to_size);
+    assert_eq!(again.to_size, audit_size(&r).await);
+    assert_eq!(bob.count(&SearchQuery::default()).await.expect("count"), 10);
+
+    // Carol's console checks bob's cosigned checkpoint against her own view.
+    let carol = Mirror::open(&dir.path().join("carol.db"))
+        .await
+        .expect("mirror");
+    let report = r.sync(&carol, 1).await.expect("sync");
+    assert!(
+        report.witnesses.iter().any(|w| w.approver_id == "bob"),
+        "{:?}",
+        report.witnesses
+    );
+    assert!(bob.alarms().await.expect("alarms").is_empty());
+}
+
+#[tokio::test]
+async fn rewritten_history_is_caught_by_the_mirror_that_saw_it_and_by_a_new_one() {
+    let r = Running::start(Harness::new().await).await;
+    populate(&r.h, 2).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let bob = Mirror::open(&dir.path().join("bob.db"))
+        .await
+        .expect("mirror");
+    let before = r.sync(&bob, 0).await.expect("sync").to_size;
+
+    // An attacker with the database rewrites why a request was approved, leaf hash and all,
+    // and the service restarts over it and signs new checkpoints of the new tree.
+    let db = r.h.dir.path().join("countersign.db");
+    let seq = seq_of_kind(&db, "approved").await;
+    rewrite(&db, seq, |e| {
+        if let EventKind::Approved { reason, .. } = &mut e.event {
+            *reason = "approved by the CTO".into();
+        }
+    })
+    .await;
+    let r = r.restart().await;
+    populate(&r.h, 1).await;
+
+    assert_eq!(alarm_kind(r.sync(&bob, 0).await), AlarmKind::Inconsistent);
+    let status = bob.status().await.expect("status");
+    assert_eq!(
+        status.verified_size, before,
+        "the last verified state is kept"
+    );
+    assert_eq!(status.alarms.len(), 1);
+    assert!(
+        status.alarms[0].alarm.message.contains("rewritten"),
+        "{}",
+        status.alarms[0].alarm.message
+    );
+
+    // Carol never saw the original; bob's cosignature of it gives the rewrite away.
+    let carol = Mirror::open(&dir.path().join("carol.db"))
+        .await
+        .expect("mirror");
+    assert_eq!(alarm_kind(r.sync(&carol, 1).await), AlarmKind::SplitView);
+}
+
+#[tokio::test]
+async fn changed_dropped_and_reordered_events_are_caught() {
+    let r = Running::start(Harness::new().await).await;
+    populate(&r.h, 2).await;
+    let db = r.h.dir.path().join("countersign.db");
+    let dir = tempfile::tempdir().expect("dir");
+    let bob = Mirror::open(&dir.path().join("bob.db"))
+        .await
+        .expect("mirror");
+    let size = r.sync(&bob, 0).await.expect("sync").to_size;
+
+    // Changed, leaf hash and all: the service still serves the checkpoint it signed before,
+    // and the events it now serves do not hash to that root.
+    let seq = seq_of_kind(&db, "denied").await;
+    rewrite(&db, seq, |e| {
+        if let EventKind::Denied { reason, .. } = &mut e.event {
+            *reason = "nothing to see".into();
+        }
+    })
+    .await;
+    let r = r.restart().await;
+    let fresh = Mirror::open(&dir.path().join("fresh1.db"))
+        .await
+        .expect("mirror");
+    assert_eq!(alarm_kind(r.sync(&fresh, 1).await), AlarmKind::RootMismatch);
+    assert_eq!(fresh.status().await.expect("status").verified_size, 0);
+
+    // Reordered: two events swap places, rewritten consistently with their new positions.
+    let a = seq_of_kind(&db, "decision_recorded").await;
+    let swap = |to: u64| move |e: &mut AuditEvent| e.seq = to;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open");
+    sqlx::query("UPDATE audit_events SET seq = -1 WHERE seq = ?")
+        .bind(a)
+        .execute(&mut conn)
+        .await
+        .expect("move");
+    sqlx::query("UPDATE audit_events SET seq = ? WHERE seq = ?")
+        .bind(a)
+        .bind(a + 1)
+        .execute(&mut conn)
+        .await
+        .expect("move");
+    sqlx::query("UPDATE audit_events SET seq = ? WHERE seq = -1")
+        .bind(a + 1)
+        .execute(&mut conn)
+        .await
+        .expect("move");
+    drop(conn);
+    rewrite(&db, a, swap(a as u64)).await;
+    rewrite(&db, a + 1, swap(a as u64 + 1)).await;
+    let r = r.restart().await;
+    populate(&r.h, 1).await;
+    assert_eq!(alarm_kind(r.sync(&bob, 0).await), AlarmKind::Inconsistent);
+
+    // Dropped: an event removed from the middle of the log.
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open");
+    sqlx::query("DELETE FROM audit_events WHERE seq = ?")
+        .bind(a + 3)
+        .execute(&mut conn)
+        .await
+        .expect("delete");
+    drop(conn);
+    let r = r.restart().await;
+    let fresh = Mirror::open(&dir.path().join("fresh2.db"))
+        .await
+        .expect("mirror");
+    let kind = alarm_kind(r.sync(&fresh, 2).await);
+    assert!(
+        matches!(kind, AlarmKind::SequenceGap | AlarmKind::RootMismatch),
+        "{kind:?}"
+    );
+    assert!(bob.status().await.expect("status").verified_size == size);
+}
