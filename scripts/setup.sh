@@ -7,6 +7,7 @@ packages=(
   build-essential pkg-config ca-certificates
   openssl jq            # the vectors' openssl check
   sqlite3               # store tests alter the database file from outside
+  poppler-utils         # pdftotext: the audit report tests read the PDF's text
   postgresql            # the PostgreSQL store's tests start a server from it
   procps                # end-to-end tests stop the service with kill -TERM
   softhsm2 opensc       # PKCS#11: the SoftHSM2 token the key tests initialise, pkcs11-tool

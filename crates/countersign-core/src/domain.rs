@@ -11,6 +11,8 @@ pub const GRANT: &[u8] = b"countersign/grant/v1\n";
 pub const CHECKPOINT: &[u8] = b"countersign/checkpoint/v1\n";
 /// Prefix of a witness's cosignature of a checkpoint it verified.
 pub const COSIGNATURE: &[u8] = b"countersign/cosignature/v1\n";
+/// Prefix of the exporter's signature over an evidence bundle's digest.
+pub const EVIDENCE: &[u8] = b"countersign/evidence/v1\n";
 /// Prefix of the proof of possession an approver's key signs at enrolment.
 pub const ENROL: &[u8] = b"countersign/enrol/v1\n";
 /// Prefix of the challenge an approver's key signs to open a session.

@@ -85,7 +85,7 @@ pub struct RequestDetail {
 impl Mirror {
     /// The Merkle tree of the verified events, built from the stored leaf hashes once and
     /// extended as the mirror grows.
-    pub(crate) async fn tree(&self) -> MirrorResult<Arc<MerkleTree>> {
+    pub async fn tree(&self) -> MirrorResult<Arc<MerkleTree>> {
         let size = self.trust().await?.map_or(0, |t| t.verified_size);
         let current = self.tree_cache().await;
         if current.size() == size {

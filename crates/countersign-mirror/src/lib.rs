@@ -14,8 +14,10 @@
 mod alarm;
 mod database;
 mod detail;
+mod export;
 mod index;
 mod search;
+mod stats;
 mod sync;
 pub mod verifier;
 mod witness;
@@ -23,7 +25,9 @@ mod witness;
 pub use alarm::{Alarm, AlarmKind};
 pub use database::{Mirror, MirrorStatus};
 pub use detail::{DecisionDetail, EventEntry, RequestDetail};
-pub use search::{Page, RequestSummary, SearchQuery, Sort};
+pub use export::{Anchor, StoredEvent};
+pub use search::{Facets, MAX_PAGE, Page, RequestSummary, SearchQuery, Sort};
+pub use stats::{ApproverRow, ReportStats, Totals, TypeRow, percentile};
 pub use sync::{Progress, SyncReport, Witness};
 
 use countersign_client::ClientError;

@@ -34,6 +34,10 @@ const PAGE: u32 = 1000;
 /// The approver whose console witnesses the log: it cosigns each checkpoint it verified with
 /// its session key.
 pub struct Witness<'a> {
+    /// The approver (the witness's name in cosignature lines).
+    pub approver_id: String,
+    /// The session's key.
+    pub public_key: countersign_core::PublicKey,
     /// Signs the checkpoint's cosigning payload with the session's key.
     pub sign: &'a (dyn Fn(&[u8]) -> Result<Signature, String> + Send + Sync),
 }
@@ -163,8 +167,26 @@ impl Mirror {
         .await?;
         conn.commit().await?;
 
-        let (cosigned, witnesses) =
+        let (cosigned, witnesses, lines) =
             witness::cosign_and_compare(client, &trust, &signed, witness, &keys).await?;
+        if !lines.is_empty() {
+            // Keep the cosignatures of this very checkpoint with it, for exports.
+            let mut with_lines = signed.clone();
+            for line in lines {
+                if !with_lines.signatures.contains(&line) {
+                    with_lines.signatures.push(line);
+                }
+            }
+            trust.checkpoint = Some(with_lines.clone());
+            let mut conn = self.pool.begin().await?;
+            write_trust(&mut conn, &trust).await?;
+            sqlx::query("UPDATE checkpoints SET note = ? WHERE tree_size = ?")
+                .bind(with_lines.to_note())
+                .bind(target as i64)
+                .execute(&mut *conn)
+                .await?;
+            conn.commit().await?;
+        }
         Ok(SyncReport {
             from_size,
             to_size: trust.verified_size,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use countersign_client::Client;
 use countersign_core::KeyId;
 use countersign_core::api::CosignatureRequest;
-use countersign_core::checkpoint::{SignedCheckpoint, cosignature_key_id};
+use countersign_core::checkpoint::{NoteSignature, SignedCheckpoint, cosignature_key_id};
 use serde::Serialize;
 
 use crate::alarm::{Alarm, AlarmKind};
@@ -35,9 +35,11 @@ pub(crate) async fn cosign_and_compare(
     ours: &SignedCheckpoint,
     witness: Option<&Witness<'_>>,
     keys: &HashMap<KeyId, KnownKey>,
-) -> MirrorResult<(bool, Vec<WitnessCheck>)> {
+) -> MirrorResult<(bool, Vec<WitnessCheck>, Vec<NoteSignature>)> {
     let ours_cp = &ours.checkpoint;
     let mut cosigned = false;
+    // Verified cosignature lines of exactly our checkpoint, ours included.
+    let mut lines = Vec::new();
     if let Some(w) = witness
         && ours_cp.tree_size > 0
     {
@@ -49,7 +51,13 @@ pub(crate) async fn cosign_and_compare(
                 })
                 .await
             {
-                Ok(()) => cosigned = true,
+                Ok(()) => {
+                    cosigned = true;
+                    let mut mine = ours.clone();
+                    mine.signatures.clear();
+                    mine.add_cosignature(&w.approver_id, &w.public_key, signature);
+                    lines.extend(mine.signatures);
+                }
                 Err(e) => tracing::warn!(error = %e, "the service did not take our cosignature"),
             },
             Err(e) => tracing::warn!(error = %e, "could not cosign the checkpoint"),
@@ -82,6 +90,16 @@ pub(crate) async fn cosign_and_compare(
             continue;
         }
         let t = &theirs.checkpoint;
+        if t == ours_cp {
+            let id = cosignature_key_id(&view.approver_id, &key.public_key);
+            lines.extend(
+                theirs
+                    .signatures
+                    .iter()
+                    .filter(|s| s.name == view.approver_id && s.key_id == id)
+                    .cloned(),
+            );
+        }
         let consistent = if t.tree_size == ours_cp.tree_size {
             t.root_hash == ours_cp.root_hash
         } else if t.tree_size == 0 {
@@ -119,5 +137,5 @@ pub(crate) async fn cosign_and_compare(
             tree_size: t.tree_size,
         });
     }
-    Ok((cosigned, checked))
+    Ok((cosigned, checked, lines))
 }

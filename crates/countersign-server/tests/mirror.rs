@@ -85,9 +85,12 @@ impl Running {
         let key = self.h.approvers[who].key.clone();
         let sign =
             move |m: &[u8]| -> Result<Signature, String> { Ok(Signature::from_p256(key.sign(m))) };
-        mirror
-            .sync(&client, Some(&Witness { sign: &sign }), &|_| {}, None)
-            .await
+        let witness = Witness {
+            approver_id: self.h.approvers[who].id.into(),
+            public_key: self.h.approvers[who].public.clone(),
+            sign: &sign,
+        };
+        mirror.sync(&client, Some(&witness), &|_| {}, None).await
     }
 }
 
@@ -472,4 +475,155 @@ async fn changed_dropped_and_reordered_events_are_caught() {
         "{kind:?}"
     );
     assert!(bob.status().await.expect("status").verified_size == size);
+}
+
+/// Reports from a known data set: the CSV parses back to the index's rows (a formula in an
+/// agent's text neutralised), the evidence bundle verifies offline and fails on any changed
+/// byte, and the PDF's text carries the right totals.
+#[tokio::test]
+async fn reports_from_a_known_data_set() {
+    use countersign_report::{Control, bundle, csv_export, pdf};
+
+    let r = Running::start(Harness::new().await).await;
+    populate(&r.h, 3).await;
+    let formula = "=HYPERLINK(\"http://evil.example\",\"click\")";
+    submit(
+        &r.h,
+        json!({"type": "s3.read", "resource": "s3://reports/q4", "justification": formula}),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let bob = Mirror::open(&dir.path().join("bob.db"))
+        .await
+        .expect("mirror");
+    r.sync(&bob, 0).await.expect("sync");
+    let all = SearchQuery::default();
+    let now = r.h.now();
+
+    // CSV: RFC 4180 with a BOM; every row reads back as the index has it.
+    let mut out = Vec::new();
+    let rows = csv_export::write(&bob, &all, &mut out, Control::none())
+        .await
+        .expect("csv");
+    assert_eq!(rows, 7);
+    assert!(out.starts_with(b"\xEF\xBB\xBF"));
+    assert!(out.windows(2).any(|w| w == b"\r\n"), "CRLF line ends");
+    let mut reader = csv::Reader::from_reader(&out[3..]);
+    assert_eq!(
+        reader.headers().expect("header").iter().collect::<Vec<_>>(),
+        csv_export::HEADER.to_vec()
+    );
+    let records: Vec<csv::StringRecord> =
+        reader.records().collect::<Result<_, _>>().expect("records");
+    assert_eq!(records.len(), 7);
+    let index = bob
+        .search(&SearchQuery {
+            sort: countersign_mirror::Sort::Oldest,
+            ..Default::default()
+        })
+        .await
+        .expect("search")
+        .items;
+    for (record, row) in records.iter().zip(&index) {
+        assert_eq!(&record[0], row.id);
+        assert_eq!(&record[4], row.action_type);
+        assert_eq!(&record[5], row.resource);
+        assert_eq!(&record[9], row.approvers.join(" "));
+        assert_eq!(&record[10], row.status);
+        assert_eq!(&record[18], csv_export::safe_cell(&row.justification));
+        if let Some(ms) = row.time_to_decision_ms {
+            let seconds: f64 = record[3].parse().expect("seconds");
+            assert!((seconds * 1000.0 - ms as f64).abs() < 1.0);
+        }
+    }
+    assert!(
+        records.iter().any(|r| r[18] == format!("'{formula}")),
+        "formula neutralised"
+    );
+
+    // Evidence bundle, signed by bob.
+    let key = r.h.approvers[0].key.clone();
+    let sign =
+        move |m: &[u8]| -> Result<Signature, String> { Ok(Signature::from_p256(key.sign(m))) };
+    let exporter = bundle::Exporter {
+        approver_id: "bob".into(),
+        key_id: r.h.approvers[0].public.key_id(),
+        sign: &sign,
+    };
+    let mut evidence = Vec::new();
+    let written = bundle::write(&bob, &all, &mut evidence, &exporter, now, Control::none())
+        .await
+        .expect("bundle");
+    assert_eq!(written.requests, 7);
+    let verified = bundle::verify(evidence.as_slice(), None).expect("verifies");
+    assert_eq!(verified.requests, 7);
+    assert_eq!(verified.events, written.events);
+    assert_eq!(verified.exported_by.approver_id, "bob");
+    assert!(
+        verified.cosigned_by.contains(&"bob".to_owned()),
+        "{:?}",
+        verified.cosigned_by
+    );
+    let service_key = r.h.state.key.public().key_id();
+    bundle::verify(evidence.as_slice(), Some(&service_key)).expect("pinned to the service key");
+    let other = harness::key(99).1.key_id();
+    assert!(bundle::verify(evidence.as_slice(), Some(&other)).is_err());
+    // Any changed byte fails: try one in every 61 (header, events, proofs and the end line).
+    for at in (0..evidence.len()).step_by(61).chain([evidence.len() - 2]) {
+        let mut changed = evidence.clone();
+        changed[at] ^= 0x01;
+        assert!(
+            bundle::verify(changed.as_slice(), None).is_err(),
+            "byte {at} changed and still verifies"
+        );
+    }
+    let cut = evidence[..evidence.len() - 1]
+        .rsplitn(2, |b| *b == b'\n')
+        .nth(1)
+        .expect("lines")
+        .len()
+        + 1;
+    let err = bundle::verify(&evidence[..cut], None).expect_err("truncated");
+    assert!(err.message.contains("truncated"), "{err}");
+
+    // PDF: its text holds the totals of the data set.
+    let bytes = pdf::write(&bob, &all, now, Control::none())
+        .await
+        .expect("pdf");
+    let path = dir.path().join("report.pdf");
+    std::fs::write(&path, &bytes).expect("write");
+    let text = std::process::Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(&path)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils) runs");
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    for expected in [
+        "Countersign audit report",
+        "Requests: 7",
+        "Approved: 5",
+        "Denied: 2",
+        "Expired: 0",
+        "Pending: 0",
+        "Decided requests: 7",
+        "k8s.deploy",
+        "db.export",
+        "postgres://prod/customers",
+        "countersign.test/log",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from the PDF text:\n{text}"
+        );
+    }
+    let bob_row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("bob"))
+        .expect("bob's row");
+    assert_eq!(
+        bob_row.split_whitespace().collect::<Vec<_>>(),
+        ["bob", "3", "1", "4"]
+    );
 }

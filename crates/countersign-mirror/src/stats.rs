@@ -1,0 +1,265 @@
+//! Figures for reports, computed in SQL over the request index so a report on a million
+//! requests reads aggregates, not rows.
+
+use serde::Serialize;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use crate::search::{
+    RequestSummary, SUMMARY_COLUMNS, SearchQuery, decode_summary, push_from_where,
+};
+use crate::{Mirror, MirrorResult};
+
+/// Requests per verdict.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// All.
+    pub total: u64,
+    /// Approved (by quorum or by policy).
+    pub approved: u64,
+    /// Denied (by an approver or by policy).
+    pub denied: u64,
+    /// Nobody decided in time.
+    pub expired: u64,
+    /// Withdrawn.
+    pub cancelled: u64,
+    /// Still waiting.
+    pub pending: u64,
+}
+
+/// One approver's decisions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ApproverRow {
+    /// Who.
+    pub approver_id: String,
+    /// Approvals given.
+    pub approvals: u64,
+    /// Denials given.
+    pub denials: u64,
+}
+
+/// One action type's requests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TypeRow {
+    /// Action type.
+    pub action_type: String,
+    /// Requests.
+    pub total: u64,
+    /// Approved.
+    pub approved: u64,
+    /// Denied.
+    pub denied: u64,
+    /// Expired.
+    pub expired: u64,
+}
+
+/// Everything a report shows.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReportStats {
+    /// Per verdict.
+    pub totals: Totals,
+    /// Milliseconds from request to decision, sorted, for every decided request.
+    pub decision_times_ms: Vec<i64>,
+    /// Per approver.
+    pub approvers: Vec<ApproverRow>,
+    /// Per action type.
+    pub types: Vec<TypeRow>,
+    /// Denied and expired requests, oldest first, at most `exceptions_limit`.
+    pub exceptions: Vec<RequestSummary>,
+    /// How many denied and expired requests there are in all.
+    pub exceptions_total: u64,
+    /// Requests per time bucket: `(bucket start ms, count)`.
+    pub volume: Vec<(i64, u64)>,
+    /// Width of a volume bucket.
+    pub bucket_ms: i64,
+    /// Earliest and latest request times.
+    pub span: Option<(i64, i64)>,
+}
+
+/// `(nearest-rank)` percentile `p` (0–100) of sorted values.
+pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+fn filtered(select: &str, q: &SearchQuery) -> QueryBuilder<'static, Sqlite> {
+    let mut b = QueryBuilder::new(select.to_owned());
+    let mut q = q.clone();
+    q.after = None;
+    push_from_where(&mut b, &q, false);
+    b
+}
+
+impl Mirror {
+    /// Figures for the requests matching `q`, with at most `exceptions_limit` listed
+    /// exceptions and about `buckets` volume buckets.
+    pub async fn report_stats(
+        &self,
+        q: &SearchQuery,
+        exceptions_limit: u32,
+        buckets: u32,
+    ) -> MirrorResult<ReportStats> {
+        let mut totals = Totals::default();
+        let rows = filtered("SELECT r.status, COUNT(*)", q)
+            .push(" GROUP BY r.status")
+            .build()
+            .fetch_all(&self.pool)
+            .await?;
+        for row in rows {
+            let status: String = row.try_get(0)?;
+            let n = row.try_get::<i64, _>(1)? as u64;
+            totals.total += n;
+            match status.as_str() {
+                "approved" => totals.approved += n,
+                "denied" => totals.denied += n,
+                "expired" => totals.expired += n,
+                "cancelled" => totals.cancelled += n,
+                _ => totals.pending += n,
+            }
+        }
+        let mut times: Vec<i64> = filtered("SELECT r.decided_at - r.created_at", q)
+            .push(" AND r.decided_at IS NOT NULL")
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await?;
+        times.sort_unstable();
+
+        // Approvers of the filtered requests.
+        let mut b = QueryBuilder::new(
+            "SELECT a.approver_id, SUM(a.verdict = 'approve'), SUM(a.verdict = 'deny') \
+             FROM request_approvers a WHERE a.request_seq IN (SELECT r.seq",
+        );
+        let mut inner = q.clone();
+        inner.after = None;
+        push_from_where(&mut b, &inner, false);
+        b.push(") GROUP BY a.approver_id ORDER BY a.approver_id");
+        let approvers = b
+            .build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(ApproverRow {
+                    approver_id: row.try_get(0)?,
+                    approvals: row.try_get::<i64, _>(1)? as u64,
+                    denials: row.try_get::<i64, _>(2)? as u64,
+                })
+            })
+            .collect::<MirrorResult<Vec<_>>>()?;
+
+        let types = filtered(
+            "SELECT r.action_type, COUNT(*), SUM(r.status = 'approved'), \
+             SUM(r.status = 'denied'), SUM(r.status = 'expired')",
+            q,
+        )
+        .push(" GROUP BY r.action_type ORDER BY COUNT(*) DESC, r.action_type")
+        .build()
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(TypeRow {
+                action_type: row.try_get(0)?,
+                total: row.try_get::<i64, _>(1)? as u64,
+                approved: row.try_get::<i64, _>(2)? as u64,
+                denied: row.try_get::<i64, _>(3)? as u64,
+                expired: row.try_get::<i64, _>(4)? as u64,
+            })
+        })
+        .collect::<MirrorResult<Vec<_>>>()?;
+
+        let exceptions_total = totals.denied + totals.expired;
+        let mut b = filtered(&format!("SELECT {SUMMARY_COLUMNS}"), q);
+        b.push(" AND r.status IN ('denied', 'expired') ORDER BY r.seq LIMIT ");
+        b.push_bind(i64::from(exceptions_limit));
+        let exceptions = b
+            .build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(decode_summary)
+            .collect::<MirrorResult<Vec<_>>>()?;
+
+        let span: Option<(Option<i64>, Option<i64>)> =
+            filtered("SELECT MIN(r.created_at), MAX(r.created_at)", q)
+                .build_query_as()
+                .fetch_optional(&self.pool)
+                .await?;
+        let span = span.and_then(|(a, b)| a.zip(b));
+        let (volume, bucket_ms) = match span {
+            Some((first, last)) => {
+                let bucket_ms = bucket_width(last - first, buckets.max(1));
+                let mut b = filtered(
+                    &format!("SELECT (r.created_at - {first}) / {bucket_ms}, COUNT(*)"),
+                    q,
+                );
+                b.push(" GROUP BY 1 ORDER BY 1");
+                let rows = b.build().fetch_all(&self.pool).await?;
+                let volume = rows
+                    .iter()
+                    .map(|row| {
+                        Ok((
+                            first + row.try_get::<i64, _>(0)? * bucket_ms,
+                            row.try_get::<i64, _>(1)? as u64,
+                        ))
+                    })
+                    .collect::<MirrorResult<Vec<_>>>()?;
+                (volume, bucket_ms)
+            }
+            None => (Vec::new(), 3_600_000),
+        };
+        Ok(ReportStats {
+            totals,
+            decision_times_ms: times,
+            approvers,
+            types,
+            exceptions,
+            exceptions_total,
+            volume,
+            bucket_ms,
+            span,
+        })
+    }
+}
+
+/// A round bucket width (minute, hour, day, week) giving at most about `buckets` bars.
+fn bucket_width(span_ms: i64, buckets: u32) -> i64 {
+    const MINUTE: i64 = 60_000;
+    for width in [
+        MINUTE,
+        10 * MINUTE,
+        60 * MINUTE,
+        6 * 60 * MINUTE,
+        24 * 60 * MINUTE,
+        7 * 24 * 60 * MINUTE,
+    ] {
+        if span_ms / width < i64::from(buckets) {
+            return width;
+        }
+    }
+    (span_ms / i64::from(buckets)).max(1) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<i64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50));
+        assert_eq!(percentile(&v, 95.0), Some(95));
+        assert_eq!(percentile(&v, 100.0), Some(100));
+        assert_eq!(percentile(&[7], 99.0), Some(7));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn buckets_are_round_and_few() {
+        assert_eq!(bucket_width(30 * 60_000, 40), 60_000);
+        assert_eq!(bucket_width(3 * 24 * 3_600_000, 40), 6 * 3_600_000);
+        assert_eq!(bucket_width(30 * 24 * 3_600_000, 40), 24 * 3_600_000);
+    }
+}
