@@ -7,7 +7,7 @@ mod profile;
 use clap::{Parser, Subcommand};
 use countersign_core::Verdict;
 
-use commands::{admin, agent, approver, demo, keys, serve};
+use commands::{admin, agent, approver, audit, demo, keys, serve};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,6 +40,8 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Administer a service's data directory.
     Admin(admin::AdminArgs),
+    /// The verified audit mirror: sync, search, export reports, verify evidence.
+    Audit(audit::AuditArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,6 +71,7 @@ fn main() -> std::process::ExitCode {
             Command::Deny(a) => approver::decide(a, Verdict::Deny).await.map(|()| 0),
             Command::Keys(a) => keys::keys(a).await.map(|()| 0),
             Command::Admin(a) => admin::run(a).await.map(|()| 0),
+            Command::Audit(a) => audit::run(a).await,
         }
     });
     match result {

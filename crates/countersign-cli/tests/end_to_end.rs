@@ -598,3 +598,91 @@ fn service_on_postgresql_approves_and_keeps_its_state_across_a_restart() {
     );
     server.stop();
 }
+
+#[test]
+fn audit_sync_search_exports_and_offline_verification() {
+    let w = World::new();
+    let server = Server::start(&w.data);
+    let bob = w.enroll("bob", &server.url);
+    let marker = w.root.join("marker");
+    let agent = w.run_agent(&server.url, "60", &marker);
+    let id = wait_pending(&bob);
+    ok(&[
+        "deny",
+        &id,
+        "--profile",
+        &bob,
+        "--comment",
+        "not this quarter",
+    ]);
+    agent.wait_with_output().expect("agent exits");
+
+    let mirror = w.root.join("mirror.db").display().to_string();
+    let synced = ok(&["audit", "sync", "--mirror", &mirror, "--profile", &bob]);
+    assert!(
+        synced.contains("verified checkpoint") && synced.contains("cosigned: yes"),
+        "{synced}"
+    );
+    let again = ok(&["audit", "sync", "--mirror", &mirror, "--profile", &bob]);
+    assert!(again.contains("; 0 new events;"), "{again}");
+    let found = ok(&[
+        "audit",
+        "search",
+        "--mirror",
+        &mirror,
+        "--text",
+        "this quarter",
+    ]);
+    assert!(
+        found.contains(&id) && found.contains("denied") && found.contains("decided by bob"),
+        "{found}"
+    );
+    let none = ok(&[
+        "audit",
+        "search",
+        "--mirror",
+        &mirror,
+        "--verdict",
+        "approved",
+    ]);
+    assert!(none.is_empty(), "{none}");
+    let status = ok(&["audit", "status", "--mirror", &mirror]);
+    assert!(status.contains("1 requests"), "{status}");
+
+    let export = |format: &str, file: &str| {
+        let out = w.root.join(file).display().to_string();
+        ok(&[
+            "audit",
+            "export",
+            "--mirror",
+            &mirror,
+            "--format",
+            format,
+            "--out",
+            &out,
+            "--profile",
+            &bob,
+        ]);
+        std::fs::read(&out).expect("export written")
+    };
+    let csv = export("csv", "report.csv");
+    assert!(String::from_utf8_lossy(&csv).contains(&id));
+    assert!(export("pdf", "report.pdf").starts_with(b"%PDF-"));
+    let bundle = export("bundle", "evidence.jsonl");
+    let path = w.root.join("evidence.jsonl").display().to_string();
+    let verified = ok(&["audit", "verify", &path]);
+    assert!(
+        verified.starts_with("VERIFIED") && verified.contains("1 requests"),
+        "{verified}"
+    );
+
+    let mut changed = bundle.clone();
+    let at = changed.len() / 2;
+    changed[at] = if changed[at] == b'0' { b'1' } else { b'0' };
+    let bad = w.root.join("changed.jsonl");
+    std::fs::write(&bad, &changed).expect("write");
+    let out = cs(&["audit", "verify", &bad.display().to_string()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NOT VERIFIED"));
+    server.stop();
+}

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod agent;
 pub mod approver;
+pub mod audit;
 pub mod database;
 pub mod demo;
 pub mod keys;
