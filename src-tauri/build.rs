@@ -13,6 +13,14 @@ fn main() {
             "request",
             "decide",
             "snooze",
+            "history_status",
+            "history_search",
+            "history_count",
+            "history_facets",
+            "history_request",
+            "history_sync",
+            "history_export",
+            "history_cancel_export",
         ]),
     ))
     .expect("tauri build script");

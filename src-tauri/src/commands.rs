@@ -9,7 +9,9 @@ use uuid::Uuid;
 use crate::console::{Console, ConsoleState, KeyView, NewKey};
 use crate::devices::{self, Candidate};
 use crate::error::ConsoleError;
+use crate::history::{ExportDone, ExportFormat, HistoryStatus};
 use crate::notifications::Notifier;
+use countersign_mirror::{Facets, Page, RequestDetail, SearchQuery};
 
 /// What to show first.
 #[tauri::command]
@@ -83,4 +85,70 @@ pub async fn decide(
 #[tauri::command]
 pub fn snooze(notifier: State<'_, Notifier>, minutes: u32) {
     notifier.snooze(minutes);
+}
+
+/// Where the audit mirror stands.
+#[tauri::command]
+pub async fn history_status(console: State<'_, Console>) -> Result<HistoryStatus, ConsoleError> {
+    console.history().status().await
+}
+
+/// A page of history.
+#[tauri::command]
+pub async fn history_search(
+    console: State<'_, Console>,
+    query: SearchQuery,
+) -> Result<Page, ConsoleError> {
+    let mirror = console.history().mirror().await?;
+    mirror.search(&query).await.map_err(ConsoleError::History)
+}
+
+/// How many requests match.
+#[tauri::command]
+pub async fn history_count(
+    console: State<'_, Console>,
+    query: SearchQuery,
+) -> Result<u64, ConsoleError> {
+    let mirror = console.history().mirror().await?;
+    mirror.count(&query).await.map_err(ConsoleError::History)
+}
+
+/// Values for the filter menus.
+#[tauri::command]
+pub async fn history_facets(console: State<'_, Console>) -> Result<Facets, ConsoleError> {
+    let mirror = console.history().mirror().await?;
+    mirror.facets().await.map_err(ConsoleError::History)
+}
+
+/// One request from history, in full.
+#[tauri::command]
+pub async fn history_request(
+    console: State<'_, Console>,
+    id: Uuid,
+) -> Result<RequestDetail, ConsoleError> {
+    let mirror = console.history().mirror().await?;
+    mirror.request(id).await.map_err(ConsoleError::History)
+}
+
+/// Syncs the mirror soon.
+#[tauri::command]
+pub fn history_sync(console: State<'_, Console>) {
+    console.history().wake();
+}
+
+/// Exports the requests matching `query` to the downloads folder.
+#[tauri::command]
+pub async fn history_export(
+    console: State<'_, Console>,
+    format: ExportFormat,
+    query: SearchQuery,
+) -> Result<ExportDone, ConsoleError> {
+    let ctx = console.sync_context().await.ok();
+    console.history().export(format, &query, ctx.as_ref()).await
+}
+
+/// Stops a running export.
+#[tauri::command]
+pub fn history_cancel_export(console: State<'_, Console>) {
+    console.history().cancel_export();
 }

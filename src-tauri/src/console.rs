@@ -21,6 +21,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::error::ConsoleError;
+use crate::history::{History, HistoryStatus, SyncContext};
 use crate::settings::{self, SavedKey, Settings};
 
 /// Something the window should know now.
@@ -41,6 +42,18 @@ pub enum ConsoleEvent {
     Arrived {
         /// The request.
         request: Box<ActionView>,
+    },
+    /// The audit mirror's state changed (sync started, progressed, finished, alarm).
+    History {
+        /// Where it stands.
+        status: HistoryStatus,
+    },
+    /// An export progressed.
+    Export {
+        /// Requests written.
+        done: u64,
+        /// Requests to write.
+        total: u64,
     },
 }
 
@@ -149,6 +162,7 @@ pub struct Console {
     config_dir: PathBuf,
     events: EventSink,
     inner: Mutex<Inner>,
+    history: Arc<History>,
 }
 
 #[derive(Default)]
@@ -158,6 +172,8 @@ struct Inner {
     new_key: Option<(SavedKey, Arc<dyn Signer>)>,
     signer: Option<Arc<dyn Signer>>,
     live: Option<Live>,
+    /// The history sync loop runs (started with the live connection).
+    syncing_history: bool,
     /// Kept current by the task that forwards the live connection's events.
     connection: Arc<std::sync::Mutex<Connection>>,
 }
@@ -166,7 +182,9 @@ impl Console {
     /// Loads the settings from `config_dir`; nothing is connected until [`Console::unlock`].
     pub fn open(config_dir: PathBuf, events: EventSink) -> Result<Self, ConsoleError> {
         let settings = settings::load(&config_dir).map_err(ConsoleError::Settings)?;
+        let history = Arc::new(History::new(&config_dir, events.clone()));
         Ok(Self {
+            history,
             config_dir,
             events,
             inner: Mutex::new(Inner {
@@ -371,8 +389,25 @@ impl Console {
         Ok(result)
     }
 
+    /// The audit history.
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
+    }
+
+    /// What syncing and signing exports need, when the key is unlocked.
+    pub async fn sync_context(&self) -> Result<SyncContext, ConsoleError> {
+        let inner = self.inner.lock().await;
+        sync_context(&inner).ok_or(ConsoleError::Locked)
+    }
+
     /// Starts the live connection and a task forwarding its events to the window.
     fn go_live(&self, inner: &mut Inner) {
+        if !inner.syncing_history
+            && let Some(ctx) = sync_context(inner)
+        {
+            inner.syncing_history = true;
+            tokio::spawn(self.history.clone().keep_synced(ctx));
+        }
         let (Some(settings), Some(signer)) = (&inner.settings, &inner.signer) else {
             return;
         };
@@ -403,8 +438,13 @@ impl Console {
                 .cloned()
                 .collect::<Vec<_>>()
         };
+        let history = self.history.clone();
         tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
+                // Anything on the stream means the log grew: bring the mirror up to date.
+                if matches!(event, LiveEvent::Online { .. } | LiveEvent::Changes(_)) {
+                    history.wake();
+                }
                 match event {
                     LiveEvent::Online { .. } => report(Connection::Online),
                     LiveEvent::Offline { reason, retry_in } => report(Connection::Offline {
@@ -428,6 +468,18 @@ impl Console {
             }
         });
     }
+}
+
+fn sync_context(inner: &Inner) -> Option<SyncContext> {
+    let (Some(settings), Some(signer)) = (&inner.settings, &inner.signer) else {
+        return None;
+    };
+    Some(SyncContext {
+        server: settings.server.clone(),
+        approver_id: settings.approver_id.clone(),
+        key_id: settings.key.key_id(),
+        signer: signer.clone(),
+    })
 }
 
 fn state_of(inner: &Inner) -> ConsoleState {

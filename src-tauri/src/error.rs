@@ -3,6 +3,8 @@
 use countersign_client::ClientError;
 use countersign_client::approver::ApproverError;
 use countersign_keys::KeyError;
+use countersign_mirror::MirrorError;
+use countersign_report::ReportError;
 use serde::ser::SerializeStruct as _;
 
 /// Why a console command failed.
@@ -35,6 +37,15 @@ pub enum ConsoleError {
     /// Preparing the decision failed.
     #[error(transparent)]
     Approver(#[from] ApproverError),
+    /// The audit mirror failed, or its verification raised an alarm.
+    #[error(transparent)]
+    History(MirrorError),
+    /// An export failed or was cancelled.
+    #[error(transparent)]
+    Report(ReportError),
+    /// Writing an export failed.
+    #[error("{0}")]
+    Export(String),
 }
 
 impl ConsoleError {
@@ -59,6 +70,15 @@ impl ConsoleError {
                 .unwrap_or_else(|| "unreachable".into()),
             ConsoleError::Approver(ApproverError::DigestMismatch) => "digest_mismatch".into(),
             ConsoleError::Approver(_) => "signing".into(),
+            ConsoleError::History(MirrorError::Alarm(_)) => "audit_alarm".into(),
+            ConsoleError::History(MirrorError::Invalid(_)) => "invalid".into(),
+            ConsoleError::History(MirrorError::Client(e)) => e
+                .code()
+                .map(str::to_owned)
+                .unwrap_or_else(|| "unreachable".into()),
+            ConsoleError::History(_) => "history".into(),
+            ConsoleError::Report(ReportError::Cancelled) => "cancelled".into(),
+            ConsoleError::Report(_) | ConsoleError::Export(_) => "export".into(),
         }
     }
 }

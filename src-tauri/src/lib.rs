@@ -5,6 +5,7 @@ pub mod commands;
 pub mod console;
 pub mod devices;
 pub mod error;
+pub mod history;
 pub mod notifications;
 pub mod settings;
 
@@ -71,6 +72,14 @@ pub fn run() {
             commands::request,
             commands::decide,
             commands::snooze,
+            commands::history_status,
+            commands::history_search,
+            commands::history_count,
+            commands::history_facets,
+            commands::history_request,
+            commands::history_sync,
+            commands::history_export,
+            commands::history_cancel_export,
         ])
         .run(tauri::generate_context!());
     if let Err(e) = result {
@@ -138,7 +147,9 @@ fn on_event(app: &AppHandle, event: ConsoleEvent) {
                 notifications::show(&content, move |pressed| pressed_on(&app, pressed, id));
             }
         }
-        ConsoleEvent::Connection { .. } => {}
+        ConsoleEvent::Connection { .. }
+        | ConsoleEvent::History { .. }
+        | ConsoleEvent::Export { .. } => {}
     }
     let _ = app.emit("console-event", &event);
 }

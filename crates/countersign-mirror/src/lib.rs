@@ -23,7 +23,7 @@ pub mod verifier;
 mod witness;
 
 pub use alarm::{Alarm, AlarmKind};
-pub use database::{Mirror, MirrorStatus};
+pub use database::{Mirror, MirrorStatus, RaisedAlarm};
 pub use detail::{DecisionDetail, EventEntry, RequestDetail};
 pub use export::{Anchor, StoredEvent};
 pub use search::{Facets, MAX_PAGE, Page, RequestSummary, SearchQuery, Sort};

@@ -49,6 +49,8 @@ pub struct SearchQuery {
     pub sort: Sort,
     /// Continue after this cursor (from the previous page).
     pub after: Option<i64>,
+    /// Or skip this many results instead (for a scrollbar that jumps; slower when deep).
+    pub offset: Option<u32>,
     /// Page size (1 to 1000, default 100).
     pub limit: Option<u32>,
 }
@@ -252,10 +254,14 @@ impl Mirror {
             )));
         }
         let mut b = QueryBuilder::new(format!("SELECT {SUMMARY_COLUMNS}"));
-        push_from_where(&mut b, q, true);
+        push_from_where(&mut b, q, q.offset.is_none());
         push_order(&mut b, q);
         b.push(" LIMIT ");
         b.push_bind(i64::from(limit));
+        if let Some(offset) = q.offset {
+            b.push(" OFFSET ");
+            b.push_bind(i64::from(offset));
+        }
         let rows = b.build().fetch_all(&self.pool).await?;
         let items = rows
             .iter()

@@ -30,7 +30,7 @@ use countersign_mirror::{Mirror, SearchQuery};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::{Control, ReportError, for_each_page};
+use crate::{Control, Pages, ReportError};
 
 /// The format name in the header.
 pub const FORMAT: &str = "countersign-evidence/v1";
@@ -169,7 +169,8 @@ pub async fn write<W: Write>(
         }
         Ok(())
     };
-    let requests = for_each_page(mirror, q, control, async |page| {
+    let mut pages = Pages::new(mirror, q, control).await?;
+    while let Some(page) = pages.next().await? {
         if let Some(first) = page.first() {
             write_until(first.seq as u64, &mut pending, &mut out)?;
         }
@@ -177,9 +178,8 @@ pub async fn write<W: Write>(
         for e in mirror.events_of(&ids).await? {
             pending.insert(e.seq, e.body);
         }
-        Ok(())
-    })
-    .await?;
+    }
+    let requests = pages.done();
     write_until(u64::MAX, &mut pending, &mut out)?;
     let digest = hasher.finalize();
     let signature = (exporter.sign)(&payload(&digest)).map_err(ReportError::Sign)?;

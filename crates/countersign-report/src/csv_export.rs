@@ -7,7 +7,7 @@ use std::io::Write;
 
 use countersign_mirror::{Mirror, RequestSummary, SearchQuery};
 
-use crate::{Control, ReportError, for_each_page};
+use crate::{Control, Pages, ReportError};
 
 /// The header row.
 pub const HEADER: [&str; 19] = [
@@ -79,15 +79,14 @@ pub async fn write<W: Write>(
         .terminator(csv::Terminator::CRLF)
         .from_writer(out);
     w.write_record(HEADER)?;
-    let n = for_each_page(mirror, q, control, async |page| {
-        for r in page {
+    let mut pages = Pages::new(mirror, q, control).await?;
+    while let Some(page) = pages.next().await? {
+        for r in &page {
             w.write_record(row(r))?;
         }
-        Ok(())
-    })
-    .await?;
+    }
     w.flush()?;
-    Ok(n)
+    Ok(pages.done())
 }
 
 #[cfg(test)]

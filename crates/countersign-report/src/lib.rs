@@ -70,35 +70,63 @@ impl Control<'_> {
     }
 }
 
-/// Calls `each` with every page of requests matching `q`, oldest first.
-pub(crate) async fn for_each_page<F>(
-    mirror: &Mirror,
-    q: &SearchQuery,
-    control: Control<'_>,
-    mut each: F,
-) -> Result<u64, ReportError>
-where
-    F: AsyncFnMut(&[RequestSummary]) -> Result<(), ReportError>,
-{
-    let total = mirror.count(q).await?;
-    let mut page_query = q.clone();
-    page_query.sort = Sort::Oldest;
-    page_query.after = None;
-    page_query.limit = Some(countersign_mirror::MAX_PAGE);
-    let mut done = 0;
-    (control.progress)(ExportProgress { done, total });
-    loop {
-        if control.cancelled() {
+/// The pages of requests matching a query, oldest first, with progress and cancellation.
+pub(crate) struct Pages<'a> {
+    mirror: &'a Mirror,
+    query: SearchQuery,
+    control: Control<'a>,
+    done: u64,
+    total: u64,
+    finished: bool,
+}
+
+impl<'a> Pages<'a> {
+    pub(crate) async fn new(
+        mirror: &'a Mirror,
+        q: &SearchQuery,
+        control: Control<'a>,
+    ) -> Result<Self, ReportError> {
+        let total = mirror.count(q).await?;
+        let mut query = q.clone();
+        query.sort = Sort::Oldest;
+        query.after = None;
+        query.offset = None;
+        query.limit = Some(countersign_mirror::MAX_PAGE);
+        (control.progress)(ExportProgress { done: 0, total });
+        Ok(Self {
+            mirror,
+            query,
+            control,
+            done: 0,
+            total,
+            finished: false,
+        })
+    }
+
+    /// The next page, or `None` after the last.
+    pub(crate) async fn next(&mut self) -> Result<Option<Vec<RequestSummary>>, ReportError> {
+        if self.finished {
+            return Ok(None);
+        }
+        if self.control.cancelled() {
             return Err(ReportError::Cancelled);
         }
-        let page = mirror.search(&page_query).await?;
-        each(&page.items).await?;
-        done += page.items.len() as u64;
-        (control.progress)(ExportProgress { done, total });
+        let page = self.mirror.search(&self.query).await?;
+        self.done += page.items.len() as u64;
+        (self.control.progress)(ExportProgress {
+            done: self.done,
+            total: self.total,
+        });
         match page.next {
-            Some(next) => page_query.after = Some(next),
-            None => return Ok(done),
+            Some(next) => self.query.after = Some(next),
+            None => self.finished = true,
         }
+        Ok(Some(page.items))
+    }
+
+    /// Requests returned so far.
+    pub(crate) fn done(&self) -> u64 {
+        self.done
     }
 }
 

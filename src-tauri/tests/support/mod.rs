@@ -88,7 +88,7 @@ pub struct World {
     // then the token's directory.
     _driver: Running,
     _bus: Running,
-    _server: Running,
+    server: Running,
     _token: SoftHsm,
 }
 
@@ -115,29 +115,7 @@ impl World {
         ]);
         let policy = dir.path().join("policy.rego");
         std::fs::write(&policy, POLICY).expect("policy");
-        let mut server = Command::new(countersign())
-            .args([
-                "serve",
-                "--data-dir",
-                &d,
-                "--listen",
-                "127.0.0.1:0",
-                "--policy",
-            ])
-            .arg(&policy)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("server");
-        let mut lines = BufReader::new(server.stderr.take().expect("stderr")).lines();
-        let url = loop {
-            let line = lines.next().expect("server address").expect("utf-8");
-            if let Some(rest) = line.strip_prefix("countersign: serving ") {
-                break rest.split_whitespace().next().expect("url").to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let (server, url) = serve(&data, &policy, "127.0.0.1:0");
 
         // A private session bus: notifications go there, not to the machine's.
         let mut bus = Command::new("dbus-daemon")
@@ -168,6 +146,7 @@ impl World {
             .env("SOFTHSM2_CONF", token.conf())
             .env("COUNTERSIGN_CONSOLE_DIR", dir.path().join("console"))
             .env("COUNTERSIGN_PKCS11_MODULES", token.module())
+            .env("COUNTERSIGN_EXPORT_DIR", dir.path().join("exports"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -181,11 +160,24 @@ impl World {
             bus_address: bus_address.clone(),
             _driver: Running(driver),
             _bus: Running(bus),
-            _server: Running(server),
+            server,
             _token: token,
         };
         world.wait_for_driver();
         world
+    }
+
+    /// Stops the service, lets `change` alter its data directory, and starts it again at the
+    /// same address (the console keeps its URL).
+    pub fn restart_server(&mut self, change: impl FnOnce(&Path)) {
+        let _ = self.server.0.kill();
+        let _ = self.server.0.wait();
+        let data = self.dir.path().join("data");
+        change(&data);
+        let listen = self.url.trim_start_matches("http://").to_owned();
+        let (server, url) = serve(&data, &self.dir.path().join("policy.rego"), &listen);
+        assert_eq!(url, self.url);
+        self.server = server;
     }
 
     /// A console session that went through first run: key on the SoftHSM2 token, enrolled
@@ -260,6 +252,30 @@ impl World {
             .spawn()
             .expect("agent")
     }
+}
+
+/// Starts `countersign serve` on `listen`; returns it and its URL once it serves.
+fn serve(data: &Path, policy: &Path, listen: &str) -> (Running, String) {
+    let mut server = Command::new(countersign())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--listen", listen, "--policy"])
+        .arg(policy)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("server");
+    let mut lines = BufReader::new(server.stderr.take().expect("stderr")).lines();
+    let url = loop {
+        let line = lines.next().expect("server address").expect("utf-8");
+        if let Some(rest) = line.strip_prefix("countersign: serving ") {
+            break rest.split_whitespace().next().expect("url").to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (Running(server), url)
 }
 
 /// The text of the element `css` selects, waiting up to 20 s for it. The view re-renders as

@@ -8,8 +8,15 @@ import type {
   ConsoleEvent,
   ConsoleState,
   DecisionResult,
+  ExportDone,
+  ExportFormat,
+  Facets,
+  HistoryStatus,
   KeyView,
   NewKey,
+  Page,
+  RequestDetail,
+  SearchQuery,
   Verdict,
 } from "./types";
 
@@ -23,6 +30,14 @@ export interface Backend {
   request(id: string): Promise<ActionView>;
   decide(id: string, verdict: Verdict, comment: string): Promise<DecisionResult>;
   snooze(minutes: number): Promise<void>;
+  historyStatus(): Promise<HistoryStatus>;
+  historySearch(query: SearchQuery): Promise<Page>;
+  historyCount(query: SearchQuery): Promise<number>;
+  historyFacets(): Promise<Facets>;
+  historyRequest(id: string): Promise<RequestDetail>;
+  historySync(): Promise<void>;
+  historyExport(format: ExportFormat, query: SearchQuery): Promise<ExportDone>;
+  historyCancelExport(): Promise<void>;
   onEvent(handler: (event: ConsoleEvent) => void): Promise<UnlistenFn>;
   onOpenRequest(handler: (id: string | null) => void): Promise<UnlistenFn>;
 }
@@ -38,6 +53,14 @@ export function tauriBackend(): Backend {
     request: (id) => invoke("request", { id }),
     decide: (id, verdict, comment) => invoke("decide", { id, verdict, comment }),
     snooze: (minutes) => invoke("snooze", { minutes }),
+    historyStatus: () => invoke("history_status"),
+    historySearch: (query) => invoke("history_search", { query }),
+    historyCount: (query) => invoke("history_count", { query }),
+    historyFacets: () => invoke("history_facets"),
+    historyRequest: (id) => invoke("history_request", { id }),
+    historySync: () => invoke("history_sync"),
+    historyExport: (format, query) => invoke("history_export", { format, query }),
+    historyCancelExport: () => invoke("history_cancel_export"),
     onEvent: (handler) => listen<ConsoleEvent>("console-event", (e) => handler(e.payload)),
     onOpenRequest: (handler) => listen<string | null>("open-request", (e) => handler(e.payload)),
   };

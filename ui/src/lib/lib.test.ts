@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { compare, fold, page, parseUnified, sideBySide, stats } from "./diff.js";
 import { MAX_HIGHLIGHT, tokens } from "./highlight.js";
 import { reveal, scan } from "./text.js";
+import { dayEnd, dayStart, durationText } from "./history.js";
 
 test("unified diff parses with line numbers", () => {
   const lines = parseUnified("--- a/x\n+++ b/x\n@@ -3,2 +3,3 @@\n keep\n-old\n+new\n+more\n");
@@ -82,4 +83,14 @@ test("a huge diff is paged, and what is held back is counted", () => {
 test("a very long line is shown plain, whole", () => {
   const line = "x".repeat(MAX_HIGHLIGHT + 1);
   assert.deepEqual(tokens(line, "json"), [{ text: line, cls: "plain" }]);
+});
+
+test("history durations and day bounds read as people and the service expect", () => {
+  assert.equal(durationText(850), "850 ms");
+  assert.equal(durationText(42_000), "42.0 s");
+  assert.equal(durationText(185_000), "3 min 05 s");
+  assert.equal(durationText(7_800_000), "2 h 10 min");
+  assert.equal(dayStart("2026-11-30"), "2026-11-30T00:00:00.000Z");
+  assert.equal(dayEnd("2026-11-30"), "2026-12-01T00:00:00.000Z");
+  assert.equal(dayEnd("2026-12-31"), "2027-01-01T00:00:00.000Z");
 });

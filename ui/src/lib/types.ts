@@ -47,10 +47,130 @@ export type NewKey =
   | { backend: "tpm"; tcti: string; label: string }
   | { backend: "software"; label: string };
 
+export type Checkpoint = S["Checkpoint"];
+export type Actor = S["Actor"];
+export type SignedGrant = S["SignedGrant"];
+export type ExecutionOutcome = S["ExecutionOutcome"];
+
+// The audit history (mirrors countersign-mirror's search, detail and status types).
+export type Sort = "newest" | "oldest";
+
+export interface SearchQuery {
+  text?: string;
+  status?: string | null;
+  approver?: string | null;
+  requester?: string | null;
+  action_type?: string | null;
+  environment?: string | null;
+  tags?: string[];
+  from?: string | null;
+  to?: string | null;
+  sort?: Sort;
+  after?: number | null;
+  offset?: number | null;
+  limit?: number | null;
+}
+
+export interface RequestSummary {
+  seq: number;
+  id: string;
+  created_at: string;
+  expires_at: string;
+  action_type: string;
+  resource: string;
+  environment: string;
+  requester: string;
+  on_behalf_of: string | null;
+  tags: string[];
+  justification: string;
+  policy_outcome: string;
+  quorum: number;
+  status: "pending" | "approved" | "denied" | "expired" | "cancelled";
+  decided_at: string | null;
+  time_to_decision_ms: number | null;
+  approvers: string[];
+  approvals: number;
+  denials: number;
+  hardware_only: boolean;
+  redeemed_at: string | null;
+  outcome: string | null;
+}
+
+export interface Page {
+  items: RequestSummary[];
+  next: number | null;
+}
+
+export interface Facets {
+  approvers: string[];
+  requesters: string[];
+  action_types: string[];
+  environments: string[];
+  tags: string[];
+}
+
+export interface DecisionDetail {
+  seq: number;
+  approver_id: string;
+  verdict: Verdict;
+  decided_at: string;
+  recorded_at: string;
+  comment: string;
+  key_id: string;
+  key_kind: KeyKind;
+  hardware: boolean;
+  signature: string;
+}
+
+export interface EventEntry {
+  seq: number;
+  recorded_at: string;
+  kind: string;
+  actor: Actor;
+  leaf_hash: string;
+  verified: boolean;
+}
+
+export interface RequestDetail {
+  summary: RequestSummary;
+  action: Action;
+  digest: string;
+  decisions: DecisionDetail[];
+  grant: SignedGrant | null;
+  outcome: ExecutionOutcome | null;
+  events: EventEntry[];
+  checkpoint_size: number;
+  verified: boolean;
+}
+
+export interface RaisedAlarm {
+  raised_at: string;
+  kind: string;
+  message: string;
+}
+
+export interface HistoryStatus {
+  syncing: boolean;
+  progress: { verified: number; target: number } | null;
+  verified_size: number;
+  checkpoint: Checkpoint | null;
+  last_sync: string | null;
+  last_error: string | null;
+  alarms: RaisedAlarm[];
+}
+
+export type ExportFormat = "csv" | "bundle" | "pdf";
+
+export interface ExportDone {
+  path: string;
+}
+
 export type ConsoleEvent =
   | { type: "connection"; connection: Connection }
   | { type: "inbox"; requests: ActionView[] }
-  | { type: "arrived"; request: ActionView };
+  | { type: "arrived"; request: ActionView }
+  | { type: "history"; status: HistoryStatus }
+  | { type: "export"; done: number; total: number };
 
 /** A failed command: act on `code`, show `message`. */
 export interface ConsoleError {

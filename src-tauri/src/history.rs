@@ -1,0 +1,275 @@
+//! The History view's side: the verified audit mirror (`countersign-mirror`), kept in sync
+//! while the console is live, its search, and exports (`countersign-report`). No Tauri types.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use countersign_client::Client;
+use countersign_client::approver::{now, open_session};
+use countersign_core::{Checkpoint, KeyId, Timestamp};
+use countersign_keys::Signer;
+use countersign_mirror::{Mirror, Progress, RaisedAlarm, Witness};
+use countersign_report::{Control, ExportProgress, bundle, csv_export, pdf};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, OnceCell};
+
+use crate::console::{ConsoleEvent, EventSink};
+use crate::error::ConsoleError;
+
+/// How often the mirror syncs with nothing else prompting it.
+const PERIOD: Duration = Duration::from_secs(60);
+
+/// Where the mirror stands, for the window.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HistoryStatus {
+    /// A sync is running.
+    pub syncing: bool,
+    /// Its progress.
+    pub progress: Option<Progress>,
+    /// Events stored and verified.
+    pub verified_size: u64,
+    /// The checkpoint they are verified against.
+    pub checkpoint: Option<Checkpoint>,
+    /// When the last sync finished well.
+    pub last_sync: Option<Timestamp>,
+    /// Why the last sync failed, when it did without an alarm (e.g. offline).
+    pub last_error: Option<String>,
+    /// Verification failures, newest first: shown loudly until explained.
+    pub alarms: Vec<RaisedAlarm>,
+}
+
+/// Export formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    /// One row per request.
+    Csv,
+    /// Signed, offline-verifiable evidence.
+    Bundle,
+    /// The auditors' report.
+    Pdf,
+}
+
+/// A finished export.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExportDone {
+    /// Where it was written.
+    pub path: PathBuf,
+}
+
+/// What syncing needs from the console: who, where, and the unlocked key.
+#[derive(Clone)]
+pub struct SyncContext {
+    /// Service URL.
+    pub server: String,
+    /// Approver.
+    pub approver_id: String,
+    /// The enrolled key's id.
+    pub key_id: KeyId,
+    /// The unlocked key: opens sessions and cosigns checkpoints.
+    pub signer: Arc<dyn Signer>,
+}
+
+/// The mirror and its sync loop.
+pub struct History {
+    path: PathBuf,
+    mirror: OnceCell<Mirror>,
+    wake: Notify,
+    status: std::sync::Mutex<HistoryStatus>,
+    cancel_export: AtomicBool,
+    events: EventSink,
+}
+
+fn exports_dir() -> PathBuf {
+    std::env::var_os("COUNTERSIGN_EXPORT_DIR")
+        .or_else(|| std::env::var_os("XDG_DOWNLOAD_DIR"))
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join("Downloads")))
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+impl History {
+    /// The history kept in `config_dir/mirror.db`.
+    pub fn new(config_dir: &Path, events: EventSink) -> Self {
+        Self {
+            path: config_dir.join("mirror.db"),
+            mirror: OnceCell::new(),
+            wake: Notify::new(),
+            status: std::sync::Mutex::default(),
+            cancel_export: AtomicBool::new(false),
+            events,
+        }
+    }
+
+    /// The mirror, opened on first use.
+    pub async fn mirror(&self) -> Result<&Mirror, ConsoleError> {
+        self.mirror
+            .get_or_try_init(|| Mirror::open(&self.path))
+            .await
+            .map_err(ConsoleError::History)
+    }
+
+    /// Where the mirror stands (alarms read from the mirror).
+    pub async fn status(&self) -> Result<HistoryStatus, ConsoleError> {
+        let s = self
+            .mirror()
+            .await?
+            .status()
+            .await
+            .map_err(ConsoleError::History)?;
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        status.verified_size = s.verified_size;
+        status.checkpoint = s.checkpoint;
+        status.alarms = s.alarms;
+        Ok(status.clone())
+    }
+
+    fn publish(&self, change: impl FnOnce(&mut HistoryStatus)) {
+        let status = {
+            let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            change(&mut s);
+            s.clone()
+        };
+        (self.events)(ConsoleEvent::History { status });
+    }
+
+    /// Asks for a sync soon (several asks in a burst make one sync).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Syncs now, then whenever woken and at least every minute, for as long as the console
+    /// runs.
+    pub async fn keep_synced(self: Arc<Self>, ctx: SyncContext) {
+        loop {
+            self.sync_once(&ctx).await;
+            let _ = tokio::time::timeout(PERIOD, self.wake.notified()).await;
+            // Let a burst of changes settle into one sync.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    async fn sync_once(&self, ctx: &SyncContext) {
+        self.publish(|s| {
+            s.syncing = true;
+            s.progress = None;
+        });
+        let result = self.sync_with(ctx).await;
+        let alarms = match self.mirror().await {
+            Ok(m) => m.alarms().await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        self.publish(|s| {
+            s.syncing = false;
+            s.progress = None;
+            s.alarms = alarms;
+            match result {
+                Ok(report) => {
+                    s.verified_size = report.to_size;
+                    s.checkpoint = Some(report.checkpoint);
+                    s.last_sync = Some(now());
+                    s.last_error = None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "history sync failed");
+                    s.last_error = Some(e.to_string());
+                }
+            }
+        });
+    }
+
+    async fn sync_with(
+        &self,
+        ctx: &SyncContext,
+    ) -> Result<countersign_mirror::SyncReport, ConsoleError> {
+        let mirror = self.mirror().await?;
+        let signer = ctx.signer.clone();
+        let client = Client::new(&ctx.server)?;
+        let client = open_session(&client, ctx.key_id, |m: &[u8]| {
+            signer.sign(m).map_err(|e| e.to_string())
+        })
+        .await?;
+        let sign = |m: &[u8]| ctx.signer.sign(m).map_err(|e| e.to_string());
+        let witness = Witness {
+            approver_id: ctx.approver_id.clone(),
+            public_key: ctx.signer.public_key(),
+            sign: &sign,
+        };
+        let progress = |p: Progress| self.publish(|s| s.progress = Some(p));
+        mirror
+            .sync(&client, Some(&witness), &progress, None)
+            .await
+            .map_err(ConsoleError::History)
+    }
+
+    /// Writes an export of the requests matching `query` into the downloads folder. A bundle
+    /// is signed with `exporter`'s key.
+    pub async fn export(
+        &self,
+        format: ExportFormat,
+        query: &countersign_mirror::SearchQuery,
+        exporter: Option<&SyncContext>,
+    ) -> Result<ExportDone, ConsoleError> {
+        let mirror = self.mirror().await?;
+        self.cancel_export.store(false, Ordering::SeqCst);
+        let dir = exports_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ConsoleError::Export(format!("creating {}: {e}", dir.display())))?;
+        let stamp = now().to_string().replace([':', '.'], "-");
+        let extension = match format {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Bundle => "jsonl",
+            ExportFormat::Pdf => "pdf",
+        };
+        let path = dir.join(format!("countersign-audit-{stamp}.{extension}"));
+        let partial = path.with_extension("partial");
+        let events = self.events.clone();
+        let progress = move |p: ExportProgress| {
+            events(ConsoleEvent::Export {
+                done: p.done,
+                total: p.total,
+            })
+        };
+        let control = Control {
+            progress: &progress,
+            cancel: Some(&self.cancel_export),
+        };
+        let file = std::fs::File::create(&partial)
+            .map_err(|e| ConsoleError::Export(format!("creating {}: {e}", partial.display())))?;
+        let result = match format {
+            ExportFormat::Csv => csv_export::write(mirror, query, file, control)
+                .await
+                .map(drop),
+            ExportFormat::Pdf => match pdf::write(mirror, query, now(), control).await {
+                Ok(bytes) => std::fs::write(&partial, bytes).map_err(Into::into),
+                Err(e) => Err(e),
+            },
+            ExportFormat::Bundle => {
+                let ctx = exporter.ok_or(ConsoleError::Locked)?;
+                let sign = |m: &[u8]| ctx.signer.sign(m).map_err(|e| e.to_string());
+                let exporter = bundle::Exporter {
+                    approver_id: ctx.approver_id.clone(),
+                    key_id: ctx.key_id,
+                    sign: &sign,
+                };
+                bundle::write(mirror, query, file, &exporter, now(), control)
+                    .await
+                    .map(drop)
+            }
+        };
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&partial);
+            return Err(ConsoleError::Report(e));
+        }
+        std::fs::rename(&partial, &path)
+            .map_err(|e| ConsoleError::Export(format!("writing {}: {e}", path.display())))?;
+        Ok(ExportDone { path })
+    }
+
+    /// Stops a running export at its next page.
+    pub fn cancel_export(&self) {
+        self.cancel_export.store(true, Ordering::SeqCst);
+    }
+}

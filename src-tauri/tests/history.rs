@@ -1,0 +1,141 @@
+//! The console's History view in the real app: it mirrors and verifies the service's log as
+//! requests are decided, finds them by search, opens one with its decisions, keys and
+//! inclusion evidence, exports CSV, and raises a loud alarm when the service's database is
+//! rewritten behind its back.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use countersign_core::{AuditEvent, EventKind};
+use sqlx::Connection as _;
+use support::*;
+
+/// Rewrites the first `approved` event's reason in the service's database, leaf hash and all,
+/// as someone with write access to it would.
+async fn rewrite_history(data: &Path) {
+    let db = data.join("countersign.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open the service database");
+    let (seq, body): (i64, String) = sqlx::query_as(
+        "SELECT seq, event_json FROM audit_events WHERE kind = 'approved' ORDER BY seq LIMIT 1",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("an approved event");
+    let mut event: AuditEvent = serde_json::from_str(&body).expect("event");
+    if let EventKind::Approved { reason, .. } = &mut event.event {
+        *reason = "approved by the CTO in person".into();
+    }
+    let bytes = event.leaf_bytes().expect("canonical");
+    let leaf = countersign_core::merkle::leaf_hash(&bytes);
+    sqlx::query("UPDATE audit_events SET event_json = ?, leaf_hash = ? WHERE seq = ?")
+        .bind(String::from_utf8(bytes).expect("utf-8"))
+        .bind(leaf.0.to_vec())
+        .bind(seq)
+        .execute(&mut conn)
+        .await
+        .expect("rewrite");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_is_verified_searchable_exportable_and_alarms_on_a_rewrite() {
+    let mut w = World::start();
+    let c = w.enrolled_console().await;
+
+    // Two requests decided in the console: one approved, one denied.
+    let marker = w.dir.path().join("approved");
+    let agent = w.agent("iam.role.update", None, &marker);
+    click(&c, "[data-testid=inbox-item]").await;
+    click(&c, "[data-testid=approve]").await;
+    assert!(
+        text_of(&c, "[data-testid=result]")
+            .await
+            .contains("Approved")
+    );
+    let (status, err) = wait_exit(agent, Duration::from_secs(30));
+    assert_eq!(status, Some(0), "{err}");
+    let agent = w.agent("iam.policy.attach", None, &w.dir.path().join("denied"));
+    until_page(&c, "the second request arrives", |t| {
+        t.contains("iam.policy.attach")
+    })
+    .await;
+    click(&c, "[data-testid=inbox-item]").await;
+    click(&c, "[data-testid=deny]").await;
+    assert!(text_of(&c, "[data-testid=result]").await.contains("Denied"));
+    let (status, _) = wait_exit(agent, Duration::from_secs(30));
+    assert_eq!(status, Some(3));
+
+    // The mirror follows the stream; the history lists both, verified.
+    click(&c, "[data-testid=tab-history]").await;
+    until_page(&c, "the history shows both requests", |t| {
+        t.contains("2 requests")
+    })
+    .await;
+    until_page(&c, "the log is verified", |t| {
+        t.contains("Log verified to checkpoint")
+    })
+    .await;
+
+    // Search narrows to the denied one; it opens with its decision and proof.
+    type_into(&c, "[data-testid=history-search]", "policy.attach").await;
+    until_page(&c, "the search finds one", |t| {
+        t.contains("1 request") && !t.contains("2 requests")
+    })
+    .await;
+    click(&c, "[data-testid=history-item]").await;
+    let proof = text_of(&c, "[data-testid=history-proof]").await;
+    assert!(
+        proof.contains("Included in checkpoint") && proof.contains("verified"),
+        "{proof}"
+    );
+    assert_eq!(
+        text_of(&c, "[data-testid=history-status]")
+            .await
+            .to_lowercase(),
+        "denied"
+    );
+    let decision = text_of(&c, "[data-testid=history-decision]").await;
+    assert!(
+        decision.contains("bob@example.com")
+            && decision.contains("deny")
+            && decision.contains("pkcs11"),
+        "{decision}"
+    );
+    let shots = screenshot_dir();
+    std::fs::create_dir_all(&shots).expect("artifacts dir");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(
+        shots.join("console-history.png"),
+        c.screenshot().await.expect("screenshot"),
+    )
+    .expect("save screenshot");
+
+    // CSV export of what the search shows.
+    click(&c, "[data-testid=export-csv]").await;
+    let saved = text_of(&c, "[data-testid=export-result]").await;
+    let path = saved.trim_start_matches("Saved to ").trim();
+    let csv = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(
+        csv.contains("iam.policy.attach") && !csv.contains("iam.role.update"),
+        "{csv}"
+    );
+
+    // Someone rewrites the history in the service's database; the next sync raises the alarm.
+    w.restart_server(|data| {
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(rewrite_history(data))
+        })
+    });
+    let mut agent = w.agent("iam.role.delete", None, &w.dir.path().join("later"));
+    let alarm = text_of(&c, "[data-testid=audit-alarm]").await;
+    assert!(
+        alarm.contains("verification failed") && alarm.contains("rewritten"),
+        "{alarm}"
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
+    c.close().await.expect("close session");
+}
