@@ -251,6 +251,17 @@ impl Client {
         self.get(&format!("/v1/audit?limit={limit}{after}")).await
     }
 
+    /// Events with `seq > after`, each as the exact JSON text the service sent: the log's leaf
+    /// bytes, to hash without re-encoding.
+    pub async fn audit_raw(
+        &self,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<RawEventsPage, ClientError> {
+        let after = after.map(|a| format!("&after={a}")).unwrap_or_default();
+        self.get(&format!("/v1/audit?limit={limit}{after}")).await
+    }
+
     /// The latest signed checkpoint.
     pub async fn checkpoint(&self) -> Result<CheckpointView, ClientError> {
         self.get("/v1/audit/checkpoint").await
@@ -295,6 +306,15 @@ impl Client {
     pub async fn server_key(&self) -> Result<ServerKeyView, ClientError> {
         self.get("/v1/server-key").await
     }
+}
+
+/// A page of the audit log with each event's text as received.
+#[derive(Debug, serde::Deserialize)]
+pub struct RawEventsPage {
+    /// Events in order, verbatim.
+    pub events: Vec<Box<serde_json::value::RawValue>>,
+    /// The log's size when read.
+    pub tree_size: u64,
 }
 
 /// `204 No Content` has no JSON body: count a decode failure on success as success.

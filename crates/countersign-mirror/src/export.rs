@@ -3,9 +3,58 @@
 
 use countersign_core::PublicKey;
 use countersign_core::checkpoint::SignedCheckpoint;
+use rusqlite::OpenFlags;
 use sqlx::{QueryBuilder, Sqlite};
 
+use crate::search::{SearchQuery, Sort, push_from_where, push_order};
 use crate::{Mirror, MirrorError, MirrorResult};
+
+/// A request row for bulk exports, borrowed from SQLite's own buffers.
+#[derive(Clone, Copy, Debug)]
+pub struct ExportRow<'a> {
+    /// Position of its `request_created` event.
+    pub seq: i64,
+    /// Request id.
+    pub id: &'a str,
+    /// Created (ms).
+    pub created_at: i64,
+    /// Decided (ms).
+    pub decided_at: Option<i64>,
+    /// Action type.
+    pub action_type: &'a str,
+    /// Resource.
+    pub resource: &'a str,
+    /// Environment.
+    pub environment: &'a str,
+    /// Who asked.
+    pub requester: &'a str,
+    /// For whom.
+    pub on_behalf_of: Option<&'a str>,
+    /// Who decided, space-separated, in order.
+    pub approvers: &'a str,
+    /// Verdict.
+    pub status: &'a str,
+    /// Approvals.
+    pub approvals: i64,
+    /// Denials.
+    pub denials: i64,
+    /// Approvals needed.
+    pub quorum: i64,
+    /// Every decision signed by a hardware key.
+    pub hardware_only: bool,
+    /// Reported outcome.
+    pub outcome: Option<&'a str>,
+    /// Grant redeemed (ms).
+    pub redeemed_at: Option<i64>,
+    /// Tags, space-separated.
+    pub tags: &'a str,
+    /// Justification.
+    pub justification: &'a str,
+}
+
+const EXPORT_COLUMNS: &str = "r.seq, r.id, r.created_at, r.decided_at, r.action_type, r.resource, \
+    r.environment, r.requester, r.on_behalf_of, r.approvers, r.status, r.approvals, r.denials, \
+    r.quorum, r.hardware_only, r.outcome, r.redeemed_at, r.tags, r.justification";
 
 /// The verified checkpoint an export is anchored to.
 #[derive(Clone, Debug)]
@@ -84,5 +133,76 @@ impl Mirror {
                 body,
             })
             .collect())
+    }
+}
+
+impl Mirror {
+    /// Calls `each` with every request matching `q`, oldest first, until it returns `false`;
+    /// returns how many it saw. Reads SQLite directly through its own read-only connection: a
+    /// bulk export reads a million rows, and the async driver's hand-off per row would cost
+    /// more than the rows. Blocking: call it from a blocking thread.
+    pub fn export_rows(
+        &self,
+        q: &SearchQuery,
+        mut each: impl FnMut(&ExportRow<'_>) -> bool,
+    ) -> MirrorResult<u64> {
+        let failed = |e: rusqlite::Error| MirrorError::Database(e.to_string());
+        let conn = rusqlite::Connection::open_with_flags(
+            self.path(),
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(failed)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(failed)?;
+        let mut q = q.clone();
+        q.sort = Sort::Oldest;
+        q.after = None;
+        q.offset = None;
+        let mut sql = format!("SELECT {EXPORT_COLUMNS}");
+        push_from_where(&mut sql, &q, false);
+        push_order(&mut sql, &q);
+        let mut statement = conn.prepare(&sql).map_err(failed)?;
+        let mut rows = statement.query([]).map_err(failed)?;
+        let mut n = 0;
+        fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, rusqlite::Error> {
+            Ok(row.get_ref(i)?.as_str()?)
+        }
+        while let Some(row) = rows.next().map_err(failed)? {
+            let view = (|| -> Result<ExportRow<'_>, rusqlite::Error> {
+                Ok(ExportRow {
+                    seq: row.get(0)?,
+                    id: text(row, 1)?,
+                    created_at: row.get(2)?,
+                    decided_at: row.get(3)?,
+                    action_type: text(row, 4)?,
+                    resource: text(row, 5)?,
+                    environment: text(row, 6)?,
+                    requester: text(row, 7)?,
+                    on_behalf_of: row
+                        .get_ref(8)?
+                        .as_str_or_null()
+                        .map_err(rusqlite::Error::from)?,
+                    approvers: text(row, 9)?,
+                    status: text(row, 10)?,
+                    approvals: row.get(11)?,
+                    denials: row.get(12)?,
+                    quorum: row.get(13)?,
+                    hardware_only: row.get::<_, i64>(14)? != 0,
+                    outcome: row
+                        .get_ref(15)?
+                        .as_str_or_null()
+                        .map_err(rusqlite::Error::from)?,
+                    redeemed_at: row.get(16)?,
+                    tags: text(row, 17)?,
+                    justification: text(row, 18)?,
+                })
+            })()
+            .map_err(|e| MirrorError::Corrupt(format!("request index row: {e}")))?;
+            n += 1;
+            if !each(&view) {
+                break;
+            }
+        }
+        Ok(n)
     }
 }

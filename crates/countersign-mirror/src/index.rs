@@ -151,9 +151,8 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// Ids of requests the events name but the batch does not hold yet.
-    pub fn missing(&self, events: &[AuditEvent]) -> Vec<Uuid> {
+    pub fn missing<'a>(&self, events: impl Iterator<Item = &'a AuditEvent>) -> Vec<Uuid> {
         let mut ids: Vec<Uuid> = events
-            .iter()
             .filter(|e| !matches!(e.event, EventKind::RequestCreated { .. }))
             .filter_map(|e| e.event.action_id())
             .filter(|id| !self.rows.contains_key(id))

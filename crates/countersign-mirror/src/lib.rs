@@ -25,8 +25,8 @@ mod witness;
 pub use alarm::{Alarm, AlarmKind};
 pub use database::{Mirror, MirrorStatus, RaisedAlarm};
 pub use detail::{DecisionDetail, EventEntry, RequestDetail};
-pub use export::{Anchor, StoredEvent};
-pub use search::{Facets, MAX_PAGE, Page, RequestSummary, SearchQuery, Sort};
+pub use export::{Anchor, ExportRow, StoredEvent};
+pub use search::{Facets, MAX_PAGE, Page, RequestSummary, SearchQuery, Sort, search_sql};
 pub use stats::{ApproverRow, ReportStats, Totals, TypeRow, percentile};
 pub use sync::{Progress, SyncReport, Witness};
 

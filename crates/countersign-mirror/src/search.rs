@@ -148,66 +148,190 @@ pub(crate) const SUMMARY_COLUMNS: &str = "r.seq, r.id, r.created_at, r.expires_a
     r.policy_outcome, r.quorum, r.status, r.decided_at, r.approvers, r.approvals, r.denials, \
     r.hardware_only, r.redeemed_at, r.outcome";
 
-/// Appends `FROM … WHERE …` for `q` (no order, no limit).
-pub(crate) fn push_from_where(b: &mut QueryBuilder<'_, Sqlite>, q: &SearchQuery, cursor: bool) {
-    let text = fts_query(&q.text);
-    if text.is_some() {
-        b.push(" FROM requests_fts f JOIN requests r ON r.seq = f.rowid WHERE requests_fts MATCH ");
-        b.push_bind(text);
-    } else {
-        b.push(" FROM requests r WHERE 1");
+/// A value bound into a query.
+pub(crate) enum Value {
+    Text(String),
+    Int(i64),
+}
+
+/// Where query text goes: a sqlx query builder (values bound), or plain SQL text (values
+/// inlined, for running the very same query in the `sqlite3` shell).
+pub(crate) trait SqlOut {
+    fn sql(&mut self, text: &str);
+    fn value(&mut self, value: Value);
+}
+
+impl SqlOut for QueryBuilder<'_, Sqlite> {
+    fn sql(&mut self, text: &str) {
+        self.push(text);
     }
-    let eq = |b: &mut QueryBuilder<'_, Sqlite>, column: &str, value: &Option<String>| {
-        if let Some(v) = value.as_ref().filter(|v| !v.is_empty()) {
-            b.push(format!(" AND r.{column} = "));
-            b.push_bind(v.clone());
-        }
-    };
-    eq(b, "status", &q.status);
-    eq(b, "requester", &q.requester);
-    eq(b, "action_type", &q.action_type);
-    eq(b, "environment", &q.environment);
-    if let Some(a) = q.approver.as_ref().filter(|a| !a.is_empty()) {
-        b.push(" AND EXISTS (SELECT 1 FROM request_approvers a WHERE a.approver_id = ");
-        b.push_bind(a.clone());
-        b.push(" AND a.request_seq = r.seq)");
-    }
-    for tag in q.tags.iter().filter(|t| !t.is_empty()) {
-        b.push(" AND EXISTS (SELECT 1 FROM request_tags t WHERE t.tag = ");
-        b.push_bind(tag.clone());
-        b.push(" AND t.request_seq = r.seq)");
-    }
-    if let Some(from) = q.from {
-        b.push(" AND r.created_at >= ");
-        b.push_bind(from.as_millis());
-    }
-    if let Some(to) = q.to {
-        b.push(" AND r.created_at < ");
-        b.push_bind(to.as_millis());
-    }
-    if cursor && let Some(after) = q.after {
-        b.push(match q.sort {
-            Sort::Newest => " AND r.seq < ",
-            Sort::Oldest => " AND r.seq > ",
-        });
-        b.push_bind(after);
+    fn value(&mut self, value: Value) {
+        match value {
+            Value::Text(t) => self.push_bind(t),
+            Value::Int(i) => self.push_bind(i),
+        };
     }
 }
 
-pub(crate) fn push_order(b: &mut QueryBuilder<'_, Sqlite>, q: &SearchQuery) {
+impl SqlOut for String {
+    fn sql(&mut self, text: &str) {
+        self.push_str(text);
+    }
+    fn value(&mut self, value: Value) {
+        match value {
+            Value::Text(t) => {
+                self.push('\'');
+                self.push_str(&t.replace('\'', "''"));
+                self.push('\'');
+            }
+            Value::Int(i) => self.push_str(&i.to_string()),
+        }
+    }
+}
+
+/// Appends `FROM … WHERE …` for `q` (no order, no limit).
+pub(crate) fn push_from_where(b: &mut impl SqlOut, q: &SearchQuery, cursor: bool) {
+    if let Some(text) = fts_query(&q.text) {
+        b.sql(" FROM requests_fts f JOIN requests r ON r.seq = f.rowid WHERE requests_fts MATCH ");
+        b.value(Value::Text(text));
+    } else {
+        b.sql(" FROM requests r WHERE 1");
+    }
+    for (column, value) in [
+        ("status", &q.status),
+        ("requester", &q.requester),
+        ("action_type", &q.action_type),
+        ("environment", &q.environment),
+    ] {
+        if let Some(v) = value.as_ref().filter(|v| !v.is_empty()) {
+            b.sql(&format!(" AND r.{column} = "));
+            b.value(Value::Text(v.clone()));
+        }
+    }
+    if let Some(a) = q.approver.as_ref().filter(|a| !a.is_empty()) {
+        b.sql(" AND EXISTS (SELECT 1 FROM request_approvers a WHERE a.approver_id = ");
+        b.value(Value::Text(a.clone()));
+        b.sql(" AND a.request_seq = r.seq)");
+    }
+    for tag in q.tags.iter().filter(|t| !t.is_empty()) {
+        b.sql(" AND EXISTS (SELECT 1 FROM request_tags t WHERE t.tag = ");
+        b.value(Value::Text(tag.clone()));
+        b.sql(" AND t.request_seq = r.seq)");
+    }
+    if let Some(from) = q.from {
+        b.sql(" AND r.created_at >= ");
+        b.value(Value::Int(from.as_millis()));
+    }
+    if let Some(to) = q.to {
+        b.sql(" AND r.created_at < ");
+        b.value(Value::Int(to.as_millis()));
+    }
+    if cursor && let Some(after) = q.after {
+        b.sql(match q.sort {
+            Sort::Newest => " AND r.seq < ",
+            Sort::Oldest => " AND r.seq > ",
+        });
+        b.value(Value::Int(after));
+    }
+}
+
+pub(crate) fn push_order(b: &mut impl SqlOut, q: &SearchQuery) {
     // Ordering by the FTS rowid lets FTS5 stream matches in order and stop at the limit.
     let key = if fts_query(&q.text).is_some() {
         "f.rowid"
     } else {
         "r.seq"
     };
-    b.push(format!(
+    b.sql(&format!(
         " ORDER BY {key} {}",
         match q.sort {
             Sort::Newest => "DESC",
             Sort::Oldest => "ASC",
         }
     ));
+}
+
+/// Writes the page query for `q` (order, limit and offset included) into `b`.
+fn push_page(b: &mut impl SqlOut, q: &SearchQuery, limit: u32) {
+    push_page_of(b, q, limit, &format!("SELECT {SUMMARY_COLUMNS}"));
+}
+
+/// The page query selecting `select`.
+fn push_page_of(b: &mut impl SqlOut, q: &SearchQuery, limit: u32, select: &str) {
+    b.sql(select);
+    push_from_where(b, q, q.offset.is_none());
+    push_order(b, q);
+    b.sql(" LIMIT ");
+    b.value(Value::Int(i64::from(limit)));
+    if let Some(offset) = q.offset {
+        b.sql(" OFFSET ");
+        b.value(Value::Int(i64::from(offset)));
+    }
+}
+
+/// The SQL [`Mirror::search`] runs for `q`, with its values inlined: to run the very same
+/// query in the `sqlite3` shell (benchmarks, debugging).
+pub fn search_sql(q: &SearchQuery) -> String {
+    let mut sql = String::new();
+    push_page(&mut sql, q, q.limit.unwrap_or(100));
+    sql
+}
+
+/// A summary row as `json_array` over [`SUMMARY_COLUMNS`] encodes it.
+#[derive(Deserialize)]
+struct SummaryJson(
+    i64,
+    String,
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    Option<i64>,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
+
+impl SummaryJson {
+    fn into_summary(self) -> MirrorResult<RequestSummary> {
+        let words =
+            |s: String| -> Vec<String> { s.split_whitespace().map(str::to_owned).collect() };
+        Ok(RequestSummary {
+            seq: self.0,
+            id: self.1,
+            created_at: timestamp(self.2)?,
+            expires_at: timestamp(self.3)?,
+            action_type: self.4,
+            resource: self.5,
+            environment: self.6,
+            requester: self.7,
+            on_behalf_of: self.8,
+            tags: words(self.9),
+            justification: self.10,
+            policy_outcome: self.11,
+            quorum: self.12,
+            status: self.13,
+            decided_at: self.14.map(timestamp).transpose()?,
+            time_to_decision_ms: self.14.map(|d| d - self.2),
+            approvers: words(self.15),
+            approvals: self.16,
+            denials: self.17,
+            hardware_only: self.18 != 0,
+            redeemed_at: self.19.map(timestamp).transpose()?,
+            outcome: self.20,
+        })
+    }
 }
 
 pub(crate) fn decode_summary(row: &sqlx::sqlite::SqliteRow) -> MirrorResult<RequestSummary> {
@@ -253,20 +377,30 @@ impl Mirror {
                 "page size {limit} is outside 1 to {MAX_PAGE}"
             )));
         }
-        let mut b = QueryBuilder::new(format!("SELECT {SUMMARY_COLUMNS}"));
-        push_from_where(&mut b, q, q.offset.is_none());
-        push_order(&mut b, q);
-        b.push(" LIMIT ");
-        b.push_bind(i64::from(limit));
-        if let Some(offset) = q.offset {
-            b.push(" OFFSET ");
-            b.push_bind(i64::from(offset));
-        }
-        let rows = b.build().fetch_all(&self.pool).await?;
-        let items = rows
-            .iter()
-            .map(decode_summary)
+        // SQLite encodes the whole page as one JSON text: one value crosses the driver instead
+        // of a row per result, which is most of the cost of a page otherwise.
+        let mut b =
+            QueryBuilder::new("SELECT '[' || COALESCE(group_concat(j, ','), '') || ']' FROM (");
+        push_page_of(
+            &mut b,
+            q,
+            limit,
+            &format!("SELECT json_array({SUMMARY_COLUMNS}) AS j"),
+        );
+        b.push(")");
+        let text: String = b.build_query_scalar().fetch_one(&self.pool).await?;
+        let rows: Vec<SummaryJson> = serde_json::from_str(&text)
+            .map_err(|e| MirrorError::Corrupt(format!("request index row: {e}")))?;
+        let mut items = rows
+            .into_iter()
+            .map(SummaryJson::into_summary)
             .collect::<MirrorResult<Vec<_>>>()?;
+        // The aggregate keeps the subquery's order; sorting again costs little and makes it
+        // certain.
+        match q.sort {
+            Sort::Newest => items.sort_by_key(|a| std::cmp::Reverse(a.seq)),
+            Sort::Oldest => items.sort_by_key(|a| a.seq),
+        }
         let next = (items.len() == limit as usize)
             .then(|| items.last().map(|i| i.seq))
             .flatten();
@@ -303,6 +437,23 @@ impl Mirror {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inlined_sql_quotes_text_values() {
+        let q = SearchQuery {
+            text: "o'brien".into(),
+            requester: Some("agent:x'; DROP TABLE requests; --".into()),
+            limit: Some(10),
+            ..SearchQuery::default()
+        };
+        let sql = search_sql(&q);
+        assert!(sql.contains("MATCH '\"o''brien\"*'"), "{sql}");
+        assert!(
+            sql.contains("r.requester = 'agent:x''; DROP TABLE requests; --'"),
+            "{sql}"
+        );
+        assert!(sql.ends_with("ORDER BY f.rowid DESC LIMIT 10"), "{sql}");
+    }
 
     #[test]
     fn free_text_is_quoted_and_the_last_word_is_a_prefix() {

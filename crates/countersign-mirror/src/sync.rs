@@ -11,18 +11,18 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use countersign_client::Client;
 use countersign_client::approver::now;
+use countersign_client::{Client, RawEventsPage};
 use countersign_core::checkpoint::SignedCheckpoint;
 use countersign_core::merkle::Frontier;
-use countersign_core::{AuditEvent, Checkpoint, EventKind, KeyId, Signature};
+use countersign_core::{Checkpoint, EventKind, KeyId, Signature};
 use serde::Serialize;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::alarm::{Alarm, AlarmKind};
 use crate::database::{Trust, write_trust};
 use crate::index::{self, Batch};
-use crate::verifier::{EventChecker, KnownKey, leaf};
+use crate::verifier::{EventChecker, KnownKey, Prepared, prepare_all, verify_all};
 use crate::witness::{self, WitnessCheck};
 use crate::{Mirror, MirrorError, MirrorResult};
 
@@ -312,15 +312,23 @@ impl Mirror {
         keys: &mut HashMap<KeyId, KnownKey>,
     ) -> MirrorResult<()> {
         let mut tx = self.pool.begin().await?;
-        let mut checker = EventChecker::new(trust.server_key.clone(), keys.clone());
+        let mut checker =
+            EventChecker::new(trust.server_key.clone(), keys.clone()).without_grant_signatures();
         let mut frontier = trust.frontier.clone();
         let mut batch = Batch::default();
+        let mut verifying = Vec::new();
         let mut next = trust.verified_size;
+        // The next page is fetched while this one is checked.
+        let mut fetching = Some(tokio::spawn(fetch(client.clone(), next.checked_sub(1))));
         while next < end {
-            let after = next.checked_sub(1);
-            let page = client.audit(after, PAGE).await?;
-            let events: Vec<AuditEvent> = page.events.into_iter().filter(|e| e.seq < end).collect();
-            if events.is_empty() {
+            let page = match fetching.take() {
+                Some(handle) => handle
+                    .await
+                    .map_err(|e| MirrorError::Database(format!("fetch task: {e}")))??,
+                None => client.audit_raw(next.checked_sub(1), PAGE).await?,
+            };
+            let served = page.events.len() as u64;
+            if served == 0 {
                 return Err(alarm(
                     AlarmKind::SequenceGap,
                     format!(
@@ -329,7 +337,17 @@ impl Mirror {
                     ),
                 ));
             }
-            let missing = batch.missing(&events);
+            // A gapless page ends at `next + served - 1`; if it does not, the sequence check
+            // below raises the alarm and the prefetched page is dropped.
+            if next + served < end {
+                fetching = Some(tokio::spawn(fetch(client.clone(), Some(next + served - 1))));
+            }
+            let mut prepared = tokio::task::spawn_blocking(move || prepare_all(page.events))
+                .await
+                .map_err(|e| MirrorError::Database(format!("prepare task: {e}")))?
+                .map_err(MirrorError::Alarm)?;
+            prepared.retain(|p| p.event.seq < end);
+            let missing = batch.missing(prepared.iter().map(|p| &p.event));
             if !missing.is_empty() {
                 batch.add_loaded(index::load(&mut tx, &missing).await?);
             }
@@ -338,25 +356,37 @@ impl Mirror {
                     checker.add_request(*id, row.known()?);
                 }
             }
-            let mut rows = Vec::with_capacity(events.len());
-            for event in &events {
-                if event.seq != next {
+            let mut jobs = Vec::new();
+            for p in &prepared {
+                if p.event.seq != next {
                     return Err(alarm(
                         AlarmKind::SequenceGap,
                         format!(
                             "expected event {next} but the service served event {}: an event was dropped or reordered",
-                            event.seq
+                            p.event.seq
                         ),
                     ));
                 }
-                checker.check(event).map_err(MirrorError::Alarm)?;
-                let (bytes, hash) = leaf(event).map_err(MirrorError::Alarm)?;
-                frontier.push(hash);
-                batch.apply(event);
-                rows.push((event, hash, bytes));
+                checker
+                    .check_deferred(&p.event, p.content_digest, &mut jobs)
+                    .map_err(MirrorError::Alarm)?;
+                frontier.push(p.hash);
+                batch.apply(&p.event);
                 next += 1;
             }
-            insert_events(&mut tx, &rows).await?;
+            // Signatures are checked while the page is written and the next one prepared;
+            // every check is awaited before the chunk commits, so nothing unverified lands.
+            verifying.push(tokio::task::spawn_blocking(move || verify_all(&jobs)));
+            insert_events(&mut tx, &prepared).await?;
+        }
+        for check in verifying {
+            check
+                .await
+                .map_err(|e| MirrorError::Database(format!("verify task: {e}")))?
+                .map_err(MirrorError::Alarm)?;
+        }
+        if let Some(handle) = fetching {
+            handle.abort();
         }
         let root = frontier.root();
         if end == checkpoint.tree_size {
@@ -397,21 +427,22 @@ impl Mirror {
     }
 }
 
-async fn insert_events(
-    conn: &mut SqliteConnection,
-    rows: &[(&AuditEvent, countersign_core::Digest, Vec<u8>)],
-) -> MirrorResult<()> {
+async fn fetch(client: Client, after: Option<u64>) -> MirrorResult<RawEventsPage> {
+    Ok(client.audit_raw(after, PAGE).await?)
+}
+
+async fn insert_events(conn: &mut SqliteConnection, rows: &[Prepared]) -> MirrorResult<()> {
     for chunk in rows.chunks(5000) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO events (seq, recorded_at, kind, action_id, leaf_hash, body) ",
         );
-        q.push_values(chunk, |mut b, (event, hash, bytes)| {
-            b.push_bind(event.seq as i64)
-                .push_bind(event.recorded_at.as_millis())
-                .push_bind(kind_of(&event.event))
-                .push_bind(event.event.action_id().map(|id| id.to_string()))
-                .push_bind(hash.0.to_vec())
-                .push_bind(String::from_utf8_lossy(bytes).into_owned());
+        q.push_values(chunk, |mut b, p| {
+            b.push_bind(p.event.seq as i64)
+                .push_bind(p.event.recorded_at.as_millis())
+                .push_bind(kind_of(&p.event.event))
+                .push_bind(p.event.event.action_id().map(|id| id.to_string()))
+                .push_bind(p.hash.0.to_vec())
+                .push_bind(String::from_utf8_lossy(&p.bytes).into_owned());
         });
         q.build().execute(&mut *conn).await?;
     }

@@ -6,7 +6,10 @@
 
 use std::collections::HashMap;
 
-use countersign_core::{AuditEvent, Digest, EventKind, KeyId, KeyKind, PublicKey, merkle};
+use countersign_core::{
+    AuditEvent, Digest, EventKind, KeyId, KeyKind, PublicKey, SignedDecision, SignedGrant, merkle,
+};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::alarm::{Alarm, AlarmKind};
@@ -37,6 +40,79 @@ pub struct KnownRequest {
     pub on_behalf_of: Option<String>,
 }
 
+/// What checking an event needs that costs the most and depends on nothing else: its leaf
+/// bytes and hash, and a new request's content digest. Computed for many events at once.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The event.
+    pub event: AuditEvent,
+    /// Its leaf bytes.
+    pub bytes: Vec<u8>,
+    /// Its leaf hash.
+    pub hash: Digest,
+    /// For `request_created`: the digest of the request's content.
+    pub content_digest: Option<Digest>,
+}
+
+/// Prepares events received as JSON text on every core, keeping their order: the text is the
+/// leaf (hashed as received, never re-encoded), then parsed.
+pub fn prepare_all(events: Vec<Box<RawValue>>) -> Result<Vec<Prepared>, Alarm> {
+    let one = |raw: Box<RawValue>| -> Result<Prepared, Alarm> {
+        let text = raw.get();
+        let hash = merkle::leaf_hash(text.as_bytes());
+        let event: AuditEvent = serde_json::from_str(text).map_err(|e| {
+            Alarm::new(
+                AlarmKind::BadEvent,
+                format!("an event the service sent does not parse: {e}"),
+            )
+        })?;
+        let content_digest = match &event.event {
+            EventKind::RequestCreated { action, .. } => Some(
+                action
+                    .digest()
+                    .map_err(|e| bad(&event, format!("request has no canonical form: {e}")))?,
+            ),
+            _ => None,
+        };
+        Ok(Prepared {
+            bytes: text.as_bytes().to_vec(),
+            event,
+            hash,
+            content_digest,
+        })
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if events.len() < 64 || threads == 1 {
+        return events.into_iter().map(one).collect();
+    }
+    let per = events.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<Box<RawValue>>> = Vec::new();
+    let mut rest = events.into_iter();
+    loop {
+        let chunk: Vec<Box<RawValue>> = rest.by_ref().take(per).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || chunk.into_iter().map(one).collect::<Result<Vec<_>, _>>())
+            })
+            .collect();
+        let mut out = Vec::new();
+        for h in handles {
+            out.extend(
+                h.join()
+                    .map_err(|_| Alarm::new(AlarmKind::BadEvent, "preparing events crashed"))??,
+            );
+        }
+        Ok(out)
+    })
+}
+
 /// The leaf bytes (RFC 8785) of an event and its Merkle leaf hash.
 pub fn leaf(event: &AuditEvent) -> Result<(Vec<u8>, Digest), Alarm> {
     let bytes = event.leaf_bytes().map_err(|e| {
@@ -49,10 +125,97 @@ pub fn leaf(event: &AuditEvent) -> Result<(Vec<u8>, Digest), Alarm> {
     Ok((bytes, hash))
 }
 
+/// A signature to check, found while checking an event: checked later, many at once, since
+/// signature verification is most of a sync's work and every job is independent.
+#[derive(Clone, Debug)]
+pub enum SignatureJob {
+    /// A decision, against the approver key the log enrolled.
+    Decision {
+        /// The event.
+        seq: u64,
+        /// The decision.
+        decision: Box<SignedDecision>,
+        /// The key.
+        key: PublicKey,
+    },
+    /// A grant, against the service key.
+    Grant {
+        /// The event.
+        seq: u64,
+        /// The grant.
+        grant: Box<SignedGrant>,
+        /// The service key.
+        key: PublicKey,
+    },
+}
+
+impl SignatureJob {
+    /// Checks the signature.
+    pub fn verify(&self) -> Result<(), Alarm> {
+        match self {
+            SignatureJob::Decision { seq, decision, key } => {
+                // The key is the one the log enrolled under this id (checked at enrolment).
+                let bad = |what: String| {
+                    Alarm::new(
+                        AlarmKind::BadEvent,
+                        format!(
+                            "event {seq}: decision by {} does not verify: {what}",
+                            decision.decision.approver_id
+                        ),
+                    )
+                };
+                let payload = decision
+                    .decision
+                    .signing_payload()
+                    .map_err(|e| bad(e.to_string()))?;
+                key.verify(&payload, &decision.signature)
+                    .map_err(|e| bad(e.to_string()))
+            }
+            SignatureJob::Grant { seq, grant, key } => {
+                let bad =
+                    |what: String| Alarm::new(AlarmKind::BadEvent, format!("event {seq}: {what}"));
+                let payload = grant
+                    .grant
+                    .signing_payload()
+                    .map_err(|e| bad(format!("grant has no canonical form: {e}")))?;
+                key.verify(&payload, &grant.signature)
+                    .map_err(|e| bad(format!("grant is not signed by the service: {e}")))
+            }
+        }
+    }
+}
+
+/// Checks every job, spread over the machine's cores; the first failure in log order wins.
+pub fn verify_all(jobs: &[SignatureJob]) -> Result<(), Alarm> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if jobs.len() < 64 || threads == 1 {
+        return jobs.iter().try_for_each(SignatureJob::verify);
+    }
+    let per = jobs.len().div_ceil(threads);
+    let failures: Vec<Alarm> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(per)
+            .map(|chunk| scope.spawn(move || chunk.iter().try_for_each(SignatureJob::verify)))
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| match h.join() {
+                Ok(result) => result.err(),
+                Err(_) => Some(Alarm::new(AlarmKind::BadEvent, "a signature check crashed")),
+            })
+            .collect()
+    });
+    match failures.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(()),
+    }
+}
+
 /// The keys and requests seen so far, and the service key.
 #[derive(Clone, Debug)]
 pub struct EventChecker {
     server_key: PublicKey,
+    grant_signatures: bool,
     keys: HashMap<KeyId, KnownKey>,
     requests: HashMap<Uuid, KnownRequest>,
 }
@@ -66,9 +229,20 @@ impl EventChecker {
     pub fn new(server_key: PublicKey, keys: HashMap<KeyId, KnownKey>) -> Self {
         Self {
             server_key,
+            grant_signatures: true,
             keys,
             requests: HashMap::new(),
         }
+    }
+
+    /// Leaves grant signatures unchecked. A grant is the service's own statement, and the
+    /// service's checkpoint signature already covers the event that holds it; checking every
+    /// grant again costs a third of a sync's signature work for no evidence the checkpoint does
+    /// not give. Decisions are always checked: they are the approvers' statements, which the
+    /// service cannot make. Evidence bundles check grants too.
+    pub fn without_grant_signatures(mut self) -> Self {
+        self.grant_signatures = false;
+        self
     }
 
     /// The keys known so far (enrolled by events checked, or given).
@@ -95,13 +269,30 @@ impl EventChecker {
         })
     }
 
-    /// Checks one event and learns what it enrols, revokes or creates.
+    /// Checks one event, signatures included, and learns what it enrols, revokes or creates.
     pub fn check(&mut self, event: &AuditEvent) -> Result<(), Alarm> {
+        let mut jobs = Vec::new();
+        self.check_deferred(event, None, &mut jobs)?;
+        jobs.iter().try_for_each(SignatureJob::verify)
+    }
+
+    /// Checks one event but leaves its signatures in `jobs` (check them with [`verify_all`]
+    /// before trusting the event). `content_digest`, when given, is the request's digest
+    /// already computed from its content.
+    pub fn check_deferred(
+        &mut self,
+        event: &AuditEvent,
+        content_digest: Option<Digest>,
+        jobs: &mut Vec<SignatureJob>,
+    ) -> Result<(), Alarm> {
         match &event.event {
             EventKind::RequestCreated { action, digest } => {
-                let actual = action
-                    .digest()
-                    .map_err(|e| bad(event, format!("request has no canonical form: {e}")))?;
+                let actual = match content_digest {
+                    Some(d) => d,
+                    None => action
+                        .digest()
+                        .map_err(|e| bad(event, format!("request has no canonical form: {e}")))?,
+                };
                 if &actual != digest {
                     return Err(bad(
                         event,
@@ -164,12 +355,11 @@ impl EventChecker {
                         ),
                     ));
                 }
-                decision.verify(&key.public_key).map_err(|e| {
-                    bad(
-                        event,
-                        format!("decision by {} does not verify: {e}", d.approver_id),
-                    )
-                })?;
+                jobs.push(SignatureJob::Decision {
+                    seq: event.seq,
+                    decision: Box::new(decision.clone()),
+                    key: key.public_key.clone(),
+                });
                 let request = self.request(event, &d.request_id)?;
                 if request.digest != d.request_digest {
                     return Err(bad(
@@ -195,13 +385,13 @@ impl EventChecker {
                 }
             }
             EventKind::GrantIssued { grant } => {
-                let payload = grant
-                    .grant
-                    .signing_payload()
-                    .map_err(|e| bad(event, format!("grant has no canonical form: {e}")))?;
-                self.server_key
-                    .verify(&payload, &grant.signature)
-                    .map_err(|e| bad(event, format!("grant is not signed by the service: {e}")))?;
+                if self.grant_signatures {
+                    jobs.push(SignatureJob::Grant {
+                        seq: event.seq,
+                        grant: Box::new(grant.clone()),
+                        key: self.server_key.clone(),
+                    });
+                }
                 let request = self.request(event, &grant.grant.request_id)?;
                 if request.digest != grant.grant.request_digest {
                     return Err(bad(event, "grant is for another digest than its request's"));

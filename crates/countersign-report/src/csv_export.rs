@@ -3,11 +3,14 @@
 //! formula (starting with `=`, `+`, `-`, `@`, tab or carriage return) gets a leading `'`
 //! (OWASP's advice against CSV injection).
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::Write;
 
-use countersign_mirror::{Mirror, RequestSummary, SearchQuery};
+use countersign_core::Timestamp;
+use countersign_mirror::{ExportRow, Mirror, SearchQuery};
 
-use crate::{Control, Pages, ReportError};
+use crate::{Control, ExportProgress, ReportError};
 
 /// The header row.
 pub const HEADER: [&str; 19] = [
@@ -33,37 +36,11 @@ pub const HEADER: [&str; 19] = [
 ];
 
 /// Neutralises a cell a spreadsheet would evaluate.
-pub fn safe_cell(text: &str) -> String {
+pub fn safe_cell(text: &str) -> Cow<'_, str> {
     match text.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
-        _ => text.to_owned(),
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => Cow::Owned(format!("'{text}")),
+        _ => Cow::Borrowed(text),
     }
-}
-
-fn row(r: &RequestSummary) -> [String; 19] {
-    [
-        r.id.clone(),
-        r.created_at.to_string(),
-        r.decided_at.map(|t| t.to_string()).unwrap_or_default(),
-        r.time_to_decision_ms
-            .map(|ms| format!("{:.3}", ms as f64 / 1000.0))
-            .unwrap_or_default(),
-        safe_cell(&r.action_type),
-        safe_cell(&r.resource),
-        safe_cell(&r.environment),
-        safe_cell(&r.requester),
-        safe_cell(r.on_behalf_of.as_deref().unwrap_or_default()),
-        safe_cell(&r.approvers.join(" ")),
-        r.status.clone(),
-        r.approvals.to_string(),
-        r.denials.to_string(),
-        r.quorum.to_string(),
-        r.hardware_only.to_string(),
-        r.outcome.clone().unwrap_or_default(),
-        r.redeemed_at.map(|t| t.to_string()).unwrap_or_default(),
-        safe_cell(&r.tags.join(" ")),
-        safe_cell(&r.justification),
-    ]
 }
 
 /// Writes the requests matching `q` as CSV; returns how many rows.
@@ -73,20 +50,101 @@ pub async fn write<W: Write>(
     out: W,
     control: Control<'_>,
 ) -> Result<u64, ReportError> {
+    let total = mirror.count(q).await?;
+    (control.progress)(ExportProgress { done: 0, total });
+    blocking(|| write_rows(mirror, q, out, control, total))
+}
+
+/// Runs `f`, which blocks, without stalling other tasks on a multi-threaded runtime.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+fn time_cell(buf: &mut String, ms: Option<i64>) {
+    buf.clear();
+    if let Some(t) = ms.and_then(|ms| Timestamp::from_millis(ms).ok()) {
+        let _ = write!(buf, "{t}");
+    }
+}
+
+fn write_rows<W: Write>(
+    mirror: &Mirror,
+    q: &SearchQuery,
+    out: W,
+    control: Control<'_>,
+    total: u64,
+) -> Result<u64, ReportError> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
     out.write_all(b"\xEF\xBB\xBF")?;
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(out);
     w.write_record(HEADER)?;
-    let mut pages = Pages::new(mirror, q, control).await?;
-    while let Some(page) = pages.next().await? {
-        for r in &page {
-            w.write_record(row(r))?;
+    let (mut created, mut decided, mut seconds, mut redeemed) =
+        (String::new(), String::new(), String::new(), String::new());
+    let (mut approvals, mut denials, mut quorum) = (String::new(), String::new(), String::new());
+    let mut failure: Option<ReportError> = None;
+    let mut done = 0u64;
+    let n = mirror.export_rows(q, |r: &ExportRow<'_>| {
+        if done.is_multiple_of(10_000) {
+            (control.progress)(ExportProgress { done, total });
+            if control.cancelled() {
+                failure = Some(ReportError::Cancelled);
+                return false;
+            }
         }
+        time_cell(&mut created, Some(r.created_at));
+        time_cell(&mut decided, r.decided_at);
+        time_cell(&mut redeemed, r.redeemed_at);
+        seconds.clear();
+        if let Some(d) = r.decided_at {
+            let _ = write!(seconds, "{:.3}", (d - r.created_at) as f64 / 1000.0);
+        }
+        approvals.clear();
+        let _ = write!(approvals, "{}", r.approvals);
+        denials.clear();
+        let _ = write!(denials, "{}", r.denials);
+        quorum.clear();
+        let _ = write!(quorum, "{}", r.quorum);
+        let record: [&str; 19] = [
+            r.id,
+            &created,
+            &decided,
+            &seconds,
+            &safe_cell(r.action_type),
+            &safe_cell(r.resource),
+            &safe_cell(r.environment),
+            &safe_cell(r.requester),
+            &safe_cell(r.on_behalf_of.unwrap_or_default()),
+            &safe_cell(r.approvers),
+            r.status,
+            &approvals,
+            &denials,
+            &quorum,
+            if r.hardware_only { "true" } else { "false" },
+            r.outcome.unwrap_or_default(),
+            &redeemed,
+            &safe_cell(r.tags),
+            &safe_cell(r.justification),
+        ];
+        if let Err(e) = w.write_record(record) {
+            failure = Some(e.into());
+            return false;
+        }
+        done += 1;
+        true
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
     }
     w.flush()?;
-    Ok(pages.done())
+    (control.progress)(ExportProgress { done: n, total });
+    Ok(n)
 }
 
 #[cfg(test)]

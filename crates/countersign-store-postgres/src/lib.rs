@@ -109,6 +109,21 @@ impl Store for PgStore {
         audit::events(&mut *self.conn().await?, from, limit).await
     }
 
+    async fn audit_leaves(&self, from: u64, limit: u32) -> StoreResult<Vec<(u64, String)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, event_json FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(from as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, text)| (seq as u64, text))
+            .collect())
+    }
+
     async fn latest_event_of_kind(&self, kind: &str) -> StoreResult<Option<AuditEvent>> {
         audit::latest_of_kind(&mut *self.conn().await?, kind).await
     }

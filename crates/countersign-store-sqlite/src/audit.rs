@@ -61,18 +61,22 @@ pub(crate) async fn append_at(
         ));
         appended.push(event);
     }
-    let mut insert = sqlx::QueryBuilder::new(
-        "INSERT INTO audit_events (seq, recorded_at, action_id, kind, event_json, leaf_hash) ",
-    );
-    insert.push_values(rows, |mut row, (seq, action_id, kind, text, leaf)| {
-        row.push_bind(seq)
-            .push_bind(now.as_millis())
-            .push_bind(action_id)
-            .push_bind(kind)
-            .push_bind(text)
-            .push_bind(leaf.0.to_vec());
-    });
-    insert.build().execute(&mut *conn).await.map_err(backend)?;
+    // Six values a row: 5,000 rows a statement stays under SQLite's 32,766 bound values
+    // (and PostgreSQL's 65,535).
+    for chunk in rows.chunks(5000) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO audit_events (seq, recorded_at, action_id, kind, event_json, leaf_hash) ",
+        );
+        insert.push_values(chunk, |mut row, (seq, action_id, kind, text, leaf)| {
+            row.push_bind(*seq)
+                .push_bind(now.as_millis())
+                .push_bind(action_id.clone())
+                .push_bind(kind.clone())
+                .push_bind(text.clone())
+                .push_bind(leaf.0.to_vec());
+        });
+        insert.build().execute(&mut *conn).await.map_err(backend)?;
+    }
     Ok(appended)
 }
 

@@ -109,6 +109,21 @@ impl Store for SqliteStore {
         audit::events(&mut *self.reader().await?, from, limit).await
     }
 
+    async fn audit_leaves(&self, from: u64, limit: u32) -> StoreResult<Vec<(u64, String)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, event_json FROM audit_events WHERE seq >= ? ORDER BY seq LIMIT ?",
+        )
+        .bind(from as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.reader().await?)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, text)| (seq as u64, text))
+            .collect())
+    }
+
     async fn latest_event_of_kind(&self, kind: &str) -> StoreResult<Option<AuditEvent>> {
         audit::latest_of_kind(&mut *self.reader().await?, kind).await
     }

@@ -44,6 +44,7 @@ macro_rules! conformance_tests {
             agent_token_lookup_and_revocation,
             checkpoints_keep_the_first_note_per_size,
             cosignatures_keep_the_first_per_key_and_size,
+            a_large_batch_of_events_is_appended_whole,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -255,6 +256,17 @@ pub async fn audit_log_is_gapless_and_ordered<S: Store>(store: &S) {
     );
     let hashes = store.leaf_hashes(0, 100).await.expect("hashes");
     assert_eq!(hashes.len(), 10);
+    // Leaves as stored are the events' exact leaf bytes, hashing to the stored leaf hashes.
+    let leaves = store.audit_leaves(3, 4).await.expect("leaves");
+    assert_eq!(leaves.len(), 4);
+    for ((seq, text), event) in leaves.iter().zip(&events) {
+        assert_eq!(*seq, event.seq);
+        assert_eq!(text.as_bytes(), event.leaf_bytes().expect("canonical"));
+        assert_eq!(
+            countersign_core::merkle::leaf_hash(text.as_bytes()),
+            hashes[*seq as usize]
+        );
+    }
     let latest = store
         .latest_event_of_kind("admin_changed")
         .await
@@ -961,5 +973,32 @@ pub async fn cosignatures_keep_the_first_per_key_and_size<S: Store>(store: &S) {
     assert_eq!(
         store.latest_cosignatures().await.expect("read"),
         vec![bob9, carol5]
+    );
+}
+
+/// One append of more events than one SQL statement can bind lands whole and in order.
+pub async fn a_large_batch_of_events_is_appended_whole<S: Store>(store: &S) {
+    let events: Vec<NewEvent> = (0..12_000)
+        .map(|i| {
+            NewEvent::new(
+                Actor::Admin("root".into()),
+                EventKind::AdminChanged {
+                    operation: "bulk".into(),
+                    subject: format!("s{i}"),
+                    detail: String::new(),
+                },
+            )
+        })
+        .collect();
+    let appended = store.append_events(events, t(0)).await.expect("append");
+    assert_eq!(appended.len(), 12_000);
+    assert_eq!(store.audit_size().await.expect("size"), 12_000);
+    let tail = store.audit_events(11_998, 10).await.expect("read");
+    assert_eq!(
+        tail.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![11_998, 11_999]
+    );
+    assert!(
+        matches!(&tail[1].event, EventKind::AdminChanged { subject, .. } if subject == "s11999")
     );
 }

@@ -49,6 +49,9 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_size(&self) -> StoreResult<u64>;
     /// Up to `limit` events with `seq >= from`, in order.
     async fn audit_events(&self, from: u64, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+    /// Up to `limit` events with `seq >= from` as stored: their leaf bytes (RFC 8785 text), not
+    /// parsed, in order. For serving the log verbatim; readers verify what they get.
+    async fn audit_leaves(&self, from: u64, limit: u32) -> StoreResult<Vec<(u64, String)>>;
     /// The latest event whose type is `kind` (e.g. `policy_changed`).
     async fn latest_event_of_kind(&self, kind: &str) -> StoreResult<Option<AuditEvent>>;
     /// Up to `limit` leaf hashes with `seq >= from`, in order.

@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
 use countersign_core::api::{
     CheckpointView, CosignatureRequest, CosignedCheckpointView, ErrorBody, EventsPage,
     ServerKeyView,
@@ -38,19 +39,32 @@ struct EventsQuery {
     limit: Option<u32>,
 }
 
-/// Audit events in log order.
+/// Audit events in log order. The stored leaf bytes are served verbatim (no parse, no
+/// re-encoding): readers hash exactly what the log committed to, and verify it.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(EventsQuery), security(("approver_session" = [])),
     responses((status = 200, body = EventsPage), (status = 401, body = ErrorBody)))]
 async fn events(
     State(state): State<AppState>,
     _s: ApproverSession,
     Query(q): Query<EventsQuery>,
-) -> Result<Json<EventsPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let from = q.after.map_or(0, |a| a.saturating_add(1));
     let limit = q.limit.unwrap_or(MAX_LIMIT).clamp(1, MAX_LIMIT);
-    let events = state.store.audit_events(from, limit).await?;
+    let leaves = state.store.audit_leaves(from, limit).await?;
     let tree_size = state.store.audit_size().await?;
-    Ok(Json(EventsPage { events, tree_size }))
+    let mut body =
+        String::with_capacity(leaves.iter().map(|(_, t)| t.len() + 1).sum::<usize>() + 48);
+    body.push_str("{\"events\":[");
+    for (i, (_, text)) in leaves.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(text);
+    }
+    body.push_str("],\"tree_size\":");
+    body.push_str(&tree_size.to_string());
+    body.push('}');
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// The latest signed checkpoint (signing a new one when the log grew), with the cosignature
