@@ -42,7 +42,10 @@ export interface paths {
     get: operations["wait"];
   };
   "/v1/audit": {
-    /** Audit events in log order. */
+    /**
+     * Audit events in log order. The stored leaf bytes are served verbatim (no parse, no
+     * re-encoding): readers hash exactly what the log committed to, and verify it.
+     */
     get: operations["events"];
   };
   "/v1/audit/checkpoint": {
@@ -1030,7 +1033,10 @@ export interface operations {
       };
     };
   };
-  /** Audit events in log order. */
+  /**
+   * Audit events in log order. The stored leaf bytes are served verbatim (no parse, no
+   * re-encoding): readers hash exactly what the log committed to, and verify it.
+   */
   events: {
     parameters: {
       path: {
