@@ -684,5 +684,51 @@ fn audit_sync_search_exports_and_offline_verification() {
     let out = cs(&["audit", "verify", &bad.display().to_string()]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("NOT VERIFIED"));
+
+    // Someone with the service's database rewrites why the request was denied (leaf hash and
+    // all); the log grows; the next sync refuses the rewritten history and says so.
+    let url = server.url.clone();
     server.stop();
+    rewrite_denial(&w.data.join("countersign.db"));
+    w.admin(&["agent-token", "agent:late"]);
+    let server = Server::start_at(&w.data, url.trim_start_matches("http://"));
+    let out = cs(&["audit", "sync", "--mirror", &mirror, "--profile", &bob]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("rewritten"), "{stderr}");
+    let status = cs(&["audit", "status", "--mirror", &mirror]);
+    assert_eq!(status.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("ALARM"));
+    server.stop();
+}
+
+/// Rewrites the `denied` event's reason in the service's SQLite file with the `sqlite3` shell,
+/// recomputing its leaf hash as an attacker would.
+fn rewrite_denial(db: &Path) {
+    let read = Command::new("sqlite3")
+        .arg(db)
+        .arg("SELECT seq, event_json FROM audit_events WHERE kind = 'denied' LIMIT 1")
+        .output()
+        .expect("sqlite3");
+    let line = String::from_utf8(read.stdout).expect("utf-8");
+    let (seq, body) = line.trim_end().split_once('|').expect("a denied event");
+    let mut event: countersign_core::AuditEvent = serde_json::from_str(body).expect("event");
+    if let countersign_core::EventKind::Denied { reason, .. } = &mut event.event {
+        *reason = "approved after all".into();
+    }
+    let bytes = event.leaf_bytes().expect("canonical");
+    let leaf = countersign_core::merkle::leaf_hash(&bytes);
+    let text = String::from_utf8(bytes).expect("utf-8").replace('\'', "''");
+    let sql = format!(
+        "UPDATE audit_events SET event_json = '{text}', leaf_hash = X'{}' WHERE seq = {seq}",
+        leaf.to_hex()
+    );
+    assert!(
+        Command::new("sqlite3")
+            .arg(db)
+            .arg(sql)
+            .status()
+            .expect("sqlite3")
+            .success()
+    );
 }
