@@ -732,3 +732,92 @@ fn rewrite_denial(db: &Path) {
             .success()
     );
 }
+
+/// Two replicas as separate processes on one PostgreSQL database: an approver stream on A is
+/// told of a request submitted through B, decisions sent to A release the agent long-polling
+/// on B, and both replicas sign the same log.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_share_requests_decisions_and_one_log() {
+    use countersign_client::inbox::InboxChange;
+    use countersign_client::live::{self, LiveConfig, LiveEvent};
+    use std::sync::Arc;
+
+    let pg = Postgres::start();
+    let w = World::with_database(Some(pg.fresh_database()));
+    let mut flags = w.store_flags();
+    flags.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let a = Server::start_with(&w.data, &flags);
+    let b = Server::start_with(&w.data, &flags);
+    let bob = w.enroll("bob", &a.url);
+    let carol = w.enroll("carol", &a.url);
+
+    // Bob's console-equivalent: a live approver stream on replica A.
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(w.root.join("bob.key.json")).expect("key record"),
+    )
+    .expect("json");
+    let config: countersign_keys::KeyConfig =
+        serde_json::from_value(record["key"].clone()).expect("key config");
+    let signer: Arc<dyn countersign_keys::Signer> = Arc::from(
+        config
+            .open(&|_: &countersign_keys::PinRequest<'_>| {
+                Err(countersign_keys::KeyError::PinCancelled("no PIN".into()))
+            })
+            .expect("bob's key"),
+    );
+    let key_id = signer.public_key().key_id();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _live = live::start(
+        LiveConfig::new(
+            a.url.clone(),
+            key_id,
+            Arc::new(move |m: &[u8]| signer.sign(m).map_err(|e| e.to_string())),
+        ),
+        tx,
+    );
+
+    // The agent submits to B and long-polls B.
+    let marker = w.root.join("marker");
+    let agent = w.run_agent(&b.url, "60", &marker);
+    let id = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match rx.recv().await {
+                Some(LiveEvent::Changes(changes)) => {
+                    if let Some(InboxChange::Added(view)) =
+                        changes.iter().find(|c| matches!(c, InboxChange::Added(_)))
+                    {
+                        break view.id.to_string();
+                    }
+                }
+                Some(_) => continue,
+                None => panic!("the stream ended"),
+            }
+        }
+    })
+    .await
+    .expect("the stream on replica A announces the request submitted to replica B");
+
+    // Both decisions go to A; the agent waiting on B is released and runs its command.
+    let first = ok(&["approve", &id, "--profile", &bob]);
+    assert!(first.contains("counted (1/2"), "{first}");
+    let second = ok(&["approve", &id, "--profile", &carol]);
+    assert!(second.contains("approved"), "{second}");
+    let out = agent.wait_with_output().expect("agent exits");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(marker.exists(), "the approved command ran");
+
+    // One log: both replicas sign the same checkpoint over the same events.
+    let checkpoint = |url: &str| {
+        let client = countersign_client::Client::new(url).expect("client");
+        async move { client.checkpoint().await.expect("checkpoint").checkpoint }
+    };
+    let (ca, cb) = (checkpoint(&a.url).await, checkpoint(&b.url).await);
+    assert_eq!((ca.tree_size, ca.root_hash), (cb.tree_size, cb.root_hash));
+    a.stop();
+    b.stop();
+}

@@ -6,6 +6,7 @@ pub mod audit_log;
 pub mod auth;
 pub mod error;
 pub mod fanout;
+mod follow;
 pub mod jobs;
 pub mod metrics;
 pub mod policy;

@@ -65,6 +65,9 @@ pub struct Inner {
     pub metrics: crate::metrics::Metrics,
     /// Approver-stream notices, encoded once per event (see [`crate::fanout`]).
     pub notices: broadcast::Sender<Arc<crate::fanout::Notice>>,
+    /// With several replicas: wakes the task that follows the shared log (see
+    /// [`crate::follow`]); `None` when this process is the only writer.
+    pub follow: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl AppState {
@@ -78,6 +81,10 @@ impl AppState {
     ) -> Self {
         let (events, _) = broadcast::channel(16_384);
         let (notices, _) = broadcast::channel(16_384);
+        let changes = store.log_changes();
+        let follow = changes
+            .as_ref()
+            .map(|_| Arc::new(tokio::sync::Notify::new()));
         let state = Self(Arc::new(Inner {
             store,
             clock,
@@ -88,7 +95,11 @@ impl AppState {
             events,
             metrics: crate::metrics::Metrics::default(),
             notices: notices.clone(),
+            follow: follow.clone(),
         }));
+        if let (Some(changes), Some(wake)) = (changes, follow) {
+            tokio::spawn(crate::follow::run(state.clone(), changes, wake));
+        }
         tokio::spawn(crate::fanout::run(
             state.clone(),
             state.events.subscribe(),
@@ -102,8 +113,14 @@ impl AppState {
         self.clock.now()
     }
 
-    /// Tells waiters and streams about events that were just committed.
+    /// Tells waiters and streams about events that were just committed. With several
+    /// replicas, events reach them only through the log follower, so every replica delivers
+    /// every replica's events in one order: the log's.
     pub fn publish(&self, events: &[AuditEvent]) {
+        if let Some(follow) = &self.follow {
+            follow.notify_one();
+            return;
+        }
         for e in events {
             // No receivers is fine: nobody is waiting.
             let _ = self.events.send(e.clone());

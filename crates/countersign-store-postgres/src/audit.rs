@@ -61,6 +61,12 @@ pub(crate) async fn append_at(
         ));
         appended.push(event);
     }
+    // Other replicas follow the log; the notification is delivered when this commits.
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(crate::CHANNEL)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
     // Six values a row: 5,000 rows a statement stays under SQLite's 32,766 bound values
     // (and PostgreSQL's 65,535).
     for chunk in rows.chunks(5000) {

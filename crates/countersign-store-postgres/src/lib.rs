@@ -40,6 +40,8 @@ const WRITE_LOCK: i64 = 0x636f_756e_7465_7273;
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// Appends by any replica, from `LISTEN`.
+    changes: tokio::sync::broadcast::Sender<()>,
 }
 
 impl PgStore {
@@ -60,7 +62,9 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("migrating PostgreSQL: {e}")))?;
-        Ok(Self { pool })
+        let (changes, _) = tokio::sync::broadcast::channel(64);
+        tokio::spawn(listen(pool.clone(), changes.clone()));
+        Ok(Self { pool, changes })
     }
 
     /// A write transaction, holding the write lock until it commits or rolls back.
@@ -107,6 +111,10 @@ impl Store for PgStore {
 
     async fn audit_events(&self, from: u64, limit: u32) -> StoreResult<Vec<AuditEvent>> {
         audit::events(&mut *self.conn().await?, from, limit).await
+    }
+
+    fn log_changes(&self) -> Option<tokio::sync::broadcast::Receiver<()>> {
+        Some(self.changes.subscribe())
     }
 
     async fn audit_leaves(&self, from: u64, limit: u32) -> StoreResult<Vec<(u64, String)>> {
@@ -380,5 +388,49 @@ impl Store for PgStore {
 
     async fn next_expiry(&self) -> StoreResult<Option<Timestamp>> {
         actions::next_expiry(&mut *self.conn().await?).await
+    }
+}
+
+/// The channel every replica's appends are announced on.
+pub(crate) const CHANNEL: &str = "countersign_log";
+
+/// Forwards `NOTIFY`s on [`CHANNEL`] until the store is dropped, reconnecting after errors
+/// (sqlx's listener re-subscribes by itself; this covers failing to connect at all).
+async fn listen(pool: PgPool, changes: tokio::sync::broadcast::Sender<()>) {
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for other replicas' appends; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %e, "LISTEN failed; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        loop {
+            match listener.recv().await {
+                Ok(_) => {
+                    if changes.send(()).is_err()
+                        && changes.receiver_count() == 0
+                        && pool.is_closed()
+                    {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the LISTEN connection; reconnecting");
+                    // Whatever was announced meanwhile is picked up by the followers' timer.
+                    let _ = changes.send(());
+                    break;
+                }
+            }
+            if pool.is_closed() {
+                return;
+            }
+        }
     }
 }

@@ -49,6 +49,12 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_size(&self) -> StoreResult<u64>;
     /// Up to `limit` events with `seq >= from`, in order.
     async fn audit_events(&self, from: u64, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+    /// Wakes when another process (a replica) may have appended to the log; `None` when this
+    /// process is the only writer, so it sees every append itself. Notifications can be lost
+    /// (a reconnecting listener): whoever follows the log also reads it on a timer.
+    fn log_changes(&self) -> Option<tokio::sync::broadcast::Receiver<()>> {
+        None
+    }
     /// Up to `limit` events with `seq >= from` as stored: their leaf bytes (RFC 8785 text), not
     /// parsed, in order. For serving the log verbatim; readers verify what they get.
     async fn audit_leaves(&self, from: u64, limit: u32) -> StoreResult<Vec<(u64, String)>>;
