@@ -76,6 +76,12 @@ impl Server {
         Self { child, url }
     }
 
+    /// SIGKILL: no shutdown, no flush beyond what was committed.
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn stop(mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -819,5 +825,173 @@ async fn two_replicas_share_requests_decisions_and_one_log() {
     let (ca, cb) = (checkpoint(&a.url).await, checkpoint(&b.url).await);
     assert_eq!((ca.tree_size, ca.root_hash), (cb.tree_size, cb.root_hash));
     a.stop();
+    b.stop();
+}
+
+/// A stand-in load balancer: forwards each new connection to the current upstream.
+struct Balancer {
+    url: String,
+    upstream: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Balancer {
+    async fn start(upstream: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let upstream = std::sync::Arc::new(std::sync::Mutex::new(
+            upstream.trim_start_matches("http://").to_owned(),
+        ));
+        let target = upstream.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let to = target.lock().expect("upstream").clone();
+                tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Self { url, upstream }
+    }
+
+    fn route_to(&self, upstream: &str) {
+        *self.upstream.lock().expect("upstream") =
+            upstream.trim_start_matches("http://").to_owned();
+    }
+}
+
+/// A replica killed with SIGKILL loses nothing it acknowledged; the approver's stream, behind a
+/// load balancer, reconnects to the surviving replica and neither misses nor repeats a request.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_replica_loses_nothing_and_the_stream_resumes_on_another() {
+    use countersign_client::inbox::InboxChange;
+    use countersign_client::live::{self, LiveConfig, LiveEvent};
+    use std::sync::Arc;
+
+    let pg = Postgres::start();
+    let w = World::with_database(Some(pg.fresh_database()));
+    let mut flags = w.store_flags();
+    flags.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let a = Server::start_with(&w.data, &flags);
+    let b = Server::start_with(&w.data, &flags);
+    let bob = w.enroll("bob", &a.url);
+    let balancer = Balancer::start(&a.url).await;
+
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(w.root.join("bob.key.json")).expect("key record"),
+    )
+    .expect("json");
+    let config: countersign_keys::KeyConfig =
+        serde_json::from_value(record["key"].clone()).expect("key config");
+    let signer: Arc<dyn countersign_keys::Signer> = Arc::from(
+        config
+            .open(&|_: &countersign_keys::PinRequest<'_>| {
+                Err(countersign_keys::KeyError::PinCancelled("no PIN".into()))
+            })
+            .expect("bob's key"),
+    );
+    let key_id = signer.public_key().key_id();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _live = live::start(
+        LiveConfig::new(
+            balancer.url.clone(),
+            key_id,
+            Arc::new(move |m: &[u8]| signer.sign(m).map_err(|e| e.to_string())),
+        ),
+        tx,
+    );
+    let submit = |server: &str| {
+        let out = cs(&[
+            "request",
+            "--server",
+            server,
+            "--token",
+            &w.token,
+            "--type",
+            "db.export",
+            "--resource",
+            "postgres://prod/customers",
+            "--environment",
+            "prod",
+            "--justification",
+            "failover test",
+            "--wait",
+            "0",
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(5),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        view["id"].as_str().expect("id").to_owned()
+    };
+    let mut announced: Vec<String> = Vec::new();
+    let mut online = 0;
+    async fn until(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<LiveEvent>,
+        announced: &mut Vec<String>,
+        online: &mut u32,
+        done: impl Fn(&[String], u32) -> bool,
+    ) {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while !done(announced, *online) {
+                match rx.recv().await.expect("stream events") {
+                    LiveEvent::Online { .. } => *online += 1,
+                    LiveEvent::Changes(changes) => {
+                        for c in changes {
+                            if let InboxChange::Added(v) = c {
+                                announced.push(v.id.to_string());
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("the stream got there");
+    }
+
+    // A request acknowledged by A reaches the stream through the balancer.
+    let first = submit(&a.url);
+    until(&mut rx, &mut announced, &mut online, |a, _| a.len() == 1).await;
+    assert_eq!(announced, vec![first.clone()]);
+
+    // A dies mid-traffic; the balancer sends new connections to B.
+    a.kill9();
+    balancer.route_to(&b.url);
+    until(&mut rx, &mut announced, &mut online, |_, o| o >= 2).await;
+    let second = submit(&b.url);
+    until(&mut rx, &mut announced, &mut online, |a, _| a.len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Ok(event) = rx.try_recv() {
+        if let LiveEvent::Changes(changes) = event {
+            for c in changes {
+                if let InboxChange::Added(v) = c {
+                    announced.push(v.id.to_string());
+                }
+            }
+        }
+    }
+    assert_eq!(
+        announced,
+        vec![first.clone(), second],
+        "each request announced exactly once"
+    );
+
+    // What A acknowledged is still there: B takes the decision on it.
+    let mut profile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&bob).expect("profile")).expect("json");
+    profile["server"] = serde_json::Value::String(b.url.clone());
+    let moved = w.root.join("bob-on-b.json");
+    std::fs::write(&moved, profile.to_string()).expect("profile");
+    let decided = ok(&["approve", &first, "--profile", &moved.display().to_string()]);
+    assert!(decided.contains("approved"), "{decided}");
     b.stop();
 }
