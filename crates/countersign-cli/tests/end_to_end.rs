@@ -995,3 +995,61 @@ async fn killed_replica_loses_nothing_and_the_stream_resumes_on_another() {
     assert!(decided.contains("approved"), "{decided}");
     b.stop();
 }
+
+/// An embedded deployment moved to PostgreSQL: everything copied, the log proven identical, and
+/// an approver's mirror that verified the SQLite service's log keeps verifying the PostgreSQL
+/// one (same key, consistent checkpoints).
+#[test]
+fn migrate_store_moves_a_deployment_to_postgresql_and_the_log_stays_consistent() {
+    let w = World::new();
+    let server = Server::start(&w.data);
+    let bob = w.enroll("bob", &server.url);
+    let carol = w.enroll("carol", &server.url);
+    let marker = w.root.join("marker");
+    let agent = w.run_agent(&server.url, "60", &marker);
+    let id = wait_pending(&bob);
+    ok(&["approve", &id, "--profile", &bob]);
+    ok(&["approve", &id, "--profile", &carol]);
+    assert!(agent.wait_with_output().expect("agent").status.success());
+    let mirror = w.root.join("mirror.db").display().to_string();
+    let before = ok(&["audit", "sync", "--mirror", &mirror, "--profile", &bob]);
+    assert!(before.contains("cosigned: yes"), "{before}");
+    let url = server.url.clone();
+    server.stop();
+
+    let pg = Postgres::start();
+    let database = pg.fresh_database();
+    let from = format!("sqlite:{}", w.data.display());
+    let moved = ok(&["admin", "migrate-store", "--from", &from, "--to", &database]);
+    assert!(
+        moved.contains("matches the last signed checkpoint"),
+        "{moved}"
+    );
+    let again = cs(&["admin", "migrate-store", "--from", &from, "--to", &database]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+
+    // The same service (same key, same address) now on PostgreSQL: the request is there, and
+    // bob's mirror verifies the new checkpoint against the one it verified before the move.
+    let server = Server::start_with(
+        &w.data,
+        &[
+            "--database-url",
+            &database,
+            "--listen",
+            url.trim_start_matches("http://"),
+        ],
+    );
+    let after = ok(&["audit", "sync", "--mirror", &mirror, "--profile", &bob]);
+    assert!(after.contains("verified checkpoint"), "{after}");
+    let found = ok(&[
+        "audit",
+        "search",
+        "--mirror",
+        &mirror,
+        "--verdict",
+        "approved",
+    ]);
+    assert!(found.contains(&id), "{found}");
+    server.stop();
+}

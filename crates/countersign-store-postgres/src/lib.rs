@@ -13,6 +13,9 @@ mod audit;
 mod codec;
 mod cosignatures;
 mod identity;
+mod import;
+
+pub use import::Imported;
 
 use std::time::Duration;
 

@@ -76,10 +76,23 @@ pub enum AdminCommand {
     },
     /// Print the service's public key (PEM) and its id.
     ServerKey,
+    /// Move an embedded deployment to PostgreSQL: every table, audit log included, into an
+    /// empty database; then check both logs have the same root and match the last checkpoint.
+    MigrateStore {
+        /// The SQLite store: `sqlite:DATA_DIR` or `sqlite:FILE.db`.
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database: `postgres://…` (empty).
+        #[arg(long)]
+        to: String,
+    },
 }
 
 /// Runs an admin command.
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    if let AdminCommand::MigrateStore { from, to } = &args.command {
+        return super::migrate::run(from, to).await;
+    }
     let store: Arc<dyn Store> =
         super::database::open(&args.data_dir, args.database_url.as_deref()).await?;
     let now = SystemClock.now();
@@ -154,6 +167,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             eprintln!("service key id {}", key.public().key_id());
             print!("{}", key.public().to_pem());
         }
+        AdminCommand::MigrateStore { .. } => unreachable!("handled before the store is opened"),
     }
     Ok(())
 }

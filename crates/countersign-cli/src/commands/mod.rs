@@ -7,5 +7,6 @@ pub mod audit;
 pub mod database;
 pub mod demo;
 pub mod keys;
+pub mod migrate;
 mod scenarios;
 pub mod serve;
