@@ -1053,3 +1053,105 @@ fn migrate_store_moves_a_deployment_to_postgresql_and_the_log_stays_consistent()
     assert!(found.contains(&id), "{found}");
     server.stop();
 }
+
+/// PostgreSQL restarts under two replicas: both reconnect by themselves, and requests submitted
+/// through one after the restart reach an approver stream on the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_recover_by_themselves_when_postgresql_restarts() {
+    use countersign_client::inbox::InboxChange;
+    use countersign_client::live::{self, LiveConfig, LiveEvent};
+    use std::sync::Arc;
+
+    let pg = Postgres::start();
+    let w = World::with_database(Some(pg.fresh_database()));
+    let mut flags = w.store_flags();
+    flags.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let a = Server::start_with(&w.data, &flags);
+    let b = Server::start_with(&w.data, &flags);
+    let bob = w.enroll("bob", &a.url);
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(w.root.join("bob.key.json")).expect("key record"),
+    )
+    .expect("json");
+    let config: countersign_keys::KeyConfig =
+        serde_json::from_value(record["key"].clone()).expect("key config");
+    let signer: Arc<dyn countersign_keys::Signer> = Arc::from(
+        config
+            .open(&|_: &countersign_keys::PinRequest<'_>| {
+                Err(countersign_keys::KeyError::PinCancelled("no PIN".into()))
+            })
+            .expect("bob's key"),
+    );
+    let key_id = signer.public_key().key_id();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _live = live::start(
+        LiveConfig::new(
+            a.url.clone(),
+            key_id,
+            Arc::new(move |m: &[u8]| signer.sign(m).map_err(|e| e.to_string())),
+        ),
+        tx,
+    );
+    // Submits through B, retrying while the database comes back; returns the request id.
+    let submit = |server: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = cs(&[
+                "request",
+                "--server",
+                server,
+                "--token",
+                &w.token,
+                "--type",
+                "db.export",
+                "--resource",
+                "postgres://prod/customers",
+                "--environment",
+                "prod",
+                "--justification",
+                "restart test",
+                "--wait",
+                "0",
+            ]);
+            if out.status.code() == Some(5) {
+                let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+                return view["id"].as_str().expect("id").to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replica did not recover: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    async fn announced(rx: &mut tokio::sync::mpsc::UnboundedReceiver<LiveEvent>, id: String) {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Some(LiveEvent::Changes(changes)) = rx.recv().await
+                    && changes
+                        .iter()
+                        .any(|c| matches!(c, InboxChange::Added(v) if v.id.to_string() == id))
+                {
+                    return;
+                }
+            }
+        })
+        .await
+        .expect("the stream on A announces the request submitted to B");
+    }
+    let first = submit(&b.url);
+    announced(&mut rx, first).await;
+
+    pg.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    pg.restart();
+
+    let second = submit(&b.url);
+    announced(&mut rx, second.clone()).await;
+    let decided = ok(&["approve", &second, "--profile", &bob]);
+    assert!(decided.contains("approved"), "{decided}");
+    a.stop();
+    b.stop();
+}
