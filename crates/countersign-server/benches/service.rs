@@ -18,12 +18,15 @@ use axum::routing::get;
 use countersign_client::Client;
 use countersign_client::stream::ApproverStream;
 use countersign_core::{
-    ActionRequest, Decision, EnrolmentRequest, KeyKind, Nonce, PublicKey, Signature,
-    SignedDecision, Verdict,
+    ActionRequest, Actor, Decision, EnrolmentRequest, EventKind, KeyKind, Nonce, PublicKey,
+    Signature, SignedDecision, Verdict,
 };
 use countersign_server::{AppState, Config, Policy, ServiceKey, SystemClock, admin};
+use countersign_store::NewEvent;
 use countersign_store::{Approver, Store};
+use countersign_store_postgres::PgStore;
 use countersign_store_sqlite::SqliteStore;
+use countersign_testdevices::Postgres;
 use futures_util::{SinkExt as _, StreamExt as _};
 use p256::ecdsa::SigningKey;
 use p256::ecdsa::signature::Signer as _;
@@ -102,36 +105,61 @@ async fn echo_baseline() {
 
 struct Setup {
     state: AppState,
+    /// One URL per replica; streams, submissions and decisions are spread across them.
+    urls: Vec<String>,
     url: String,
     token: String,
     approvers: Vec<(String, SigningKey, PublicKey)>,
     _dir: tempfile::TempDir,
+    _postgres: Option<Postgres>,
 }
 
-async fn setup() -> Setup {
+/// The store of one replica: SQLite in `dir`, or the shared PostgreSQL database.
+async fn store(dir: &std::path::Path, postgres: Option<&str>) -> Arc<dyn Store> {
+    match postgres {
+        Some(url) => Arc::new(PgStore::connect(url).await.expect("PostgreSQL store")),
+        None => Arc::new(
+            SqliteStore::open(&dir.join("countersign.db"))
+                .await
+                .expect("store"),
+        ),
+    }
+}
+
+async fn setup(backend: &str, replicas: usize) -> Setup {
     let dir = tempfile::tempdir().expect("dir");
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.path().join("countersign.db"))
-            .await
-            .expect("store"),
-    );
+    let postgres = (backend == "postgres").then(Postgres::start);
+    let database = postgres.as_ref().map(Postgres::fresh_database);
     let policy_path = dir.path().join("bench.rego");
     std::fs::write(&policy_path, POLICY).expect("policy");
-    let policy = Arc::new(Policy::from_file(&policy_path).expect("policy"));
     let key = Arc::new(ServiceKey::load_or_create(dir.path()).expect("key"));
-    let config = Config {
-        origin: "countersign.bench/log".into(),
-        ..Config::default()
-    };
-    let state = AppState::new(store, Arc::new(SystemClock), policy, key, config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let serving = state.clone();
-    tokio::spawn(async move {
-        countersign_server::serve(listener, serving, std::future::pending()).await
-    });
+    let mut states = Vec::new();
+    let mut urls = Vec::new();
+    for _ in 0..replicas.max(1) {
+        let policy = Arc::new(Policy::from_file(&policy_path).expect("policy"));
+        let config = Config {
+            origin: "countersign.bench/log".into(),
+            ..Config::default()
+        };
+        let state = AppState::new(
+            store(dir.path(), database.as_deref()).await,
+            Arc::new(SystemClock),
+            policy,
+            key.clone(),
+            config,
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        urls.push(format!("http://{}", listener.local_addr().expect("addr")));
+        let serving = state.clone();
+        tokio::spawn(async move {
+            countersign_server::serve(listener, serving, std::future::pending()).await
+        });
+        states.push(state);
+    }
+    let state = states.swap_remove(0);
+    let url = urls[0].clone();
 
     let now = state.now();
     let s = state.store.as_ref();
@@ -181,10 +209,12 @@ async fn setup() -> Setup {
     }
     Setup {
         state,
+        urls,
         url,
         token,
         approvers,
         _dir: dir,
+        _postgres: postgres,
     }
 }
 
@@ -215,8 +245,9 @@ async fn push_latency(s: &Setup, sessions: usize, rate: u64, seconds: u64) {
     let mut readers = Vec::new();
     for i in 0..sessions {
         let (_, k, p) = &s.approvers[i % s.approvers.len()];
+        let url = &s.urls[i % s.urls.len()];
         let (mut stream, _) =
-            ApproverStream::connect(&s.url, p.key_id(), |m| Ok(Signature::from_p256(k.sign(m))))
+            ApproverStream::connect(url, p.key_id(), |m| Ok(Signature::from_p256(k.sign(m))))
                 .await
                 .expect("stream");
         let mut stop = stop_rx.clone();
@@ -241,9 +272,11 @@ async fn push_latency(s: &Setup, sessions: usize, rate: u64, seconds: u64) {
         }));
     }
     println!("{sessions} approver streams connected; submitting {rate}/s for {seconds} s");
-    let agent = Client::new(&s.url)
-        .expect("client")
-        .with_token(s.token.clone());
+    let agents: Vec<Client> = s
+        .urls
+        .iter()
+        .map(|u| Client::new(u).expect("client").with_token(s.token.clone()))
+        .collect();
     let sent: Arc<Mutex<Vec<(Uuid, Instant, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
     let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let total = rate * seconds;
@@ -253,7 +286,7 @@ async fn push_latency(s: &Setup, sessions: usize, rate: u64, seconds: u64) {
     for i in 0..total {
         let due = started + interval * i as u32;
         tokio::time::sleep_until(due.into()).await;
-        let agent = agent.clone();
+        let agent = agents[i as usize % agents.len()].clone();
         let sent = sent.clone();
         let failed = failed.clone();
         tasks.push(tokio::spawn(async move {
@@ -340,13 +373,21 @@ async fn decisions_per_second(s: &Setup, count: u64) {
             }
         })
         .collect();
-    let client = Client::new(&s.url).expect("client");
+    let clients: Vec<Client> = s
+        .urls
+        .iter()
+        .map(|u| Client::new(u).expect("client"))
+        .collect();
     let decisions = Arc::new(decisions);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..32 {
-        let (client, decisions, next) = (client.clone(), decisions.clone(), next.clone());
+    for w in 0..32 {
+        let (client, decisions, next) = (
+            clients[w % clients.len()].clone(),
+            decisions.clone(),
+            next.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut ok = 0u64;
             loop {
@@ -390,7 +431,49 @@ async fn decisions_per_second(s: &Setup, count: u64) {
     let _ = s.state.store.audit_size().await;
 }
 
+/// Audit events appended per second: 32 writers, one event per transaction, on replica 0's
+/// store (with PostgreSQL every append takes the log's advisory lock, as on any replica).
+async fn appends_per_second(s: &Setup, count: u64) {
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let mut writers = Vec::new();
+    for _ in 0..32 {
+        let (store, next) = (s.state.store.clone(), next.clone());
+        writers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    return;
+                }
+                let event = NewEvent::new(
+                    Actor::Admin("bench".into()),
+                    EventKind::AdminChanged {
+                        operation: "bench".into(),
+                        subject: format!("s{i}"),
+                        detail: String::new(),
+                    },
+                );
+                store
+                    .append_events(vec![event], countersign_client::approver::now())
+                    .await
+                    .expect("append");
+            }
+        }));
+    }
+    for w in writers {
+        let _ = w.await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{:<52} {:>8.0} /s  ({count} in {secs:.2} s, 32 concurrent writers)",
+        "audit appends (one event a transaction)",
+        count as f64 / secs
+    );
+}
+
 fn main() {
+    let backend = std::env::var("BENCH_STORE").unwrap_or_else(|_| "sqlite".into());
+    let replicas = env("BENCH_REPLICAS", 1) as usize;
     let sessions = env("BENCH_SESSIONS", 1000) as usize;
     let rate = env("BENCH_RATE", 200);
     let seconds = env("BENCH_SECONDS", 60);
@@ -406,9 +489,11 @@ fn main() {
                 .map(|n| n.get())
                 .unwrap_or(1)
         );
+        println!("store: {backend}, replicas: {replicas} (each its own state, store connection and listener, in this process)");
         echo_baseline().await;
-        let s = setup().await;
+        let s = setup(&backend, replicas).await;
         push_latency(&s, sessions, rate, seconds).await;
         decisions_per_second(&s, decisions).await;
+        appends_per_second(&s, env("BENCH_APPENDS", 2000)).await;
     });
 }
