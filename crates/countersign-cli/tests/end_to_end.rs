@@ -745,8 +745,7 @@ fn rewrite_denial(db: &Path) {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_share_requests_decisions_and_one_log() {
     use countersign_client::inbox::InboxChange;
-    use countersign_client::live::{self, LiveConfig, LiveEvent};
-    use std::sync::Arc;
+    use countersign_client::live::LiveEvent;
 
     let pg = Postgres::start();
     let w = World::with_database(Some(pg.fresh_database()));
@@ -759,29 +758,7 @@ async fn two_replicas_share_requests_decisions_and_one_log() {
     let carol = w.enroll("carol", &a.url);
 
     // Bob's console-equivalent: a live approver stream on replica A.
-    let record: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(w.root.join("bob.key.json")).expect("key record"),
-    )
-    .expect("json");
-    let config: countersign_keys::KeyConfig =
-        serde_json::from_value(record["key"].clone()).expect("key config");
-    let signer: Arc<dyn countersign_keys::Signer> = Arc::from(
-        config
-            .open(&|_: &countersign_keys::PinRequest<'_>| {
-                Err(countersign_keys::KeyError::PinCancelled("no PIN".into()))
-            })
-            .expect("bob's key"),
-    );
-    let key_id = signer.public_key().key_id();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let _live = live::start(
-        LiveConfig::new(
-            a.url.clone(),
-            key_id,
-            Arc::new(move |m: &[u8]| signer.sign(m).map_err(|e| e.to_string())),
-        ),
-        tx,
-    );
+    let (_live, mut rx) = live_stream(&w, "bob", &a.url);
 
     // The agent submits to B and long-polls B.
     let marker = w.root.join("marker");
@@ -828,6 +805,42 @@ async fn two_replicas_share_requests_decisions_and_one_log() {
     b.stop();
 }
 
+/// An approver's live stream (as the console keeps one) to `url`, signing with `who`'s
+/// development key from `keys init`.
+fn live_stream(
+    w: &World,
+    who: &str,
+    url: &str,
+) -> (
+    countersign_client::live::Live,
+    tokio::sync::mpsc::UnboundedReceiver<countersign_client::live::LiveEvent>,
+) {
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(w.root.join(format!("{who}.key.json"))).expect("key record"),
+    )
+    .expect("json");
+    let config: countersign_keys::KeyConfig =
+        serde_json::from_value(record["key"].clone()).expect("key config");
+    let signer: std::sync::Arc<dyn countersign_keys::Signer> = std::sync::Arc::from(
+        config
+            .open(&|_: &countersign_keys::PinRequest<'_>| {
+                Err(countersign_keys::KeyError::PinCancelled("no PIN".into()))
+            })
+            .expect("the key"),
+    );
+    let key_id = signer.public_key().key_id();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let live = countersign_client::live::start(
+        countersign_client::live::LiveConfig::new(
+            url.to_owned(),
+            key_id,
+            std::sync::Arc::new(move |m: &[u8]| signer.sign(m).map_err(|e| e.to_string())),
+        ),
+        tx,
+    );
+    (live, rx)
+}
+
 /// A stand-in load balancer: forwards each new connection to the current upstream.
 struct Balancer {
     url: String,
@@ -868,8 +881,7 @@ impl Balancer {
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_replica_loses_nothing_and_the_stream_resumes_on_another() {
     use countersign_client::inbox::InboxChange;
-    use countersign_client::live::{self, LiveConfig, LiveEvent};
-    use std::sync::Arc;
+    use countersign_client::live::LiveEvent;
 
     let pg = Postgres::start();
     let w = World::with_database(Some(pg.fresh_database()));
@@ -881,29 +893,7 @@ async fn killed_replica_loses_nothing_and_the_stream_resumes_on_another() {
     let bob = w.enroll("bob", &a.url);
     let balancer = Balancer::start(&a.url).await;
 
-    let record: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(w.root.join("bob.key.json")).expect("key record"),
-    )
-    .expect("json");
-    let config: countersign_keys::KeyConfig =
-        serde_json::from_value(record["key"].clone()).expect("key config");
-    let signer: Arc<dyn countersign_keys::Signer> = Arc::from(
-        config
-            .open(&|_: &countersign_keys::PinRequest<'_>| {
-                Err(countersign_keys::KeyError::PinCancelled("no PIN".into()))
-            })
-            .expect("bob's key"),
-    );
-    let key_id = signer.public_key().key_id();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let _live = live::start(
-        LiveConfig::new(
-            balancer.url.clone(),
-            key_id,
-            Arc::new(move |m: &[u8]| signer.sign(m).map_err(|e| e.to_string())),
-        ),
-        tx,
-    );
+    let (_live, mut rx) = live_stream(&w, "bob", &balancer.url);
     let submit = |server: &str| {
         let out = cs(&[
             "request",
@@ -1059,8 +1049,7 @@ fn migrate_store_moves_a_deployment_to_postgresql_and_the_log_stays_consistent()
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_recover_by_themselves_when_postgresql_restarts() {
     use countersign_client::inbox::InboxChange;
-    use countersign_client::live::{self, LiveConfig, LiveEvent};
-    use std::sync::Arc;
+    use countersign_client::live::LiveEvent;
 
     let pg = Postgres::start();
     let w = World::with_database(Some(pg.fresh_database()));
@@ -1070,29 +1059,7 @@ async fn replicas_recover_by_themselves_when_postgresql_restarts() {
     let a = Server::start_with(&w.data, &flags);
     let b = Server::start_with(&w.data, &flags);
     let bob = w.enroll("bob", &a.url);
-    let record: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(w.root.join("bob.key.json")).expect("key record"),
-    )
-    .expect("json");
-    let config: countersign_keys::KeyConfig =
-        serde_json::from_value(record["key"].clone()).expect("key config");
-    let signer: Arc<dyn countersign_keys::Signer> = Arc::from(
-        config
-            .open(&|_: &countersign_keys::PinRequest<'_>| {
-                Err(countersign_keys::KeyError::PinCancelled("no PIN".into()))
-            })
-            .expect("bob's key"),
-    );
-    let key_id = signer.public_key().key_id();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let _live = live::start(
-        LiveConfig::new(
-            a.url.clone(),
-            key_id,
-            Arc::new(move |m: &[u8]| signer.sign(m).map_err(|e| e.to_string())),
-        ),
-        tx,
-    );
+    let (_live, mut rx) = live_stream(&w, "bob", &a.url);
     // Submits through B, retrying while the database comes back; returns the request id.
     let submit = |server: &str| {
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -12,7 +12,7 @@ use serde::Serialize;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::search::{RequestSummary, SUMMARY_COLUMNS, decode_summary};
+use crate::search::{RequestSummary, fetch_summaries, summaries_query};
 use crate::sync::kind_of;
 use crate::{Mirror, MirrorError, MirrorResult};
 
@@ -135,14 +135,14 @@ impl Mirror {
 
     /// Request `id` in full.
     pub async fn request(&self, id: Uuid) -> MirrorResult<RequestDetail> {
-        let row = sqlx::query(&format!(
-            "SELECT {SUMMARY_COLUMNS} FROM requests r WHERE r.id = ?"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| MirrorError::Invalid(format!("no request {id} in the mirror")))?;
-        let summary = decode_summary(&row)?;
+        let mut b = summaries_query();
+        b.push(" FROM requests r WHERE r.id = ");
+        b.push_bind(id.to_string());
+        let summary = fetch_summaries(b, &self.pool)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| MirrorError::Invalid(format!("no request {id} in the mirror")))?;
         let trust = self
             .trust()
             .await?

@@ -259,6 +259,11 @@ fn push_page(b: &mut impl SqlOut, q: &SearchQuery, limit: u32) {
 /// The page query selecting `select`.
 fn push_page_of(b: &mut impl SqlOut, q: &SearchQuery, limit: u32, select: &str) {
     b.sql(select);
+    push_page_rest(b, q, limit);
+}
+
+/// Everything of the page query after its select list.
+fn push_page_rest(b: &mut impl SqlOut, q: &SearchQuery, limit: u32) {
     push_from_where(b, q, q.offset.is_none());
     push_order(b, q);
     b.sql(" LIMIT ");
@@ -334,38 +339,26 @@ impl SummaryJson {
     }
 }
 
-pub(crate) fn decode_summary(row: &sqlx::sqlite::SqliteRow) -> MirrorResult<RequestSummary> {
-    use sqlx::Row;
-    let created: i64 = row.try_get(2)?;
-    let decided: Option<i64> = row.try_get(14)?;
-    let words = |s: String| -> Vec<String> { s.split_whitespace().map(str::to_owned).collect() };
-    Ok(RequestSummary {
-        seq: row.try_get(0)?,
-        id: row.try_get(1)?,
-        created_at: timestamp(created)?,
-        expires_at: timestamp(row.try_get(3)?)?,
-        action_type: row.try_get(4)?,
-        resource: row.try_get(5)?,
-        environment: row.try_get(6)?,
-        requester: row.try_get(7)?,
-        on_behalf_of: row.try_get(8)?,
-        tags: words(row.try_get(9)?),
-        justification: row.try_get(10)?,
-        policy_outcome: row.try_get(11)?,
-        quorum: row.try_get(12)?,
-        status: row.try_get(13)?,
-        decided_at: decided.map(timestamp).transpose()?,
-        time_to_decision_ms: decided.map(|d| d - created),
-        approvers: words(row.try_get(15)?),
-        approvals: row.try_get(16)?,
-        denials: row.try_get(17)?,
-        hardware_only: row.try_get(18)?,
-        redeemed_at: row
-            .try_get::<Option<i64>, _>(19)?
-            .map(timestamp)
-            .transpose()?,
-        outcome: row.try_get(20)?,
-    })
+/// A query whose rows are request summaries: the caller adds `FROM … WHERE …` (and order and
+/// limit), then [`fetch_summaries`] runs it. SQLite encodes all the rows as one JSON text, so
+/// one value crosses the driver instead of a row per result, which is most of the cost of a
+/// page otherwise.
+pub(crate) fn summaries_query<'a>() -> QueryBuilder<'a, Sqlite> {
+    QueryBuilder::new(format!(
+        "SELECT '[' || COALESCE(group_concat(j, ','), '') || ']' FROM (SELECT json_array({SUMMARY_COLUMNS}) AS j"
+    ))
+}
+
+/// Runs a [`summaries_query`]; the summaries come back in the query's order.
+pub(crate) async fn fetch_summaries(
+    mut b: QueryBuilder<'_, Sqlite>,
+    pool: &sqlx::SqlitePool,
+) -> MirrorResult<Vec<RequestSummary>> {
+    b.push(")");
+    let text: String = b.build_query_scalar().fetch_one(pool).await?;
+    let rows: Vec<SummaryJson> = serde_json::from_str(&text)
+        .map_err(|e| MirrorError::Corrupt(format!("request index row: {e}")))?;
+    rows.into_iter().map(SummaryJson::into_summary).collect()
 }
 
 impl Mirror {
@@ -377,24 +370,9 @@ impl Mirror {
                 "page size {limit} is outside 1 to {MAX_PAGE}"
             )));
         }
-        // SQLite encodes the whole page as one JSON text: one value crosses the driver instead
-        // of a row per result, which is most of the cost of a page otherwise.
-        let mut b =
-            QueryBuilder::new("SELECT '[' || COALESCE(group_concat(j, ','), '') || ']' FROM (");
-        push_page_of(
-            &mut b,
-            q,
-            limit,
-            &format!("SELECT json_array({SUMMARY_COLUMNS}) AS j"),
-        );
-        b.push(")");
-        let text: String = b.build_query_scalar().fetch_one(&self.pool).await?;
-        let rows: Vec<SummaryJson> = serde_json::from_str(&text)
-            .map_err(|e| MirrorError::Corrupt(format!("request index row: {e}")))?;
-        let mut items = rows
-            .into_iter()
-            .map(SummaryJson::into_summary)
-            .collect::<MirrorResult<Vec<_>>>()?;
+        let mut b = summaries_query();
+        push_page_rest(&mut b, q, limit);
+        let mut items = fetch_summaries(b, &self.pool).await?;
         // The aggregate keeps the subquery's order; sorting again costs little and makes it
         // certain.
         match q.sort {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::search::{
-    RequestSummary, SUMMARY_COLUMNS, SearchQuery, decode_summary, push_from_where,
+    RequestSummary, SearchQuery, fetch_summaries, push_from_where, summaries_query,
 };
 use crate::{Mirror, MirrorResult};
 
@@ -86,9 +86,8 @@ pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
 
 fn filtered(select: &str, q: &SearchQuery) -> QueryBuilder<'static, Sqlite> {
     let mut b = QueryBuilder::new(select.to_owned());
-    let mut q = q.clone();
-    q.after = None;
-    push_from_where(&mut b, &q, false);
+    // Without a cursor: a report covers every match.
+    push_from_where(&mut b, q, false);
     b
 }
 
@@ -131,9 +130,7 @@ impl Mirror {
             "SELECT a.approver_id, SUM(a.verdict = 'approve'), SUM(a.verdict = 'deny') \
              FROM request_approvers a WHERE a.request_seq IN (SELECT r.seq",
         );
-        let mut inner = q.clone();
-        inner.after = None;
-        push_from_where(&mut b, &inner, false);
+        push_from_where(&mut b, q, false);
         b.push(") GROUP BY a.approver_id ORDER BY a.approver_id");
         let approvers = b
             .build()
@@ -171,16 +168,11 @@ impl Mirror {
         .collect::<MirrorResult<Vec<_>>>()?;
 
         let exceptions_total = totals.denied + totals.expired;
-        let mut b = filtered(&format!("SELECT {SUMMARY_COLUMNS}"), q);
+        let mut b = summaries_query();
+        push_from_where(&mut b, q, false);
         b.push(" AND r.status IN ('denied', 'expired') ORDER BY r.seq LIMIT ");
         b.push_bind(i64::from(exceptions_limit));
-        let exceptions = b
-            .build()
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(decode_summary)
-            .collect::<MirrorResult<Vec<_>>>()?;
+        let exceptions = fetch_summaries(b, &self.pool).await?;
 
         let span: Option<(Option<i64>, Option<i64>)> =
             filtered("SELECT MIN(r.created_at), MAX(r.created_at)", q)

@@ -113,18 +113,6 @@ pub fn prepare_all(events: Vec<Box<RawValue>>) -> Result<Vec<Prepared>, Alarm> {
     })
 }
 
-/// The leaf bytes (RFC 8785) of an event and its Merkle leaf hash.
-pub fn leaf(event: &AuditEvent) -> Result<(Vec<u8>, Digest), Alarm> {
-    let bytes = event.leaf_bytes().map_err(|e| {
-        Alarm::new(
-            AlarmKind::BadEvent,
-            format!("event {} has no canonical form: {e}", event.seq),
-        )
-    })?;
-    let hash = merkle::leaf_hash(&bytes);
-    Ok((bytes, hash))
-}
-
 /// A signature to check, found while checking an event: checked later, many at once, since
 /// signature verification is most of a sync's work and every job is independent.
 #[derive(Clone, Debug)]
