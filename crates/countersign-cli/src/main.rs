@@ -9,6 +9,11 @@ use countersign_core::Verdict;
 
 use commands::{admin, agent, approver, audit, demo, keys, serve};
 
+// The service allocates small, short-lived buffers on every thread for every request; glibc's
+// allocator spent about a sixth of the CPU of the decision benchmark (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "countersign",

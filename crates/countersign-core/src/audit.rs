@@ -159,6 +159,26 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The `type` member this event is encoded with.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::RequestCreated { .. } => "request_created",
+            EventKind::Notified { .. } => "notified",
+            EventKind::DecisionRecorded { .. } => "decision_recorded",
+            EventKind::Approved { .. } => "approved",
+            EventKind::Denied { .. } => "denied",
+            EventKind::Expired { .. } => "expired",
+            EventKind::Cancelled { .. } => "cancelled",
+            EventKind::GrantIssued { .. } => "grant_issued",
+            EventKind::GrantRedeemed { .. } => "grant_redeemed",
+            EventKind::ExecutionReported { .. } => "execution_reported",
+            EventKind::KeyEnrolled { .. } => "key_enrolled",
+            EventKind::KeyRevoked { .. } => "key_revoked",
+            EventKind::PolicyChanged { .. } => "policy_changed",
+            EventKind::AdminChanged { .. } => "admin_changed",
+        }
+    }
+
     /// The request this event belongs to, if any.
     pub fn action_id(&self) -> Option<Uuid> {
         match self {
@@ -207,6 +227,73 @@ impl AuditEvent {
     }
 }
 
+/// An event encoded before its position in the log is known, so that a single log writer
+/// only has to add the position: in RFC 8785 member order `seq` comes last, so the leaf bytes
+/// are the encoding of everything else followed by the number.
+#[derive(Clone, Debug)]
+pub struct EncodedEvent {
+    /// When the service recorded it.
+    pub recorded_at: Timestamp,
+    /// Who caused it.
+    pub actor: Actor,
+    /// What happened.
+    pub event: EventKind,
+    /// The leaf bytes up to and including `"seq":`.
+    head: Vec<u8>,
+}
+
+/// The end of the canonical encoding of an event at position 0.
+const SEQ_ZERO_TAIL: &[u8] = b"\"seq\":0}";
+
+impl EncodedEvent {
+    /// Encodes the event for any position.
+    pub fn new(
+        recorded_at: Timestamp,
+        actor: Actor,
+        event: EventKind,
+    ) -> Result<Self, CanonicalError> {
+        let at_zero = AuditEvent {
+            seq: 0,
+            recorded_at,
+            actor,
+            event,
+        };
+        let mut head = at_zero.leaf_bytes()?;
+        if !head.ends_with(SEQ_ZERO_TAIL) {
+            return Err(CanonicalError::Json(serde::ser::Error::custom(
+                "the sequence number is not the last member of an audit event",
+            )));
+        }
+        head.truncate(head.len() - 2);
+        let AuditEvent { actor, event, .. } = at_zero;
+        Ok(Self {
+            recorded_at,
+            actor,
+            event,
+            head,
+        })
+    }
+
+    /// The leaf bytes of this event at position `seq`.
+    pub fn leaf_bytes(&self, seq: u64) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(self.head.len() + 21);
+        bytes.extend_from_slice(&self.head);
+        bytes.extend_from_slice(seq.to_string().as_bytes());
+        bytes.push(b'}');
+        bytes
+    }
+
+    /// The event at position `seq`.
+    pub fn at(self, seq: u64) -> AuditEvent {
+        AuditEvent {
+            seq,
+            recorded_at: self.recorded_at,
+            actor: self.actor,
+            event: self.event,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +324,65 @@ mod tests {
         assert_eq!(json, serde_json::json!({"kind": "approver", "id": "bob"}));
         let json = serde_json::to_value(Actor::System).expect("serializes");
         assert_eq!(json, serde_json::json!({"kind": "system"}));
+    }
+
+    fn sample_events() -> Vec<(Actor, EventKind)> {
+        let action = sample_action();
+        let id = action.id;
+        vec![
+            (
+                Actor::Agent(action.requester.clone()),
+                EventKind::RequestCreated {
+                    digest: action.digest().expect("digest"),
+                    action: Box::new(action),
+                },
+            ),
+            (
+                Actor::System,
+                EventKind::Approved {
+                    action_id: id,
+                    reason: "quorum of 2 reached \u{202e} with \"quotes\"".into(),
+                },
+            ),
+            (Actor::System, EventKind::Expired { action_id: id }),
+            (
+                Actor::Admin("root".into()),
+                EventKind::AdminChanged {
+                    operation: "approver_groups_set".into(),
+                    subject: "bob".into(),
+                    detail: "security, ops".into(),
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn encoded_event_has_the_leaf_bytes_of_the_event_at_any_position() {
+        let at = Timestamp::from_millis(1_795_000_000_123).expect("time");
+        for (actor, kind) in sample_events() {
+            let encoded = EncodedEvent::new(at, actor.clone(), kind.clone()).expect("encodes");
+            for seq in [0, 1, 9, 10, 12_345, (1 << 53) - 1] {
+                let event = AuditEvent {
+                    seq,
+                    recorded_at: at,
+                    actor: actor.clone(),
+                    event: kind.clone(),
+                };
+                assert_eq!(
+                    encoded.leaf_bytes(seq),
+                    event.leaf_bytes().expect("canonical"),
+                    "seq {seq}"
+                );
+                assert_eq!(encoded.clone().at(seq), event);
+            }
+        }
+    }
+
+    #[test]
+    fn type_name_is_the_encoded_type() {
+        for (_, kind) in sample_events() {
+            let json = serde_json::to_value(&kind).expect("serializes");
+            assert_eq!(json["type"], kind.type_name());
+        }
     }
 }

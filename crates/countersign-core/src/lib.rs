@@ -25,7 +25,7 @@ pub mod tpm_attestation;
 pub mod validate;
 
 pub use action::{Action, ActionRequest, ActionStatus, ActionType, Diff, Tag};
-pub use audit::{Actor, AuditEvent, EventKind, ExecutionOutcome};
+pub use audit::{Actor, AuditEvent, EncodedEvent, EventKind, ExecutionOutcome};
 pub use canonical::{CanonicalError, to_canonical_vec};
 pub use checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint};
 pub use decision::{Decision, KeyKind, Nonce, SignedDecision, Verdict};

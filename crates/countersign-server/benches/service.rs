@@ -2,10 +2,15 @@
 //!
 //! `cargo bench -p countersign-server --bench service`
 //! Environment: BENCH_SESSIONS (1000), BENCH_RATE (200 submissions/s), BENCH_SECONDS (60),
-//! BENCH_DECISIONS (4000).
+//! BENCH_DECISIONS (4000), BENCH_TEAMS (1: every stream may decide every request; N: approvers
+//! and requests spread over N teams), BENCH_STORE (sqlite|postgres), BENCH_REPLICAS (1).
 //!
 //! Everything runs in this one process on loopback: the service (SQLite, synchronous=FULL),
 //! the agent load, and the approver streams — so the streams' own work shares the two cores.
+
+// The allocator `countersign serve` uses (see countersign-cli's main).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,7 +39,8 @@ use uuid::Uuid;
 
 const POLICY: &str = r#"package countersign
 import rego.v1
-decision := {"outcome": "require_approval", "reason": "bench", "quorum": 1, "groups": ["security"],
+decision := {"outcome": "require_approval", "reason": "bench", "quorum": 1,
+             "groups": [input.action.parameters.team],
              "ttl_seconds": 3600, "require_hardware_key": false, "quick_approve": false}
 "#;
 const APPROVERS: usize = 10;
@@ -44,6 +50,23 @@ fn env(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// CPU time (user + system, all threads) this process has used so far.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the file, 12 and 13 after the name.
+    let hz = 100; // USER_HZ on Linux
+    Duration::from_millis((ticks(11) + ticks(12)) * 1000 / hz)
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -176,7 +199,7 @@ async fn setup(backend: &str, replicas: usize) -> Setup {
             &Approver {
                 id: id.clone(),
                 display_name: id.clone(),
-                groups: vec!["security".into()],
+                groups: vec![team(i % teams())],
             },
             now,
         )
@@ -218,10 +241,22 @@ async fn setup(backend: &str, replicas: usize) -> Setup {
     }
 }
 
-fn request(i: u64) -> ActionRequest {
+/// How many approver teams requests are spread over (BENCH_TEAMS, default 1: every stream
+/// may decide every request). Approver `i` is in team `i % teams`.
+fn teams() -> usize {
+    env("BENCH_TEAMS", 1).clamp(1, APPROVERS as u64) as usize
+}
+
+fn team(t: usize) -> String {
+    format!("team-{t}")
+}
+
+/// Request `i`, for the approvers of team `t`.
+fn request(i: u64, t: usize) -> ActionRequest {
     serde_json::from_value(serde_json::json!({
         "type": "k8s.deploy", "resource": format!("k8s://bench/app-{i}"), "environment": "prod",
-        "justification": "benchmark", "parameters": {"replicas": 3, "image": "registry/app:1.0"},
+        "justification": "benchmark",
+        "parameters": {"replicas": 3, "image": "registry/app:1.0", "team": team(t)},
         "diff": {"format": "unified", "language": "yaml", "text": "--- a\n+++ b\n@@ -1 +1 @@\n-  replicas: 2\n+  replicas: 3\n"},
         "tags": ["bench"]
     }))
@@ -277,7 +312,8 @@ async fn push_latency(s: &Setup, sessions: usize, rate: u64, seconds: u64) {
         .iter()
         .map(|u| Client::new(u).expect("client").with_token(s.token.clone()))
         .collect();
-    let sent: Arc<Mutex<Vec<(Uuid, Instant, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
+    type Sent = (Uuid, Instant, Instant, usize);
+    let sent: Arc<Mutex<Vec<Sent>>> = Arc::new(Mutex::new(Vec::new()));
     let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let total = rate * seconds;
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
@@ -291,11 +327,13 @@ async fn push_latency(s: &Setup, sessions: usize, rate: u64, seconds: u64) {
         let failed = failed.clone();
         tasks.push(tokio::spawn(async move {
             let begin = Instant::now();
-            match agent.submit(&request(i)).await {
-                Ok(view) => sent
-                    .lock()
-                    .expect("lock")
-                    .push((view.id, begin, Instant::now())),
+            match agent.submit(&request(i, i as usize % teams())).await {
+                Ok(view) => sent.lock().expect("lock").push((
+                    view.id,
+                    begin,
+                    Instant::now(),
+                    i as usize % teams(),
+                )),
                 Err(_) => {
                     failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -315,9 +353,10 @@ async fn push_latency(s: &Setup, sessions: usize, rate: u64, seconds: u64) {
         }
     }
     let sent = sent.lock().expect("lock").clone();
+    let team_of: HashMap<Uuid, usize> = sent.iter().map(|(id, _, _, t)| (*id, *t)).collect();
     let (mut round_trip, mut from_sent, mut from_returned) = (Vec::new(), Vec::new(), Vec::new());
     let mut delivered = 0usize;
-    for (id, begin, returned) in &sent {
+    for (id, begin, returned, _) in &sent {
         round_trip.push(returned.duration_since(*begin).as_secs_f64() * 1000.0);
         for at in arrivals.get(id).map(Vec::as_slice).unwrap_or_default() {
             delivered += 1;
@@ -325,12 +364,28 @@ async fn push_latency(s: &Setup, sessions: usize, rate: u64, seconds: u64) {
             from_returned.push(at.saturating_duration_since(*returned).as_secs_f64() * 1000.0);
         }
     }
+    // Stream `k` authenticates as approver `k % APPROVERS`, in team `(k % APPROVERS) % teams`.
+    let eligible = |t: usize| {
+        (0..sessions)
+            .filter(|k| (k % s.approvers.len()) % teams() == t)
+            .count()
+    };
+    let expected: usize = sent
+        .iter()
+        .map(|(id, ..)| eligible(team_of.get(id).copied().unwrap_or(0)))
+        .sum();
+    println!(
+        "{} team(s): each request goes to the {} to {} streams of its team",
+        teams(),
+        (0..teams()).map(eligible).min().unwrap_or(0),
+        (0..teams()).map(eligible).max().unwrap_or(0)
+    );
     println!(
         "submitted {} in {load_secs:.1} s ({:.0}/s achieved, {} failed); frames delivered {delivered} of {} expected",
         sent.len(),
         sent.len() as f64 / load_secs,
         failed.load(std::sync::atomic::Ordering::Relaxed),
-        sent.len() * sessions
+        expected
     );
     summary("POST /v1/actions round trip", round_trip);
     summary("POST sent -> frame at an approver", from_sent);
@@ -346,7 +401,14 @@ async fn decisions_per_second(s: &Setup, count: u64) {
         .with_token(s.token.clone());
     let mut views = Vec::new();
     for i in 0..count {
-        views.push(agent.submit(&request(1_000_000 + i)).await.expect("submit"));
+        // Decided by approver `i % APPROVERS` (below), so asked of that approver's team.
+        let t = (i as usize % s.approvers.len()) % teams();
+        views.push(
+            agent
+                .submit(&request(1_000_000 + i, t))
+                .await
+                .expect("submit"),
+        );
     }
     let now = countersign_client::approver::now();
     let decisions: Vec<SignedDecision> = views
@@ -380,6 +442,8 @@ async fn decisions_per_second(s: &Setup, count: u64) {
         .collect();
     let decisions = Arc::new(decisions);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    println!("sending {count} signed decisions from 32 clients");
+    let cpu_before = cpu_time();
     let started = Instant::now();
     let mut workers = Vec::new();
     for w in 0..32 {
@@ -404,10 +468,17 @@ async fn decisions_per_second(s: &Setup, count: u64) {
         accepted += w.await.unwrap_or(0);
     }
     let secs = started.elapsed().as_secs_f64();
+    let cpu = (cpu_time() - cpu_before).as_secs_f64();
     println!(
         "{:<52} {:>8.0} /s  ({accepted} of {count} accepted in {secs:.2} s, 32 concurrent clients)",
         "signed decisions accepted",
         accepted as f64 / secs
+    );
+    println!(
+        "{:<52} {:>8.3} ms  (service and clients together; {:.2} of the machine's cores busy)",
+        "CPU time per decision",
+        cpu * 1000.0 / count as f64,
+        cpu / secs
     );
 
     // Baseline: raw P-256 verifications on this machine, same run.

@@ -3,29 +3,33 @@
 //! write transaction.
 
 use countersign_core::{
-    Action, ActionStatus, AuditEvent, Digest, ExecutionOutcome, KeyKind, SignedDecision,
-    SignedGrant, Timestamp, Verdict,
+    Action, ActionStatus, AuditEvent, Digest, EncodedEvent, ExecutionOutcome, KeyKind,
+    SignedDecision, SignedGrant, Timestamp, Verdict,
 };
 use countersign_store::{
     ActionRecord, Conflict, DecisionEffects, DecisionOutcome, DecisionRecord, GrantRecord,
     NewAction, NewEvent, StoreError, StoreResult,
 };
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use rusqlite::{Connection, Row, params};
 use uuid::Uuid;
 
 use crate::audit;
 use crate::codec::{
-    backend, corrupt, digest, enum_from, enum_text, json, key_kind, opt_ts, to_json, ts,
+    col, corrupt, digest, enum_from, enum_text, json, key_kind, opt_ts, to_json, ts,
 };
+use crate::query::{execute, select, select_one};
 
-fn record(row: &SqliteRow) -> StoreResult<ActionRecord> {
-    let id: String = row.get("id");
-    let action: Action = json("action", row.get("action_json"))?;
-    let stored_digest = digest(row.get("digest"))?;
+fn record(row: &Row<'_>) -> StoreResult<ActionRecord> {
+    let id: String = col(row, "id")?;
+    let text: String = col(row, "action_json")?;
+    let action: Action = json("action", &text)?;
+    let stored_digest = digest(&col::<String>(row, "digest")?)?;
     // The digest is what approvers sign; a row whose content no longer hashes to it was altered.
-    let actual = action.digest().map_err(|e| corrupt("action", e))?;
-    if actual != stored_digest || action.id.to_string() != id {
+    // Requests are stored in their canonical encoding, so one hash of the stored text checks it;
+    // rows written before that are re-encoded.
+    let matches = Action::digest_of_canonical(text.as_bytes()) == stored_digest
+        || action.digest().map_err(|e| corrupt("action", e))? == stored_digest;
+    if !matches || action.id.to_string() != id {
         return Err(corrupt(
             &format!("action {id}"),
             "content does not match its digest",
@@ -34,187 +38,238 @@ fn record(row: &SqliteRow) -> StoreResult<ActionRecord> {
     Ok(ActionRecord {
         action,
         digest: stored_digest,
-        status: enum_from("action status", row.get("status"))?,
-        quorum: u32::try_from(row.get::<i64, _>("quorum")).map_err(|e| corrupt("quorum", e))?,
-        updated_at: ts(row.get("updated_at"))?,
+        status: enum_from("action status", &col::<String>(row, "status")?)?,
+        quorum: u32::try_from(col::<i64>(row, "quorum")?).map_err(|e| corrupt("quorum", e))?,
+        updated_at: ts(col(row, "updated_at")?)?,
     })
 }
 
-pub(crate) async fn create(
-    conn: &mut SqliteConnection,
+/// A request's canonical encoding, as it is stored.
+pub(crate) fn canonical_text(action: &Action) -> StoreResult<String> {
+    let bytes = countersign_core::to_canonical_vec(action)
+        .map_err(|e| StoreError::Backend(format!("request has no canonical form: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+pub(crate) fn create(
+    conn: &Connection,
     new: &NewAction,
-    events: Vec<NewEvent>,
+    text: String,
+    events: Vec<EncodedEvent>,
     now: Timestamp,
 ) -> StoreResult<Vec<AuditEvent>> {
     let r = &new.record;
-    let exists: Option<String> = sqlx::query_scalar("SELECT id FROM actions WHERE id = ?")
-        .bind(r.action.id.to_string())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(backend)?;
+    let exists = select_one(
+        conn,
+        "SELECT 1 FROM actions WHERE id = ?",
+        [r.action.id.to_string()],
+        |_| Ok(()),
+    )?;
     if exists.is_some() {
         return Err(StoreError::Conflict(Conflict::Exists));
     }
-    sqlx::query(
+    execute(
+        conn,
         "INSERT INTO actions (id, created_at, expires_at, updated_at, status, quorum, digest, action_json)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(r.action.id.to_string())
-    .bind(r.action.created_at.as_millis())
-    .bind(r.action.expires_at.as_millis())
-    .bind(now.as_millis())
-    .bind(enum_text(&r.status)?)
-    .bind(i64::from(r.quorum))
-    .bind(r.digest.to_hex())
-    .bind(to_json(&r.action)?)
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
+        params![
+            r.action.id.to_string(),
+            r.action.created_at.as_millis(),
+            r.action.expires_at.as_millis(),
+            now.as_millis(),
+            enum_text(&r.status)?,
+            i64::from(r.quorum),
+            r.digest.to_hex(),
+            text,
+        ],
+    )?;
     if let Some(grant) = &new.grant {
-        insert_grant(&mut *conn, grant).await?;
+        insert_grant(
+            conn,
+            grant.grant.grant_id,
+            grant.grant.request_id,
+            &to_json(grant)?,
+        )?;
     }
-    audit::append(conn, events, now).await
+    audit::append(conn, events)
 }
 
-async fn insert_grant(conn: &mut SqliteConnection, grant: &SignedGrant) -> StoreResult<()> {
-    sqlx::query("INSERT INTO grants (grant_id, action_id, signed_json) VALUES (?, ?, ?)")
-        .bind(grant.grant.grant_id.to_string())
-        .bind(grant.grant.request_id.to_string())
-        .bind(to_json(grant)?)
-        .execute(conn)
-        .await
-        .map_err(backend)?;
+fn insert_grant(conn: &Connection, grant_id: Uuid, action_id: Uuid, json: &str) -> StoreResult<()> {
+    execute(
+        conn,
+        "INSERT INTO grants (grant_id, action_id, signed_json) VALUES (?, ?, ?)",
+        params![grant_id.to_string(), action_id.to_string(), json],
+    )?;
     Ok(())
 }
 
-pub(crate) async fn get(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<ActionRecord> {
-    let row = sqlx::query("SELECT * FROM actions WHERE id = ?")
-        .bind(id.to_string())
-        .fetch_optional(conn)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound("action"))?;
-    record(&row)
+pub(crate) fn get(conn: &Connection, id: Uuid) -> StoreResult<ActionRecord> {
+    select_one(
+        conn,
+        "SELECT * FROM actions WHERE id = ?",
+        [id.to_string()],
+        record,
+    )?
+    .ok_or(StoreError::NotFound("action"))
 }
 
-pub(crate) async fn by_status(
-    conn: &mut SqliteConnection,
+pub(crate) fn by_status(
+    conn: &Connection,
     status: ActionStatus,
     limit: u32,
 ) -> StoreResult<Vec<ActionRecord>> {
-    sqlx::query("SELECT * FROM actions WHERE status = ? ORDER BY created_at, id LIMIT ?")
-        .bind(enum_text(&status)?)
-        .bind(i64::from(limit))
-        .fetch_all(conn)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(record)
-        .collect()
+    select(
+        conn,
+        "SELECT * FROM actions WHERE status = ? ORDER BY created_at, id LIMIT ?",
+        params![enum_text(&status)?, i64::from(limit)],
+        record,
+    )
 }
 
-pub(crate) async fn count(conn: &mut SqliteConnection, status: ActionStatus) -> StoreResult<u64> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM actions WHERE status = ?")
-        .bind(enum_text(&status)?)
-        .fetch_one(conn)
-        .await
-        .map_err(backend)?;
-    Ok(n as u64)
+pub(crate) fn count(conn: &Connection, status: ActionStatus) -> StoreResult<u64> {
+    let n = select_one(
+        conn,
+        "SELECT COUNT(*) AS n FROM actions WHERE status = ?",
+        [enum_text(&status)?],
+        |row| col::<i64>(row, "n"),
+    )?;
+    Ok(n.unwrap_or(0) as u64)
 }
 
-pub(crate) async fn decisions(
-    conn: &mut SqliteConnection,
-    action_id: Uuid,
-) -> StoreResult<Vec<DecisionRecord>> {
-    sqlx::query("SELECT signed_json, key_kind, recorded_at FROM decisions WHERE action_id = ? ORDER BY rowid_")
-        .bind(action_id.to_string())
-        .fetch_all(conn)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(|row| {
+pub(crate) fn decisions(conn: &Connection, action_id: Uuid) -> StoreResult<Vec<DecisionRecord>> {
+    select(
+        conn,
+        "SELECT signed_json, key_kind, recorded_at FROM decisions WHERE action_id = ? ORDER BY rowid_",
+        [action_id.to_string()],
+        |row| {
             Ok(DecisionRecord {
-                decision: json("decision", row.get("signed_json"))?,
-                key_kind: key_kind(row.get("key_kind"))?,
-                recorded_at: ts(row.get("recorded_at"))?,
+                decision: json("decision", &col::<String>(row, "signed_json")?)?,
+                key_kind: key_kind(&col::<String>(row, "key_kind")?)?,
+                recorded_at: ts(col(row, "recorded_at")?)?,
             })
-        })
-        .collect()
+        },
+    )
 }
 
-pub(crate) async fn record_decision(
-    conn: &mut SqliteConnection,
-    signed: &SignedDecision,
-    key_kind: KeyKind,
-    effects: DecisionEffects,
-    event: NewEvent,
+/// What the decision's checks read, in one statement.
+struct DecisionState {
+    status: ActionStatus,
+    expires_at: Timestamp,
+    decided: i64,
+    nonce_seen: i64,
+    approvals: i64,
+}
+
+/// A decision made ready for the writer: its stored form and every event it may append,
+/// encoded beforehand so the single writer does as little as possible.
+pub(crate) struct PreparedDecision {
+    pub(crate) signed: SignedDecision,
+    pub(crate) json: String,
+    pub(crate) key_kind: KeyKind,
+    pub(crate) quorum: u32,
+    pub(crate) event: EncodedEvent,
+    pub(crate) on_quorum: Option<(SignedGrant, String, Vec<EncodedEvent>)>,
+    pub(crate) on_deny: Vec<EncodedEvent>,
+}
+
+impl PreparedDecision {
+    pub(crate) fn new(
+        signed: &SignedDecision,
+        key_kind: KeyKind,
+        effects: DecisionEffects,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<Self> {
+        let on_quorum = match effects.on_quorum {
+            Some((grant, events)) => {
+                let json = to_json(&grant)?;
+                Some((grant, json, audit::encode(events, now)?))
+            }
+            None => None,
+        };
+        Ok(Self {
+            signed: signed.clone(),
+            json: to_json(signed)?,
+            key_kind,
+            quorum: effects.quorum,
+            event: crate::one(event, now)?,
+            on_quorum,
+            on_deny: audit::encode(effects.on_deny, now)?,
+        })
+    }
+}
+
+pub(crate) fn record_decision(
+    conn: &Connection,
+    prepared: PreparedDecision,
     now: Timestamp,
 ) -> StoreResult<(DecisionOutcome, Vec<AuditEvent>)> {
-    let d = &signed.decision;
+    let d = &prepared.signed.decision;
     let id = d.request_id.to_string();
-    // Every check, the approval count and the log's end in one round trip.
-    let row = sqlx::query(
+    let state = select_one(
+        conn,
         "SELECT status, expires_at,
                 (SELECT COUNT(*) FROM decisions WHERE action_id = ?1 AND approver_id = ?2) AS decided,
                 (SELECT COUNT(*) FROM decisions WHERE nonce = ?3) AS nonce_seen,
                 (SELECT COUNT(DISTINCT approver_id) FROM decisions
-                  WHERE action_id = ?1 AND verdict = 'approve') AS approvals,
-                (SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events) AS next_seq
+                  WHERE action_id = ?1 AND verdict = 'approve') AS approvals
          FROM actions WHERE id = ?1",
-    )
-    .bind(&id)
-    .bind(&d.approver_id)
-    .bind(d.nonce.to_string())
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(backend)?
+        params![id, d.approver_id, d.nonce.to_string()],
+        |row| {
+            Ok(DecisionState {
+                status: enum_from("action status", &col::<String>(row, "status")?)?,
+                expires_at: ts(col(row, "expires_at")?)?,
+                decided: col(row, "decided")?,
+                nonce_seen: col(row, "nonce_seen")?,
+                approvals: col(row, "approvals")?,
+            })
+        },
+    )?
     .ok_or(StoreError::NotFound("action"))?;
-    let status: ActionStatus = enum_from("action status", row.get("status"))?;
-    if status != ActionStatus::Pending {
+    if state.status != ActionStatus::Pending {
         return Err(StoreError::Conflict(Conflict::NotPending));
     }
-    if now >= ts(row.get("expires_at"))? {
+    if now >= state.expires_at {
         return Err(StoreError::Conflict(Conflict::Expired));
     }
-    if row.get::<i64, _>("decided") > 0 {
+    if state.decided > 0 {
         return Err(StoreError::Conflict(Conflict::AlreadyDecided));
     }
-    if row.get::<i64, _>("nonce_seen") > 0 {
+    if state.nonce_seen > 0 {
         return Err(StoreError::Conflict(Conflict::NonceReused));
     }
-    let prior_approvals = u32::try_from(row.get::<i64, _>("approvals")).unwrap_or(u32::MAX);
-    let next_seq: i64 = row.get("next_seq");
-    sqlx::query(
+    let prior_approvals = u32::try_from(state.approvals).unwrap_or(u32::MAX);
+    execute(
+        conn,
         "INSERT INTO decisions (action_id, approver_id, verdict, nonce, key_kind, recorded_at, signed_json)
          VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&id)
-    .bind(&d.approver_id)
-    .bind(enum_text(&d.verdict)?)
-    .bind(d.nonce.to_string())
-    .bind(enum_text(&key_kind)?)
-    .bind(now.as_millis())
-    .bind(to_json(signed)?)
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
+        params![
+            id,
+            d.approver_id,
+            enum_text(&d.verdict)?,
+            d.nonce.to_string(),
+            enum_text(&prepared.key_kind)?,
+            now.as_millis(),
+            prepared.json,
+        ],
+    )?;
 
-    let mut events = vec![event];
+    let mut events = vec![prepared.event];
     let outcome = match d.verdict {
         Verdict::Deny => {
-            set_status(&mut *conn, &id, ActionStatus::Denied, now).await?;
-            events.extend(effects.on_deny);
+            set_status(conn, &id, ActionStatus::Denied, now)?;
+            events.extend(prepared.on_deny);
             DecisionOutcome::Denied
         }
         Verdict::Approve => {
             // This approver had not decided (checked above), so they add one distinct approval.
             let approvals = prior_approvals.saturating_add(1);
-            if approvals >= effects.quorum {
-                let (grant, more) = effects.on_quorum.ok_or_else(|| {
+            if approvals >= prepared.quorum {
+                let (grant, json, more) = prepared.on_quorum.ok_or_else(|| {
                     StoreError::Backend("quorum reached but no grant was prepared".into())
                 })?;
-                set_status(&mut *conn, &id, ActionStatus::Approved, now).await?;
-                insert_grant(&mut *conn, &grant).await?;
+                set_status(conn, &id, ActionStatus::Approved, now)?;
+                insert_grant(conn, grant.grant.grant_id, grant.grant.request_id, &json)?;
                 events.extend(more);
                 DecisionOutcome::Approved(grant)
             } else {
@@ -222,73 +277,66 @@ pub(crate) async fn record_decision(
             }
         }
     };
-    let appended = audit::append_at(conn, next_seq, events, now).await?;
+    let appended = audit::append(conn, events)?;
     Ok((outcome, appended))
 }
 
-async fn set_status(
-    conn: &mut SqliteConnection,
+fn set_status(
+    conn: &Connection,
     id: &str,
     status: ActionStatus,
     now: Timestamp,
 ) -> StoreResult<()> {
-    sqlx::query("UPDATE actions SET status = ?, updated_at = ? WHERE id = ?")
-        .bind(enum_text(&status)?)
-        .bind(now.as_millis())
-        .bind(id)
-        .execute(conn)
-        .await
-        .map_err(backend)?;
+    execute(
+        conn,
+        "UPDATE actions SET status = ?, updated_at = ? WHERE id = ?",
+        params![enum_text(&status)?, now.as_millis(), id],
+    )?;
     Ok(())
 }
 
-fn grant_record(row: &SqliteRow) -> StoreResult<GrantRecord> {
+fn grant_record(row: &Row<'_>) -> StoreResult<GrantRecord> {
     Ok(GrantRecord {
-        grant: json("grant", row.get("signed_json"))?,
-        redeemed_at: opt_ts(row.get("redeemed_at"))?,
+        grant: json("grant", &col::<String>(row, "signed_json")?)?,
+        redeemed_at: opt_ts(col(row, "redeemed_at")?)?,
     })
 }
 
-pub(crate) async fn grant_for_action(
-    conn: &mut SqliteConnection,
+pub(crate) fn grant_for_action(
+    conn: &Connection,
     action_id: Uuid,
 ) -> StoreResult<Option<GrantRecord>> {
-    sqlx::query("SELECT signed_json, redeemed_at FROM grants WHERE action_id = ?")
-        .bind(action_id.to_string())
-        .fetch_optional(conn)
-        .await
-        .map_err(backend)?
-        .as_ref()
-        .map(grant_record)
-        .transpose()
+    select_one(
+        conn,
+        "SELECT signed_json, redeemed_at FROM grants WHERE action_id = ?",
+        [action_id.to_string()],
+        grant_record,
+    )
 }
 
-pub(crate) async fn grant_action(
-    conn: &mut SqliteConnection,
-    grant_id: Uuid,
-) -> StoreResult<Option<Uuid>> {
-    let id: Option<String> = sqlx::query_scalar("SELECT action_id FROM grants WHERE grant_id = ?")
-        .bind(grant_id.to_string())
-        .fetch_optional(conn)
-        .await
-        .map_err(backend)?;
-    id.map(|id| crate::codec::uuid(&id)).transpose()
+pub(crate) fn grant_action(conn: &Connection, grant_id: Uuid) -> StoreResult<Option<Uuid>> {
+    select_one(
+        conn,
+        "SELECT action_id FROM grants WHERE grant_id = ?",
+        [grant_id.to_string()],
+        |row| crate::codec::uuid(&col::<String>(row, "action_id")?),
+    )
 }
 
-pub(crate) async fn redeem_grant(
-    conn: &mut SqliteConnection,
+pub(crate) fn redeem_grant(
+    conn: &Connection,
     grant_id: Uuid,
     presented: &Digest,
-    event: NewEvent,
+    event: EncodedEvent,
     now: Timestamp,
 ) -> StoreResult<(GrantRecord, Vec<AuditEvent>)> {
-    let row = sqlx::query("SELECT signed_json, redeemed_at FROM grants WHERE grant_id = ?")
-        .bind(grant_id.to_string())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound("grant"))?;
-    let mut record = grant_record(&row)?;
+    let mut record = select_one(
+        conn,
+        "SELECT signed_json, redeemed_at FROM grants WHERE grant_id = ?",
+        [grant_id.to_string()],
+        grant_record,
+    )?
+    .ok_or(StoreError::NotFound("grant"))?;
     let g = &record.grant.grant;
     if &g.request_digest != presented {
         return Err(StoreError::Conflict(Conflict::GrantDigestMismatch));
@@ -299,105 +347,108 @@ pub(crate) async fn redeem_grant(
     if now < g.not_before || now >= g.expires_at {
         return Err(StoreError::Conflict(Conflict::GrantNotValidNow));
     }
-    let done =
-        sqlx::query("UPDATE grants SET redeemed_at = ? WHERE grant_id = ? AND redeemed_at IS NULL")
-            .bind(now.as_millis())
-            .bind(grant_id.to_string())
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)?;
-    if done.rows_affected() != 1 {
+    let done = execute(
+        conn,
+        "UPDATE grants SET redeemed_at = ? WHERE grant_id = ? AND redeemed_at IS NULL",
+        params![now.as_millis(), grant_id.to_string()],
+    )?;
+    if done != 1 {
         return Err(StoreError::Conflict(Conflict::GrantRedeemed));
     }
     record.redeemed_at = Some(now);
-    let events = audit::append(conn, vec![event], now).await?;
+    let events = audit::append(conn, vec![event])?;
     Ok((record, events))
 }
 
-pub(crate) async fn report_outcome(
-    conn: &mut SqliteConnection,
+pub(crate) fn report_outcome(
+    conn: &Connection,
     action_id: Uuid,
     outcome: &ExecutionOutcome,
-    event: NewEvent,
+    event: EncodedEvent,
     now: Timestamp,
 ) -> StoreResult<Vec<AuditEvent>> {
-    let redeemed: Option<Option<i64>> =
-        sqlx::query_scalar("SELECT redeemed_at FROM grants WHERE action_id = ?")
-            .bind(action_id.to_string())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(backend)?;
+    let redeemed = select_one(
+        conn,
+        "SELECT redeemed_at FROM grants WHERE action_id = ?",
+        [action_id.to_string()],
+        |row| col::<Option<i64>>(row, "redeemed_at"),
+    )?;
     if !matches!(redeemed, Some(Some(_))) {
         return Err(StoreError::Conflict(Conflict::NoOutcomeExpected));
     }
-    let done = sqlx::query(
+    let done = execute(
+        conn,
         "INSERT INTO outcomes (action_id, outcome_json, reported_at) VALUES (?, ?, ?)
          ON CONFLICT (action_id) DO NOTHING",
-    )
-    .bind(action_id.to_string())
-    .bind(to_json(outcome)?)
-    .bind(now.as_millis())
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
-    if done.rows_affected() != 1 {
+        params![action_id.to_string(), to_json(outcome)?, now.as_millis()],
+    )?;
+    if done != 1 {
         return Err(StoreError::Conflict(Conflict::NoOutcomeExpected));
     }
-    audit::append(conn, vec![event], now).await
+    audit::append(conn, vec![event])
 }
 
-pub(crate) async fn outcome(
-    conn: &mut SqliteConnection,
-    action_id: Uuid,
-) -> StoreResult<Option<ExecutionOutcome>> {
-    let text: Option<String> =
-        sqlx::query_scalar("SELECT outcome_json FROM outcomes WHERE action_id = ?")
-            .bind(action_id.to_string())
-            .fetch_optional(conn)
-            .await
-            .map_err(backend)?;
-    text.map(|t| json("outcome", &t)).transpose()
-}
-
-pub(crate) async fn expire_due(
-    conn: &mut SqliteConnection,
-    now: Timestamp,
-    event_for: &(dyn Fn(Uuid) -> NewEvent + Send + Sync),
-) -> StoreResult<Vec<AuditEvent>> {
-    let due: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM actions WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at, id",
+pub(crate) fn outcome(conn: &Connection, action_id: Uuid) -> StoreResult<Option<ExecutionOutcome>> {
+    select_one(
+        conn,
+        "SELECT outcome_json FROM outcomes WHERE action_id = ?",
+        [action_id.to_string()],
+        |row| json("outcome", &col::<String>(row, "outcome_json")?),
     )
-    .bind(now.as_millis())
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(backend)?;
-    let mut events = Vec::with_capacity(due.len());
-    for id in due {
-        set_status(&mut *conn, &id, ActionStatus::Expired, now).await?;
-        events.push(event_for(crate::codec::uuid(&id)?));
-    }
-    audit::append(conn, events, now).await
 }
 
-pub(crate) async fn cancel(
-    conn: &mut SqliteConnection,
-    id: Uuid,
-    event: NewEvent,
+/// The pending requests due to expire at `now`, oldest first.
+pub(crate) fn due(conn: &Connection, now: Timestamp) -> StoreResult<Vec<Uuid>> {
+    select(
+        conn,
+        "SELECT id FROM actions WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at, id",
+        [now.as_millis()],
+        |row| crate::codec::uuid(&col::<String>(row, "id")?),
+    )
+}
+
+/// Expires each of `due` that is still pending and due, with its event; requests another
+/// writer decided or expired in the meantime are skipped, so each expires exactly once.
+pub(crate) fn expire(
+    conn: &Connection,
+    due: Vec<(Uuid, EncodedEvent)>,
     now: Timestamp,
 ) -> StoreResult<Vec<AuditEvent>> {
-    let record = get(&mut *conn, id).await?;
+    let mut events = Vec::with_capacity(due.len());
+    for (id, event) in due {
+        let changed = execute(
+            conn,
+            "UPDATE actions SET status = 'expired', updated_at = ?1
+             WHERE id = ?2 AND status = 'pending' AND expires_at <= ?1",
+            params![now.as_millis(), id.to_string()],
+        )?;
+        if changed == 1 {
+            events.push(event);
+        }
+    }
+    audit::append(conn, events)
+}
+
+pub(crate) fn cancel(
+    conn: &Connection,
+    id: Uuid,
+    event: EncodedEvent,
+    now: Timestamp,
+) -> StoreResult<Vec<AuditEvent>> {
+    let record = get(conn, id)?;
     if record.status != ActionStatus::Pending {
         return Err(StoreError::Conflict(Conflict::NotPending));
     }
-    set_status(&mut *conn, &id.to_string(), ActionStatus::Cancelled, now).await?;
-    audit::append(conn, vec![event], now).await
+    set_status(conn, &id.to_string(), ActionStatus::Cancelled, now)?;
+    audit::append(conn, vec![event])
 }
 
-pub(crate) async fn next_expiry(conn: &mut SqliteConnection) -> StoreResult<Option<Timestamp>> {
-    let ms: Option<i64> =
-        sqlx::query_scalar("SELECT MIN(expires_at) FROM actions WHERE status = 'pending'")
-            .fetch_one(conn)
-            .await
-            .map_err(backend)?;
-    opt_ts(ms)
+pub(crate) fn next_expiry(conn: &Connection) -> StoreResult<Option<Timestamp>> {
+    let ms = select_one(
+        conn,
+        "SELECT MIN(expires_at) AS next FROM actions WHERE status = 'pending'",
+        [],
+        |row| col::<Option<i64>>(row, "next"),
+    )?;
+    opt_ts(ms.flatten())
 }

@@ -1,168 +1,129 @@
 //! The audit log table: appending inside a caller's transaction, and reading.
 
-use countersign_core::{AuditEvent, Digest, Timestamp};
+use countersign_core::{AuditEvent, Digest, EncodedEvent, Timestamp};
 use countersign_store::{NewEvent, StoreError, StoreResult};
-use sqlx::{Row, SqliteConnection};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::codec::{backend, corrupt};
 
-/// Appends `events` after the current end of the log, in the caller's transaction: if the
-/// transaction does not commit, neither the events nor the change they record exist.
-pub(crate) async fn append(
-    conn: &mut SqliteConnection,
-    events: Vec<NewEvent>,
-    now: Timestamp,
-) -> StoreResult<Vec<AuditEvent>> {
-    if events.is_empty() {
-        return Ok(Vec::new());
-    }
-    let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(backend)?;
-    append_at(conn, next, events, now).await
+/// The sequence number the next appended event gets.
+pub(crate) fn next_seq(conn: &Connection) -> StoreResult<i64> {
+    conn.prepare_cached("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(backend)
 }
 
-/// Appends `events` from sequence number `next`, which the caller read inside this same
-/// transaction (the single writer makes that the end of the log), in one statement.
-pub(crate) async fn append_at(
-    conn: &mut SqliteConnection,
-    next: i64,
-    events: Vec<NewEvent>,
-    now: Timestamp,
-) -> StoreResult<Vec<AuditEvent>> {
+/// Encodes events for appending at `now`, before they reach the writer thread: the writer
+/// then only adds each event's position.
+pub(crate) fn encode(events: Vec<NewEvent>, now: Timestamp) -> StoreResult<Vec<EncodedEvent>> {
+    events
+        .into_iter()
+        .map(|e| {
+            EncodedEvent::new(now, e.actor, e.event)
+                .map_err(|e| StoreError::Backend(format!("audit event has no canonical form: {e}")))
+        })
+        .collect()
+}
+
+/// Appends `events` after the current end of the log, in the caller's transaction: if the
+/// transaction does not commit, neither the events nor the change they record exist.
+pub(crate) fn append(conn: &Connection, events: Vec<EncodedEvent>) -> StoreResult<Vec<AuditEvent>> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let mut rows = Vec::with_capacity(events.len());
+    let next = next_seq(conn)? as u64;
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO audit_events (seq, recorded_at, action_id, kind, event_json, leaf_hash)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .map_err(backend)?;
     let mut appended = Vec::with_capacity(events.len());
-    for (i, new) in events.into_iter().enumerate() {
-        let event = AuditEvent {
-            seq: (next + i as i64) as u64,
-            recorded_at: now,
-            actor: new.actor,
-            event: new.event,
-        };
-        let bytes = event
-            .leaf_bytes()
-            .map_err(|e| StoreError::Backend(format!("audit event has no canonical form: {e}")))?;
+    for (i, encoded) in events.into_iter().enumerate() {
+        let seq = next + i as u64;
+        let bytes = encoded.leaf_bytes(seq);
         let leaf = countersign_core::merkle::leaf_hash(&bytes);
-        let kind = serde_json::to_value(&event.event)
-            .ok()
-            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
-            .unwrap_or_default();
         let text = String::from_utf8(bytes).map_err(|e| StoreError::Backend(e.to_string()))?;
-        rows.push((
-            event.seq as i64,
-            event.event.action_id().map(|id| id.to_string()),
-            kind,
-            text,
-            leaf,
-        ));
-        appended.push(event);
-    }
-    // Six values a row: 5,000 rows a statement stays under SQLite's 32,766 bound values
-    // (and PostgreSQL's 65,535).
-    for chunk in rows.chunks(5000) {
-        let mut insert = sqlx::QueryBuilder::new(
-            "INSERT INTO audit_events (seq, recorded_at, action_id, kind, event_json, leaf_hash) ",
-        );
-        insert.push_values(chunk, |mut row, (seq, action_id, kind, text, leaf)| {
-            row.push_bind(*seq)
-                .push_bind(now.as_millis())
-                .push_bind(action_id.clone())
-                .push_bind(kind.clone())
-                .push_bind(text.clone())
-                .push_bind(leaf.0.to_vec());
-        });
-        insert.build().execute(&mut *conn).await.map_err(backend)?;
+        insert
+            .execute(params![
+                seq as i64,
+                encoded.recorded_at.as_millis(),
+                encoded.event.action_id().map(|id| id.to_string()),
+                encoded.event.type_name(),
+                text,
+                leaf.0.to_vec(),
+            ])
+            .map_err(backend)?;
+        appended.push(encoded.at(seq));
     }
     Ok(appended)
 }
 
-pub(crate) async fn size(conn: &mut SqliteConnection) -> StoreResult<u64> {
-    let n: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events")
-        .fetch_one(conn)
-        .await
+pub(crate) fn size(conn: &Connection) -> StoreResult<u64> {
+    Ok(next_seq(conn)? as u64)
+}
+
+fn parse(seq: i64, text: &str) -> StoreResult<AuditEvent> {
+    let event: AuditEvent =
+        serde_json::from_str(text).map_err(|e| corrupt(&format!("audit event {seq}"), e))?;
+    if event.seq != seq as u64 {
+        return Err(corrupt(
+            &format!("audit event {seq}"),
+            "sequence number differs",
+        ));
+    }
+    Ok(event)
+}
+
+/// Events from `from` on, as stored: the exact bytes their leaf hashes were computed over.
+pub(crate) fn leaves(conn: &Connection, from: u64, limit: u32) -> StoreResult<Vec<(u64, String)>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, event_json FROM audit_events WHERE seq >= ? ORDER BY seq LIMIT ?",
+        )
         .map_err(backend)?;
-    Ok(n as u64)
+    let rows = stmt
+        .query_map(params![from as i64, i64::from(limit)], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+        })
+        .map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
 }
 
-pub(crate) async fn events(
-    conn: &mut SqliteConnection,
-    from: u64,
-    limit: u32,
-) -> StoreResult<Vec<AuditEvent>> {
-    let rows =
-        sqlx::query("SELECT seq, event_json FROM audit_events WHERE seq >= ? ORDER BY seq LIMIT ?")
-            .bind(from as i64)
-            .bind(i64::from(limit))
-            .fetch_all(conn)
-            .await
-            .map_err(backend)?;
-    rows.iter()
-        .map(|row| {
-            let seq: i64 = row.get(0);
-            let text: String = row.get(1);
-            let event: AuditEvent = serde_json::from_str(&text)
-                .map_err(|e| corrupt(&format!("audit event {seq}"), e))?;
-            if event.seq != seq as u64 {
-                return Err(corrupt(
-                    &format!("audit event {seq}"),
-                    "sequence number differs",
-                ));
-            }
-            Ok(event)
-        })
+pub(crate) fn events(conn: &Connection, from: u64, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+    leaves(conn, from, limit)?
+        .iter()
+        .map(|(seq, text)| parse(*seq as i64, text))
         .collect()
 }
 
-pub(crate) async fn latest_of_kind(
-    conn: &mut SqliteConnection,
-    kind: &str,
-) -> StoreResult<Option<AuditEvent>> {
-    let row: Option<(i64, String)> = sqlx::query_as(
-        "SELECT seq, event_json FROM audit_events WHERE kind = ? ORDER BY seq DESC LIMIT 1",
-    )
-    .bind(kind)
-    .fetch_optional(conn)
-    .await
-    .map_err(backend)?;
-    row.map(|(seq, text)| {
-        serde_json::from_str::<AuditEvent>(&text)
-            .map_err(|e| corrupt(&format!("audit event {seq}"), e))
-            .and_then(|e| {
-                if e.seq == seq as u64 {
-                    Ok(e)
-                } else {
-                    Err(corrupt(
-                        &format!("audit event {seq}"),
-                        "sequence number differs",
-                    ))
-                }
-            })
+pub(crate) fn latest_of_kind(conn: &Connection, kind: &str) -> StoreResult<Option<AuditEvent>> {
+    let row: Option<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT seq, event_json FROM audit_events WHERE kind = ? ORDER BY seq DESC LIMIT 1",
+        )
+        .and_then(|mut s| {
+            s.query_row([kind], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(backend)?;
+    row.map(|(seq, text)| parse(seq, &text)).transpose()
+}
+
+pub(crate) fn leaf_hashes(conn: &Connection, from: u64, limit: u32) -> StoreResult<Vec<Digest>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT leaf_hash FROM audit_events WHERE seq >= ? ORDER BY seq LIMIT ?")
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![from as i64, i64::from(limit)], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })
+        .map_err(backend)?;
+    rows.map(|bytes| {
+        let bytes = bytes.map_err(backend)?;
+        <[u8; 32]>::try_from(bytes.as_slice())
+            .map(Digest)
+            .map_err(|_| corrupt("leaf hash", "not 32 bytes"))
     })
-    .transpose()
-}
-
-pub(crate) async fn leaf_hashes(
-    conn: &mut SqliteConnection,
-    from: u64,
-    limit: u32,
-) -> StoreResult<Vec<Digest>> {
-    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT leaf_hash FROM audit_events WHERE seq >= ? ORDER BY seq LIMIT ?",
-    )
-    .bind(from as i64)
-    .bind(i64::from(limit))
-    .fetch_all(conn)
-    .await
-    .map_err(backend)?;
-    rows.into_iter()
-        .map(|bytes| {
-            <[u8; 32]>::try_from(bytes.as_slice())
-                .map(Digest)
-                .map_err(|_| corrupt("leaf hash", "not 32 bytes"))
-        })
-        .collect()
+    .collect()
 }

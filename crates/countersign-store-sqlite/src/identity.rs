@@ -1,230 +1,201 @@
 //! Agents' tokens, approvers, their keys, enrolment codes, challenges and sessions.
 
-use countersign_core::{Digest, KeyId, PublicKey, Timestamp};
+use countersign_core::{Digest, EncodedEvent, KeyId, PublicKey, Timestamp};
 use countersign_store::{
-    AgentToken, Approver, ApproverKey, Conflict, EnrolmentCode, NewEvent, Session, StoreError,
-    StoreResult,
+    AgentToken, Approver, ApproverKey, Conflict, EnrolmentCode, Session, StoreError, StoreResult,
 };
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
 use crate::audit;
-use crate::codec::{backend, corrupt, digest, enum_text, json, key_id, key_kind, opt_ts, ts, uuid};
+use crate::codec::{
+    backend, col, corrupt, digest, enum_text, json, key_id, key_kind, opt_ts, ts, uuid,
+};
+use crate::query::{execute, select, select_one};
 
-pub(crate) async fn create_agent_token(
-    conn: &mut SqliteConnection,
+pub(crate) fn create_agent_token(
+    conn: &Connection,
     token: &AgentToken,
-    event: NewEvent,
+    event: EncodedEvent,
 ) -> StoreResult<()> {
-    sqlx::query(
+    execute(
+        conn,
         "INSERT INTO agent_tokens (token_id, agent_id, token_hash, created_at) VALUES (?, ?, ?, ?)",
-    )
-    .bind(token.token_id.to_string())
-    .bind(&token.agent_id)
-    .bind(token.token_hash.to_hex())
-    .bind(token.created_at.as_millis())
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
-    audit::append(conn, vec![event], token.created_at).await?;
+        params![
+            token.token_id.to_string(),
+            token.agent_id,
+            token.token_hash.to_hex(),
+            token.created_at.as_millis()
+        ],
+    )?;
+    audit::append(conn, vec![event])?;
     Ok(())
 }
 
-fn agent_token(row: &SqliteRow) -> StoreResult<AgentToken> {
+fn agent_token(row: &Row<'_>) -> StoreResult<AgentToken> {
     Ok(AgentToken {
-        token_id: uuid(row.get("token_id"))?,
-        agent_id: row.get("agent_id"),
-        token_hash: digest(row.get("token_hash"))?,
-        created_at: ts(row.get("created_at"))?,
-        revoked_at: opt_ts(row.get("revoked_at"))?,
+        token_id: uuid(&col::<String>(row, "token_id")?)?,
+        agent_id: col(row, "agent_id")?,
+        token_hash: digest(&col::<String>(row, "token_hash")?)?,
+        created_at: ts(col(row, "created_at")?)?,
+        revoked_at: opt_ts(col(row, "revoked_at")?)?,
     })
 }
 
-pub(crate) async fn agent_token_by_hash(
-    conn: &mut SqliteConnection,
+pub(crate) fn agent_token_by_hash(
+    conn: &Connection,
     hash: &Digest,
 ) -> StoreResult<Option<AgentToken>> {
-    sqlx::query("SELECT * FROM agent_tokens WHERE token_hash = ?")
-        .bind(hash.to_hex())
-        .fetch_optional(conn)
-        .await
-        .map_err(backend)?
-        .as_ref()
-        .map(agent_token)
-        .transpose()
+    select_one(
+        conn,
+        "SELECT * FROM agent_tokens WHERE token_hash = ?",
+        [hash.to_hex()],
+        agent_token,
+    )
 }
 
-pub(crate) async fn agent_tokens(conn: &mut SqliteConnection) -> StoreResult<Vec<AgentToken>> {
-    sqlx::query("SELECT * FROM agent_tokens ORDER BY created_at")
-        .fetch_all(conn)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(agent_token)
-        .collect()
+pub(crate) fn agent_tokens(conn: &Connection) -> StoreResult<Vec<AgentToken>> {
+    select(
+        conn,
+        "SELECT * FROM agent_tokens ORDER BY created_at",
+        [],
+        agent_token,
+    )
 }
 
-pub(crate) async fn revoke_agent_token(
-    conn: &mut SqliteConnection,
+pub(crate) fn revoke_agent_token(
+    conn: &Connection,
     token_id: Uuid,
-    event: NewEvent,
+    event: EncodedEvent,
     now: Timestamp,
 ) -> StoreResult<()> {
-    let done = sqlx::query(
+    let done = execute(
+        conn,
         "UPDATE agent_tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL",
-    )
-    .bind(now.as_millis())
-    .bind(token_id.to_string())
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
-    if done.rows_affected() == 0 {
+        params![now.as_millis(), token_id.to_string()],
+    )?;
+    if done == 0 {
         return Err(StoreError::NotFound("active agent token"));
     }
-    audit::append(conn, vec![event], now).await?;
+    audit::append(conn, vec![event])?;
     Ok(())
 }
 
-pub(crate) async fn put_approver(
-    conn: &mut SqliteConnection,
+pub(crate) fn put_approver(
+    conn: &Connection,
     approver: &Approver,
-    event: NewEvent,
-    now: Timestamp,
+    event: EncodedEvent,
 ) -> StoreResult<()> {
-    sqlx::query(
+    let groups =
+        serde_json::to_string(&approver.groups).map_err(|e| StoreError::Backend(e.to_string()))?;
+    execute(
+        conn,
         "INSERT INTO approvers (id, display_name, groups_json) VALUES (?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name,
                                         groups_json = excluded.groups_json",
-    )
-    .bind(&approver.id)
-    .bind(&approver.display_name)
-    .bind(serde_json::to_string(&approver.groups).map_err(|e| StoreError::Backend(e.to_string()))?)
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
-    audit::append(conn, vec![event], now).await?;
+        params![approver.id, approver.display_name, groups],
+    )?;
+    audit::append(conn, vec![event])?;
     Ok(())
 }
 
-fn approver(row: &SqliteRow) -> StoreResult<Approver> {
+fn approver(row: &Row<'_>) -> StoreResult<Approver> {
     Ok(Approver {
-        id: row.get("id"),
-        display_name: row.get("display_name"),
-        groups: json("approver groups", row.get("groups_json"))?,
+        id: col(row, "id")?,
+        display_name: col(row, "display_name")?,
+        groups: json("approver groups", &col::<String>(row, "groups_json")?)?,
     })
 }
 
-pub(crate) async fn approver_by_id(
-    conn: &mut SqliteConnection,
-    id: &str,
-) -> StoreResult<Option<Approver>> {
-    sqlx::query("SELECT * FROM approvers WHERE id = ?")
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-        .map_err(backend)?
-        .as_ref()
-        .map(approver)
-        .transpose()
+pub(crate) fn approver_by_id(conn: &Connection, id: &str) -> StoreResult<Option<Approver>> {
+    select_one(conn, "SELECT * FROM approvers WHERE id = ?", [id], approver)
 }
 
-pub(crate) async fn approvers(conn: &mut SqliteConnection) -> StoreResult<Vec<Approver>> {
-    sqlx::query("SELECT * FROM approvers ORDER BY id")
-        .fetch_all(conn)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(approver)
-        .collect()
+pub(crate) fn approvers(conn: &Connection) -> StoreResult<Vec<Approver>> {
+    select(conn, "SELECT * FROM approvers ORDER BY id", [], approver)
 }
 
-pub(crate) async fn create_enrolment_code(
-    conn: &mut SqliteConnection,
+pub(crate) fn create_enrolment_code(
+    conn: &Connection,
     code: &EnrolmentCode,
-    event: NewEvent,
-    now: Timestamp,
+    event: EncodedEvent,
 ) -> StoreResult<()> {
-    if approver_by_id(&mut *conn, &code.approver_id)
-        .await?
-        .is_none()
-    {
+    if approver_by_id(conn, &code.approver_id)?.is_none() {
         return Err(StoreError::NotFound("approver"));
     }
-    sqlx::query(
+    execute(
+        conn,
         "INSERT INTO enrolment_codes (code_hash, approver_id, expires_at) VALUES (?, ?, ?)",
-    )
-    .bind(code.code_hash.to_hex())
-    .bind(&code.approver_id)
-    .bind(code.expires_at.as_millis())
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
-    audit::append(conn, vec![event], now).await?;
+        params![
+            code.code_hash.to_hex(),
+            code.approver_id,
+            code.expires_at.as_millis()
+        ],
+    )?;
+    audit::append(conn, vec![event])?;
     Ok(())
 }
 
-pub(crate) async fn enrol_key(
-    conn: &mut SqliteConnection,
+pub(crate) fn enrol_key(
+    conn: &Connection,
     code_hash: &Digest,
     key: &ApproverKey,
-    event: NewEvent,
+    event: EncodedEvent,
 ) -> StoreResult<()> {
     let now = key.enrolled_at;
-    let used = sqlx::query(
-        "UPDATE enrolment_codes SET used_at = ?
-         WHERE code_hash = ? AND approver_id = ? AND used_at IS NULL AND expires_at > ?",
-    )
-    .bind(now.as_millis())
-    .bind(code_hash.to_hex())
-    .bind(&key.approver_id)
-    .bind(now.as_millis())
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
-    if used.rows_affected() == 0 {
+    let used = execute(
+        conn,
+        "UPDATE enrolment_codes SET used_at = ?1
+         WHERE code_hash = ?2 AND approver_id = ?3 AND used_at IS NULL AND expires_at > ?1",
+        params![now.as_millis(), code_hash.to_hex(), key.approver_id],
+    )?;
+    if used == 0 {
         return Err(StoreError::Conflict(Conflict::EnrolmentCodeInvalid));
     }
-    let exists: Option<String> =
-        sqlx::query_scalar("SELECT key_id FROM approver_keys WHERE key_id = ?")
-            .bind(key.key_id.to_string())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(backend)?;
+    let exists: Option<String> = conn
+        .prepare_cached("SELECT key_id FROM approver_keys WHERE key_id = ?")
+        .and_then(|mut s| {
+            s.query_row([key.key_id.to_string()], |r| r.get(0))
+                .optional()
+        })
+        .map_err(backend)?;
     if exists.is_some() {
         return Err(StoreError::Conflict(Conflict::KeyExists));
     }
-    sqlx::query(
+    let public_key = serde_json::to_value(&key.public_key)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned));
+    execute(
+        conn,
         "INSERT INTO approver_keys (key_id, approver_id, kind, public_key, label, attestation, enrolled_at)
          VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(key.key_id.to_string())
-    .bind(&key.approver_id)
-    .bind(enum_text(&key.kind)?)
-    .bind(serde_json::to_value(&key.public_key).ok().and_then(|v| v.as_str().map(str::to_owned)))
-    .bind(&key.label)
-    .bind(&key.attestation)
-    .bind(now.as_millis())
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
-    audit::append(conn, vec![event], now).await?;
+        params![
+            key.key_id.to_string(),
+            key.approver_id,
+            enum_text(&key.kind)?,
+            public_key,
+            key.label,
+            key.attestation,
+            now.as_millis()
+        ],
+    )?;
+    audit::append(conn, vec![event])?;
     Ok(())
 }
 
-fn approver_key(row: &SqliteRow) -> StoreResult<ApproverKey> {
+fn approver_key(row: &Row<'_>) -> StoreResult<ApproverKey> {
     let public_key: PublicKey =
-        serde_json::from_value(serde_json::Value::String(row.get("public_key")))
+        serde_json::from_value(serde_json::Value::String(col(row, "public_key")?))
             .map_err(|e| corrupt("public key", e))?;
     let key = ApproverKey {
-        key_id: key_id(row.get("key_id"))?,
-        approver_id: row.get("approver_id"),
-        kind: key_kind(row.get("kind"))?,
+        key_id: key_id(&col::<String>(row, "key_id")?)?,
+        approver_id: col(row, "approver_id")?,
+        kind: key_kind(&col::<String>(row, "kind")?)?,
         public_key,
-        label: row.get("label"),
-        attestation: row.get("attestation"),
-        enrolled_at: ts(row.get("enrolled_at"))?,
-        revoked_at: opt_ts(row.get("revoked_at"))?,
+        label: col(row, "label")?,
+        attestation: col(row, "attestation")?,
+        enrolled_at: ts(col(row, "enrolled_at")?)?,
+        revoked_at: opt_ts(col(row, "revoked_at")?)?,
     };
     // The id is derived from the key; a row where they disagree was altered.
     if key.public_key.key_id() != key.key_id {
@@ -236,135 +207,113 @@ fn approver_key(row: &SqliteRow) -> StoreResult<ApproverKey> {
     Ok(key)
 }
 
-pub(crate) async fn key(
-    conn: &mut SqliteConnection,
-    id: &KeyId,
-) -> StoreResult<Option<ApproverKey>> {
-    sqlx::query("SELECT * FROM approver_keys WHERE key_id = ?")
-        .bind(id.to_string())
-        .fetch_optional(conn)
-        .await
-        .map_err(backend)?
-        .as_ref()
-        .map(approver_key)
-        .transpose()
-}
-
-pub(crate) async fn keys(
-    conn: &mut SqliteConnection,
-    approver_id: Option<&str>,
-) -> StoreResult<Vec<ApproverKey>> {
-    sqlx::query(
-        "SELECT * FROM approver_keys WHERE ? IS NULL OR approver_id = ? ORDER BY enrolled_at",
+pub(crate) fn key(conn: &Connection, id: &KeyId) -> StoreResult<Option<ApproverKey>> {
+    select_one(
+        conn,
+        "SELECT * FROM approver_keys WHERE key_id = ?",
+        [id.to_string()],
+        approver_key,
     )
-    .bind(approver_id)
-    .bind(approver_id)
-    .fetch_all(conn)
-    .await
-    .map_err(backend)?
-    .iter()
-    .map(approver_key)
-    .collect()
 }
 
-pub(crate) async fn revoke_key(
-    conn: &mut SqliteConnection,
+pub(crate) fn keys(conn: &Connection, approver_id: Option<&str>) -> StoreResult<Vec<ApproverKey>> {
+    select(
+        conn,
+        "SELECT * FROM approver_keys WHERE ?1 IS NULL OR approver_id = ?1 ORDER BY enrolled_at",
+        [approver_id],
+        approver_key,
+    )
+}
+
+pub(crate) fn revoke_key(
+    conn: &Connection,
     id: &KeyId,
-    event: NewEvent,
+    event: EncodedEvent,
     now: Timestamp,
 ) -> StoreResult<()> {
-    let done = sqlx::query(
+    let done = execute(
+        conn,
         "UPDATE approver_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
-    )
-    .bind(now.as_millis())
-    .bind(id.to_string())
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
-    if done.rows_affected() == 0 {
+        params![now.as_millis(), id.to_string()],
+    )?;
+    if done == 0 {
         return Err(StoreError::NotFound("active key"));
     }
     // Sessions opened with the key end with it.
-    sqlx::query("DELETE FROM sessions WHERE key_id = ?")
-        .bind(id.to_string())
-        .execute(&mut *conn)
-        .await
-        .map_err(backend)?;
-    audit::append(conn, vec![event], now).await?;
+    execute(
+        conn,
+        "DELETE FROM sessions WHERE key_id = ?",
+        [id.to_string()],
+    )?;
+    audit::append(conn, vec![event])?;
     Ok(())
 }
 
-pub(crate) async fn create_challenge(
-    conn: &mut SqliteConnection,
+pub(crate) fn create_challenge(
+    conn: &Connection,
     challenge: &Digest,
     expires_at: Timestamp,
 ) -> StoreResult<()> {
-    sqlx::query("INSERT INTO challenges (challenge, expires_at) VALUES (?, ?)")
-        .bind(challenge.to_hex())
-        .bind(expires_at.as_millis())
-        .execute(&mut *conn)
-        .await
-        .map_err(backend)?;
+    execute(
+        conn,
+        "INSERT INTO challenges (challenge, expires_at) VALUES (?, ?)",
+        params![challenge.to_hex(), expires_at.as_millis()],
+    )?;
     // Keep the table small: drop what can no longer be used.
-    sqlx::query("DELETE FROM challenges WHERE expires_at <= ? OR used = 1")
-        .bind(expires_at.add_seconds(-3600).as_millis())
-        .execute(conn)
-        .await
-        .map_err(backend)?;
+    execute(
+        conn,
+        "DELETE FROM challenges WHERE expires_at <= ? OR used = 1",
+        [expires_at.add_seconds(-3600).as_millis()],
+    )?;
     Ok(())
 }
 
-pub(crate) async fn consume_challenge(
-    conn: &mut SqliteConnection,
+pub(crate) fn consume_challenge(
+    conn: &Connection,
     challenge: &Digest,
     now: Timestamp,
 ) -> StoreResult<()> {
-    let done = sqlx::query(
+    let done = execute(
+        conn,
         "UPDATE challenges SET used = 1 WHERE challenge = ? AND used = 0 AND expires_at > ?",
-    )
-    .bind(challenge.to_hex())
-    .bind(now.as_millis())
-    .execute(conn)
-    .await
-    .map_err(backend)?;
-    if done.rows_affected() == 0 {
+        params![challenge.to_hex(), now.as_millis()],
+    )?;
+    if done == 0 {
         return Err(StoreError::Conflict(Conflict::ChallengeInvalid));
     }
     Ok(())
 }
 
-pub(crate) async fn create_session(conn: &mut SqliteConnection, s: &Session) -> StoreResult<()> {
-    sqlx::query(
+pub(crate) fn create_session(conn: &Connection, s: &Session) -> StoreResult<()> {
+    execute(
+        conn,
         "INSERT INTO sessions (token_hash, approver_id, key_id, expires_at) VALUES (?, ?, ?, ?)",
-    )
-    .bind(s.token_hash.to_hex())
-    .bind(&s.approver_id)
-    .bind(s.key_id.to_string())
-    .bind(s.expires_at.as_millis())
-    .execute(conn)
-    .await
-    .map_err(backend)?;
+        params![
+            s.token_hash.to_hex(),
+            s.approver_id,
+            s.key_id.to_string(),
+            s.expires_at.as_millis()
+        ],
+    )?;
     Ok(())
 }
 
-pub(crate) async fn session(
-    conn: &mut SqliteConnection,
+pub(crate) fn session(
+    conn: &Connection,
     token_hash: &Digest,
     now: Timestamp,
 ) -> StoreResult<Option<Session>> {
-    let row = sqlx::query("SELECT * FROM sessions WHERE token_hash = ? AND expires_at > ?")
-        .bind(token_hash.to_hex())
-        .bind(now.as_millis())
-        .fetch_optional(conn)
-        .await
-        .map_err(backend)?;
-    row.map(|row| {
-        Ok(Session {
-            token_hash: digest(row.get("token_hash"))?,
-            approver_id: row.get("approver_id"),
-            key_id: key_id(row.get("key_id"))?,
-            expires_at: ts(row.get("expires_at"))?,
-        })
-    })
-    .transpose()
+    select_one(
+        conn,
+        "SELECT * FROM sessions WHERE token_hash = ? AND expires_at > ?",
+        params![token_hash.to_hex(), now.as_millis()],
+        |row| {
+            Ok(Session {
+                token_hash: digest(&col::<String>(row, "token_hash")?)?,
+                approver_id: col(row, "approver_id")?,
+                key_id: key_id(&col::<String>(row, "key_id")?)?,
+                expires_at: ts(col(row, "expires_at")?)?,
+            })
+        },
+    )
 }

@@ -1,92 +1,111 @@
 //! The embedded SQLite store: one file in the data directory, WAL journal, nothing to start.
 //!
-//! Writes go through one connection, so write transactions are serialized and every rule
-//! checked inside them holds; reads use a small pool of read-only connections. Commits are
-//! `synchronous = FULL`: an acknowledged request, decision or grant survives a crash of the
+//! One thread owns the only read-write connection and runs each write operation whole, with
+//! group commit (see [`writer`]); reads run on a small pool of read-only connections. Commits
+//! are `synchronous = FULL`: an acknowledged request, decision or grant survives a crash of the
 //! process or of the machine.
 
 mod actions;
 mod audit;
 mod codec;
+mod connection;
 mod cosignatures;
 mod identity;
+mod query;
+mod readers;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use countersign_core::{
-    ActionStatus, AuditEvent, Digest, ExecutionOutcome, KeyId, KeyKind, SignedDecision, Timestamp,
+    ActionStatus, AuditEvent, Digest, EncodedEvent, ExecutionOutcome, KeyId, KeyKind,
+    SignedDecision, Timestamp,
 };
 use countersign_store::{
-    ActionRecord, AgentToken, Approver, ApproverKey, Cosignature, DecisionEffects, DecisionOutcome,
-    DecisionRecord, EnrolmentCode, GrantRecord, NewAction, NewEvent, Session, Store, StoreError,
-    StoreResult,
+    ActionRecord, AgentToken, Approver, ApproverKey, Cosignature, DecisionContext, DecisionEffects,
+    DecisionOutcome, DecisionRecord, EnrolmentCode, GrantRecord, NewAction, NewEvent, Session,
+    Store, StoreError, StoreResult,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use rusqlite::Connection;
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use uuid::Uuid;
 
-use crate::codec::backend;
+use crate::readers::Readers;
+use crate::writer::Writer;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The SQLite store.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    write: SqlitePool,
-    read: SqlitePool,
+    writer: Writer,
+    readers: Readers,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and applies migrations.
     pub async fn open(path: &Path) -> StoreResult<Self> {
-        let url = format!("sqlite://{}", path.display());
-        let options = SqliteConnectOptions::from_str(&url)
-            .map_err(backend)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
-            .await
-            .map_err(backend)?;
-        MIGRATOR
-            .run(&write)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migrating {}: {e}", path.display())))?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await
-            .map_err(backend)?;
-        Ok(Self { write, read })
+        migrate(path).await?;
+        let writer = Writer::start(connection::open_writer(path)?)?;
+        Ok(Self {
+            writer,
+            readers: Readers::new(path),
+        })
     }
 
-    async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.write.begin().await.map_err(backend)
+    async fn write<T, F>(&self, op: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer.write(op).await
     }
 
-    async fn reader(&self) -> StoreResult<sqlx::pool::PoolConnection<Sqlite>> {
-        self.read.acquire().await.map_err(backend)
+    async fn read<T, F>(&self, op: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.readers.read(op).await
     }
 
-    /// Closes both pools, waiting for connections to finish.
+    /// Waits for queued writes to finish and closes idle read connections; the writer thread
+    /// ends when the last handle to the store is dropped.
     pub async fn close(&self) {
-        self.write.close().await;
-        self.read.close().await;
+        let _ = self.write(|_| Ok(())).await;
+        self.readers.close();
     }
 }
 
-async fn commit<T>(tx: Transaction<'static, Sqlite>, value: T) -> StoreResult<T> {
-    tx.commit().await.map_err(backend)?;
-    Ok(value)
+/// Encodes one event for the writer.
+fn one(event: NewEvent, now: Timestamp) -> StoreResult<EncodedEvent> {
+    audit::encode(vec![event], now)?
+        .pop()
+        .ok_or_else(|| StoreError::Backend("event lost in encoding".into()))
+}
+
+/// Applies the schema migrations, through sqlx's migrator so that databases created by
+/// earlier versions keep their migration history.
+async fn migrate(path: &Path) -> StoreResult<()> {
+    let url = format!("sqlite://{}", path.display());
+    let mut conn = SqliteConnectOptions::from_str(&url)
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
+    MIGRATOR
+        .run(&mut conn)
+        .await
+        .map_err(|e| StoreError::Backend(format!("migrating {}: {e}", path.display())))?;
+    sqlx::Connection::close(conn)
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))
 }
 
 #[async_trait]
@@ -96,100 +115,103 @@ impl Store for SqliteStore {
         events: Vec<NewEvent>,
         now: Timestamp,
     ) -> StoreResult<Vec<AuditEvent>> {
-        let mut tx = self.begin().await?;
-        let appended = audit::append(&mut tx, events, now).await?;
-        commit(tx, appended).await
+        let events = audit::encode(events, now)?;
+        self.write(move |c| audit::append(c, events)).await
     }
 
     async fn audit_size(&self) -> StoreResult<u64> {
-        audit::size(&mut *self.reader().await?).await
+        self.read(audit::size).await
     }
 
     async fn audit_events(&self, from: u64, limit: u32) -> StoreResult<Vec<AuditEvent>> {
-        audit::events(&mut *self.reader().await?, from, limit).await
+        self.read(move |c| audit::events(c, from, limit)).await
     }
 
     async fn audit_leaves(&self, from: u64, limit: u32) -> StoreResult<Vec<(u64, String)>> {
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT seq, event_json FROM audit_events WHERE seq >= ? ORDER BY seq LIMIT ?",
-        )
-        .bind(from as i64)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.reader().await?)
-        .await
-        .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(|(seq, text)| (seq as u64, text))
-            .collect())
+        self.read(move |c| audit::leaves(c, from, limit)).await
     }
 
     async fn latest_event_of_kind(&self, kind: &str) -> StoreResult<Option<AuditEvent>> {
-        audit::latest_of_kind(&mut *self.reader().await?, kind).await
+        let kind = kind.to_owned();
+        self.read(move |c| audit::latest_of_kind(c, &kind)).await
     }
 
     async fn leaf_hashes(&self, from: u64, limit: u32) -> StoreResult<Vec<Digest>> {
-        audit::leaf_hashes(&mut *self.reader().await?, from, limit).await
+        self.read(move |c| audit::leaf_hashes(c, from, limit)).await
     }
 
     async fn save_checkpoint(&self, tree_size: u64, note: &str) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO checkpoints (tree_size, note) VALUES (?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(tree_size as i64)
-        .bind(note)
-        .execute(&self.write)
+        let note = note.to_owned();
+        self.write(move |c| {
+            query::execute(
+                c,
+                "INSERT INTO checkpoints (tree_size, note) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                rusqlite::params![tree_size as i64, note],
+            )
+            .map(drop)
+        })
         .await
-        .map_err(backend)?;
-        Ok(())
     }
 
     async fn latest_checkpoint(&self) -> StoreResult<Option<(u64, String)>> {
-        let row: Option<(i64, String)> = sqlx::query_as(
-            "SELECT tree_size, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1",
-        )
-        .fetch_optional(&mut *self.reader().await?)
+        self.read(|c| {
+            query::select_one(
+                c,
+                "SELECT tree_size, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1",
+                [],
+                |row| {
+                    Ok((
+                        codec::col::<i64>(row, "tree_size")? as u64,
+                        codec::col(row, "note")?,
+                    ))
+                },
+            )
+        })
         .await
-        .map_err(backend)?;
-        Ok(row.map(|(size, note)| (size as u64, note)))
     }
 
     async fn checkpoint_note(&self, tree_size: u64) -> StoreResult<Option<String>> {
-        sqlx::query_scalar("SELECT note FROM checkpoints WHERE tree_size = ?")
-            .bind(tree_size as i64)
-            .fetch_optional(&mut *self.reader().await?)
-            .await
-            .map_err(backend)
-    }
-
-    async fn save_cosignature(&self, cosignature: &Cosignature) -> StoreResult<()> {
-        cosignatures::save(
-            &mut *self.write.acquire().await.map_err(backend)?,
-            cosignature,
-        )
+        self.read(move |c| {
+            query::select_one(
+                c,
+                "SELECT note FROM checkpoints WHERE tree_size = ?",
+                [tree_size as i64],
+                |row| codec::col(row, "note"),
+            )
+        })
         .await
     }
 
+    async fn save_cosignature(&self, cosignature: &Cosignature) -> StoreResult<()> {
+        let cosignature = cosignature.clone();
+        self.write(move |c| cosignatures::save(c, &cosignature))
+            .await
+    }
+
     async fn cosignatures(&self, tree_size: u64) -> StoreResult<Vec<Cosignature>> {
-        cosignatures::of_size(&mut *self.reader().await?, tree_size).await
+        self.read(move |c| cosignatures::of_size(c, tree_size))
+            .await
     }
 
     async fn latest_cosignatures(&self) -> StoreResult<Vec<Cosignature>> {
-        cosignatures::latest_per_key(&mut *self.reader().await?).await
+        self.read(cosignatures::latest_per_key).await
     }
 
     async fn create_agent_token(&self, token: &AgentToken, event: NewEvent) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        identity::create_agent_token(&mut tx, token, event).await?;
-        commit(tx, ()).await
+        let token = token.clone();
+        let event = one(event, token.created_at)?;
+        self.write(move |c| identity::create_agent_token(c, &token, event))
+            .await
     }
 
     async fn agent_token(&self, token_hash: &Digest) -> StoreResult<Option<AgentToken>> {
-        identity::agent_token_by_hash(&mut *self.reader().await?, token_hash).await
+        let hash = *token_hash;
+        self.read(move |c| identity::agent_token_by_hash(c, &hash))
+            .await
     }
 
     async fn agent_tokens(&self) -> StoreResult<Vec<AgentToken>> {
-        identity::agent_tokens(&mut *self.reader().await?).await
+        self.read(identity::agent_tokens).await
     }
 
     async fn revoke_agent_token(
@@ -198,9 +220,9 @@ impl Store for SqliteStore {
         event: NewEvent,
         now: Timestamp,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        identity::revoke_agent_token(&mut tx, token_id, event, now).await?;
-        commit(tx, ()).await
+        let event = one(event, now)?;
+        self.write(move |c| identity::revoke_agent_token(c, token_id, event, now))
+            .await
     }
 
     async fn put_approver(
@@ -209,17 +231,19 @@ impl Store for SqliteStore {
         event: NewEvent,
         now: Timestamp,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        identity::put_approver(&mut tx, approver, event, now).await?;
-        commit(tx, ()).await
+        let approver = approver.clone();
+        let event = one(event, now)?;
+        self.write(move |c| identity::put_approver(c, &approver, event))
+            .await
     }
 
     async fn approver(&self, id: &str) -> StoreResult<Option<Approver>> {
-        identity::approver_by_id(&mut *self.reader().await?, id).await
+        let id = id.to_owned();
+        self.read(move |c| identity::approver_by_id(c, &id)).await
     }
 
     async fn approvers(&self) -> StoreResult<Vec<Approver>> {
-        identity::approvers(&mut *self.reader().await?).await
+        self.read(identity::approvers).await
     }
 
     async fn create_enrolment_code(
@@ -228,9 +252,10 @@ impl Store for SqliteStore {
         event: NewEvent,
         now: Timestamp,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        identity::create_enrolment_code(&mut tx, code, event, now).await?;
-        commit(tx, ()).await
+        let code = code.clone();
+        let event = one(event, now)?;
+        self.write(move |c| identity::create_enrolment_code(c, &code, event))
+            .await
     }
 
     async fn enrol_key(
@@ -239,45 +264,51 @@ impl Store for SqliteStore {
         key: &ApproverKey,
         event: NewEvent,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        identity::enrol_key(&mut tx, code_hash, key, event).await?;
-        commit(tx, ()).await
+        let (code_hash, key) = (*code_hash, key.clone());
+        let event = one(event, key.enrolled_at)?;
+        self.write(move |c| identity::enrol_key(c, &code_hash, &key, event))
+            .await
     }
 
     async fn key(&self, key_id: &KeyId) -> StoreResult<Option<ApproverKey>> {
-        identity::key(&mut *self.reader().await?, key_id).await
+        let key_id = *key_id;
+        self.read(move |c| identity::key(c, &key_id)).await
     }
 
     async fn keys(&self, approver_id: Option<&str>) -> StoreResult<Vec<ApproverKey>> {
-        identity::keys(&mut *self.reader().await?, approver_id).await
+        let approver_id = approver_id.map(str::to_owned);
+        self.read(move |c| identity::keys(c, approver_id.as_deref()))
+            .await
     }
 
     async fn revoke_key(&self, key_id: &KeyId, event: NewEvent, now: Timestamp) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        identity::revoke_key(&mut tx, key_id, event, now).await?;
-        commit(tx, ()).await
+        let key_id = *key_id;
+        let event = one(event, now)?;
+        self.write(move |c| identity::revoke_key(c, &key_id, event, now))
+            .await
     }
 
     async fn create_challenge(&self, challenge: &Digest, expires_at: Timestamp) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        identity::create_challenge(&mut tx, challenge, expires_at).await?;
-        commit(tx, ()).await
+        let challenge = *challenge;
+        self.write(move |c| identity::create_challenge(c, &challenge, expires_at))
+            .await
     }
 
     async fn consume_challenge(&self, challenge: &Digest, now: Timestamp) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        identity::consume_challenge(&mut tx, challenge, now).await?;
-        commit(tx, ()).await
+        let challenge = *challenge;
+        self.write(move |c| identity::consume_challenge(c, &challenge, now))
+            .await
     }
 
     async fn create_session(&self, session: &Session) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        identity::create_session(&mut tx, session).await?;
-        commit(tx, ()).await
+        let session = session.clone();
+        self.write(move |c| identity::create_session(c, &session))
+            .await
     }
 
     async fn session(&self, token_hash: &Digest, now: Timestamp) -> StoreResult<Option<Session>> {
-        identity::session(&mut *self.reader().await?, token_hash, now).await
+        let hash = *token_hash;
+        self.read(move |c| identity::session(c, &hash, now)).await
     }
 
     async fn create_action(
@@ -286,13 +317,15 @@ impl Store for SqliteStore {
         events: Vec<NewEvent>,
         now: Timestamp,
     ) -> StoreResult<Vec<AuditEvent>> {
-        let mut tx = self.begin().await?;
-        let appended = actions::create(&mut tx, action, events, now).await?;
-        commit(tx, appended).await
+        let action = action.clone();
+        let events = audit::encode(events, now)?;
+        let text = actions::canonical_text(&action.record.action)?;
+        self.write(move |c| actions::create(c, &action, text, events, now))
+            .await
     }
 
     async fn action(&self, id: Uuid) -> StoreResult<ActionRecord> {
-        actions::get(&mut *self.reader().await?, id).await
+        self.read(move |c| actions::get(c, id)).await
     }
 
     async fn actions_by_status(
@@ -300,15 +333,33 @@ impl Store for SqliteStore {
         status: ActionStatus,
         limit: u32,
     ) -> StoreResult<Vec<ActionRecord>> {
-        actions::by_status(&mut *self.reader().await?, status, limit).await
+        self.read(move |c| actions::by_status(c, status, limit))
+            .await
     }
 
     async fn count_actions(&self, status: ActionStatus) -> StoreResult<u64> {
-        actions::count(&mut *self.reader().await?, status).await
+        self.read(move |c| actions::count(c, status)).await
     }
 
     async fn decisions(&self, action_id: Uuid) -> StoreResult<Vec<DecisionRecord>> {
-        actions::decisions(&mut *self.reader().await?, action_id).await
+        self.read(move |c| actions::decisions(c, action_id)).await
+    }
+
+    async fn decision_context(
+        &self,
+        action_id: Uuid,
+        key_id: &KeyId,
+        approver_id: &str,
+    ) -> StoreResult<DecisionContext> {
+        let (key_id, approver_id) = (*key_id, approver_id.to_owned());
+        self.read(move |c| {
+            Ok(DecisionContext {
+                record: actions::get(c, action_id)?,
+                key: identity::key(c, &key_id)?,
+                approver: identity::approver_by_id(c, &approver_id)?,
+            })
+        })
+        .await
     }
 
     async fn record_decision(
@@ -319,18 +370,18 @@ impl Store for SqliteStore {
         event: NewEvent,
         now: Timestamp,
     ) -> StoreResult<(DecisionOutcome, Vec<AuditEvent>)> {
-        let mut tx = self.begin().await?;
-        let result =
-            actions::record_decision(&mut tx, decision, key_kind, effects, event, now).await?;
-        commit(tx, result).await
+        let prepared = actions::PreparedDecision::new(decision, key_kind, effects, event, now)?;
+        self.write(move |c| actions::record_decision(c, prepared, now))
+            .await
     }
 
     async fn grant_for_action(&self, action_id: Uuid) -> StoreResult<Option<GrantRecord>> {
-        actions::grant_for_action(&mut *self.reader().await?, action_id).await
+        self.read(move |c| actions::grant_for_action(c, action_id))
+            .await
     }
 
     async fn grant_action(&self, grant_id: Uuid) -> StoreResult<Option<Uuid>> {
-        actions::grant_action(&mut *self.reader().await?, grant_id).await
+        self.read(move |c| actions::grant_action(c, grant_id)).await
     }
 
     async fn redeem_grant(
@@ -340,9 +391,10 @@ impl Store for SqliteStore {
         event: NewEvent,
         now: Timestamp,
     ) -> StoreResult<(GrantRecord, Vec<AuditEvent>)> {
-        let mut tx = self.begin().await?;
-        let result = actions::redeem_grant(&mut tx, grant_id, digest, event, now).await?;
-        commit(tx, result).await
+        let digest = *digest;
+        let event = one(event, now)?;
+        self.write(move |c| actions::redeem_grant(c, grant_id, &digest, event, now))
+            .await
     }
 
     async fn report_outcome(
@@ -352,13 +404,14 @@ impl Store for SqliteStore {
         event: NewEvent,
         now: Timestamp,
     ) -> StoreResult<Vec<AuditEvent>> {
-        let mut tx = self.begin().await?;
-        let appended = actions::report_outcome(&mut tx, action_id, outcome, event, now).await?;
-        commit(tx, appended).await
+        let outcome = outcome.clone();
+        let event = one(event, now)?;
+        self.write(move |c| actions::report_outcome(c, action_id, &outcome, event, now))
+            .await
     }
 
     async fn outcome(&self, action_id: Uuid) -> StoreResult<Option<ExecutionOutcome>> {
-        actions::outcome(&mut *self.reader().await?, action_id).await
+        self.read(move |c| actions::outcome(c, action_id)).await
     }
 
     async fn expire_due(
@@ -366,9 +419,17 @@ impl Store for SqliteStore {
         now: Timestamp,
         event_for: &(dyn Fn(Uuid) -> NewEvent + Send + Sync),
     ) -> StoreResult<Vec<AuditEvent>> {
-        let mut tx = self.begin().await?;
-        let appended = actions::expire_due(&mut tx, now, event_for).await?;
-        commit(tx, appended).await
+        // The events are made here (the writer thread cannot borrow `event_for`); the write
+        // re-checks each request, so one decided or expired meanwhile is skipped.
+        let due = self.read(move |c| actions::due(c, now)).await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let due = due
+            .into_iter()
+            .map(|id| Ok((id, one(event_for(id), now)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.write(move |c| actions::expire(c, due, now)).await
     }
 
     async fn cancel_action(
@@ -377,12 +438,12 @@ impl Store for SqliteStore {
         event: NewEvent,
         now: Timestamp,
     ) -> StoreResult<Vec<AuditEvent>> {
-        let mut tx = self.begin().await?;
-        let appended = actions::cancel(&mut tx, id, event, now).await?;
-        commit(tx, appended).await
+        let event = one(event, now)?;
+        self.write(move |c| actions::cancel(c, id, event, now))
+            .await
     }
 
     async fn next_expiry(&self) -> StoreResult<Option<Timestamp>> {
-        actions::next_expiry(&mut *self.reader().await?).await
+        self.read(actions::next_expiry).await
     }
 }

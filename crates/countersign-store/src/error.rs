@@ -2,7 +2,7 @@
 //! (or to the rule that was broken) without looking at messages.
 
 /// Why a store operation did not happen. When it fails, nothing of it was written.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The thing asked for does not exist.
     #[error("{0} not found")]

@@ -21,8 +21,8 @@ use uuid::Uuid;
 
 pub use error::{Conflict, StoreError, StoreResult};
 pub use models::{
-    ActionRecord, AgentToken, Approver, ApproverKey, Cosignature, DecisionEffects, DecisionOutcome,
-    DecisionRecord, EnrolmentCode, GrantRecord, NewEvent, Session,
+    ActionRecord, AgentToken, Approver, ApproverKey, Cosignature, DecisionContext, DecisionEffects,
+    DecisionOutcome, DecisionRecord, EnrolmentCode, GrantRecord, NewEvent, Session,
 };
 
 /// A new request to record, with the grant the policy allowed outright, if any.
@@ -154,6 +154,20 @@ pub trait Store: Send + Sync + 'static {
     async fn count_actions(&self, status: ActionStatus) -> StoreResult<u64>;
     /// Decisions on a request, in the order they were accepted.
     async fn decisions(&self, action_id: Uuid) -> StoreResult<Vec<DecisionRecord>>;
+    /// What checking a decision needs: the request, the signing key and the approver (a
+    /// backend may read them together).
+    async fn decision_context(
+        &self,
+        action_id: Uuid,
+        key_id: &KeyId,
+        approver_id: &str,
+    ) -> StoreResult<DecisionContext> {
+        Ok(DecisionContext {
+            record: self.action(action_id).await?,
+            key: self.key(key_id).await?,
+            approver: self.approver(approver_id).await?,
+        })
+    }
     /// Records a decision: the request must be pending and unexpired at `now`, the approver
     /// must not have decided it, the nonce must be new; then applies `effects`.
     async fn record_decision(

@@ -140,6 +140,17 @@ pub struct DecisionEffects {
     pub on_deny: Vec<NewEvent>,
 }
 
+/// What checking a decision needs, read together.
+#[derive(Clone, Debug)]
+pub struct DecisionContext {
+    /// The request decided.
+    pub record: ActionRecord,
+    /// The signing key, if enrolled.
+    pub key: Option<ApproverKey>,
+    /// The approver named in the decision, if known.
+    pub approver: Option<Approver>,
+}
+
 /// A witness's cosignature of one of the service's checkpoints (verified before it is kept).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cosignature {

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use countersign_core::api::{DecisionResult, ErrorBody};
 use countersign_core::{Actor, EventKind, SignedDecision, Verdict};
-use countersign_store::{DecisionEffects, DecisionOutcome, NewEvent};
+use countersign_store::{DecisionContext, DecisionEffects, DecisionOutcome, NewEvent};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -41,11 +41,16 @@ pub async fn apply(
     id: Uuid,
     signed: SignedDecision,
 ) -> Result<DecisionResult, ApiError> {
-    let record = state.store.action(id).await?;
-    let now = state.now();
     let d = &signed.decision;
-    let key = state.store.key(&d.key_id).await?;
-    let approver = state.store.approver(&d.approver_id).await?;
+    let DecisionContext {
+        record,
+        key,
+        approver,
+    } = state
+        .store
+        .decision_context(id, &d.key_id, &d.approver_id)
+        .await?;
+    let now = state.now();
     let key_kind = match rules::check_decision(
         &signed,
         &record,
