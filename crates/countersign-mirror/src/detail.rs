@@ -13,7 +13,6 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::search::{RequestSummary, fetch_summaries, summaries_query};
-use crate::sync::kind_of;
 use crate::{Mirror, MirrorError, MirrorResult};
 
 /// A decision as the log recorded it.
@@ -218,7 +217,7 @@ impl Mirror {
             events.push(EventEntry {
                 seq,
                 recorded_at: event.recorded_at,
-                kind: kind_of(&event.event),
+                kind: event.event.type_name(),
                 actor: event.actor,
                 leaf_hash: leaf,
                 verified,

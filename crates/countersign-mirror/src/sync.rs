@@ -15,7 +15,7 @@ use countersign_client::approver::now;
 use countersign_client::{Client, RawEventsPage};
 use countersign_core::checkpoint::SignedCheckpoint;
 use countersign_core::merkle::Frontier;
-use countersign_core::{Checkpoint, EventKind, KeyId, Signature};
+use countersign_core::{Checkpoint, KeyId, Signature};
 use serde::Serialize;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
@@ -439,7 +439,7 @@ async fn insert_events(conn: &mut SqliteConnection, rows: &[Prepared]) -> Mirror
         q.push_values(chunk, |mut b, p| {
             b.push_bind(p.event.seq as i64)
                 .push_bind(p.event.recorded_at.as_millis())
-                .push_bind(kind_of(&p.event.event))
+                .push_bind(p.event.event.type_name())
                 .push_bind(p.event.event.action_id().map(|id| id.to_string()))
                 .push_bind(p.hash.0.to_vec())
                 .push_bind(String::from_utf8_lossy(&p.bytes).into_owned());
@@ -447,26 +447,6 @@ async fn insert_events(conn: &mut SqliteConnection, rows: &[Prepared]) -> Mirror
         q.build().execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-/// The event's `type` tag.
-pub(crate) fn kind_of(event: &EventKind) -> &'static str {
-    match event {
-        EventKind::RequestCreated { .. } => "request_created",
-        EventKind::Notified { .. } => "notified",
-        EventKind::DecisionRecorded { .. } => "decision_recorded",
-        EventKind::Approved { .. } => "approved",
-        EventKind::Denied { .. } => "denied",
-        EventKind::Expired { .. } => "expired",
-        EventKind::Cancelled { .. } => "cancelled",
-        EventKind::GrantIssued { .. } => "grant_issued",
-        EventKind::GrantRedeemed { .. } => "grant_redeemed",
-        EventKind::ExecutionReported { .. } => "execution_reported",
-        EventKind::KeyEnrolled { .. } => "key_enrolled",
-        EventKind::KeyRevoked { .. } => "key_revoked",
-        EventKind::PolicyChanged { .. } => "policy_changed",
-        EventKind::AdminChanged { .. } => "admin_changed",
-    }
 }
 
 async fn write_keys(
