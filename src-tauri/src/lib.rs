@@ -60,6 +60,14 @@ pub fn run() {
                 }
                 let _ = handle.emit("console", console.state().await);
             });
+            let handle = app.handle().clone();
+            tauri::async_runtime::spawn(async move {
+                let mut tick = tokio::time::interval(notifications::REMINDER_CHECK);
+                loop {
+                    tick.tick().await;
+                    remind(&handle).await;
+                }
+            });
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![
@@ -152,6 +160,18 @@ fn on_event(app: &AppHandle, event: ConsoleEvent) {
         | ConsoleEvent::Export { .. } => {}
     }
     let _ = app.emit("console-event", &event);
+}
+
+/// Recalls each waiting request once, shortly before it expires.
+async fn remind(app: &AppHandle) {
+    let inbox = app.state::<Console>().inbox().await;
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    for view in app.state::<Notifier>().reminders(&inbox, now) {
+        let (app, id) = (app.clone(), view.id);
+        notifications::show(&notifications::reminder(view, now), move |pressed| {
+            pressed_on(&app, pressed, Some(id))
+        });
+    }
 }
 
 /// What a notification button does: approve or deny right there, or open the request.

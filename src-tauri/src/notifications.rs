@@ -1,8 +1,10 @@
 //! Desktop notifications for requests I may decide: what the request is, who asks, where, its
 //! tags and time left; Approve only when the policy allowed quick approval, Deny and Review
 //! otherwise. Bursts are grouped into one notification; snoozing silences them for a while
-//! (the inbox keeps everything).
+//! (the inbox keeps everything). A request still waiting shortly before it expires gets one
+//! reminder.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -81,6 +83,37 @@ pub fn content(view: &ActionView, now: Timestamp) -> Content {
     }
 }
 
+/// The reminder for a request about to expire: the same facts and buttons, the time first.
+pub fn reminder(view: &ActionView, now: Timestamp) -> Content {
+    let first = content(view, now);
+    Content {
+        summary: format!(
+            "Expires in {} · {}",
+            time_left(view.action.expires_at.millis_since(now)),
+            first.summary
+        ),
+        ..first
+    }
+}
+
+/// At most this long before expiry a waiting request is recalled.
+pub const REMIND_BEFORE: Duration = Duration::from_secs(120);
+
+/// How often the console looks for requests due a reminder.
+pub const REMINDER_CHECK: Duration = Duration::from_secs(5);
+
+/// Whether `view` is due its reminder at `now`: time left is under [`REMIND_BEFORE`] and
+/// under a quarter of its whole lifetime (a five-minute request is recalled with 75 s left,
+/// not 2 minutes after it arrived), and it has not expired. Requests so short that the
+/// window is under two checks (under 40 s) get none: their arrival already said how little
+/// time there is.
+pub fn reminder_due(view: &ActionView, now: Timestamp) -> bool {
+    let left = view.action.expires_at.millis_since(now);
+    let lifetime = view.action.expires_at.millis_since(view.action.created_at);
+    let window = (lifetime / 4).min(REMIND_BEFORE.as_millis() as i64);
+    window >= 2 * REMINDER_CHECK.as_millis() as i64 && left > 0 && left <= window
+}
+
 /// The grouped notification for a burst.
 pub fn burst(count: usize) -> Content {
     Content {
@@ -110,6 +143,7 @@ struct NotifierState {
     snoozed_until: Option<Instant>,
     recent: Vec<Instant>,
     grouped_at: Option<Instant>,
+    reminded: HashSet<uuid::Uuid>,
 }
 
 /// Arrivals within the window beyond which notifications are grouped.
@@ -177,6 +211,24 @@ impl Notifier {
         }
     }
 
+    /// The requests of `inbox` to recall now, each once (requests that left the inbox are
+    /// forgotten). While snoozed nothing is recalled, and what fell due meanwhile is not
+    /// recalled later either: the snooze asked for quiet.
+    pub fn reminders<'a>(&self, inbox: &'a [ActionView], now: Timestamp) -> Vec<&'a ActionView> {
+        let snoozed = self.snoozed();
+        let mut state = self.lock();
+        state
+            .reminded
+            .retain(|id| inbox.iter().any(|v| v.id == *id));
+        let mut due = Vec::new();
+        for view in inbox {
+            if reminder_due(view, now) && state.reminded.insert(view.id) && !snoozed {
+                due.push(view);
+            }
+        }
+        due
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, NotifierState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -208,7 +260,107 @@ pub fn show(content: &Content, pressed: impl FnOnce(Pressed) + Send + 'static) {
 
 #[cfg(test)]
 mod tests {
+    use countersign_core::policy::policy_hash;
+    use countersign_core::{Action, ActionStatus, PolicyEvaluation};
+
     use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_millis(1_795_000_000_000 + seconds * 1000).expect("time")
+    }
+
+    /// A pending request created at 0 s that lives `ttl` seconds.
+    fn pending(n: u128, ttl: i64) -> ActionView {
+        let action = Action {
+            id: uuid::Uuid::from_u128(n),
+            requester: "agent:ci".into(),
+            request: serde_json::from_value(serde_json::json!({
+                "type": "k8s.deploy", "resource": "cluster/prod/web", "environment": "prod",
+                "justification": "release"
+            }))
+            .expect("request"),
+            created_at: at(0),
+            expires_at: at(ttl),
+            policy: PolicyEvaluation {
+                outcome: PolicyOutcome::RequireApproval {
+                    quorum: 1,
+                    groups: vec![],
+                    ttl_seconds: ttl as u32,
+                    require_hardware_key: false,
+                    quick_approve: false,
+                },
+                reason: "deploys need a human".into(),
+                policy_hash: policy_hash(b"p"),
+            },
+        };
+        ActionView {
+            id: action.id,
+            status: ActionStatus::Pending,
+            digest: action.digest().expect("digest"),
+            quorum: 1,
+            approvals: 0,
+            action,
+            decisions: vec![],
+            grant: None,
+            outcome: None,
+        }
+    }
+
+    #[test]
+    fn reminder_comes_shortly_before_expiry_and_only_once() {
+        let notifier = Notifier::default();
+        let inbox = vec![pending(1, 3600), pending(2, 300)];
+        // An hour-long request: nothing until 2 minutes are left.
+        assert!(
+            notifier
+                .reminders(&inbox, at(3479))
+                .iter()
+                .all(|v| v.id != inbox[0].id)
+        );
+        let due = notifier.reminders(&inbox, at(3480));
+        assert_eq!(
+            due.iter().map(|v| v.id).collect::<Vec<_>>(),
+            vec![inbox[0].id]
+        );
+        assert!(notifier.reminders(&inbox, at(3500)).is_empty(), "once only");
+        // A five-minute request: a quarter of its life, 75 s, not 2 minutes.
+        let fresh = Notifier::default();
+        assert!(fresh.reminders(&inbox[1..], at(224)).is_empty());
+        assert_eq!(fresh.reminders(&inbox[1..], at(225)).len(), 1);
+        // Expired: no reminder.
+        let late = Notifier::default();
+        assert!(late.reminders(&inbox[1..], at(300)).is_empty());
+        // Thirty seconds: too short to recall.
+        let short = vec![pending(5, 30)];
+        assert!((0..30).all(|t| Notifier::default().reminders(&short, at(t)).is_empty()));
+    }
+
+    #[test]
+    fn reminder_reads_time_first_and_keeps_the_buttons() {
+        let view = pending(3, 300);
+        let content = reminder(&view, at(255));
+        assert_eq!(
+            content.summary,
+            "Expires in 45 s · k8s.deploy · cluster/prod/web"
+        );
+        assert_eq!(content.actions, super::content(&view, at(255)).actions);
+    }
+
+    #[test]
+    fn snoozed_reminders_stay_quiet() {
+        let notifier = Notifier::default();
+        let inbox = vec![pending(4, 300)];
+        notifier.snooze(10);
+        assert!(notifier.reminders(&inbox, at(250)).is_empty());
+        notifier.snooze(0);
+        assert!(
+            notifier.reminders(&inbox, at(260)).is_empty(),
+            "fell due while snoozed"
+        );
+        // A request that left the inbox and came back is a new one to recall.
+        assert!(notifier.reminders(&[], at(261)).is_empty());
+        assert_eq!(notifier.reminders(&inbox, at(262)).len(), 1);
+    }
 
     #[test]
     fn time_left_reads_at_a_glance() {

@@ -2,7 +2,8 @@
 //! notification server (org.freedesktop.Notifications, written with zbus) that records what
 //! the console sends and presses its buttons: Approve on a quick-approve request approves it
 //! (the agent's command runs); a request without quick approval offers no Approve button, and
-//! Review opens it in the console.
+//! Review opens it in the console. A request still waiting shortly before it expires is
+//! recalled once.
 
 mod support;
 
@@ -79,5 +80,60 @@ async fn notification_buttons_approve_quick_requests_and_open_others() {
     assert_eq!(status, Some(3));
     assert!(!other.exists());
     drop(first);
+    c.close().await.expect("close session");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_request_is_recalled_once_shortly_before_it_expires() {
+    let w = World::start();
+    let server = Server::default();
+    let _conn = serve(&w.bus_address, server.clone()).await;
+    let c = w.enrolled_console().await;
+    // 48 s to live: the reminder comes when a quarter (12 s) is left, i.e. about 36 s in.
+    let marker = w.dir.path().join("remind");
+    let agent = w.agent("test.remind", None, &marker);
+    let arrived = server.wait_for("test.remind").await;
+    assert!(!arrived.summary.starts_with("Expires in"), "{arrived:?}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let reminder = loop {
+        let found = server
+            .sent
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|s| s.summary.starts_with("Expires in") && s.summary.contains("test.remind"))
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no reminder before expiry");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        reminder.summary.contains(" s · "),
+        "seconds left: {reminder:?}"
+    );
+    assert!(
+        reminder.actions.contains(&"review".to_owned()),
+        "{reminder:?}"
+    );
+    assert!(
+        !reminder.actions.contains(&"approve".to_owned()),
+        "{reminder:?}"
+    );
+    // It expires unanswered: one reminder, never a second.
+    let (status, _) = wait_exit(agent, Duration::from_secs(40));
+    assert_eq!(status, Some(4), "the request expired");
+    // Two of the console's 5-second reminder checks.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let reminders = server
+        .sent
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|s| s.summary.starts_with("Expires in"))
+        .count();
+    assert_eq!(reminders, 1);
+    assert!(!marker.exists());
     c.close().await.expect("close session");
 }

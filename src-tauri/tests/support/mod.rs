@@ -15,8 +15,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 
 pub const CONSOLE: &str = env!("CARGO_BIN_EXE_countersign-console");
 
-/// A policy with a short-lived request type for the expiry path; otherwise one approver from
-/// security.
+/// A policy with a short-lived request type for the expiry path and a 48-second one for the
+/// reminder; otherwise one approver from security.
 pub const POLICY: &str = r#"package countersign
 import rego.v1
 decision := {
@@ -24,6 +24,11 @@ decision := {
 	"quorum": 1, "groups": ["security"], "ttl_seconds": 10,
 	"require_hardware_key": true, "quick_approve": false,
 } if input.action.type == "test.short"
+else := {
+	"outcome": "require_approval", "reason": "recalled shortly before it expires",
+	"quorum": 1, "groups": ["security"], "ttl_seconds": 48,
+	"require_hardware_key": true, "quick_approve": false,
+} if input.action.type == "test.remind"
 else := {
 	"outcome": "require_approval", "reason": "feature flags may be approved from the notification",
 	"quorum": 1, "groups": ["security"], "ttl_seconds": 600,
