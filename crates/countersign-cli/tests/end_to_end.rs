@@ -148,6 +148,14 @@ impl World {
         }
     }
 
+    /// Starts a service on this world's data directory and store, on a free loopback port.
+    fn replica(&self) -> Server {
+        let mut flags = self.store_flags();
+        flags.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Server::start_with(&self.data, &flags)
+    }
+
     fn enroll(&self, who: &str, url: &str) -> String {
         self.enroll_with(who, url, &["--backend", "software"], &[])
     }
@@ -551,10 +559,7 @@ fn decisions_signed_on_a_pkcs11_token_and_a_tpm_are_accepted_and_software_is_not
 fn service_on_postgresql_approves_and_keeps_its_state_across_a_restart() {
     let pg = Postgres::start();
     let w = World::with_database(Some(pg.fresh_database()));
-    let mut flags = w.store_flags();
-    flags.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let server = Server::start_with(&w.data, &flags);
+    let server = w.replica();
     let bob = w.enroll("bob", &server.url);
     let carol = w.enroll("carol", &server.url);
     let out = cs(&[
@@ -589,7 +594,7 @@ fn service_on_postgresql_approves_and_keeps_its_state_across_a_restart() {
     // The service restarts (same database, a new process); the request is still pending and
     // the second approval, sent to the new process, completes it.
     server.stop();
-    let server = Server::start_with(&w.data, &flags);
+    let server = w.replica();
     let mut profile: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&carol).expect("profile")).expect("json");
     profile["server"] = serde_json::Value::String(server.url.clone());
@@ -749,11 +754,8 @@ async fn two_replicas_share_requests_decisions_and_one_log() {
 
     let pg = Postgres::start();
     let w = World::with_database(Some(pg.fresh_database()));
-    let mut flags = w.store_flags();
-    flags.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let a = Server::start_with(&w.data, &flags);
-    let b = Server::start_with(&w.data, &flags);
+    let a = w.replica();
+    let b = w.replica();
     let bob = w.enroll("bob", &a.url);
     let carol = w.enroll("carol", &a.url);
 
@@ -885,11 +887,8 @@ async fn killed_replica_loses_nothing_and_the_stream_resumes_on_another() {
 
     let pg = Postgres::start();
     let w = World::with_database(Some(pg.fresh_database()));
-    let mut flags = w.store_flags();
-    flags.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let a = Server::start_with(&w.data, &flags);
-    let b = Server::start_with(&w.data, &flags);
+    let a = w.replica();
+    let b = w.replica();
     let bob = w.enroll("bob", &a.url);
     let balancer = Balancer::start(&a.url).await;
 
@@ -1053,11 +1052,8 @@ async fn replicas_recover_by_themselves_when_postgresql_restarts() {
 
     let pg = Postgres::start();
     let w = World::with_database(Some(pg.fresh_database()));
-    let mut flags = w.store_flags();
-    flags.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let a = Server::start_with(&w.data, &flags);
-    let b = Server::start_with(&w.data, &flags);
+    let a = w.replica();
+    let b = w.replica();
     let bob = w.enroll("bob", &a.url);
     let (_live, mut rx) = live_stream(&w, "bob", &a.url);
     // Submits through B, retrying while the database comes back; returns the request id.

@@ -192,7 +192,7 @@ impl PreparedDecision {
             json: to_json(signed)?,
             key_kind,
             quorum: effects.quorum,
-            event: crate::one(event, now)?,
+            event: audit::encode_one(event, now)?,
             on_quorum,
             on_deny: audit::encode(effects.on_deny, now)?,
         })

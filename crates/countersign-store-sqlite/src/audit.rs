@@ -25,6 +25,12 @@ pub(crate) fn encode(events: Vec<NewEvent>, now: Timestamp) -> StoreResult<Vec<E
         .collect()
 }
 
+/// Encodes one event for appending at `now`.
+pub(crate) fn encode_one(event: NewEvent, now: Timestamp) -> StoreResult<EncodedEvent> {
+    EncodedEvent::new(now, event.actor, event.event)
+        .map_err(|e| StoreError::Backend(format!("audit event has no canonical form: {e}")))
+}
+
 /// Appends `events` after the current end of the log, in the caller's transaction: if the
 /// transaction does not commit, neither the events nor the change they record exist.
 pub(crate) fn append(conn: &Connection, events: Vec<EncodedEvent>) -> StoreResult<Vec<AuditEvent>> {

@@ -20,8 +20,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use countersign_core::{
-    ActionStatus, AuditEvent, Digest, EncodedEvent, ExecutionOutcome, KeyId, KeyKind,
-    SignedDecision, Timestamp,
+    ActionStatus, AuditEvent, Digest, ExecutionOutcome, KeyId, KeyKind, SignedDecision, Timestamp,
 };
 use countersign_store::{
     ActionRecord, AgentToken, Approver, ApproverKey, Cosignature, DecisionContext, DecisionEffects,
@@ -78,13 +77,6 @@ impl SqliteStore {
         let _ = self.write(|_| Ok(())).await;
         self.readers.close();
     }
-}
-
-/// Encodes one event for the writer.
-fn one(event: NewEvent, now: Timestamp) -> StoreResult<EncodedEvent> {
-    audit::encode(vec![event], now)?
-        .pop()
-        .ok_or_else(|| StoreError::Backend("event lost in encoding".into()))
 }
 
 /// Applies the schema migrations, through sqlx's migrator so that databases created by
@@ -199,7 +191,7 @@ impl Store for SqliteStore {
 
     async fn create_agent_token(&self, token: &AgentToken, event: NewEvent) -> StoreResult<()> {
         let token = token.clone();
-        let event = one(event, token.created_at)?;
+        let event = audit::encode_one(event, token.created_at)?;
         self.write(move |c| identity::create_agent_token(c, &token, event))
             .await
     }
@@ -220,7 +212,7 @@ impl Store for SqliteStore {
         event: NewEvent,
         now: Timestamp,
     ) -> StoreResult<()> {
-        let event = one(event, now)?;
+        let event = audit::encode_one(event, now)?;
         self.write(move |c| identity::revoke_agent_token(c, token_id, event, now))
             .await
     }
@@ -232,7 +224,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<()> {
         let approver = approver.clone();
-        let event = one(event, now)?;
+        let event = audit::encode_one(event, now)?;
         self.write(move |c| identity::put_approver(c, &approver, event))
             .await
     }
@@ -253,7 +245,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<()> {
         let code = code.clone();
-        let event = one(event, now)?;
+        let event = audit::encode_one(event, now)?;
         self.write(move |c| identity::create_enrolment_code(c, &code, event))
             .await
     }
@@ -265,7 +257,7 @@ impl Store for SqliteStore {
         event: NewEvent,
     ) -> StoreResult<()> {
         let (code_hash, key) = (*code_hash, key.clone());
-        let event = one(event, key.enrolled_at)?;
+        let event = audit::encode_one(event, key.enrolled_at)?;
         self.write(move |c| identity::enrol_key(c, &code_hash, &key, event))
             .await
     }
@@ -283,7 +275,7 @@ impl Store for SqliteStore {
 
     async fn revoke_key(&self, key_id: &KeyId, event: NewEvent, now: Timestamp) -> StoreResult<()> {
         let key_id = *key_id;
-        let event = one(event, now)?;
+        let event = audit::encode_one(event, now)?;
         self.write(move |c| identity::revoke_key(c, &key_id, event, now))
             .await
     }
@@ -392,7 +384,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<(GrantRecord, Vec<AuditEvent>)> {
         let digest = *digest;
-        let event = one(event, now)?;
+        let event = audit::encode_one(event, now)?;
         self.write(move |c| actions::redeem_grant(c, grant_id, &digest, event, now))
             .await
     }
@@ -405,7 +397,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Vec<AuditEvent>> {
         let outcome = outcome.clone();
-        let event = one(event, now)?;
+        let event = audit::encode_one(event, now)?;
         self.write(move |c| actions::report_outcome(c, action_id, &outcome, event, now))
             .await
     }
@@ -427,7 +419,7 @@ impl Store for SqliteStore {
         }
         let due = due
             .into_iter()
-            .map(|id| Ok((id, one(event_for(id), now)?)))
+            .map(|id| Ok((id, audit::encode_one(event_for(id), now)?)))
             .collect::<StoreResult<Vec<_>>>()?;
         self.write(move |c| actions::expire(c, due, now)).await
     }
@@ -438,7 +430,7 @@ impl Store for SqliteStore {
         event: NewEvent,
         now: Timestamp,
     ) -> StoreResult<Vec<AuditEvent>> {
-        let event = one(event, now)?;
+        let event = audit::encode_one(event, now)?;
         self.write(move |c| actions::cancel(c, id, event, now))
             .await
     }
