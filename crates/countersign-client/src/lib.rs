@@ -1,6 +1,7 @@
 //! Client of the approval service's v1 interface. Errors keep the service's `{code, message}`
 //! so callers act on codes, never on message text.
 
+pub mod admin;
 pub mod approver;
 pub mod inbox;
 pub mod live;
@@ -109,12 +110,13 @@ impl Client {
         &self.base
     }
 
-    async fn call<B: Serialize, T: DeserializeOwned>(
+    /// Sends one call; a non-success status becomes the service's error.
+    async fn send<B: Serialize>(
         &self,
         method: Method,
         path: &str,
         body: Option<&B>,
-    ) -> Result<T, ClientError> {
+    ) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url);
         if let Some(t) = &self.token {
@@ -123,14 +125,13 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let transport = |source| ClientError::Transport {
-            url: url.clone(),
-            source,
-        };
-        let resp = req.send().await.map_err(transport)?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport { url, source })?;
         let status = resp.status();
         if status.is_success() {
-            return resp.json().await.map_err(transport);
+            return Ok(resp);
         }
         let text = resp.text().await.unwrap_or_default();
         Err(match serde_json::from_str::<ErrorBody>(&text) {
@@ -145,6 +146,29 @@ impl Client {
                 message: text.chars().take(500).collect(),
             },
         })
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let resp = self.send(method, path, body).await?;
+        let url = resp.url().to_string();
+        resp.json()
+            .await
+            .map_err(|source| ClientError::Transport { url, source })
+    }
+
+    /// A call whose success has no body (`204 No Content`).
+    async fn call_empty<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(), ClientError> {
+        self.send(method, path, body).await.map(drop)
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -196,11 +220,12 @@ impl Client {
         id: Uuid,
         outcome: &ExecutionOutcome,
     ) -> Result<(), ClientError> {
-        let _: serde_json::Value = self
-            .post(&format!("/v1/actions/{id}/outcome"), outcome)
-            .await
-            .or_else(empty_ok)?;
-        Ok(())
+        self.call_empty(
+            Method::POST,
+            &format!("/v1/actions/{id}/outcome"),
+            Some(outcome),
+        )
+        .await
     }
 
     // --- approvers ---
@@ -291,10 +316,8 @@ impl Client {
 
     /// Sends a witness cosignature of the checkpoint of `tree_size`.
     pub async fn cosign(&self, request: &CosignatureRequest) -> Result<(), ClientError> {
-        self.post::<_, serde_json::Value>("/v1/audit/cosignatures", request)
+        self.call_empty(Method::POST, "/v1/audit/cosignatures", Some(request))
             .await
-            .or_else(empty_ok)
-            .map(drop)
     }
 
     /// Each witness's latest cosigned checkpoint.
@@ -315,14 +338,4 @@ pub struct RawEventsPage {
     pub events: Vec<Box<serde_json::value::RawValue>>,
     /// The log's size when read.
     pub tree_size: u64,
-}
-
-/// `204 No Content` has no JSON body: count a decode failure on success as success.
-fn empty_ok(e: ClientError) -> Result<serde_json::Value, ClientError> {
-    match e {
-        ClientError::Transport { ref source, .. } if source.is_decode() => {
-            Ok(serde_json::Value::Null)
-        }
-        other => Err(other),
-    }
 }

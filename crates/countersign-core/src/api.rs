@@ -1,5 +1,7 @@
 //! The bodies of the v1 HTTP interface, shared by the service and its clients.
 
+pub mod admin;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 

@@ -186,9 +186,15 @@ async fn setup(backend: &str, replicas: usize) -> Setup {
 
     let now = state.now();
     let s = state.store.as_ref();
-    let (_, token) = admin::issue_agent_token(s, "bench", "agent:bench", now)
-        .await
-        .expect("token");
+    let (_, token) = admin::issue_token(
+        s,
+        "bench",
+        countersign_store::TokenRole::Agent,
+        "agent:bench",
+        now,
+    )
+    .await
+    .expect("token");
     let client = Client::new(&url).expect("client");
     let mut approvers = Vec::new();
     for i in 0..APPROVERS {

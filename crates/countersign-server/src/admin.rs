@@ -1,9 +1,12 @@
-//! Administration, for the CLI against a data directory: agent tokens, approvers, enrolment
-//! codes, revocation. Every operation is an audit event; secrets are returned once and stored
+//! Administration, shared by the CLI against a data directory and the `/v1/admin` routes: API
+//! tokens, approvers, enrolment codes, key revocation. Every operation is an audit event; secrets are returned once and stored
 //! only as hashes.
 
+use countersign_core::api::admin::{ApproverAdminView, KeyAdminView, TokenRoleView, TokenView};
 use countersign_core::{Actor, EventKind, KeyId, Timestamp};
-use countersign_store::{AgentToken, Approver, EnrolmentCode, NewEvent, Store, StoreResult};
+use countersign_store::{
+    ApiToken, Approver, ApproverKey, EnrolmentCode, NewEvent, Store, StoreResult, TokenRole,
+};
 use uuid::Uuid;
 
 use crate::secrets;
@@ -19,45 +22,51 @@ fn admin_event(admin: &str, operation: &str, subject: &str, detail: String) -> N
     )
 }
 
-/// Issues an API token for `agent_id`; returns `(token_id, token)`. The token is shown once.
-pub async fn issue_agent_token(
+/// Prefix of agent tokens.
+pub const AGENT_TOKEN_PREFIX: &str = "csa_";
+/// Prefix of administrator tokens.
+pub const ADMIN_TOKEN_PREFIX: &str = "csadm_";
+
+/// Issues an API token for `subject` with `role`; returns `(token_id, token)`. The token is
+/// shown once.
+pub async fn issue_token(
     store: &dyn Store,
     admin: &str,
-    agent_id: &str,
+    role: TokenRole,
+    subject: &str,
     now: Timestamp,
 ) -> StoreResult<(Uuid, String)> {
-    let token = secrets::token("csa_");
-    let record = AgentToken {
+    let token = secrets::token(match role {
+        TokenRole::Agent => AGENT_TOKEN_PREFIX,
+        TokenRole::Admin => ADMIN_TOKEN_PREFIX,
+    });
+    let record = ApiToken {
         token_id: Uuid::now_v7(),
-        agent_id: agent_id.to_owned(),
+        subject: subject.to_owned(),
+        role,
         token_hash: secrets::hash(&token),
         created_at: now,
         revoked_at: None,
     };
     let event = admin_event(
         admin,
-        "agent_token_issued",
-        agent_id,
+        &format!("{}_token_issued", role.as_str()),
+        subject,
         format!("token {}", record.token_id),
     );
-    store.create_agent_token(&record, event).await?;
+    store.create_api_token(&record, event).await?;
     Ok((record.token_id, token))
 }
 
-/// Revokes an agent token.
-pub async fn revoke_agent_token(
+/// Revokes an API token.
+pub async fn revoke_token(
     store: &dyn Store,
     admin: &str,
     token_id: Uuid,
     now: Timestamp,
 ) -> StoreResult<()> {
-    let event = admin_event(
-        admin,
-        "agent_token_revoked",
-        &token_id.to_string(),
-        String::new(),
-    );
-    store.revoke_agent_token(token_id, event, now).await
+    let event = admin_event(admin, "token_revoked", &token_id.to_string(), String::new());
+    store.revoke_api_token(token_id, event, now).await
 }
 
 /// Creates or updates an approver.
@@ -122,4 +131,49 @@ pub async fn revoke_key(
         },
     );
     store.revoke_key(key_id, event, now).await
+}
+
+/// A token as administrators see it.
+pub fn token_view(t: ApiToken) -> TokenView {
+    TokenView {
+        token_id: t.token_id,
+        subject: t.subject,
+        role: match t.role {
+            TokenRole::Agent => TokenRoleView::Agent,
+            TokenRole::Admin => TokenRoleView::Admin,
+        },
+        created_at: t.created_at,
+        revoked_at: t.revoked_at,
+    }
+}
+
+fn key_view(k: ApproverKey) -> KeyAdminView {
+    KeyAdminView {
+        key_id: k.key_id,
+        kind: k.kind,
+        label: k.label,
+        attested: k.attestation.is_some(),
+        enrolled_at: k.enrolled_at,
+        revoked_at: k.revoked_at,
+    }
+}
+
+/// An approver with its keys, as administrators see it.
+pub async fn approver_view(store: &dyn Store, a: Approver) -> StoreResult<ApproverAdminView> {
+    let keys = store.keys(Some(&a.id)).await?;
+    Ok(ApproverAdminView {
+        id: a.id,
+        display_name: a.display_name,
+        groups: a.groups,
+        keys: keys.into_iter().map(key_view).collect(),
+    })
+}
+
+/// Every approver with its keys.
+pub async fn approver_views(store: &dyn Store) -> StoreResult<Vec<ApproverAdminView>> {
+    let mut views = Vec::new();
+    for a in store.approvers().await? {
+        views.push(approver_view(store, a).await?);
+    }
+    Ok(views)
 }

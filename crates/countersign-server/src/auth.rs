@@ -1,8 +1,9 @@
-//! Who is calling: an agent (API token) or an approver (session opened with an enrolled key).
+//! Who is calling: an agent or an administrator (API tokens with a role), or an approver
+//! (session opened with an enrolled key).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use countersign_store::Session;
+use countersign_store::{Session, TokenRole};
 
 use crate::error::ApiError;
 use crate::secrets;
@@ -19,6 +20,25 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("missing bearer token"))
 }
 
+/// The subject of a live API token of `role`. The prefix and the stored role must agree, so
+/// neither kind of token opens the other's routes.
+async fn api_token(parts: &Parts, state: &AppState, role: TokenRole) -> Result<String, ApiError> {
+    let token = bearer(parts)?;
+    let (prefix, name) = match role {
+        TokenRole::Agent => (crate::admin::AGENT_TOKEN_PREFIX, "agent"),
+        TokenRole::Admin => (crate::admin::ADMIN_TOKEN_PREFIX, "admin"),
+    };
+    if !token.starts_with(prefix) {
+        return Err(ApiError::unauthorized(format!("not an {name} token")));
+    }
+    match state.store.api_token(&secrets::hash(token)).await? {
+        Some(t) if t.role != role => Err(ApiError::unauthorized(format!("not an {name} token"))),
+        Some(t) if t.revoked_at.is_none() => Ok(t.subject),
+        Some(_) => Err(ApiError::unauthorized(format!("{name} token revoked"))),
+        None => Err(ApiError::unauthorized(format!("unknown {name} token"))),
+    }
+}
+
 /// An authenticated agent.
 pub struct Agent(pub String);
 
@@ -26,15 +46,18 @@ impl FromRequestParts<AppState> for Agent {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts)?;
-        if !token.starts_with("csa_") {
-            return Err(ApiError::unauthorized("not an agent token"));
-        }
-        match state.store.agent_token(&secrets::hash(token)).await? {
-            Some(t) if t.revoked_at.is_none() => Ok(Agent(t.agent_id)),
-            Some(_) => Err(ApiError::unauthorized("agent token revoked")),
-            None => Err(ApiError::unauthorized("unknown agent token")),
-        }
+        api_token(parts, state, TokenRole::Agent).await.map(Agent)
+    }
+}
+
+/// An authenticated administrator (by name, for the audit log).
+pub struct Admin(pub String);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        api_token(parts, state, TokenRole::Admin).await.map(Admin)
     }
 }
 

@@ -28,12 +28,30 @@ pub struct PolicyError {
 struct Loaded {
     engine: regorus::Engine,
     hash: Digest,
+    source: String,
+}
+
+/// A policy that compiled and is ready to replace the one in force.
+pub struct Candidate {
+    engine: regorus::Engine,
+    hash: Digest,
+    source: String,
+}
+
+impl Candidate {
+    /// Its hash.
+    pub fn hash(&self) -> Digest {
+        self.hash
+    }
 }
 
 /// A loaded policy and where it comes from.
 pub struct Policy {
     source_path: Option<PathBuf>,
     loaded: Mutex<Loaded>,
+    /// Held across an administrator's check–record–install, so two replacements cannot both
+    /// pass the check against the same policy.
+    changes: tokio::sync::Mutex<()>,
 }
 
 /// What the policy returns, before validation.
@@ -101,7 +119,9 @@ impl Policy {
             loaded: Mutex::new(Loaded {
                 engine,
                 hash: policy_hash(source.as_bytes()),
+                source: source.to_owned(),
             }),
+            changes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -128,13 +148,97 @@ impl Policy {
             return Ok(None);
         }
         let engine = compile(&path.display().to_string(), &source)?;
-        let mut loaded = self.loaded.lock().map_err(|_| PolicyError {
-            path: path.display().to_string(),
-            message: "policy lock poisoned".into(),
-        })?;
+        let mut loaded = self.lock()?;
+        // An administrator's replacement may have installed this very text meanwhile.
+        if loaded.hash == hash {
+            return Ok(None);
+        }
         let old = loaded.hash;
-        *loaded = Loaded { engine, hash };
+        *loaded = Loaded {
+            engine,
+            hash,
+            source,
+        };
         Ok(Some((old, hash)))
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Loaded>, PolicyError> {
+        self.loaded.lock().map_err(|_| PolicyError {
+            path: self.name(),
+            message: "policy lock poisoned".into(),
+        })
+    }
+
+    fn name(&self) -> String {
+        self.source_path
+            .as_ref()
+            .map_or_else(|| "default.rego".to_owned(), |p| p.display().to_string())
+    }
+
+    /// Waits for other administrators' replacements to finish; hold it while replacing.
+    pub async fn change_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.changes.lock().await
+    }
+
+    /// The file the policy is loaded from; `None` for the built-in one.
+    pub fn path(&self) -> Option<&Path> {
+        self.source_path.as_deref()
+    }
+
+    /// The source and hash in force.
+    pub fn current(&self) -> Result<(String, Digest), PolicyError> {
+        let loaded = self.lock()?;
+        Ok((loaded.source.clone(), loaded.hash))
+    }
+
+    /// Compiles `source` as a replacement; a policy that would not load is refused here, before
+    /// anything is recorded or written.
+    pub fn check(&self, source: &str) -> Result<Candidate, PolicyError> {
+        Ok(Candidate {
+            engine: compile(&self.name(), source)?,
+            hash: policy_hash(source.as_bytes()),
+            source: source.to_owned(),
+        })
+    }
+
+    /// Writes `candidate` to a temporary file beside the policy file, so that what can fail
+    /// (permissions, a full disk) fails before the change is recorded.
+    pub fn stage(&self, candidate: &Candidate) -> Result<PathBuf, PolicyError> {
+        let path = self.source_path.as_ref().ok_or_else(|| PolicyError {
+            path: self.name(),
+            message: "the built-in policy cannot be replaced; start the service with --policy FILE"
+                .into(),
+        })?;
+        let staged = path.with_extension("rego.staged");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&staged)?;
+            file.write_all(candidate.source.as_bytes())?;
+            file.sync_all()
+        };
+        write().map_err(|e| PolicyError {
+            path: staged.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(staged)
+    }
+
+    /// Puts the staged file in place and `candidate` in force; returns the previous hash.
+    pub fn install(&self, staged: &Path, candidate: Candidate) -> Result<Digest, PolicyError> {
+        let mut loaded = self.lock()?;
+        if let Some(path) = &self.source_path {
+            std::fs::rename(staged, path).map_err(|e| PolicyError {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        let old = loaded.hash;
+        *loaded = Loaded {
+            engine: candidate.engine,
+            hash: candidate.hash,
+            source: candidate.source,
+        };
+        Ok(old)
     }
 
     /// Evaluates the policy for one request. Never fails: anything but a well-formed decision

@@ -2,7 +2,7 @@
 
 use countersign_core::{Digest, KeyId, PublicKey, Timestamp};
 use countersign_store::{
-    AgentToken, Approver, ApproverKey, Conflict, EnrolmentCode, NewEvent, Session, StoreError,
+    ApiToken, Approver, ApproverKey, Conflict, EnrolmentCode, NewEvent, Session, StoreError,
     StoreResult,
 };
 use sqlx::postgres::PgRow;
@@ -10,18 +10,21 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::audit;
-use crate::codec::{backend, corrupt, digest, enum_text, json, key_id, key_kind, opt_ts, ts, uuid};
+use crate::codec::{
+    backend, corrupt, digest, enum_text, json, key_id, key_kind, opt_ts, token_role, ts, uuid,
+};
 
-pub(crate) async fn create_agent_token(
+pub(crate) async fn create_api_token(
     conn: &mut PgConnection,
-    token: &AgentToken,
+    token: &ApiToken,
     event: NewEvent,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO agent_tokens (token_id, agent_id, token_hash, created_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO api_tokens (token_id, subject, role, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(token.token_id.to_string())
-    .bind(&token.agent_id)
+    .bind(&token.subject)
+    .bind(token.role.as_str())
     .bind(token.token_hash.to_hex())
     .bind(token.created_at.as_millis())
     .execute(&mut *conn)
@@ -31,48 +34,49 @@ pub(crate) async fn create_agent_token(
     Ok(())
 }
 
-fn agent_token(row: &PgRow) -> StoreResult<AgentToken> {
-    Ok(AgentToken {
+fn api_token(row: &PgRow) -> StoreResult<ApiToken> {
+    Ok(ApiToken {
         token_id: uuid(row.get("token_id"))?,
-        agent_id: row.get("agent_id"),
+        subject: row.get("subject"),
+        role: token_role(row.get("role"))?,
         token_hash: digest(row.get("token_hash"))?,
         created_at: ts(row.get("created_at"))?,
         revoked_at: opt_ts(row.get("revoked_at"))?,
     })
 }
 
-pub(crate) async fn agent_token_by_hash(
+pub(crate) async fn api_token_by_hash(
     conn: &mut PgConnection,
     hash: &Digest,
-) -> StoreResult<Option<AgentToken>> {
-    sqlx::query("SELECT * FROM agent_tokens WHERE token_hash = $1")
+) -> StoreResult<Option<ApiToken>> {
+    sqlx::query("SELECT * FROM api_tokens WHERE token_hash = $1")
         .bind(hash.to_hex())
         .fetch_optional(conn)
         .await
         .map_err(backend)?
         .as_ref()
-        .map(agent_token)
+        .map(api_token)
         .transpose()
 }
 
-pub(crate) async fn agent_tokens(conn: &mut PgConnection) -> StoreResult<Vec<AgentToken>> {
-    sqlx::query("SELECT * FROM agent_tokens ORDER BY created_at")
+pub(crate) async fn api_tokens(conn: &mut PgConnection) -> StoreResult<Vec<ApiToken>> {
+    sqlx::query("SELECT * FROM api_tokens ORDER BY created_at")
         .fetch_all(conn)
         .await
         .map_err(backend)?
         .iter()
-        .map(agent_token)
+        .map(api_token)
         .collect()
 }
 
-pub(crate) async fn revoke_agent_token(
+pub(crate) async fn revoke_api_token(
     conn: &mut PgConnection,
     token_id: Uuid,
     event: NewEvent,
     now: Timestamp,
 ) -> StoreResult<()> {
     let done = sqlx::query(
-        "UPDATE agent_tokens SET revoked_at = $1 WHERE token_id = $2 AND revoked_at IS NULL",
+        "UPDATE api_tokens SET revoked_at = $1 WHERE token_id = $2 AND revoked_at IS NULL",
     )
     .bind(now.as_millis())
     .bind(token_id.to_string())
@@ -80,7 +84,7 @@ pub(crate) async fn revoke_agent_token(
     .await
     .map_err(backend)?;
     if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound("active agent token"));
+        return Err(StoreError::NotFound("active API token"));
     }
     audit::append(conn, vec![event], now).await?;
     Ok(())

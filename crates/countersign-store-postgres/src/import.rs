@@ -19,7 +19,7 @@ use crate::codec::backend;
 const TABLES: [&str; 13] = [
     "audit_events",
     "checkpoints",
-    "agent_tokens",
+    "api_tokens",
     "approvers",
     "approver_keys",
     "enrolment_codes",

@@ -24,7 +24,7 @@ use countersign_core::{
     ActionStatus, AuditEvent, Digest, ExecutionOutcome, KeyId, KeyKind, SignedDecision, Timestamp,
 };
 use countersign_store::{
-    ActionRecord, AgentToken, Approver, ApproverKey, Cosignature, DecisionEffects, DecisionOutcome,
+    ActionRecord, ApiToken, Approver, ApproverKey, Cosignature, DecisionEffects, DecisionOutcome,
     DecisionRecord, EnrolmentCode, GrantRecord, NewAction, NewEvent, Session, Store, StoreError,
     StoreResult,
 };
@@ -185,28 +185,28 @@ impl Store for PgStore {
         cosignatures::latest_per_key(&mut *self.conn().await?).await
     }
 
-    async fn create_agent_token(&self, token: &AgentToken, event: NewEvent) -> StoreResult<()> {
+    async fn create_api_token(&self, token: &ApiToken, event: NewEvent) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        identity::create_agent_token(&mut tx, token, event).await?;
+        identity::create_api_token(&mut tx, token, event).await?;
         commit(tx, ()).await
     }
 
-    async fn agent_token(&self, token_hash: &Digest) -> StoreResult<Option<AgentToken>> {
-        identity::agent_token_by_hash(&mut *self.conn().await?, token_hash).await
+    async fn api_token(&self, token_hash: &Digest) -> StoreResult<Option<ApiToken>> {
+        identity::api_token_by_hash(&mut *self.conn().await?, token_hash).await
     }
 
-    async fn agent_tokens(&self) -> StoreResult<Vec<AgentToken>> {
-        identity::agent_tokens(&mut *self.conn().await?).await
+    async fn api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        identity::api_tokens(&mut *self.conn().await?).await
     }
 
-    async fn revoke_agent_token(
+    async fn revoke_api_token(
         &self,
         token_id: Uuid,
         event: NewEvent,
         now: Timestamp,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        identity::revoke_agent_token(&mut tx, token_id, event, now).await?;
+        identity::revoke_api_token(&mut tx, token_id, event, now).await?;
         commit(tx, ()).await
     }
 

@@ -2,28 +2,29 @@
 
 use countersign_core::{Digest, EncodedEvent, KeyId, PublicKey, Timestamp};
 use countersign_store::{
-    AgentToken, Approver, ApproverKey, Conflict, EnrolmentCode, Session, StoreError, StoreResult,
+    ApiToken, Approver, ApproverKey, Conflict, EnrolmentCode, Session, StoreError, StoreResult,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
 use crate::audit;
 use crate::codec::{
-    backend, col, corrupt, digest, enum_text, json, key_id, key_kind, opt_ts, ts, uuid,
+    backend, col, corrupt, digest, enum_text, json, key_id, key_kind, opt_ts, token_role, ts, uuid,
 };
 use crate::query::{execute, select, select_one};
 
-pub(crate) fn create_agent_token(
+pub(crate) fn create_api_token(
     conn: &Connection,
-    token: &AgentToken,
+    token: &ApiToken,
     event: EncodedEvent,
 ) -> StoreResult<()> {
     execute(
         conn,
-        "INSERT INTO agent_tokens (token_id, agent_id, token_hash, created_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO api_tokens (token_id, subject, role, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
         params![
             token.token_id.to_string(),
-            token.agent_id,
+            token.subject,
+            token.role.as_str(),
             token.token_hash.to_hex(),
             token.created_at.as_millis()
         ],
@@ -32,38 +33,36 @@ pub(crate) fn create_agent_token(
     Ok(())
 }
 
-fn agent_token(row: &Row<'_>) -> StoreResult<AgentToken> {
-    Ok(AgentToken {
+fn api_token(row: &Row<'_>) -> StoreResult<ApiToken> {
+    Ok(ApiToken {
         token_id: uuid(&col::<String>(row, "token_id")?)?,
-        agent_id: col(row, "agent_id")?,
+        subject: col(row, "subject")?,
+        role: token_role(&col::<String>(row, "role")?)?,
         token_hash: digest(&col::<String>(row, "token_hash")?)?,
         created_at: ts(col(row, "created_at")?)?,
         revoked_at: opt_ts(col(row, "revoked_at")?)?,
     })
 }
 
-pub(crate) fn agent_token_by_hash(
-    conn: &Connection,
-    hash: &Digest,
-) -> StoreResult<Option<AgentToken>> {
+pub(crate) fn api_token_by_hash(conn: &Connection, hash: &Digest) -> StoreResult<Option<ApiToken>> {
     select_one(
         conn,
-        "SELECT * FROM agent_tokens WHERE token_hash = ?",
+        "SELECT * FROM api_tokens WHERE token_hash = ?",
         [hash.to_hex()],
-        agent_token,
+        api_token,
     )
 }
 
-pub(crate) fn agent_tokens(conn: &Connection) -> StoreResult<Vec<AgentToken>> {
+pub(crate) fn api_tokens(conn: &Connection) -> StoreResult<Vec<ApiToken>> {
     select(
         conn,
-        "SELECT * FROM agent_tokens ORDER BY created_at",
+        "SELECT * FROM api_tokens ORDER BY created_at",
         [],
-        agent_token,
+        api_token,
     )
 }
 
-pub(crate) fn revoke_agent_token(
+pub(crate) fn revoke_api_token(
     conn: &Connection,
     token_id: Uuid,
     event: EncodedEvent,
@@ -71,11 +70,11 @@ pub(crate) fn revoke_agent_token(
 ) -> StoreResult<()> {
     let done = execute(
         conn,
-        "UPDATE agent_tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL",
+        "UPDATE api_tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL",
         params![now.as_millis(), token_id.to_string()],
     )?;
     if done == 0 {
-        return Err(StoreError::NotFound("active agent token"));
+        return Err(StoreError::NotFound("active API token"));
     }
     audit::append(conn, vec![event])?;
     Ok(())

@@ -23,7 +23,7 @@ use countersign_core::{
     ActionStatus, AuditEvent, Digest, ExecutionOutcome, KeyId, KeyKind, SignedDecision, Timestamp,
 };
 use countersign_store::{
-    ActionRecord, AgentToken, Approver, ApproverKey, Cosignature, DecisionContext, DecisionEffects,
+    ActionRecord, ApiToken, Approver, ApproverKey, Cosignature, DecisionContext, DecisionEffects,
     DecisionOutcome, DecisionRecord, EnrolmentCode, GrantRecord, NewAction, NewEvent, Session,
     Store, StoreError, StoreResult,
 };
@@ -189,31 +189,31 @@ impl Store for SqliteStore {
         self.read(cosignatures::latest_per_key).await
     }
 
-    async fn create_agent_token(&self, token: &AgentToken, event: NewEvent) -> StoreResult<()> {
+    async fn create_api_token(&self, token: &ApiToken, event: NewEvent) -> StoreResult<()> {
         let token = token.clone();
         let event = audit::encode_one(event, token.created_at)?;
-        self.write(move |c| identity::create_agent_token(c, &token, event))
+        self.write(move |c| identity::create_api_token(c, &token, event))
             .await
     }
 
-    async fn agent_token(&self, token_hash: &Digest) -> StoreResult<Option<AgentToken>> {
+    async fn api_token(&self, token_hash: &Digest) -> StoreResult<Option<ApiToken>> {
         let hash = *token_hash;
-        self.read(move |c| identity::agent_token_by_hash(c, &hash))
+        self.read(move |c| identity::api_token_by_hash(c, &hash))
             .await
     }
 
-    async fn agent_tokens(&self) -> StoreResult<Vec<AgentToken>> {
-        self.read(identity::agent_tokens).await
+    async fn api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        self.read(identity::api_tokens).await
     }
 
-    async fn revoke_agent_token(
+    async fn revoke_api_token(
         &self,
         token_id: Uuid,
         event: NewEvent,
         now: Timestamp,
     ) -> StoreResult<()> {
         let event = audit::encode_one(event, now)?;
-        self.write(move |c| identity::revoke_agent_token(c, token_id, event, now))
+        self.write(move |c| identity::revoke_api_token(c, token_id, event, now))
             .await
     }
 

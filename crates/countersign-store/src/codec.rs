@@ -73,3 +73,8 @@ pub fn enum_from<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, Store
 pub fn key_kind(text: &str) -> Result<KeyKind, StoreError> {
     enum_from("key kind", text)
 }
+
+/// An API token's role column.
+pub fn token_role(text: &str) -> Result<crate::TokenRole, StoreError> {
+    crate::TokenRole::parse(text).ok_or_else(|| corrupt("token role", text))
+}

@@ -41,7 +41,7 @@ macro_rules! conformance_tests {
             expired_enrolment_code_is_rejected,
             challenge_is_single_use,
             revoked_key_ends_its_sessions,
-            agent_token_lookup_and_revocation,
+            api_token_lookup_and_revocation,
             checkpoints_keep_the_first_note_per_size,
             cosignatures_keep_the_first_per_key_and_size,
             a_large_batch_of_events_is_appended_whole,
@@ -873,11 +873,20 @@ pub async fn revoked_key_ends_its_sessions<S: Store>(store: &S) {
     ));
 }
 
-/// Tokens are found by hash; revocation is recorded and happens once.
-pub async fn agent_token_lookup_and_revocation<S: Store>(store: &S) {
-    let token = crate::AgentToken {
+/// Tokens are found by hash with their role; revocation is recorded and happens once.
+pub async fn api_token_lookup_and_revocation<S: Store>(store: &S) {
+    let admin = crate::ApiToken {
+        token_id: Uuid::from_u128(6),
+        subject: "root".into(),
+        role: crate::TokenRole::Admin,
+        token_hash: Digest::of(b"admin secret"),
+        created_at: t(1),
+        revoked_at: None,
+    };
+    let token = crate::ApiToken {
         token_id: Uuid::from_u128(5),
-        agent_id: "agent:ci".into(),
+        subject: "agent:ci".into(),
+        role: crate::TokenRole::Agent,
         token_hash: Digest::of(b"secret"),
         created_at: t(0),
         revoked_at: None,
@@ -893,39 +902,47 @@ pub async fn agent_token_lookup_and_revocation<S: Store>(store: &S) {
         )
     };
     store
-        .create_agent_token(&token, event())
+        .create_api_token(&token, event())
+        .await
+        .expect("create");
+    store
+        .create_api_token(&admin, event())
         .await
         .expect("create");
     assert_eq!(
-        store.agent_token(&token.token_hash).await.expect("read"),
+        store.api_token(&token.token_hash).await.expect("read"),
         Some(token.clone())
     );
     assert_eq!(
-        store
-            .agent_token(&Digest::of(b"guess"))
-            .await
-            .expect("read"),
+        store.api_token(&admin.token_hash).await.expect("read"),
+        Some(admin.clone())
+    );
+    assert_eq!(
+        store.api_token(&Digest::of(b"guess")).await.expect("read"),
         None
     );
     store
-        .revoke_agent_token(token.token_id, event(), t(5))
+        .revoke_api_token(token.token_id, event(), t(5))
         .await
         .expect("revoke");
     assert_eq!(
         store
-            .agent_token(&token.token_hash)
+            .api_token(&token.token_hash)
             .await
             .expect("read")
             .and_then(|t| t.revoked_at),
         Some(t(5))
     );
     assert!(matches!(
-        store
-            .revoke_agent_token(token.token_id, event(), t(6))
-            .await,
+        store.revoke_api_token(token.token_id, event(), t(6)).await,
         Err(StoreError::NotFound(_))
     ));
-    assert_eq!(store.agent_tokens().await.expect("list").len(), 1);
+    let listed = store.api_tokens().await.expect("list");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(
+        listed[1], admin,
+        "the admin token is untouched by the agent's revocation"
+    );
 }
 
 /// The first checkpoint note for a size is kept; the latest is the largest size.

@@ -21,8 +21,8 @@ use uuid::Uuid;
 
 pub use error::{Conflict, StoreError, StoreResult};
 pub use models::{
-    ActionRecord, AgentToken, Approver, ApproverKey, Cosignature, DecisionContext, DecisionEffects,
-    DecisionOutcome, DecisionRecord, EnrolmentCode, GrantRecord, NewEvent, Session,
+    ActionRecord, ApiToken, Approver, ApproverKey, Cosignature, DecisionContext, DecisionEffects,
+    DecisionOutcome, DecisionRecord, EnrolmentCode, GrantRecord, NewEvent, Session, TokenRole,
 };
 
 /// A new request to record, with the grant the policy allowed outright, if any.
@@ -75,16 +75,16 @@ pub trait Store: Send + Sync + 'static {
     /// Each witness key's cosignature of the largest checkpoint it cosigned.
     async fn latest_cosignatures(&self) -> StoreResult<Vec<Cosignature>>;
 
-    // --- agents ------------------------------------------------------------------------------
+    // --- API tokens (agents and administrators) ----------------------------------------------
 
-    /// Records a new agent token.
-    async fn create_agent_token(&self, token: &AgentToken, event: NewEvent) -> StoreResult<()>;
+    /// Records a new API token.
+    async fn create_api_token(&self, token: &ApiToken, event: NewEvent) -> StoreResult<()>;
     /// The token with this hash, revoked or not.
-    async fn agent_token(&self, token_hash: &Digest) -> StoreResult<Option<AgentToken>>;
+    async fn api_token(&self, token_hash: &Digest) -> StoreResult<Option<ApiToken>>;
     /// All tokens.
-    async fn agent_tokens(&self) -> StoreResult<Vec<AgentToken>>;
+    async fn api_tokens(&self) -> StoreResult<Vec<ApiToken>>;
     /// Revokes a token.
-    async fn revoke_agent_token(
+    async fn revoke_api_token(
         &self,
         token_id: Uuid,
         event: NewEvent,

@@ -57,13 +57,43 @@ pub struct GrantRecord {
     pub redeemed_at: Option<Timestamp>,
 }
 
-/// An agent's API token (only its hash is kept).
+/// What an API token lets its bearer do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenRole {
+    /// Submit requests, wait, redeem grants, report outcomes.
+    Agent,
+    /// Administer the service: tokens, approvers, enrolment codes, keys, policy.
+    Admin,
+}
+
+impl TokenRole {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenRole::Agent => "agent",
+            TokenRole::Admin => "admin",
+        }
+    }
+
+    /// The role with this stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "agent" => Some(TokenRole::Agent),
+            "admin" => Some(TokenRole::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// An API token of an agent or an administrator (only its hash is kept).
 #[derive(Clone, Debug, PartialEq)]
-pub struct AgentToken {
+pub struct ApiToken {
     /// Token id, shown in listings.
     pub token_id: Uuid,
-    /// The agent identity it authenticates.
-    pub agent_id: String,
+    /// The identity it authenticates: an agent id, or an administrator's name.
+    pub subject: String,
+    /// What it may do.
+    pub role: TokenRole,
     /// SHA-256 of the token.
     pub token_hash: Digest,
     /// Issued.

@@ -41,6 +41,43 @@ export interface paths {
     /** Long-poll until the request is decided or the timeout passes. */
     get: operations["wait"];
   };
+  "/v1/admin/agent-tokens": {
+    /** Issue an API token for an agent; the token is in this response only. */
+    post: operations["issue_agent_token"];
+  };
+  "/v1/admin/approvers": {
+    /** Every approver with groups and keys. */
+    get: operations["list_approvers"];
+  };
+  "/v1/admin/approvers/{id}": {
+    /** Create an approver or replace its name and groups. */
+    put: operations["put_approver"];
+  };
+  "/v1/admin/approvers/{id}/enrolment-codes": {
+    /** Issue a one-time enrolment code for an approver; the code is in this response only. */
+    post: operations["issue_enrolment_code"];
+  };
+  "/v1/admin/keys/{key_id}/revoke": {
+    /** Revoke an approver's key; its sessions end with it. */
+    post: operations["revoke_key"];
+  };
+  "/v1/admin/policy": {
+    /** The policy in force: source, hash and file. */
+    get: operations["get_policy"];
+    /**
+     * Replace the policy. The new source must compile and decide; it is written to the policy
+     * file (so it survives a restart) and takes effect at once. The change is recorded first.
+     */
+    put: operations["put_policy"];
+  };
+  "/v1/admin/tokens": {
+    /** Every API token, agents' and administrators', revoked ones included. */
+    get: operations["list_tokens"];
+  };
+  "/v1/admin/tokens/{token_id}": {
+    /** Revoke an API token (an agent's or an administrator's, this one included). */
+    delete: operations["revoke_token"];
+  };
   "/v1/audit": {
     /**
      * Audit events in log order. The stored leaf bytes are served verbatim (no parse, no
@@ -209,6 +246,24 @@ export interface components {
       /** @enum {string} */
       kind: "system";
     }]>;
+    /** @description An approver with groups and keys. */
+    ApproverAdminView: {
+      /** @description Display name. */
+      display_name: string;
+      /** @description Groups. */
+      groups: string[];
+      /** @description Identity. */
+      id: string;
+      /** @description Enrolled keys, revoked ones included. */
+      keys: components["schemas"]["KeyAdminView"][];
+    };
+    /** @description Creates or updates an approver. */
+    ApproverUpdate: {
+      /** @description Display name (default: the id). */
+      display_name?: string | null;
+      /** @description Every group the approver belongs to (replaces the previous list). */
+      groups: string[];
+    };
     /** @description One entry of the audit log. */
     AuditEvent: {
       /** @description Who caused it. */
@@ -609,6 +664,41 @@ export interface components {
        */
       tree_size: number;
     };
+    /** @description A one-time enrolment code: shown once. */
+    IssuedEnrolmentCode: {
+      /** @description The approver it enrols a key for. */
+      approver_id: string;
+      /** @description The code. */
+      code: string;
+      /** @description Usable until. */
+      expires_at: components["schemas"]["Timestamp"];
+    };
+    /** @description A newly issued token: shown once. */
+    IssuedToken: {
+      /** @description The identity it authenticates. */
+      subject: string;
+      /** @description The secret; keep it as one. */
+      token: string;
+      /**
+       * Format: uuid
+       * @description Token id, for revocation.
+       */
+      token_id: string;
+    };
+    /** @description An enrolled key as listed to administrators. */
+    KeyAdminView: {
+      /** @description Whether the device attested it. */
+      attested: boolean;
+      /** @description Enrolled. */
+      enrolled_at: components["schemas"]["Timestamp"];
+      /** @description Key id. */
+      key_id: components["schemas"]["KeyId"];
+      /** @description Where the private key lives. */
+      kind: components["schemas"]["KeyKind"];
+      /** @description Label given at enrolment. */
+      label: string;
+      revoked_at?: null | components["schemas"]["Timestamp"];
+    };
     /** @description SHA-256 of the key's DER SubjectPublicKeyInfo, lowercase hex */
     KeyId: string;
     /**
@@ -616,8 +706,35 @@ export interface components {
      * @enum {string}
      */
     KeyKind: "pkcs11" | "tpm" | "secure_enclave" | "windows_platform" | "software";
+    /** @description Revokes a key. */
+    KeyRevocation: {
+      /** @description Why, for the audit log. */
+      reason: string;
+    };
+    /** @description Asks for a new agent token. */
+    NewAgentToken: {
+      /** @description Agent identity, e.g. `agent:deploy-bot`. */
+      agent_id: string;
+    };
+    /** @description Asks for a one-time enrolment code. */
+    NewEnrolmentCode: {
+      /**
+       * Format: int64
+       * @description Validity in seconds (default one day, at most seven).
+       */
+      ttl_seconds?: number | null;
+    };
     /** @description 16 random bytes, 32 lowercase hex characters */
     Nonce: string;
+    /** @description What a policy update did. */
+    PolicyChange: {
+      /** @description False when the source was already in force (nothing recorded). */
+      changed: boolean;
+      /** @description Hash now in force. */
+      hash: components["schemas"]["Digest"];
+      /** @description Hash before. */
+      previous_hash: components["schemas"]["Digest"];
+    };
     /** @description A policy evaluation as recorded with the request and shown to approvers. */
     PolicyEvaluation: {
       /** @description The outcome and its parameters. */
@@ -654,6 +771,24 @@ export interface components {
        */
       ttl_seconds: number;
     }]>;
+    /** @description A new policy. */
+    PolicyUpdate: {
+      expected_hash?: null | components["schemas"]["Digest"];
+      /** @description The Rego source; it must define `data.countersign.decision`. */
+      source: string;
+    };
+    /** @description The policy in force. */
+    PolicyView: {
+      /** @description SHA-256 of the source, as recorded with every evaluation. */
+      hash: components["schemas"]["Digest"];
+      /**
+       * @description The file it is loaded from; absent for the built-in policy (which cannot be replaced
+       * over HTTP).
+       */
+      path?: string | null;
+      /** @description The Rego source. */
+      source: string;
+    };
     /** @description P-256 public key: DER SubjectPublicKeyInfo, base64 */
     PublicKey: string;
     /** @description Body of `POST /v1/grants/{id}/redeem`. */
@@ -785,6 +920,26 @@ export interface components {
      * @description UTC instant, exactly YYYY-MM-DDTHH:MM:SS.mmmZ
      */
     Timestamp: string;
+    /**
+     * @description What an API token lets its bearer do.
+     * @enum {string}
+     */
+    TokenRoleView: "agent" | "admin";
+    /** @description An API token as listed (the token itself is never stored, so never shown again). */
+    TokenView: {
+      /** @description Issued. */
+      created_at: components["schemas"]["Timestamp"];
+      revoked_at?: null | components["schemas"]["Timestamp"];
+      /** @description What it may do. */
+      role: components["schemas"]["TokenRoleView"];
+      /** @description The agent id or administrator it authenticates. */
+      subject: string;
+      /**
+       * Format: uuid
+       * @description Token id, for revocation.
+       */
+      token_id: string;
+    };
     /**
      * @description Approve or deny.
      * @enum {string}
@@ -1026,6 +1181,246 @@ export interface operations {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
+      404: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /** Issue an API token for an agent; the token is in this response only. */
+  issue_agent_token: {
+    requestBody: {
+      content: {
+        "application/json": components["schemas"]["NewAgentToken"];
+      };
+    };
+    responses: {
+      201: {
+        content: {
+          "application/json": components["schemas"]["IssuedToken"];
+        };
+      };
+      /** @description Invalid agent id */
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /** Every approver with groups and keys. */
+  list_approvers: {
+    responses: {
+      200: {
+        content: {
+          "application/json": components["schemas"]["ApproverAdminView"][];
+        };
+      };
+      401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /** Create an approver or replace its name and groups. */
+  put_approver: {
+    parameters: {
+      path: {
+        /** @description Approver identity, e.g. an email address */
+        id: string;
+      };
+    };
+    requestBody: {
+      content: {
+        "application/json": components["schemas"]["ApproverUpdate"];
+      };
+    };
+    responses: {
+      200: {
+        content: {
+          "application/json": components["schemas"]["ApproverAdminView"];
+        };
+      };
+      /** @description Invalid id, name or group */
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /** Issue a one-time enrolment code for an approver; the code is in this response only. */
+  issue_enrolment_code: {
+    parameters: {
+      path: {
+        /** @description Approver identity */
+        id: string;
+      };
+    };
+    requestBody: {
+      content: {
+        "application/json": components["schemas"]["NewEnrolmentCode"];
+      };
+    };
+    responses: {
+      201: {
+        content: {
+          "application/json": components["schemas"]["IssuedEnrolmentCode"];
+        };
+      };
+      /** @description ttl_seconds outside 60..=604800 */
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description No such approver */
+      404: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /** Revoke an approver's key; its sessions end with it. */
+  revoke_key: {
+    parameters: {
+      path: {
+        /** @description Key id (64 hex characters) */
+        key_id: string;
+      };
+    };
+    requestBody: {
+      content: {
+        "application/json": components["schemas"]["KeyRevocation"];
+      };
+    };
+    responses: {
+      /** @description Revoked */
+      204: {
+        content: never;
+      };
+      /** @description Malformed key id or reason */
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description No such active key */
+      404: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /** The policy in force: source, hash and file. */
+  get_policy: {
+    responses: {
+      200: {
+        content: {
+          "application/json": components["schemas"]["PolicyView"];
+        };
+      };
+      401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /**
+   * Replace the policy. The new source must compile and decide; it is written to the policy
+   * file (so it survives a restart) and takes effect at once. The change is recorded first.
+   */
+  put_policy: {
+    requestBody: {
+      content: {
+        "application/json": components["schemas"]["PolicyUpdate"];
+      };
+    };
+    responses: {
+      200: {
+        content: {
+          "application/json": components["schemas"]["PolicyChange"];
+        };
+      };
+      /** @description policy_invalid: the source does not compile or does not decide */
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description policy_builtin: the service runs the built-in policy; policy_changed: expected_hash is not the policy in force */
+      409: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /** Every API token, agents' and administrators', revoked ones included. */
+  list_tokens: {
+    responses: {
+      200: {
+        content: {
+          "application/json": components["schemas"]["TokenView"][];
+        };
+      };
+      /** @description Missing, unknown or revoked admin token */
+      401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /** Revoke an API token (an agent's or an administrator's, this one included). */
+  revoke_token: {
+    parameters: {
+      path: {
+        /** @description Token id */
+        token_id: string;
+      };
+    };
+    responses: {
+      /** @description Revoked */
+      204: {
+        content: never;
+      };
+      401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description No such active token */
       404: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];

@@ -1,12 +1,19 @@
-//! `countersign admin`: operations on a data directory (the service may be running).
+//! `countersign admin`: operations on a service, either on its store directly (the data
+//! directory or `--database-url`; the service may be running) or over HTTP with an admin token
+//! (`--server` and `--admin-token`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use countersign_core::{Clock, KeyId};
-use countersign_server::{ServiceKey, SystemClock, admin};
-use countersign_store::{Approver, Store};
+use countersign_client::Client;
+use countersign_core::api::admin::{
+    ApproverAdminView, ApproverUpdate, IssuedEnrolmentCode, IssuedToken, PolicyUpdate, TokenView,
+};
+use countersign_core::{Clock, Digest, KeyId};
+use countersign_server::{Policy, ServiceKey, SystemClock, admin};
+use countersign_store::{Approver, Store, TokenRole};
 use uuid::Uuid;
 
 /// Options of `admin`.
@@ -23,7 +30,14 @@ pub struct AdminArgs {
     /// directory's SQLite file).
     #[arg(long, env = "COUNTERSIGN_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Who is doing this, for the audit log.
+    /// Administer a running service over HTTP instead of its store (needs `--admin-token`).
+    #[arg(long, env = "COUNTERSIGN_ADMIN_SERVER", requires = "admin_token")]
+    pub server: Option<String>,
+    /// Admin token (csadm_…) from `countersign admin admin-token`, for `--server`.
+    #[arg(long, env = "COUNTERSIGN_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Who is doing this, for the audit log (on the store directly; over HTTP the admin
+    /// token's name is recorded).
     #[arg(long, env = "USER", default_value = "admin")]
     pub admin: String,
     #[command(subcommand)]
@@ -38,13 +52,20 @@ pub enum AdminCommand {
         /// Agent identity, e.g. `agent:deploy-bot`.
         agent_id: String,
     },
-    /// Revoke an agent token by its id.
-    RevokeAgentToken {
-        /// Token id (from `list-agent-tokens`).
+    /// Issue an admin token for `--server` use (printed once; on the store only).
+    AdminToken {
+        /// The administrator's name, recorded with each change made with the token.
+        name: String,
+    },
+    /// Revoke an API token (agent or admin) by its id.
+    #[command(alias = "revoke-agent-token")]
+    RevokeToken {
+        /// Token id (from `list-tokens`).
         token_id: Uuid,
     },
-    /// List agent tokens (ids only; tokens are never stored).
-    ListAgentTokens,
+    /// List API tokens (ids only; tokens are never stored).
+    #[command(alias = "list-agent-tokens")]
+    ListTokens,
     /// Create or update an approver.
     Approver {
         /// Approver identity, e.g. an email address.
@@ -76,6 +97,11 @@ pub enum AdminCommand {
     },
     /// Print the service's public key (PEM) and its id.
     ServerKey,
+    /// Show, check or replace the policy.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Move an embedded deployment to PostgreSQL: every table, audit log included, into an
     /// empty database; then check both logs have the same root and match the last checkpoint.
     MigrateStore {
@@ -88,43 +114,256 @@ pub enum AdminCommand {
     },
 }
 
+/// Policy subcommands.
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Print the policy in force (over HTTP): its hash on stderr, its source on stdout.
+    Show,
+    /// Check that a policy file loads and decides, without a service.
+    Check {
+        /// The Rego file.
+        file: PathBuf,
+    },
+    /// Replace the policy of a running service (over HTTP); it takes effect at once.
+    Set {
+        /// The Rego file.
+        file: PathBuf,
+        /// Refuse unless the policy in force has this hash (from `policy show`).
+        #[arg(long)]
+        expect: Option<Digest>,
+    },
+}
+
+/// Where the admin commands act.
+enum Target {
+    /// On the store, as `admin` (with the data directory for the service key).
+    Store {
+        store: Arc<dyn Store>,
+        admin: String,
+        data_dir: PathBuf,
+    },
+    /// Over HTTP with an admin token.
+    Http(Client),
+}
+
+impl Target {
+    async fn issue_agent_token(&self, agent_id: &str) -> anyhow::Result<IssuedToken> {
+        Ok(match self {
+            Target::Store { store, admin, .. } => {
+                let (token_id, token) = admin::issue_token(
+                    store.as_ref(),
+                    admin,
+                    TokenRole::Agent,
+                    agent_id,
+                    SystemClock.now(),
+                )
+                .await?;
+                IssuedToken {
+                    token_id,
+                    subject: agent_id.to_owned(),
+                    token,
+                }
+            }
+            Target::Http(client) => client.admin_issue_agent_token(agent_id).await?,
+        })
+    }
+
+    async fn revoke_token(&self, token_id: Uuid) -> anyhow::Result<()> {
+        match self {
+            Target::Store { store, admin, .. } => {
+                admin::revoke_token(store.as_ref(), admin, token_id, SystemClock.now()).await?
+            }
+            Target::Http(client) => client.admin_revoke_token(token_id).await?,
+        }
+        Ok(())
+    }
+
+    async fn tokens(&self) -> anyhow::Result<Vec<TokenView>> {
+        Ok(match self {
+            Target::Store { store, .. } => store
+                .api_tokens()
+                .await?
+                .into_iter()
+                .map(admin::token_view)
+                .collect(),
+            Target::Http(client) => client.admin_tokens().await?,
+        })
+    }
+
+    async fn put_approver(
+        &self,
+        id: &str,
+        update: ApproverUpdate,
+    ) -> anyhow::Result<ApproverAdminView> {
+        Ok(match self {
+            Target::Store { store, admin, .. } => {
+                let approver = Approver {
+                    id: id.to_owned(),
+                    display_name: update.display_name.unwrap_or_else(|| id.to_owned()),
+                    groups: update.groups,
+                };
+                admin::put_approver(store.as_ref(), admin, &approver, SystemClock.now()).await?;
+                admin::approver_view(store.as_ref(), approver).await?
+            }
+            Target::Http(client) => client.admin_put_approver(id, &update).await?,
+        })
+    }
+
+    async fn approvers(&self) -> anyhow::Result<Vec<ApproverAdminView>> {
+        Ok(match self {
+            Target::Store { store, .. } => admin::approver_views(store.as_ref()).await?,
+            Target::Http(client) => client.admin_approvers().await?,
+        })
+    }
+
+    async fn enrolment_code(
+        &self,
+        approver_id: &str,
+        ttl: i64,
+    ) -> anyhow::Result<IssuedEnrolmentCode> {
+        Ok(match self {
+            Target::Store { store, admin, .. } => {
+                let (code, expires_at) = admin::issue_enrolment_code(
+                    store.as_ref(),
+                    admin,
+                    approver_id,
+                    ttl,
+                    SystemClock.now(),
+                )
+                .await?;
+                IssuedEnrolmentCode {
+                    approver_id: approver_id.to_owned(),
+                    code,
+                    expires_at,
+                }
+            }
+            Target::Http(client) => client.admin_enrolment_code(approver_id, Some(ttl)).await?,
+        })
+    }
+
+    async fn revoke_key(&self, key_id: &KeyId, reason: &str) -> anyhow::Result<()> {
+        match self {
+            Target::Store { store, admin, .. } => {
+                admin::revoke_key(store.as_ref(), admin, key_id, reason, SystemClock.now()).await?
+            }
+            Target::Http(client) => client.admin_revoke_key(key_id, reason).await?,
+        }
+        Ok(())
+    }
+
+    fn client(&self, what: &str) -> anyhow::Result<&Client> {
+        match self {
+            Target::Http(client) => Ok(client),
+            Target::Store { .. } => bail!(
+                "{what} works on a running service: give --server URL and --admin-token (the policy file itself is reloaded by the service when it changes)"
+            ),
+        }
+    }
+}
+
+fn print_token(t: &TokenView) {
+    let state = t
+        .revoked_at
+        .map_or_else(|| "active".to_owned(), |at| format!("revoked {at}"));
+    let role = match t.role {
+        countersign_core::api::admin::TokenRoleView::Agent => "agent",
+        countersign_core::api::admin::TokenRoleView::Admin => "admin",
+    };
+    println!(
+        "{}  {role:<5}  {}  issued {}  {state}",
+        t.token_id, t.subject, t.created_at
+    );
+}
+
+fn print_approver(a: &ApproverAdminView) {
+    println!(
+        "{}  ({})  groups [{}]",
+        a.id,
+        a.display_name,
+        a.groups.join(", ")
+    );
+    for k in &a.keys {
+        let state = k
+            .revoked_at
+            .map_or_else(|| "active".to_owned(), |at| format!("revoked {at}"));
+        println!(
+            "    key {}  {}  [{}]  {state}",
+            k.key_id,
+            k.label,
+            k.kind.label()
+        );
+    }
+}
+
 /// Runs an admin command.
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
-    if let AdminCommand::MigrateStore { from, to } = &args.command {
-        return super::migrate::run(from, to).await;
+    match &args.command {
+        AdminCommand::MigrateStore { from, to } => return super::migrate::run(from, to).await,
+        AdminCommand::Policy {
+            command: PolicyCommand::Check { file },
+        } => {
+            let policy = Policy::from_file(file)?;
+            eprintln!("{} loads and decides", file.display());
+            println!("{}", policy.hash());
+            return Ok(());
+        }
+        _ => {}
     }
-    let store: Arc<dyn Store> =
-        super::database::open(&args.data_dir, args.database_url.as_deref()).await?;
-    let now = SystemClock.now();
-    let s = store.as_ref();
+    let target = match (&args.server, &args.admin_token) {
+        (Some(server), Some(token)) => {
+            if matches!(args.command, AdminCommand::AdminToken { .. }) {
+                bail!(
+                    "admin tokens are issued only on the store (--data-dir or --database-url), never over HTTP"
+                );
+            }
+            Target::Http(Client::new(server)?.with_token(token.clone()))
+        }
+        (Some(_), None) => bail!("--server needs --admin-token (or COUNTERSIGN_ADMIN_TOKEN)"),
+        (None, _) => Target::Store {
+            store: super::database::open(&args.data_dir, args.database_url.as_deref()).await?,
+            admin: args.admin.clone(),
+            data_dir: args.data_dir.clone(),
+        },
+    };
     match args.command {
         AdminCommand::AgentToken { agent_id } => {
-            let (id, token) = admin::issue_agent_token(s, &args.admin, &agent_id, now).await?;
-            eprintln!("token {id} for {agent_id} (shown once; store it as a secret):");
+            let issued = target.issue_agent_token(&agent_id).await?;
+            eprintln!(
+                "token {} for {agent_id} (shown once; store it as a secret):",
+                issued.token_id
+            );
+            println!("{}", issued.token);
+        }
+        AdminCommand::AdminToken { name } => {
+            let Target::Store { store, admin, .. } = &target else {
+                bail!("admin tokens are issued only on the store");
+            };
+            let (id, token) = admin::issue_token(
+                store.as_ref(),
+                admin,
+                TokenRole::Admin,
+                &name,
+                SystemClock.now(),
+            )
+            .await?;
+            eprintln!("admin token {id} for {name} (shown once; store it as a secret):");
             println!("{token}");
         }
-        AdminCommand::RevokeAgentToken { token_id } => {
-            admin::revoke_agent_token(s, &args.admin, token_id, now).await?;
+        AdminCommand::RevokeToken { token_id } => {
+            target.revoke_token(token_id).await?;
             eprintln!("revoked token {token_id}");
         }
-        AdminCommand::ListAgentTokens => {
-            for t in s.agent_tokens().await? {
-                let state = t
-                    .revoked_at
-                    .map_or_else(|| "active".to_owned(), |at| format!("revoked {at}"));
-                println!(
-                    "{}  {}  issued {}  {state}",
-                    t.token_id, t.agent_id, t.created_at
-                );
+        AdminCommand::ListTokens => {
+            for t in target.tokens().await? {
+                print_token(&t);
             }
         }
         AdminCommand::Approver { id, groups, name } => {
-            let approver = Approver {
-                display_name: name.unwrap_or_else(|| id.clone()),
-                id,
+            let update = ApproverUpdate {
+                display_name: name,
                 groups,
             };
-            admin::put_approver(s, &args.admin, &approver, now).await?;
+            let approver = target.put_approver(&id, update).await?;
             eprintln!(
                 "approver {} in groups [{}]",
                 approver.id,
@@ -132,42 +371,70 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             );
         }
         AdminCommand::ListApprovers => {
-            for a in s.approvers().await? {
-                println!(
-                    "{}  ({})  groups [{}]",
-                    a.id,
-                    a.display_name,
-                    a.groups.join(", ")
-                );
-                for k in s.keys(Some(&a.id)).await? {
-                    let state = k
-                        .revoked_at
-                        .map_or_else(|| "active".to_owned(), |at| format!("revoked {at}"));
-                    println!(
-                        "    key {}  {}  [{}]  {state}",
-                        k.key_id,
-                        k.label,
-                        k.kind.label()
-                    );
-                }
+            for a in target.approvers().await? {
+                print_approver(&a);
             }
         }
         AdminCommand::EnrolmentCode { approver_id, ttl } => {
-            let (code, expires) =
-                admin::issue_enrolment_code(s, &args.admin, &approver_id, ttl, now).await?;
-            eprintln!("enrolment code for {approver_id}, valid until {expires} (shown once):");
-            println!("{code}");
+            let issued = target.enrolment_code(&approver_id, ttl).await?;
+            eprintln!(
+                "enrolment code for {approver_id}, valid until {} (shown once):",
+                issued.expires_at
+            );
+            println!("{}", issued.code);
         }
         AdminCommand::RevokeKey { key_id, reason } => {
-            admin::revoke_key(s, &args.admin, &key_id, &reason, now).await?;
+            target.revoke_key(&key_id, &reason).await?;
             eprintln!("revoked key {key_id}");
         }
         AdminCommand::ServerKey => {
-            let key = ServiceKey::load_or_create(&args.data_dir)?;
-            eprintln!("service key id {}", key.public().key_id());
-            print!("{}", key.public().to_pem());
+            let (key_id, pem) = match &target {
+                Target::Store { data_dir, .. } => {
+                    let key = ServiceKey::load_or_create(data_dir)?;
+                    (key.public().key_id(), key.public().to_pem())
+                }
+                Target::Http(client) => {
+                    let view = client.server_key().await?;
+                    (view.key_id, view.pem)
+                }
+            };
+            eprintln!("service key id {key_id}");
+            print!("{pem}");
         }
+        AdminCommand::Policy { command } => policy(&target, command).await?,
         AdminCommand::MigrateStore { .. } => unreachable!("handled before the store is opened"),
+    }
+    Ok(())
+}
+
+async fn policy(target: &Target, command: PolicyCommand) -> anyhow::Result<()> {
+    let client = target.client("admin policy")?;
+    match command {
+        PolicyCommand::Show => {
+            let view = client.admin_policy().await?;
+            let from = view.path.as_deref().unwrap_or("the built-in policy");
+            eprintln!("policy {} from {from}", view.hash);
+            print!("{}", view.source);
+        }
+        PolicyCommand::Set { file, expect } => {
+            let source = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let update = PolicyUpdate {
+                source,
+                expected_hash: expect,
+            };
+            let change = client.admin_set_policy(&update).await?;
+            if change.changed {
+                eprintln!(
+                    "policy {} -> {} (in force now)",
+                    change.previous_hash, change.hash
+                );
+            } else {
+                eprintln!("policy {} already in force; nothing changed", change.hash);
+            }
+            println!("{}", change.hash);
+        }
+        PolicyCommand::Check { .. } => unreachable!("checked before a target is chosen"),
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use countersign_core::{
 use countersign_keys::{Signer, SoftwareKey};
 use countersign_server::audit_log::current_checkpoint;
 use countersign_server::{AppState, Config, Service, admin};
-use countersign_store::Approver;
+use countersign_store::{Approver, TokenRole};
 use tokio::sync::watch;
 
 use super::scenarios;
@@ -91,8 +91,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let now = state.now();
     let store = state.store.clone();
-    let (_, agent_token) =
-        admin::issue_agent_token(store.as_ref(), "demo", "agent:demo-bot", now).await?;
+    let (_, agent_token) = admin::issue_token(
+        store.as_ref(),
+        "demo",
+        TokenRole::Agent,
+        "agent:demo-bot",
+        now,
+    )
+    .await?;
     let keys_dir = data_dir.join("demo");
     let mut profiles = Vec::new();
     for (id, groups) in DEMO_APPROVERS {

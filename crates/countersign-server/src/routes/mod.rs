@@ -2,6 +2,7 @@
 //! annotations, so the OpenAPI document is generated from the same code and cannot drift.
 
 pub mod actions;
+pub mod admin;
 pub mod audit;
 pub mod decisions;
 pub mod grants;
@@ -24,6 +25,7 @@ use crate::state::AppState;
     tags(
         (name = "agents", description = "Submitting requests, waiting, redeeming grants, reporting outcomes"),
         (name = "approvers", description = "Enrolment, sessions, the inbox, signed decisions, the stream"),
+        (name = "admin", description = "Administration with an admin token: agent tokens, approvers, enrolment codes, key revocation, policy"),
         (name = "audit", description = "The Merkle audit log, checkpoints and proofs"),
         (name = "operations", description = "Liveness and metrics"),
     )
@@ -42,6 +44,10 @@ impl Modify for BearerSchemes {
         };
         components.add_security_scheme("agent_token", bearer("Agent API token (csa_…)"));
         components.add_security_scheme(
+            "admin_token",
+            bearer("Administrator token (csadm_…) issued with `countersign admin admin-token`"),
+        );
+        components.add_security_scheme(
             "approver_session",
             bearer("Approver session token (css_…) from a signed challenge"),
         );
@@ -58,6 +64,7 @@ async fn healthz() -> &'static str {
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(actions::router())
+        .merge(admin::router())
         .merge(decisions::router())
         .merge(grants::router())
         .merge(audit::router())

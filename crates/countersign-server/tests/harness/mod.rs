@@ -124,9 +124,15 @@ impl Harness {
     async fn provision(&mut self) {
         let store = self.state.store.clone();
         let now = self.now();
-        let (_, token) = admin::issue_agent_token(store.as_ref(), "root", "agent:deployer", now)
-            .await
-            .expect("token");
+        let (_, token) = admin::issue_token(
+            store.as_ref(),
+            "root",
+            countersign_store::TokenRole::Agent,
+            "agent:deployer",
+            now,
+        )
+        .await
+        .expect("token");
         self.agent_token = token;
         for (i, (id, groups)) in [
             ("bob", vec!["security"]),
