@@ -12,7 +12,8 @@ use axum::response::Response;
 use countersign_core::Digest;
 use countersign_core::api::{ClientMessage, ServerMessage};
 use countersign_store::Approver;
-use tokio::sync::broadcast::error::RecvError;
+use futures_util::SinkExt as _;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -25,6 +26,8 @@ use crate::routes::identity::{inbox, verify_challenge};
 use crate::secrets;
 use crate::state::AppState;
 
+/// Most queued notices written to one socket before it is flushed.
+const MAX_BATCH: usize = 64;
 /// Largest message a client may send (a signed decision is well under 2 KiB).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Read buffer per stream.
@@ -85,6 +88,49 @@ impl Bucket {
             true
         } else {
             false
+        }
+    }
+}
+
+/// The frame `notice` makes for this approver, if any: a fresh snapshot after a resync, the
+/// change to a request it may decide or has in its inbox; `None` for everyone else's.
+async fn frame_for(
+    state: &AppState,
+    approver: &Approver,
+    notice: &Notice,
+    after: &mut u64,
+    relevant: &mut HashSet<Uuid>,
+) -> Result<Option<Message>, String> {
+    match notice {
+        Notice::Resync => {
+            let fresh = snapshot(state, approver, relevant).await?;
+            if let ServerMessage::Snapshot { seq, .. } = &fresh {
+                *after = *seq;
+            }
+            let text = serde_json::to_string(&fresh).map_err(|e| e.to_string())?;
+            Ok(Some(Message::Text(text.into())))
+        }
+        Notice::Change {
+            seq,
+            record,
+            new,
+            text,
+        } => {
+            if *seq < *after {
+                return Ok(None);
+            }
+            let id = record.action.id;
+            if *new {
+                if crate::rules::eligible(approver, record).is_err() {
+                    return Ok(None);
+                }
+                relevant.insert(id);
+            } else if !relevant.contains(&id) {
+                return Ok(None);
+            } else if record.status.is_final() {
+                relevant.remove(&id);
+            }
+            Ok(Some(Message::Text(text.clone())))
         }
     }
 }
@@ -226,35 +272,30 @@ async fn run(state: &AppState, mut socket: WebSocket) -> Result<(), String> {
                 send(&mut socket, &reply).await?;
             }
             notice = notices.recv() => {
-                let notice = match notice {
-                    Ok(n) => n,
-                    Err(RecvError::Closed) => return Ok(()),
-                    Err(RecvError::Lagged(_)) => Arc::new(Notice::Resync),
-                };
-                match notice.as_ref() {
-                    Notice::Resync => {
-                        let fresh = snapshot(state, &approver, &mut relevant).await?;
-                        if let ServerMessage::Snapshot { seq, .. } = &fresh { after = *seq; }
-                        send(&mut socket, &fresh).await?;
+                // Write every notice already queued, then flush once: under load a socket
+                // catches up with one write instead of one per frame.
+                let mut next = Some(notice);
+                let mut batch = 0;
+                while let Some(notice) = next.take() {
+                    let notice = match notice {
+                        Ok(n) => n,
+                        Err(RecvError::Closed) => return Ok(()),
+                        Err(RecvError::Lagged(_)) => Arc::new(Notice::Resync),
+                    };
+                    if let Some(frame) = frame_for(state, &approver, &notice, &mut after, &mut relevant).await? {
+                        socket.feed(frame).await.map_err(|e| e.to_string())?;
                     }
-                    Notice::Change { seq, record, new, text } => {
-                        if *seq < after {
-                            continue;
-                        }
-                        let id = record.action.id;
-                        if *new {
-                            if crate::rules::eligible(&approver, record).is_err() {
-                                continue;
-                            }
-                            relevant.insert(id);
-                        } else if !relevant.contains(&id) {
-                            continue;
-                        } else if record.status.is_final() {
-                            relevant.remove(&id);
-                        }
-                        socket.send(Message::Text(text.clone())).await.map_err(|e| e.to_string())?;
+                    batch += 1;
+                    if batch < MAX_BATCH {
+                        next = match notices.try_recv() {
+                            Ok(n) => Some(Ok(n)),
+                            Err(TryRecvError::Empty) => None,
+                            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                            Err(TryRecvError::Lagged(k)) => Some(Err(RecvError::Lagged(k))),
+                        };
                     }
                 }
+                socket.flush().await.map_err(|e| e.to_string())?;
             }
             _ = heartbeat.tick() => {
                 socket.send(Message::Ping(Vec::new().into())).await.map_err(|e| e.to_string())?;
