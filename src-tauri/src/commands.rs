@@ -77,8 +77,11 @@ pub async fn decide(
     id: Uuid,
     verdict: Verdict,
     comment: String,
+    verification_code: Option<String>,
 ) -> Result<DecisionResult, ConsoleError> {
-    console.decide(id, verdict, comment).await
+    console
+        .decide(id, verdict, comment, verification_code)
+        .await
 }
 
 /// Silences notifications for `minutes` (0 ends the snooze).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use countersign_client::Client;
-use countersign_client::approver::{EnrolmentKey, enroll, sign_decision};
+use countersign_client::approver::{Choice, EnrolmentKey, enroll, sign_decision};
 use countersign_client::inbox::InboxChange;
 use countersign_client::live::{self, Live, LiveConfig, LiveEvent};
 use countersign_core::api::{ActionView, DecisionResult};
@@ -349,6 +349,7 @@ impl Console {
         id: Uuid,
         verdict: Verdict,
         comment: String,
+        verification_code: Option<String>,
     ) -> Result<DecisionResult, ConsoleError> {
         let (settings, signer, view) = {
             let inner = self.inner.lock().await;
@@ -364,12 +365,16 @@ impl Console {
                 .ok_or(ConsoleError::NotInInbox)?;
             (settings, signer, view)
         };
+        let choice = Choice {
+            verdict,
+            comment: &comment,
+            verification_code: verification_code.as_deref(),
+        };
         let signed = sign_decision(
             &view,
             &settings.approver_id,
             settings.key.key_id(),
-            verdict,
-            &comment,
+            choice,
             |m| signer.sign(m).map_err(|e| e.to_string()),
         )?;
         let result = Client::new(&settings.server)?.decide(&signed).await?;

@@ -191,7 +191,8 @@ fn pressed_on(app: &AppHandle, pressed: Pressed, id: Option<uuid::Uuid>) {
     tauri::async_runtime::spawn(async move {
         let console = app.state::<Console>();
         let comment = "decided from the desktop notification".to_string();
-        match console.decide(id, verdict, comment).await {
+        // Never with a verification code: the policy cannot ask for one and quick approval.
+        match console.decide(id, verdict, comment, None).await {
             Ok(result) => {
                 let _ = app.emit("decided", (id, result));
             }

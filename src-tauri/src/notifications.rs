@@ -288,6 +288,7 @@ mod tests {
                     ttl_seconds: ttl as u32,
                     require_hardware_key: false,
                     quick_approve: false,
+                    verification_code: false,
                 },
                 reason: "deploys need a human".into(),
                 policy_hash: policy_hash(b"p"),
@@ -303,6 +304,8 @@ mod tests {
             decisions: vec![],
             grant: None,
             outcome: None,
+            verification_code: None,
+            verification_choices: None,
         }
     }
 

@@ -87,6 +87,78 @@ async fn first_run_then_approve_deny_and_expiry_in_the_real_console() {
     c.close().await.expect("close session");
 }
 
+/// Where the policy asks, the approver must pick the code the requester was shown: Approve
+/// stays disabled until a code is picked, a wrong pick is refused by the service, the right
+/// one approves and the agent's command runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn verification_code_must_be_picked_before_approving() {
+    let w = World::start();
+    let c = w.enrolled_console().await;
+    let marker = w.dir.path().join("verified");
+    let mut agent = w.agent("test.verify", None, &marker);
+    // The agent prints the code for its human to pass on; read it as they would.
+    let stderr = agent.stderr.take().expect("agent stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.strip_prefix("verification code: ") {
+                let _ = tx.send(rest.chars().take(2).collect::<String>());
+            }
+        }
+    });
+    let shown = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the agent printed a verification code");
+
+    click(&c, "[data-testid=inbox-item]").await;
+    let page = until_page(&c, "the request asks for the code", |t| {
+        t.contains("test.verify") && t.to_lowercase().contains("verification code")
+    })
+    .await;
+    assert!(page.contains(&shown), "the right code is among the choices");
+    let approve = c
+        .find(fantoccini::Locator::Css("[data-testid=approve]"))
+        .await
+        .expect("approve button");
+    assert_eq!(
+        approve.attr("disabled").await.expect("attr"),
+        Some("true".into()),
+        "Approve is disabled until a code is picked"
+    );
+    let codes = c
+        .find_all(fantoccini::Locator::Css(".codes button"))
+        .await
+        .expect("choices");
+    assert_eq!(codes.len(), 3);
+    let mut wrong = None;
+    for b in &codes {
+        let text = b.text().await.expect("text");
+        if text != shown {
+            wrong = Some(text);
+            break;
+        }
+    }
+    let wrong = wrong.expect("a decoy");
+    click(&c, &format!("[data-testid=code-{wrong}]")).await;
+    click(&c, "[data-testid=approve]").await;
+    let error = text_of(&c, "[data-testid=error]").await;
+    assert!(error.contains("verification_code_wrong"), "{error}");
+    assert!(!marker.exists(), "a wrong code approved");
+
+    click(&c, &format!("[data-testid=code-{shown}]")).await;
+    click(&c, "[data-testid=approve]").await;
+    let result = text_of(&c, "[data-testid=result]").await;
+    assert!(result.contains("Approved"), "{result}");
+    let (status, _) = wait_exit(agent, Duration::from_secs(30));
+    assert_eq!(status, Some(0));
+    assert!(marker.exists(), "the approved command ran");
+    c.close().await.expect("close session");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_request_is_shown_as_text_with_warnings_and_a_5_mb_diff_stays_usable() {
     let w = World::start();

@@ -104,15 +104,30 @@ pub fn now() -> Timestamp {
     Timestamp::from_system_time(std::time::SystemTime::now())
 }
 
+/// What an approver decides about one request.
+#[derive(Clone, Copy, Debug)]
+pub struct Choice<'a> {
+    /// Approve or deny.
+    pub verdict: Verdict,
+    /// The comment; empty for none.
+    pub comment: &'a str,
+    /// The verification code picked, when the request asks for one.
+    pub verification_code: Option<&'a str>,
+}
+
 /// Signs a decision on `view`, after checking that the request shown hashes to its digest.
 pub fn sign_decision(
     view: &ActionView,
     approver_id: &str,
     key_id: KeyId,
-    verdict: Verdict,
-    comment: &str,
+    decided: Choice<'_>,
     sign: impl Fn(&[u8]) -> Result<Signature, String>,
 ) -> Result<SignedDecision, ApproverError> {
+    let Choice {
+        verdict,
+        comment,
+        verification_code,
+    } = decided;
     let digest = view
         .action
         .digest()
@@ -131,6 +146,7 @@ pub fn sign_decision(
         decided_at: now(),
         comment: comment.to_owned(),
         nonce: Nonce(nonce),
+        verification_code: verification_code.map(str::to_owned),
     };
     let payload = decision
         .signing_payload()

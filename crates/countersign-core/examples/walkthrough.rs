@@ -41,6 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ttl_seconds: 900,
                 require_hardware_key: false,
                 quick_approve: false,
+                verification_code: false,
             },
             reason: "production export of pii needs two security approvers".into(),
             policy_hash: policy_hash(b"demo policy"),
@@ -88,6 +89,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             decided_at: now.add_seconds(30 * (i as i64 + 1)),
             comment: String::new(),
             nonce: Nonce([i as u8; 16]),
+            verification_code: None,
         };
         let signature = Signature::from_p256(signing.sign(&decision.signing_payload()?));
         let signed = SignedDecision {

@@ -312,6 +312,7 @@ pub(crate) mod tests {
                     ttl_seconds: 900,
                     require_hardware_key: true,
                     quick_approve: false,
+                    verification_code: false,
                 },
                 reason: "production export of pii needs two security approvers".into(),
                 policy_hash: policy_hash(b"package countersign\n"),

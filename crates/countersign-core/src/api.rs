@@ -56,6 +56,12 @@ pub struct ActionView {
     /// The reported execution outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<ExecutionOutcome>,
+    /// The code to tell approvers (agents only, when the policy asks for one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_code: Option<String>,
+    /// The codes an approver picks from (approvers only, when the policy asks for one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_choices: Option<Vec<String>>,
 }
 
 impl ActionView {

@@ -126,6 +126,10 @@ pub struct Decision {
     pub comment: String,
     /// Unique per decision.
     pub nonce: Nonce,
+    /// The verification code the approver picked, when the policy asks for one (absent
+    /// otherwise, so decisions without one sign the same bytes as before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_code: Option<String>,
 }
 
 impl Decision {
@@ -203,6 +207,7 @@ mod tests {
             decided_at: action.created_at.add_seconds(30),
             comment: "looks right".into(),
             nonce: Nonce([9; 16]),
+            verification_code: None,
         };
         let payload = decision.signing_payload().expect("payload");
         let signature = sign(&key, &payload);

@@ -17,6 +17,8 @@ pub const EVIDENCE: &[u8] = b"countersign/evidence/v1\n";
 pub const ENROL: &[u8] = b"countersign/enrol/v1\n";
 /// Prefix of the challenge an approver's key signs to open a session.
 pub const SESSION: &[u8] = b"countersign/session/v1\n";
+/// Prefix of the hash a request's verification code is drawn from.
+pub const VERIFICATION: &[u8] = b"countersign/verification/v1\n";
 /// Prefix of the policy hash's preimage.
 pub const POLICY: &[u8] = b"countersign/policy/v1\n";
 

@@ -23,6 +23,7 @@ pub mod policy;
 pub mod timestamp;
 pub mod tpm_attestation;
 pub mod validate;
+pub mod verification;
 
 pub use action::{Action, ActionRequest, ActionStatus, ActionType, Diff, Tag};
 pub use audit::{Actor, AuditEvent, EncodedEvent, EventKind, ExecutionOutcome};

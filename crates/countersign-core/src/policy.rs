@@ -26,10 +26,29 @@ pub enum PolicyOutcome {
         require_hardware_key: bool,
         /// Allow approving straight from the notification.
         quick_approve: bool,
+        /// Approvers must pick the requester's verification code (see
+        /// [`crate::verification`]) before approving.
+        #[serde(default, skip_serializing_if = "is_false")]
+        verification_code: bool,
     },
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 impl PolicyOutcome {
+    /// Whether approvers must pick the requester's verification code.
+    pub fn needs_verification_code(&self) -> bool {
+        matches!(
+            self,
+            PolicyOutcome::RequireApproval {
+                verification_code: true,
+                ..
+            }
+        )
+    }
+
     /// The quorum, or `None` when no approval is needed.
     pub fn quorum(&self) -> Option<u32> {
         match self {
@@ -70,6 +89,7 @@ mod tests {
                 ttl_seconds: 900,
                 require_hardware_key: true,
                 quick_approve: false,
+                verification_code: false,
             },
             reason: "prod export of pii".into(),
             policy_hash: policy_hash(b"package countersign"),

@@ -88,6 +88,7 @@ fn sample_action() -> Action {
                 ttl_seconds: 900,
                 require_hardware_key: true,
                 quick_approve: false,
+                verification_code: false,
             },
             reason: "IAM changes in prod need two approvers from security or platform".into(),
             policy_hash: policy_hash(b"package countersign\n\ndefault decision := \"deny\"\n"),
@@ -179,6 +180,7 @@ fn signature_vectors() -> Value {
         decided_at: ts("2026-11-21T10:03:12.345Z"),
         comment: "Matches the release plan.".into(),
         nonce: Nonce(*b"0123456789abcdef"),
+        verification_code: None,
     };
     let decision_payload = decision.signing_payload().expect("payload");
     let grant = Grant {

@@ -163,6 +163,7 @@ fn decision(
         decided_at: ts(at),
         comment: comment.into(),
         nonce: Nonce(nonce),
+        verification_code: None,
     };
     let signature = Signature::from_p256(k.sign(&d.signing_payload().expect("payload")));
     NewEvent::new(
@@ -202,6 +203,7 @@ fn request_events(i: u64, at: i64, service: &ServiceKey) -> Vec<NewEvent> {
                 ttl_seconds: 3600,
                 require_hardware_key: true,
                 quick_approve: false,
+                verification_code: false,
             },
             reason: "two approvers from security".into(),
             policy_hash: policy_hash(POLICY.as_bytes()),

@@ -433,6 +433,7 @@ async fn decisions_per_second(s: &Setup, count: u64) {
                 decided_at: now,
                 comment: String::new(),
                 nonce: Nonce(nonce),
+                verification_code: None,
             };
             let signature = Signature::from_p256(k.sign(&d.signing_payload().expect("payload")));
             SignedDecision {

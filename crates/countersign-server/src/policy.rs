@@ -70,6 +70,8 @@ struct RawDecision {
     require_hardware_key: Option<bool>,
     #[serde(default)]
     quick_approve: Option<bool>,
+    #[serde(default)]
+    verification_code: Option<bool>,
 }
 
 fn compile(path: &str, source: &str) -> Result<regorus::Engine, PolicyError> {
@@ -302,12 +304,19 @@ fn outcome(raw: &RawDecision) -> Result<PolicyOutcome, String> {
                     "ttl_seconds {ttl_seconds} is outside 10..={MAX_TTL_SECONDS}"
                 ));
             }
+            let quick_approve = raw.quick_approve.unwrap_or(false);
+            let verification_code = raw.verification_code.unwrap_or(false);
+            // A notification's Approve button cannot ask for the code: the two contradict.
+            if quick_approve && verification_code {
+                return Err("quick_approve and verification_code cannot both be true".into());
+            }
             Ok(PolicyOutcome::RequireApproval {
                 quorum,
                 groups: raw.groups.clone().unwrap_or_default(),
                 ttl_seconds,
                 require_hardware_key: raw.require_hardware_key.unwrap_or(false),
-                quick_approve: raw.quick_approve.unwrap_or(false),
+                quick_approve,
+                verification_code,
             })
         }
         other => Err(format!("unknown outcome {other:?}")),
@@ -350,6 +359,7 @@ mod tests {
             flag.outcome,
             PolicyOutcome::RequireApproval {
                 quick_approve: true,
+                verification_code: false,
                 ..
             }
         ));
@@ -387,6 +397,7 @@ mod tests {
             "decision := {\"outcome\": \"allow\", \"reason\": \"x\", \"extra\": 1}",
             "decision := {\"outcome\": \"require_approval\", \"reason\": \"r\", \"quorum\": 0, \"ttl_seconds\": 60}",
             "decision := {\"outcome\": \"allow\", \"reason\": \"only prod\"} if input.action.environment == \"prod\"",
+            "decision := {\"outcome\": \"require_approval\", \"reason\": \"r\", \"quorum\": 1, \"ttl_seconds\": 60, \"quick_approve\": true, \"verification_code\": true}",
         ] {
             std::fs::write(
                 &path,

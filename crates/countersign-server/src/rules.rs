@@ -1,7 +1,7 @@
 //! The approval rules the service checks before a decision is recorded. Each failure has its
 //! own code, so clients and tests can tell exactly which rule refused.
 
-use countersign_core::{KeyKind, PolicyOutcome, SignedDecision, Timestamp};
+use countersign_core::{KeyKind, PolicyOutcome, SignedDecision, Timestamp, Verdict};
 use countersign_store::{ActionRecord, Approver, ApproverKey};
 
 use crate::error::ApiError;
@@ -87,6 +87,25 @@ pub fn check_decision(
             "hardware_key_required",
             "policy requires a hardware-backed key for this request",
         ));
+    }
+    // An approval needs the code the requester was shown; a denial never does (refusing must
+    // stay possible without confirming anything).
+    if d.verdict == Verdict::Approve && record.action.policy.outcome.needs_verification_code() {
+        match d.verification_code.as_deref() {
+            None => {
+                return Err(ApiError::forbidden(
+                    "verification_code_required",
+                    "policy requires picking the requester's verification code to approve",
+                ));
+            }
+            Some(picked) if !countersign_core::verification::matches(&record.digest, picked) => {
+                return Err(ApiError::forbidden(
+                    "verification_code_wrong",
+                    "the verification code picked is not the requester's; confirm with them",
+                ));
+            }
+            Some(_) => {}
+        }
     }
     let skew = d.decided_at.millis_since(now).abs();
     if skew > max_skew_ms {

@@ -117,6 +117,7 @@ fn decide(
         decided_at: h.now(),
         comment: comment.into(),
         nonce: Nonce(nonce),
+        verification_code: None,
     };
     let signature = Signature::from_p256(a.key.sign(&decision.signing_payload().expect("payload")));
     SignedDecision {

@@ -9,6 +9,7 @@ use countersign_core::{AuditEvent, Digest, InclusionProof, KeyKind, Verdict};
 use countersign_server::admin;
 use harness::{Harness, code, key};
 use serde_json::json;
+use uuid::Uuid;
 
 #[tokio::test]
 async fn decision_from_requester_is_rejected() {
@@ -229,6 +230,76 @@ async fn software_key_is_refused_where_policy_requires_hardware() {
         (status, code(&body)),
         (StatusCode::FORBIDDEN, "hardware_key_required")
     );
+}
+
+#[tokio::test]
+async fn approval_needs_the_verification_code_the_requester_was_shown() {
+    let h = Harness::new().await;
+    let (status, body) = h.submit(json!({"type": "iam.grant"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id: Uuid = body["id"].as_str().expect("id").parse().expect("uuid");
+    let digest: Digest = body["digest"]
+        .as_str()
+        .expect("digest")
+        .parse()
+        .expect("digest");
+    // The requester's side is told the code; approvers get the three choices and not the code.
+    let shown = body["verification_code"]
+        .as_str()
+        .expect("a code")
+        .to_owned();
+    assert_eq!(shown, countersign_core::verification::code(&digest));
+    let (_, approver_view) = h
+        .call(
+            "GET",
+            &format!("/v1/actions/{id}/view"),
+            Some(&h.session(0).await),
+            None,
+        )
+        .await;
+    assert!(approver_view.get("verification_code").is_none());
+    let choices: Vec<String> =
+        serde_json::from_value(approver_view["verification_choices"].clone()).expect("choices");
+    assert_eq!(choices.len(), 3);
+    assert!(choices.contains(&shown));
+    let wrong = choices.iter().find(|c| **c != shown).expect("a decoy");
+
+    let (status, body) = h
+        .post_decision(id, &h.decision(0, id, digest, Verdict::Approve, 1))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "verification_code_required")
+    );
+    let (status, body) = h
+        .post_decision(
+            id,
+            &h.decision_with_code(0, id, digest, Verdict::Approve, 2, Some(wrong)),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "verification_code_wrong")
+    );
+    assert_eq!(h.status_of(id).await, "pending");
+    let (status, body) = h
+        .post_decision(
+            id,
+            &h.decision_with_code(0, id, digest, Verdict::Approve, 3, Some(&shown)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(h.status_of(id).await, "approved");
+
+    // Denying never needs the code.
+    let (_, body) = h.submit(json!({"type": "iam.grant"})).await;
+    let id: Uuid = body["id"].as_str().expect("id").parse().expect("uuid");
+    let digest: Digest = body["digest"].as_str().expect("d").parse().expect("digest");
+    let (status, body) = h
+        .post_decision(id, &h.decision(0, id, digest, Verdict::Deny, 4))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(h.status_of(id).await, "denied");
 }
 
 #[tokio::test]

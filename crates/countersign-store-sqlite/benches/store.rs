@@ -57,7 +57,7 @@ fn main() {
             let action = Action {
                 id: Uuid::from_u128(u128::from(i) + 1), requester: "agent:bench".into(), request: request.clone(),
                 created_at: now, expires_at: now.add_seconds(3600),
-                policy: PolicyEvaluation { outcome: PolicyOutcome::RequireApproval { quorum: 1, groups: vec![], ttl_seconds: 3600, require_hardware_key: false, quick_approve: false }, reason: "bench".into(), policy_hash: policy_hash(b"p") },
+                policy: PolicyEvaluation { outcome: PolicyOutcome::RequireApproval { quorum: 1, groups: vec![], ttl_seconds: 3600, require_hardware_key: false, quick_approve: false, verification_code: false }, reason: "bench".into(), policy_hash: policy_hash(b"p") },
             };
             let digest = action.digest().expect("digest");
             let event = NewEvent::new(Actor::Agent("agent:bench".into()), EventKind::RequestCreated { action: Box::new(action.clone()), digest });
@@ -71,7 +71,7 @@ fn main() {
         for (i, r) in records.iter().enumerate() {
             let mut nonce = [0u8; 16];
             nonce[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            let d = Decision { request_id: r.action.id, request_digest: r.digest, verdict: Verdict::Approve, approver_id: "bob".into(), key_id: public.key_id(), decided_at: now, comment: String::new(), nonce: Nonce(nonce) };
+            let d = Decision { request_id: r.action.id, request_digest: r.digest, verdict: Verdict::Approve, approver_id: "bob".into(), key_id: public.key_id(), decided_at: now, comment: String::new(), nonce: Nonce(nonce), verification_code: None };
             let signed = SignedDecision { signature: Signature::from_p256(key.sign(&d.signing_payload().expect("payload"))), decision: d };
             let grant = Grant { grant_id: Uuid::from_u128(10_000_000 + i as u128), request_id: r.action.id, request_digest: r.digest, not_before: now, expires_at: now.add_seconds(300), single_use: true };
             let grant = SignedGrant { signature: Signature::from_p256(key.sign(&grant.signing_payload().expect("payload"))), grant };

@@ -33,6 +33,7 @@ fn new_action(n: u128) -> (NewAction, Vec<NewEvent>) {
                 ttl_seconds: 600,
                 require_hardware_key: false,
                 quick_approve: true,
+                verification_code: false,
             },
             reason: "deploys need a human".into(),
             policy_hash: policy_hash(b"p"),

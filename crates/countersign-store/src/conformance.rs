@@ -91,6 +91,7 @@ fn sample_action(n: u128, quorum: u32) -> (NewAction, Vec<NewEvent>) {
                 ttl_seconds: 600,
                 require_hardware_key: false,
                 quick_approve: false,
+                verification_code: false,
             },
             reason: "test".into(),
             policy_hash: policy_hash(b"test"),
@@ -146,6 +147,7 @@ fn decision(
         decided_at: t(10),
         comment: String::new(),
         nonce: Nonce([nonce; 16]),
+        verification_code: None,
     };
     let signature = Signature::from_p256(k.sign(&decision.signing_payload().expect("payload")));
     SignedDecision {

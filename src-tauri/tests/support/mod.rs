@@ -30,6 +30,11 @@ else := {
 	"require_hardware_key": true, "quick_approve": false,
 } if input.action.type == "test.remind"
 else := {
+	"outcome": "require_approval", "reason": "confirm with the requester",
+	"quorum": 1, "groups": ["security"], "ttl_seconds": 600,
+	"require_hardware_key": true, "quick_approve": false, "verification_code": true,
+} if input.action.type == "test.verify"
+else := {
 	"outcome": "require_approval", "reason": "feature flags may be approved from the notification",
 	"quorum": 1, "groups": ["security"], "ttl_seconds": 600,
 	"require_hardware_key": true, "quick_approve": true,

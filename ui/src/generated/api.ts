@@ -225,6 +225,10 @@ export interface components {
       quorum: number;
       /** @description Where it stands. */
       status: components["schemas"]["ActionStatus"];
+      /** @description The codes an approver picks from (approvers only, when the policy asks for one). */
+      verification_choices?: string[] | null;
+      /** @description The code to tell approvers (agents only, when the policy asks for one). */
+      verification_code?: string | null;
     };
     /** @description Who caused an event. */
     Actor: OneOf<[{
@@ -388,6 +392,11 @@ export interface components {
       request_id: string;
       /** @description Approve or deny. */
       verdict: components["schemas"]["Verdict"];
+      /**
+       * @description The verification code the approver picked, when the policy asks for one (absent
+       * otherwise, so decisions without one sign the same bytes as before it existed).
+       */
+      verification_code?: string | null;
     };
     /** @description What a decision did. */
     DecisionResult: {
@@ -770,6 +779,11 @@ export interface components {
        * @description How long the request stays open, in seconds.
        */
       ttl_seconds: number;
+      /**
+       * @description Approvers must pick the requester's verification code (see
+       * [`crate::verification`]) before approving.
+       */
+      verification_code?: boolean;
     }]>;
     /** @description A new policy. */
     PolicyUpdate: {

@@ -28,7 +28,8 @@ export interface Backend {
   unlock(pin: string | null): Promise<ConsoleState>;
   inbox(): Promise<ActionView[]>;
   request(id: string): Promise<ActionView>;
-  decide(id: string, verdict: Verdict, comment: string): Promise<DecisionResult>;
+  /** `verificationCode`: the code picked, for requests whose policy asks for one. */
+  decide(id: string, verdict: Verdict, comment: string, verificationCode: string | null): Promise<DecisionResult>;
   snooze(minutes: number): Promise<void>;
   historyStatus(): Promise<HistoryStatus>;
   historySearch(query: SearchQuery): Promise<Page>;
@@ -51,7 +52,8 @@ export function tauriBackend(): Backend {
     unlock: (pin) => invoke("unlock", { pin }),
     inbox: () => invoke("inbox"),
     request: (id) => invoke("request", { id }),
-    decide: (id, verdict, comment) => invoke("decide", { id, verdict, comment }),
+    decide: (id, verdict, comment, verificationCode) =>
+      invoke("decide", { id, verdict, comment, verificationCode }),
     snooze: (minutes) => invoke("snooze", { minutes }),
     historyStatus: () => invoke("history_status"),
     historySearch: (query) => invoke("history_search", { query }),

@@ -112,6 +112,11 @@ async fn submit_and_wait(args: &RequestArgs) -> anyhow::Result<(Client, ActionVi
         status_word(view.status),
         view.action.policy.reason
     );
+    if let Some(code) = &view.verification_code {
+        // The approver must pick this code: tell it to them through another channel (chat,
+        // phone), which is what makes their approval a confirmation.
+        eprintln!("verification code: {code} — tell it to your approver");
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.wait);
     while view.status == ActionStatus::Pending && tokio::time::Instant::now() < deadline {
         let left = deadline

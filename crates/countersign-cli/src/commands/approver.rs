@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 use countersign_client::Client;
-use countersign_client::approver::{open_session, sign_decision};
+use countersign_client::approver::{Choice, open_session, sign_decision};
 use countersign_core::Verdict;
 use countersign_keys::Signer;
 use uuid::Uuid;
@@ -28,6 +28,10 @@ pub struct DecideArgs {
     /// A comment for the audit log.
     #[arg(long, default_value = "")]
     pub comment: String,
+    /// The verification code the requester told you, when the request asks for one (`pending`
+    /// shows the choices).
+    #[arg(long)]
+    pub code: Option<String>,
     #[command(flatten)]
     pub profile: ProfileArg,
 }
@@ -63,6 +67,12 @@ pub async fn pending(args: ProfileArg) -> anyhow::Result<()> {
             a.expires_at,
             a.policy.reason
         );
+        if let Some(choices) = &v.verification_choices {
+            println!(
+                "    verification code: one of {} (ask the requester; approve with --code)",
+                choices.join(", ")
+            );
+        }
     }
     Ok(())
 }
@@ -74,12 +84,25 @@ pub async fn decide(args: DecideArgs, verdict: Verdict) -> anyhow::Result<()> {
     if view.status.is_final() {
         bail!("request {} is already {:?}", args.id, view.status);
     }
+    if let (Verdict::Approve, Some(choices), None) =
+        (verdict, &view.verification_choices, &args.code)
+    {
+        bail!(
+            "request {} asks for the requester's verification code: ask them, then add --code (one of {})",
+            args.id,
+            choices.join(", ")
+        );
+    }
+    let choice = Choice {
+        verdict,
+        comment: &args.comment,
+        verification_code: args.code.as_deref(),
+    };
     let signed = sign_decision(
         &view,
         &profile.approver_id,
         profile.key_id,
-        verdict,
-        &args.comment,
+        choice,
         sign_with(signer.as_ref()),
     )?;
     let result = client.decide(&signed).await?;

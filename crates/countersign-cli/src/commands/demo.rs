@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use countersign_client::Client;
-use countersign_client::approver::{enroll, open_session, sign_decision};
+use countersign_client::approver::{Choice, enroll, open_session, sign_decision};
 use countersign_core::api::ActionView;
 use countersign_core::{
     ActionRequest, ActionStatus, AuditEvent, EventKind, ExecutionOutcome, Verdict,
@@ -339,12 +339,21 @@ async fn simulated_approver(profile: Profile, mut stop: watch::Receiver<bool>) {
             } else {
                 (Verdict::Approve, "looks right")
             };
+            // A simulated approver has "asked the requester" for the code.
+            let code = view
+                .verification_choices
+                .is_some()
+                .then(|| countersign_core::verification::code(&view.digest));
+            let choice = Choice {
+                verdict,
+                comment,
+                verification_code: code.as_deref(),
+            };
             if let Ok(signed) = sign_decision(
                 &view,
                 &profile.approver_id,
                 profile.key_id,
-                verdict,
-                comment,
+                choice,
                 sign_with(signer.as_ref()),
             ) {
                 let _ = client.decide(&signed).await;

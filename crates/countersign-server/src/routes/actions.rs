@@ -61,9 +61,17 @@ pub(crate) async fn view(
     } else {
         None
     };
+    // The requester's side sees the code to tell approvers; approvers see only the choices.
+    let needs_code = record.action.policy.outcome.needs_verification_code();
+    let verification_code =
+        (with_grant && needs_code).then(|| countersign_core::verification::code(&record.digest));
+    let verification_choices = (!with_grant && needs_code)
+        .then(|| countersign_core::verification::choices(&record.digest));
     Ok(ActionView {
         id,
         status: record.status,
+        verification_code,
+        verification_choices,
         digest: record.digest,
         quorum: record.quorum,
         approvals,

@@ -29,6 +29,8 @@ decision := {"outcome": "deny", "reason": "frozen"} if input.action.environment 
 else := {"outcome": "allow", "reason": "reads are fine"} if endswith(input.action.type, ".read")
 else := {"outcome": "require_approval", "reason": "hardware only", "quorum": 1, "groups": ["security"],
          "ttl_seconds": 60, "require_hardware_key": true, "quick_approve": false} if input.action.type == "hsm.rotate"
+else := {"outcome": "require_approval", "reason": "confirm with the requester", "quorum": 1, "groups": ["security"],
+         "ttl_seconds": 60, "require_hardware_key": false, "quick_approve": false, "verification_code": true} if input.action.type == "iam.grant"
 else := {"outcome": "require_approval", "reason": "two from security", "quorum": 2, "groups": ["security"],
          "ttl_seconds": 60, "require_hardware_key": false, "quick_approve": false}
 "#;
@@ -285,6 +287,19 @@ impl Harness {
         verdict: Verdict,
         nonce: u8,
     ) -> SignedDecision {
+        self.decision_with_code(who, id, digest, verdict, nonce, None)
+    }
+
+    /// A decision carrying the verification code `code` the approver picked.
+    pub fn decision_with_code(
+        &self,
+        who: usize,
+        id: Uuid,
+        digest: Digest,
+        verdict: Verdict,
+        nonce: u8,
+        code: Option<&str>,
+    ) -> SignedDecision {
         let a = &self.approvers[who];
         let decision = Decision {
             request_id: id,
@@ -295,6 +310,7 @@ impl Harness {
             decided_at: self.now(),
             comment: String::new(),
             nonce: Nonce([nonce; 16]),
+            verification_code: code.map(str::to_owned),
         };
         let signature =
             Signature::from_p256(a.key.sign(&decision.signing_payload().expect("payload")));
@@ -302,6 +318,31 @@ impl Harness {
             decision,
             signature,
         }
+    }
+
+    /// Opens a session for approver `who` by signing a fresh challenge; returns its token.
+    pub async fn session(&self, who: usize) -> String {
+        let (_, ch) = self
+            .call("POST", "/v1/sessions/challenge", None, None)
+            .await;
+        let challenge: Digest = ch["challenge"]
+            .as_str()
+            .expect("challenge")
+            .parse()
+            .expect("digest");
+        let a = &self.approvers[who];
+        let payload = countersign_core::SessionRequest::payload(
+            &challenge,
+            &a.public.key_id(),
+            "countersign.test/log",
+        )
+        .expect("payload");
+        let signature = Signature::from_p256(a.key.sign(&payload));
+        let body =
+            json!({"key_id": a.public.key_id(), "challenge": challenge, "signature": signature});
+        let (status, opened) = self.call("POST", "/v1/sessions", None, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{opened}");
+        opened["token"].as_str().expect("token").to_owned()
     }
 
     pub async fn post_decision(&self, id: Uuid, d: &SignedDecision) -> (StatusCode, Value) {
