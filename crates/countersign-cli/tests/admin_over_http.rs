@@ -31,21 +31,16 @@ fn stderr(out: &std::process::Output) -> String {
 
 /// `countersign request` for a read action (the default policy allows reads outright).
 fn read_request(url: &str, token: &str) -> std::process::Output {
-    cs(&[
-        "request",
-        "--server",
-        url,
-        "--token",
-        token,
-        "--type",
-        "db.read",
-        "--resource",
-        "postgres://prod/orders",
-        "--justification",
-        "admin test",
-        "--wait",
-        "5",
-    ])
+    request(url, token, "db.read", "admin test", &[])
+}
+
+/// The command failed and said `why` on stderr.
+fn assert_refused(out: &std::process::Output, why: &str) {
+    assert!(
+        !out.status.success(),
+        "succeeded; expected a refusal naming {why}"
+    );
+    assert!(stderr(out).contains(why), "{}", stderr(out));
 }
 
 /// The audit events of `kind`, as stored, read with the sqlite3 shell.
@@ -146,12 +141,7 @@ fn admin_token_manages_tokens_approvers_and_keys_over_http() {
     let token_id = agent_line.split_whitespace().next().expect("id").to_owned();
     remote_ok(&url, &token, &["revoke-token", &token_id]);
     let after = read_request(&url, &agent);
-    assert!(!after.status.success());
-    assert!(
-        stderr(&after).contains("agent token revoked"),
-        "{}",
-        stderr(&after)
-    );
+    assert_refused(&after, "agent token revoked");
 
     // Each change is in the audit log under the admin token's name, not the shell's user.
     let changes = audit_events(&w.data, "admin_changed");
@@ -187,28 +177,13 @@ fn tokens_open_only_their_own_side_and_admin_tokens_are_not_minted_over_http() {
 
     // An agent token is not an admin token, and the other way round.
     let as_agent = remote(&url, &w.token, &["list-tokens"]);
-    assert!(!as_agent.status.success());
-    assert!(
-        stderr(&as_agent).contains("not an admin token"),
-        "{}",
-        stderr(&as_agent)
-    );
+    assert_refused(&as_agent, "not an admin token");
     let as_admin = read_request(&url, &admin);
-    assert!(!as_admin.status.success());
-    assert!(
-        stderr(&as_admin).contains("not an agent token"),
-        "{}",
-        stderr(&as_admin)
-    );
+    assert_refused(&as_admin, "not an agent token");
 
     // A stolen admin token cannot make itself a successor.
     let mint = remote(&url, &admin, &["admin-token", "mallory"]);
-    assert!(!mint.status.success());
-    assert!(
-        stderr(&mint).contains("only on the store"),
-        "{}",
-        stderr(&mint)
-    );
+    assert_refused(&mint, "only on the store");
 
     // Revoking the admin token (with itself) ends it at once.
     let tokens = remote_ok(&url, &admin, &["list-tokens"]);
@@ -220,23 +195,13 @@ fn tokens_open_only_their_own_side_and_admin_tokens_are_not_minted_over_http() {
         .to_owned();
     remote_ok(&url, &admin, &["revoke-token", &id]);
     let after = remote(&url, &admin, &["list-approvers"]);
-    assert!(!after.status.success());
-    assert!(
-        stderr(&after).contains("admin token revoked"),
-        "{}",
-        stderr(&after)
-    );
+    assert_refused(&after, "admin token revoked");
     // Bad input gets a clear error and changes nothing.
     let fresh = w.admin(&["admin-token", "alice-admin"]);
     let bad = remote(&url, &fresh, &["enrolment-code", "nobody@example.com"]);
-    assert!(!bad.status.success());
-    assert!(
-        stderr(&bad).contains("approver not found"),
-        "{}",
-        stderr(&bad)
-    );
+    assert_refused(&bad, "approver not found");
     let short = remote(&url, &fresh, &["enrolment-code", "bob", "--ttl", "5"]);
-    assert!(stderr(&short).contains("ttl_seconds"), "{}", stderr(&short));
+    assert_refused(&short, "ttl_seconds");
     server.stop();
 }
 
@@ -277,12 +242,7 @@ fn policy_is_shown_checked_and_replaced_over_http_and_every_change_is_recorded()
         &admin,
         &["policy", "set", &broken.display().to_string()],
     );
-    assert!(!refused.status.success());
-    assert!(
-        stderr(&refused).contains("policy_invalid"),
-        "{}",
-        stderr(&refused)
-    );
+    assert_refused(&refused, "policy_invalid");
     assert_eq!(
         std::fs::read_to_string(&policy).expect("read"),
         default,
@@ -327,11 +287,7 @@ fn policy_is_shown_checked_and_replaced_over_http_and_every_change_is_recorded()
             &old_hash,
         ],
     );
-    assert!(
-        stderr(&stale).contains("policy_changed"),
-        "{}",
-        stderr(&stale)
-    );
+    assert_refused(&stale, "policy_changed");
 
     // Recorded: who changed it, and the policy hash chain, once. The file watcher (every
     // second) sees its file already in force and adds nothing: give it a few rounds to err.
@@ -377,8 +333,7 @@ fn the_built_in_policy_cannot_be_replaced_over_http() {
         &admin,
         &["policy", "set", &source.display().to_string()],
     );
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("policy_builtin"), "{}", stderr(&out));
+    assert_refused(&out, "policy_builtin");
     // Not over HTTP, not on the store either: the policy is the service's file.
     let local = cs(&[
         "admin",
@@ -387,7 +342,6 @@ fn the_built_in_policy_cannot_be_replaced_over_http() {
         "policy",
         "show",
     ]);
-    assert!(!local.status.success());
-    assert!(stderr(&local).contains("--server"), "{}", stderr(&local));
+    assert_refused(&local, "--server");
     server.stop();
 }

@@ -77,27 +77,13 @@ fn requester_cannot_approve_and_ineligible_approver_is_refused() {
     let bob = w.enroll("bob", &server.url);
     let erin = w.enroll("erin", &server.url);
     // The agent acts for bob; it submits and stops waiting at once (exit 5: still pending).
-    let out = cs(&[
-        "request",
-        "--server",
+    let out = request(
         &server.url,
-        "--token",
         &w.token,
-        "--type",
         "db.export",
-        "--resource",
-        "postgres://prod/customers",
-        "--environment",
-        "prod",
-        "--tag",
-        "pii",
-        "--justification",
         "for bob",
-        "--on-behalf-of",
-        "bob",
-        "--wait",
-        "0",
-    ]);
+        &["--tag", "pii", "--on-behalf-of", "bob"],
+    );
     assert_eq!(
         out.status.code(),
         Some(5),
@@ -332,25 +318,13 @@ fn service_on_postgresql_approves_and_keeps_its_state_across_a_restart() {
     let server = w.replica();
     let bob = w.enroll("bob", &server.url);
     let carol = w.enroll("carol", &server.url);
-    let out = cs(&[
-        "request",
-        "--server",
+    let out = request(
         &server.url,
-        "--token",
         &w.token,
-        "--type",
         "db.export",
-        "--resource",
-        "postgres://prod/customers",
-        "--environment",
-        "prod",
-        "--tag",
-        "pii",
-        "--justification",
         "quarterly report",
-        "--wait",
-        "0",
-    ]);
+        &["--tag", "pii"],
+    );
     assert_eq!(
         out.status.code(),
         Some(5),
@@ -664,23 +638,7 @@ async fn killed_replica_loses_nothing_and_the_stream_resumes_on_another() {
 
     let (_live, mut rx) = live_stream(&w, "bob", &balancer.url);
     let submit = |server: &str| {
-        let out = cs(&[
-            "request",
-            "--server",
-            server,
-            "--token",
-            &w.token,
-            "--type",
-            "db.export",
-            "--resource",
-            "postgres://prod/customers",
-            "--environment",
-            "prod",
-            "--justification",
-            "failover test",
-            "--wait",
-            "0",
-        ]);
+        let out = request(server, &w.token, "db.export", "failover test", &[]);
         assert_eq!(
             out.status.code(),
             Some(5),
@@ -830,23 +788,7 @@ async fn replicas_recover_by_themselves_when_postgresql_restarts() {
     let submit = |server: &str| {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let out = cs(&[
-                "request",
-                "--server",
-                server,
-                "--token",
-                &w.token,
-                "--type",
-                "db.export",
-                "--resource",
-                "postgres://prod/customers",
-                "--environment",
-                "prod",
-                "--justification",
-                "restart test",
-                "--wait",
-                "0",
-            ]);
+            let out = request(server, &w.token, "db.export", "restart test", &[]);
             if out.status.code() == Some(5) {
                 let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
                 return view["id"].as_str().expect("id").to_owned();

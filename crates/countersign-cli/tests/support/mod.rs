@@ -37,6 +37,36 @@ pub fn ok_env(args: &[&str], env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// `countersign request` for a `action_type` on the production customers database that stops
+/// waiting at once (`--wait 0`), with `extra` flags; its output, whatever the outcome.
+pub fn request(
+    server: &str,
+    token: &str,
+    action_type: &str,
+    justification: &str,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec![
+        "request",
+        "--server",
+        server,
+        "--token",
+        token,
+        "--type",
+        action_type,
+        "--resource",
+        "postgres://prod/customers",
+        "--environment",
+        "prod",
+        "--justification",
+        justification,
+        "--wait",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    cs(&args)
+}
+
 pub struct Server {
     pub child: Child,
     pub url: String,

@@ -231,13 +231,13 @@ async fn put_policy(
     Admin(admin): Admin,
     ApiJson(body): ApiJson<PolicyUpdate>,
 ) -> Result<Json<PolicyChange>, ApiError> {
-    if state.policy.path().is_none() {
+    let Some(path) = state.policy.path() else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "policy_builtin",
             "the service runs the built-in policy; start it with --policy FILE to manage the policy",
         ));
-    }
+    };
     let _one_at_a_time = state.policy.change_lock().await;
     let (_, current) = state.policy.current().map_err(policy_error)?;
     if body.expected_hash.is_some_and(|h| h != current) {
@@ -265,11 +265,7 @@ async fn put_policy(
             Actor::Admin(admin.clone()),
             EventKind::AdminChanged {
                 operation: "policy_set".into(),
-                subject: state
-                    .policy
-                    .path()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
+                subject: path.display().to_string(),
                 detail: format!("{current} -> {new}"),
             },
         ),
