@@ -8,6 +8,7 @@ fn main() {
             "detect_keys",
             "create_key",
             "enroll",
+            "change_server",
             "unlock",
             "inbox",
             "request",

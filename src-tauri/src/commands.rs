@@ -49,6 +49,15 @@ pub async fn enroll(
     console.enroll(server, approver_id, code).await
 }
 
+/// Moves to another address of the same service (the enrolled key must sign in there).
+#[tauri::command]
+pub async fn change_server(
+    console: State<'_, Console>,
+    server: String,
+) -> Result<ConsoleState, ConsoleError> {
+    console.change_server(server).await
+}
+
 /// Opens the enrolled key and connects.
 #[tauri::command]
 pub async fn unlock(

@@ -4,10 +4,11 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use countersign_client::Client;
-use countersign_client::approver::{Choice, EnrolmentKey, enroll, sign_decision};
+use countersign_client::approver::{Choice, EnrolmentKey, enroll, open_session, sign_decision};
 use countersign_client::inbox::InboxChange;
 use countersign_client::live::{self, Live, LiveConfig, LiveEvent};
 use countersign_core::api::{ActionView, DecisionResult};
@@ -98,6 +99,19 @@ pub struct ConsoleState {
     pub key: Option<KeyView>,
     /// The connection.
     pub connection: Connection,
+    /// Where this console keeps things.
+    pub places: Places,
+}
+
+/// Where the console keeps things, for the settings screen.
+#[derive(Clone, Debug, Serialize)]
+pub struct Places {
+    /// The settings and development keys.
+    pub config_dir: PathBuf,
+    /// The audit mirror of the current service's log.
+    pub history: PathBuf,
+    /// Where exports are written.
+    pub exports: PathBuf,
 }
 
 /// A key, for people.
@@ -176,13 +190,18 @@ struct Inner {
     syncing_history: bool,
     /// Kept current by the task that forwards the live connection's events.
     connection: Arc<std::sync::Mutex<Connection>>,
+    /// Counts live connections started: a replaced connection's last events are dropped.
+    generation: Arc<AtomicU64>,
 }
 
 impl Console {
     /// Loads the settings from `config_dir`; nothing is connected until [`Console::unlock`].
     pub fn open(config_dir: PathBuf, events: EventSink) -> Result<Self, ConsoleError> {
         let settings = settings::load(&config_dir).map_err(ConsoleError::Settings)?;
-        let history = Arc::new(History::new(&config_dir, events.clone()));
+        let history_file = settings
+            .as_ref()
+            .map_or_else(settings::default_history_file, |s| s.history_file.clone());
+        let history = Arc::new(History::new(config_dir.join(history_file), events.clone()));
         Ok(Self {
             history,
             config_dir,
@@ -197,7 +216,7 @@ impl Console {
     /// What to show.
     pub async fn state(&self) -> ConsoleState {
         let inner = self.inner.lock().await;
-        state_of(&inner)
+        self.state_of(&inner)
     }
 
     /// Creates a key where the person chose; it is enrolled by [`Console::enroll`].
@@ -293,18 +312,73 @@ impl Console {
             attest: Box::new(|n: &[u8]| signer.attest(n).map_err(|e| e.to_string())),
         };
         enroll(&client, &approver_id, code.trim().to_string(), key).await?;
+        let history_file = self
+            .inner
+            .lock()
+            .await
+            .settings
+            .as_ref()
+            .map_or_else(settings::default_history_file, |s| s.history_file.clone());
         let settings = Settings {
-            server: server.trim_end_matches('/').to_string(),
+            server: client.base().to_string(),
             approver_id,
             key: saved,
+            history_file,
         };
+        self.adopt(&client, settings, signer).await
+    }
+
+    /// Moves to another address of the service (a new host name, a load balancer): the
+    /// enrolled key must open a session there first, so a typo or another service changes
+    /// nothing.
+    pub async fn change_server(&self, server: String) -> Result<ConsoleState, ConsoleError> {
+        let (settings, signer) = {
+            let inner = self.inner.lock().await;
+            let settings = inner.settings.clone().ok_or(ConsoleError::NotEnrolled)?;
+            let signer = inner.signer.clone().ok_or(ConsoleError::Locked)?;
+            (settings, signer)
+        };
+        let client = Client::new(server.trim().trim_end_matches('/'))?;
+        let sign = signer.clone();
+        open_session(&client, settings.key.key_id(), move |m: &[u8]| {
+            sign.sign(m).map_err(|e| e.to_string())
+        })
+        .await?;
+        let settings = Settings {
+            server: client.base().to_string(),
+            ..settings
+        };
+        self.adopt(&client, settings, signer).await
+    }
+
+    /// Makes `settings` (checked to work with `signer` at `client`) the console's: keeps the
+    /// history in a new file if the service keeps another log, saves, and reconnects.
+    async fn adopt(
+        &self,
+        client: &Client,
+        mut settings: Settings,
+        signer: Arc<dyn Signer>,
+    ) -> Result<ConsoleState, ConsoleError> {
+        let served = client.server_key().await?;
+        if !self
+            .history
+            .holds_log(&served.name, &served.public_key)
+            .await?
+        {
+            settings.history_file = format!("mirror-{}.db", served.public_key.key_id().short());
+        }
         settings::save(&self.config_dir, &settings).map_err(ConsoleError::Settings)?;
+        self.history
+            .use_file(self.config_dir.join(&settings.history_file))
+            .await;
         let mut inner = self.inner.lock().await;
         inner.settings = Some(settings);
         inner.new_key = None;
         inner.signer = Some(signer);
+        // Dropping the old connection stops it.
+        inner.live = None;
         self.go_live(&mut inner);
-        Ok(state_of(&inner))
+        Ok(self.state_of(&inner))
     }
 
     /// Opens the enrolled key (with `pin` when the device wants one) and goes live.
@@ -325,7 +399,7 @@ impl Console {
         if inner.live.is_none() {
             self.go_live(&mut inner);
         }
-        Ok(state_of(&inner))
+        Ok(self.state_of(&inner))
     }
 
     /// The pending requests I may decide, soonest expiry first.
@@ -407,11 +481,13 @@ impl Console {
 
     /// Starts the live connection and a task forwarding its events to the window.
     fn go_live(&self, inner: &mut Inner) {
-        if !inner.syncing_history
-            && let Some(ctx) = sync_context(inner)
-        {
+        let Some(ctx) = sync_context(inner) else {
+            return;
+        };
+        self.history.set_context(ctx);
+        if !inner.syncing_history {
             inner.syncing_history = true;
-            tokio::spawn(self.history.clone().keep_synced(ctx));
+            tokio::spawn(self.history.clone().keep_synced());
         }
         let (Some(settings), Some(signer)) = (&inner.settings, &inner.signer) else {
             return;
@@ -444,8 +520,13 @@ impl Console {
                 .collect::<Vec<_>>()
         };
         let history = self.history.clone();
+        let current = inner.generation.clone();
+        let generation = current.fetch_add(1, Ordering::SeqCst) + 1;
         tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
+                if current.load(Ordering::SeqCst) != generation {
+                    break;
+                }
                 // Anything on the stream means the log grew: bring the mirror up to date.
                 if matches!(event, LiveEvent::Online { .. } | LiveEvent::Changes(_)) {
                     history.wake();
@@ -487,7 +568,21 @@ fn sync_context(inner: &Inner) -> Option<SyncContext> {
     })
 }
 
-fn state_of(inner: &Inner) -> ConsoleState {
+impl Console {
+    fn state_of(&self, inner: &Inner) -> ConsoleState {
+        state_of(inner, self.places())
+    }
+
+    fn places(&self) -> Places {
+        Places {
+            config_dir: self.config_dir.clone(),
+            history: self.history.path(),
+            exports: crate::history::exports_dir(),
+        }
+    }
+}
+
+fn state_of(inner: &Inner, places: Places) -> ConsoleState {
     let phase = match (&inner.settings, &inner.signer) {
         (None, _) => "setup",
         (Some(_), None) => "locked",
@@ -507,6 +602,7 @@ fn state_of(inner: &Inner) -> ConsoleState {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone(),
+        places,
     }
 }
 

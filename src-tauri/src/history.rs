@@ -1,19 +1,19 @@
 //! The History view's side: the verified audit mirror (`countersign-mirror`), kept in sync
 //! while the console is live, its search, and exports (`countersign-report`). No Tauri types.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use countersign_client::Client;
 use countersign_client::approver::{now, open_session};
-use countersign_core::{Checkpoint, KeyId, Timestamp};
+use countersign_core::{Checkpoint, KeyId, PublicKey, Timestamp};
 use countersign_keys::Signer;
 use countersign_mirror::{Mirror, Progress, RaisedAlarm, Witness};
 use countersign_report::{Control, ExportProgress, bundle, csv_export, pdf};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, OnceCell};
+use tokio::sync::Notify;
 
 use crate::console::{ConsoleEvent, EventSink};
 use crate::error::ConsoleError;
@@ -74,15 +74,20 @@ pub struct SyncContext {
 
 /// The mirror and its sync loop.
 pub struct History {
-    path: PathBuf,
-    mirror: OnceCell<Mirror>,
+    /// The mirror's file; another when the console moves to another service's log.
+    path: std::sync::Mutex<PathBuf>,
+    /// Opened on first use; emptied when the file changes.
+    mirror: tokio::sync::Mutex<Option<Mirror>>,
+    /// Whom to sync as; replaced when the key or service changes.
+    context: std::sync::Mutex<Option<SyncContext>>,
     wake: Notify,
     status: std::sync::Mutex<HistoryStatus>,
     cancel_export: AtomicBool,
     events: EventSink,
 }
 
-fn exports_dir() -> PathBuf {
+/// Where exports are written: `COUNTERSIGN_EXPORT_DIR`, the XDG downloads folder, `~/Downloads`.
+pub fn exports_dir() -> PathBuf {
     std::env::var_os("COUNTERSIGN_EXPORT_DIR")
         .or_else(|| std::env::var_os("XDG_DOWNLOAD_DIR"))
         .map(PathBuf::from)
@@ -91,11 +96,12 @@ fn exports_dir() -> PathBuf {
 }
 
 impl History {
-    /// The history kept in `config_dir/mirror.db`.
-    pub fn new(config_dir: &Path, events: EventSink) -> Self {
+    /// The history kept in `path`.
+    pub fn new(path: PathBuf, events: EventSink) -> Self {
         Self {
-            path: config_dir.join("mirror.db"),
-            mirror: OnceCell::new(),
+            path: std::sync::Mutex::new(path),
+            mirror: tokio::sync::Mutex::default(),
+            context: std::sync::Mutex::default(),
             wake: Notify::new(),
             status: std::sync::Mutex::default(),
             cancel_export: AtomicBool::new(false),
@@ -104,11 +110,53 @@ impl History {
     }
 
     /// The mirror, opened on first use.
-    pub async fn mirror(&self) -> Result<&Mirror, ConsoleError> {
-        self.mirror
-            .get_or_try_init(|| Mirror::open(&self.path))
+    pub async fn mirror(&self) -> Result<Mirror, ConsoleError> {
+        let mut mirror = self.mirror.lock().await;
+        if let Some(m) = &*mirror {
+            return Ok(m.clone());
+        }
+        let opened = Mirror::open(&self.path())
+            .await
+            .map_err(ConsoleError::History)?;
+        *mirror = Some(opened.clone());
+        Ok(opened)
+    }
+
+    /// The mirror's file.
+    pub fn path(&self) -> PathBuf {
+        lock(&self.path).clone()
+    }
+
+    /// Keeps the history in `path` from now on (a sync or export still running finishes in
+    /// the old file, which stays as it is).
+    pub async fn use_file(&self, path: PathBuf) {
+        if path == self.path() {
+            return;
+        }
+        let mut mirror = self.mirror.lock().await;
+        *lock(&self.path) = path;
+        *mirror = None;
+        drop(mirror);
+        self.publish(|s| *s = HistoryStatus::default());
+    }
+
+    /// Whether the mirror holds the log `origin` signed by `server_key`, or none yet.
+    pub async fn holds_log(
+        &self,
+        origin: &str,
+        server_key: &PublicKey,
+    ) -> Result<bool, ConsoleError> {
+        self.mirror()
+            .await?
+            .holds_log(origin, server_key)
             .await
             .map_err(ConsoleError::History)
+    }
+
+    /// Syncs as `ctx` from now on, starting soon.
+    pub fn set_context(&self, ctx: SyncContext) {
+        *lock(&self.context) = Some(ctx);
+        self.wake();
     }
 
     /// Where the mirror stands (alarms read from the mirror).
@@ -119,7 +167,7 @@ impl History {
             .status()
             .await
             .map_err(ConsoleError::History)?;
-        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let mut status = lock(&self.status);
         status.verified_size = s.verified_size;
         status.checkpoint = s.checkpoint;
         status.alarms = s.alarms;
@@ -128,7 +176,7 @@ impl History {
 
     fn publish(&self, change: impl FnOnce(&mut HistoryStatus)) {
         let status = {
-            let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            let mut s = lock(&self.status);
             change(&mut s);
             s.clone()
         };
@@ -141,10 +189,13 @@ impl History {
     }
 
     /// Syncs now, then whenever woken and at least every minute, for as long as the console
-    /// runs.
-    pub async fn keep_synced(self: Arc<Self>, ctx: SyncContext) {
+    /// runs, as whoever [`History::set_context`] last named.
+    pub async fn keep_synced(self: Arc<Self>) {
         loop {
-            self.sync_once(&ctx).await;
+            let ctx = lock(&self.context).clone();
+            if let Some(ctx) = ctx {
+                self.sync_once(&ctx).await;
+            }
             let _ = tokio::time::timeout(PERIOD, self.wake.notified()).await;
             // Let a burst of changes settle into one sync.
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -239,10 +290,10 @@ impl History {
         let file = std::fs::File::create(&partial)
             .map_err(|e| ConsoleError::Export(format!("creating {}: {e}", partial.display())))?;
         let result = match format {
-            ExportFormat::Csv => csv_export::write(mirror, query, file, control)
+            ExportFormat::Csv => csv_export::write(&mirror, query, file, control)
                 .await
                 .map(drop),
-            ExportFormat::Pdf => match pdf::write(mirror, query, now(), control).await {
+            ExportFormat::Pdf => match pdf::write(&mirror, query, now(), control).await {
                 Ok(bytes) => std::fs::write(&partial, bytes).map_err(Into::into),
                 Err(e) => Err(e),
             },
@@ -254,7 +305,7 @@ impl History {
                     key_id: ctx.key_id,
                     sign: &sign,
                 };
-                bundle::write(mirror, query, file, &exporter, now(), control)
+                bundle::write(&mirror, query, file, &exporter, now(), control)
                     .await
                     .map(drop)
             }
@@ -272,4 +323,8 @@ impl History {
     pub fn cancel_export(&self) {
         self.cancel_export.store(true, Ordering::SeqCst);
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -75,6 +75,7 @@ pub fn run() {
             commands::detect_keys,
             commands::create_key,
             commands::enroll,
+            commands::change_server,
             commands::unlock,
             commands::inbox,
             commands::request,

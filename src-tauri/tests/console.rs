@@ -87,6 +87,132 @@ async fn first_run_then_approve_deny_and_expiry_in_the_real_console() {
     c.close().await.expect("close session");
 }
 
+/// Settings: the service's address changes only once the key has signed in at the new one;
+/// the key is replaced by one made in the TPM (chosen in the UI), which then signs an approval
+/// the service accepts; moving to another service starts a new verified history and keeps the
+/// old one's file.
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_move_the_service_address_and_replace_the_key_with_a_tpm_key() {
+    let w = World::start();
+    let c = w.enrolled_console().await;
+    let console_dir = w.dir.path().join("console");
+    let saved = || -> serde_json::Value {
+        let text = std::fs::read_to_string(console_dir.join("console.json")).expect("settings");
+        serde_json::from_str(&text).expect("settings are JSON")
+    };
+    until_page(&c, "the first service's log is verified", |t| {
+        t.contains("Log verified to checkpoint")
+    })
+    .await;
+    let first_key = saved()["key"]["public_key"].clone();
+
+    // An address with nothing behind it changes nothing.
+    click(&c, "[data-testid=tab-settings]").await;
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    set_input(&c, "[data-testid=settings-server]", &dead).await;
+    click(&c, "[data-testid=settings-save-server]").await;
+    let error = text_of(&c, "[data-testid=settings-error]").await;
+    assert!(error.contains("Nothing was changed"), "{error}");
+    assert_eq!(saved()["server"], w.url.as_str());
+
+    // The same service under another name: the key signs in there, so the address is kept.
+    let alias = w.url.replace("127.0.0.1", "localhost");
+    set_input(&c, "[data-testid=settings-server]", &alias).await;
+    click(&c, "[data-testid=settings-save-server]").await;
+    let notice = text_of(&c, "[data-testid=settings-notice]").await;
+    assert!(notice.contains(&alias), "{notice}");
+    assert_eq!(saved()["server"], alias.as_str());
+    assert_eq!(
+        saved()["history_file"],
+        "mirror.db",
+        "same log, same history"
+    );
+    until_page(&c, "live at the new address", |t| t.contains("Live")).await;
+
+    // Replace the key with one in the TPM, enrolled with a new code.
+    click(&c, "[data-testid=settings-replace-key]").await;
+    click(&c, "[data-testid=candidate-tpm]").await;
+    click(&c, "[data-testid=create-key]").await;
+    let made = text_of(&c, "[data-testid=key-made]").await;
+    assert!(made.contains("TPM 2.0"), "{made}");
+    type_into(&c, "[data-testid=code]", &w.enrolment_code()).await;
+    click(&c, "[data-testid=enroll]").await;
+    let notice = text_of(&c, "[data-testid=settings-notice]").await;
+    assert!(notice.contains("still enrolled"), "{notice}");
+    assert_eq!(saved()["key"]["kind"], "tpm");
+    assert_ne!(saved()["key"]["public_key"], first_key);
+    assert_eq!(saved()["server"], alias.as_str());
+    let badge = text_of(&c, ".keybadge").await;
+    assert!(badge.contains("TPM 2.0"), "{badge}");
+
+    // The TPM key signs an approval the service accepts; the agent's command runs.
+    let marker = w.dir.path().join("approved-by-tpm");
+    let agent = w.agent("iam.role.update", None, &marker);
+    click(&c, "[data-testid=tab-inbox]").await;
+    click(&c, "[data-testid=inbox-item]").await;
+    click(&c, "[data-testid=approve]").await;
+    let result = text_of(&c, "[data-testid=result]").await;
+    assert!(result.contains("Approved"), "{result}");
+    let (status, err) = wait_exit(agent, Duration::from_secs(30));
+    assert_eq!(status, Some(0), "{err}");
+    assert!(marker.exists());
+
+    // Another service keeps another log: a new enrolment there starts a new history file and
+    // leaves the first one as it was.
+    let (_other, other_url, other_code) = w.other_service("other");
+    click(&c, "[data-testid=tab-settings]").await;
+    click(&c, "[data-testid=settings-replace-key]").await;
+    click(&c, "[data-testid=candidate-tpm]").await;
+    click(&c, "[data-testid=create-key]").await;
+    text_of(&c, "[data-testid=key-made]").await;
+    set_input(&c, "[data-testid=server]", &other_url).await;
+    type_into(&c, "[data-testid=code]", &other_code).await;
+    click(&c, "[data-testid=enroll]").await;
+    text_of(&c, "[data-testid=settings-notice]").await;
+    assert_eq!(saved()["server"], other_url.as_str());
+    let history_file = saved()["history_file"]
+        .as_str()
+        .expect("history file")
+        .to_owned();
+    assert!(history_file.starts_with("mirror-"), "{history_file}");
+    let shown = text_of(&c, "[data-testid=settings-history-file]").await;
+    assert!(shown.ends_with(&history_file), "{shown}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = mirrored_from(&console_dir.join(&history_file)).await;
+        if matches!(&now, Some((url, size)) if *url == other_url && *size > 0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "new history: {now:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let first = mirrored_from(&console_dir.join("mirror.db")).await;
+    assert!(
+        matches!(&first, Some((url, size)) if *url == alias && *size > 0),
+        "the first history stays: {first:?}"
+    );
+    click(&c, "[data-testid=tab-history]").await;
+    assert!(
+        c.find(fantoccini::Locator::Css("[data-testid=audit-alarm]"))
+            .await
+            .is_err(),
+        "a new log in a new file raises no alarm"
+    );
+    c.close().await.expect("close session");
+}
+
+/// The service a mirror file is bound to and how many events it verified.
+async fn mirrored_from(db: &std::path::Path) -> Option<(String, i64)> {
+    use sqlx::Connection as _;
+    let url = format!("sqlite://{}?mode=ro", db.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.ok()?;
+    sqlx::query_as("SELECT server_url, verified_size FROM trust")
+        .fetch_optional(&mut conn)
+        .await
+        .ok()
+        .flatten()
+}
+
 /// Where the policy asks, the approver must pick the code the requester was shown: Approve
 /// stays disabled until a code is picked, a wrong pick is refused by the service, the right
 /// one approves and the agent's command runs.

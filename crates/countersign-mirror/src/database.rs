@@ -112,6 +112,15 @@ impl Mirror {
         read_trust(&mut *self.pool.acquire().await?).await
     }
 
+    /// Whether this mirror is for the log `origin` signed by `server_key` (or not bound to any
+    /// log yet): a mirror holds one log, pinned on first sync.
+    pub async fn holds_log(&self, origin: &str, server_key: &PublicKey) -> MirrorResult<bool> {
+        Ok(self
+            .trust()
+            .await?
+            .is_none_or(|t| t.origin == origin && &t.server_key == server_key))
+    }
+
     /// Where the mirror stands.
     pub async fn status(&self) -> MirrorResult<MirrorStatus> {
         let trust = self.trust().await?;

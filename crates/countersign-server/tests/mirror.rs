@@ -226,9 +226,31 @@ async fn mirror_verifies_indexes_searches_and_cosigns() {
     let bob = Mirror::open(&dir.path().join("bob.db"))
         .await
         .expect("mirror");
+    let served = Client::new(&r.url())
+        .expect("client")
+        .server_key()
+        .await
+        .expect("server key");
+    let other = r.h.approvers[0].public.clone();
+    assert!(
+        bob.holds_log("elsewhere", &other).await.expect("holds"),
+        "a mirror not yet bound takes any log"
+    );
 
     let report = r.sync(&bob, 0).await.expect("sync");
     assert_eq!(report.from_size, 0);
+    // Bound now: the console keeps another service's history in another file.
+    assert!(
+        bob.holds_log(&served.name, &served.public_key)
+            .await
+            .expect("holds")
+    );
+    assert!(!bob.holds_log(&served.name, &other).await.expect("holds"));
+    assert!(
+        !bob.holds_log("elsewhere", &served.public_key)
+            .await
+            .expect("holds")
+    );
     assert_eq!(report.to_size, audit_size(&r).await);
     assert!(report.cosigned, "bob's cosignature was not taken");
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use countersign_testdevices::SoftHsm;
+use countersign_testdevices::{SoftHsm, Swtpm};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 pub const CONSOLE: &str = env!("CARGO_BIN_EXE_countersign-console");
@@ -100,32 +100,21 @@ pub struct World {
     _bus: Running,
     server: Running,
     _token: SoftHsm,
+    _tpm: Swtpm,
 }
 
 impl World {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("dir");
         let data = dir.path().join("data");
-        let d = data.display().to_string();
-        ok(&[
-            "admin",
-            "--data-dir",
-            &d,
-            "approver",
-            "bob@example.com",
-            "--group",
-            "security",
-        ]);
+        let (server, url) = start_service(dir.path(), &data);
         let agent_token = ok(&[
             "admin",
             "--data-dir",
-            &d,
+            &data.display().to_string(),
             "agent-token",
             "agent:release-bot",
         ]);
-        let policy = dir.path().join("policy.rego");
-        std::fs::write(&policy, POLICY).expect("policy");
-        let (server, url) = serve(&data, &policy, "127.0.0.1:0");
 
         // A private session bus: notifications go there, not to the machine's.
         let mut bus = Command::new("dbus-daemon")
@@ -141,6 +130,7 @@ impl World {
         let bus_address = address.trim().to_owned();
 
         let token = SoftHsm::init();
+        let tpm = Swtpm::start();
         let driver_port = free_port();
         let driver = Command::new("xvfb-run")
             .args([
@@ -156,6 +146,7 @@ impl World {
             .env("SOFTHSM2_CONF", token.conf())
             .env("COUNTERSIGN_CONSOLE_DIR", dir.path().join("console"))
             .env("COUNTERSIGN_PKCS11_MODULES", token.module())
+            .env("COUNTERSIGN_TPM_TCTI", tpm.tcti())
             .env("COUNTERSIGN_EXPORT_DIR", dir.path().join("exports"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -172,6 +163,7 @@ impl World {
             _bus: Running(bus),
             server,
             _token: token,
+            _tpm: tpm,
         };
         world.wait_for_driver();
         world
@@ -190,17 +182,37 @@ impl World {
         self.server = server;
     }
 
-    /// A console session that went through first run: key on the SoftHSM2 token, enrolled
-    /// as bob@example.com, live.
-    pub async fn enrolled_console(&self) -> Client {
-        let data = self.dir.path().join("data").display().to_string();
+    /// Another service with its own data directory and log (bob is an approver there too):
+    /// the running service, its URL, and a one-time enrolment code for bob.
+    pub fn other_service(&self, name: &str) -> (Running, String, String) {
+        let data = self.dir.path().join(name);
+        let (server, url) = start_service(self.dir.path(), &data);
         let code = ok(&[
+            "admin",
+            "--data-dir",
+            &data.display().to_string(),
+            "enrolment-code",
+            "bob@example.com",
+        ]);
+        (server, url, code)
+    }
+
+    /// A one-time enrolment code for bob at the test's service.
+    pub fn enrolment_code(&self) -> String {
+        let data = self.dir.path().join("data").display().to_string();
+        ok(&[
             "admin",
             "--data-dir",
             &data,
             "enrolment-code",
             "bob@example.com",
-        ]);
+        ])
+    }
+
+    /// A console session that went through first run: key on the SoftHSM2 token, enrolled
+    /// as bob@example.com, live.
+    pub async fn enrolled_console(&self) -> Client {
+        let code = self.enrolment_code();
         let c = self.console().await;
         enrol_in_ui(&c, self, &code).await;
         c
@@ -265,6 +277,22 @@ impl World {
 }
 
 /// Starts `countersign serve` on `listen`; returns it and its URL once it serves.
+/// A service over `data` (bob an approver in security) with the test policy, on a free port.
+fn start_service(dir: &Path, data: &Path) -> (Running, String) {
+    ok(&[
+        "admin",
+        "--data-dir",
+        &data.display().to_string(),
+        "approver",
+        "bob@example.com",
+        "--group",
+        "security",
+    ]);
+    let policy = dir.join("policy.rego");
+    std::fs::write(&policy, POLICY).expect("policy");
+    serve(data, &policy, "127.0.0.1:0")
+}
+
 fn serve(data: &Path, policy: &Path, listen: &str) -> (Running, String) {
     let mut server = Command::new(countersign())
         .arg("serve")
@@ -324,6 +352,16 @@ pub async fn click(c: &Client, css: &str) {
             Err(e) => panic!("clicking {css}: {e}"),
         }
     }
+}
+
+/// Replaces the text of the input `css` selects.
+pub async fn set_input(c: &Client, css: &str, text: &str) {
+    let input = c
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    input.clear().await.expect("clearing");
+    input.send_keys(text).await.expect("typing");
 }
 
 pub async fn type_into(c: &Client, css: &str, text: &str) {

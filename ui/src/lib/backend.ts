@@ -25,6 +25,8 @@ export interface Backend {
   detectKeys(): Promise<Candidate[]>;
   createKey(key: NewKey, pin: string | null): Promise<KeyView>;
   enroll(server: string, approverId: string, code: string): Promise<ConsoleState>;
+  /** Moves to another address of the same service; refused unless the key signs in there. */
+  changeServer(server: string): Promise<ConsoleState>;
   unlock(pin: string | null): Promise<ConsoleState>;
   inbox(): Promise<ActionView[]>;
   request(id: string): Promise<ActionView>;
@@ -49,6 +51,7 @@ export function tauriBackend(): Backend {
     detectKeys: () => invoke("detect_keys"),
     createKey: (key, pin) => invoke("create_key", { key, pin }),
     enroll: (server, approverId, code) => invoke("enroll", { server, approverId, code }),
+    changeServer: (server) => invoke("change_server", { server }),
     unlock: (pin) => invoke("unlock", { pin }),
     inbox: () => invoke("inbox"),
     request: (id) => invoke("request", { id }),

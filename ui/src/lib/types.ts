@@ -34,6 +34,14 @@ export interface ConsoleState {
   approver_id: string | null;
   key: KeyView | null;
   connection: Connection;
+  places: Places;
+}
+
+/** Where the console keeps things (console.rs `Places`). */
+export interface Places {
+  config_dir: string;
+  history: string;
+  exports: string;
 }
 
 export type Candidate =
