@@ -201,6 +201,99 @@ async fn settings_move_the_service_address_and_replace_the_key_with_a_tpm_key() 
     c.close().await.expect("close session");
 }
 
+/// Keyboard first: `j`/`k` move through the inbox, `d` denies and `a` approves the selected
+/// request (each reaching the agent), and letters typed into the comment field are text, not
+/// shortcuts.
+#[tokio::test(flavor = "multi_thread")]
+async fn keyboard_moves_through_the_inbox_and_decides() {
+    let w = World::start();
+    let c = w.enrolled_console().await;
+    let first_marker = w.dir.path().join("first");
+    let first = w.agent("iam.role.update", None, &first_marker);
+    until_page(&c, "the first request arrives", |t| {
+        t.contains("iam.role.update")
+    })
+    .await;
+    let second_marker = w.dir.path().join("second");
+    let second = w.agent("iam.policy.attach", None, &second_marker);
+    until_page(&c, "the second request arrives", |t| {
+        t.contains("iam.policy.attach")
+    })
+    .await;
+    selected_is(&c, "iam.role.update").await;
+
+    press(&c, "j").await;
+    selected_is(&c, "iam.policy.attach").await;
+    press(&c, "k").await;
+    selected_is(&c, "iam.role.update").await;
+
+    // In the comment field, `a` and `d` are letters.
+    click(&c, "[data-testid=comment]").await;
+    press(&c, "ad").await;
+    click(&c, ".brand").await;
+    assert_eq!(
+        c.find(fantoccini::Locator::Css("[data-testid=comment]"))
+            .await
+            .expect("comment")
+            .prop("value")
+            .await
+            .expect("value")
+            .as_deref(),
+        Some("ad")
+    );
+    assert_eq!(
+        c.find_all(fantoccini::Locator::Css("[data-testid=inbox-item]"))
+            .await
+            .expect("items")
+            .len(),
+        2,
+        "nothing was decided while typing"
+    );
+
+    press(&c, "d").await;
+    let result = text_of(&c, "[data-testid=result]").await;
+    assert!(result.contains("Denied"), "{result}");
+    let (status, _) = wait_exit(first, Duration::from_secs(30));
+    assert_eq!(status, Some(3), "the first request was denied");
+    assert!(!first_marker.exists());
+
+    press(&c, "j").await;
+    selected_is(&c, "iam.policy.attach").await;
+    press(&c, "a").await;
+    let result = text_of(&c, "[data-testid=result]").await;
+    assert!(result.contains("Approved"), "{result}");
+    let (status, err) = wait_exit(second, Duration::from_secs(30));
+    assert_eq!(status, Some(0), "{err}");
+    assert!(second_marker.exists());
+    c.close().await.expect("close session");
+}
+
+/// Waits until the selected inbox item is the one about `what`.
+async fn selected_is(c: &fantoccini::Client, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = text_of(c, ".item.selected").await;
+        if now.contains(what) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "selected: {now}, wanted {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Types `keys` into whatever has the focus, as a person at the keyboard would.
+async fn press(c: &fantoccini::Client, keys: &str) {
+    c.active_element()
+        .await
+        .expect("focused element")
+        .send_keys(keys)
+        .await
+        .expect("keys");
+}
+
 /// The service a mirror file is bound to and how many events it verified.
 async fn mirrored_from(db: &std::path::Path) -> Option<(String, i64)> {
     use sqlx::Connection as _;

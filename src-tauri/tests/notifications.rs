@@ -3,7 +3,8 @@
 //! the console sends and presses its buttons: Approve on a quick-approve request approves it
 //! (the agent's command runs); a request without quick approval offers no Approve button, and
 //! Review opens it in the console. A request still waiting shortly before it expires is
-//! recalled once.
+//! recalled once. A test tray host (org.kde.StatusNotifierWatcher) reads the tray icon's
+//! pending count and snoozes notifications from its menu.
 
 mod support;
 
@@ -11,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::notify_server::{Server, press, serve};
+use support::tray_host::{self, Watcher, click_menu, until_label};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -135,5 +137,46 @@ async fn waiting_request_is_recalled_once_shortly_before_it_expires() {
         .count();
     assert_eq!(reminders, 1);
     assert!(!marker.exists());
+    c.close().await.expect("close session");
+}
+
+/// The tray shows how many requests wait; snoozing from its menu silences notifications
+/// until Resume in the same menu; deciding brings the count down.
+#[tokio::test(flavor = "multi_thread")]
+async fn tray_counts_waiting_requests_and_snoozes_notifications() {
+    let w = World::start();
+    let server = Server::default();
+    let _notify = serve(&w.bus_address, server.clone()).await;
+    // The panel's host is there before the console starts, as on a desktop.
+    let watcher = Watcher::default();
+    let tray = tray_host::serve(&w.bus_address, watcher.clone()).await;
+    let c = w.enrolled_console().await;
+    let item = watcher.item().await;
+
+    let _first = Running(w.agent("iam.role.update", None, &w.dir.path().join("first")));
+    server.wait_for("iam.role.update").await;
+    until_label(&tray, &item, "1").await;
+
+    click_menu(&tray, &item, "Snooze notifications").await;
+    let _second = Running(w.agent("iam.policy.attach", None, &w.dir.path().join("second")));
+    until_label(&tray, &item, "2").await;
+    // A notification, had one been sent, comes with the inbox change; give it time to land.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = server.sent.lock().expect("lock").clone();
+    assert!(
+        !sent.iter().any(|s| s.summary.contains("iam.policy.attach")),
+        "a snoozed console notified: {sent:?}"
+    );
+
+    click_menu(&tray, &item, "Resume notifications").await;
+    let _third = Running(w.agent("flag.enable", None, &w.dir.path().join("third")));
+    server.wait_for("flag.enable").await;
+    until_label(&tray, &item, "3").await;
+
+    // Deciding in the window brings the count down.
+    until_page(&c, "all three are listed", |t| t.contains("flag.enable")).await;
+    click(&c, "[data-testid=inbox-item]").await;
+    click(&c, "[data-testid=deny]").await;
+    until_label(&tray, &item, "2").await;
     c.close().await.expect("close session");
 }

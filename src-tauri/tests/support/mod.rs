@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod notify_server;
+pub mod tray_host;
 
 use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
