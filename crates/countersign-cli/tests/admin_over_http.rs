@@ -345,3 +345,49 @@ fn the_built_in_policy_cannot_be_replaced_over_http() {
     assert_refused(&local, "--server");
     server.stop();
 }
+
+/// `countersign admin` on the data directory refuses what the HTTP routes refuse, with the
+/// same field named, and writes nothing for it.
+#[test]
+fn the_data_directory_path_refuses_the_same_bad_input_as_http() {
+    let w = World::new();
+    let d = w.data.display().to_string();
+    let local = |args: &[&str]| {
+        let mut all = vec!["admin", "--data-dir", d.as_str()];
+        all.extend_from_slice(args);
+        cs(&all)
+    };
+    w.admin(&["approver", "bob", "--group", "security"]);
+    let before = audit_events(&w.data, "admin_changed").len();
+
+    assert_refused(
+        &local(&["enrolment-code", "nobody@example.com"]),
+        "approver not found",
+    );
+    assert_refused(
+        &local(&["enrolment-code", "bob", "--ttl", "5"]),
+        "ttl_seconds",
+    );
+    assert_refused(
+        &local(&["enrolment-code", "bob", "--ttl", "700000"]),
+        "ttl_seconds",
+    );
+    let mut many = vec!["approver", "zed"];
+    for _ in 0..65 {
+        many.extend_from_slice(&["--group", "g"]);
+    }
+    assert_refused(&local(&many), "groups: at most 64 groups");
+    assert_refused(
+        &local(&["approver", "zed", "--name", "Zed\u{7}"]),
+        "display_name",
+    );
+    assert_refused(&local(&["approver", " "]), "id: must not be empty");
+
+    assert_eq!(
+        audit_events(&w.data, "admin_changed").len(),
+        before,
+        "a refused change was recorded"
+    );
+    let approvers = w.admin(&["list-approvers"]);
+    assert!(!approvers.contains("zed"), "{approvers}");
+}

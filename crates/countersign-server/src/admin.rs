@@ -3,9 +3,10 @@
 //! only as hashes.
 
 use countersign_core::api::admin::{ApproverAdminView, KeyAdminView, TokenRoleView, TokenView};
-use countersign_core::{Actor, EventKind, KeyId, Timestamp};
+use countersign_core::{Actor, EventKind, KeyId, Timestamp, ValidationError, validate};
 use countersign_store::{
-    ApiToken, Approver, ApproverKey, EnrolmentCode, NewEvent, Store, StoreResult, TokenRole,
+    ApiToken, Approver, ApproverKey, EnrolmentCode, NewEvent, Store, StoreError, StoreResult,
+    TokenRole,
 };
 use uuid::Uuid;
 
@@ -22,6 +23,25 @@ fn admin_event(admin: &str, operation: &str, subject: &str, detail: String) -> N
     )
 }
 
+/// Longest an enrolment code may live: a week.
+pub const MAX_ENROLMENT_TTL_SECONDS: i64 = 7 * 86_400;
+/// Shortest an enrolment code may live: a minute.
+pub const MIN_ENROLMENT_TTL_SECONDS: i64 = 60;
+/// Most groups one approver may be in.
+pub const MAX_GROUPS: usize = 64;
+
+/// Why an administrative change was refused; the same rules whether it came over HTTP or
+/// from `countersign admin` on the data directory.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A field breaks a rule; nothing was written.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Prefix of agent tokens.
 pub const AGENT_TOKEN_PREFIX: &str = "csa_";
 /// Prefix of administrator tokens.
@@ -35,7 +55,8 @@ pub async fn issue_token(
     role: TokenRole,
     subject: &str,
     now: Timestamp,
-) -> StoreResult<(Uuid, String)> {
+) -> Result<(Uuid, String), AdminError> {
+    validate::text("subject", subject, 256, false)?;
     let token = secrets::token(match role {
         TokenRole::Agent => AGENT_TOKEN_PREFIX,
         TokenRole::Admin => ADMIN_TOKEN_PREFIX,
@@ -75,14 +96,22 @@ pub async fn put_approver(
     admin: &str,
     approver: &Approver,
     now: Timestamp,
-) -> StoreResult<()> {
+) -> Result<(), AdminError> {
+    validate::text("id", &approver.id, 256, false)?;
+    validate::text("display_name", &approver.display_name, 256, false)?;
+    if approver.groups.len() > MAX_GROUPS {
+        return Err(ValidationError::new("groups", format!("at most {MAX_GROUPS} groups")).into());
+    }
+    for g in &approver.groups {
+        validate::text("groups", g, 128, false)?;
+    }
     let event = admin_event(
         admin,
         "approver_set",
         &approver.id,
         format!("groups: {}", approver.groups.join(",")),
     );
-    store.put_approver(approver, event, now).await
+    Ok(store.put_approver(approver, event, now).await?)
 }
 
 /// Issues a one-time enrolment code for an approver, valid for `ttl_seconds`.
@@ -92,7 +121,19 @@ pub async fn issue_enrolment_code(
     approver_id: &str,
     ttl_seconds: i64,
     now: Timestamp,
-) -> StoreResult<(String, Timestamp)> {
+) -> Result<(String, Timestamp), AdminError> {
+    if !(MIN_ENROLMENT_TTL_SECONDS..=MAX_ENROLMENT_TTL_SECONDS).contains(&ttl_seconds) {
+        return Err(ValidationError::new(
+            "ttl_seconds",
+            format!(
+                "{ttl_seconds} is outside {MIN_ENROLMENT_TTL_SECONDS}..={MAX_ENROLMENT_TTL_SECONDS}"
+            ),
+        )
+        .into());
+    }
+    if store.approver(approver_id).await?.is_none() {
+        return Err(StoreError::NotFound("approver").into());
+    }
     let code = secrets::enrolment_code();
     let expires_at = now.add_seconds(ttl_seconds);
     let record = EnrolmentCode {
