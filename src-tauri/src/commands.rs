@@ -10,7 +10,6 @@ use crate::console::{Console, ConsoleState, KeyView, NewKey};
 use crate::devices::{self, Candidate};
 use crate::error::ConsoleError;
 use crate::history::{ExportDone, ExportFormat, HistoryStatus};
-use crate::notifications::Notifier;
 use countersign_mirror::{Facets, Page, RequestDetail, SearchQuery};
 
 /// What to show first.
@@ -95,8 +94,8 @@ pub async fn decide(
 
 /// Silences notifications for `minutes` (0 ends the snooze).
 #[tauri::command]
-pub fn snooze(notifier: State<'_, Notifier>, minutes: u32) {
-    notifier.snooze(minutes);
+pub fn snooze(app: tauri::AppHandle, minutes: u32) {
+    crate::snooze(&app, minutes);
 }
 
 /// Where the audit mirror stands.

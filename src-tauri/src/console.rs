@@ -49,6 +49,12 @@ pub enum ConsoleEvent {
         /// Where it stands.
         status: HistoryStatus,
     },
+    /// Notifications were snoozed (until `until`) or resumed (`None`), from the window or
+    /// the tray.
+    Snooze {
+        /// When notifications come back.
+        until: Option<countersign_core::Timestamp>,
+    },
     /// An export progressed.
     Export {
         /// Requests written.

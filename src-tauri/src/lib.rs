@@ -186,6 +186,7 @@ fn on_event(app: &AppHandle, event: ConsoleEvent) {
             }
         }
         ConsoleEvent::Connection { .. }
+        | ConsoleEvent::Snooze { .. }
         | ConsoleEvent::History { .. }
         | ConsoleEvent::Export { .. } => {}
     }
@@ -237,6 +238,17 @@ fn pressed_on(app: &AppHandle, pressed: Pressed, id: Option<uuid::Uuid>) {
     });
 }
 
+/// Snoozes notifications for `minutes` (0 resumes them) and tells the window, whichever of
+/// the window and the tray asked.
+pub(crate) fn snooze(app: &AppHandle, minutes: u32) {
+    app.state::<Notifier>().snooze(minutes);
+    let until = (minutes > 0).then(|| {
+        Timestamp::from_system_time(std::time::SystemTime::now())
+            .add_seconds(i64::from(minutes) * 60)
+    });
+    let _ = app.emit("console-event", &ConsoleEvent::Snooze { until });
+}
+
 fn show_window(app: &AppHandle) {
     if let Some(window) = app.get_webview_window("main") {
         let _ = window.show();
@@ -247,23 +259,23 @@ fn show_window(app: &AppHandle) {
 
 fn tray(app: &AppHandle) -> tauri::Result<()> {
     let open = MenuItem::with_id(app, "open", "Open Countersign", true, None::<&str>)?;
-    let snooze = MenuItem::with_id(
+    let snooze_item = MenuItem::with_id(
         app,
         "snooze",
         "Snooze notifications for 1 hour",
         true,
         None::<&str>,
     )?;
-    let resume = MenuItem::with_id(app, "resume", "Resume notifications", true, None::<&str>)?;
+    let resume_item = MenuItem::with_id(app, "resume", "Resume notifications", true, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
-    let menu = Menu::with_items(app, &[&open, &snooze, &resume, &quit])?;
+    let menu = Menu::with_items(app, &[&open, &snooze_item, &resume_item, &quit])?;
     let mut builder = TrayIconBuilder::with_id(TRAY)
         .tooltip("Countersign")
         .menu(&menu)
         .on_menu_event(|app, event| match event.id().as_ref() {
             "open" => show_window(app),
-            "snooze" => app.state::<Notifier>().snooze(60),
-            "resume" => app.state::<Notifier>().snooze(0),
+            "snooze" => snooze(app, 60),
+            "resume" => snooze(app, 0),
             "quit" => app.exit(0),
             _ => {}
         });

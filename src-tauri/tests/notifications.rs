@@ -158,6 +158,10 @@ async fn tray_counts_waiting_requests_and_snoozes_notifications() {
     until_label(&tray, &item, "1").await;
 
     click_menu(&tray, &item, "Snooze notifications").await;
+    until_page(&c, "the window shows the tray's snooze", |t| {
+        t.contains("Resume notifications")
+    })
+    .await;
     let _second = Running(w.agent("iam.policy.attach", None, &w.dir.path().join("second")));
     until_label(&tray, &item, "2").await;
     // A notification, had one been sent, comes with the inbox change; give it time to land.
@@ -169,6 +173,10 @@ async fn tray_counts_waiting_requests_and_snoozes_notifications() {
     );
 
     click_menu(&tray, &item, "Resume notifications").await;
+    until_page(&c, "the window shows the tray's resume", |t| {
+        t.contains("Snooze 1 h")
+    })
+    .await;
     let _third = Running(w.agent("flag.enable", None, &w.dir.path().join("third")));
     server.wait_for("flag.enable").await;
     until_label(&tray, &item, "3").await;

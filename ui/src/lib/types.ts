@@ -178,6 +178,7 @@ export type ConsoleEvent =
   | { type: "inbox"; requests: ActionView[] }
   | { type: "arrived"; request: ActionView }
   | { type: "history"; status: HistoryStatus }
+  | { type: "snooze"; until: string | null }
   | { type: "export"; done: number; total: number };
 
 /** A failed command: act on `code`, show `message`. */
