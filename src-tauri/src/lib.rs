@@ -98,10 +98,17 @@ pub fn run() {
     }
 }
 
+/// Keeps WebKitGTK's own defaults (GPU compositing, browser caches) when set to `1`: for a
+/// machine where they render better, and the baseline of the memory benchmark.
+pub const WEBVIEW_DEFAULTS_ENV: &str = "COUNTERSIGN_WEBVIEW_DEFAULTS";
+
 /// A text-and-forms window needs neither GPU compositing nor a browser's page caches; without
 /// them WebKitGTK's web process holds about half the memory (measured in BENCHMARKS.md).
 #[cfg(target_os = "linux")]
 fn lighten_webview(app: &AppHandle) {
+    if std::env::var(WEBVIEW_DEFAULTS_ENV).is_ok_and(|v| v == "1") {
+        return;
+    }
     use webkit2gtk::{
         CacheModel, HardwareAccelerationPolicy, SettingsExt as _, WebContextExt as _,
         WebViewExt as _,
