@@ -8,6 +8,7 @@ pub mod error;
 pub mod history;
 pub mod notifications;
 pub mod settings;
+pub mod webview;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,7 +44,7 @@ pub fn run() {
             let sink: console::EventSink = Arc::new(move |event| on_event(&handle, event));
             app.manage(Console::open(config_dir, sink)?);
             tray(app.handle())?;
-            lighten_webview(app.handle());
+            webview::configure(app.handle());
             // Keys that need no PIN (software, a TPM key without authorization) open at once;
             // the others wait for the window's unlock dialog.
             let handle = app.handle().clone();
@@ -97,41 +98,6 @@ pub fn run() {
         std::process::exit(1);
     }
 }
-
-/// Keeps WebKitGTK's own defaults (GPU compositing, browser caches) when set to `1`: for a
-/// machine where they render better, and the baseline of the memory benchmark.
-pub const WEBVIEW_DEFAULTS_ENV: &str = "COUNTERSIGN_WEBVIEW_DEFAULTS";
-
-/// A text-and-forms window needs neither GPU compositing nor a browser's page caches; without
-/// them WebKitGTK's web process holds about half the memory (measured in BENCHMARKS.md).
-#[cfg(target_os = "linux")]
-fn lighten_webview(app: &AppHandle) {
-    if std::env::var(WEBVIEW_DEFAULTS_ENV).is_ok_and(|v| v == "1") {
-        return;
-    }
-    use webkit2gtk::{
-        CacheModel, HardwareAccelerationPolicy, SettingsExt as _, WebContextExt as _,
-        WebViewExt as _,
-    };
-    let Some(window) = app.get_webview_window("main") else {
-        return;
-    };
-    let applied = window.with_webview(|webview| {
-        let view = webview.inner();
-        if let Some(settings) = view.settings() {
-            settings.set_hardware_acceleration_policy(HardwareAccelerationPolicy::Never);
-        }
-        if let Some(context) = view.context() {
-            context.set_cache_model(CacheModel::DocumentViewer);
-        }
-    });
-    if let Err(e) = applied {
-        tracing::warn!("web view settings not applied: {e}");
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn lighten_webview(_app: &AppHandle) {}
 
 /// `--enrol-development-key SERVER APPROVER CODE`: what `countersign demo` passes so a
 /// newcomer's console starts enrolled. It makes a development key, labelled as such.

@@ -444,6 +444,28 @@ async fn hostile_request_is_shown_as_text_with_warnings_and_a_5_mb_diff_stays_us
         serde_json::json!([true, 0, 1]),
         "nothing from the agent executed"
     );
+    // What a page of text and forms never needs is not there to be reached: WebGL, WebAudio,
+    // media elements, camera and microphone. (With WebKit's defaults this probe gives
+    // [false, "function", "[object HTMLVideoElement]", "object"].)
+    let features = c
+        .execute(
+            "return [document.createElement('canvas').getContext('webgl') === null, \
+             typeof window.AudioContext, String(document.createElement('video')), \
+             typeof navigator.mediaDevices]",
+            vec![],
+        )
+        .await
+        .expect("script runs");
+    assert_eq!(
+        features,
+        serde_json::json!([
+            true,
+            "undefined",
+            "[object HTMLUnknownElement]",
+            "undefined"
+        ]),
+        "web view features the console turns off"
+    );
 
     // The diff is paged, never cut silently, and the view still answers.
     let held = text_of(&c, "[data-testid=diff-held]").await;
