@@ -70,12 +70,6 @@ async fn first_run_then_approve_deny_and_expiry_in_the_real_console() {
         t.contains("test.short")
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    std::fs::write(
-        shots.join("console-inbox.png"),
-        c.screenshot().await.expect("screenshot"),
-    )
-    .expect("save screenshot");
     let (status, _) = wait_exit(agent, Duration::from_secs(30));
     assert_eq!(status, Some(4), "an expired request exits 4");
     until_page(&c, "the expired request leaves the inbox", |t| {
@@ -221,6 +215,15 @@ async fn keyboard_moves_through_the_inbox_and_decides() {
     })
     .await;
     selected_is(&c, "iam.role.update").await;
+    // The inbox with two requests waiting, the first open: the README's picture.
+    let shots = screenshot_dir();
+    std::fs::create_dir_all(&shots).expect("artifacts dir");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(
+        shots.join("console-inbox.png"),
+        c.screenshot().await.expect("screenshot"),
+    )
+    .expect("save screenshot");
 
     press(&c, "j").await;
     selected_is(&c, "iam.policy.attach").await;
