@@ -138,6 +138,14 @@ async fn settings_move_the_service_address_and_replace_the_key_with_a_tpm_key() 
     assert_eq!(saved()["server"], alias.as_str());
     let badge = text_of(&c, ".keybadge").await;
     assert!(badge.contains("TPM 2.0"), "{badge}");
+    let shots = screenshot_dir();
+    std::fs::create_dir_all(&shots).expect("artifacts dir");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(
+        shots.join("console-settings.png"),
+        c.screenshot().await.expect("screenshot"),
+    )
+    .expect("save screenshot");
 
     // The TPM key signs an approval the service accepts; the agent's command runs.
     let marker = w.dir.path().join("approved-by-tpm");
