@@ -318,20 +318,7 @@ impl Console {
             attest: Box::new(|n: &[u8]| signer.attest(n).map_err(|e| e.to_string())),
         };
         enroll(&client, &approver_id, code.trim().to_string(), key).await?;
-        let history_file = self
-            .inner
-            .lock()
-            .await
-            .settings
-            .as_ref()
-            .map_or_else(settings::default_history_file, |s| s.history_file.clone());
-        let settings = Settings {
-            server: client.base().to_string(),
-            approver_id,
-            key: saved,
-            history_file,
-        };
-        self.adopt(&client, settings, signer).await
+        self.adopt(&client, approver_id, saved, signer).await
     }
 
     /// Moves to another address of the service (a new host name, a load balancer): the
@@ -350,29 +337,40 @@ impl Console {
             sign.sign(m).map_err(|e| e.to_string())
         })
         .await?;
-        let settings = Settings {
-            server: client.base().to_string(),
-            ..settings
-        };
-        self.adopt(&client, settings, signer).await
+        self.adopt(&client, settings.approver_id, settings.key, signer)
+            .await
     }
 
-    /// Makes `settings` (checked to work with `signer` at `client`) the console's: keeps the
-    /// history in a new file if the service keeps another log, saves, and reconnects.
+    /// Makes the service at `client`, `approver_id` and `key` (checked to work there with
+    /// `signer`) the console's: keeps the history in a new file if the service keeps another
+    /// log, saves, and reconnects.
     async fn adopt(
         &self,
         client: &Client,
-        mut settings: Settings,
+        approver_id: String,
+        key: SavedKey,
         signer: Arc<dyn Signer>,
     ) -> Result<ConsoleState, ConsoleError> {
         let served = client.server_key().await?;
-        if !self
+        let history_file = if self
             .history
             .holds_log(&served.name, &served.public_key)
             .await?
         {
-            settings.history_file = format!("mirror-{}.db", served.public_key.key_id().short());
-        }
+            self.history
+                .path()
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_else(settings::default_history_file)
+        } else {
+            format!("mirror-{}.db", served.public_key.key_id().short())
+        };
+        let settings = Settings {
+            server: client.base().to_string(),
+            approver_id,
+            key,
+            history_file,
+        };
         settings::save(&self.config_dir, &settings).map_err(ConsoleError::Settings)?;
         self.history
             .use_file(self.config_dir.join(&settings.history_file))
@@ -490,20 +488,17 @@ impl Console {
         let Some(ctx) = sync_context(inner) else {
             return;
         };
+        let signer = ctx.signer.clone();
+        let config = LiveConfig::new(
+            ctx.server.clone(),
+            ctx.key_id,
+            Arc::new(move |m: &[u8]| signer.sign(m).map_err(|e| e.to_string())),
+        );
         self.history.set_context(ctx);
         if !inner.syncing_history {
             inner.syncing_history = true;
             tokio::spawn(self.history.clone().keep_synced());
         }
-        let (Some(settings), Some(signer)) = (&inner.settings, &inner.signer) else {
-            return;
-        };
-        let signer = signer.clone();
-        let config = LiveConfig::new(
-            settings.server.clone(),
-            settings.key.key_id(),
-            Arc::new(move |m: &[u8]| signer.sign(m).map_err(|e| e.to_string())),
-        );
         let (tx, mut rx) = mpsc::unbounded_channel();
         let live = live::start(config, tx);
         let inbox = live.inbox.clone();
@@ -576,15 +571,12 @@ fn sync_context(inner: &Inner) -> Option<SyncContext> {
 
 impl Console {
     fn state_of(&self, inner: &Inner) -> ConsoleState {
-        state_of(inner, self.places())
-    }
-
-    fn places(&self) -> Places {
-        Places {
+        let places = Places {
             config_dir: self.config_dir.clone(),
             history: self.history.path(),
             exports: crate::history::exports_dir(),
-        }
+        };
+        state_of(inner, places)
     }
 }
 
