@@ -99,15 +99,20 @@ pub fn run() {
     }
 }
 
-/// `--enrol-development-key SERVER APPROVER CODE`: what `countersign demo` passes so a
-/// newcomer's console starts enrolled. It makes a development key, labelled as such.
+/// `--enrol-development-key SERVER APPROVER` with the one-time code in
+/// `COUNTERSIGN_ENROLMENT_CODE`: what `countersign demo` passes so a newcomer's console starts
+/// enrolled. It makes a development key, labelled as such. The code never travels in the
+/// arguments, which every user of the machine can read.
 fn demo_enrolment() -> Option<(String, String, String)> {
     let args: Vec<String> = std::env::args().collect();
     let at = args.iter().position(|a| a == "--enrol-development-key")?;
-    match &args[at + 1..] {
-        [server, approver, code, ..] => Some((server.clone(), approver.clone(), code.clone())),
+    let code = std::env::var("COUNTERSIGN_ENROLMENT_CODE").ok();
+    match (&args[at + 1..], code) {
+        ([server, approver, ..], Some(code)) => Some((server.clone(), approver.clone(), code)),
         _ => {
-            eprintln!("--enrol-development-key needs SERVER APPROVER CODE");
+            eprintln!(
+                "--enrol-development-key needs SERVER APPROVER, and the code in COUNTERSIGN_ENROLMENT_CODE"
+            );
             None
         }
     }

@@ -47,12 +47,22 @@ impl Pressed {
     }
 }
 
+/// Agent-written text as a notification shows it: hazardous characters as visible escapes
+/// (a U+202E would reverse the resource on screen), and `&`, `<`, `>` as entities, since
+/// notification servers may read the body as markup.
+fn shown(text: &str) -> String {
+    countersign_core::text::escape_for_display(text, false)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// The notification for one request.
 pub fn content(view: &ActionView, now: Timestamp) -> Content {
     let request = &view.action.request;
-    let mut who = view.action.requester.clone();
+    let mut who = shown(&view.action.requester);
     if let Some(principal) = &request.on_behalf_of {
-        who.push_str(&format!(" for {principal}"));
+        who.push_str(&format!(" for {}", shown(principal)));
     }
     let tags: Vec<&str> = request.tags.iter().map(|t| t.as_str()).collect();
     let mut body = format!("{who} · {}", request.environment);
@@ -77,7 +87,7 @@ pub fn content(view: &ActionView, now: Timestamp) -> Content {
     actions.push(("deny", "Deny"));
     actions.push(("review", "Review"));
     Content {
-        summary: format!("{} · {}", request.action_type, request.resource),
+        summary: format!("{} · {}", request.action_type, shown(&request.resource)),
         body,
         actions,
     }
@@ -307,6 +317,27 @@ mod tests {
             verification_code: None,
             verification_choices: None,
         }
+    }
+
+    /// A resource stored before intake refused it (or from an older service) cannot reverse
+    /// itself on screen or inject markup into the notification.
+    #[test]
+    fn hostile_text_is_shown_escaped_in_the_notification() {
+        let mut view = pending(1, 600);
+        view.action.request.resource = "s3://b/invoice\u{202E}fdp.exe".into();
+        view.action.requester = "agent:<b>ci</b>".into();
+        let c = content(&view, at(0));
+        assert!(
+            c.summary.ends_with("invoice\\u{202E}fdp.exe"),
+            "{}",
+            c.summary
+        );
+        assert!(!c.summary.contains('\u{202E}'));
+        assert!(
+            c.body.starts_with("agent:&lt;b&gt;ci&lt;/b&gt;"),
+            "{}",
+            c.body
+        );
     }
 
     #[test]

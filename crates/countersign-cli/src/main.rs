@@ -3,6 +3,7 @@
 mod commands;
 mod pin;
 mod profile;
+mod secret;
 
 use clap::{Parser, Subcommand};
 use countersign_core::Verdict;

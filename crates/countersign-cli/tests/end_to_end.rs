@@ -425,11 +425,34 @@ fn audit_sync_search_exports_and_offline_verification() {
     assert!(export("pdf", "report.pdf").starts_with(b"%PDF-"));
     let bundle = export("bundle", "evidence.jsonl");
     let path = w.root.join("evidence.jsonl").display().to_string();
-    let verified = ok(&["audit", "verify", &path]);
+    // Consistent in itself but tied to nothing: not "VERIFIED", and not exit 0 unless asked.
+    let unanchored = cs(&["audit", "verify", &path]);
+    let text = String::from_utf8_lossy(&unanchored.stdout);
+    assert_eq!(unanchored.status.code(), Some(4), "{text}");
+    assert!(
+        text.starts_with("UNANCHORED")
+            && text.contains("NOT checked")
+            && !text.contains("VERIFIED"),
+        "{text}"
+    );
+    let accepted = ok(&["audit", "verify", &path, "--accept-unanchored"]);
+    assert!(accepted.starts_with("UNANCHORED"), "{accepted}");
+    let data = w.data.display().to_string();
+    let service_key = cs(&["admin", "--data-dir", &data, "server-key"]);
+    let service_key = String::from_utf8_lossy(&service_key.stderr);
+    let key_id = service_key
+        .lines()
+        .find_map(|l| l.strip_prefix("service key id ").map(str::trim))
+        .unwrap_or_else(|| panic!("no key id in {service_key}"))
+        .to_owned();
+    let verified = ok(&["audit", "verify", &path, "--server-key-id", &key_id]);
     assert!(
         verified.starts_with("VERIFIED") && verified.contains("1 requests"),
         "{verified}"
     );
+    let other_key = "0".repeat(64);
+    let wrong = cs(&["audit", "verify", &path, "--server-key-id", &other_key]);
+    assert_eq!(wrong.status.code(), Some(3));
 
     let mut changed = bundle.clone();
     let at = changed.len() / 2;
@@ -829,4 +852,46 @@ async fn replicas_recover_by_themselves_when_postgresql_restarts() {
     assert!(decided.contains("approved"), "{decided}");
     a.stop();
     b.stop();
+}
+
+/// `keys init --key X.pem` once wrote the private key to X.pem and then the key record over it:
+/// the key was lost and the command said nothing. The record and the key are now two files,
+/// and an existing file is never written over.
+#[test]
+fn keys_init_never_overwrites_key_material() {
+    let dir = tempfile::tempdir().expect("dir");
+    let record = dir.path().join("approver.pem");
+    let record_s = record.display().to_string();
+    let out = ok(&["keys", "init", "--backend", "software", "--key", &record_s]);
+    assert_eq!(out.len(), 64, "prints the key id: {out}");
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).expect("record")).expect("record is JSON");
+    let key_path = written["key"]["path"]
+        .as_str()
+        .expect("key path")
+        .to_owned();
+    assert_ne!(key_path, record_s);
+    let pem = std::fs::read_to_string(&key_path).expect("key file");
+    assert!(pem.contains("PRIVATE KEY"), "{pem}");
+    // The key still signs, and verifies against the public key in the record.
+    ok(&["keys", "test", "--key", &record_s]);
+
+    // A second init at the same place refuses and changes neither file.
+    let again = cs(&["keys", "init", "--backend", "software", "--key", &record_s]);
+    assert!(!again.status.success());
+    assert_eq!(std::fs::read_to_string(&key_path).expect("key"), pem);
+    // Naming the key file the same as the record is refused before anything is written.
+    let other = dir.path().join("other.json").display().to_string();
+    let same = cs(&[
+        "keys",
+        "init",
+        "--backend",
+        "software",
+        "--key",
+        &other,
+        "--path",
+        &other,
+    ]);
+    assert!(!same.status.success());
+    assert!(!dir.path().join("other.json").exists());
 }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::canonical::{CanonicalError, StrictObject, to_canonical_vec};
 use crate::digest::Digest;
 use crate::domain;
+use crate::identifier;
 use crate::policy::PolicyEvaluation;
 use crate::timestamp::Timestamp;
 use crate::validate::{self, ValidationError};
@@ -16,6 +17,14 @@ use crate::validate::{self, ValidationError};
 pub const MAX_DIFF_BYTES: usize = 8 * 1024 * 1024;
 /// Most tags on one request.
 pub const MAX_TAGS: usize = 32;
+/// Largest `parameters` object, as JSON.
+pub const MAX_PARAMETERS_BYTES: usize = 256 * 1024;
+/// Largest `context` object, as JSON.
+pub const MAX_CONTEXT_BYTES: usize = 64 * 1024;
+/// Longest `resource`.
+pub const MAX_RESOURCE_BYTES: usize = 1024;
+/// Longest `justification`.
+pub const MAX_JUSTIFICATION_BYTES: usize = 4096;
 
 /// A dotted action type such as `db.export` or `iam.role.update`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -125,7 +134,18 @@ pub enum Diff {
 }
 
 impl Diff {
-    fn byte_len(&self) -> usize {
+    /// The texts the diff carries, with the field each is in.
+    fn texts(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Diff::Unified { text, .. } => vec![("diff.text", text)],
+            Diff::BeforeAfter { before, after, .. } => {
+                vec![("diff.before", before), ("diff.after", after)]
+            }
+        }
+    }
+
+    /// Bytes of all the diff's text together.
+    pub fn byte_len(&self) -> usize {
         match self {
             Diff::Unified { text, .. } => text.len(),
             Diff::BeforeAfter { before, after, .. } => before.len() + after.len(),
@@ -175,12 +195,19 @@ pub struct ActionRequest {
 impl ActionRequest {
     /// Checks the rules serde cannot express; the error names the field.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        validate::text("resource", &self.resource, 1024, false)?;
+        validate::text("resource", &self.resource, MAX_RESOURCE_BYTES, false)?;
         validate::identifier("environment", &self.environment, 64, "_-")?;
-        validate::text("justification", &self.justification, 4096, true)?;
+        validate::text(
+            "justification",
+            &self.justification,
+            MAX_JUSTIFICATION_BYTES,
+            true,
+        )?;
         if let Some(who) = &self.on_behalf_of {
-            validate::text("on_behalf_of", who, 256, false)?;
+            identifier::check("on_behalf_of", who)?;
         }
+        validate::free_form("parameters", &self.parameters.0, MAX_PARAMETERS_BYTES)?;
+        validate::free_form("context", &self.context.0, MAX_CONTEXT_BYTES)?;
         if self.tags.len() > MAX_TAGS {
             return Err(ValidationError::new(
                 "tags",
@@ -204,6 +231,9 @@ impl ActionRequest {
                         diff.byte_len()
                     ),
                 ));
+            }
+            for (field, text) in diff.texts() {
+                validate::data_text(field, text)?;
             }
             if let Some(language) = diff.language() {
                 validate::identifier("diff.language", language, 32, "_+-")?;
@@ -272,9 +302,15 @@ impl Action {
         Digest::of_prefixed(domain::REQUEST, canonical)
     }
 
-    /// The people who may not decide this request: the requester and its `on_behalf_of`.
+    /// The people who may not decide this request: the requester and its `on_behalf_of`,
+    /// compared as identities ([`identifier::same`]), not as strings.
     pub fn is_requester(&self, identity: &str) -> bool {
-        self.requester == identity || self.request.on_behalf_of.as_deref() == Some(identity)
+        identifier::same(&self.requester, identity)
+            || self
+                .request
+                .on_behalf_of
+                .as_deref()
+                .is_some_and(|who| identifier::same(who, identity))
     }
 }
 
@@ -404,5 +440,72 @@ pub(crate) mod tests {
         assert!(action.is_requester("agent:analytics-bot"));
         assert!(action.is_requester("alice@example.com"));
         assert!(!action.is_requester("bob@example.com"));
+        // Another spelling of the same person is the same person.
+        assert!(action.is_requester("Alice@Example.com"));
+        assert!(action.is_requester("alice\u{200B}@example.com"));
+        assert!(action.is_requester("alice\u{FF20}example.com"));
+    }
+
+    #[test]
+    fn on_behalf_of_must_be_a_canonical_identifier() {
+        for spelling in [
+            "Alice@example.com",
+            " alice@example.com",
+            "alice\u{200F}@example.com",
+        ] {
+            let mut req = sample_request();
+            req.on_behalf_of = Some(spelling.into());
+            assert_eq!(
+                req.validate().map_err(|e| e.field),
+                Err("on_behalf_of".into()),
+                "{spelling:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_that_attacks_the_reader_is_refused_per_field() {
+        let mut req = sample_request();
+        req.resource = "s3://bucket/\u{202E}fdp.exe".into();
+        assert_eq!(req.validate().map_err(|e| e.field), Err("resource".into()));
+        let mut req = sample_request();
+        req.justification = "ok\u{200B}".into();
+        assert_eq!(
+            req.validate().map_err(|e| e.field),
+            Err("justification".into())
+        );
+        let mut req = sample_request();
+        req.parameters
+            .0
+            .insert("q".into(), "\u{1b}]0;pwned\u{7}".into());
+        assert_eq!(
+            req.validate().map_err(|e| e.field),
+            Err("parameters.q".into())
+        );
+        let mut req = sample_request();
+        req.diff = Some(Diff::Unified {
+            text: "+\u{0}".into(),
+            language: None,
+        });
+        assert_eq!(req.validate().map_err(|e| e.field), Err("diff.text".into()));
+        // Kept and flagged (shown escaped): bidi in data, CRLF in a diff.
+        let mut req = sample_request();
+        req.parameters
+            .0
+            .insert("label".into(), "\u{202E}abc".into());
+        req.diff = Some(Diff::Unified {
+            text: "-a\r\n+b\r\n".into(),
+            language: None,
+        });
+        assert_eq!(req.validate(), Ok(()));
+    }
+
+    #[test]
+    fn oversized_context_is_refused() {
+        let mut req = sample_request();
+        req.context
+            .0
+            .insert("blob".into(), "x".repeat(MAX_CONTEXT_BYTES).into());
+        assert_eq!(req.validate().map_err(|e| e.field), Err("context".into()));
     }
 }

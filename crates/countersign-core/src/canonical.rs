@@ -4,7 +4,8 @@
 //! The encoding itself is `serde_jcs` (ECMAScript number formatting through `ryu-js`, keys
 //! sorted by UTF-16 code units). Around it, this module enforces the I-JSON rules RFC 8785
 //! relies on and `serde_json` would otherwise let through silently: integers must be exact
-//! binary64 values (|n| ≤ 2^53) and object keys must be unique. Either would let two parties
+//! binary64 values inside I-JSON's range (|n| ≤ 2^53−1, RFC 7493 §2.2) and object keys must be
+//! unique. Either would let two parties
 //! see different values behind the same digest.
 
 use std::collections::BTreeSet;
@@ -14,14 +15,15 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
-/// Largest integer magnitude that binary64 represents exactly.
-pub const MAX_SAFE_INTEGER: u64 = 1 << 53;
+/// Largest integer magnitude I-JSON allows: 2^53−1, the last one whose neighbours binary64
+/// also represents exactly (RFC 7493 §2.2; independent RFC 8785 implementations refuse 2^53).
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// Why a value has no canonical encoding.
 #[derive(Debug, thiserror::Error)]
 pub enum CanonicalError {
-    /// An integer beyond ±2^53, which JCS would silently round.
-    #[error("number {0} at {1} is outside ±2^53 and cannot be represented exactly")]
+    /// An integer beyond ±(2^53−1), which JCS would silently round.
+    #[error("number {0} at {1} is outside ±(2^53−1) and cannot be represented exactly")]
     UnsafeInteger(String, String),
     /// A non-finite number (NaN, ±Infinity) has no JSON form.
     #[error("non-finite number at {0}")]
@@ -38,8 +40,11 @@ pub fn to_canonical_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Can
     Ok(serde_jcs::to_vec(&value)?)
 }
 
-/// Parses JSON text strictly (unique keys, exact integers) and returns its RFC 8785 bytes.
+/// Parses JSON text strictly (unique keys, exact integers, the intake budget of
+/// [`crate::json_budget`]) and returns its RFC 8785 bytes.
 pub fn canonicalize_text(text: &str) -> Result<Vec<u8>, CanonicalError> {
+    crate::json_budget::check(text.as_bytes())
+        .map_err(|e| CanonicalError::Json(serde::de::Error::custom(e)))?;
     let value: StrictValue = serde_json::from_str(text)?;
     to_canonical_vec(&value.0)
 }
@@ -86,7 +91,7 @@ fn check_number(n: &Number, path: &str) -> Result<(), CanonicalError> {
     Ok(())
 }
 
-/// A JSON value parsed under I-JSON rules: duplicate object keys and integers beyond ±2^53
+/// A JSON value parsed under I-JSON rules: duplicate object keys and integers beyond ±(2^53−1)
 /// are errors instead of being silently resolved.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(transparent)]
@@ -142,14 +147,14 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
         if v.unsigned_abs() > MAX_SAFE_INTEGER {
-            return Err(E::custom(format!("integer {v} is outside ±2^53")));
+            return Err(E::custom(format!("integer {v} is outside ±(2^53−1)")));
         }
         Ok(Value::Number(v.into()))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
         if v > MAX_SAFE_INTEGER {
-            return Err(E::custom(format!("integer {v} is outside ±2^53")));
+            return Err(E::custom(format!("integer {v} is outside ±(2^53−1)")));
         }
         Ok(Value::Number(v.into()))
     }
@@ -305,11 +310,14 @@ mod tests {
     }
 
     #[test]
-    fn integers_beyond_2_pow_53_are_rejected() {
-        assert!(canonicalize_text("9007199254740992").is_ok());
-        assert!(canonicalize_text("9007199254740993").is_err());
-        assert!(canonicalize_text("[-9007199254740993]").is_err());
-        let big = serde_json::json!({"n": 9007199254740993u64});
+    fn integers_outside_i_json_range_are_rejected() {
+        assert!(canonicalize_text("9007199254740991").is_ok());
+        assert!(canonicalize_text("-9007199254740991").is_ok());
+        assert!(canonicalize_text("9007199254740992").is_err());
+        assert!(canonicalize_text("[-9007199254740992]").is_err());
+        // Beyond 2^64 serde_json reads a float; the literal itself is refused.
+        assert!(canonicalize_text("{\"n\":18446744073709551617}").is_err());
+        let big = serde_json::json!({"n": 9007199254740992u64});
         let err = to_canonical_vec(&big).expect_err("unsafe");
         assert!(err.to_string().contains("$.n"), "{err}");
     }

@@ -132,7 +132,28 @@ pub struct Decision {
     pub verification_code: Option<String>,
 }
 
+/// Longest decision comment, in bytes.
+pub const MAX_COMMENT_BYTES: usize = 2000;
+
 impl Decision {
+    /// Checks the fields a signature cannot vouch for: the approver id is a canonical
+    /// identifier, the comment is bounded text without control (but newline and tab),
+    /// bidirectional or invisible characters; the error names the field.
+    pub fn validate(&self) -> Result<(), crate::ValidationError> {
+        crate::identifier::check("decision.approver_id", &self.approver_id)?;
+        crate::validate::optional_text("decision.comment", &self.comment, MAX_COMMENT_BYTES, true)?;
+        if let Some(code) = &self.verification_code {
+            let ok = code.len() == 2 && code.bytes().all(|b| b.is_ascii_digit());
+            if !ok {
+                return Err(crate::ValidationError::new(
+                    "decision.verification_code",
+                    "must be two digits",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The bytes an approver's key signs: `countersign/decision/v1\n || JCS(decision)`.
     pub fn signing_payload(&self) -> Result<Vec<u8>, CanonicalError> {
         Ok(domain::prefixed(domain::DECISION, &to_canonical_vec(self)?))

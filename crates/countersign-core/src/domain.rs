@@ -15,8 +15,12 @@ pub const COSIGNATURE: &[u8] = b"countersign/cosignature/v1\n";
 pub const EVIDENCE: &[u8] = b"countersign/evidence/v1\n";
 /// Prefix of the proof of possession an approver's key signs at enrolment.
 pub const ENROL: &[u8] = b"countersign/enrol/v1\n";
+/// Prefix of the hash that makes a TPM attestation's nonce from an enrolment's proof payload.
+pub const ATTESTATION: &[u8] = b"countersign/attest/v1\n";
 /// Prefix of the challenge an approver's key signs to open a session.
 pub const SESSION: &[u8] = b"countersign/session/v1\n";
+/// Prefix of the hash that derives the service's challenge MAC key from its signing key.
+pub const CHALLENGE_MAC: &[u8] = b"countersign/challenge-mac/v1\n";
 /// Prefix of the hash a request's verification code is drawn from.
 pub const VERIFICATION: &[u8] = b"countersign/verification/v1\n";
 /// Prefix of the policy hash's preimage.

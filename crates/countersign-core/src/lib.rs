@@ -16,10 +16,13 @@ pub mod domain;
 pub mod ecdsa;
 pub mod enrolment;
 pub mod grant;
+pub mod identifier;
+pub mod json_budget;
 pub mod merkle;
 #[cfg(feature = "openapi")]
 mod openapi;
 pub mod policy;
+pub mod text;
 pub mod timestamp;
 pub mod tpm_attestation;
 pub mod validate;

@@ -62,13 +62,13 @@ string_schema!(
 string_schema!(
     crate::Timestamp,
     "UTC instant, exactly YYYY-MM-DDTHH:MM:SS.mmmZ",
-    Some("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\\\.[0-9]{3}Z$"),
+    Some(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"),
     Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))
 );
 string_schema!(
     crate::ActionType,
     "Dotted lowercase action type, e.g. db.export",
-    Some("^[a-z0-9][a-z0-9_-]*(\\\\.[a-z0-9][a-z0-9_-]*)+$"),
+    Some(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)+$"),
     None
 );
 string_schema!(
@@ -84,7 +84,7 @@ impl utoipa::PartialSchema for crate::canonical::StrictObject {
             ObjectBuilder::new()
                 .schema_type(Type::Object)
                 .description(Some(
-                    "Free-form JSON object: unique keys, integers within ±2^53",
+                    "Free-form JSON object: unique keys, integers within ±(2^53−1), at most 32 levels deep (the whole body counts), no control characters but tab, newline and carriage return in its strings",
                 ))
                 .build(),
         ))

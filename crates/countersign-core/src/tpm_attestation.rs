@@ -18,9 +18,6 @@ use crate::ecdsa::{KeyId, PublicKey, Signature};
 /// The attestation format tag.
 pub const FORMAT: &str = "tpm2-certify/v1";
 
-/// Prefix of the nonce's preimage.
-const NONCE_PREFIX: &[u8] = b"countersign/attest/v1\n";
-
 const TPM_ALG_ECC: u16 = 0x0023;
 const TPM_ALG_SHA256: u16 = 0x000b;
 const TPM_ALG_NULL: u16 = 0x0010;
@@ -77,7 +74,11 @@ impl TpmCertification {
     /// The nonce a certification for this enrolment must carry: SHA-256 over the enrolment's
     /// proof payload (which names the approver, the key and the service).
     pub fn nonce(enrolment_proof_payload: &[u8]) -> [u8; 32] {
-        Sha256::digest(domain::prefixed(NONCE_PREFIX, enrolment_proof_payload)).into()
+        Sha256::digest(domain::prefixed(
+            domain::ATTESTATION,
+            enrolment_proof_payload,
+        ))
+        .into()
     }
 
     /// Base64 of the JSON, the form carried in `EnrolmentRequest::attestation`.

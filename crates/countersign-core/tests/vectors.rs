@@ -110,7 +110,7 @@ fn canonical_vectors() -> Value {
             "nested-and-empty",
             r#"{"b":[{},[],""],"a":{"z":-0.0,"y":1e-7,"x":100}}"#,
         ),
-        ("integer-limit", r#"[9007199254740992,-9007199254740992]"#),
+        ("integer-limit", r#"[9007199254740991,-9007199254740991]"#),
     ];
     let cases: Vec<Value> = cases
         .iter()
@@ -124,9 +124,13 @@ fn canonical_vectors() -> Value {
             })
         })
         .collect();
+    let too_deep = format!("{}{}", "[".repeat(33), "]".repeat(33));
     let rejected = [
         ("duplicate-key", r#"{"a":1,"a":2}"#),
-        ("unsafe-integer", r#"[9007199254740993]"#),
+        ("unsafe-integer", r#"[9007199254740992]"#),
+        ("unsafe-negative-integer", r#"[-9007199254740992]"#),
+        ("integer-beyond-2-pow-64", r#"{"n":18446744073709551617}"#),
+        ("too-deep", too_deep.as_str()),
         ("lone-surrogate", r#"["\ud800"]"#),
     ];
     let rejected: Vec<Value> = rejected

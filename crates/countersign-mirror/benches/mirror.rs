@@ -94,7 +94,7 @@ async fn start(data: &Path) -> Service {
         origin: ORIGIN.into(),
         ..Config::default()
     };
-    let state = AppState::new(store, Arc::new(SystemClock), policy, key, config);
+    let state = AppState::new(store, Arc::new(SystemClock), policy, key, config).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

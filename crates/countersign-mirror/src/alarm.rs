@@ -21,6 +21,9 @@ pub enum AlarmKind {
     BadEvent,
     /// Another witness cosigned a checkpoint that is not part of the history verified here.
     SplitView,
+    /// The service does not serve the cosignature this console has just given it: witness
+    /// evidence is being hidden from other consoles.
+    CosignatureHidden,
 }
 
 /// A failed verification: what disagreed, in words for people.
@@ -52,6 +55,7 @@ impl Alarm {
             AlarmKind::SequenceGap => "sequence_gap",
             AlarmKind::BadEvent => "bad_event",
             AlarmKind::SplitView => "split_view",
+            AlarmKind::CosignatureHidden => "cosignature_hidden",
         }
     }
 }

@@ -64,7 +64,24 @@ pub(crate) async fn cosign_and_compare(
         }
     }
     let mut checked = Vec::new();
-    for view in client.cosignatures().await? {
+    let views = client.cosignatures().await?;
+    // What this console has just cosigned must be what the service shows everyone else: a
+    // service that drops it (or serves an older one) hides witness evidence.
+    if let Some(w) = witness.filter(|_| cosigned) {
+        let mine = w.public_key.key_id();
+        let served = views.iter().find(|v| v.key_id == mine).map(|v| v.tree_size);
+        if served.is_none_or(|size| size < ours_cp.tree_size) {
+            return Err(MirrorError::Alarm(Alarm::new(
+                AlarmKind::CosignatureHidden,
+                format!(
+                    "the service accepted this console's cosignature of checkpoint {} but serves {} for it: witness evidence is hidden from other consoles",
+                    ours_cp.tree_size,
+                    served.map_or("nothing".to_owned(), |s| format!("checkpoint {s}"))
+                ),
+            )));
+        }
+    }
+    for view in views {
         let Ok(theirs) = SignedCheckpoint::parse_note(&view.note) else {
             tracing::warn!(witness = %view.approver_id, "unparseable cosigned checkpoint ignored");
             continue;

@@ -37,9 +37,12 @@ pub const HEADER: [&str; 19] = [
 
 /// Neutralises a cell a spreadsheet would evaluate.
 pub fn safe_cell(text: &str) -> Cow<'_, str> {
+    // Control, bidirectional and invisible characters are shown as escapes: a spreadsheet
+    // would otherwise reorder or hide them.
+    let text = countersign_core::text::escape_for_display(text, true);
     match text.chars().next() {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => Cow::Owned(format!("'{text}")),
-        _ => Cow::Borrowed(text),
+        _ => text,
     }
 }
 

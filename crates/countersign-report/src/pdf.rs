@@ -16,9 +16,11 @@ const BOLD: Name<'static> = Name(b"F2");
 /// Denials and expiries listed one by one; the rest are counted.
 const EXCEPTIONS_LISTED: u32 = 2000;
 
-/// Text as Windows-1252 bytes (ASCII and Latin-1 pass; anything else becomes `?`).
+/// Text as Windows-1252 bytes (ASCII and Latin-1 pass; anything else becomes `?`), with
+/// control, bidirectional and invisible characters first made visible as escapes.
 fn win_ansi(text: &str) -> Vec<u8> {
-    text.chars()
+    countersign_core::text::escape_for_display(text, false)
+        .chars()
         .map(|c| match c as u32 {
             0x20..=0x7e | 0xa0..=0xff => c as u8,
             _ => b'?',

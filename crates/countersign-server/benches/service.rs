@@ -170,14 +170,22 @@ async fn setup(backend: &str, replicas: usize) -> Setup {
             policy,
             key.clone(),
             config,
-        );
+        )
+        .await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         urls.push(format!("http://{}", listener.local_addr().expect("addr")));
         let serving = state.clone();
+        // Every simulated console connects from 127.0.0.1: one source, lifted to the whole budget.
+        let limits = countersign_server::transport::Limits {
+            max_connections_per_source: countersign_server::transport::Limits::default()
+                .max_connections,
+            ..countersign_server::transport::Limits::default()
+        };
         tokio::spawn(async move {
-            countersign_server::serve(listener, serving, std::future::pending()).await
+            countersign_server::serve_with(listener, serving, None, limits, std::future::pending())
+                .await
         });
         states.push(state);
     }

@@ -3,7 +3,7 @@
 //! only as hashes.
 
 use countersign_core::api::admin::{ApproverAdminView, KeyAdminView, TokenRoleView, TokenView};
-use countersign_core::{Actor, EventKind, KeyId, Timestamp, ValidationError, validate};
+use countersign_core::{Actor, EventKind, KeyId, Timestamp, ValidationError, identifier, validate};
 use countersign_store::{
     ApiToken, Approver, ApproverKey, EnrolmentCode, NewEvent, Store, StoreError, StoreResult,
     TokenRole,
@@ -56,7 +56,7 @@ pub async fn issue_token(
     subject: &str,
     now: Timestamp,
 ) -> Result<(Uuid, String), AdminError> {
-    validate::text("subject", subject, 256, false)?;
+    identifier::check("subject", subject)?;
     let token = secrets::token(match role {
         TokenRole::Agent => AGENT_TOKEN_PREFIX,
         TokenRole::Admin => ADMIN_TOKEN_PREFIX,
@@ -97,13 +97,13 @@ pub async fn put_approver(
     approver: &Approver,
     now: Timestamp,
 ) -> Result<(), AdminError> {
-    validate::text("id", &approver.id, 256, false)?;
+    identifier::check("id", &approver.id)?;
     validate::text("display_name", &approver.display_name, 256, false)?;
     if approver.groups.len() > MAX_GROUPS {
         return Err(ValidationError::new("groups", format!("at most {MAX_GROUPS} groups")).into());
     }
     for g in &approver.groups {
-        validate::text("groups", g, 128, false)?;
+        identifier::check("groups", g)?;
     }
     let event = admin_event(
         admin,

@@ -83,6 +83,7 @@ fn conflict_code(c: Conflict) -> &'static str {
         Conflict::EnrolmentCodeInvalid => "enrolment_code_invalid",
         Conflict::KeyExists => "key_exists",
         Conflict::ChallengeInvalid => "challenge_invalid",
+        Conflict::KeyRevoked => "key_revoked",
         Conflict::Exists => "exists",
     }
 }
@@ -91,6 +92,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(what),
+            // A rule about who decides, like the same check before the transaction: 403.
+            StoreError::Conflict(c @ Conflict::KeyRevoked) => {
+                ApiError::new(StatusCode::FORBIDDEN, conflict_code(c), c.to_string())
+            }
             StoreError::Conflict(c) => {
                 ApiError::new(StatusCode::CONFLICT, conflict_code(c), c.to_string())
             }
@@ -158,7 +163,109 @@ impl From<countersign_core::ValidationError> for ApiError {
     }
 }
 
-/// JSON body extractor whose rejections use the API error shape.
-#[derive(Debug, axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+impl From<countersign_core::json_budget::BudgetError> for ApiError {
+    fn from(e: countersign_core::json_budget::BudgetError) -> Self {
+        use countersign_core::json_budget::BudgetError;
+        let code = match e {
+            BudgetError::TooDeep(_) => "json_too_deep",
+            BudgetError::UnsafeInteger(_) => "unsafe_integer",
+        };
+        ApiError::bad_request(code, e.to_string())
+    }
+}
+
+/// JSON body extractor: `Content-Type: application/json`, the body limit, the intake budget
+/// ([`countersign_core::json_budget`]: nesting depth, exact integers) checked on the raw bytes
+/// before anything is parsed, then serde; every refusal in the API error shape.
+#[derive(Debug)]
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected Content-Type: application/json",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(JsonRejection::from)?;
+        countersign_core::json_budget::check(&bytes)?;
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// `application/json` or any `application/*+json`, as axum's own extractor accepts.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
+}
+
+/// Middleware: every error response is `{"error": {"code", "message"}}`, including those made
+/// outside the handlers (an unparsable path or query, an unknown route or method, the request
+/// timeout, a body over the limit), which axum and tower-http answer in plain text. Axum's 422
+/// for a query that does not deserialize becomes 400 `invalid_field`, like a body's.
+pub async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let (status, code) = match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+            (StatusCode::BAD_REQUEST, "invalid_field")
+        }
+        StatusCode::NOT_FOUND => (status, "not_found"),
+        StatusCode::METHOD_NOT_ALLOWED => (status, "method_not_allowed"),
+        StatusCode::REQUEST_TIMEOUT => (status, "request_timeout"),
+        StatusCode::PAYLOAD_TOO_LARGE => (status, "body_too_large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (status, "unsupported_media_type"),
+        s if s.is_server_error() => (s, "internal"),
+        s => (s, "bad_request"),
+    };
+    // The plain-text bodies are axum's short messages ("Invalid URL: …"); bounded anyway.
+    let detail = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if detail.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_owned()
+    } else {
+        detail
+    };
+    ApiError::new(status, code, message).into_response()
+}

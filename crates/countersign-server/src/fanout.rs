@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
-use countersign_core::EventKind;
 use countersign_core::api::ServerMessage;
+use countersign_core::{EventKind, KeyId};
 use countersign_store::ActionRecord;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -32,6 +32,8 @@ pub enum Notice {
     },
     /// Notices were lost (the fan-out fell behind): streams must take a fresh snapshot.
     Resync,
+    /// A key was revoked: the streams it authenticated end at once.
+    KeyRevoked(KeyId),
 }
 
 fn relevant(kind: &EventKind) -> Option<bool> {
@@ -75,20 +77,37 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        // Per request: the last relevant position, and whether it was created in this batch.
-        let mut changed: HashMap<Uuid, (u64, bool)> = HashMap::new();
+        // Per request: where it was created in this batch, if it was, and its last relevant
+        // position. A creation keeps its own position and is announced before the later
+        // change: folded into one "new" notice at the later position, a request that a
+        // snapshot taken between the two already holds would be announced a second time.
+        let mut changed: HashMap<Uuid, (Option<u64>, u64)> = HashMap::new();
         for e in &batch {
+            if let EventKind::KeyRevoked { key_id, .. } = &e.event {
+                let _ = notices.send(Arc::new(Notice::KeyRevoked(*key_id)));
+            }
             if let (Some(new), Some(id)) = (relevant(&e.event), e.event.action_id()) {
-                let entry = changed.entry(id).or_insert((e.seq, new));
-                *entry = (e.seq, entry.1 || new);
+                let entry = changed.entry(id).or_insert((None, e.seq));
+                if new {
+                    entry.0 = Some(e.seq);
+                }
+                entry.1 = e.seq;
             }
         }
-        let mut changed: Vec<(Uuid, u64, bool)> = changed
-            .into_iter()
-            .map(|(id, (seq, new))| (id, seq, new))
-            .collect();
-        changed.sort_unstable_by_key(|&(_, seq, _)| seq);
-        for (id, seq, new) in changed {
+        let mut notices_due: Vec<(u64, Uuid, bool)> = Vec::with_capacity(changed.len());
+        for (id, (created, last)) in changed {
+            match created {
+                Some(created) => {
+                    notices_due.push((created, id, true));
+                    if last != created {
+                        notices_due.push((last, id, false));
+                    }
+                }
+                None => notices_due.push((last, id, false)),
+            }
+        }
+        notices_due.sort_unstable_by_key(|&(seq, _, _)| seq);
+        for (seq, id, new) in notices_due {
             if let Some(notice) = notice(&state, id, seq, new).await {
                 let _ = notices.send(Arc::new(notice));
             }

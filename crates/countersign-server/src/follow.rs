@@ -1,7 +1,9 @@
-//! With several replicas on one database, each replica follows the shared audit log and hands
-//! every new event, in log order, to its own waiters and approver streams. It wakes when this
-//! replica commits, when another replica's append is announced (PostgreSQL `NOTIFY`), and once
-//! a second regardless, since an announcement can be lost while a listener reconnects.
+//! Each service process follows the audit log and hands every new event, in log order, to its
+//! own waiters and approver streams. It wakes when this process commits, when another replica's
+//! append is announced (PostgreSQL `NOTIFY`), and once a second regardless, since an
+//! announcement can be lost while a listener reconnects. Reading the log instead of passing on
+//! what each handler committed keeps the order of delivery the log's: two handlers that commit
+//! seq 10 and 11 may announce them in either order, and a stream that saw 11 first would drop 10.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,16 +15,26 @@ use crate::state::AppState;
 const BATCH: u32 = 1000;
 const POLL: Duration = Duration::from_secs(1);
 
-/// Follows the log from its current end, for as long as the process runs.
-pub async fn run(state: AppState, changes: broadcast::Receiver<()>, wake: Arc<Notify>) {
-    let mut changes = Some(changes);
+/// Follows the log from `start` (its end when the state was built; read here when that read
+/// failed), for as long as the process runs.
+pub async fn run(
+    state: AppState,
+    start: Option<u64>,
+    changes: Option<broadcast::Receiver<()>>,
+    wake: Arc<Notify>,
+) {
+    let mut changes = changes;
     // Streams start from a snapshot, so only what is appended from now on needs handing out.
-    let mut next = loop {
-        match state.store.audit_size().await {
-            Ok(n) => break n,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the log's size; retrying");
-                tokio::time::sleep(POLL).await;
+    let mut next = if let Some(start) = start {
+        start
+    } else {
+        loop {
+            match state.store.audit_size().await {
+                Ok(n) => break n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the log's size; retrying");
+                    tokio::time::sleep(POLL).await;
+                }
             }
         }
     };

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod audit_log;
 pub mod auth;
+pub mod challenge;
 pub mod error;
 pub mod fanout;
 mod follow;
@@ -40,7 +41,8 @@ pub const DATABASE_FILE: &str = "countersign.db";
 /// The HTTP application over `state`.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    let (routes, api) = routes::router().split_for_parts();
+    let (routes, mut api) = routes::router().split_for_parts();
+    routes::complete_errors(&mut api);
     let api = std::sync::Arc::new(api);
     routes
         .route(
@@ -48,6 +50,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::get(move || async move { axum::Json(api.as_ref().clone()) }),
         )
         .route("/metrics", axum::routing::get(metrics::render))
+        .fallback(|| async { error::ApiError::not_found("route") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -58,6 +61,8 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(90),
         ))
+        // Outermost, so the plain-text errors of every layer above get the API's shape too.
+        .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state)
 }
 
@@ -147,7 +152,7 @@ impl Service {
         };
         let key = ServiceKey::load_or_create(data_dir)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let state = AppState::new(store, clock, Arc::new(policy), Arc::new(key), config);
+        let state = AppState::new(store, clock, Arc::new(policy), Arc::new(key), config).await;
         record_policy_in_force(&state).await?;
         Ok(Self {
             state,

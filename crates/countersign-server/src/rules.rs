@@ -20,7 +20,13 @@ pub fn eligible(approver: &Approver, record: &ActionRecord) -> Result<(), ApiErr
             "this request needs no approval",
         ));
     };
-    if !groups.is_empty() && !groups.iter().any(|g| approver.groups.contains(g)) {
+    let member = |g: &String| {
+        approver
+            .groups
+            .iter()
+            .any(|mine| countersign_core::identifier::same(mine, g))
+    };
+    if !groups.is_empty() && !groups.iter().any(member) {
         return Err(ApiError::forbidden(
             "not_eligible",
             format!(
@@ -43,6 +49,7 @@ pub fn check_decision(
     max_skew_ms: i64,
 ) -> Result<KeyKind, ApiError> {
     let d = &signed.decision;
+    d.validate()?;
     if d.request_id != record.action.id {
         return Err(ApiError::bad_request(
             "request_mismatch",

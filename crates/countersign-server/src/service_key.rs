@@ -16,6 +16,9 @@ pub struct ServiceKey {
     signing: ring::signature::EcdsaKeyPair,
     rng: ring::rand::SystemRandom,
     public: PublicKey,
+    /// Authenticates the service's own short-lived tokens (challenges), derived from the
+    /// signing key so that every replica sharing the key accepts what another issued.
+    mac: ring::hmac::Key,
 }
 
 impl ServiceKey {
@@ -49,6 +52,11 @@ impl ServiceKey {
         let rng = ring::rand::SystemRandom::new();
         let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
         let der = signing.to_pkcs8_der().map_err(|e| invalid(e.to_string()))?;
+        let mac_secret = countersign_core::Digest::of_prefixed(
+            countersign_core::domain::CHALLENGE_MAC,
+            &signing.to_bytes(),
+        );
+        let mac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &mac_secret.0);
         let signing = ring::signature::EcdsaKeyPair::from_pkcs8(
             &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
             der.as_bytes(),
@@ -59,12 +67,26 @@ impl ServiceKey {
             signing,
             rng,
             public,
+            mac,
         })
     }
 
     /// The public key.
     pub fn public(&self) -> &PublicKey {
         &self.public
+    }
+
+    /// HMAC-SHA-256 of `message` under the key derived from the signing key.
+    pub fn mac(&self, message: &[u8]) -> [u8; 32] {
+        let tag = ring::hmac::sign(&self.mac, message);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Whether `tag` is the MAC of `message` (constant time).
+    pub fn mac_verifies(&self, message: &[u8], tag: &[u8]) -> bool {
+        ring::hmac::verify(&self.mac, message, tag).is_ok()
     }
 
     /// Signs `message` (SHA-256, ECDSA P-256). Fails only if the system's randomness does.

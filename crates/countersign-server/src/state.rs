@@ -65,14 +65,15 @@ pub struct Inner {
     pub metrics: crate::metrics::Metrics,
     /// Approver-stream notices, encoded once per event (see [`crate::fanout`]).
     pub notices: broadcast::Sender<Arc<crate::fanout::Notice>>,
-    /// With several replicas: wakes the task that follows the shared log (see
-    /// [`crate::follow`]); `None` when this process is the only writer.
-    pub follow: Option<Arc<tokio::sync::Notify>>,
+    /// Wakes the task that follows the log (see [`crate::follow`]) after this process commits.
+    pub follow: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
-    /// Builds the state and starts its fan-out task (call inside a Tokio runtime).
-    pub fn new(
+    /// Builds the state and starts its log follower and fan-out tasks (call inside a Tokio
+    /// runtime). The follower starts at the log's end as read here, before anything can be
+    /// appended through this state.
+    pub async fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         policy: Arc<Policy>,
@@ -82,9 +83,8 @@ impl AppState {
         let (events, _) = broadcast::channel(16_384);
         let (notices, _) = broadcast::channel(16_384);
         let changes = store.log_changes();
-        let follow = changes
-            .as_ref()
-            .map(|_| Arc::new(tokio::sync::Notify::new()));
+        let follow = Arc::new(tokio::sync::Notify::new());
+        let start = store.audit_size().await.ok();
         let state = Self(Arc::new(Inner {
             store,
             clock,
@@ -97,9 +97,7 @@ impl AppState {
             notices: notices.clone(),
             follow: follow.clone(),
         }));
-        if let (Some(changes), Some(wake)) = (changes, follow) {
-            tokio::spawn(crate::follow::run(state.clone(), changes, wake));
-        }
+        tokio::spawn(crate::follow::run(state.clone(), start, changes, follow));
         tokio::spawn(crate::fanout::run(
             state.clone(),
             state.events.subscribe(),
@@ -113,18 +111,20 @@ impl AppState {
         self.clock.now()
     }
 
-    /// Tells waiters and streams about events that were just committed. With several
-    /// replicas, events reach them only through the log follower, so every replica delivers
-    /// every replica's events in one order: the log's.
+    /// Tells waiters and streams that events were just committed. They reach them only
+    /// through the log follower, which reads the log in order, so every stream sees events in
+    /// log order even when concurrent commits announce themselves out of order, and an event
+    /// whose handler was cancelled between commit and announcement is delivered all the same.
     pub fn publish(&self, events: &[AuditEvent]) {
-        if let Some(follow) = &self.follow {
-            follow.notify_one();
-            return;
+        if !events.is_empty() {
+            self.log_grew();
         }
-        for e in events {
-            // No receivers is fine: nobody is waiting.
-            let _ = self.events.send(e.clone());
-        }
+    }
+
+    /// Wakes the log follower: something was appended (by a store call that does not return
+    /// its events).
+    pub fn log_grew(&self) {
+        self.follow.notify_one();
     }
 }
 

@@ -650,3 +650,128 @@ async fn reports_from_a_known_data_set() {
         ["bob", "3", "1", "4"]
     );
 }
+
+/// `{"a": {"a": … 1 …}}` with `levels` objects: the body around it adds one level.
+fn nested_context(levels: usize) -> serde_json::Value {
+    let mut value = json!(1);
+    for _ in 0..levels {
+        value = json!({ "a": value });
+    }
+    value
+}
+
+/// Whatever intake accepts, every reader reads: a request at the deepest nesting the service
+/// takes is served back to the agent and to approvers (inbox and view), synced and verified by
+/// a mirror without an alarm, and exported into an evidence bundle that verifies; one level
+/// deeper is refused at the door with nothing written.
+#[tokio::test]
+async fn deepest_accepted_request_is_readable_by_every_reader() {
+    use countersign_report::{Control, bundle};
+    let max = countersign_core::json_budget::MAX_DEPTH;
+    let r = Running::start(Harness::new().await).await;
+
+    let before = audit_size(&r).await;
+    let (status, body) = r.h.submit(json!({"context": nested_context(max)})).await;
+    assert_eq!(status.as_u16(), 400, "{body}");
+    assert_eq!(harness::code(&body), "json_too_deep");
+    let (status, body) =
+        r.h.submit(json!({"parameters": {"n": 9007199254740992u64}}))
+            .await;
+    assert_eq!(
+        (status.as_u16(), harness::code(&body)),
+        (400, "unsafe_integer"),
+        "{body}"
+    );
+    assert_eq!(audit_size(&r).await, before, "refusals wrote nothing");
+
+    // The body is level 1, `context` level 2: max - 1 objects inside it reach the limit.
+    let (id, _) = submit(&r.h, json!({"context": nested_context(max - 1)})).await;
+    let bob = r.session(0).await;
+    let pending = bob.pending().await.expect("inbox reads");
+    assert!(pending.iter().any(|v| v.id == id));
+    let view = bob.view(id).await.expect("view reads");
+    assert!(view.action.request.context.0["a"]["a"]["a"].is_object());
+
+    let dir = tempfile::tempdir().expect("dir");
+    let mirror = Mirror::open(&dir.path().join("bob.db"))
+        .await
+        .expect("mirror");
+    let report = r.sync(&mirror, 0).await.expect("the mirror reads it");
+    assert_eq!(report.to_size, audit_size(&r).await);
+    let key = r.h.approvers[0].key.clone();
+    let sign =
+        move |m: &[u8]| -> Result<Signature, String> { Ok(Signature::from_p256(key.sign(m))) };
+    let exporter = bundle::Exporter {
+        approver_id: "bob".into(),
+        key_id: r.h.approvers[0].public.key_id(),
+        sign: &sign,
+    };
+    let mut evidence = Vec::new();
+    bundle::write(
+        &mirror,
+        &SearchQuery::default(),
+        &mut evidence,
+        &exporter,
+        r.h.now(),
+        Control::none(),
+    )
+    .await
+    .expect("bundle");
+    let verified = bundle::verify(evidence.as_slice(), None).expect("bundle verifies");
+    assert_eq!(verified.requests, 1);
+}
+
+/// A service whose database lost the checkpoint a witness cosigned says so instead of serving
+/// a shorter list of cosignatures.
+#[tokio::test]
+async fn witness_evidence_is_never_silently_dropped() {
+    let r = Running::start(Harness::new().await).await;
+    populate(&r.h, 1).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let bob = Mirror::open(&dir.path().join("bob.db"))
+        .await
+        .expect("mirror");
+    let report = r.sync(&bob, 0).await.expect("sync");
+    assert!(report.cosigned);
+
+    let db = r.h.dir.path().join("countersign.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open");
+    sqlx::query("DELETE FROM checkpoints")
+        .execute(&mut conn)
+        .await
+        .expect("delete");
+    let served = r.session(1).await.cosignatures().await;
+    assert!(
+        matches!(&served, Err(e) if e.code() == Some("corrupt_data")),
+        "{served:?}"
+    );
+}
+
+/// A service that takes a witness's cosignature (201) but never serves it is caught by that
+/// witness: the evidence it just gave must be what every other console is shown.
+#[tokio::test]
+async fn a_witness_notices_its_cosignature_is_not_served() {
+    let r = Running::start(Harness::new().await).await;
+    populate(&r.h, 1).await;
+    let db = r.h.dir.path().join("countersign.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open");
+    sqlx::query(
+        "CREATE TRIGGER hide_cosignatures AFTER INSERT ON cosignatures
+         BEGIN DELETE FROM cosignatures WHERE key_id = NEW.key_id; END",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("trigger");
+    let dir = tempfile::tempdir().expect("dir");
+    let bob = Mirror::open(&dir.path().join("bob.db"))
+        .await
+        .expect("mirror");
+    assert_eq!(
+        alarm_kind(r.sync(&bob, 0).await),
+        AlarmKind::CosignatureHidden
+    );
+}

@@ -193,3 +193,96 @@ fn missing_or_bad_tls_files_are_clear_errors() {
         .expect("error");
     assert!(empty.to_string().contains("no certificate"), "{empty}");
 }
+
+/// Reads until the server closes the connection (or answers and closes); true when it did
+/// within `within`.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; 512];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Connections that send nothing, part of an HTTP/2 preface, or nothing after their first
+/// request are closed at the header deadline, so idle sockets cannot hold the budget.
+#[tokio::test]
+async fn idle_and_half_open_connections_are_closed_at_the_header_deadline() {
+    let h = Harness::new().await;
+    let limits = Limits {
+        header_read_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let (addr, _stop) = start(&h, None, limits).await;
+    let mut silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut preface = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM")
+        .await
+        .expect("write");
+    let mut kept_alive = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    kept_alive
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    for (name, stream) in [
+        ("silent", &mut silent),
+        ("half an HTTP/2 preface", &mut preface),
+        ("idle after one request", &mut kept_alive),
+    ] {
+        assert!(
+            closed_by_server(stream, Duration::from_secs(5)).await,
+            "{name} connection still open 5 s after a 0.5 s deadline"
+        );
+    }
+}
+
+/// One source address cannot take the whole connection budget: past its share its new
+/// connections are closed, while another address is still served.
+#[tokio::test]
+async fn one_source_cannot_take_every_connection() {
+    let h = Harness::new().await;
+    let limits = Limits {
+        max_connections: 8,
+        max_connections_per_source: 4,
+        ..Limits::default()
+    };
+    let (addr, _stop) = start(&h, None, limits).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    let mut extra = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    extra
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .ok();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf))
+        .await
+        .expect("closed promptly")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "a fifth connection from one source was served");
+    // Another loopback address is another source.
+    let other = tokio::net::TcpSocket::new_v4().expect("socket");
+    other
+        .bind("127.0.0.2:0".parse().expect("addr"))
+        .expect("bind 127.0.0.2");
+    let mut other = other.connect(addr).await.expect("connect");
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut response = Vec::new();
+    other.read_to_end(&mut response).await.expect("read");
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    drop(held);
+}

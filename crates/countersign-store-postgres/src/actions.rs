@@ -159,16 +159,24 @@ pub(crate) async fn record_decision(
                 (SELECT COUNT(*) FROM decisions WHERE nonce = $3) AS nonce_seen,
                 (SELECT COUNT(DISTINCT approver_id) FROM decisions
                   WHERE action_id = $1 AND verdict = 'approve') AS approvals,
+                (SELECT COUNT(*) FROM approver_keys WHERE key_id = $4 AND approver_id = $2
+                  AND revoked_at IS NULL) AS key_active,
                 (SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events) AS next_seq
          FROM actions WHERE id = $1",
     )
     .bind(&id)
     .bind(&d.approver_id)
     .bind(d.nonce.to_string())
+    .bind(d.key_id.to_string())
     .fetch_optional(&mut *conn)
     .await
     .map_err(backend)?
     .ok_or(StoreError::NotFound("action"))?;
+    // Checked here, under the write lock every replica's writes take, so a revocation committed
+    // a moment earlier always wins (the service's check before it is only a fast refusal).
+    if row.get::<i64, _>("key_active") == 0 {
+        return Err(StoreError::Conflict(Conflict::KeyRevoked));
+    }
     let status: ActionStatus = enum_from("action status", row.get("status"))?;
     if status != ActionStatus::Pending {
         return Err(StoreError::Conflict(Conflict::NotPending));

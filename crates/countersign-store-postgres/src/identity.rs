@@ -295,40 +295,31 @@ pub(crate) async fn revoke_key(
     Ok(())
 }
 
-pub(crate) async fn create_challenge(
+pub(crate) async fn use_challenge(
     conn: &mut PgConnection,
     challenge: &Digest,
     expires_at: Timestamp,
+    now: Timestamp,
 ) -> StoreResult<()> {
-    sqlx::query("INSERT INTO challenges (challenge, expires_at) VALUES ($1, $2)")
-        .bind(challenge.to_hex())
-        .bind(expires_at.as_millis())
+    if expires_at <= now {
+        return Err(StoreError::Conflict(Conflict::ChallengeInvalid));
+    }
+    // A used challenge is kept only while it could still be presented.
+    sqlx::query("DELETE FROM challenges WHERE expires_at <= $1")
+        .bind(now.as_millis())
         .execute(&mut *conn)
         .await
         .map_err(backend)?;
-    // Keep the table small: drop what can no longer be used.
-    sqlx::query("DELETE FROM challenges WHERE expires_at <= $1 OR used = 1")
-        .bind(expires_at.add_seconds(-3600).as_millis())
-        .execute(conn)
-        .await
-        .map_err(backend)?;
-    Ok(())
-}
-
-pub(crate) async fn consume_challenge(
-    conn: &mut PgConnection,
-    challenge: &Digest,
-    now: Timestamp,
-) -> StoreResult<()> {
-    let done = sqlx::query(
-        "UPDATE challenges SET used = 1 WHERE challenge = $1 AND used = 0 AND expires_at > $2",
+    let inserted = sqlx::query(
+        "INSERT INTO challenges (challenge, expires_at, used) VALUES ($1, $2, 1)
+         ON CONFLICT (challenge) DO NOTHING",
     )
     .bind(challenge.to_hex())
-    .bind(now.as_millis())
+    .bind(expires_at.as_millis())
     .execute(conn)
     .await
     .map_err(backend)?;
-    if done.rows_affected() == 0 {
+    if inserted.rows_affected() == 0 {
         return Err(StoreError::Conflict(Conflict::ChallengeInvalid));
     }
     Ok(())

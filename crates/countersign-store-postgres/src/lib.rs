@@ -265,15 +265,14 @@ impl Store for PgStore {
         commit(tx, ()).await
     }
 
-    async fn create_challenge(&self, challenge: &Digest, expires_at: Timestamp) -> StoreResult<()> {
+    async fn use_challenge(
+        &self,
+        challenge: &Digest,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        identity::create_challenge(&mut tx, challenge, expires_at).await?;
-        commit(tx, ()).await
-    }
-
-    async fn consume_challenge(&self, challenge: &Digest, now: Timestamp) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        identity::consume_challenge(&mut tx, challenge, now).await?;
+        identity::use_challenge(&mut tx, challenge, expires_at, now).await?;
         commit(tx, ()).await
     }
 

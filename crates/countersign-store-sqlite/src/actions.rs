@@ -158,6 +158,7 @@ struct DecisionState {
     decided: i64,
     nonce_seen: i64,
     approvals: i64,
+    key_active: i64,
 }
 
 /// A decision made ready for the writer: its stored form and every event it may append,
@@ -212,9 +213,11 @@ pub(crate) fn record_decision(
                 (SELECT COUNT(*) FROM decisions WHERE action_id = ?1 AND approver_id = ?2) AS decided,
                 (SELECT COUNT(*) FROM decisions WHERE nonce = ?3) AS nonce_seen,
                 (SELECT COUNT(DISTINCT approver_id) FROM decisions
-                  WHERE action_id = ?1 AND verdict = 'approve') AS approvals
+                  WHERE action_id = ?1 AND verdict = 'approve') AS approvals,
+                (SELECT COUNT(*) FROM approver_keys WHERE key_id = ?4 AND approver_id = ?2
+                  AND revoked_at IS NULL) AS key_active
          FROM actions WHERE id = ?1",
-        params![id, d.approver_id, d.nonce.to_string()],
+        params![id, d.approver_id, d.nonce.to_string(), d.key_id.to_string()],
         |row| {
             Ok(DecisionState {
                 status: enum_from("action status", &col::<String>(row, "status")?)?,
@@ -222,10 +225,16 @@ pub(crate) fn record_decision(
                 decided: col(row, "decided")?,
                 nonce_seen: col(row, "nonce_seen")?,
                 approvals: col(row, "approvals")?,
+                key_active: col(row, "key_active")?,
             })
         },
     )?
     .ok_or(StoreError::NotFound("action"))?;
+    // Checked here, in the transaction that records the decision, so a revocation committed
+    // a moment earlier always wins (the service's check before it is only a fast refusal).
+    if state.key_active == 0 {
+        return Err(StoreError::Conflict(Conflict::KeyRevoked));
+    }
     if state.status != ActionStatus::Pending {
         return Err(StoreError::Conflict(Conflict::NotPending));
     }

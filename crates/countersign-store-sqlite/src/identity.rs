@@ -248,36 +248,28 @@ pub(crate) fn revoke_key(
     Ok(())
 }
 
-pub(crate) fn create_challenge(
+pub(crate) fn use_challenge(
     conn: &Connection,
     challenge: &Digest,
     expires_at: Timestamp,
-) -> StoreResult<()> {
-    execute(
-        conn,
-        "INSERT INTO challenges (challenge, expires_at) VALUES (?, ?)",
-        params![challenge.to_hex(), expires_at.as_millis()],
-    )?;
-    // Keep the table small: drop what can no longer be used.
-    execute(
-        conn,
-        "DELETE FROM challenges WHERE expires_at <= ? OR used = 1",
-        [expires_at.add_seconds(-3600).as_millis()],
-    )?;
-    Ok(())
-}
-
-pub(crate) fn consume_challenge(
-    conn: &Connection,
-    challenge: &Digest,
     now: Timestamp,
 ) -> StoreResult<()> {
-    let done = execute(
+    if expires_at <= now {
+        return Err(StoreError::Conflict(Conflict::ChallengeInvalid));
+    }
+    // A used challenge is kept only while it could still be presented.
+    execute(
         conn,
-        "UPDATE challenges SET used = 1 WHERE challenge = ? AND used = 0 AND expires_at > ?",
-        params![challenge.to_hex(), now.as_millis()],
+        "DELETE FROM challenges WHERE expires_at <= ?",
+        [now.as_millis()],
     )?;
-    if done == 0 {
+    let inserted = execute(
+        conn,
+        "INSERT INTO challenges (challenge, expires_at, used) VALUES (?, ?, 1)
+         ON CONFLICT (challenge) DO NOTHING",
+        params![challenge.to_hex(), expires_at.as_millis()],
+    )?;
+    if inserted == 0 {
         return Err(StoreError::Conflict(Conflict::ChallengeInvalid));
     }
     Ok(())

@@ -280,15 +280,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn create_challenge(&self, challenge: &Digest, expires_at: Timestamp) -> StoreResult<()> {
+    async fn use_challenge(
+        &self,
+        challenge: &Digest,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let challenge = *challenge;
-        self.write(move |c| identity::create_challenge(c, &challenge, expires_at))
-            .await
-    }
-
-    async fn consume_challenge(&self, challenge: &Digest, now: Timestamp) -> StoreResult<()> {
-        let challenge = *challenge;
-        self.write(move |c| identity::consume_challenge(c, &challenge, now))
+        self.write(move |c| identity::use_challenge(c, &challenge, expires_at, now))
             .await
     }
 

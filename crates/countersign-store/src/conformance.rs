@@ -40,6 +40,7 @@ macro_rules! conformance_tests {
             enrolment_code_is_single_use_and_bound_to_its_approver,
             expired_enrolment_code_is_rejected,
             challenge_is_single_use,
+            revoked_key_cannot_decide,
             revoked_key_ends_its_sessions,
             api_token_lookup_and_revocation,
             checkpoints_keep_the_first_note_per_size,
@@ -121,7 +122,25 @@ fn sample_action(n: u128, quorum: u32) -> (NewAction, Vec<NewEvent>) {
     )
 }
 
+/// The approvers' keys the tests decide with (approver, key seed), enrolled once per store.
+const DECIDERS: [(&str, u8); 3] = [("bob", 1), ("carol", 2), ("bob", 3)];
+
+/// Enrols every key of [`DECIDERS`] that is not enrolled yet: the store checks inside its
+/// transaction that a decision's key is enrolled, active and its approver's.
+async fn enrol_deciders<S: Store>(store: &S) {
+    for (i, (approver, seed)) in DECIDERS.into_iter().enumerate() {
+        let (k, e) = approver_key(approver, seed, t(0));
+        if store.key(&k.key_id).await.expect("read key").is_some() {
+            continue;
+        }
+        let code = format!("decider-code-{i}");
+        let code = approver_with_code(store, approver, code.as_bytes(), t(3600)).await;
+        store.enrol_key(&code, &k, e).await.expect("enrol decider");
+    }
+}
+
 async fn create<S: Store>(store: &S, n: u128, quorum: u32) -> ActionRecord {
+    enrol_deciders(store).await;
     let (new, events) = sample_action(n, quorum);
     store
         .create_action(&new, events, t(0))
@@ -302,6 +321,8 @@ pub async fn unknown_action_is_not_found<S: Store>(store: &S) {
 
 /// A stored request reads back identical, with its digest, and lists as pending.
 pub async fn action_round_trips_with_its_digest<S: Store>(store: &S) {
+    enrol_deciders(store).await;
+    let before = store.audit_size().await.expect("size");
     let record = create(store, 1, 2).await;
     let back = store.action(record.action.id).await.expect("read");
     assert_eq!(back, record);
@@ -311,7 +332,7 @@ pub async fn action_round_trips_with_its_digest<S: Store>(store: &S) {
         .await
         .expect("list");
     assert_eq!(pending.len(), 1);
-    assert_eq!(store.audit_size().await.expect("size"), 1);
+    assert_eq!(store.audit_size().await.expect("size"), before + 1);
     let (new, events) = sample_action(1, 2);
     assert_eq!(
         conflict(store.create_action(&new, events, t(1)).await),
@@ -322,6 +343,7 @@ pub async fn action_round_trips_with_its_digest<S: Store>(store: &S) {
 /// Quorum 2: one approval counts, a second approver's approval approves and issues the grant.
 pub async fn quorum_counts_distinct_approvers_and_issues_one_grant<S: Store>(store: &S) {
     let record = create(store, 2, 2).await;
+    let before = store.audit_size().await.expect("size");
     let first = decide(
         store,
         &record,
@@ -372,7 +394,7 @@ pub async fn quorum_counts_distinct_approvers_and_issues_one_grant<S: Store>(sto
         ["bob", "carol"]
     );
     // decision, decision, approved, grant issued, after the request
-    assert_eq!(store.audit_size().await.expect("size"), 5);
+    assert_eq!(store.audit_size().await.expect("size"), before + 4);
 }
 
 /// The same approver cannot count twice, even with a new nonce or another key.
@@ -799,20 +821,85 @@ pub async fn expired_enrolment_code_is_rejected<S: Store>(store: &S) {
     assert_eq!(store.key(&k.key_id).await.expect("read"), None);
 }
 
-/// A challenge opens at most one session, and not after it expired.
+/// A challenge opens at most one session, and not after it expired; used ones are forgotten
+/// once they have expired, and nothing is stored for a challenge before it is answered.
 pub async fn challenge_is_single_use<S: Store>(store: &S) {
     let c = Digest::of(b"challenge");
-    store.create_challenge(&c, t(60)).await.expect("create");
     assert_eq!(
-        conflict(store.consume_challenge(&c, t(60)).await),
-        Conflict::ChallengeInvalid
+        conflict(store.use_challenge(&c, t(60), t(60)).await),
+        Conflict::ChallengeInvalid,
+        "expired"
+    );
+    store
+        .use_challenge(&c, t(60), t(10))
+        .await
+        .expect("first use");
+    assert_eq!(
+        conflict(store.use_challenge(&c, t(60), t(11)).await),
+        Conflict::ChallengeInvalid,
+        "second use"
     );
     let c2 = Digest::of(b"challenge-2");
-    store.create_challenge(&c2, t(60)).await.expect("create");
-    store.consume_challenge(&c2, t(10)).await.expect("consume");
+    store
+        .use_challenge(&c2, t(120), t(30))
+        .await
+        .expect("another");
+    // Past its expiry the first is dropped (it could never be accepted again anyway).
+    store
+        .use_challenge(&Digest::of(b"challenge-3"), t(200), t(100))
+        .await
+        .expect("third");
     assert_eq!(
-        conflict(store.consume_challenge(&c2, t(11)).await),
+        conflict(store.use_challenge(&c2, t(120), t(101)).await),
         Conflict::ChallengeInvalid
+    );
+}
+
+/// A decision signed by a key that is revoked by the time the store records it is refused
+/// inside the store's transaction (the service's check before it can race a revocation), and
+/// leaves no trace.
+pub async fn revoked_key_cannot_decide<S: Store>(store: &S) {
+    let record = create(store, 30, 1).await;
+    let d = decision(&record, "bob", Verdict::Approve, 1, 1);
+    let revoked = NewEvent::new(
+        Actor::Admin("root".into()),
+        EventKind::KeyRevoked {
+            approver_id: "bob".into(),
+            key_id: d.decision.key_id,
+            reason: "lost".into(),
+        },
+    );
+    store
+        .revoke_key(&d.decision.key_id, revoked, t(5))
+        .await
+        .expect("revoke");
+    let size = store.audit_size().await.expect("size");
+    assert_eq!(
+        conflict(decide(store, &record, &d, t(10)).await),
+        Conflict::KeyRevoked
+    );
+    assert_eq!(store.audit_size().await.expect("size"), size);
+    assert!(
+        store
+            .decisions(record.action.id)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    // A key the store does not know, or another approver's, is refused the same way.
+    let stranger = decision(&record, "bob", Verdict::Approve, 2, 77);
+    assert_eq!(
+        conflict(decide(store, &record, &stranger, t(10)).await),
+        Conflict::KeyRevoked
+    );
+    let borrowed = decision(&record, "carol", Verdict::Approve, 3, 3);
+    assert_eq!(
+        conflict(decide(store, &record, &borrowed, t(10)).await),
+        Conflict::KeyRevoked
+    );
+    assert_eq!(
+        store.action(record.action.id).await.expect("read").status,
+        ActionStatus::Pending
     );
 }
 

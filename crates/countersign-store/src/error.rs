@@ -51,6 +51,10 @@ pub enum Conflict {
     /// A key with this id is enrolled already.
     #[error("this key is already enrolled")]
     KeyExists,
+    /// The decision's key is not an enrolled, unrevoked key of its approver at the moment the
+    /// decision is recorded.
+    #[error("the signing key has been revoked")]
+    KeyRevoked,
     /// The challenge is unknown, used or expired.
     #[error("challenge is invalid, used or expired")]
     ChallengeInvalid,

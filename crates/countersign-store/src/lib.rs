@@ -124,10 +124,16 @@ pub trait Store: Send + Sync + 'static {
     async fn keys(&self, approver_id: Option<&str>) -> StoreResult<Vec<ApproverKey>>;
     /// Revokes a key.
     async fn revoke_key(&self, key_id: &KeyId, event: NewEvent, now: Timestamp) -> StoreResult<()>;
-    /// Records a challenge an approver must sign, single use.
-    async fn create_challenge(&self, challenge: &Digest, expires_at: Timestamp) -> StoreResult<()>;
-    /// Consumes a challenge; `Conflict::ChallengeInvalid` if unknown, used or expired.
-    async fn consume_challenge(&self, challenge: &Digest, now: Timestamp) -> StoreResult<()>;
+    /// Records that a challenge valid until `expires_at` was answered, so it opens one session
+    /// at most; `Conflict::ChallengeInvalid` if it was used before or has expired at `now`.
+    /// Challenges are issued without a write (the service authenticates them itself): only an
+    /// answered one is stored, until it expires.
+    async fn use_challenge(
+        &self,
+        challenge: &Digest,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<()>;
     /// Records an approver session.
     async fn create_session(&self, session: &Session) -> StoreResult<()>;
     /// The unexpired session with this token hash.

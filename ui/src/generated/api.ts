@@ -134,7 +134,7 @@ export interface paths {
     post: operations["open_session"];
   };
   "/v1/sessions/challenge": {
-    /** A fresh single-use challenge to sign. */
+    /** A fresh single-use challenge to sign. Nothing is stored until it is answered. */
     post: operations["challenge"];
   };
   "/v1/ws": {
@@ -925,7 +925,7 @@ export interface components {
       /** @description ECDSA P-256 over [`Grant::signing_payload`] by the service key. */
       signature: components["schemas"]["Signature"];
     };
-    /** @description Free-form JSON object: unique keys, integers within ±2^53 */
+    /** @description Free-form JSON object: unique keys, integers within ±(2^53−1), at most 32 levels deep (the whole body counts), no control characters but tab, newline and carriage return in its strings */
     StrictObject: Record<string, never>;
     /** @description Classification tag, e.g. pii */
     Tag: string;
@@ -1042,6 +1042,12 @@ export interface operations {
           "application/json": components["schemas"]["ActionView"];
         };
       };
+      /** @description A path or query value that does not parse */
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
       /** @description Missing, unknown or revoked agent token */
       401: {
         content: {
@@ -1050,6 +1056,12 @@ export interface operations {
       };
       /** @description No such request of this agent */
       404: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
         };
@@ -1101,6 +1113,24 @@ export interface operations {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
+      /** @description Body over the size limit (10 MiB) */
+      413: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Not Content-Type: application/json */
+      415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
     };
   };
   /** Report how the approved action went (once, after redeeming the grant). */
@@ -1144,6 +1174,24 @@ export interface operations {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
+      /** @description Body over the size limit (10 MiB) */
+      413: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Not Content-Type: application/json */
+      415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
     };
   };
   /** A request as approvers see it. */
@@ -1160,12 +1208,24 @@ export interface operations {
           "application/json": components["schemas"]["ActionView"];
         };
       };
+      /** @description A path or query value that does not parse */
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
       401: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
       404: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
         };
@@ -1175,11 +1235,13 @@ export interface operations {
   /** Long-poll until the request is decided or the timeout passes. */
   wait: {
     parameters: {
+      query?: {
+        /** @description Seconds to wait at most (capped at 60). */
+        timeout?: number;
+      };
       path: {
         /** @description Request id */
         id: string;
-        /** @description Seconds to wait at most (capped at 60). */
-        timeout: number | null;
       };
     };
     responses: {
@@ -1189,6 +1251,12 @@ export interface operations {
           "application/json": components["schemas"]["ActionView"];
         };
       };
+      /** @description A path or query value that does not parse */
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
       /** @description Missing, unknown or revoked agent token */
       401: {
         content: {
@@ -1196,6 +1264,12 @@ export interface operations {
         };
       };
       404: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
         };
@@ -1226,6 +1300,24 @@ export interface operations {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
+      /** @description Body over the size limit (10 MiB) */
+      413: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Not Content-Type: application/json */
+      415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
     };
   };
   /** Every approver with groups and keys. */
@@ -1237,6 +1329,12 @@ export interface operations {
         };
       };
       401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
         };
@@ -1269,6 +1367,24 @@ export interface operations {
         };
       };
       401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Body over the size limit (10 MiB) */
+      413: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Not Content-Type: application/json */
+      415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
         };
@@ -1311,6 +1427,24 @@ export interface operations {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
+      /** @description Body over the size limit (10 MiB) */
+      413: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Not Content-Type: application/json */
+      415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
     };
   };
   /** Revoke an approver's key; its sessions end with it. */
@@ -1348,6 +1482,24 @@ export interface operations {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
+      /** @description Body over the size limit (10 MiB) */
+      413: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Not Content-Type: application/json */
+      415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
     };
   };
   /** The policy in force: source, hash and file. */
@@ -1359,6 +1511,12 @@ export interface operations {
         };
       };
       401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
         };
@@ -1398,6 +1556,24 @@ export interface operations {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
+      /** @description Body over the size limit (10 MiB) */
+      413: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Not Content-Type: application/json */
+      415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
     };
   };
   /** Every API token, agents' and administrators', revoked ones included. */
@@ -1410,6 +1586,12 @@ export interface operations {
       };
       /** @description Missing, unknown or revoked admin token */
       401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
         };
@@ -1429,6 +1611,12 @@ export interface operations {
       204: {
         content: never;
       };
+      /** @description A path or query value that does not parse */
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
       401: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
@@ -1436,6 +1624,12 @@ export interface operations {
       };
       /** @description No such active token */
       404: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
         };
@@ -1448,11 +1642,11 @@ export interface operations {
    */
   events: {
     parameters: {
-      path: {
+      query?: {
         /** @description Return events with `seq > after`; all from the start when absent. */
-        after: number | null;
+        after?: number;
         /** @description At most this many (1 to 1000). */
-        limit: number | null;
+        limit?: number;
       };
     };
     responses: {
@@ -1461,7 +1655,19 @@ export interface operations {
           "application/json": components["schemas"]["EventsPage"];
         };
       };
+      /** @description A path or query value that does not parse */
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
       401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
         };
@@ -1479,6 +1685,12 @@ export interface operations {
           "application/json": components["schemas"]["CheckpointView"];
         };
       };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
     };
   };
   /**
@@ -1493,6 +1705,12 @@ export interface operations {
         };
       };
       401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
         };
@@ -1535,12 +1753,30 @@ export interface operations {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
+      /** @description Body over the size limit (10 MiB) */
+      413: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Not Content-Type: application/json */
+      415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
     };
   };
   /** RFC 9162 consistency proof between two tree sizes. */
   consistency: {
     parameters: {
-      path: {
+      query: {
         /** @description Older tree size. */
         from: number;
         /** @description Newer tree size. */
@@ -1559,12 +1795,18 @@ export interface operations {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
     };
   };
   /** RFC 9162 inclusion proof of an event in the tree of a given size. */
   inclusion: {
     parameters: {
-      path: {
+      query: {
         /** @description The event (leaf index). */
         seq: number;
         /** @description Size of the tree (a checkpoint's size). */
@@ -1579,6 +1821,12 @@ export interface operations {
       };
       /** @description Invalid field or malformed JSON */
       400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
         };
@@ -1612,6 +1860,24 @@ export interface operations {
       };
       /** @description enrolment_code_invalid, key_exists */
       409: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Body over the size limit (10 MiB) */
+      413: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Not Content-Type: application/json */
+      415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
         };
@@ -1660,6 +1926,24 @@ export interface operations {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
+      /** @description Body over the size limit (10 MiB) */
+      413: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Not Content-Type: application/json */
+      415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
     };
   };
   /** Pending requests this approver may decide and has not decided yet, oldest first. */
@@ -1675,6 +1959,12 @@ export interface operations {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
     };
   };
   /** The service's public key (grants, checkpoints). */
@@ -1683,6 +1973,12 @@ export interface operations {
       200: {
         content: {
           "application/json": components["schemas"]["ServerKeyView"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
         };
       };
     };
@@ -1718,14 +2014,38 @@ export interface operations {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
+      /** @description Body over the size limit (10 MiB) */
+      413: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Not Content-Type: application/json */
+      415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
     };
   };
-  /** A fresh single-use challenge to sign. */
+  /** A fresh single-use challenge to sign. Nothing is stored until it is answered. */
   challenge: {
     responses: {
       200: {
         content: {
           "application/json": components["schemas"]["Challenge"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
         };
       };
     };
@@ -1740,6 +2060,12 @@ export interface operations {
       101: {
         content: {
           "application/json": components["schemas"]["ServerMessage"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
         };
       };
     };

@@ -29,9 +29,18 @@ pub struct RequestArgs {
         default_value = "http://127.0.0.1:8750"
     )]
     pub server: String,
-    /// Agent API token.
-    #[arg(long, env = "COUNTERSIGN_TOKEN", hide_env_values = true)]
-    pub token: String,
+    /// Agent API token. Prefer COUNTERSIGN_TOKEN or --token-file: a flag's value is visible
+    /// to every user of the machine in `ps`.
+    #[arg(
+        long,
+        env = "COUNTERSIGN_TOKEN",
+        hide_env_values = true,
+        required_unless_present = "token_file"
+    )]
+    pub token: Option<String>,
+    /// Read the agent token from this file (`-`: standard input).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
     /// Dotted action type, e.g. `db.export`.
     #[arg(long = "type")]
     pub action_type: String,
@@ -103,7 +112,12 @@ impl RequestArgs {
 
 /// Submits and waits until decided or `wait` seconds passed.
 async fn submit_and_wait(args: &RequestArgs) -> anyhow::Result<(Client, ActionView)> {
-    let client = Client::new(&args.server)?.with_token(args.token.clone());
+    let token = crate::secret::resolve(
+        args.token.clone(),
+        args.token_file.as_deref(),
+        "agent token",
+    )?;
+    let client = Client::new(&args.server)?.with_token(token);
     let request = args.to_request()?;
     let mut view = client.submit(&request).await?;
     eprintln!(

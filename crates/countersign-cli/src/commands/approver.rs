@@ -55,17 +55,19 @@ pub async fn pending(args: ProfileArg) -> anyhow::Result<()> {
     }
     for v in views {
         let a = &v.action;
+        // Agent-written text is shown escaped, whatever the service let through.
+        let shown = |t: &str| countersign_core::text::escape_for_display(t, false).into_owned();
         println!(
             "{}  {} {} [{}] by {}  {}/{} approvals  expires {}  — {}",
             v.id,
             a.request.action_type,
-            a.request.resource,
+            shown(&a.request.resource),
             a.request.environment,
-            a.requester,
+            shown(&a.requester),
             v.approvals,
             v.quorum,
             a.expires_at,
-            a.policy.reason
+            shown(&a.policy.reason)
         );
         if let Some(choices) = &v.verification_choices {
             println!(

@@ -14,6 +14,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use countersign_client::Client;
 use countersign_client::approver::{now, open_session};
+use countersign_core::text::escape_for_display;
 use countersign_core::{KeyId, Timestamp};
 use countersign_mirror::{Mirror, MirrorError, SearchQuery, Sort, Witness};
 use countersign_report::{Control, ExportProgress, bundle, csv_export, pdf};
@@ -23,6 +24,9 @@ use crate::profile::{self, Profile, sign_with};
 
 /// Exit code of a failed verification.
 pub const ALARM_EXIT: i32 = 3;
+/// Exit status of `audit verify` when the bundle is consistent but nothing ties it to a service
+/// the caller trusts (no `--server-key-id`, and `--accept-unanchored` not given).
+pub const UNANCHORED_EXIT: i32 = 4;
 
 /// Options of `audit`.
 #[derive(Args, Debug)]
@@ -137,9 +141,14 @@ pub enum AuditCommand {
     Verify {
         /// The bundle.
         bundle: PathBuf,
-        /// The service key id it must be anchored to (hex, from `GET /v1/server-key`).
+        /// The service key id it must be anchored to (hex, from `GET /v1/server-key` or
+        /// `countersign admin server-key`). Without it the result anchors to nothing.
         #[arg(long)]
         server_key_id: Option<KeyId>,
+        /// Exit 0 even without --server-key-id: a bundle that is only consistent in itself (anyone
+        /// with a key of their own could have made one) is accepted.
+        #[arg(long, conflicts_with = "server_key_id")]
+        accept_unanchored: bool,
     },
 }
 
@@ -213,7 +222,8 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<i32> {
         AuditCommand::Verify {
             bundle,
             server_key_id,
-        } => verify(&bundle, server_key_id.as_ref()),
+            accept_unanchored,
+        } => verify(&bundle, server_key_id.as_ref(), accept_unanchored),
     }
 }
 
@@ -313,19 +323,22 @@ async fn search(
             if json {
                 println!("{}", serde_json::to_string(r)?);
             } else {
+                // Agent-written text is shown escaped: a resource written before intake refused
+                // control and bidirectional characters could otherwise drive the terminal.
+                let shown = |t: &str| escape_for_display(t, false).into_owned();
                 println!(
                     "{}  {}  {:9} {} {} [{}] by {}{}",
                     r.created_at,
                     r.id,
                     r.status,
-                    r.action_type,
-                    r.resource,
-                    r.environment,
-                    r.requester,
+                    shown(&r.action_type),
+                    shown(&r.resource),
+                    shown(&r.environment),
+                    shown(&r.requester),
                     if r.approvers.is_empty() {
                         String::new()
                     } else {
-                        format!("; decided by {}", r.approvers.join(", "))
+                        format!("; decided by {}", shown(&r.approvers.join(", ")))
                     }
                 );
             }
@@ -396,13 +409,26 @@ async fn export(
     Ok(0)
 }
 
-fn verify(path: &Path, pinned: Option<&KeyId>) -> anyhow::Result<i32> {
+fn verify(path: &Path, pinned: Option<&KeyId>, accept_unanchored: bool) -> anyhow::Result<i32> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     match bundle::verify(BufReader::new(file), pinned) {
         Ok(v) => {
-            println!("VERIFIED {}", path.display());
+            let anchored = pinned.is_some();
+            println!(
+                "{} {}",
+                if anchored { "VERIFIED" } else { "UNANCHORED" },
+                path.display()
+            );
             println!("log          {}", v.origin);
-            println!("service key  {}", v.server_key_id);
+            println!(
+                "service key  {}{}",
+                v.server_key_id,
+                if anchored {
+                    " (the key you gave)"
+                } else {
+                    " (named by the bundle itself)"
+                }
+            );
             println!(
                 "checkpoint   {} events, root {}, signed {}",
                 v.checkpoint.tree_size,
@@ -422,12 +448,23 @@ fn verify(path: &Path, pinned: Option<&KeyId>) -> anyhow::Result<i32> {
                 "contents     {} requests, {} events, each proven in the checkpoint",
                 v.requests, v.events
             );
-            if pinned.is_none() {
-                println!(
-                    "note         compare the service key with the one your service publishes, or pass --server-key-id"
-                );
+            println!(
+                "checked      every event's inclusion proof, the checkpoint's signature by that key, \
+                 decision and grant signatures, the exporter's signature over the whole file"
+            );
+            if anchored {
+                return Ok(0);
             }
-            Ok(0)
+            println!(
+                "NOT checked  that this service key is your service's: anyone can make a consistent \
+                 bundle with a key of their own. Pass --server-key-id (from `countersign admin \
+                 server-key` or GET /v1/server-key), or --accept-unanchored"
+            );
+            Ok(if accept_unanchored {
+                0
+            } else {
+                UNANCHORED_EXIT
+            })
         }
         Err(e) => {
             eprintln!("countersign: NOT VERIFIED: {e}");

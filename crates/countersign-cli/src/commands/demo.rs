@@ -203,7 +203,8 @@ async fn open_console(
     admin::put_approver(store, "demo", &approver, state.now()).await?;
     let (code, _) = admin::issue_enrolment_code(store, "demo", YOU, 600, state.now()).await?;
     let child = tokio::process::Command::new(&console)
-        .args(["--enrol-development-key", url, YOU, &code])
+        .args(["--enrol-development-key", url, YOU])
+        .env("COUNTERSIGN_ENROLMENT_CODE", &code)
         .env("COUNTERSIGN_CONSOLE_DIR", data_dir.join("console"))
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)

@@ -52,9 +52,18 @@ pub enum KeysCommand {
         /// Your approver identity.
         #[arg(long)]
         approver: String,
-        /// The one-time enrolment code.
+        /// The one-time enrolment code. Prefer COUNTERSIGN_ENROLMENT_CODE or --code-file: a
+        /// flag's value is visible to every user of the machine in `ps`.
+        #[arg(
+            long,
+            env = "COUNTERSIGN_ENROLMENT_CODE",
+            hide_env_values = true,
+            required_unless_present = "code_file"
+        )]
+        code: Option<String>,
+        /// Read the enrolment code from this file (`-`: standard input).
         #[arg(long)]
-        code: String,
+        code_file: Option<PathBuf>,
         #[command(flatten)]
         key: KeyArg,
         /// Label shown to admins (default: the key's own label).
@@ -172,6 +181,18 @@ impl KeyRecord {
     }
 }
 
+/// Writes a new file; an existing one (key material above all) is never replaced.
+fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Where `keys init` writes the key record unless told otherwise:
 /// `~/.config/countersign/key.json`.
 pub fn default_record() -> PathBuf {
     profile::config_dir().join("key.json")
@@ -185,10 +206,12 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
             server,
             approver,
             code,
+            code_file,
             key,
             label,
             profile,
         } => {
+            let code = crate::secret::resolve(code, code_file.as_deref(), "enrolment code")?;
             let record = KeyRecord::load(&key.path())?;
             let signer = open(&record)?;
             let info = signer.describe();
@@ -250,14 +273,28 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
             record_path.display()
         );
     }
-    let beside = |ext: &str| {
-        args.path
-            .clone()
-            .unwrap_or_else(|| record_path.with_extension(ext))
+    // The key material goes beside the record; never in the record's own file (a record named
+    // `key.pem` would otherwise be written over the private key it describes).
+    let beside = |ext: &str| -> anyhow::Result<PathBuf> {
+        let path = args.path.clone().unwrap_or_else(|| {
+            let same = record_path.with_extension(ext);
+            if same == record_path {
+                record_path.with_extension(format!("key.{ext}"))
+            } else {
+                same
+            }
+        });
+        if path == record_path {
+            bail!(
+                "the key file and the key record would both be {}; give --path another file",
+                path.display()
+            );
+        }
+        Ok(path)
     };
     let (config, signer): (KeyConfig, Box<dyn Signer>) = match args.backend {
         Backend::Software => {
-            let path = beside("pem");
+            let path = beside("pem")?;
             let key = SoftwareKey::generate(&path)?;
             (KeyConfig::Software { path }, Box::new(key))
         }
@@ -295,7 +332,7 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
             (config, Box::new(key))
         }
         Backend::Tpm => {
-            let key_file = beside("tpm");
+            let key_file = beside("tpm")?;
             let auth = if args.auth {
                 Some(pin::ask_new(&format!("new TPM key '{}'", args.label))?)
             } else {
@@ -325,8 +362,11 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
     if let Some(dir) = record_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(&record_path, serde_json::to_string_pretty(&record)? + "\n")
-        .with_context(|| format!("writing {}", record_path.display()))?;
+    write_new(
+        &record_path,
+        (serde_json::to_string_pretty(&record)? + "\n").as_bytes(),
+    )
+    .with_context(|| format!("writing {}", record_path.display()))?;
     eprintln!(
         "created {}; record in {}",
         info.describe(),

@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy only).
     #[arg(long)]
     pub insecure_plain_http: bool,
+    /// Most connections open at once from one address [default: 1024 of 4096]. Behind a load
+    /// balancer every connection comes from the balancer: raise it to 4096 there.
+    #[arg(long, env = "COUNTERSIGN_MAX_CONNECTIONS_PER_SOURCE")]
+    pub max_connections_per_source: Option<usize>,
 }
 
 /// The `--config` file.
@@ -56,6 +60,7 @@ struct FileSettings {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     insecure_plain_http: Option<bool>,
+    max_connections_per_source: Option<usize>,
 }
 
 /// Settings after precedence is applied.
@@ -75,6 +80,8 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Plain HTTP beyond loopback allowed.
     pub insecure_plain_http: bool,
+    /// Connection limit per source address.
+    pub max_connections_per_source: usize,
 }
 
 impl ServeArgs {
@@ -118,6 +125,13 @@ impl ServeArgs {
             tls,
             insecure_plain_http: self.insecure_plain_http
                 || file.insecure_plain_http.unwrap_or(false),
+            max_connections_per_source: self
+                .max_connections_per_source
+                .or(file.max_connections_per_source)
+                .unwrap_or(
+                    countersign_server::transport::Limits::default().max_connections_per_source,
+                )
+                .max(1),
         })
     }
 }
@@ -174,7 +188,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => settings.data_dir.display().to_string(),
     };
     eprintln!("countersign: serving {scheme}://{addr} (data in {store_name})");
-    let limits = countersign_server::transport::Limits::default();
+    let limits = countersign_server::transport::Limits {
+        max_connections_per_source: settings.max_connections_per_source,
+        ..countersign_server::transport::Limits::default()
+    };
     countersign_server::serve_with(listener, service.state, tls, limits, shutdown_signal()).await?;
     eprintln!("countersign: stopped");
     Ok(())

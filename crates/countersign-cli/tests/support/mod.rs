@@ -202,6 +202,9 @@ impl World {
         args.extend_from_slice(init);
         ok_env(&args, env);
         let profile = self.root.join(format!("{who}.json")).display().to_string();
+        // The code travels in the environment, never in the arguments (`ps` shows those).
+        let mut env = env.to_vec();
+        env.push(("COUNTERSIGN_ENROLMENT_CODE", &code));
         ok_env(
             &[
                 "keys",
@@ -210,25 +213,27 @@ impl World {
                 url,
                 "--approver",
                 who,
-                "--code",
-                &code,
                 "--key",
                 &record,
                 "--profile",
                 &profile,
             ],
-            env,
+            &env,
         );
         profile
     }
 
+    /// `countersign run` as the agent, its token read from a file (`--token-file`).
     pub fn run_agent(&self, url: &str, wait: &str, marker: &Path) -> Child {
+        let token_file = self.root.join("agent.token");
+        std::fs::write(&token_file, format!("{}\n", self.token)).expect("token file");
+        let token_file = token_file.display().to_string();
         let mut args = vec![
             "run",
             "--server",
             url,
-            "--token",
-            &self.token,
+            "--token-file",
+            &token_file,
             "--type",
             "db.export",
             "--resource",

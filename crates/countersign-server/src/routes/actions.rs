@@ -247,6 +247,7 @@ async fn get_for_approver(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct WaitQuery {
     /// Seconds to wait at most (capped at 60).
     timeout: Option<u64>,

@@ -58,7 +58,7 @@ async fn issue_agent_token(
     Admin(admin): Admin,
     ApiJson(body): ApiJson<NewAgentToken>,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
-    validate::text("agent_id", &body.agent_id, 256, false)?;
+    countersign_core::identifier::check("agent_id", &body.agent_id)?;
     let (token_id, token) = admin::issue_token(
         state.store.as_ref(),
         &admin,
@@ -173,6 +173,9 @@ async fn revoke_key(
         state.now(),
     )
     .await?;
+    // The revocation is in the log: the follower hands it to every stream the key opened,
+    // which close at once (on other replicas through their own followers).
+    state.log_grew();
     tracing::info!(%admin, %key_id, "key revoked");
     Ok(StatusCode::NO_CONTENT)
 }

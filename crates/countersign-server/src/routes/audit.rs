@@ -32,6 +32,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
     /// Return events with `seq > after`; all from the start when absent.
     after: Option<u64>,
@@ -89,6 +90,7 @@ async fn checkpoint(State(state): State<AppState>) -> Result<Json<CheckpointView
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct InclusionQuery {
     /// The event (leaf index).
     seq: u64,
@@ -108,6 +110,7 @@ async fn inclusion(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ConsistencyQuery {
     /// Older tree size.
     from: u64,
@@ -199,11 +202,18 @@ async fn cosignatures(
 ) -> Result<Json<Vec<CosignedCheckpointView>>, ApiError> {
     let mut out = Vec::new();
     for c in state.store.latest_cosignatures().await? {
+        // Witness evidence is never left out: a cosignature whose checkpoint or key the store
+        // no longer holds means the store was changed behind the service's back, and every
+        // console must hear of it rather than see a shorter list.
         let (Some(note), Some(key)) = (
             state.store.checkpoint_note(c.tree_size).await?,
             state.store.key(&c.key_id).await?,
         ) else {
-            continue;
+            return Err(countersign_store::StoreError::Corrupt(format!(
+                "cosignature by {} of checkpoint {} has no stored checkpoint or key",
+                c.approver_id, c.tree_size
+            ))
+            .into());
         };
         let mut signed = SignedCheckpoint::parse_note(&note)
             .map_err(|e| ApiError::internal("stored checkpoint", e))?;

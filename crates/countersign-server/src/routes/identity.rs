@@ -39,6 +39,7 @@ async fn enroll(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<EnrolmentRequest>,
 ) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
+    countersign_core::identifier::check("approver_id", &req.approver_id)?;
     countersign_core::validate::text("label", &req.label, 128, false)?;
     let payload = EnrolmentRequest::proof_payload(
         &req.approver_id,
@@ -104,12 +105,11 @@ async fn enroll(
     ))
 }
 
-/// A fresh single-use challenge to sign.
+/// A fresh single-use challenge to sign. Nothing is stored until it is answered.
 #[utoipa::path(post, path = "/v1/sessions/challenge", tag = "approvers", responses((status = 200, body = Challenge)))]
 async fn challenge(State(state): State<AppState>) -> Result<Json<Challenge>, ApiError> {
-    let challenge = Digest(secrets::random_bytes::<32>());
-    let expires_at = state.now().add_seconds(CHALLENGE_TTL_SECONDS);
-    state.store.create_challenge(&challenge, expires_at).await?;
+    let (challenge, expires_at) =
+        crate::challenge::issue(&state.key, state.now().add_seconds(CHALLENGE_TTL_SECONDS));
     Ok(Json(Challenge {
         challenge,
         expires_at,
@@ -149,15 +149,28 @@ async fn open_session(
     ))
 }
 
-/// Checks a signed challenge — the key is enrolled and active and signed the session payload
-/// for this service — then consumes the challenge, so it authenticates one session at most.
-/// Shared by REST sessions and the approver stream.
+/// Checks a signed challenge — this service issued it and it has not expired, the key is
+/// enrolled and active and signed the session payload for this service — then records it as
+/// used, so it authenticates one session at most. Shared by REST sessions and the approver
+/// stream.
 pub(crate) async fn verify_challenge(
     state: &AppState,
     challenge: &Digest,
     key_id: &KeyId,
     signature: &Signature,
 ) -> Result<ApproverKey, ApiError> {
+    let invalid = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "challenge_invalid",
+            "challenge is invalid, used or expired",
+        )
+    };
+    let expires_at = crate::challenge::expiry(&state.key, challenge).ok_or_else(invalid)?;
+    let now = state.now();
+    if expires_at <= now {
+        return Err(invalid());
+    }
     let key = state
         .store
         .key(key_id)
@@ -171,7 +184,7 @@ pub(crate) async fn verify_challenge(
         .map_err(|_| ApiError::unauthorized("challenge signature does not verify"))?;
     state
         .store
-        .consume_challenge(challenge, state.now())
+        .use_challenge(challenge, expires_at, now)
         .await?;
     Ok(key)
 }

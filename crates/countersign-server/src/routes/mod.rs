@@ -72,3 +72,57 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(stream::router())
         .routes(routes!(healthz))
 }
+
+/// Adds the error responses every route can give whatever its annotation says, so the document
+/// lists what the service really answers: 400 (an unparsable path or query value), 413 and 415
+/// (any route with a body), 401 (any route that needs a token), 503 (storage). Each is
+/// `ErrorBody` JSON ([`crate::error::json_errors`] makes sure of it).
+pub fn complete_errors(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for (path, item) in api.paths.paths.iter_mut() {
+        let uses_storage = path.starts_with("/v1/");
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+        ];
+        for op in operations.into_iter().flatten() {
+            let mut add = |status: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| error(description).into());
+            };
+            let takes_parameters = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            if takes_parameters {
+                add("400", "A path or query value that does not parse");
+            }
+            if op.request_body.is_some() {
+                add("400", "Invalid field or malformed JSON");
+                add("413", "Body over the size limit (10 MiB)");
+                add("415", "Not Content-Type: application/json");
+            }
+            if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                add("401", "Missing, unknown, expired or revoked credentials");
+            }
+            if uses_storage {
+                add(
+                    "503",
+                    "Storage unavailable; the message says whether anything was changed",
+                );
+            }
+        }
+    }
+}

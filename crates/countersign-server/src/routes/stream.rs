@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use countersign_core::Digest;
+use countersign_core::KeyId;
 use countersign_core::api::{ClientMessage, ServerMessage};
 use countersign_store::Approver;
 use futures_util::SinkExt as _;
@@ -23,7 +23,6 @@ use crate::error::ApiError;
 use crate::fanout::Notice;
 use crate::routes::decisions;
 use crate::routes::identity::{inbox, verify_challenge};
-use crate::secrets;
 use crate::state::AppState;
 
 /// Most queued notices written to one socket before it is flushed.
@@ -121,7 +120,9 @@ async fn frame_for(
             }
             let id = record.action.id;
             if *new {
-                if crate::rules::eligible(approver, record).is_err() {
+                // Already in the snapshot this stream sent (created between the snapshot's
+                // position and its read of the inbox): shown once, not announced again.
+                if relevant.contains(&id) || crate::rules::eligible(approver, record).is_err() {
                     return Ok(None);
                 }
                 relevant.insert(id);
@@ -132,6 +133,7 @@ async fn frame_for(
             }
             Ok(Some(Message::Text(text.clone())))
         }
+        Notice::KeyRevoked(_) => Ok(None),
     }
 }
 
@@ -159,16 +161,15 @@ fn error_message(request_id: Option<Uuid>, e: &ApiError) -> ServerMessage {
     }
 }
 
-async fn authenticate(state: &AppState, socket: &mut WebSocket) -> Result<Approver, String> {
-    let challenge = Digest(secrets::random_bytes::<32>());
-    state
-        .store
-        .create_challenge(
-            &challenge,
-            state.now().add_seconds(AUTH_TIMEOUT.as_secs() as i64 + 5),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+async fn authenticate(
+    state: &AppState,
+    socket: &mut WebSocket,
+) -> Result<(Approver, KeyId), String> {
+    // Stateless until answered: an unauthenticated connection costs no write.
+    let (challenge, _) = crate::challenge::issue(
+        &state.key,
+        state.now().add_seconds(AUTH_TIMEOUT.as_secs() as i64 + 5),
+    );
     send(
         socket,
         &ServerMessage::Challenge {
@@ -210,7 +211,14 @@ async fn authenticate(state: &AppState, socket: &mut WebSocket) -> Result<Approv
         .approver(&key.approver_id)
         .await
         .map_err(|e| e.to_string())?;
-    approver.ok_or_else(|| "approver no longer exists".into())
+    let approver = approver.ok_or_else(|| "approver no longer exists".to_owned())?;
+    Ok((approver, key.key_id))
+}
+
+/// Whether `key_id` is still enrolled and unrevoked.
+async fn key_active(state: &AppState, key_id: &KeyId) -> Result<bool, String> {
+    let key = state.store.key(key_id).await.map_err(|e| e.to_string())?;
+    Ok(key.is_some_and(|k| k.revoked_at.is_none()))
 }
 
 async fn snapshot(
@@ -230,9 +238,15 @@ async fn snapshot(
 }
 
 async fn run(state: &AppState, mut socket: WebSocket) -> Result<(), String> {
-    let approver = authenticate(state, &mut socket).await?;
+    let (approver, key_id) = authenticate(state, &mut socket).await?;
     // Subscribe before the snapshot, so nothing committed after it can be missed.
     let mut notices = state.notices.subscribe();
+    // A revocation committed before the subscription sends no notice this stream hears: check
+    // once now; every later one arrives as a notice.
+    if !key_active(state, &key_id).await? {
+        close(&mut socket, POLICY_VIOLATION, "key revoked").await;
+        return Err(format!("{} key revoked while connecting", approver.id));
+    }
     let mut relevant = HashSet::new();
     let first = snapshot(state, &approver, &mut relevant).await?;
     let ServerMessage::Snapshot { seq, .. } = &first else {
@@ -248,16 +262,18 @@ async fn run(state: &AppState, mut socket: WebSocket) -> Result<(), String> {
     loop {
         tokio::select! {
             incoming = socket.recv() => {
-                let text = match incoming {
-                    Some(Ok(Message::Text(text))) => text,
+                let message = match incoming {
                     Some(Ok(Message::Close(_))) | None => return Ok(()),
-                    Some(Ok(_)) => continue,
+                    Some(Ok(message)) => message,
                     Some(Err(e)) => return Err(e.to_string()),
                 };
+                // Every frame counts toward the rate (binary, ping and pong too): each costs
+                // the service a read and a wake-up whatever its type.
                 if !bucket.take() {
                     close(&mut socket, POLICY_VIOLATION, "too many messages").await;
                     return Err(format!("{} flooded the stream", approver.id));
                 }
+                let Message::Text(text) = message else { continue };
                 let reply = match serde_json::from_str::<ClientMessage>(&text) {
                     Ok(ClientMessage::Decide { decision }) => {
                         let id = decision.decision.request_id;
@@ -282,6 +298,10 @@ async fn run(state: &AppState, mut socket: WebSocket) -> Result<(), String> {
                         Err(RecvError::Closed) => return Ok(()),
                         Err(RecvError::Lagged(_)) => Arc::new(Notice::Resync),
                     };
+                    if let Notice::KeyRevoked(revoked) = notice.as_ref() && *revoked == key_id {
+                        close(&mut socket, POLICY_VIOLATION, "key revoked").await;
+                        return Err(format!("{} key revoked; stream closed", approver.id));
+                    }
                     if let Some(frame) = frame_for(state, &approver, &notice, &mut after, &mut relevant).await? {
                         socket.feed(frame).await.map_err(|e| e.to_string())?;
                     }

@@ -111,7 +111,7 @@ impl Harness {
             origin: "countersign.test/log".into(),
             ..Config::default()
         };
-        let state = AppState::new(store, clock.clone(), policy, key, config);
+        let state = AppState::new(store, clock.clone(), policy, key, config).await;
         let app = countersign_server::router(state.clone());
         Self {
             dir,
