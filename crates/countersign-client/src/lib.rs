@@ -50,6 +50,18 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// Whether sending the same idempotent call again may succeed: the service was unreachable
+    /// or said its storage was unavailable or the outcome unknown.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } => true,
+            ClientError::Api { code, .. } => {
+                code == "storage_unavailable" || code == "outcome_unknown"
+            }
+            _ => false,
+        }
+    }
+
     /// The service's error code, if the service answered.
     pub fn code(&self) -> Option<&str> {
         match self {
@@ -117,8 +129,22 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<reqwest::Response, ClientError> {
+        self.send_with(method, path, body, &[]).await
+    }
+
+    /// [`Client::send`] with extra headers.
+    async fn send_with<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        headers: &[(&str, &str)],
+    ) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -188,6 +214,52 @@ impl Client {
     /// Submits a request.
     pub async fn submit(&self, request: &ActionRequest) -> Result<ActionView, ClientError> {
         self.post("/v1/actions", request).await
+    }
+
+    /// Submits a request under an idempotency key: sending it again with the same key returns
+    /// the request recorded the first time, never a second one.
+    pub async fn submit_idempotent(
+        &self,
+        request: &ActionRequest,
+        key: &str,
+    ) -> Result<ActionView, ClientError> {
+        let resp = self
+            .send_with(
+                Method::POST,
+                "/v1/actions",
+                Some(request),
+                &[("Idempotency-Key", key)],
+            )
+            .await?;
+        let url = resp.url().to_string();
+        resp.json()
+            .await
+            .map_err(|source| ClientError::Transport { url, source })
+    }
+
+    /// Submits under a fresh idempotency key and, when the service could not answer for sure
+    /// (unreachable, `storage_unavailable`, `outcome_unknown`), sends the same request with
+    /// the same key again, up to `attempts` times with growing pauses: a request is created
+    /// once however often it is sent.
+    pub async fn submit_with_retries(
+        &self,
+        request: &ActionRequest,
+        attempts: u32,
+    ) -> Result<ActionView, ClientError> {
+        let key = Uuid::now_v7().to_string();
+        let mut pause = std::time::Duration::from_millis(500);
+        let mut attempt = 1;
+        loop {
+            match self.submit_idempotent(request, &key).await {
+                Err(e) if attempt < attempts && e.is_retryable() => {
+                    tracing::warn!(error = %e, attempt, "submission not confirmed; retrying with the same idempotency key");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(8));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// One of this agent's requests.

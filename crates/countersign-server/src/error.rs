@@ -85,6 +85,7 @@ fn conflict_code(c: Conflict) -> &'static str {
         Conflict::ChallengeInvalid => "challenge_invalid",
         Conflict::KeyRevoked => "key_revoked",
         Conflict::Exists => "exists",
+        Conflict::IdempotencyKeyUsed => "idempotency_key_reused",
     }
 }
 
@@ -113,6 +114,16 @@ impl From<StoreError> for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "storage_unavailable",
                     "storage is unavailable; nothing was changed",
+                )
+            }
+            StoreError::OutcomeUnknown(detail) => {
+                tracing::error!(%detail, "storage connection lost while committing");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "outcome_unknown",
+                    "storage was lost while committing: the change may or may not have been made; \
+                     retry with the same Idempotency-Key (a submission) or the same signed decision, \
+                     which return what was recorded",
                 )
             }
         }

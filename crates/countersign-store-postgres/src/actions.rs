@@ -55,9 +55,20 @@ pub(crate) async fn create(
     if exists.is_some() {
         return Err(StoreError::Conflict(Conflict::Exists));
     }
+    if let Some(key) = &new.idempotency_key {
+        let used: Option<String> =
+            sqlx::query_scalar("SELECT id FROM actions WHERE idempotency_key = $1")
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(backend)?;
+        if used.is_some() {
+            return Err(StoreError::Conflict(Conflict::IdempotencyKeyUsed));
+        }
+    }
     sqlx::query(
-        "INSERT INTO actions (id, created_at, expires_at, updated_at, status, quorum, digest, action_json)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO actions (id, created_at, expires_at, updated_at, status, quorum, digest, action_json, idempotency_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(r.action.id.to_string())
     .bind(r.action.created_at.as_millis())
@@ -67,6 +78,7 @@ pub(crate) async fn create(
     .bind(i64::from(r.quorum))
     .bind(r.digest.to_hex())
     .bind(to_json(&r.action)?)
+    .bind(&new.idempotency_key)
     .execute(&mut *conn)
     .await
     .map_err(backend)?;
@@ -74,6 +86,19 @@ pub(crate) async fn create(
         insert_grant(&mut *conn, grant).await?;
     }
     audit::append(conn, events, now).await
+}
+
+pub(crate) async fn by_idempotency_key(
+    conn: &mut PgConnection,
+    key: &str,
+) -> StoreResult<Option<Uuid>> {
+    let id: Option<String> =
+        sqlx::query_scalar("SELECT id FROM actions WHERE idempotency_key = $1")
+            .bind(key)
+            .fetch_optional(conn)
+            .await
+            .map_err(backend)?;
+    id.map(|id| crate::codec::uuid(&id)).transpose()
 }
 
 async fn insert_grant(conn: &mut PgConnection, grant: &SignedGrant) -> StoreResult<()> {

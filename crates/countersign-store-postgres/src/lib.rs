@@ -91,8 +91,14 @@ impl PgStore {
     }
 }
 
+/// Commits; a connection lost while committing leaves the outcome unknown (the server may have
+/// committed before the answer was lost), which is not the same as "nothing was written".
 async fn commit<T>(tx: Transaction<'static, Postgres>, value: T) -> StoreResult<T> {
-    tx.commit().await.map_err(backend)?;
+    tx.commit().await.map_err(|e| match e {
+        // The server answered: COMMIT failed, and the transaction was rolled back.
+        sqlx::Error::Database(_) => backend(e),
+        other => StoreError::OutcomeUnknown(other.to_string()),
+    })?;
     Ok(value)
 }
 
@@ -295,6 +301,10 @@ impl Store for PgStore {
         let mut tx = self.begin().await?;
         let appended = actions::create(&mut tx, action, events, now).await?;
         commit(tx, appended).await
+    }
+
+    async fn action_by_idempotency_key(&self, scoped_key: &str) -> StoreResult<Option<Uuid>> {
+        actions::by_idempotency_key(&mut *self.conn().await?, scoped_key).await
     }
 
     async fn action(&self, id: Uuid) -> StoreResult<ActionRecord> {

@@ -62,7 +62,7 @@ fn main() {
             let digest = action.digest().expect("digest");
             let event = NewEvent::new(Actor::Agent("agent:bench".into()), EventKind::RequestCreated { action: Box::new(action.clone()), digest });
             let record = ActionRecord { action, digest, status: ActionStatus::Pending, quorum: 1, updated_at: now };
-            store.create_action(&NewAction { record: record.clone(), grant: None }, vec![event], now).await.expect("create");
+            store.create_action(&NewAction { record: record.clone(), grant: None, idempotency_key: None }, vec![event], now).await.expect("create");
             records.push(record);
         }
         report("create request (+1 event)", n, started);

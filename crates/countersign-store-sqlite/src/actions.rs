@@ -68,10 +68,21 @@ pub(crate) fn create(
     if exists.is_some() {
         return Err(StoreError::Conflict(Conflict::Exists));
     }
+    if let Some(key) = &new.idempotency_key
+        && select_one(
+            conn,
+            "SELECT 1 FROM actions WHERE idempotency_key = ?",
+            [key],
+            |_| Ok(()),
+        )?
+        .is_some()
+    {
+        return Err(StoreError::Conflict(Conflict::IdempotencyKeyUsed));
+    }
     execute(
         conn,
-        "INSERT INTO actions (id, created_at, expires_at, updated_at, status, quorum, digest, action_json)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO actions (id, created_at, expires_at, updated_at, status, quorum, digest, action_json, idempotency_key)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         params![
             r.action.id.to_string(),
             r.action.created_at.as_millis(),
@@ -81,6 +92,7 @@ pub(crate) fn create(
             i64::from(r.quorum),
             r.digest.to_hex(),
             text,
+            new.idempotency_key,
         ],
     )?;
     if let Some(grant) = &new.grant {
@@ -92,6 +104,15 @@ pub(crate) fn create(
         )?;
     }
     audit::append(conn, events)
+}
+
+pub(crate) fn by_idempotency_key(conn: &Connection, key: &str) -> StoreResult<Option<Uuid>> {
+    select_one(
+        conn,
+        "SELECT id FROM actions WHERE idempotency_key = ?",
+        [key],
+        |row| crate::codec::uuid(&col::<String>(row, "id")?),
+    )
 }
 
 fn insert_grant(conn: &Connection, grant_id: Uuid, action_id: Uuid, json: &str) -> StoreResult<()> {

@@ -319,6 +319,12 @@ impl Store for SqliteStore {
         self.read(move |c| actions::get(c, id)).await
     }
 
+    async fn action_by_idempotency_key(&self, scoped_key: &str) -> StoreResult<Option<Uuid>> {
+        let key = scoped_key.to_owned();
+        self.read(move |c| actions::by_idempotency_key(c, &key))
+            .await
+    }
+
     async fn actions_by_status(
         &self,
         status: ActionStatus,

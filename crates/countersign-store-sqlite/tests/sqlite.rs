@@ -58,6 +58,7 @@ fn new_action(n: u128) -> (NewAction, Vec<NewEvent>) {
         NewAction {
             record,
             grant: None,
+            idempotency_key: None,
         },
         vec![event],
     )

@@ -41,6 +41,7 @@ macro_rules! conformance_tests {
             expired_enrolment_code_is_rejected,
             challenge_is_single_use,
             revoked_key_cannot_decide,
+            idempotency_key_names_one_request,
             revoked_key_ends_its_sessions,
             api_token_lookup_and_revocation,
             checkpoints_keep_the_first_note_per_size,
@@ -117,6 +118,7 @@ fn sample_action(n: u128, quorum: u32) -> (NewAction, Vec<NewEvent>) {
         NewAction {
             record,
             grant: None,
+            idempotency_key: None,
         },
         events,
     )
@@ -900,6 +902,43 @@ pub async fn revoked_key_cannot_decide<S: Store>(store: &S) {
     assert_eq!(
         store.action(record.action.id).await.expect("read").status,
         ActionStatus::Pending
+    );
+}
+
+/// An idempotency key names one request: a second request under it is refused with nothing
+/// written, and the key finds the first.
+pub async fn idempotency_key_names_one_request<S: Store>(store: &S) {
+    let key = crate::idempotency_scope("agent:test", "k-1");
+    let (mut first, events) = sample_action(40, 1);
+    first.idempotency_key = Some(key.clone());
+    store
+        .create_action(&first, events, t(0))
+        .await
+        .expect("first");
+    let size = store.audit_size().await.expect("size");
+    let (mut second, events) = sample_action(41, 1);
+    second.idempotency_key = Some(key.clone());
+    assert_eq!(
+        conflict(store.create_action(&second, events, t(1)).await),
+        Conflict::IdempotencyKeyUsed
+    );
+    assert_eq!(store.audit_size().await.expect("size"), size);
+    assert!(matches!(
+        store.action(second.record.action.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.action_by_idempotency_key(&key).await.expect("read"),
+        Some(first.record.action.id)
+    );
+    // Keys are the agent's own.
+    let theirs = crate::idempotency_scope("agent:other", "k-1");
+    assert_eq!(
+        store
+            .action_by_idempotency_key(&theirs)
+            .await
+            .expect("read"),
+        None
     );
 }
 

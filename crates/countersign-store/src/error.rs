@@ -16,6 +16,10 @@ pub enum StoreError {
     /// The backend failed (I/O, connection, disk full); the operation was rolled back.
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The connection was lost while the backend committed: the operation may or may not have
+    /// been stored. Retry idempotently (the same idempotency key, the same signed decision).
+    #[error("storage outcome unknown: {0}")]
+    OutcomeUnknown(String),
 }
 
 /// A rule enforced inside the store's transaction, where concurrent writers cannot race it.
@@ -61,6 +65,9 @@ pub enum Conflict {
     /// Something with this id exists already.
     #[error("already exists")]
     Exists,
+    /// The agent's idempotency key names a request already.
+    #[error("this idempotency key was used for another request")]
+    IdempotencyKeyUsed,
 }
 
 /// Result of a store operation.

@@ -32,6 +32,15 @@ pub struct NewAction {
     pub record: ActionRecord,
     /// The grant issued at once when policy allowed the request.
     pub grant: Option<SignedGrant>,
+    /// The agent's idempotency key, scoped to the agent (see [`idempotency_scope`]): a second
+    /// request with the same scoped key is refused with `Conflict::IdempotencyKeyUsed`.
+    pub idempotency_key: Option<String>,
+}
+
+/// The stored form of an agent's idempotency key: keys are the agent's own, so two agents may
+/// use the same one.
+pub fn idempotency_scope(requester: &str, key: &str) -> String {
+    format!("{requester}\n{key}")
 }
 
 /// Everything the approval service keeps.
@@ -150,6 +159,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<AuditEvent>>;
     /// A request by id.
     async fn action(&self, id: Uuid) -> StoreResult<ActionRecord>;
+    /// The request recorded with this scoped idempotency key, if any.
+    async fn action_by_idempotency_key(&self, scoped_key: &str) -> StoreResult<Option<Uuid>>;
     /// Requests in a status, oldest first, at most `limit`.
     async fn actions_by_status(
         &self,

@@ -984,12 +984,24 @@ export interface operations {
   };
   /** Submit a request for one action; the policy decides at once. */
   submit: {
+    parameters: {
+      header?: {
+        /** @description 1 to 128 visible ASCII characters naming this submission; the same key returns the same request (200), never a second one */
+        "Idempotency-Key"?: string | null;
+      };
+    };
     requestBody: {
       content: {
         "application/json": components["schemas"]["ActionRequest"];
       };
     };
     responses: {
+      /** @description Submitted before with this Idempotency-Key: the request recorded then */
+      200: {
+        content: {
+          "application/json": components["schemas"]["ActionView"];
+        };
+      };
       /** @description Stored; status pending, approved (grant included) or denied */
       201: {
         content: {
@@ -1008,6 +1020,12 @@ export interface operations {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
+      /** @description idempotency_key_reused: the key names a different request */
+      409: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
       /** @description Body over 10 MiB */
       413: {
         content: {
@@ -1020,7 +1038,7 @@ export interface operations {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
-      /** @description Storage unavailable; nothing was written */
+      /** @description storage_unavailable (nothing was written) or outcome_unknown (retry with the same Idempotency-Key) */
       503: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];

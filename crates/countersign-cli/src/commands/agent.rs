@@ -119,7 +119,9 @@ async fn submit_and_wait(args: &RequestArgs) -> anyhow::Result<(Client, ActionVi
     )?;
     let client = Client::new(&args.server)?.with_token(token);
     let request = args.to_request()?;
-    let mut view = client.submit(&request).await?;
+    // One idempotency key for this submission: retries after an unknown outcome cannot create
+    // a second request.
+    let mut view = client.submit_with_retries(&request, 5).await?;
     eprintln!(
         "request {} submitted: {} — {}",
         view.id,

@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use countersign_core::api::{ActionView, DecisionView, ErrorBody};
 use countersign_core::{
     Action, ActionRequest, ActionStatus, Actor, EventKind, ExecutionOutcome, Grant,
     PolicyEvaluation, PolicyOutcome, SignedGrant, Timestamp, Verdict,
 };
-use countersign_store::{ActionRecord, NewAction, NewEvent};
+use countersign_store::{ActionRecord, Conflict, NewAction, NewEvent};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -52,34 +52,85 @@ pub(crate) async fn view(
             comment: d.decision.decision.comment,
         })
         .collect();
-    let approvals = decisions
-        .iter()
-        .filter(|d| d.verdict == Verdict::Approve)
-        .count() as u32;
     let grant = if with_grant {
         state.store.grant_for_action(id).await?.map(|g| g.grant)
     } else {
         None
     };
+    let outcome = state.store.outcome(id).await?;
+    Ok(assemble(record, decisions, grant, outcome, with_grant))
+}
+
+/// The view of a request from its parts, without reading anything.
+fn assemble(
+    record: ActionRecord,
+    decisions: Vec<DecisionView>,
+    grant: Option<SignedGrant>,
+    outcome: Option<ExecutionOutcome>,
+    with_grant: bool,
+) -> ActionView {
+    let approvals = decisions
+        .iter()
+        .filter(|d| d.verdict == Verdict::Approve)
+        .count() as u32;
     // The requester's side sees the code to tell approvers; approvers see only the choices.
     let needs_code = record.action.policy.outcome.needs_verification_code();
     let verification_code =
         (with_grant && needs_code).then(|| countersign_core::verification::code(&record.digest));
     let verification_choices = (!with_grant && needs_code)
         .then(|| countersign_core::verification::choices(&record.digest));
-    Ok(ActionView {
-        id,
+    ActionView {
+        id: record.action.id,
         status: record.status,
         verification_code,
         verification_choices,
         digest: record.digest,
         quorum: record.quorum,
         approvals,
-        outcome: state.store.outcome(id).await?,
+        outcome,
         action: record.action,
         decisions,
-        grant,
-    })
+        grant: if with_grant { grant } else { None },
+    }
+}
+
+/// Longest idempotency key.
+const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// The `Idempotency-Key` header: 1 to 128 visible ASCII characters, when given.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default();
+    let ok = !key.is_empty()
+        && key.len() <= MAX_IDEMPOTENCY_KEY
+        && key.bytes().all(|b| b.is_ascii_graphic());
+    if !ok {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!("Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// A submission repeated with its idempotency key: the request recorded the first time, if it
+/// is the same request; a different request under a used key is refused.
+async fn replay(
+    state: &AppState,
+    id: Uuid,
+    request: &ActionRequest,
+) -> Result<(StatusCode, Json<ActionView>), ApiError> {
+    let record = state.store.action(id).await?;
+    if &record.action.request != request {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request",
+        ));
+    }
+    Ok((StatusCode::OK, Json(view(state, record, true).await?)))
 }
 
 fn policy_input(requester: &str, request: &ActionRequest) -> serde_json::Value {
@@ -112,17 +163,27 @@ pub(crate) fn issue_grant(
 /// Submit a request for one action; the policy decides at once.
 #[utoipa::path(post, path = "/v1/actions", tag = "agents", request_body = ActionRequest,
     security(("agent_token" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 128 visible ASCII characters naming this submission; the same key returns the same request (200), never a second one")),
     responses((status = 201, description = "Stored; status pending, approved (grant included) or denied", body = ActionView),
+        (status = 200, description = "Submitted before with this Idempotency-Key: the request recorded then", body = ActionView),
+        (status = 409, description = "idempotency_key_reused: the key names a different request", body = ErrorBody),
         (status = 400, description = "Invalid field or malformed JSON", body = ErrorBody), (status = 401, description = "Missing, unknown or revoked agent token", body = ErrorBody),
         (status = 413, description = "Body over 10 MiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 503, description = "Storage unavailable; nothing was written", body = ErrorBody)))]
+        (status = 503, description = "storage_unavailable (nothing was written) or outcome_unknown (retry with the same Idempotency-Key)", body = ErrorBody)))]
 async fn submit(
     State(state): State<AppState>,
     Agent(agent): Agent,
+    headers: HeaderMap,
     ApiJson(request): ApiJson<ActionRequest>,
 ) -> Result<(StatusCode, Json<ActionView>), ApiError> {
     request.validate()?;
+    let key = idempotency_key(&headers)?.map(|k| countersign_store::idempotency_scope(&agent, &k));
+    if let Some(key) = &key
+        && let Some(id) = state.store.action_by_idempotency_key(key).await?
+    {
+        return replay(&state, id, &request).await;
+    }
     let now = state.now();
     let policy: PolicyEvaluation = state.policy.evaluate(&policy_input(&agent, &request));
     let (status, quorum, ttl) = match &policy.outcome {
@@ -191,20 +252,37 @@ async fn submit(
         }
         _ => {}
     }
-    let appended = state
+    let created = state
         .store
         .create_action(
             &NewAction {
                 record: record.clone(),
-                grant,
+                grant: grant.clone(),
+                idempotency_key: key.clone(),
             },
             events,
             now,
         )
-        .await?;
+        .await;
+    let appended = match (created, &key) {
+        (Ok(appended), _) => appended,
+        // The same key, submitted concurrently, won the race: answer as a repeat would.
+        (Err(countersign_store::StoreError::Conflict(Conflict::IdempotencyKeyUsed)), Some(key)) => {
+            let id = state
+                .store
+                .action_by_idempotency_key(key)
+                .await?
+                .ok_or(ApiError::not_found("action"))?;
+            return replay(&state, id, &record.action.request).await;
+        }
+        (Err(e), _) => return Err(e.into()),
+    };
     state.publish(&appended);
     tracing::info!(%id, status = ?record.status, r#type = %record.action.request.action_type, "request submitted");
-    Ok((StatusCode::CREATED, Json(view(&state, record, true).await?)))
+    // The reply is built from what was committed, not read back: a read failing after the
+    // commit must not turn a stored request into an error the agent would retry.
+    let view = assemble(record, Vec::new(), grant, None, true);
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 pub(crate) async fn own_record(

@@ -61,6 +61,9 @@ pub async fn apply(
     ) {
         Ok(kind) => kind,
         Err(e) => {
+            if let Some(result) = recorded_result(state, &signed, &record).await {
+                return Ok(result);
+            }
             tracing::warn!(%id, approver = %d.approver_id, code = e.code, "decision refused");
             return Err(e);
         }
@@ -104,10 +107,22 @@ pub async fn apply(
             key_kind,
         },
     );
-    let (outcome, appended) = state
+    let (outcome, appended) = match state
         .store
         .record_decision(&signed, key_kind, effects, event, now)
-        .await?;
+        .await
+    {
+        Ok(recorded) => recorded,
+        Err(e @ countersign_store::StoreError::Conflict(_)) => {
+            // The same signed decision sent again (a retry after an unknown outcome): what it
+            // did the first time, not a replay error.
+            if let Some(result) = recorded_result(state, &signed, &record).await {
+                return Ok(result);
+            }
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     state.publish(&appended);
     tracing::info!(%id, approver = %d.approver_id, verdict = ?d.verdict, "decision recorded");
     if !matches!(outcome, DecisionOutcome::Counted { .. }) {
@@ -130,6 +145,46 @@ pub async fn apply(
             result: "denied".into(),
             approvals: 0,
             quorum: record.quorum,
+        },
+    })
+}
+
+/// What `signed` did when it was recorded, if exactly this signed decision is on record for
+/// the request: counted (with the approvals up to and including it), approved (it completed
+/// the quorum) or denied. Only read on a refusal, so the usual path costs nothing more.
+async fn recorded_result(
+    state: &AppState,
+    signed: &SignedDecision,
+    record: &countersign_store::ActionRecord,
+) -> Option<DecisionResult> {
+    let decisions = state
+        .store
+        .decisions(signed.decision.request_id)
+        .await
+        .ok()?;
+    let at = decisions.iter().position(|d| &d.decision == signed)?;
+    let approvals = decisions[..=at]
+        .iter()
+        .filter(|d| d.decision.decision.verdict == Verdict::Approve)
+        .map(|d| d.decision.decision.approver_id.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len() as u32;
+    let quorum = record.quorum;
+    Some(match signed.decision.verdict {
+        Verdict::Deny => DecisionResult {
+            result: "denied".into(),
+            approvals: 0,
+            quorum,
+        },
+        Verdict::Approve if approvals >= quorum => DecisionResult {
+            result: "approved".into(),
+            approvals: quorum,
+            quorum,
+        },
+        Verdict::Approve => DecisionResult {
+            result: "counted".into(),
+            approvals,
+            quorum,
         },
     })
 }
