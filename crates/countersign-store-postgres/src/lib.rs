@@ -39,6 +39,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// The advisory lock key every write transaction holds ("countersign" in ASCII, truncated).
 const WRITE_LOCK: i64 = 0x636f_756e_7465_7273;
 
+/// Longest wait for a pooled connection. While the database is down, an operation fails with
+/// `storage_unavailable` after this long instead of hanging; and since sqlx retries a failed
+/// connect with a backoff capped at a fifth of it (0.6 s), the pool reconnects within that
+/// once the database is back. With 30 s the cap was 6 s: a 5 s outage stopped the service for
+/// 10.6 s (BENCHMARKS.md, failover).
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The PostgreSQL store.
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -51,13 +58,19 @@ impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/db`) and applies migrations (several
     /// replicas starting together are fine: sqlx migrates under its own advisory lock).
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(url, ACQUIRE_TIMEOUT).await
+    }
+
+    /// [`PgStore::connect`] with another bound on waiting for a pooled connection (the
+    /// failover benchmark compares the old 30 s with [`ACQUIRE_TIMEOUT`]).
+    pub async fn connect_with(url: &str, acquire_timeout: Duration) -> StoreResult<Self> {
         let options: PgConnectOptions = url
             .parse()
             .map_err(|e| StoreError::Backend(format!("database URL: {e}")))?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {e}")))?;
