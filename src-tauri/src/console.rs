@@ -198,6 +198,11 @@ struct Inner {
     connection: Arc<std::sync::Mutex<Connection>>,
     /// Counts live connections started: a replaced connection's last events are dropped.
     generation: Arc<AtomicU64>,
+    /// The whole content of requests opened from the inbox (which holds summaries), checked
+    /// against their digest; a request's content never changes, only its decisions.
+    full: std::collections::HashMap<Uuid, countersign_core::Action>,
+    /// A REST session with the service (server URL, client), opened on first need.
+    session: Option<(String, Client)>,
 }
 
 impl Console {
@@ -412,12 +417,84 @@ impl Console {
         pending(&inner)
     }
 
-    /// One request from the inbox.
+    /// One request from the inbox, whole: the inbox holds summaries (without diff, parameters
+    /// and context, so no request can make every inbox message large); the content is fetched
+    /// from the service the first time the request is opened, and kept only if it hashes to
+    /// the digest the inbox announced.
     pub async fn request(&self, id: Uuid) -> Result<ActionView, ConsoleError> {
-        let inner = self.inner.lock().await;
-        let live = inner.live.as_ref().ok_or(ConsoleError::Locked)?;
-        let inbox = live.inbox.lock().unwrap_or_else(|e| e.into_inner());
-        inbox.get(id).cloned().ok_or(ConsoleError::NotInInbox)
+        let (summary, cached) = {
+            let inner = self.inner.lock().await;
+            let live = inner.live.as_ref().ok_or(ConsoleError::Locked)?;
+            let summary = live
+                .inbox
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(id)
+                .cloned()
+                .ok_or(ConsoleError::NotInInbox)?;
+            (summary, inner.full.get(&id).cloned())
+        };
+        let action = match cached {
+            Some(action) => action,
+            None => {
+                let full = self.fetch_view(id).await?;
+                let hashes = full.action.digest().ok() == Some(summary.digest);
+                if full.digest != summary.digest || !hashes {
+                    return Err(ConsoleError::Approver(
+                        countersign_client::approver::ApproverError::DigestMismatch,
+                    ));
+                }
+                let mut inner = self.inner.lock().await;
+                let pending: std::collections::HashSet<Uuid> =
+                    pending(&inner).iter().map(|v| v.id).collect();
+                inner.full.retain(|id, _| pending.contains(id));
+                inner.full.insert(id, full.action.clone());
+                full.action
+            }
+        };
+        Ok(ActionView {
+            action,
+            summary: false,
+            ..summary
+        })
+    }
+
+    /// `GET /v1/actions/{id}/view` on a session opened with the enrolled key (kept, and opened
+    /// again once if the service no longer knows it).
+    async fn fetch_view(&self, id: Uuid) -> Result<ActionView, ConsoleError> {
+        for attempt in 0..2 {
+            let client = self.session_client(attempt > 0).await?;
+            match client.view(id).await {
+                Err(e) if attempt == 0 && e.code() == Some("unauthorized") => continue,
+                other => return Ok(other?),
+            }
+        }
+        Err(ConsoleError::Locked)
+    }
+
+    async fn session_client(&self, fresh: bool) -> Result<Client, ConsoleError> {
+        let (settings, signer, cached) = {
+            let inner = self.inner.lock().await;
+            let settings = inner.settings.clone().ok_or(ConsoleError::NotEnrolled)?;
+            let signer = inner.signer.clone().ok_or(ConsoleError::Locked)?;
+            let cached = inner
+                .session
+                .as_ref()
+                .filter(|(server, _)| !fresh && *server == settings.server)
+                .map(|(_, c)| c.clone());
+            (settings, signer, cached)
+        };
+        if let Some(client) = cached {
+            return Ok(client);
+        }
+        let client = open_session(
+            &Client::new(&settings.server)?,
+            settings.key.key_id(),
+            move |m: &[u8]| signer.sign(m).map_err(|e| e.to_string()),
+        )
+        .await?;
+        self.inner.lock().await.session = Some((settings.server.clone(), client.clone()));
+        Ok(client)
     }
 
     /// Signs `verdict` on request `id` with the enrolled key and sends it. The digest is
@@ -429,19 +506,13 @@ impl Console {
         comment: String,
         verification_code: Option<String>,
     ) -> Result<DecisionResult, ConsoleError> {
-        let (settings, signer, view) = {
+        // The whole request: a summary never hashes to its digest, so it is never signed.
+        let view = self.request(id).await?;
+        let (settings, signer) = {
             let inner = self.inner.lock().await;
             let settings = inner.settings.clone().ok_or(ConsoleError::NotEnrolled)?;
             let signer = inner.signer.clone().ok_or(ConsoleError::Locked)?;
-            let live = inner.live.as_ref().ok_or(ConsoleError::Locked)?;
-            let view = live
-                .inbox
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(id)
-                .cloned()
-                .ok_or(ConsoleError::NotInInbox)?;
-            (settings, signer, view)
+            (settings, signer)
         };
         let choice = Choice {
             verdict,

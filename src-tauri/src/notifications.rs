@@ -316,6 +316,7 @@ mod tests {
             outcome: None,
             verification_code: None,
             verification_choices: None,
+            summary: true,
         }
     }
 

@@ -62,12 +62,31 @@ pub struct ActionView {
     /// The codes an approver picks from (approvers only, when the policy asks for one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification_choices: Option<Vec<String>>,
+    /// True in inboxes and on the approver stream: the request's `diff`, `parameters` and
+    /// `context` are left out (so `action` does not hash to `digest`), keeping every inbox
+    /// message small whatever the agent sent. The whole request comes from
+    /// `GET /v1/actions/{id}/view`; a summary is never signed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub summary: bool,
 }
 
 impl ActionView {
-    /// Whether `approver` has decided this request already.
+    /// Whether `approver` has decided this request already (as an identity, not a spelling).
     pub fn decided_by(&self, approver: &str) -> bool {
-        self.decisions.iter().any(|d| d.approver_id == approver)
+        self.decisions
+            .iter()
+            .any(|d| crate::identifier::same(&d.approver_id, approver))
+    }
+
+    /// The bounded form for inboxes and the approver stream: without the diff, parameters and
+    /// context, whose size the agent chooses (up to 8 MiB); everything an inbox lists and a
+    /// notification shows stays. See [`ActionView::summary`].
+    pub fn summarized(mut self) -> Self {
+        self.action.request.diff = None;
+        self.action.request.parameters = Default::default();
+        self.action.request.context = Default::default();
+        self.summary = true;
+        self
     }
 }
 
@@ -230,8 +249,9 @@ pub enum ServerMessage {
         service: String,
     },
     /// Authenticated. `requests` is the complete set of pending requests this approver may
-    /// decide as of log position `seq`: the client replaces its inbox with it, so a reconnect
-    /// neither repeats nor misses a request. Every later message has a larger `seq`.
+    /// decide as of log position `seq` (the log's size), as summaries: the client replaces its
+    /// inbox with it, so a reconnect neither repeats nor misses a request. Every later message
+    /// on the connection has a `seq` at least this one, never lower than the one before.
     Snapshot {
         /// Who is signed in.
         approver_id: String,
@@ -240,18 +260,19 @@ pub enum ServerMessage {
         /// Pending requests this approver may decide and has not decided.
         requests: Vec<ActionView>,
     },
-    /// A new request this approver may decide.
+    /// A new request this approver may decide (announced once per connection, never when the
+    /// snapshot held it).
     Request {
         /// Log position of the event.
         seq: u64,
-        /// The request.
+        /// The request, as a summary.
         view: ActionView,
     },
     /// A request in the inbox changed: a decision counted, or it left `pending`.
     Update {
         /// Log position of the event.
         seq: u64,
-        /// The request as it stands now.
+        /// The request as it stands now, as a summary.
         view: ActionView,
     },
     /// Reply to a decision sent on the stream.

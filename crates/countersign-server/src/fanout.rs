@@ -136,6 +136,8 @@ async fn notice(state: &AppState, id: Uuid, seq: u64, new: bool) -> Option<Notic
     let Ok(view) = view(state, record.clone(), false).await else {
         return Some(Notice::Resync);
     };
+    // Bounded whatever the agent sent: the full request is fetched when it is opened.
+    let view = view.summarized();
     let message = if new {
         ServerMessage::Request { seq, view }
     } else {

@@ -82,6 +82,22 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// A connection's places in the connection budget (in all and for its source address), given
+/// back when the last holder drops it: the connection task, or a WebSocket that outlives it;
+/// and the server's stop signal, which a WebSocket watches to close when the service stops.
+#[derive(Clone)]
+pub struct ConnectionSlot {
+    _held: Arc<(tokio::sync::OwnedSemaphorePermit, SourceSlot)>,
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl ConnectionSlot {
+    /// Resolves when the server stops taking requests.
+    pub async fn stopping(&mut self) {
+        let _ = self.stop.wait_for(|stopped| *stopped).await;
+    }
+}
+
 /// Open connections per source address; a [`SourceSlot`] gives its place back when dropped.
 #[derive(Default)]
 struct Sources(Mutex<HashMap<IpAddr, usize>>);
@@ -166,13 +182,26 @@ pub async fn serve_connections(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // The connection's places in the budget travel with its requests, so a WebSocket keeps
+        // them after its upgrade (when hyper's side of the connection has ended) until it closes.
+        let held = ConnectionSlot {
+            _held: Arc::new((slot, source_slot)),
+            stop: stop_rx.clone(),
+        };
+        let with_slot = held.clone();
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(with_slot.clone());
+                request
+            },
+        ));
         let builder = builder.clone();
         let stop = stop_rx.clone();
         let tls = tls.clone();
         let handshake_timeout = limits.tls_handshake_timeout;
         tokio::spawn(async move {
-            let _slots = (slot, source_slot);
+            let _held = held;
             let result = match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {

@@ -398,3 +398,82 @@ async fn request_text_that_attacks_the_reader_is_refused_naming_the_field() {
         assert!(message.starts_with(field), "{extra}: {message}");
     }
 }
+
+/// Large diffs do not make every inbox read and stream message large: inboxes, snapshots and
+/// live messages carry summaries; the whole request, diff included, comes from its view.
+#[tokio::test]
+async fn inboxes_and_streams_carry_bounded_summaries() {
+    let h = Harness::new().await;
+    let (url, _stop) = serve(&h).await;
+    let diff = format!("+{}\n", "x".repeat(4 * 1024 * 1024));
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let (status, body) = h
+            .submit(json!({
+                "resource": format!("cluster/prod/web-{i}"),
+                "diff": {"format": "unified", "text": diff},
+                "parameters": {"blob": "p".repeat(100_000)},
+            }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        ids.push(body["id"].as_str().expect("id").to_owned());
+    }
+    let token = h.session(0).await;
+    let (status, inbox) = h.call("GET", "/v1/pending", Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let inbox_bytes = inbox.to_string().len();
+    assert_eq!(inbox.as_array().map(Vec::len), Some(4));
+    assert!(inbox_bytes < 16 * 1024, "the inbox is {inbox_bytes} bytes");
+    assert!(
+        inbox
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|v| v["summary"] == true)
+    );
+
+    let a = &h.approvers[0];
+    let key = a.key.clone();
+    let (mut stream, snapshot) = ApproverStream::connect(&url, a.public.key_id(), move |m| {
+        Ok(Signature::from_p256(key.sign(m)))
+    })
+    .await
+    .expect("connects");
+    let snapshot_bytes = serde_json::to_string(&snapshot.requests)
+        .expect("json")
+        .len();
+    assert!(
+        snapshot_bytes < 16 * 1024,
+        "the snapshot is {snapshot_bytes} bytes"
+    );
+    let (status, body) = h
+        .submit(json!({"diff": {"format": "unified", "text": diff}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let message = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next_text())
+        .await
+        .expect("a live message")
+        .expect("open")
+        .expect("text");
+    assert!(message.contains(body["id"].as_str().expect("id")));
+    assert!(
+        message.len() < 8 * 1024,
+        "a live message is {} bytes",
+        message.len()
+    );
+
+    // Opened, the request is whole and hashes to its digest.
+    let (status, whole) = h
+        .call(
+            "GET",
+            &format!("/v1/actions/{}/view", ids[0]),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(whole["action"]["request"]["diff"]["text"], json!(diff));
+    assert!(whole.get("summary").is_none());
+    let view: countersign_core::api::ActionView = serde_json::from_value(whole).expect("view");
+    assert_eq!(view.action.digest().expect("digest"), view.digest);
+}

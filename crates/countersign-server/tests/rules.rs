@@ -152,14 +152,18 @@ async fn replayed_nonce_is_rejected() {
         (status, code(&body)),
         (StatusCode::CONFLICT, "nonce_reused")
     );
-    // The exact same signed decision sent again is refused too.
+    // The exact same signed decision sent again is not a second decision: it answers what it
+    // did (a retry after an unknown outcome), and records nothing (issue 15, item 16).
+    let size = h.state.store.audit_size().await.expect("size");
     let (status, body) = h
         .post_decision(a, &h.decision(0, a, da, Verdict::Approve, 9))
         .await;
     assert_eq!(
-        (status, code(&body)),
-        (StatusCode::CONFLICT, "already_decided")
+        (status, body["result"].as_str()),
+        (StatusCode::OK, Some("counted"))
     );
+    assert_eq!(h.state.store.audit_size().await.expect("size"), size);
+    assert_eq!(h.state.store.decisions(a).await.expect("read").len(), 1);
 }
 
 #[tokio::test]

@@ -286,3 +286,52 @@ async fn one_source_cannot_take_every_connection() {
     );
     drop(held);
 }
+
+/// A WebSocket keeps its connection's place in the budget after the upgrade, for as long as
+/// it is open: streams cannot be used to get around the connection limits.
+#[tokio::test]
+async fn open_streams_count_toward_the_connection_budget() {
+    let h = Harness::new().await;
+    let limits = Limits {
+        max_connections: 8,
+        max_connections_per_source: 3,
+        ..Limits::default()
+    };
+    let (addr, _stop) = start(&h, None, limits).await;
+    let ws = format!("ws://{addr}/v1/ws");
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let (s, _) = tokio_tungstenite::connect_async(&ws)
+            .await
+            .expect("upgrade");
+        streams.push(s);
+    }
+    let healthz = |addr| async move {
+        let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let _ = c
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut response = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut response)).await;
+        response
+    };
+    let refused = healthz(addr).await;
+    assert!(
+        refused.is_empty(),
+        "served past the limit: {}",
+        String::from_utf8_lossy(&refused)
+    );
+    drop(streams.pop());
+    let mut served = Vec::new();
+    for _ in 0..50 {
+        served = healthz(addr).await;
+        if !served.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        served.starts_with(b"HTTP/1.1 200"),
+        "a closed stream gave its place back"
+    );
+}

@@ -122,7 +122,10 @@ export interface paths {
     post: operations["redeem"];
   };
   "/v1/pending": {
-    /** Pending requests this approver may decide and has not decided yet, oldest first. */
+    /**
+     * Pending requests this approver may decide and has not decided yet, oldest first, as
+     * summaries (without diff, parameters and context: `GET /v1/actions/{id}/view` has them).
+     */
     get: operations["pending"];
   };
   "/v1/server-key": {
@@ -225,6 +228,13 @@ export interface components {
       quorum: number;
       /** @description Where it stands. */
       status: components["schemas"]["ActionStatus"];
+      /**
+       * @description True in inboxes and on the approver stream: the request's `diff`, `parameters` and
+       * `context` are left out (so `action` does not hash to `digest`), keeping every inbox
+       * message small whatever the agent sent. The whole request comes from
+       * `GET /v1/actions/{id}/view`; a summary is never signed.
+       */
+      summary?: boolean;
       /** @description The codes an approver picks from (approvers only, when the policy asks for one). */
       verification_choices?: string[] | null;
       /** @description The code to tell approvers (agents only, when the policy asks for one). */
@@ -856,7 +866,7 @@ export interface components {
       seq: number;
       /** @enum {string} */
       type: "request";
-      /** @description The request. */
+      /** @description The request, as a summary. */
       view: components["schemas"]["ActionView"];
     } | {
       /**
@@ -866,7 +876,7 @@ export interface components {
       seq: number;
       /** @enum {string} */
       type: "update";
-      /** @description The request as it stands now. */
+      /** @description The request as it stands now, as a summary. */
       view: components["schemas"]["ActionView"];
     } | {
       /**
@@ -1964,7 +1974,10 @@ export interface operations {
       };
     };
   };
-  /** Pending requests this approver may decide and has not decided yet, oldest first. */
+  /**
+   * Pending requests this approver may decide and has not decided yet, oldest first, as
+   * summaries (without diff, parameters and context: `GET /v1/actions/{id}/view` has them).
+   */
   pending: {
     responses: {
       200: {

@@ -91,6 +91,7 @@ fn assemble(
         action: record.action,
         decisions,
         grant: if with_grant { grant } else { None },
+        summary: false,
     }
 }
 

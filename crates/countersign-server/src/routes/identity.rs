@@ -189,7 +189,8 @@ pub(crate) async fn verify_challenge(
     Ok(key)
 }
 
-/// Pending requests this approver may decide and has not decided yet, oldest first.
+/// Pending requests this approver may decide and has not decided yet, oldest first, as
+/// summaries (without diff, parameters and context: `GET /v1/actions/{id}/view` has them).
 #[utoipa::path(get, path = "/v1/pending", tag = "approvers", security(("approver_session" = [])),
     responses((status = 200, body = [ActionView]), (status = 401, body = ErrorBody)))]
 async fn pending(
@@ -225,7 +226,8 @@ pub(crate) async fn inbox(
         if view.decided_by(&approver.id) {
             continue;
         }
-        out.push(view);
+        // Bounded whatever the agent sent: the full request is fetched when it is opened.
+        out.push(view.summarized());
     }
     Ok(out)
 }

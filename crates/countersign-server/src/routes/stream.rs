@@ -49,15 +49,22 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 /// `ClientMessage` from the approver; see docs/service.md.
 #[utoipa::path(get, path = "/v1/ws", tag = "approvers",
     responses((status = 101, description = "Switching to the WebSocket protocol", body = ServerMessage)))]
-async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(
+    State(state): State<AppState>,
+    slot: Option<axum::Extension<crate::transport::ConnectionSlot>>,
+    ws: WebSocketUpgrade,
+) -> Response {
     // tungstenite zero-fills its read buffer on every read; its 128 KiB default made that
     // memset the largest cost of the fan-out (profiled), and frames here are small.
     ws.read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
+            // The stream holds its connection's place in the budget for as long as it is open,
+            // and closes when the service stops (clients reconnect and resync).
+            let slot = slot.map(|axum::Extension(s)| s);
             state.metrics.approver_connected(1);
-            if let Err(reason) = run(&state, socket).await {
+            if let Err(reason) = run(&state, socket, slot).await {
                 tracing::debug!(%reason, "approver stream ended");
             }
             state.metrics.approver_connected(-1);
@@ -237,7 +244,23 @@ async fn snapshot(
     })
 }
 
-async fn run(state: &AppState, mut socket: WebSocket) -> Result<(), String> {
+/// Resolves when the service is stopping; never for a stream without a transport (tests that
+/// drive the router directly).
+async fn stopping(slot: &mut Option<crate::transport::ConnectionSlot>) {
+    match slot {
+        Some(s) => s.stopping().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// WebSocket close code for a server going away (RFC 6455).
+const GOING_AWAY: u16 = 1001;
+
+async fn run(
+    state: &AppState,
+    mut socket: WebSocket,
+    mut slot: Option<crate::transport::ConnectionSlot>,
+) -> Result<(), String> {
     let (approver, key_id) = authenticate(state, &mut socket).await?;
     // Subscribe before the snapshot, so nothing committed after it can be missed.
     let mut notices = state.notices.subscribe();
@@ -316,6 +339,10 @@ async fn run(state: &AppState, mut socket: WebSocket) -> Result<(), String> {
                     }
                 }
                 socket.flush().await.map_err(|e| e.to_string())?;
+            }
+            () = stopping(&mut slot) => {
+                close(&mut socket, GOING_AWAY, "service stopping").await;
+                return Ok(());
             }
             _ = heartbeat.tick() => {
                 socket.send(Message::Ping(Vec::new().into())).await.map_err(|e| e.to_string())?;
