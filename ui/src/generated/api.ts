@@ -2093,6 +2093,18 @@ export interface operations {
           "application/json": components["schemas"]["ServerMessage"];
         };
       };
+      /** @description Not a WebSocket handshake (missing or wrong Upgrade, Connection, Sec-WebSocket-* headers) */
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description The connection cannot be upgraded */
+      426: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
       /** @description Storage unavailable; the message says whether anything was changed */
       503: {
         content: {

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use countersign_core::KeyId;
-use countersign_core::api::{ClientMessage, ServerMessage};
+use countersign_core::api::{ClientMessage, ErrorBody, ServerMessage};
 use countersign_store::Approver;
 use futures_util::SinkExt as _;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -48,7 +48,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 /// The approver stream (WebSocket). Messages: `ServerMessage` from the service,
 /// `ClientMessage` from the approver; see docs/service.md.
 #[utoipa::path(get, path = "/v1/ws", tag = "approvers",
-    responses((status = 101, description = "Switching to the WebSocket protocol", body = ServerMessage)))]
+    responses((status = 101, description = "Switching to the WebSocket protocol", body = ServerMessage),
+        (status = 400, description = "Not a WebSocket handshake (missing or wrong Upgrade, Connection, Sec-WebSocket-* headers)", body = ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded", body = ErrorBody)))]
 async fn upgrade(
     State(state): State<AppState>,
     slot: Option<axum::Extension<crate::transport::ConnectionSlot>>,
