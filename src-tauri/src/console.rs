@@ -99,6 +99,8 @@ pub struct ConsoleState {
     pub phase: &'static str,
     /// Service URL, once set.
     pub server: Option<String>,
+    /// What the service URL's transport means, when it is plain HTTP to another machine.
+    pub transport_warning: Option<String>,
     /// Who I am, once enrolled.
     pub approver_id: Option<String>,
     /// My key, once created.
@@ -660,6 +662,10 @@ fn state_of(inner: &Inner, places: Places) -> ConsoleState {
     ConsoleState {
         phase,
         server: inner.settings.as_ref().map(|s| s.server.clone()),
+        transport_warning: inner
+            .settings
+            .as_ref()
+            .and_then(|s| countersign_client::plain_http_warning(&s.server)),
         approver_id: inner.settings.as_ref().map(|s| s.approver_id.clone()),
         key: inner
             .settings

@@ -494,3 +494,35 @@ async fn hostile_request_is_shown_as_text_with_warnings_and_a_5_mb_diff_stays_us
     assert!(!marker.exists());
     c.close().await.expect("close session");
 }
+
+/// Everything a test starts ends with it, pass or fail: the display, tauri-driver, the
+/// WebKitWebDriver and console it launched, the private bus and the service.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_test_world_leaves_no_process_behind() {
+    let w = World::start();
+    let c = w.console().await;
+    let (group, bus, service) = w.processes();
+    let in_group = || {
+        Command::new("pgrep")
+            .args(["-g", &group.to_string()])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+            .unwrap_or(0)
+    };
+    assert!(
+        in_group() >= 3,
+        "xvfb-run, Xvfb and tauri-driver run in the group"
+    );
+    // The session is left open, as a failing test would leave it.
+    drop(c);
+    drop(w);
+    assert_eq!(in_group(), 0, "processes left in the driver's group");
+    for (name, pid) in [("bus", bus), ("service", service)] {
+        let alive = Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(!alive, "the {name} ({pid}) is still running");
+    }
+}

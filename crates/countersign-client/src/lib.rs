@@ -71,6 +71,27 @@ impl ClientError {
     }
 }
 
+/// What plain HTTP to `base` means, when it is not to this machine: everything travels in clear
+/// text (requests and their diffs, session tokens, agent tokens, grants), and anyone on the path
+/// can read it or change what the service answers. The service itself refuses plain HTTP off
+/// loopback unless it is told a TLS proxy is in front of it. `None` for HTTPS and loopback.
+pub fn plain_http_warning(base: &str) -> Option<String> {
+    let url = reqwest::Url::parse(base).ok()?;
+    if url.scheme() != "http" {
+        return None;
+    }
+    let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']');
+    let local = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!local).then(|| {
+        format!(
+            "{base} is plain HTTP to another machine: requests, diffs, session tokens and grants travel unencrypted, and anyone on the network path can read them or change what you are shown. Use https:// unless this address is a TLS-terminating proxy on a trusted network."
+        )
+    })
+}
+
 /// A connection to one service, optionally with a bearer token (agent or approver session).
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -410,4 +431,23 @@ pub struct RawEventsPage {
     pub events: Vec<Box<serde_json::value::RawValue>>,
     /// The log's size when read.
     pub tree_size: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_http_warning;
+
+    #[test]
+    fn plain_http_off_loopback_is_named() {
+        assert!(plain_http_warning("http://countersign.example:8750").is_some());
+        assert!(plain_http_warning("http://10.0.0.5").is_some());
+        for quiet in [
+            "https://countersign.example",
+            "http://127.0.0.1:8750",
+            "http://localhost:8750",
+            "http://[::1]:8750",
+        ] {
+            assert_eq!(plain_http_warning(quiet), None, "{quiet}");
+        }
+    }
 }

@@ -81,6 +81,50 @@ impl Drop for Running {
     }
 }
 
+/// A child started as the leader of its own process group (`xvfb-run` and what it starts:
+/// Xvfb, tauri-driver, WebKitWebDriver, the console). Dropping it, pass or fail, stops the
+/// whole group — SIGTERM, then SIGKILL for whatever is left after 3 s — and reaps the leader,
+/// so no test leaves a display, a driver or a zombie behind.
+pub struct Group(pub Child);
+
+impl Group {
+    /// Spawns `command` in a new process group.
+    pub fn spawn(command: &mut Command) -> std::io::Result<Self> {
+        use std::os::unix::process::CommandExt as _;
+        command.process_group(0).spawn().map(Group)
+    }
+
+    fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([signal, "--", &format!("-{}", self.0.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Whether any process of the group is still alive.
+    fn alive(&self) -> bool {
+        Command::new("pgrep")
+            .args(["-g", &self.0.id().to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.signal("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while self.alive() && Instant::now() < deadline {
+            let _ = self.0.try_wait();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.signal("-KILL");
+        let _ = self.0.wait();
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -95,9 +139,9 @@ pub struct World {
     pub driver_port: u16,
     /// The private session bus the console's notifications go to.
     pub bus_address: String,
-    // Dropped in this order after the test: the console's driver, the bus, the service,
-    // then the token's directory.
-    _driver: Running,
+    // Dropped in this order after the test: the console's driver (with its display and the
+    // console), the bus, the service, then the token's directory.
+    _driver: Group,
     _bus: Running,
     server: Running,
     _token: SoftHsm,
@@ -133,34 +177,35 @@ impl World {
         let token = SoftHsm::init();
         let tpm = Swtpm::start();
         let driver_port = free_port();
-        let driver = Command::new("xvfb-run")
-            .args([
-                "-a",
-                "--server-args=-screen 0 1280x800x24",
-                "tauri-driver",
-                "--port",
-            ])
-            .arg(driver_port.to_string())
-            .arg("--native-port")
-            .arg(free_port().to_string())
-            .env("DBUS_SESSION_BUS_ADDRESS", &bus_address)
-            .env("SOFTHSM2_CONF", token.conf())
-            .env("COUNTERSIGN_CONSOLE_DIR", dir.path().join("console"))
-            .env("COUNTERSIGN_PKCS11_MODULES", token.module())
-            .env("COUNTERSIGN_TPM_TCTI", tpm.tcti())
-            .env("COUNTERSIGN_EXPORT_DIR", dir.path().join("exports"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tauri-driver (cargo install tauri-driver --locked) under xvfb-run");
+        let driver = Group::spawn(
+            Command::new("xvfb-run")
+                .args([
+                    "-a",
+                    "--server-args=-screen 0 1280x800x24",
+                    "tauri-driver",
+                    "--port",
+                ])
+                .arg(driver_port.to_string())
+                .arg("--native-port")
+                .arg(free_port().to_string())
+                .env("DBUS_SESSION_BUS_ADDRESS", &bus_address)
+                .env("SOFTHSM2_CONF", token.conf())
+                .env("COUNTERSIGN_CONSOLE_DIR", dir.path().join("console"))
+                .env("COUNTERSIGN_PKCS11_MODULES", token.module())
+                .env("COUNTERSIGN_TPM_TCTI", tpm.tcti())
+                .env("COUNTERSIGN_EXPORT_DIR", dir.path().join("exports"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .expect("tauri-driver (cargo install tauri-driver --locked) under xvfb-run");
         let world = Self {
             dir,
             url,
             agent_token,
             driver_port,
             bus_address: bus_address.clone(),
-            _driver: Running(driver),
+            _driver: driver,
             _bus: Running(bus),
             server,
             _token: token,
@@ -168,6 +213,12 @@ impl World {
         };
         world.wait_for_driver();
         world
+    }
+
+    /// The processes this world started: the driver's process group (xvfb-run, Xvfb,
+    /// tauri-driver, WebKitWebDriver, the console), the bus and the service.
+    pub fn processes(&self) -> (u32, u32, u32) {
+        (self._driver.0.id(), self._bus.0.id(), self.server.0.id())
     }
 
     /// Stops the service, lets `change` alter its data directory, and starts it again at the

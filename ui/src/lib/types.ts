@@ -31,6 +31,8 @@ export interface KeyView {
 export interface ConsoleState {
   phase: "setup" | "locked" | "ready";
   server: string | null;
+  /** What plain HTTP to another machine means, when the service URL is that (console.rs). */
+  transport_warning: string | null;
   approver_id: string | null;
   key: KeyView | null;
   connection: Connection;

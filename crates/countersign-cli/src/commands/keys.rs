@@ -215,6 +215,9 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
             let record = KeyRecord::load(&key.path())?;
             let signer = open(&record)?;
             let info = signer.describe();
+            if let Some(warning) = countersign_client::plain_http_warning(&server) {
+                eprintln!("warning: {warning}");
+            }
             let client = Client::new(&server)?;
             let label = label.unwrap_or_else(|| record.label.clone());
             let enrolled = enroll(

@@ -72,6 +72,16 @@ pub struct Server {
     pub url: String,
 }
 
+/// A service a failing test did not stop is killed with it, never left running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Server {
     pub fn start(data: &Path) -> Self {
         Self::start_at(data, "127.0.0.1:0")
