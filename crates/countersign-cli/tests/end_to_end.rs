@@ -1091,3 +1091,42 @@ async fn restart_storm_neither_misses_nor_repeats_a_request() {
     assert!(repeated.is_empty(), "repeated: {repeated:?}");
     server.stop();
 }
+
+/// Revoking a key on the shared database closes the streams it opened on every replica, at
+/// once: the stream on replica B ends within seconds of a revocation made on the store (as
+/// `countersign admin --database-url` does), without carrying another request.
+#[tokio::test(flavor = "multi_thread")]
+async fn revocation_closes_the_keys_stream_on_every_replica() {
+    let pg = Postgres::start();
+    let w = World::with_database(Some(pg.fresh_database()));
+    let a = w.replica();
+    let b = w.replica();
+    w.enroll("bob", &a.url);
+    let (key_id, sign) = signer_of(&w, "bob");
+    let (mut on_b, _) = countersign_client::stream::ApproverStream::connect(&b.url, key_id, &*sign)
+        .await
+        .expect("stream on B");
+    let revoked_at = Instant::now();
+    tokio::task::block_in_place(|| {
+        w.admin(&["revoke-key", &key_id.to_string(), "--reason", "laptop lost"])
+    });
+    // A request submitted through A after the revocation never reaches the closed stream.
+    tokio::task::block_in_place(|| request(&a.url, &w.token, "db.export", "after revocation", &[]));
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), on_b.next()).await {
+            Ok(Ok(None)) | Ok(Err(_)) => break,
+            Ok(Ok(Some(ServerMessage::Request { view, .. }))) => {
+                panic!("the revoked key's stream on B received {}", view.id)
+            }
+            Ok(Ok(Some(_))) => continue,
+            Err(_) => panic!("the revoked key's stream on B is still open after 10 s"),
+        }
+    }
+    let took = revoked_at.elapsed();
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+    // And it cannot come back.
+    let again = countersign_client::stream::ApproverStream::connect(&b.url, key_id, &*sign).await;
+    assert!(again.is_err(), "a revoked key opened a stream");
+    a.stop();
+    b.stop();
+}

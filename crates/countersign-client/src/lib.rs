@@ -80,7 +80,10 @@ pub fn plain_http_warning(base: &str) -> Option<String> {
     if url.scheme() != "http" {
         return None;
     }
-    let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']');
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let local = host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
