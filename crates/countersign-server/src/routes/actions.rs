@@ -377,12 +377,8 @@ async fn outcome(
     Path(id): Path<Uuid>,
     ApiJson(outcome): ApiJson<ExecutionOutcome>,
 ) -> Result<StatusCode, ApiError> {
-    if outcome.detail.len() > 4096 {
-        return Err(ApiError::bad_request(
-            "invalid_field",
-            "detail: at most 4096 bytes",
-        ));
-    }
+    // Shown to reviewers like any agent text: bounded, and nothing that drives or hides.
+    countersign_core::validate::optional_text("detail", &outcome.detail, 4096, true)?;
     own_record(&state, &agent, id).await?;
     let event = NewEvent::new(
         Actor::Agent(agent),
