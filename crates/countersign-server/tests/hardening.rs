@@ -18,22 +18,6 @@ use p256::ecdsa::signature::Signer as _;
 use serde_json::json;
 use sqlx::Connection as _;
 
-async fn serve(h: &Harness) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let state = h.state.clone();
-    tokio::spawn(async move {
-        let _ = countersign_server::serve(listener, state, async move {
-            let _ = rx.await;
-        })
-        .await;
-    });
-    (url, tx)
-}
-
 async fn events(h: &Harness) -> Vec<AuditEvent> {
     let size = h.state.store.audit_size().await.expect("size");
     h.state
@@ -198,7 +182,7 @@ async fn revocation_racing_a_decision_never_records_the_revoked_keys_decision() 
 #[tokio::test]
 async fn revoking_a_key_closes_its_open_streams() {
     let h = Harness::new().await;
-    let (url, _stop) = serve(&h).await;
+    let (url, _stop) = h.serve().await;
     let connect = |who: usize| {
         let a = &h.approvers[who];
         let key = a.key.clone();
@@ -257,7 +241,7 @@ async fn revoking_a_key_closes_its_open_streams() {
 #[tokio::test]
 async fn ping_and_binary_floods_close_the_stream() {
     let h = Harness::new().await;
-    let (url, _stop) = serve(&h).await;
+    let (url, _stop) = h.serve().await;
     let a = &h.approvers[0];
     let key = a.key.clone();
     let (mut flooder, _) = ApproverStream::connect(&url, a.public.key_id(), move |m| {
@@ -289,7 +273,7 @@ async fn ping_and_binary_floods_close_the_stream() {
 #[tokio::test]
 async fn unauthenticated_challenges_and_streams_write_nothing() {
     let h = Harness::new().await;
-    let (url, _stop) = serve(&h).await;
+    let (url, _stop) = h.serve().await;
     for _ in 0..300 {
         let (status, _) = h.call("POST", "/v1/sessions/challenge", None, None).await;
         assert_eq!(status, StatusCode::OK);
@@ -404,7 +388,7 @@ async fn request_text_that_attacks_the_reader_is_refused_naming_the_field() {
 #[tokio::test]
 async fn inboxes_and_streams_carry_bounded_summaries() {
     let h = Harness::new().await;
-    let (url, _stop) = serve(&h).await;
+    let (url, _stop) = h.serve().await;
     let diff = format!("+{}\n", "x".repeat(4 * 1024 * 1024));
     let mut ids = Vec::new();
     for i in 0..4 {

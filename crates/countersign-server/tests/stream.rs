@@ -10,22 +10,6 @@ use harness::Harness;
 use p256::ecdsa::signature::Signer as _;
 use serde_json::json;
 
-async fn serve(h: &Harness) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let state = h.state.clone();
-    tokio::spawn(async move {
-        let _ = countersign_server::serve(listener, state, async move {
-            let _ = rx.await;
-        })
-        .await;
-    });
-    (url, tx)
-}
-
 async fn connect(
     h: &Harness,
     url: &str,
@@ -50,7 +34,7 @@ async fn next(stream: &mut ApproverStream) -> ServerMessage {
 #[tokio::test]
 async fn snapshot_then_live_requests_and_updates() {
     let h = Harness::new().await;
-    let (url, _stop) = serve(&h).await;
+    let (url, _stop) = h.serve().await;
     let (existing, _) = h.submit_pending().await;
     let (mut bob, snapshot) = connect(&h, &url, 0).await;
     assert_eq!(snapshot.approver_id, "bob");
@@ -101,7 +85,7 @@ async fn snapshot_then_live_requests_and_updates() {
 #[tokio::test]
 async fn requests_an_approver_may_not_decide_are_not_sent() {
     let h = Harness::new().await;
-    let (url, _stop) = serve(&h).await;
+    let (url, _stop) = h.serve().await;
     let (mut dave, snapshot) = connect(&h, &url, 2).await; // finance, not security
     assert!(snapshot.requests.is_empty());
     h.submit_pending().await;
@@ -112,7 +96,7 @@ async fn requests_an_approver_may_not_decide_are_not_sent() {
 #[tokio::test]
 async fn refused_decision_on_the_stream_is_an_error_message() {
     let h = Harness::new().await;
-    let (url, _stop) = serve(&h).await;
+    let (url, _stop) = h.serve().await;
     let (id, _) = h.submit_pending().await;
     let (mut bob, _) = connect(&h, &url, 0).await;
     bob.decide(h.decision(
@@ -136,7 +120,7 @@ async fn refused_decision_on_the_stream_is_an_error_message() {
 #[tokio::test]
 async fn wrong_key_cannot_authenticate() {
     let h = Harness::new().await;
-    let (url, _stop) = serve(&h).await;
+    let (url, _stop) = h.serve().await;
     let carol = &h.approvers[1];
     // bob's key id, carol's signature.
     let result = ApproverStream::connect(&url, h.approvers[0].public.key_id(), |m| {
@@ -152,7 +136,7 @@ async fn wrong_key_cannot_authenticate() {
 #[tokio::test]
 async fn flooding_client_is_disconnected_and_others_are_unaffected() {
     let h = Harness::new().await;
-    let (url, _stop) = serve(&h).await;
+    let (url, _stop) = h.serve().await;
     let (mut flooder, _) = connect(&h, &url, 0).await;
     let (mut carol, _) = connect(&h, &url, 1).await;
     let junk = json!({"type": "nonsense"}).to_string();

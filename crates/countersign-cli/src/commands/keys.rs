@@ -181,17 +181,6 @@ impl KeyRecord {
     }
 }
 
-/// Writes a new file; an existing one (key material above all) is never replaced.
-fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
 /// Where `keys init` writes the key record unless told otherwise:
 /// `~/.config/countersign/key.json`.
 pub fn default_record() -> PathBuf {
@@ -365,7 +354,8 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
     if let Some(dir) = record_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    write_new(
+    // A new file, never one that exists (key material above all).
+    countersign_keys::files::write_owner_only(
         &record_path,
         (serde_json::to_string_pretty(&record)? + "\n").as_bytes(),
     )

@@ -212,6 +212,23 @@ impl Harness {
         self.clock.now()
     }
 
+    /// Serves this service on a loopback port; returns its URL and the sender that stops it.
+    pub async fn serve(&self) -> (String, tokio::sync::oneshot::Sender<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let _ = countersign_server::serve(listener, state, async move {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        (url, tx)
+    }
+
     pub fn advance(&self, seconds: i64) {
         self.clock.0.fetch_add(seconds * 1000, Ordering::SeqCst);
     }
