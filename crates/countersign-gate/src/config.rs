@@ -1,0 +1,495 @@
+//! `gate.toml`: the approval service, where agents reach the gate, and the upstream tool servers
+//! with their credentials and how their calls are described as actions.
+//!
+//! ```toml
+//! service = "https://countersign.example"   # the approval service
+//! listen = "127.0.0.1:8760"                  # where agents reach the gate
+//!
+//! [[upstream]]
+//! name = "fs"                                # its tools are offered as fs.<tool>
+//! command = "mcp-server-filesystem"          # a stdio server the gate starts …
+//! args = ["/srv/data"]
+//! env = { LOG_LEVEL = "warn" }
+//! env_files = { API_KEY = "secrets/fs.key" } # … with secrets read from files
+//! environment = "prod"
+//! tags = ["files"]
+//!
+//! [upstream.tools.write_file]
+//! type = "fs.write"                          # default: mcp.<upstream>.<tool>
+//! resource = "file://{path}"                 # a template over the call's arguments
+//! tags = ["source-code"]
+//!
+//! [[upstream]]
+//! name = "tickets"
+//! url = "https://mcp.tickets.example/mcp"    # a Streamable HTTP server …
+//! header_files = { Authorization = "secrets/tickets.header" }
+//! ```
+//!
+//! Secrets (environment values and headers for the upstreams) live only here or in the files
+//! named here. They are never shown by `Debug`, and nothing the gate sends an agent contains them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use countersign_core::{ActionType, Tag, ValidationError, validate};
+use serde::Deserialize;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or missing keys.
+    #[error("{path}: {message}")]
+    Parse {
+        /// Which file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value breaks a rule.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<ValidationError> for ConfigError {
+    fn from(e: ValidationError) -> Self {
+        ConfigError::Invalid(e.to_string())
+    }
+}
+
+/// A secret value: shown as `***` by `Debug`, so it never reaches a log line by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that hands it to the upstream.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The gate's configuration, checked.
+#[derive(Clone, Debug)]
+pub struct GateConfig {
+    /// The approval service's base URL.
+    pub service: String,
+    /// Where agents reach the gate.
+    pub listen: SocketAddr,
+    /// The upstream tool servers, by name.
+    pub upstreams: Vec<Upstream>,
+}
+
+/// One upstream tool server.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// Its name: tools are offered as `<name>.<tool>`, actions typed `mcp.<name>.<tool>`.
+    pub name: String,
+    /// How the gate reaches it.
+    pub transport: UpstreamTransport,
+    /// The environment its calls act in (`prod`, `staging`, …).
+    pub environment: String,
+    /// Classification tags of every call to it.
+    pub tags: Vec<Tag>,
+    /// Per-tool rules, by the upstream's tool name.
+    pub tools: BTreeMap<String, ToolRule>,
+    /// Longest a call to it may take once forwarded.
+    pub call_timeout_seconds: u64,
+}
+
+/// How the gate reaches an upstream.
+#[derive(Clone, Debug)]
+pub enum UpstreamTransport {
+    /// A program the gate starts and speaks to over its standard input and output.
+    Stdio {
+        /// The program.
+        command: String,
+        /// Its arguments.
+        args: Vec<String>,
+        /// Its environment (nothing of the gate's own is passed on but `PATH` and `HOME`).
+        env: BTreeMap<String, Secret>,
+    },
+    /// A Streamable HTTP server.
+    Http {
+        /// Its endpoint.
+        url: String,
+        /// Headers sent with every request (credentials).
+        headers: BTreeMap<String, Secret>,
+    },
+}
+
+/// How calls to one tool are described.
+#[derive(Clone, Debug, Default)]
+pub struct ToolRule {
+    /// The action type, instead of `mcp.<upstream>.<tool>`.
+    pub action_type: Option<ActionType>,
+    /// A template over the call's arguments: `{name}` is replaced by the argument's value.
+    pub resource: Option<String>,
+    /// The environment, instead of the upstream's.
+    pub environment: Option<String>,
+    /// More classification tags.
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    service: String,
+    #[serde(default = "default_listen")]
+    listen: SocketAddr,
+    #[serde(default, rename = "upstream")]
+    upstreams: Vec<RawUpstream>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8760))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    name: String,
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    env_files: BTreeMap<String, PathBuf>,
+    url: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    header_files: BTreeMap<String, PathBuf>,
+    environment: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    tools: BTreeMap<String, RawToolRule>,
+    #[serde(default = "default_call_timeout")]
+    call_timeout_seconds: u64,
+}
+
+fn default_call_timeout() -> u64 {
+    60
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToolRule {
+    #[serde(rename = "type")]
+    action_type: Option<String>,
+    resource: Option<String>,
+    environment: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+impl GateConfig {
+    /// Reads and checks `path`; files it names are relative to it.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and checks TOML text; secret files are relative to `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        if !(raw.service.starts_with("https://") || raw.service.starts_with("http://")) {
+            return Err(ConfigError::Invalid(format!(
+                "service: {:?} is not an http(s) URL",
+                raw.service
+            )));
+        }
+        let mut upstreams: Vec<Upstream> = Vec::new();
+        for u in raw.upstreams {
+            let upstream = check_upstream(u, base)?;
+            if upstreams.iter().any(|o| o.name == upstream.name) {
+                return Err(ConfigError::Invalid(format!(
+                    "upstream {:?} is configured twice",
+                    upstream.name
+                )));
+            }
+            upstreams.push(upstream);
+        }
+        if upstreams.is_empty() {
+            return Err(ConfigError::Invalid(
+                "no [[upstream]]: the gate would have nothing to offer".into(),
+            ));
+        }
+        Ok(Self {
+            service: raw.service.trim_end_matches('/').to_owned(),
+            listen: raw.listen,
+            upstreams,
+        })
+    }
+
+    /// The upstream called `name`.
+    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+}
+
+fn read_secret(base: &Path, field: &str, path: &Path) -> Result<Secret, ConfigError> {
+    let full = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    };
+    let text = std::fs::read_to_string(&full).map_err(|source| ConfigError::Read {
+        path: full.clone(),
+        source,
+    })?;
+    let value = text.trim_end_matches(['\n', '\r']).to_owned();
+    if value.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "{field}: {} is empty",
+            full.display()
+        )));
+    }
+    Ok(Secret(value))
+}
+
+fn secrets(
+    base: &Path,
+    field: &str,
+    plain: BTreeMap<String, String>,
+    files: BTreeMap<String, PathBuf>,
+) -> Result<BTreeMap<String, Secret>, ConfigError> {
+    let mut out: BTreeMap<String, Secret> =
+        plain.into_iter().map(|(k, v)| (k, Secret(v))).collect();
+    for (key, path) in files {
+        if out.contains_key(&key) {
+            return Err(ConfigError::Invalid(format!(
+                "{field}: {key} is given both inline and from a file"
+            )));
+        }
+        let secret = read_secret(base, &format!("{field}.{key}"), &path)?;
+        out.insert(key, secret);
+    }
+    Ok(out)
+}
+
+fn tags(field: &str, raw: Vec<String>) -> Result<Vec<Tag>, ConfigError> {
+    raw.into_iter()
+        .map(|t| Tag::new(t).map_err(|e| ConfigError::Invalid(format!("{field}: {e}"))))
+        .collect()
+}
+
+fn check_upstream(u: RawUpstream, base: &Path) -> Result<Upstream, ConfigError> {
+    let name = u.name;
+    // An upstream's name is a segment of every action type of its tools.
+    validate::identifier("upstream.name", &name, 32, "_-")?;
+    let field = |f: &str| format!("upstream {name}: {f}");
+    validate::identifier(&field("environment"), &u.environment, 64, "_-")?;
+    let transport = match (u.command, u.url) {
+        (Some(command), None) => {
+            if !u.headers.is_empty() || !u.header_files.is_empty() {
+                return Err(ConfigError::Invalid(field(
+                    "headers belong to url upstreams, not command ones",
+                )));
+            }
+            UpstreamTransport::Stdio {
+                command,
+                args: u.args,
+                env: secrets(base, &field("env"), u.env, u.env_files)?,
+            }
+        }
+        (None, Some(url)) => {
+            if !u.env.is_empty() || !u.env_files.is_empty() || !u.args.is_empty() {
+                return Err(ConfigError::Invalid(field(
+                    "args and env belong to command upstreams, not url ones",
+                )));
+            }
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid(field("url must be http(s)")));
+            }
+            UpstreamTransport::Http {
+                url,
+                headers: secrets(base, &field("headers"), u.headers, u.header_files)?,
+            }
+        }
+        _ => {
+            return Err(ConfigError::Invalid(field(
+                "give exactly one of command (a stdio server) and url (a Streamable HTTP server)",
+            )));
+        }
+    };
+    let mut tools = BTreeMap::new();
+    for (tool, rule) in u.tools {
+        let at = |f: &str| field(&format!("tools.{tool}.{f}"));
+        let action_type = rule
+            .action_type
+            .map(|t| {
+                ActionType::new(t).map_err(|e| ConfigError::Invalid(format!("{}: {e}", at("type"))))
+            })
+            .transpose()?;
+        if let Some(env) = &rule.environment {
+            validate::identifier(&at("environment"), env, 64, "_-")?;
+        }
+        if let Some(template) = &rule.resource {
+            crate::action::check_template(template)
+                .map_err(|e| ConfigError::Invalid(format!("{}: {e}", at("resource"))))?;
+        }
+        tools.insert(
+            tool.clone(),
+            ToolRule {
+                action_type,
+                resource: rule.resource,
+                environment: rule.environment,
+                tags: tags(&at("tags"), rule.tags)?,
+            },
+        );
+    }
+    if u.call_timeout_seconds == 0 || u.call_timeout_seconds > 3600 {
+        return Err(ConfigError::Invalid(field(
+            "call_timeout_seconds must be 1 to 3600",
+        )));
+    }
+    Ok(Upstream {
+        transport,
+        environment: u.environment,
+        tags: tags(&field("tags"), u.tags)?,
+        tools,
+        call_timeout_seconds: u.call_timeout_seconds,
+        name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+service = "https://countersign.example/"
+
+[[upstream]]
+name = "fs"
+command = "mcp-server-filesystem"
+args = ["/srv/data"]
+env = { LOG_LEVEL = "warn" }
+env_files = { API_KEY = "fs.key" }
+environment = "prod"
+tags = ["files"]
+
+[upstream.tools.write_file]
+type = "fs.write"
+resource = "file://{path}"
+tags = ["source-code"]
+
+[[upstream]]
+name = "tickets"
+url = "https://mcp.tickets.example/mcp"
+header_files = { Authorization = "tickets.header" }
+environment = "staging"
+"#;
+
+    fn dir_with_secrets() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("fs.key"), "s3cr3t-fs\n").expect("write");
+        std::fs::write(dir.path().join("tickets.header"), "Bearer tk-123\n").expect("write");
+        dir
+    }
+
+    #[test]
+    fn a_full_configuration_loads_with_its_secrets_from_files() {
+        let dir = dir_with_secrets();
+        let path = dir.path().join("gate.toml");
+        std::fs::write(&path, SAMPLE).expect("write");
+        let config = GateConfig::load(&path).expect("loads");
+        assert_eq!(config.service, "https://countersign.example");
+        assert_eq!(config.listen, default_listen());
+        let fs = config.upstream("fs").expect("fs");
+        let UpstreamTransport::Stdio { env, .. } = &fs.transport else {
+            panic!("stdio")
+        };
+        assert_eq!(env["API_KEY"].expose(), "s3cr3t-fs");
+        let rule = &fs.tools["write_file"];
+        assert_eq!(
+            rule.action_type.as_ref().map(ActionType::as_str),
+            Some("fs.write")
+        );
+        let tickets = config.upstream("tickets").expect("tickets");
+        let UpstreamTransport::Http { headers, .. } = &tickets.transport else {
+            panic!("http")
+        };
+        assert_eq!(headers["Authorization"].expose(), "Bearer tk-123");
+        // Secrets never show in Debug output (logs, panics).
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("tk-123"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_naming_what_is_wrong() {
+        let dir = dir_with_secrets();
+        let cases = [
+            (
+                "service = \"ftp://x\"\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\nenvironment = \"prod\"",
+                "service",
+            ),
+            ("service = \"https://x\"", "no [[upstream]]"),
+            (
+                "service = \"https://x\"\n[[upstream]]\nname = \"Bad Name\"\ncommand = \"x\"\nenvironment = \"prod\"",
+                "upstream.name",
+            ),
+            (
+                "service = \"https://x\"\n[[upstream]]\nname = \"a\"\nenvironment = \"prod\"",
+                "exactly one of command",
+            ),
+            (
+                "service = \"https://x\"\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\nurl = \"https://y\"\nenvironment = \"prod\"",
+                "exactly one of command",
+            ),
+            (
+                "service = \"https://x\"\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\nenvironment = \"prod\"\n[[upstream]]\nname = \"a\"\ncommand = \"y\"\nenvironment = \"prod\"",
+                "twice",
+            ),
+            (
+                "service = \"https://x\"\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\nenvironment = \"prod\"\nsurprise = 1",
+                "unknown field",
+            ),
+            (
+                "service = \"https://x\"\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\nenvironment = \"prod\"\n[upstream.tools.t]\nresource = \"file://{path\"",
+                "resource",
+            ),
+            (
+                "service = \"https://x\"\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\nenvironment = \"prod\"\nenv_files = { K = \"missing.key\" }",
+                "missing.key",
+            ),
+        ];
+        for (text, says) in cases {
+            let err = GateConfig::parse(text, dir.path()).expect_err(text);
+            assert!(err.to_string().contains(says), "{text}\n→ {err}");
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The gate's approval flow against a real approval service on loopback: an allowed call runs at
+//! once and its outcome is recorded; an asked call waits (with progress) until an approver signs,
+//! then runs exactly the approved arguments, once; a denial carries the approver's comment and
+//! runs nothing; a policy denial runs nothing.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use countersign_client::Client;
+use countersign_client::approver::{Choice, EnrolmentKey, enroll, open_session, sign_decision};
+use countersign_core::{KeyKind, PublicKey, Signature, Verdict};
+use countersign_gate::{Approval, ApprovalError, GateConfig, Progress, Ran, ToolCall, action_for};
+use countersign_server::{Config, Service, admin};
+use countersign_store::Approver;
+use p256::ecdsa::SigningKey;
+use p256::ecdsa::signature::Signer as _;
+use serde_json::{Map, Value, json};
+
+const POLICY: &str = r#"package countersign
+import rego.v1
+
+decision := {"outcome": "allow", "reason": "reads are fine"} if input.action.type == "mcp.fs.read_file"
+else := {"outcome": "deny", "reason": "the frozen environment takes no changes"} if input.action.environment == "frozen"
+else := {"outcome": "require_approval", "reason": "writes need security", "quorum": 1,
+         "groups": ["security"], "ttl_seconds": 60, "require_hardware_key": false, "quick_approve": false}
+"#;
+
+struct World {
+    _dir: tempfile::TempDir,
+    url: String,
+    agent_token: String,
+    bob: SigningKey,
+    gate: GateConfig,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().expect("dir");
+    let policy = dir.path().join("policy.rego");
+    std::fs::write(&policy, POLICY).expect("policy");
+    let service = Service::open(
+        &dir.path().join("data"),
+        Some(&policy),
+        Config {
+            origin: "countersign.test/log".into(),
+            ..Config::default()
+        },
+    )
+    .await
+    .expect("service");
+    let state = service.state.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(countersign_server::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
+    let store = state.store.as_ref();
+    let now = state.now();
+    let (_, agent_token) = admin::issue_token(
+        store,
+        "root",
+        countersign_store::TokenRole::Agent,
+        "agent:coder",
+        now,
+    )
+    .await
+    .expect("token");
+    admin::put_approver(
+        store,
+        "root",
+        &Approver {
+            id: "bob".into(),
+            display_name: "Bob".into(),
+            groups: vec!["security".into()],
+        },
+        now,
+    )
+    .await
+    .expect("approver");
+    let (code, _) = admin::issue_enrolment_code(store, "root", "bob", 600, now)
+        .await
+        .expect("code");
+    let bob = SigningKey::from_bytes(&[5; 32].into()).expect("key");
+    let signer = bob.clone();
+    enroll(
+        &Client::new(&url).expect("client"),
+        "bob",
+        code,
+        EnrolmentKey {
+            kind: KeyKind::Software,
+            label: "test".into(),
+            public_key: PublicKey::from_verifying_key(*bob.verifying_key()),
+            sign: Box::new(move |m| Ok(Signature::from_p256(signer.sign(m)))),
+            attest: Box::new(|_| Ok(None)),
+        },
+    )
+    .await
+    .expect("enrol");
+    let gate = GateConfig::parse(
+        &format!(
+            r#"
+service = "{url}"
+[[upstream]]
+name = "fs"
+command = "mcp-server-filesystem"
+environment = "prod"
+[upstream.tools.write_file]
+resource = "file://{{path}}"
+[[upstream]]
+name = "vault"
+command = "vault-mcp"
+environment = "frozen"
+"#
+        ),
+        dir.path(),
+    )
+    .expect("gate config");
+    World {
+        _dir: dir,
+        url,
+        agent_token,
+        bob,
+        gate,
+    }
+}
+
+impl World {
+    /// bob decides the request `id` as he would in the console: the whole request, checked
+    /// against its digest, signed with his key.
+    async fn decide(&self, id: uuid::Uuid, verdict: Verdict, comment: &str) {
+        let key = self.bob.clone();
+        let sign = move |m: &[u8]| Ok(Signature::from_p256(key.sign(m)));
+        let key_id = PublicKey::from_verifying_key(*self.bob.verifying_key()).key_id();
+        let session = open_session(&Client::new(&self.url).expect("client"), key_id, &sign)
+            .await
+            .expect("session");
+        let view = session.view(id).await.expect("view");
+        let choice = Choice {
+            verdict,
+            comment,
+            verification_code: None,
+        };
+        let signed = sign_decision(&view, "bob", key_id, choice, sign).expect("sign");
+        session.decide(&signed).await.expect("decided");
+    }
+}
+
+fn args(v: Value) -> Map<String, Value> {
+    v.as_object().expect("object").clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_call_runs_at_once_and_its_outcome_is_recorded() {
+    let w = world().await;
+    let approval = Approval::connect(&w.url, &w.agent_token)
+        .await
+        .expect("connect");
+    let arguments = args(json!({"path": "/srv/readme.md"}));
+    let call = ToolCall {
+        upstream: w.gate.upstream("fs").expect("fs"),
+        tool: "read_file",
+        arguments: &arguments,
+        annotations: Some(json!({"readOnlyHint": true})),
+        justification: None,
+    };
+    let request = action_for(&call).expect("action");
+    let runs = AtomicUsize::new(0);
+    let got = approval
+        .run(
+            &request,
+            |_| panic!("an allowed call does not wait"),
+            |approved| {
+                runs.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    Ran {
+                        value: approved,
+                        succeeded: true,
+                        result: b"# readme".to_vec(),
+                    }
+                }
+            },
+        )
+        .await
+        .expect("runs");
+    assert_eq!(got, arguments);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asked_call_waits_for_a_signature_then_runs_the_approved_arguments_once() {
+    let w = Arc::new(world().await);
+    let approval = Approval::connect(&w.url, &w.agent_token)
+        .await
+        .expect("connect");
+    let arguments = args(json!({"path": "/srv/app.yaml", "content": "replicas: 3\n"}));
+    let call = ToolCall {
+        upstream: w.gate.upstream("fs").expect("fs"),
+        tool: "write_file",
+        arguments: &arguments,
+        annotations: None,
+        justification: Some("scale to three replicas"),
+    };
+    let request = action_for(&call).expect("action");
+    let seen: Arc<Mutex<Vec<Progress>>> = Arc::default();
+    let decided = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let runs = AtomicUsize::new(0);
+    let progress = {
+        let seen = seen.clone();
+        let decided = decided.clone();
+        let w = w.clone();
+        move |p: &Progress| {
+            seen.lock().expect("lock").push(p.clone());
+            if !decided.swap(true, Ordering::SeqCst) {
+                let (w, id) = (w.clone(), p.id);
+                tokio::spawn(async move { w.decide(id, Verdict::Approve, "looks right").await });
+            }
+        }
+    };
+    let ran = approval
+        .run(&request, progress, |approved| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            async move {
+                Ran {
+                    value: approved,
+                    succeeded: true,
+                    result: b"written".to_vec(),
+                }
+            }
+        })
+        .await
+        .expect("approved and run");
+    assert_eq!(ran, arguments, "exactly the approved arguments");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let seen = seen.lock().expect("lock").clone();
+    assert!(!seen.is_empty());
+    assert_eq!((seen[0].approvals, seen[0].quorum), (0, 1));
+
+    // The agent (whose token the gate uses) cannot redeem the grant again: it was spent.
+    let agent = Client::new(&w.url)
+        .expect("client")
+        .with_token(w.agent_token.clone());
+    let view = agent.action(seen[0].id).await.expect("view");
+    let grant = view.grant.expect("grant");
+    let again = agent.redeem(grant.grant.grant_id, view.digest).await;
+    assert_eq!(again.expect_err("spent").code(), Some("grant_redeemed"));
+    let outcome = view.outcome.expect("outcome reported");
+    assert!(outcome.succeeded);
+    assert!(
+        outcome.detail.starts_with("result sha256:"),
+        "{}",
+        outcome.detail
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_call_runs_nothing_and_carries_the_comment() {
+    let w = Arc::new(world().await);
+    let approval = Approval::connect(&w.url, &w.agent_token)
+        .await
+        .expect("connect");
+    let arguments = args(json!({"path": "/srv/app.yaml", "content": "replicas: 300\n"}));
+    let call = ToolCall {
+        upstream: w.gate.upstream("fs").expect("fs"),
+        tool: "write_file",
+        arguments: &arguments,
+        annotations: None,
+        justification: None,
+    };
+    let request = action_for(&call).expect("action");
+    let decided = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let progress = {
+        let w = w.clone();
+        move |p: &Progress| {
+            if !decided.swap(true, Ordering::SeqCst) {
+                let (w, id) = (w.clone(), p.id);
+                tokio::spawn(async move {
+                    w.decide(id, Verdict::Deny, "300 replicas is a typo, use 3")
+                        .await
+                });
+            }
+        }
+    };
+    let err = approval
+        .run(&request, progress, |_| async {
+            panic!("a denied call must not run");
+            #[allow(unreachable_code)]
+            Ran {
+                value: (),
+                succeeded: false,
+                result: Vec::new(),
+            }
+        })
+        .await
+        .expect_err("denied");
+    match err {
+        ApprovalError::Denied { reason, .. } => {
+            assert!(reason.contains("300 replicas is a typo"), "{reason}")
+        }
+        other => panic!("{other}"),
+    }
+
+    // The policy denies outright: nothing waits, nothing runs.
+    let frozen = ToolCall {
+        upstream: w.gate.upstream("vault").expect("vault"),
+        tool: "rotate",
+        arguments: &arguments,
+        annotations: None,
+        justification: None,
+    };
+    let err = approval
+        .run(
+            &action_for(&frozen).expect("action"),
+            |_| panic!("a policy denial does not wait"),
+            |_| async {
+                panic!("a denied call must not run");
+                #[allow(unreachable_code)]
+                Ran {
+                    value: (),
+                    succeeded: false,
+                    result: Vec::new(),
+                }
+            },
+        )
+        .await
+        .expect_err("denied by policy");
+    assert!(err.to_string().contains("frozen environment"), "{err}");
+}
