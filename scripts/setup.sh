@@ -55,6 +55,23 @@ for component in rustfmt clippy; do
   fi
 done
 
+# The gate's tests put real MCP servers behind it and use the official Python MCP SDK as the
+# agent: the npm packages locked in tests/mcp, and the SDK in a virtual environment.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ ! -x "$root/tests/mcp/node_modules/.bin/mcp-server-filesystem" ]; then
+  echo "setup: installing the MCP test servers (tests/mcp)"
+  (cd "$root/tests/mcp" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+venv="${COUNTERSIGN_VENV:-/root/.cache/countersign-venv}"
+if ! "$venv/bin/python" -c "import mcp" 2> /dev/null; then
+  echo "setup: installing the Python MCP SDK into $venv"
+  if ! python3 -m venv --help > /dev/null 2>&1 || ! python3 -c "import ensurepip" 2> /dev/null; then
+    "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends python3-venv > /dev/null
+  fi
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q -r "$root/tests/mcp/requirements.txt"
+fi
+
 # The console's end-to-end tests drive the app through tauri-driver (WebDriver for Tauri).
 if ! command -v tauri-driver > /dev/null; then
   echo "setup: installing tauri-driver"

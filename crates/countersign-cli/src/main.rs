@@ -8,7 +8,7 @@ mod secret;
 use clap::{Parser, Subcommand};
 use countersign_core::Verdict;
 
-use commands::{admin, agent, approver, audit, demo, keys, serve};
+use commands::{admin, agent, approver, audit, demo, gate, keys, serve};
 
 // The service allocates small, short-lived buffers on every thread for every request; glibc's
 // allocator spent about a sixth of the CPU of the decision benchmark (BENCHMARKS.md).
@@ -30,6 +30,8 @@ struct Cli {
 enum Command {
     /// Run the approval service.
     Serve(serve::ServeArgs),
+    /// Run the gate: an MCP server in front of the agent's tools, each call approved first.
+    Gate(gate::GateArgs),
     /// Run the embedded service with a simulated agent and approvers, printing a live log.
     Demo(demo::DemoArgs),
     /// Ask for one action, wait for the decision, print it as JSON.
@@ -69,6 +71,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(a) => serve::run(a).await.map(|()| 0),
+            Command::Gate(a) => gate::run(a).await.map(|()| 0),
             Command::Demo(a) => demo::run(a).await.map(|()| 0),
             Command::Request(a) => agent::request(a).await,
             Command::Run(a) => agent::run(a).await,

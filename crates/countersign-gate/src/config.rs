@@ -307,6 +307,12 @@ fn check_upstream(u: RawUpstream, base: &Path) -> Result<Upstream, ConfigError> 
     let name = u.name;
     // An upstream's name is a segment of every action type of its tools.
     validate::identifier("upstream.name", &name, 32, "_-")?;
+    if name.contains(crate::server::SEPARATOR) {
+        return Err(ConfigError::Invalid(format!(
+            "upstream.name: {name:?} contains {:?}, which separates an upstream's name from its tools'",
+            crate::server::SEPARATOR
+        )));
+    }
     let field = |f: &str| format!("upstream {name}: {f}");
     validate::identifier(&field("environment"), &u.environment, 64, "_-")?;
     let transport = match (u.command, u.url) {

@@ -4,13 +4,17 @@
 //! arguments as parameters), asks the approval service, and, once a grant exists, redeems it and
 //! runs exactly the arguments whose digest was approved, once, then reports the outcome.
 //!
-//! This crate holds what does not depend on the transport: the configuration
-//! ([`config`]), the action a call becomes ([`action`]) and the approval flow around a call
-//! ([`approval`]). The MCP transports (the agent-facing server, the upstream clients) build on it.
+//! The configuration ([`config`]), the action a call becomes ([`action`]) and the approval flow
+//! around a call ([`approval`]) do not depend on the transport; the MCP side is the agent-facing
+//! server ([`server`], served over Streamable HTTP by [`http`]) and the upstream clients
+//! ([`upstream`]), on `rmcp`, the official Rust MCP SDK.
 
 pub mod action;
 pub mod approval;
 pub mod config;
+pub mod http;
+pub mod server;
+pub mod upstream;
 
 pub use action::{ActionError, ToolCall, action_for};
 pub use approval::{Approval, ApprovalError, Progress, Ran, forwardable};

@@ -1,0 +1,56 @@
+//! `countersign gate`: the enforcement point in front of an agent's MCP tool servers.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use countersign_gate::GateConfig;
+use countersign_gate::upstream::Upstreams;
+
+/// Options of `gate`.
+#[derive(Args, Debug)]
+pub struct GateArgs {
+    /// The gate's configuration (docs/gate.md).
+    #[arg(long, env = "COUNTERSIGN_GATE_CONFIG")]
+    pub config: PathBuf,
+    /// Address to listen on, instead of the configuration's `listen`.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy only).
+    #[arg(long)]
+    pub insecure_plain_http: bool,
+}
+
+/// Runs the gate until Ctrl-C or SIGTERM.
+pub async fn run(args: GateArgs) -> anyhow::Result<()> {
+    let config = GateConfig::load(&args.config)?;
+    let listen = args.listen.unwrap_or(config.listen);
+    // Agents send their API token to the gate: never in clear text off this machine.
+    super::serve::check_listen(&listen, false, args.insecure_plain_http)?;
+    let upstreams = Upstreams::connect(&config.upstreams).await?;
+    for u in upstreams.all() {
+        eprintln!(
+            "countersign gate: upstream {} offers {} tools",
+            u.config.name,
+            u.tools.len()
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    eprintln!(
+        "countersign gate: serving MCP at http://{addr}/mcp for agents of {}",
+        config.service
+    );
+    countersign_gate::http::serve(
+        listener,
+        &config.service,
+        upstreams,
+        super::serve::shutdown_signal(),
+    )
+    .await?;
+    eprintln!("countersign gate: stopped");
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! The gate with real parts nobody here wrote: `@modelcontextprotocol/server-filesystem` (npm) as
+//! the upstream, started by the gate, and the official Python MCP SDK as the agent over
+//! Streamable HTTP, in front of a real `countersign serve`. An allowed read passes; a write waits
+//! for bob's signature and then changes the file exactly as shown; a denied write leaves the file
+//! untouched and the agent reads the comment; the upstream's secret never reaches the agent's
+//! side or the audit log.
+//!
+//! Needs `tests/mcp/node_modules` (`npm ci` there) and the Python SDK in
+//! `/root/.cache/countersign-venv` (or `COUNTERSIGN_PYTHON`); `scripts/setup.sh` installs both.
+
+mod support;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const POLICY: &str = r#"package countersign
+import rego.v1
+
+decision := {"outcome": "allow", "reason": "reading is fine"} if startswith(input.action.type, "mcp.fs.read")
+else := {"outcome": "allow", "reason": "listing is fine"} if startswith(input.action.type, "mcp.fs.list")
+else := {"outcome": "require_approval", "reason": "writes need security", "quorum": 1, "groups": ["security"],
+         "ttl_seconds": 120, "require_hardware_key": false, "quick_approve": false}
+"#;
+
+const SECRET: &str = "upstream-secret-7f3a9c";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn python() -> String {
+    std::env::var("COUNTERSIGN_PYTHON")
+        .unwrap_or_else(|_| "/root/.cache/countersign-venv/bin/python".to_owned())
+}
+
+/// The Python SDK agent (`tests/mcp/agent.py`) with the agent's token in its environment.
+fn agent(url: &str, token: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(python());
+    c.arg(repo().join("tests/mcp/agent.py"))
+        .arg(url)
+        .args(args)
+        .env("COUNTERSIGN_TOKEN", token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "agent failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+struct Gate {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gate(config: &Path) -> Gate {
+    let mut child = Command::new(BIN)
+        .args(["gate", "--config"])
+        .arg(config)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gate starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the gate printed its address")
+            .expect("utf-8");
+        if let Some(rest) = line.strip_prefix("countersign gate: serving MCP at ") {
+            break rest.split_whitespace().next().expect("url").to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Gate { child, url }
+}
+
+/// The request the agent's call is waiting on, once bob's inbox has it.
+fn pending_for(profile: &str, since: Instant) -> String {
+    let id = wait_pending(profile);
+    assert!(since.elapsed() < Duration::from_secs(30));
+    id
+}
+
+#[test]
+fn an_mcp_agent_reaches_real_tools_only_through_approval() {
+    let w = World::new();
+    let policy = w.root.join("policy.rego");
+    std::fs::write(&policy, POLICY).expect("policy");
+    let server = Server::start_with(
+        &w.data,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+            &policy.display().to_string(),
+        ],
+    );
+    let bob = w.enroll("bob", &server.url);
+
+    let files = w.root.join("files");
+    std::fs::create_dir_all(&files).expect("dir");
+    let notes = files.join("notes.txt");
+    std::fs::write(&notes, "replicas: 2\n").expect("file");
+    std::fs::write(w.root.join("fs.secret"), format!("{SECRET}\n")).expect("secret");
+    let config = w.root.join("gate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"service = "{url}"
+[[upstream]]
+name = "fs"
+command = "{server}"
+args = ["{files}"]
+env_files = {{ FS_API_KEY = "fs.secret" }}
+environment = "prod"
+tags = ["files"]
+[upstream.tools.write_file]
+resource = "file://{{path}}"
+"#,
+            url = server.url,
+            server = repo()
+                .join("tests/mcp/node_modules/.bin/mcp-server-filesystem")
+                .display(),
+            files = files.display(),
+        ),
+    )
+    .expect("gate.toml");
+    let gate = start_gate(&config);
+    let mut agent_saw = String::new();
+
+    // The tools are the upstream's, namespaced.
+    let listed = json_of(
+        &agent(&gate.url, &w.token, &["list"])
+            .output()
+            .expect("agent"),
+    );
+    let names: Vec<&str> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        names.contains(&"fs__read_text_file") && names.contains(&"fs__write_file"),
+        "{names:?}"
+    );
+    agent_saw.push_str(&listed.to_string());
+
+    // An allowed read passes straight through.
+    let path = notes.display().to_string();
+    let read = json_of(
+        &agent(
+            &gate.url,
+            &w.token,
+            &[
+                "call",
+                "fs__read_text_file",
+                &serde_json::json!({"path": path}).to_string(),
+            ],
+        )
+        .output()
+        .expect("agent"),
+    );
+    assert_eq!(read["is_error"], false, "{read}");
+    assert_eq!(read["text"], "replicas: 2\n");
+    agent_saw.push_str(&read.to_string());
+
+    // A write waits for bob; approved, it runs once and the file is exactly as shown.
+    let started = Instant::now();
+    let write = agent(
+        &gate.url,
+        &w.token,
+        &[
+            "call",
+            "fs__write_file",
+            &serde_json::json!({"path": path, "content": "replicas: 3\n"}).to_string(),
+        ],
+    )
+    .spawn()
+    .expect("agent");
+    let id = pending_for(&bob, started);
+    assert_eq!(
+        std::fs::read_to_string(&notes).expect("file"),
+        "replicas: 2\n",
+        "nothing runs before approval"
+    );
+    let shown = ok(&["pending", "--profile", &bob]);
+    assert!(
+        shown.contains("mcp.fs.write_file") && shown.contains(&format!("file://{path}")),
+        "{shown}"
+    );
+    ok(&[
+        "approve",
+        &id,
+        "--profile",
+        &bob,
+        "--comment",
+        "three it is",
+    ]);
+    let written = json_of(&write.wait_with_output().expect("agent"));
+    assert_eq!(written["is_error"], false, "{written}");
+    assert_eq!(
+        std::fs::read_to_string(&notes).expect("file"),
+        "replicas: 3\n"
+    );
+    agent_saw.push_str(&written.to_string());
+
+    // A denied write changes nothing, and the agent reads why.
+    let started = Instant::now();
+    let write = agent(
+        &gate.url,
+        &w.token,
+        &[
+            "call",
+            "fs__write_file",
+            &serde_json::json!({"path": path, "content": "replicas: 300\n"}).to_string(),
+        ],
+    )
+    .spawn()
+    .expect("agent");
+    let id = pending_for(&bob, started);
+    ok(&[
+        "deny",
+        &id,
+        "--profile",
+        &bob,
+        "--comment",
+        "300 is a typo, use 3",
+    ]);
+    let denied = json_of(&write.wait_with_output().expect("agent"));
+    assert_eq!(denied["is_error"], true, "{denied}");
+    assert!(
+        denied["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("300 is a typo"),
+        "{denied}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&notes).expect("file"),
+        "replicas: 3\n"
+    );
+    agent_saw.push_str(&denied.to_string());
+
+    // Without a token the gate offers nothing.
+    let refused = agent(&gate.url, "csa_not-a-token", &["list"])
+        .output()
+        .expect("agent");
+    assert!(!refused.status.success());
+
+    // The upstream's secret is nowhere the agent or the log can see.
+    assert!(!agent_saw.contains(SECRET));
+    let log = Command::new("sqlite3")
+        .arg(w.data.join("countersign.db"))
+        .arg("SELECT group_concat(event_json, ' ') FROM audit_events")
+        .output()
+        .expect("sqlite3");
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(
+        log.contains("mcp.fs.write_file"),
+        "the calls are in the log"
+    );
+    assert!(!log.contains(SECRET), "the secret reached the audit log");
+    drop(gate);
+    server.stop();
+}

@@ -1,0 +1,196 @@
+//! The gate as the agent sees it: one MCP server offering every upstream's tools as
+//! `<upstream>__<tool>`. A tool call becomes an action the gate writes, the policy decides, and
+//! the call is forwarded only with a redeemed grant, with exactly the approved arguments.
+//!
+//! Over Streamable HTTP each request carries the agent's Countersign API token
+//! (`Authorization: Bearer csa_…`); the gate asks the service with it, so the agent is the
+//! requester and cannot approve its own calls. Over stdio (local use) the token comes from the
+//! gate's own configuration: that mode does not keep credentials from the agent's own user.
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::Map;
+
+use crate::action::{ToolCall, action_for};
+use crate::approval::{Approval, ApprovalError, Progress, Ran};
+use crate::upstream::{UpstreamError, Upstreams};
+
+/// Between an upstream's name and its tool's name in the names the agent sees.
+pub const SEPARATOR: &str = "__";
+
+/// Where the agent's token comes from.
+#[derive(Clone)]
+pub enum AgentToken {
+    /// Each HTTP request's `Authorization: Bearer` header.
+    FromRequest,
+    /// Fixed (stdio: one local agent).
+    Fixed(Arc<str>),
+}
+
+/// The MCP server the agent talks to.
+#[derive(Clone)]
+pub struct GateServer {
+    service: Arc<str>,
+    upstreams: Upstreams,
+    token: AgentToken,
+}
+
+impl GateServer {
+    /// A server in front of `upstreams`, asking the approval service at `service`.
+    pub fn new(service: &str, upstreams: Upstreams, token: AgentToken) -> Self {
+        Self {
+            service: service.into(),
+            upstreams,
+            token,
+        }
+    }
+
+    fn agent_token(&self, context: &RequestContext<RoleServer>) -> Option<String> {
+        match &self.token {
+            AgentToken::Fixed(t) => Some(t.to_string()),
+            AgentToken::FromRequest => context
+                .extensions
+                .get::<axum::http::request::Parts>()
+                .and_then(|p| p.headers.get(axum::http::header::AUTHORIZATION))
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(|t| t.trim().to_owned()),
+        }
+    }
+}
+
+/// A tool error the agent (and the model behind it) reads.
+fn tool_error(message: impl Into<String>) -> CallToolResponse {
+    CallToolResult::error(vec![ContentBlock::text(message.into())]).into()
+}
+
+impl ServerHandler for GateServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                "countersign-gate",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(
+                "Tools of the upstream servers, named <upstream>__<tool>. Each call is an action \
+                 that Countersign's policy may allow at once, deny, or hold until people approve it; \
+                 a held call answers when it is decided.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let mut tools: Vec<Tool> = Vec::new();
+        for upstream in self.upstreams.all() {
+            for tool in upstream.tools.values() {
+                let mut offered = tool.clone();
+                offered.name = format!("{}{SEPARATOR}{}", upstream.config.name, tool.name).into();
+                tools.push(offered);
+            }
+        }
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let Some((upstream_name, tool_name)) = request.name.split_once(SEPARATOR) else {
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool {:?}", request.name),
+                None,
+            ));
+        };
+        let Some(upstream) = self.upstreams.get(upstream_name) else {
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool {:?}", request.name),
+                None,
+            ));
+        };
+        // Only what the upstream listed can be called: an agent cannot reach a hidden tool.
+        let Some(tool) = upstream.tools.get(tool_name) else {
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool {:?}", request.name),
+                None,
+            ));
+        };
+        let Some(token) = self.agent_token(&context) else {
+            return Ok(tool_error(
+                "no agent token: send Authorization: Bearer <your Countersign API token>",
+            ));
+        };
+        let arguments = request.arguments.clone().unwrap_or_default();
+        let annotations = tool
+            .annotations
+            .as_ref()
+            .and_then(|a| serde_json::to_value(a).ok());
+        let call = ToolCall {
+            upstream: &upstream.config,
+            tool: tool_name,
+            arguments: &arguments,
+            annotations,
+            justification: None,
+        };
+        let action = match action_for(&call) {
+            Ok(a) => a,
+            Err(e) => return Ok(tool_error(format!("refused by the gate: {e}"))),
+        };
+        let approval = match Approval::connect(&self.service, &token).await {
+            Ok(a) => a,
+            Err(e) => return Ok(tool_error(format!("approval service: {e}"))),
+        };
+        let progress_token = context.meta.get_progress_token();
+        let peer = context.peer.clone();
+        let progress = move |p: &Progress| {
+            let Some(token) = progress_token.clone() else {
+                return;
+            };
+            let param = ProgressNotificationParam::new(token, f64::from(p.approvals))
+                .with_total(f64::from(p.quorum))
+                .with_message(format!(
+                    "waiting for approval of request {}: {} of {} approvals, expires {}",
+                    p.id, p.approvals, p.quorum, p.expires_at
+                ));
+            let peer = peer.clone();
+            tokio::spawn(async move {
+                let _ = peer.notify_progress(param).await;
+            });
+        };
+        let outcome = tokio::select! {
+            outcome = approval.run(&action, progress, |approved: Map<String, serde_json::Value>| async move {
+                let result = upstream.call(tool_name, approved).await;
+                let (succeeded, bytes) = match &result {
+                    Ok(r) => (r.is_error != Some(true), serde_json::to_vec(r).unwrap_or_default()),
+                    Err(e) => (false, e.to_string().into_bytes()),
+                };
+                Ran { value: result, succeeded, result: bytes }
+            }) => outcome,
+            () = context.ct.cancelled() => {
+                return Ok(tool_error("cancelled by the client"));
+            }
+        };
+        Ok(match outcome {
+            Ok(Ok(result)) => result.into(),
+            Ok(Err(
+                e @ (UpstreamError::Call { .. }
+                | UpstreamError::Timeout { .. }
+                | UpstreamError::Start { .. }),
+            )) => tool_error(format!("approved, but the upstream failed: {e}")),
+            Err(ApprovalError::Denied { id, reason }) => {
+                tool_error(format!("denied (request {id}): {reason}"))
+            }
+            Err(e) => tool_error(e.to_string()),
+        })
+    }
+}

@@ -1,0 +1,151 @@
+//! The real tool servers behind the gate, reached with the gate's credentials. Stdio servers are
+//! started by the gate with only the environment the configuration gives them (plus `PATH` and
+//! `HOME`): nothing of the gate's own environment, and nothing the agent sent.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{CallToolRequestParams, CallToolResult, Tool};
+use rmcp::service::RunningService;
+use rmcp::transport::TokioChildProcess;
+use rmcp::{RoleClient, ServiceExt as _};
+use serde_json::{Map, Value};
+
+use crate::config::{Upstream, UpstreamTransport};
+
+/// Why an upstream could not be reached or answered.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The upstream could not be started or connected to.
+    #[error("upstream {name}: cannot start: {message}")]
+    Start {
+        /// Which.
+        name: String,
+        /// Why.
+        message: String,
+    },
+    /// The call failed on the way (the upstream crashed, closed, or answered nonsense).
+    #[error("upstream {name}: {message}")]
+    Call {
+        /// Which.
+        name: String,
+        /// Why.
+        message: String,
+    },
+    /// The call took longer than the upstream's `call_timeout_seconds`.
+    #[error("upstream {name} did not answer within {seconds} s")]
+    Timeout {
+        /// Which.
+        name: String,
+        /// The limit.
+        seconds: u64,
+    },
+}
+
+/// One connected upstream and the tools it listed.
+pub struct Connected {
+    /// Its configuration.
+    pub config: Upstream,
+    client: RunningService<RoleClient, ()>,
+    /// Its tools by their own name, as listed when the gate connected.
+    pub tools: BTreeMap<String, Tool>,
+}
+
+impl Connected {
+    /// Starts (or connects to) `config`'s server and lists its tools.
+    pub async fn connect(config: &Upstream) -> Result<Self, UpstreamError> {
+        let start = |message: String| UpstreamError::Start {
+            name: config.name.clone(),
+            message,
+        };
+        let client = match &config.transport {
+            UpstreamTransport::Stdio { command, args, env } => {
+                let mut cmd = tokio::process::Command::new(command);
+                cmd.args(args).env_clear();
+                for inherited in ["PATH", "HOME"] {
+                    if let Some(v) = std::env::var_os(inherited) {
+                        cmd.env(inherited, v);
+                    }
+                }
+                for (k, v) in env {
+                    cmd.env(k, v.expose());
+                }
+                let (transport, _) = TokioChildProcess::builder(cmd)
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .map_err(|e| start(format!("{command}: {e}")))?;
+                ().serve(transport)
+                    .await
+                    .map_err(|e| start(format!("initialize: {e}")))?
+            }
+            UpstreamTransport::Http { .. } => {
+                return Err(start(
+                    "Streamable HTTP upstreams are not supported yet; use a stdio upstream".into(),
+                ));
+            }
+        };
+        let listed = client
+            .list_all_tools()
+            .await
+            .map_err(|e| start(format!("tools/list: {e}")))?;
+        let tools = listed
+            .into_iter()
+            .map(|t| (t.name.to_string(), t))
+            .collect();
+        Ok(Self {
+            config: config.clone(),
+            client,
+            tools,
+        })
+    }
+
+    /// Calls `tool` with `arguments`, within the upstream's time limit.
+    pub async fn call(
+        &self,
+        tool: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<CallToolResult, UpstreamError> {
+        let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
+        let seconds = self.config.call_timeout_seconds;
+        match tokio::time::timeout(Duration::from_secs(seconds), self.client.call_tool(params))
+            .await
+        {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(e)) => Err(UpstreamError::Call {
+                name: self.config.name.clone(),
+                message: e.to_string(),
+            }),
+            Err(_) => Err(UpstreamError::Timeout {
+                name: self.config.name.clone(),
+                seconds,
+            }),
+        }
+    }
+}
+
+/// Every configured upstream, connected.
+#[derive(Clone)]
+pub struct Upstreams(Arc<Vec<Connected>>);
+
+impl Upstreams {
+    /// Connects to every upstream of `configs`; one that cannot be reached stops the gate.
+    pub async fn connect(configs: &[Upstream]) -> Result<Self, UpstreamError> {
+        let mut connected = Vec::with_capacity(configs.len());
+        for c in configs {
+            connected.push(Connected::connect(c).await?);
+        }
+        Ok(Self(Arc::new(connected)))
+    }
+
+    /// The upstreams.
+    pub fn all(&self) -> &[Connected] {
+        &self.0
+    }
+
+    /// The upstream called `name`.
+    pub fn get(&self, name: &str) -> Option<&Connected> {
+        self.0.iter().find(|u| u.config.name == name)
+    }
+}
