@@ -96,6 +96,18 @@ fn start_gate(config: &Path) -> Gate {
     Gate { child, url }
 }
 
+/// The `request_created` event of request `id`, from the service's database.
+fn request_created(data: &Path, id: &str) -> serde_json::Value {
+    let out = Command::new("sqlite3")
+        .arg(data.join("countersign.db"))
+        .arg(format!(
+            "SELECT event_json FROM audit_events WHERE kind = 'request_created' AND event_json LIKE '%{id}%'"
+        ))
+        .output()
+        .expect("sqlite3");
+    serde_json::from_slice(&out.stdout).expect("the event")
+}
+
 /// The request the agent's call is waiting on, once bob's inbox has it.
 fn pending_for(profile: &str, since: Instant) -> String {
     let id = wait_pending(profile);
@@ -138,6 +150,10 @@ environment = "prod"
 tags = ["files"]
 [upstream.tools.write_file]
 resource = "file://{{path}}"
+preview = "write-file"
+[upstream.tools.edit_file]
+resource = "file://{{path}}"
+preview = "dry-run-diff"
 "#,
             url = server.url,
             server = repo()

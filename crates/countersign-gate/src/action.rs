@@ -5,7 +5,7 @@
 //! the policy to weigh, never as the decision.
 
 use countersign_core::canonical::StrictObject;
-use countersign_core::{ActionRequest, ActionType, Tag, ValidationError};
+use countersign_core::{ActionRequest, ActionType, Diff, Tag, ValidationError};
 use serde_json::{Map, Value, json};
 
 use crate::config::Upstream;
@@ -42,6 +42,8 @@ pub struct ToolCall<'a> {
     pub annotations: Option<Value>,
     /// Why the agent makes the call, when it said (shown to approvers as the justification).
     pub justification: Option<&'a str>,
+    /// The change the call would make, as the gate computed it (see [`crate::preview`]).
+    pub diff: Option<Diff>,
 }
 
 /// Checks a resource template: `{name}` placeholders with a name, braces balanced.
@@ -150,7 +152,7 @@ pub fn action_for(call: &ToolCall<'_>) -> Result<ActionRequest, ActionError> {
         parameters: StrictObject(call.arguments.clone()),
         justification,
         context: StrictObject(context),
-        diff: None,
+        diff: call.diff.clone(),
         tags,
         on_behalf_of: None,
     };
@@ -200,6 +202,7 @@ environment = "staging"
             arguments: &arguments,
             annotations: Some(json!({"readOnlyHint": true})),
             justification: Some("scale the app"),
+            diff: None,
         };
         let action = action_for(&call).expect("action");
         assert_eq!(action.action_type.as_str(), "mcp.fs.write_file");
@@ -240,6 +243,7 @@ environment = "staging"
             arguments: &arguments,
             annotations: None,
             justification: None,
+            diff: None,
         };
         let action = action_for(&call).expect("action");
         assert_eq!(
@@ -260,6 +264,7 @@ environment = "staging"
             arguments: &arguments,
             annotations: None,
             justification: None,
+            diff: None,
         };
         assert!(matches!(
             action_for(&call),

@@ -18,6 +18,7 @@
 //! type = "fs.write"                          # default: mcp.<upstream>.<tool>
 //! resource = "file://{path}"                 # a template over the call's arguments
 //! tags = ["source-code"]
+//! preview = "write-file"                     # show the diff against the current file
 //!
 //! [[upstream]]
 //! name = "tickets"
@@ -143,6 +144,20 @@ pub struct ToolRule {
     pub environment: Option<String>,
     /// More classification tags.
     pub tags: Vec<Tag>,
+    /// How the gate computes the change the call would make, for approvers to judge.
+    pub preview: Option<Preview>,
+}
+
+/// A preview adapter: how the gate shows what a call would change.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preview {
+    /// A file write (`path`, `content`): the diff between the file's current content, read
+    /// through the upstream's `read_text_file`, and `content`.
+    WriteFile,
+    /// A tool that takes `dryRun: true` and answers with a unified diff without changing
+    /// anything (the filesystem server's `edit_file`): that diff.
+    DryRunDiff,
 }
 
 #[derive(Deserialize)]
@@ -197,6 +212,7 @@ struct RawToolRule {
     environment: Option<String>,
     #[serde(default)]
     tags: Vec<String>,
+    preview: Option<Preview>,
 }
 
 impl GateConfig {
@@ -371,6 +387,7 @@ fn check_upstream(u: RawUpstream, base: &Path) -> Result<Upstream, ConfigError> 
                 resource: rule.resource,
                 environment: rule.environment,
                 tags: tags(&at("tags"), rule.tags)?,
+                preview: rule.preview,
             },
         );
     }

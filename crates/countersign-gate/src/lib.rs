@@ -13,9 +13,10 @@ pub mod action;
 pub mod approval;
 pub mod config;
 pub mod http;
+pub mod preview;
 pub mod server;
 pub mod upstream;
 
 pub use action::{ActionError, ToolCall, action_for};
 pub use approval::{Approval, ApprovalError, Progress, Ran, forwardable};
-pub use config::{ConfigError, GateConfig, ToolRule, Upstream, UpstreamTransport};
+pub use config::{ConfigError, GateConfig, Preview, ToolRule, Upstream, UpstreamTransport};

@@ -135,12 +135,22 @@ impl ServerHandler for GateServer {
             .annotations
             .as_ref()
             .and_then(|a| serde_json::to_value(a).ok());
+        let diff = match upstream
+            .config
+            .tools
+            .get(tool_name)
+            .and_then(|r| r.preview.as_ref())
+        {
+            Some(preview) => crate::preview::diff(preview, upstream, tool_name, &arguments).await,
+            None => None,
+        };
         let call = ToolCall {
             upstream: &upstream.config,
             tool: tool_name,
             arguments: &arguments,
             annotations,
             justification: None,
+            diff,
         };
         let action = match action_for(&call) {
             Ok(a) => a,

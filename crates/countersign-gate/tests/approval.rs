@@ -165,6 +165,7 @@ async fn an_allowed_call_runs_at_once_and_its_outcome_is_recorded() {
         arguments: &arguments,
         annotations: Some(json!({"readOnlyHint": true})),
         justification: None,
+        diff: None,
     };
     let request = action_for(&call).expect("action");
     let runs = AtomicUsize::new(0);
@@ -202,6 +203,7 @@ async fn an_asked_call_waits_for_a_signature_then_runs_the_approved_arguments_on
         arguments: &arguments,
         annotations: None,
         justification: Some("scale to three replicas"),
+        diff: None,
     };
     let request = action_for(&call).expect("action");
     let seen: Arc<Mutex<Vec<Progress>>> = Arc::default();
@@ -268,6 +270,7 @@ async fn a_denied_call_runs_nothing_and_carries_the_comment() {
         arguments: &arguments,
         annotations: None,
         justification: None,
+        diff: None,
     };
     let request = action_for(&call).expect("action");
     let decided = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -309,6 +312,7 @@ async fn a_denied_call_runs_nothing_and_carries_the_comment() {
         arguments: &arguments,
         annotations: None,
         justification: None,
+        diff: None,
     };
     let err = approval
         .run(
