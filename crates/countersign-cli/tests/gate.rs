@@ -242,6 +242,51 @@ preview = "dry-run-diff"
         "replicas: 3\n"
     );
     agent_saw.push_str(&written.to_string());
+    // What bob judged was the gate's diff against the file as it was, not the agent's word.
+    let created = request_created(&w.data, &id);
+    assert_eq!(
+        created["event"]["action"]["request"]["diff"],
+        serde_json::json!({"format": "before-after", "before": "replicas: 2\n", "after": "replicas: 3\n"}),
+        "{created}"
+    );
+
+    // An edit shows the upstream's own dry run, and runs only once approved.
+    let started = Instant::now();
+    let edit = agent(
+        &gate.url,
+        &w.token,
+        &[
+            "call",
+            "fs__edit_file",
+            &serde_json::json!({"path": path, "edits": [{"oldText": "replicas: 3", "newText": "replicas: 4"}]})
+                .to_string(),
+        ],
+    )
+    .spawn()
+    .expect("agent");
+    let id = pending_for(&bob, started);
+    assert_eq!(
+        std::fs::read_to_string(&notes).expect("file"),
+        "replicas: 3\n",
+        "the dry run changed nothing"
+    );
+    let created = request_created(&w.data, &id);
+    let diff = created["event"]["action"]["request"]["diff"]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        diff.contains("-replicas: 3") && diff.contains("+replicas: 4"),
+        "{diff}"
+    );
+    ok(&["approve", &id, "--profile", &bob]);
+    let edited = json_of(&edit.wait_with_output().expect("agent"));
+    assert_eq!(edited["is_error"], false, "{edited}");
+    assert_eq!(
+        std::fs::read_to_string(&notes).expect("file"),
+        "replicas: 4\n"
+    );
+    agent_saw.push_str(&edited.to_string());
 
     // A denied write changes nothing, and the agent reads why.
     let started = Instant::now();
@@ -276,7 +321,7 @@ preview = "dry-run-diff"
     );
     assert_eq!(
         std::fs::read_to_string(&notes).expect("file"),
-        "replicas: 3\n"
+        "replicas: 4\n"
     );
     agent_saw.push_str(&denied.to_string());
 
