@@ -2,6 +2,8 @@
 
     agent.py URL list                    -> JSON list of the tool names offered
     agent.py URL call NAME ARGS_JSON     -> JSON {"is_error", "text", "progress": [messages]}
+                                            (ARGS_JSON may be @FILE)
+                                            or {"protocol_error"} when the call is refused as a request
 
 The agent token comes from COUNTERSIGN_TOKEN (never from the arguments, which `ps` shows).
 """
@@ -28,15 +30,23 @@ async def main() -> None:
                     tools = await session.list_tools()
                     print(json.dumps(sorted(t.name for t in tools.tools)))
                     return
-                name, arguments = sys.argv[3], json.loads(sys.argv[4])
+                name, raw = sys.argv[3], sys.argv[4]
+                if raw.startswith("@"):  # large arguments come from a file
+                    with open(raw[1:]) as f:
+                        raw = f.read()
+                arguments = json.loads(raw)
                 progress: list[str] = []
 
                 async def on_progress(done: float, total: float | None, message: str | None) -> None:
                     progress.append(message or f"{done}/{total}")
 
-                result = await session.call_tool(
-                    name, arguments, progress_callback=on_progress
-                )
+                try:
+                    result = await session.call_tool(
+                        name, arguments, progress_callback=on_progress
+                    )
+                except Exception as e:  # a JSON-RPC error: the call was refused as a request
+                    print(json.dumps({"protocol_error": str(e), "progress": progress}))
+                    return
                 text = "\n".join(
                     c.text for c in result.content if getattr(c, "type", None) == "text"
                 )

@@ -347,3 +347,165 @@ preview = "dry-run-diff"
     drop(gate);
     server.stop();
 }
+
+const PERMISSIVE: &str = r#"package countersign
+import rego.v1
+
+decision := {"outcome": "require_approval", "reason": "deleting needs security", "quorum": 1, "groups": ["security"],
+             "ttl_seconds": 120, "require_hardware_key": false, "quick_approve": false} if input.action.type == "mcp.bad.delete_everything"
+else := {"outcome": "allow", "reason": "the rest is harmless here"}
+"#;
+
+/// Bad input and bad upstreams, each a clear error to the agent, nothing forwarded twice:
+/// an unknown tool, oversized arguments, an upstream that hangs (timeout) and one that dies
+/// mid-call, and a tool that lies about being read-only (its claim reaches the policy as a hint;
+/// the policy still holds the call, and a denial runs nothing).
+#[test]
+fn bad_calls_and_bad_upstreams_are_clear_errors() {
+    let w = World::new();
+    let policy = w.root.join("policy.rego");
+    std::fs::write(&policy, PERMISSIVE).expect("policy");
+    let server = Server::start_with(
+        &w.data,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+            &policy.display().to_string(),
+        ],
+    );
+    let bob = w.enroll("bob", &server.url);
+    let marker = w.root.join("deleted");
+    let config = w.root.join("gate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"service = "{url}"
+[[upstream]]
+name = "bad"
+command = "{python}"
+args = ["{script}", "{marker}"]
+environment = "prod"
+call_timeout_seconds = 2
+"#,
+            url = server.url,
+            python = python(),
+            script = repo().join("tests/mcp/misbehaving.py").display(),
+            marker = marker.display(),
+        ),
+    )
+    .expect("gate.toml");
+    let gate = start_gate(&config);
+    let call = |tool: &str, args: serde_json::Value| {
+        json_of(
+            &agent(&gate.url, &w.token, &["call", tool, &args.to_string()])
+                .output()
+                .expect("agent"),
+        )
+    };
+
+    let ok_call = call("bad__echo", serde_json::json!({"text": "hi"}));
+    assert_eq!(ok_call["is_error"], false, "{ok_call}");
+
+    let unknown = call("bad__nope", serde_json::json!({}));
+    assert!(
+        unknown["protocol_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown tool"),
+        "{unknown}"
+    );
+    let elsewhere = call("other__echo", serde_json::json!({"text": "hi"}));
+    assert!(elsewhere.get("protocol_error").is_some(), "{elsewhere}");
+
+    let big_args = w.root.join("big.json");
+    std::fs::write(
+        &big_args,
+        serde_json::json!({"text": "x".repeat(300 * 1024)}).to_string(),
+    )
+    .expect("args");
+    let big = json_of(
+        &agent(
+            &gate.url,
+            &w.token,
+            &["call", "bad__echo", &format!("@{}", big_args.display())],
+        )
+        .output()
+        .expect("agent"),
+    );
+    assert_eq!(big["is_error"], true, "{big}");
+    assert!(
+        big["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused by the gate"),
+        "{big}"
+    );
+
+    let started = Instant::now();
+    let hung = call("bad__hang", serde_json::json!({"seconds": 60}));
+    assert_eq!(hung["is_error"], true, "{hung}");
+    assert!(
+        hung["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not answer within 2 s"),
+        "{hung}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    // The lying tool: its read-only claim does not decide; the policy holds it, bob denies.
+    let started = Instant::now();
+    let lying = agent(
+        &gate.url,
+        &w.token,
+        &["call", "bad__delete_everything", r#"{"path": "/"}"#],
+    )
+    .spawn()
+    .expect("agent");
+    let id = pending_for(&bob, started);
+    let created = request_created(&w.data, &id);
+    assert_eq!(
+        created["event"]["action"]["request"]["context"]["mcp"]["annotations"]["readOnlyHint"],
+        true,
+        "the claim is recorded as a hint"
+    );
+    ok(&[
+        "deny",
+        &id,
+        "--profile",
+        &bob,
+        "--comment",
+        "it is not read-only",
+    ]);
+    let denied = json_of(&lying.wait_with_output().expect("agent"));
+    assert_eq!(denied["is_error"], true, "{denied}");
+    assert!(!marker.exists(), "a denied call ran");
+
+    // An upstream that dies mid-call: a clear error now, and for the calls after it.
+    let crashed = call("bad__crash", serde_json::json!({"reason": "test"}));
+    assert_eq!(crashed["is_error"], true, "{crashed}");
+    assert!(
+        crashed["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("upstream"),
+        "{crashed}"
+    );
+    let after = call("bad__echo", serde_json::json!({"text": "still there?"}));
+    assert_eq!(after["is_error"], true, "{after}");
+
+    // Every forwarded call's outcome is recorded, failures included, each once.
+    let outcomes = Command::new("sqlite3")
+        .arg(w.data.join("countersign.db"))
+        .arg("SELECT count(*), sum(json_extract(event_json, '$.event.outcome.succeeded') = 0) FROM audit_events WHERE kind = 'execution_reported'")
+        .output()
+        .expect("sqlite3");
+    let outcomes = String::from_utf8_lossy(&outcomes.stdout).trim().to_owned();
+    assert_eq!(
+        outcomes, "4|3",
+        "echo ok; hang, crash and the echo after it failed"
+    );
+    drop(gate);
+    server.stop();
+}
