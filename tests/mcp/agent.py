@@ -40,10 +40,20 @@ async def main() -> None:
                 async def on_progress(done: float, total: float | None, message: str | None) -> None:
                     progress.append(message or f"{done}/{total}")
 
+                # CANCEL_AFTER: give up on the call after that many seconds (the SDK then tells
+                # the server the request is cancelled).
+                cancel_after = os.environ.get("CANCEL_AFTER")
                 try:
-                    result = await session.call_tool(
-                        name, arguments, progress_callback=on_progress
-                    )
+                    call = session.call_tool(name, arguments, progress_callback=on_progress)
+                    if cancel_after:
+                        try:
+                            result = await asyncio.wait_for(call, float(cancel_after))
+                        except asyncio.TimeoutError:
+                            await asyncio.sleep(1)  # let the cancellation reach the server
+                            print(json.dumps({"cancelled": True, "progress": progress}))
+                            return
+                    else:
+                        result = await call
                 except Exception as e:  # a JSON-RPC error: the call was refused as a request
                     print(json.dumps({"protocol_error": str(e), "progress": progress}))
                     return

@@ -325,6 +325,42 @@ preview = "dry-run-diff"
     );
     agent_saw.push_str(&denied.to_string());
 
+    // An agent that gives up on a waiting call withdraws its request: it leaves bob's inbox and
+    // can never be approved.
+    let started = Instant::now();
+    let gave_up = agent(
+        &gate.url,
+        &w.token,
+        &[
+            "call",
+            "fs__write_file",
+            &serde_json::json!({"path": path, "content": "never\n"}).to_string(),
+        ],
+    )
+    .env("CANCEL_AFTER", "3")
+    .output()
+    .expect("agent");
+    let gave_up = json_of(&gave_up);
+    assert_eq!(gave_up["cancelled"], true, "{gave_up}");
+    assert!(
+        !gave_up["progress"].as_array().expect("progress").is_empty(),
+        "the agent heard how the approval stood while it waited: {gave_up}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let inbox = ok(&["pending", "--profile", &bob]);
+        if inbox.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still pending: {inbox}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(
+        std::fs::read_to_string(&notes).expect("file"),
+        "replicas: 4\n"
+    );
+
     // Without a token the gate offers nothing.
     let refused = agent(&gate.url, "csa_not-a-token", &["list"])
         .output()

@@ -297,6 +297,12 @@ impl Client {
             .await
     }
 
+    /// Withdraws one of this agent's pending requests.
+    pub async fn cancel(&self, id: Uuid) -> Result<ActionView, ClientError> {
+        self.call::<(), ActionView>(Method::POST, &format!("/v1/actions/{id}/cancel"), None)
+            .await
+    }
+
     /// Redeems a grant for the digest about to be acted on.
     pub async fn redeem(
         &self,

@@ -101,6 +101,12 @@ impl Approval {
         })
     }
 
+    /// Withdraws request `id` at the service (the agent cancelled its call while it waited).
+    pub async fn cancel(&self, id: Uuid) -> Result<(), ApprovalError> {
+        self.client.cancel(id).await?;
+        Ok(())
+    }
+
     /// Asks for `request`, waits for the decision (calling `progress` while it waits) and,
     /// when approved, runs `execute` once with the approved parameters, then reports how it
     /// went.

@@ -162,7 +162,13 @@ impl ServerHandler for GateServer {
         };
         let progress_token = context.meta.get_progress_token();
         let peer = context.peer.clone();
+        // The request the call waits on, so a cancelled call withdraws it at the service.
+        let waiting_on: Arc<std::sync::Mutex<Option<uuid::Uuid>>> = Arc::default();
+        let waiting = waiting_on.clone();
         let progress = move |p: &Progress| {
+            *waiting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(p.id);
             let Some(token) = progress_token.clone() else {
                 return;
             };
@@ -187,7 +193,15 @@ impl ServerHandler for GateServer {
                 Ran { value: result, succeeded, result: bytes }
             }) => outcome,
             () = context.ct.cancelled() => {
-                return Ok(tool_error("cancelled by the client"));
+                let id = *waiting_on
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(id) = id
+                    && let Err(e) = approval.cancel(id).await
+                {
+                    tracing::warn!(%id, error = %e, "could not withdraw a cancelled call's request");
+                }
+                return Ok(tool_error("cancelled by the client; its request was withdrawn"));
             }
         };
         Ok(match outcome {

@@ -434,6 +434,32 @@ async fn every_route_answers_as_its_document_says() {
         &mut seen,
     )
     .await;
+    let withdrawn = f
+        .send(
+            &call("POST", "/v1/actions", Auth::Agent, 201).body(
+                json!({"type": "k8s.deploy", "resource": "withdrawn", "environment": "prod", "justification": "x"}),
+            ),
+            &mut seen,
+        )
+        .await;
+    let withdrawn = withdrawn["id"].as_str().expect("id").to_owned();
+    let cancelled = f
+        .send(
+            &call("POST", "/v1/actions/{id}/cancel", Auth::Agent, 200).param("id", &withdrawn),
+            &mut seen,
+        )
+        .await;
+    assert_eq!(cancelled["status"], "cancelled");
+    f.send(
+        &call("POST", "/v1/actions/{id}/cancel", Auth::Agent, 409).param("id", &withdrawn),
+        &mut seen,
+    )
+    .await;
+    f.send(
+        &call("POST", "/v1/actions/{id}/cancel", Auth::Agent, 404).param("id", uuid::Uuid::nil()),
+        &mut seen,
+    )
+    .await;
 
     // Approvers.
     f.send(&call("GET", "/v1/pending", Auth::Session, 200), &mut seen)

@@ -22,6 +22,13 @@ export interface paths {
     /** One of the calling agent's requests. */
     get: operations["get_for_agent"];
   };
+  "/v1/actions/{id}/cancel": {
+    /**
+     * Withdraw a pending request: the agent no longer needs it (the gate does this when its own
+     * client cancels the call). Approvers' inboxes drop it; it can never be approved.
+     */
+    post: operations["cancel"];
+  };
   "/v1/actions/{id}/decisions": {
     /**
      * Records a signed decision. The signature is the authentication: no session is needed, and
@@ -1084,6 +1091,55 @@ export interface operations {
       };
       /** @description No such request of this agent */
       404: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /**
+   * Withdraw a pending request: the agent no longer needs it (the gate does this when its own
+   * client cancels the call). Approvers' inboxes drop it; it can never be approved.
+   */
+  cancel: {
+    parameters: {
+      path: {
+        /** @description Request id */
+        id: string;
+      };
+    };
+    responses: {
+      /** @description Cancelled */
+      200: {
+        content: {
+          "application/json": components["schemas"]["ActionView"];
+        };
+      };
+      /** @description A path or query value that does not parse */
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Missing, unknown or revoked agent token */
+      401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      404: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description not_pending: already decided, expired or cancelled */
+      409: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
         };

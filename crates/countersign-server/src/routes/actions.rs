@@ -30,6 +30,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_for_approver))
         .routes(routes!(wait))
         .routes(routes!(outcome))
+        .routes(routes!(cancel))
 }
 
 pub(crate) async fn view(
@@ -393,4 +394,29 @@ async fn outcome(
         .await?;
     state.publish(&appended);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Withdraw a pending request: the agent no longer needs it (the gate does this when its own
+/// client cancels the call). Approvers' inboxes drop it; it can never be approved.
+#[utoipa::path(post, path = "/v1/actions/{id}/cancel", tag = "agents", params(("id" = Uuid, Path, description = "Request id")),
+    security(("agent_token" = [])),
+    responses((status = 200, description = "Cancelled", body = ActionView), (status = 401, description = "Missing, unknown or revoked agent token", body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "not_pending: already decided, expired or cancelled", body = ErrorBody)))]
+async fn cancel(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Path(id): Path<Uuid>,
+) -> Result<Json<ActionView>, ApiError> {
+    own_record(&state, &agent, id).await?;
+    let event = NewEvent::new(
+        Actor::Agent(agent),
+        EventKind::Cancelled {
+            action_id: id,
+            reason: "withdrawn by the requester".into(),
+        },
+    );
+    let appended = state.store.cancel_action(id, event, state.now()).await?;
+    state.publish(&appended);
+    let record = state.store.action(id).await?;
+    Ok(Json(view(&state, record, true).await?))
 }
