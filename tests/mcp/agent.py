@@ -14,53 +14,70 @@ import os
 import sys
 
 from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 
+async def run(session: ClientSession) -> None:
+    command = sys.argv[2]
+    await session.initialize()
+    if command == "list":
+        tools = await session.list_tools()
+        print(json.dumps(sorted(t.name for t in tools.tools)))
+        return
+    name, raw = sys.argv[3], sys.argv[4]
+    if raw.startswith("@"):  # large arguments come from a file
+        with open(raw[1:]) as f:
+            raw = f.read()
+    arguments = json.loads(raw)
+    progress: list[str] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append(message or f"{done}/{total}")
+
+    # CANCEL_AFTER: give up on the call after that many seconds (the SDK then tells
+    # the server the request is cancelled).
+    cancel_after = os.environ.get("CANCEL_AFTER")
+    try:
+        call = session.call_tool(name, arguments, progress_callback=on_progress)
+        if cancel_after:
+            try:
+                result = await asyncio.wait_for(call, float(cancel_after))
+            except asyncio.TimeoutError:
+                await asyncio.sleep(1)  # let the cancellation reach the server
+                print(json.dumps({"cancelled": True, "progress": progress}))
+                return
+        else:
+            result = await call
+    except Exception as e:  # a JSON-RPC error: the call was refused as a request
+        print(json.dumps({"protocol_error": str(e), "progress": progress}))
+        return
+    text = "\n".join(
+        c.text for c in result.content if getattr(c, "type", None) == "text"
+    )
+    print(json.dumps({"is_error": bool(result.is_error), "text": text, "progress": progress}))
+
+
 async def main() -> None:
-    url, command = sys.argv[1], sys.argv[2]
+    url = sys.argv[1]
     token = os.environ["COUNTERSIGN_TOKEN"]
+    if url.startswith("stdio:"):
+        # stdio:CONFIG runs `countersign gate --stdio --config CONFIG` (COUNTERSIGN_BIN).
+        params = StdioServerParameters(
+            command=os.environ["COUNTERSIGN_BIN"],
+            args=["gate", "--stdio", "--config", url[len("stdio:"):]],
+            env={"COUNTERSIGN_TOKEN": token},
+        )
+        async with stdio_client(params) as (read, write, *_):
+            async with ClientSession(read, write) as session:
+                await run(session)
+        return
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
     async with http:
         async with streamable_http_client(url, http_client=http) as (read, write, *_):
             async with ClientSession(read, write) as session:
-                await session.initialize()
-                if command == "list":
-                    tools = await session.list_tools()
-                    print(json.dumps(sorted(t.name for t in tools.tools)))
-                    return
-                name, raw = sys.argv[3], sys.argv[4]
-                if raw.startswith("@"):  # large arguments come from a file
-                    with open(raw[1:]) as f:
-                        raw = f.read()
-                arguments = json.loads(raw)
-                progress: list[str] = []
-
-                async def on_progress(done: float, total: float | None, message: str | None) -> None:
-                    progress.append(message or f"{done}/{total}")
-
-                # CANCEL_AFTER: give up on the call after that many seconds (the SDK then tells
-                # the server the request is cancelled).
-                cancel_after = os.environ.get("CANCEL_AFTER")
-                try:
-                    call = session.call_tool(name, arguments, progress_callback=on_progress)
-                    if cancel_after:
-                        try:
-                            result = await asyncio.wait_for(call, float(cancel_after))
-                        except asyncio.TimeoutError:
-                            await asyncio.sleep(1)  # let the cancellation reach the server
-                            print(json.dumps({"cancelled": True, "progress": progress}))
-                            return
-                    else:
-                        result = await call
-                except Exception as e:  # a JSON-RPC error: the call was refused as a request
-                    print(json.dumps({"protocol_error": str(e), "progress": progress}))
-                    return
-                text = "\n".join(
-                    c.text for c in result.content if getattr(c, "type", None) == "text"
-                )
-                print(json.dumps({"is_error": bool(result.is_error), "text": text, "progress": progress}))
+                await run(session)
 
 
 asyncio.run(main())

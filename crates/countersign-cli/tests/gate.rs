@@ -545,3 +545,71 @@ call_timeout_seconds = 2
     drop(gate);
     server.stop();
 }
+
+/// A local agent reaches the gate over stdio (`countersign gate --stdio`), with its token from
+/// the environment: the same tools, the same approval flow.
+#[test]
+fn a_local_agent_reaches_the_gate_over_stdio() {
+    let w = World::new();
+    let policy = w.root.join("policy.rego");
+    std::fs::write(&policy, POLICY).expect("policy");
+    let server = Server::start_with(
+        &w.data,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+            &policy.display().to_string(),
+        ],
+    );
+    let files = w.root.join("files");
+    std::fs::create_dir_all(&files).expect("dir");
+    let notes = files.join("notes.txt");
+    std::fs::write(&notes, "local\n").expect("file");
+    let config = w.root.join("gate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"service = "{url}"
+[[upstream]]
+name = "fs"
+command = "{server}"
+args = ["{files}"]
+environment = "dev"
+"#,
+            url = server.url,
+            server = repo()
+                .join("tests/mcp/node_modules/.bin/mcp-server-filesystem")
+                .display(),
+            files = files.display(),
+        ),
+    )
+    .expect("gate.toml");
+    let endpoint = format!("stdio:{}", config.display());
+    let listed = json_of(
+        &agent(&endpoint, &w.token, &["list"])
+            .env("COUNTERSIGN_BIN", BIN)
+            .output()
+            .expect("agent"),
+    );
+    assert!(
+        listed.to_string().contains("fs__read_text_file"),
+        "{listed}"
+    );
+    let read = json_of(
+        &agent(
+            &endpoint,
+            &w.token,
+            &[
+                "call",
+                "fs__read_text_file",
+                &serde_json::json!({"path": notes.display().to_string()}).to_string(),
+            ],
+        )
+        .env("COUNTERSIGN_BIN", BIN)
+        .output()
+        .expect("agent"),
+    );
+    assert_eq!(read["text"], "local\n", "{read}");
+    server.stop();
+}

@@ -20,11 +20,30 @@ pub struct GateArgs {
     /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy only).
     #[arg(long)]
     pub insecure_plain_http: bool,
+    /// Serve one local agent over standard input and output instead of HTTP, as the agent
+    /// whose token is in COUNTERSIGN_TOKEN (or --token-file). Not an enforcement point: the
+    /// agent's user can read this configuration.
+    #[arg(long, conflicts_with = "listen")]
+    pub stdio: bool,
+    /// The agent's token for --stdio.
+    #[arg(long, env = "COUNTERSIGN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Read the agent's token for --stdio from this file (`-`: standard input is the MCP
+    /// stream, so not that).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Runs the gate until Ctrl-C or SIGTERM.
 pub async fn run(args: GateArgs) -> anyhow::Result<()> {
     let config = GateConfig::load(&args.config)?;
+    if args.stdio {
+        let token = crate::secret::resolve(args.token, args.token_file.as_deref(), "agent token")?;
+        let upstreams = Upstreams::connect(&config.upstreams).await?;
+        // Standard output is the MCP stream: nothing else may be written there.
+        countersign_gate::http::serve_stdio(&config.service, upstreams, &token).await?;
+        return Ok(());
+    }
     let listen = args.listen.unwrap_or(config.listen);
     // Agents send their API token to the gate: never in clear text off this machine.
     super::serve::check_listen(&listen, false, args.insecure_plain_http)?;
