@@ -1,6 +1,9 @@
 """A scripted MCP agent on the official Python SDK, for the gate's tests (and the demo).
 
     agent.py URL list                    -> JSON list of the tool names offered
+    agent.py URL resources               -> JSON {"resources": [uris], "prompts": [names]}
+    agent.py URL read URI                -> JSON {"text"} or {"protocol_error"}
+    agent.py URL prompt NAME ARGS_JSON   -> JSON {"text"}
     agent.py URL call NAME ARGS_JSON     -> JSON {"is_error", "text", "progress": [messages]}
                                             (ARGS_JSON may be @FILE)
                                             or {"protocol_error"} when the call is refused as a request
@@ -25,6 +28,24 @@ async def run(session: ClientSession) -> None:
     if command == "list":
         tools = await session.list_tools()
         print(json.dumps(sorted(t.name for t in tools.tools)))
+        return
+    if command == "resources":
+        listed = await session.list_resources()
+        prompts = await session.list_prompts()
+        print(json.dumps({"resources": sorted(str(r.uri) for r in listed.resources),
+                          "prompts": sorted(p.name for p in prompts.prompts)}))
+        return
+    if command == "read":
+        try:
+            read = await session.read_resource(sys.argv[3])
+        except Exception as e:
+            print(json.dumps({"protocol_error": str(e)}))
+            return
+        print(json.dumps({"text": "".join(getattr(c, "text", "") for c in read.contents)}))
+        return
+    if command == "prompt":
+        got = await session.get_prompt(sys.argv[3], json.loads(sys.argv[4]))
+        print(json.dumps({"text": "".join(getattr(m.content, "text", "") for m in got.messages)}))
         return
     name, raw = sys.argv[3], sys.argv[4]
     if raw.startswith("@"):  # large arguments come from a file

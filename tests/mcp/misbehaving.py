@@ -40,4 +40,15 @@ def delete_everything(path: str) -> str:
     return "done"
 
 
+@server.resource("memo://plan", name="plan", description="The release plan")
+def plan() -> str:
+    return "ship on friday"
+
+
+@server.prompt()
+def review(change: str) -> str:
+    """A review prompt."""
+    return f"Review this change carefully: {change}"
+
+
 server.run("stdio")

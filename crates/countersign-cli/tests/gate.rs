@@ -388,7 +388,7 @@ const PERMISSIVE: &str = r#"package countersign
 import rego.v1
 
 decision := {"outcome": "require_approval", "reason": "deleting needs security", "quorum": 1, "groups": ["security"],
-             "ttl_seconds": 120, "require_hardware_key": false, "quick_approve": false} if input.action.type == "mcp.bad.delete_everything"
+             "ttl_seconds": 120, "require_hardware_key": false, "quick_approve": false} if input.action.type in {"mcp.bad.delete_everything", "mcp.bad.resource-read"}
 else := {"outcome": "allow", "reason": "the rest is harmless here"}
 "#;
 
@@ -423,6 +423,7 @@ command = "{python}"
 args = ["{script}", "{marker}"]
 environment = "prod"
 call_timeout_seconds = 2
+resources_need_approval = true
 "#,
             url = server.url,
             python = python(),
@@ -439,6 +440,57 @@ call_timeout_seconds = 2
                 .expect("agent"),
         )
     };
+
+    // Resources and prompts pass through read-only; this upstream's resource reads need
+    // approval, so a read waits for bob.
+    let offered = json_of(
+        &agent(&gate.url, &w.token, &["resources"])
+            .output()
+            .expect("agent"),
+    );
+    assert_eq!(
+        offered,
+        serde_json::json!({"resources": ["memo://plan"], "prompts": ["bad__review"]})
+    );
+    let prompt = json_of(
+        &agent(
+            &gate.url,
+            &w.token,
+            &["prompt", "bad__review", r#"{"change": "v2"}"#],
+        )
+        .output()
+        .expect("agent"),
+    );
+    assert!(
+        prompt["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Review this change carefully: v2"),
+        "{prompt}"
+    );
+    let started = Instant::now();
+    let reading = agent(&gate.url, &w.token, &["read", "memo://plan"])
+        .spawn()
+        .expect("agent");
+    let id = pending_for(&bob, started);
+    let created = request_created(&w.data, &id);
+    assert_eq!(
+        created["event"]["action"]["request"]["type"],
+        "mcp.bad.resource-read"
+    );
+    assert_eq!(
+        created["event"]["action"]["request"]["resource"],
+        "memo://plan"
+    );
+    ok(&["approve", &id, "--profile", &bob]);
+    let read = json_of(&reading.wait_with_output().expect("agent"));
+    assert_eq!(read["text"], "ship on friday", "{read}");
+    let unknown = json_of(
+        &agent(&gate.url, &w.token, &["read", "memo://secret"])
+            .output()
+            .expect("agent"),
+    );
+    assert!(unknown.get("protocol_error").is_some(), "{unknown}");
 
     let ok_call = call("bad__echo", serde_json::json!({"text": "hi"}));
     assert_eq!(ok_call["is_error"], false, "{ok_call}");
@@ -539,8 +591,8 @@ call_timeout_seconds = 2
         .expect("sqlite3");
     let outcomes = String::from_utf8_lossy(&outcomes.stdout).trim().to_owned();
     assert_eq!(
-        outcomes, "4|3",
-        "echo ok; hang, crash and the echo after it failed"
+        outcomes, "5|3",
+        "the resource read and echo ok; hang, crash and the echo after it failed"
     );
     drop(gate);
     server.stop();

@@ -160,6 +160,34 @@ pub fn action_for(call: &ToolCall<'_>) -> Result<ActionRequest, ActionError> {
     Ok(request)
 }
 
+/// The action reading resource `uri` of `upstream` becomes, when its reads need approval:
+/// type `mcp.<upstream>.resource-read`, the URI as resource, the upstream's environment and tags.
+pub fn action_for_resource(upstream: &Upstream, uri: &str) -> Result<ActionRequest, ActionError> {
+    let mut parameters = Map::new();
+    parameters.insert("uri".into(), json!(uri));
+    let mut mcp = Map::new();
+    mcp.insert("upstream".into(), json!(upstream.name));
+    mcp.insert("resource".into(), json!(uri));
+    let mut context = Map::new();
+    context.insert("mcp".into(), Value::Object(mcp));
+    let request = ActionRequest {
+        action_type: ActionType::new(format!("mcp.{}.resource-read", upstream.name))?,
+        resource: uri.to_owned(),
+        environment: upstream.environment.clone(),
+        parameters: StrictObject(parameters),
+        justification: format!(
+            "The agent reads {uri} from {} through the gate.",
+            upstream.name
+        ),
+        context: StrictObject(context),
+        diff: None,
+        tags: upstream.tags.clone(),
+        on_behalf_of: None,
+    };
+    request.validate()?;
+    Ok(request)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,6 +110,9 @@ pub struct Upstream {
     pub tools: BTreeMap<String, ToolRule>,
     /// Longest a call to it may take once forwarded.
     pub call_timeout_seconds: u64,
+    /// Whether reading one of its resources is an action the policy decides (type
+    /// `mcp.<name>.resource-read`, resource the URI), instead of passing through.
+    pub resources_need_approval: bool,
 }
 
 /// How the gate reaches an upstream.
@@ -197,6 +200,8 @@ struct RawUpstream {
     tools: BTreeMap<String, RawToolRule>,
     #[serde(default = "default_call_timeout")]
     call_timeout_seconds: u64,
+    #[serde(default)]
+    resources_need_approval: bool,
 }
 
 fn default_call_timeout() -> u64 {
@@ -402,6 +407,7 @@ fn check_upstream(u: RawUpstream, base: &Path) -> Result<Upstream, ConfigError> 
         tags: tags(&field("tags"), u.tags)?,
         tools,
         call_timeout_seconds: u.call_timeout_seconds,
+        resources_need_approval: u.resources_need_approval,
         name,
     })
 }

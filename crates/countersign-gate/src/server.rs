@@ -10,9 +10,10 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams,
+    GetPromptResponse, Implementation, ListPromptsResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, Prompt, ReadResourceRequestParams,
+    ReadResourceResponse, Resource, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -73,7 +74,13 @@ fn tool_error(message: impl Into<String>) -> CallToolResponse {
 
 impl ServerHandler for GateServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_prompts()
+                .build(),
+        )
             .with_server_info(Implementation::new(
                 "countersign-gate",
                 env!("CARGO_PKG_VERSION"),
@@ -99,6 +106,114 @@ impl ServerHandler for GateServer {
             }
         }
         Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let mut seen = std::collections::HashSet::new();
+        let resources: Vec<Resource> = self
+            .upstreams
+            .all()
+            .iter()
+            .flat_map(|u| u.resources.values())
+            .filter(|r| seen.insert(r.uri.clone()))
+            .cloned()
+            .collect();
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        // Only what an upstream listed can be read.
+        let Some(upstream) = self.upstreams.owner_of(&request.uri) else {
+            return Err(ErrorData::invalid_params(
+                format!("unknown resource {:?}", request.uri),
+                None,
+            ));
+        };
+        let failed = |e: String| ErrorData::internal_error(e, None);
+        if !upstream.config.resources_need_approval {
+            return upstream
+                .read(&request.uri)
+                .await
+                .map(Into::into)
+                .map_err(|e| failed(e.to_string()));
+        }
+        let token = self
+            .agent_token(&context)
+            .ok_or_else(|| ErrorData::invalid_params("no agent token", None))?;
+        let action = crate::action::action_for_resource(&upstream.config, &request.uri)
+            .map_err(|e| ErrorData::invalid_params(format!("refused by the gate: {e}"), None))?;
+        let approval = Approval::connect(&self.service, &token)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let uri = request.uri.clone();
+        let outcome = approval
+            .run(
+                &action,
+                |_| {},
+                |_approved| async move {
+                    let result = upstream.read(&uri).await;
+                    let (succeeded, bytes) = match &result {
+                        Ok(r) => (true, serde_json::to_vec(r).unwrap_or_default()),
+                        Err(e) => (false, e.to_string().into_bytes()),
+                    };
+                    Ran {
+                        value: result,
+                        succeeded,
+                        result: bytes,
+                    }
+                },
+            )
+            .await;
+        match outcome {
+            Ok(Ok(result)) => Ok(result.into()),
+            Ok(Err(e)) => Err(failed(format!("approved, but the upstream failed: {e}"))),
+            Err(e) => Err(ErrorData::invalid_request(e.to_string(), None)),
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let mut prompts: Vec<Prompt> = Vec::new();
+        for upstream in self.upstreams.all() {
+            for prompt in upstream.prompts.values() {
+                let mut offered = prompt.clone();
+                offered.name = format!("{}{SEPARATOR}{}", upstream.config.name, prompt.name);
+                prompts.push(offered);
+            }
+        }
+        Ok(ListPromptsResult::with_all_items(prompts))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let unknown =
+            || ErrorData::invalid_params(format!("unknown prompt {:?}", request.name), None);
+        let (upstream_name, prompt_name) =
+            request.name.split_once(SEPARATOR).ok_or_else(unknown)?;
+        let upstream = self.upstreams.get(upstream_name).ok_or_else(unknown)?;
+        if !upstream.prompts.contains_key(prompt_name) {
+            return Err(unknown());
+        }
+        // A prompt is text for the model; getting one changes nothing upstream.
+        upstream
+            .prompt(prompt_name, request.arguments.clone())
+            .await
+            .map(Into::into)
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))
     }
 
     async fn call_tool(

@@ -7,7 +7,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, Tool};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, GetPromptRequestParams, GetPromptResult, Prompt,
+    ReadResourceRequestParams, ReadResourceResult, Resource, Tool,
+};
 use rmcp::service::RunningService;
 use rmcp::transport::TokioChildProcess;
 use rmcp::{RoleClient, ServiceExt as _};
@@ -51,6 +54,10 @@ pub struct Connected {
     client: RunningService<RoleClient, ()>,
     /// Its tools by their own name, as listed when the gate connected.
     pub tools: BTreeMap<String, Tool>,
+    /// Its resources by URI (none when it offers none).
+    pub resources: BTreeMap<String, Resource>,
+    /// Its prompts by their own name (none when it offers none).
+    pub prompts: BTreeMap<String, Prompt>,
 }
 
 impl Connected {
@@ -94,10 +101,35 @@ impl Connected {
             .into_iter()
             .map(|t| (t.name.to_string(), t))
             .collect();
+        // Resources and prompts are optional for a server: one that offers none answers
+        // "method not found", which is not an error here.
+        let capabilities = client.peer_info().map(|i| i.capabilities.clone());
+        let resources = match capabilities.as_ref().and_then(|c| c.resources.as_ref()) {
+            Some(_) => client
+                .list_all_resources()
+                .await
+                .map_err(|e| start(format!("resources/list: {e}")))?
+                .into_iter()
+                .map(|r| (r.uri.clone(), r))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        let prompts = match capabilities.as_ref().and_then(|c| c.prompts.as_ref()) {
+            Some(_) => client
+                .list_all_prompts()
+                .await
+                .map_err(|e| start(format!("prompts/list: {e}")))?
+                .into_iter()
+                .map(|p| (p.name.clone(), p))
+                .collect(),
+            None => BTreeMap::new(),
+        };
         Ok(Self {
             config: config.clone(),
             client,
             tools,
+            resources,
+            prompts,
         })
     }
 
@@ -113,6 +145,48 @@ impl Connected {
             .await
         {
             Ok(Ok(result)) => Ok(result),
+            Ok(Err(e)) => Err(UpstreamError::Call {
+                name: self.config.name.clone(),
+                message: e.to_string(),
+            }),
+            Err(_) => Err(UpstreamError::Timeout {
+                name: self.config.name.clone(),
+                seconds,
+            }),
+        }
+    }
+}
+
+impl Connected {
+    /// Reads resource `uri`, within the upstream's time limit.
+    pub async fn read(&self, uri: &str) -> Result<ReadResourceResult, UpstreamError> {
+        self.timed(
+            self.client
+                .read_resource(ReadResourceRequestParams::new(uri)),
+        )
+        .await
+    }
+
+    /// Gets prompt `name` with `arguments`, within the upstream's time limit.
+    pub async fn prompt(
+        &self,
+        name: &str,
+        arguments: Option<Map<String, Value>>,
+    ) -> Result<GetPromptResult, UpstreamError> {
+        let mut params = GetPromptRequestParams::new(name);
+        if let Some(a) = arguments {
+            params = params.with_arguments(a);
+        }
+        self.timed(self.client.get_prompt(params)).await
+    }
+
+    async fn timed<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, rmcp::service::ServiceError>>,
+    ) -> Result<T, UpstreamError> {
+        let seconds = self.config.call_timeout_seconds;
+        match tokio::time::timeout(Duration::from_secs(seconds), call).await {
+            Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(UpstreamError::Call {
                 name: self.config.name.clone(),
                 message: e.to_string(),
@@ -147,5 +221,10 @@ impl Upstreams {
     /// The upstream called `name`.
     pub fn get(&self, name: &str) -> Option<&Connected> {
         self.0.iter().find(|u| u.config.name == name)
+    }
+
+    /// The upstream that listed resource `uri` (the first, when two list the same URI).
+    pub fn owner_of(&self, uri: &str) -> Option<&Connected> {
+        self.0.iter().find(|u| u.resources.contains_key(uri))
     }
 }
