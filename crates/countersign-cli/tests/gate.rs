@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use countersign_testdevices::SoftHsm;
 use support::*;
 
 const POLICY: &str = r#"package countersign
@@ -108,6 +109,20 @@ fn request_created(data: &Path, id: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("the event")
 }
 
+/// [`pending_for`] for an approver whose key needs `env` (a token's configuration and PIN).
+fn pending_with(profile: &str, env: &[(&str, &str)], since: Instant) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = ok_env(&["pending", "--profile", profile], env);
+        if let Some(line) = out.lines().next() {
+            assert!(since.elapsed() < Duration::from_secs(30));
+            return line.split_whitespace().next().expect("id").to_owned();
+        }
+        assert!(Instant::now() < deadline, "no pending request appeared");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The request the agent's call is waiting on, once bob's inbox has it.
 fn pending_for(profile: &str, since: Instant) -> String {
     let id = wait_pending(profile);
@@ -129,7 +144,29 @@ fn an_mcp_agent_reaches_real_tools_only_through_approval() {
             &policy.display().to_string(),
         ],
     );
-    let bob = w.enroll("bob", &server.url);
+    // bob's key is on a PKCS#11 token (SoftHSM2): every approval below is signed there.
+    let token = SoftHsm::init();
+    let conf = token.conf().display().to_string();
+    let module = token.module().display().to_string();
+    let hsm: [(&str, &str); 2] = [
+        ("SOFTHSM2_CONF", conf.as_str()),
+        ("COUNTERSIGN_PIN", SoftHsm::PIN),
+    ];
+    let bob = w.enroll_with(
+        "bob",
+        &server.url,
+        &[
+            "--backend",
+            "pkcs11",
+            "--module",
+            &module,
+            "--token-label",
+            SoftHsm::LABEL,
+            "--label",
+            "bob-token",
+        ],
+        &hsm,
+    );
 
     let files = w.root.join("files");
     std::fs::create_dir_all(&files).expect("dir");
@@ -216,25 +253,28 @@ preview = "dry-run-diff"
     )
     .spawn()
     .expect("agent");
-    let id = pending_for(&bob, started);
+    let id = pending_with(&bob, &hsm, started);
     assert_eq!(
         std::fs::read_to_string(&notes).expect("file"),
         "replicas: 2\n",
         "nothing runs before approval"
     );
-    let shown = ok(&["pending", "--profile", &bob]);
+    let shown = ok_env(&["pending", "--profile", &bob], &hsm);
     assert!(
         shown.contains("mcp.fs.write_file") && shown.contains(&format!("file://{path}")),
         "{shown}"
     );
-    ok(&[
-        "approve",
-        &id,
-        "--profile",
-        &bob,
-        "--comment",
-        "three it is",
-    ]);
+    ok_env(
+        &[
+            "approve",
+            &id,
+            "--profile",
+            &bob,
+            "--comment",
+            "three it is",
+        ],
+        &hsm,
+    );
     let written = json_of(&write.wait_with_output().expect("agent"));
     assert_eq!(written["is_error"], false, "{written}");
     assert_eq!(
@@ -264,7 +304,7 @@ preview = "dry-run-diff"
     )
     .spawn()
     .expect("agent");
-    let id = pending_for(&bob, started);
+    let id = pending_with(&bob, &hsm, started);
     assert_eq!(
         std::fs::read_to_string(&notes).expect("file"),
         "replicas: 3\n",
@@ -279,7 +319,7 @@ preview = "dry-run-diff"
         diff.contains("-replicas: 3") && diff.contains("+replicas: 4"),
         "{diff}"
     );
-    ok(&["approve", &id, "--profile", &bob]);
+    ok_env(&["approve", &id, "--profile", &bob], &hsm);
     let edited = json_of(&edit.wait_with_output().expect("agent"));
     assert_eq!(edited["is_error"], false, "{edited}");
     assert_eq!(
@@ -301,15 +341,18 @@ preview = "dry-run-diff"
     )
     .spawn()
     .expect("agent");
-    let id = pending_for(&bob, started);
-    ok(&[
-        "deny",
-        &id,
-        "--profile",
-        &bob,
-        "--comment",
-        "300 is a typo, use 3",
-    ]);
+    let id = pending_with(&bob, &hsm, started);
+    ok_env(
+        &[
+            "deny",
+            &id,
+            "--profile",
+            &bob,
+            "--comment",
+            "300 is a typo, use 3",
+        ],
+        &hsm,
+    );
     let denied = json_of(&write.wait_with_output().expect("agent"));
     assert_eq!(denied["is_error"], true, "{denied}");
     assert!(
@@ -348,7 +391,7 @@ preview = "dry-run-diff"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let inbox = ok(&["pending", "--profile", &bob]);
+        let inbox = ok_env(&["pending", "--profile", &bob], &hsm);
         if inbox.is_empty() {
             break;
         }
@@ -380,6 +423,16 @@ preview = "dry-run-diff"
         "the calls are in the log"
     );
     assert!(!log.contains(SECRET), "the secret reached the audit log");
+    let kinds = Command::new("sqlite3")
+        .arg(w.data.join("countersign.db"))
+        .arg("SELECT group_concat(DISTINCT json_extract(event_json, '$.event.key_kind')) FROM audit_events WHERE kind = 'decision_recorded'")
+        .output()
+        .expect("sqlite3");
+    assert_eq!(
+        String::from_utf8_lossy(&kinds.stdout).trim(),
+        "pkcs11",
+        "every decision was signed on the token"
+    );
     drop(gate);
     server.stop();
 }
