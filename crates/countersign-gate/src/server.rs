@@ -41,6 +41,8 @@ pub struct GateServer {
     service: Arc<str>,
     upstreams: Upstreams,
     token: AgentToken,
+    /// One approval client per agent token (by its SHA-256): the service key is fetched once.
+    approvals: Arc<std::sync::Mutex<std::collections::HashMap<countersign_core::Digest, Approval>>>,
 }
 
 impl GateServer {
@@ -50,7 +52,27 @@ impl GateServer {
             service: service.into(),
             upstreams,
             token,
+            approvals: Arc::default(),
         }
+    }
+
+    async fn approval(&self, token: &str) -> Result<Approval, ApprovalError> {
+        let key = countersign_core::Digest::of(token.as_bytes());
+        let cached = self
+            .approvals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        if let Some(a) = cached {
+            return Ok(a);
+        }
+        let approval = Approval::connect(&self.service, token).await?;
+        self.approvals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, approval.clone());
+        Ok(approval)
     }
 
     fn agent_token(&self, context: &RequestContext<RoleServer>) -> Option<String> {
@@ -150,7 +172,8 @@ impl ServerHandler for GateServer {
             .ok_or_else(|| ErrorData::invalid_params("no agent token", None))?;
         let action = crate::action::action_for_resource(&upstream.config, &request.uri)
             .map_err(|e| ErrorData::invalid_params(format!("refused by the gate: {e}"), None))?;
-        let approval = Approval::connect(&self.service, &token)
+        let approval = self
+            .approval(&token)
             .await
             .map_err(|e| failed(e.to_string()))?;
         let uri = request.uri.clone();
@@ -271,7 +294,7 @@ impl ServerHandler for GateServer {
             Ok(a) => a,
             Err(e) => return Ok(tool_error(format!("refused by the gate: {e}"))),
         };
-        let approval = match Approval::connect(&self.service, &token).await {
+        let approval = match self.approval(&token).await {
             Ok(a) => a,
             Err(e) => return Ok(tool_error(format!("approval service: {e}"))),
         };

@@ -1,0 +1,197 @@
+//! The gate's added latency on an allowed call: the same `read_text_file` call of the real
+//! filesystem MCP server (npm, `tests/mcp`), made directly to an instance of the upstream and
+//! through the gate in front of another, at a fixed rate, in the same run.
+//!
+//! Through the gate a call is: the action written, `POST /v1/actions` (the policy allows it and a
+//! grant is issued, one SQLite commit), `POST /v1/grants/{id}/redeem` (another), the upstream
+//! call, `POST /v1/actions/{id}/outcome` (a third). The agent reaches the gate over an in-memory
+//! MCP stream, so the figures are the gate's own work, not an HTTP hop to it.
+//!
+//! `cargo bench -p countersign-gate --bench gate` (GATE_BENCH_RATE 100/s, GATE_BENCH_CALLS 1000)
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use countersign_gate::GateConfig;
+use countersign_gate::server::{AgentToken, GateServer};
+use countersign_gate::upstream::{Connected, Upstreams};
+use countersign_server::{Config, Service, admin};
+use rmcp::ServiceExt as _;
+use rmcp::model::CallToolRequestParams;
+use serde_json::{Map, Value};
+
+const POLICY: &str = r#"package countersign
+import rego.v1
+decision := {"outcome": "allow", "reason": "benchmark"}
+"#;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn report(name: &str, mut samples: Vec<Duration>, failed: usize) {
+    samples.sort_unstable();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples[i].as_secs_f64() * 1000.0
+    };
+    println!(
+        "{name:<28} n={:<6} failed={failed:<3} p50={:8.3} ms  p99={:8.3} ms  max={:8.3} ms",
+        samples.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+}
+
+/// Calls `call` `n` times at `rate` per second (open loop), each on its own task.
+async fn drive<F, Fut>(n: u64, rate: u64, call: F) -> (Vec<Duration>, usize)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+    let mut tasks = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        tick.tick().await;
+        let fut = call();
+        tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let ok = fut.await;
+            (started.elapsed(), ok)
+        }));
+    }
+    let mut samples = Vec::with_capacity(tasks.len());
+    let mut failed = 0;
+    for t in tasks {
+        let (d, ok) = t.await.expect("task");
+        if ok {
+            samples.push(d);
+        } else {
+            failed += 1;
+        }
+    }
+    (samples, failed)
+}
+
+fn main() {
+    let rate = env("GATE_BENCH_RATE", 100);
+    let calls = env("GATE_BENCH_CALLS", 1000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let dir = tempfile::tempdir().expect("dir");
+        let policy = dir.path().join("policy.rego");
+        std::fs::write(&policy, POLICY).expect("policy");
+        let service = Service::open(&dir.path().join("data"), Some(&policy), Config::default())
+            .await
+            .expect("service");
+        let state = service.state.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(countersign_server::serve(
+            listener,
+            state.clone(),
+            std::future::pending(),
+        ));
+        let (_, token) = admin::issue_token(
+            state.store.as_ref(),
+            "bench",
+            countersign_store::TokenRole::Agent,
+            "agent:bench",
+            state.now(),
+        )
+        .await
+        .expect("token");
+        let files = dir.path().join("files");
+        std::fs::create_dir_all(&files).expect("files");
+        let file = files.join("config.yaml");
+        std::fs::write(&file, "replicas: 3\n".repeat(20)).expect("file");
+        let server = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/mcp/node_modules/.bin/mcp-server-filesystem");
+        let config = GateConfig::parse(
+            &format!(
+                "service = \"{url}\"\n[[upstream]]\nname = \"fs\"\ncommand = \"{}\"\nargs = [\"{}\"]\nenvironment = \"prod\"\n",
+                server.display(),
+                files.display()
+            ),
+            dir.path(),
+        )
+        .expect("config");
+        let direct = Arc::new(
+            Connected::connect(&config.upstreams[0])
+                .await
+                .expect("direct upstream (npm ci in tests/mcp)"),
+        );
+        let upstreams = Upstreams::connect(&config.upstreams)
+            .await
+            .expect("gate upstream");
+        let (agent_side, gate_side) = tokio::io::duplex(1 << 20);
+        let gate = GateServer::new(&url, upstreams, AgentToken::Fixed(token.as_str().into()));
+        tokio::spawn(async move {
+            if let Ok(running) = gate.serve(gate_side).await {
+                let _ = running.waiting().await;
+            }
+        });
+        let agent = Arc::new(().serve(agent_side).await.expect("agent session"));
+        let mut arguments = Map::new();
+        arguments.insert("path".into(), Value::String(file.display().to_string()));
+
+        println!(
+            "gate benchmark: read_text_file at {rate}/s, {calls} calls per path, real filesystem server"
+        );
+        // Warm both paths.
+        for _ in 0..20 {
+            direct
+                .call("read_text_file", arguments.clone())
+                .await
+                .expect("direct call");
+            agent
+                .call_tool(
+                    CallToolRequestParams::new("fs__read_text_file")
+                        .with_arguments(arguments.clone()),
+                )
+                .await
+                .expect("gate call");
+        }
+        let (samples, failed) = drive(calls, rate, || {
+            let direct = direct.clone();
+            let arguments = arguments.clone();
+            async move {
+                direct
+                    .call("read_text_file", arguments)
+                    .await
+                    .is_ok_and(|r| r.is_error != Some(true))
+            }
+        })
+        .await;
+        report("direct to the upstream", samples, failed);
+        let (samples, failed) = drive(calls, rate, || {
+            let agent = agent.clone();
+            let arguments = arguments.clone();
+            async move {
+                agent
+                    .call_tool(
+                        CallToolRequestParams::new("fs__read_text_file").with_arguments(arguments),
+                    )
+                    .await
+                    .is_ok_and(|r| r.is_error != Some(true))
+            }
+        })
+        .await;
+        report("through the gate (allowed)", samples, failed);
+        let outcomes = state
+            .store
+            .audit_size()
+            .await
+            .expect("size");
+        println!("audit events written: {outcomes} (request, approval, grant, redemption, outcome per call)");
+    });
+}
