@@ -61,6 +61,13 @@ fn json_of(out: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// The agent calling `tool` with `arguments`, started (a call that may wait for a person).
+fn spawn_call(url: &str, token: &str, tool: &str, arguments: &serde_json::Value) -> Child {
+    agent(url, token, &["call", tool, &arguments.to_string()])
+        .spawn()
+        .expect("agent")
+}
+
 struct Gate {
     child: Child,
     url: String,
@@ -242,17 +249,12 @@ preview = "dry-run-diff"
 
     // A write waits for bob; approved, it runs once and the file is exactly as shown.
     let started = Instant::now();
-    let write = agent(
+    let write = spawn_call(
         &gate.url,
         &w.token,
-        &[
-            "call",
-            "fs__write_file",
-            &serde_json::json!({"path": path, "content": "replicas: 3\n"}).to_string(),
-        ],
-    )
-    .spawn()
-    .expect("agent");
+        "fs__write_file",
+        &serde_json::json!({"path": path, "content": "replicas: 3\n"}),
+    );
     let id = pending_with(&bob, &hsm, started);
     assert_eq!(
         std::fs::read_to_string(&notes).expect("file"),
@@ -292,18 +294,12 @@ preview = "dry-run-diff"
 
     // An edit shows the upstream's own dry run, and runs only once approved.
     let started = Instant::now();
-    let edit = agent(
+    let edit = spawn_call(
         &gate.url,
         &w.token,
-        &[
-            "call",
-            "fs__edit_file",
-            &serde_json::json!({"path": path, "edits": [{"oldText": "replicas: 3", "newText": "replicas: 4"}]})
-                .to_string(),
-        ],
-    )
-    .spawn()
-    .expect("agent");
+        "fs__edit_file",
+        &serde_json::json!({"path": path, "edits": [{"oldText": "replicas: 3", "newText": "replicas: 4"}]}),
+    );
     let id = pending_with(&bob, &hsm, started);
     assert_eq!(
         std::fs::read_to_string(&notes).expect("file"),
@@ -330,17 +326,12 @@ preview = "dry-run-diff"
 
     // A denied write changes nothing, and the agent reads why.
     let started = Instant::now();
-    let write = agent(
+    let write = spawn_call(
         &gate.url,
         &w.token,
-        &[
-            "call",
-            "fs__write_file",
-            &serde_json::json!({"path": path, "content": "replicas: 300\n"}).to_string(),
-        ],
-    )
-    .spawn()
-    .expect("agent");
+        "fs__write_file",
+        &serde_json::json!({"path": path, "content": "replicas: 300\n"}),
+    );
     let id = pending_with(&bob, &hsm, started);
     ok_env(
         &[

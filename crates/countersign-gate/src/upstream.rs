@@ -140,24 +140,9 @@ impl Connected {
         arguments: Map<String, Value>,
     ) -> Result<CallToolResult, UpstreamError> {
         let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
-        let seconds = self.config.call_timeout_seconds;
-        match tokio::time::timeout(Duration::from_secs(seconds), self.client.call_tool(params))
-            .await
-        {
-            Ok(Ok(result)) => Ok(result),
-            Ok(Err(e)) => Err(UpstreamError::Call {
-                name: self.config.name.clone(),
-                message: e.to_string(),
-            }),
-            Err(_) => Err(UpstreamError::Timeout {
-                name: self.config.name.clone(),
-                seconds,
-            }),
-        }
+        self.timed(self.client.call_tool(params)).await
     }
-}
 
-impl Connected {
     /// Reads resource `uri`, within the upstream's time limit.
     pub async fn read(&self, uri: &str) -> Result<ReadResourceResult, UpstreamError> {
         self.timed(
@@ -180,6 +165,7 @@ impl Connected {
         self.timed(self.client.get_prompt(params)).await
     }
 
+    /// Runs one request to the upstream within its `call_timeout_seconds`.
     async fn timed<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, rmcp::service::ServiceError>>,
