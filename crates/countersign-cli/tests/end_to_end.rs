@@ -1130,3 +1130,44 @@ async fn revocation_closes_the_keys_stream_on_every_replica() {
     a.stop();
     b.stop();
 }
+
+/// `countersign demo` (what `make demo` runs, without the console): the simulated approvers
+/// decide the simulated agent's requests (approving most, denying the risky one), and the
+/// simulated MCP agent's writes go through the gate, wait for an approver and are applied.
+#[test]
+fn the_demo_decides_requests_and_its_mcp_agent_writes_through_the_gate() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("demo");
+    let out = Command::new(BIN)
+        .args(["demo", "--data-dir"])
+        .arg(&data)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-console",
+            "--interval",
+            "2",
+            "--duration",
+            "25",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("demo runs");
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{log}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(log.contains("APPROVED  k8s.deploy"), "{log}");
+    assert!(
+        log.contains("DENIED    network.security_group.update"),
+        "{log}"
+    );
+    assert!(log.contains("mcp agent (simulated): written"), "{log}");
+    let written = std::fs::read_to_string(data.join("mcp-files/deploy.yaml")).expect("file");
+    assert!(
+        !written.contains("replicas: 2\n"),
+        "the approved write changed the file: {written}"
+    );
+}

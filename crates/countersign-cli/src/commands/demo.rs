@@ -99,6 +99,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         now,
     )
     .await?;
+    let (_, mcp_token) = admin::issue_token(
+        store.as_ref(),
+        "demo",
+        TokenRole::Agent,
+        "agent:mcp-coder",
+        now,
+    )
+    .await?;
     let keys_dir = data_dir.join("demo");
     let mut profiles = Vec::new();
     for (id, groups) in DEMO_APPROVERS {
@@ -135,6 +143,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     println!();
 
+    let mcp = mcp_agent(&url, &mcp_token, &data_dir).await;
     let mut tasks = vec![
         tokio::spawn(live_log(state.clone(), stop_rx.clone())),
         tokio::spawn(checkpoints(state.clone(), stop_rx.clone())),
@@ -145,6 +154,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             stop_rx.clone(),
         )),
     ];
+    if let Some(agent) = mcp {
+        tasks.push(tokio::spawn(mcp_writes(
+            agent,
+            args.interval * 3,
+            stop_rx.clone(),
+        )));
+    }
     if !args.no_simulated_approvers {
         for p in profiles {
             tasks.push(tokio::spawn(simulated_approver(p, stop_rx.clone())));
@@ -171,6 +187,88 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         cp.checkpoint.tree_size, cp.checkpoint.root_hash
     );
     Ok(())
+}
+
+/// A simulated coding agent (it says so in the log) that works on files only through the gate:
+/// the real `@modelcontextprotocol/server-filesystem` behind a gate in this process, each write
+/// held for an approver with the gate's diff of the file. `None` when the MCP test servers are
+/// not installed (`npm ci` in `tests/mcp`; `make demo` does).
+async fn mcp_agent(
+    url: &str,
+    token: &str,
+    data_dir: &Path,
+) -> Option<(countersign_gate::local::LocalAgent, PathBuf)> {
+    let server = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/mcp/node_modules/.bin/mcp-server-filesystem");
+    if !server.exists() {
+        println!(
+            "  mcp agent   skipped: the MCP filesystem server is not installed (npm ci in tests/mcp)"
+        );
+        return None;
+    }
+    let files = data_dir.join("mcp-files");
+    let deploy = files.join("deploy.yaml");
+    std::fs::create_dir_all(&files).ok()?;
+    std::fs::write(&deploy, "service: web\nimage: web:4.1\nreplicas: 2\n").ok()?;
+    let config = countersign_gate::GateConfig::parse(
+        &format!(
+            "service = \"{url}\"\n[[upstream]]\nname = \"fs\"\ncommand = \"{}\"\nargs = [\"{}\"]\nenvironment = \"prod\"\ntags = [\"source-code\"]\n[upstream.tools.write_file]\nresource = \"file://{{path}}\"\npreview = \"write-file\"\n",
+            server.display(),
+            files.display()
+        ),
+        data_dir,
+    )
+    .ok()?;
+    let upstreams = countersign_gate::upstream::Upstreams::connect(&config.upstreams)
+        .await
+        .map_err(|e| println!("  mcp agent   skipped: {e}"))
+        .ok()?;
+    let agent = countersign_gate::local::LocalAgent::start(url, upstreams, token)
+        .await
+        .map_err(|e| println!("  mcp agent   skipped: {e}"))
+        .ok()?;
+    println!(
+        "  mcp agent   agent:mcp-coder (simulated) edits {} through the gate; each write waits for an approver",
+        deploy.display()
+    );
+    Some((agent, deploy))
+}
+
+/// The simulated MCP agent's work: a write of `deploy.yaml` every `every` seconds, through the
+/// gate, each waiting for its approval; the outcome in the live log.
+async fn mcp_writes(
+    (agent, deploy): (countersign_gate::local::LocalAgent, PathBuf),
+    every: u64,
+    mut stop: watch::Receiver<bool>,
+) {
+    let agent = std::sync::Arc::new(agent);
+    let mut replicas = 2;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(Duration::from_secs(every.max(5))) => {}
+        }
+        replicas = if replicas >= 6 { 2 } else { replicas + 1 };
+        let mut arguments = serde_json::Map::new();
+        arguments.insert("path".into(), deploy.display().to_string().into());
+        arguments.insert(
+            "content".into(),
+            format!("service: web\nimage: web:4.1\nreplicas: {replicas}\n").into(),
+        );
+        let agent = agent.clone();
+        tokio::spawn(async move {
+            println!(
+                "mcp agent (simulated) asks the gate to set replicas: {replicas} in deploy.yaml"
+            );
+            match agent.call("fs__write_file", arguments).await {
+                Ok(a) if !a.is_error => {
+                    println!("mcp agent (simulated): written, replicas: {replicas}")
+                }
+                Ok(a) => println!("mcp agent (simulated): not written: {}", a.text),
+                Err(e) => println!("mcp agent (simulated): the gate failed: {e}"),
+            }
+        });
+    }
 }
 
 /// Starts the desktop console enrolled as [`YOU`] with a development key, when it is built and
@@ -324,11 +422,15 @@ async fn simulated_approver(profile: Profile, mut stop: watch::Receiver<bool>) {
             continue;
         };
         let now = countersign_client::approver::now();
-        for view in pending {
+        for summary in pending {
             // Give a human watching the log a moment to act first.
-            if now.millis_since(view.action.created_at) < 5_000 {
+            if now.millis_since(summary.action.created_at) < 5_000 {
                 continue;
             }
+            // The inbox holds summaries; a decision is signed over the whole request.
+            let Ok(view) = client.view(summary.id).await else {
+                continue;
+            };
             let risky = view
                 .action
                 .request
