@@ -22,7 +22,9 @@ use serde_json::{Map, Value};
 
 const POLICY: &str = r#"package countersign
 import rego.v1
-decision := {"outcome": "allow", "reason": "benchmark"}
+decision := {"outcome": "require_approval", "reason": "writes wait", "quorum": 1, "groups": [],
+             "ttl_seconds": 60, "require_hardware_key": false, "quick_approve": false} if input.action.type == "mcp.fs.write_file"
+else := {"outcome": "allow", "reason": "benchmark"}
 "#;
 
 fn env(name: &str, default: u64) -> u64 {
@@ -187,6 +189,75 @@ fn main() {
         })
         .await;
         report("through the gate (allowed)", samples, failed);
+
+        // An asked call: from the agent's call to the request arriving on an approver's stream
+        // (what makes the console notify), 50 times.
+        use countersign_client::approver::{EnrolmentKey, enroll};
+        use countersign_core::{KeyKind, PublicKey, Signature};
+        use p256::ecdsa::signature::Signer as _;
+        let store = state.store.as_ref();
+        admin::put_approver(
+            store,
+            "bench",
+            &countersign_store::Approver {
+                id: "bob".into(),
+                display_name: "Bob".into(),
+                groups: vec![],
+            },
+            state.now(),
+        )
+        .await
+        .expect("approver");
+        let (code, _) = admin::issue_enrolment_code(store, "bench", "bob", 600, state.now())
+            .await
+            .expect("code");
+        let bob = p256::ecdsa::SigningKey::from_bytes(&[9; 32].into()).expect("key");
+        let public = PublicKey::from_verifying_key(*bob.verifying_key());
+        let signer = bob.clone();
+        enroll(
+            &countersign_client::Client::new(&url).expect("client"),
+            "bob",
+            code,
+            EnrolmentKey {
+                kind: KeyKind::Software,
+                label: "bench".into(),
+                public_key: public.clone(),
+                sign: Box::new(move |m| Ok(Signature::from_p256(signer.sign(m)))),
+                attest: Box::new(|_| Ok(None)),
+            },
+        )
+        .await
+        .expect("enrol");
+        let key = bob.clone();
+        let (mut stream, _) = countersign_client::stream::ApproverStream::connect(
+            &url,
+            public.key_id(),
+            move |m| Ok(Signature::from_p256(key.sign(m))),
+        )
+        .await
+        .expect("approver stream");
+        let mut to_stream = Vec::new();
+        for i in 0..50 {
+            let mut write = arguments.clone();
+            write.insert("content".into(), Value::String(format!("replicas: {i}\n")));
+            let agent = agent.clone();
+            let started = Instant::now();
+            tokio::spawn(async move {
+                let _ = agent
+                    .call_tool(CallToolRequestParams::new("fs__write_file").with_arguments(write))
+                    .await;
+            });
+            loop {
+                match stream.next().await {
+                    Ok(Some(countersign_core::api::ServerMessage::Request { .. })) => break,
+                    Ok(Some(_)) => continue,
+                    other => panic!("stream ended: {other:?}"),
+                }
+            }
+            to_stream.push(started.elapsed());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        report("asked call -> approver stream", to_stream, 0);
         let outcomes = state
             .store
             .audit_size()
