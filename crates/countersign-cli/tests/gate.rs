@@ -709,3 +709,89 @@ environment = "dev"
     assert_eq!(read["text"], "local\n", "{read}");
     server.stop();
 }
+
+/// A Streamable HTTP upstream with its credential from a file: a second gate in front of the
+/// first (which holds the filesystem server), reaching it with a token only the second gate
+/// knows. The agent of the outer gate reads through both; the inner token never reaches it.
+#[test]
+fn an_http_upstream_is_reached_with_the_gates_own_credentials() {
+    let w = World::new();
+    let policy = w.root.join("policy.rego");
+    // Both hops ask the service; here it allows reads (the outer gate types its calls
+    // mcp.remote.<inner tool>).
+    std::fs::write(
+        &policy,
+        "package countersign\nimport rego.v1\ndecision := {\"outcome\": \"allow\", \"reason\": \"reads\"} if contains(input.action.type, \"read\")\nelse := {\"outcome\": \"deny\", \"reason\": \"only reads here\"}\n",
+    )
+    .expect("policy");
+    let server = Server::start_with(
+        &w.data,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+            &policy.display().to_string(),
+        ],
+    );
+    let inner_token = w.admin(&["agent-token", "agent:outer-gate"]);
+    let files = w.root.join("files");
+    std::fs::create_dir_all(&files).expect("dir");
+    let notes = files.join("notes.txt");
+    std::fs::write(&notes, "two hops\n").expect("file");
+    let inner_config = w.root.join("inner.toml");
+    std::fs::write(
+        &inner_config,
+        format!(
+            "service = \"{}\"\n[[upstream]]\nname = \"fs\"\ncommand = \"{}\"\nargs = [\"{}\"]\nenvironment = \"prod\"\n",
+            server.url,
+            repo()
+                .join("tests/mcp/node_modules/.bin/mcp-server-filesystem")
+                .display(),
+            files.display()
+        ),
+    )
+    .expect("inner.toml");
+    let inner = start_gate(&inner_config);
+    std::fs::write(
+        w.root.join("inner.header"),
+        format!("Bearer {inner_token}\n"),
+    )
+    .expect("header");
+    let outer_config = w.root.join("outer.toml");
+    std::fs::write(
+        &outer_config,
+        format!(
+            "service = \"{}\"\n[[upstream]]\nname = \"remote\"\nurl = \"{}\"\nheader_files = {{ Authorization = \"inner.header\" }}\nenvironment = \"prod\"\n",
+            server.url, inner.url
+        ),
+    )
+    .expect("outer.toml");
+    let outer = start_gate(&outer_config);
+    let listed = json_of(
+        &agent(&outer.url, &w.token, &["list"])
+            .output()
+            .expect("agent"),
+    );
+    assert!(
+        listed.to_string().contains("remote__fs__read_text_file"),
+        "{listed}"
+    );
+    let read = json_of(
+        &agent(
+            &outer.url,
+            &w.token,
+            &[
+                "call",
+                "remote__fs__read_text_file",
+                &serde_json::json!({"path": notes.display().to_string()}).to_string(),
+            ],
+        )
+        .output()
+        .expect("agent"),
+    );
+    assert_eq!(read["text"], "two hops\n", "{read}");
+    assert!(!read.to_string().contains(&inner_token));
+    drop(outer);
+    drop(inner);
+    server.stop();
+}

@@ -87,10 +87,31 @@ impl Connected {
                     .await
                     .map_err(|e| start(format!("initialize: {e}")))?
             }
-            UpstreamTransport::Http { .. } => {
-                return Err(start(
-                    "Streamable HTTP upstreams are not supported yet; use a stdio upstream".into(),
-                ));
+            UpstreamTransport::Http { url, headers } => {
+                use rmcp::transport::StreamableHttpClientTransport;
+                use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+                let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
+                let mut custom = std::collections::HashMap::new();
+                for (name, value) in headers {
+                    if name.eq_ignore_ascii_case("authorization") {
+                        let token = value.expose().strip_prefix("Bearer ").ok_or_else(|| {
+                            start("the Authorization header must be \"Bearer <token>\"".into())
+                        })?;
+                        config = config.auth_header(token);
+                        continue;
+                    }
+                    let header = axum::http::HeaderName::from_bytes(name.as_bytes())
+                        .map_err(|e| start(format!("header {name}: {e}")))?;
+                    // The value is a secret: never in the error.
+                    let value = axum::http::HeaderValue::from_str(value.expose())
+                        .map_err(|_| start(format!("header {name}: not a valid header value")))?;
+                    custom.insert(header, value);
+                }
+                let transport =
+                    StreamableHttpClientTransport::from_config(config.custom_headers(custom));
+                ().serve(transport)
+                    .await
+                    .map_err(|e| start(format!("initialize {url}: {e}")))?
             }
         };
         let listed = client
