@@ -791,6 +791,25 @@ fn an_http_upstream_is_reached_with_the_gates_own_credentials() {
     );
     assert_eq!(read["text"], "two hops\n", "{read}");
     assert!(!read.to_string().contains(&inner_token));
+    // The gate accepts connections like the service does: one that sends nothing is closed at
+    // the header deadline (10 s) instead of holding a place forever.
+    let addr = outer
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_owned();
+    let mut silent = std::net::TcpStream::connect(&addr).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut buf = [0u8; 16];
+    match std::io::Read::read(&mut silent, &mut buf) {
+        // Closed by the gate (EOF or reset): what should happen.
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(n) => panic!("a silent connection was answered ({n} bytes) instead of closed"),
+        Err(e) => panic!("a silent connection was still open after 20 s: {e}"),
+    }
     drop(outer);
     drop(inner);
     server.stop();

@@ -5,7 +5,7 @@
 //! Through the gate a call is: the action written, `POST /v1/actions` (the policy allows it and a
 //! grant is issued, one SQLite commit), `POST /v1/grants/{id}/redeem` (another), the upstream
 //! call, `POST /v1/actions/{id}/outcome` (a third). The agent reaches the gate over an in-memory
-//! MCP stream, so the figures are the gate's own work, not an HTTP hop to it.
+//! MCP stream ([`LocalAgent`]), so the figures are the gate's own work, not an HTTP hop to it.
 //!
 //! `cargo bench -p countersign-gate --bench gate` (GATE_BENCH_RATE 100/s, GATE_BENCH_CALLS 1000)
 
@@ -13,11 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use countersign_gate::GateConfig;
-use countersign_gate::server::{AgentToken, GateServer};
+use countersign_gate::local::LocalAgent;
 use countersign_gate::upstream::{Connected, Upstreams};
 use countersign_server::{Config, Service, admin};
-use rmcp::ServiceExt as _;
-use rmcp::model::CallToolRequestParams;
 use serde_json::{Map, Value};
 
 const POLICY: &str = r#"package countersign
@@ -135,14 +133,11 @@ fn main() {
         let upstreams = Upstreams::connect(&config.upstreams)
             .await
             .expect("gate upstream");
-        let (agent_side, gate_side) = tokio::io::duplex(1 << 20);
-        let gate = GateServer::new(&url, upstreams, AgentToken::Fixed(token.as_str().into()));
-        tokio::spawn(async move {
-            if let Ok(running) = gate.serve(gate_side).await {
-                let _ = running.waiting().await;
-            }
-        });
-        let agent = Arc::new(().serve(agent_side).await.expect("agent session"));
+        let agent = Arc::new(
+            LocalAgent::start(&url, upstreams, &token)
+                .await
+                .expect("agent session"),
+        );
         let mut arguments = Map::new();
         arguments.insert("path".into(), Value::String(file.display().to_string()));
 
@@ -156,10 +151,7 @@ fn main() {
                 .await
                 .expect("direct call");
             agent
-                .call_tool(
-                    CallToolRequestParams::new("fs__read_text_file")
-                        .with_arguments(arguments.clone()),
-                )
+                .call("fs__read_text_file", arguments.clone())
                 .await
                 .expect("gate call");
         }
@@ -180,11 +172,9 @@ fn main() {
             let arguments = arguments.clone();
             async move {
                 agent
-                    .call_tool(
-                        CallToolRequestParams::new("fs__read_text_file").with_arguments(arguments),
-                    )
+                    .call("fs__read_text_file", arguments)
                     .await
-                    .is_ok_and(|r| r.is_error != Some(true))
+                    .is_ok_and(|a| !a.is_error)
             }
         })
         .await;
@@ -243,9 +233,7 @@ fn main() {
             let agent = agent.clone();
             let started = Instant::now();
             tokio::spawn(async move {
-                let _ = agent
-                    .call_tool(CallToolRequestParams::new("fs__write_file").with_arguments(write))
-                    .await;
+                let _ = agent.call("fs__write_file", write).await;
             });
             loop {
                 match stream.next().await {

@@ -98,18 +98,6 @@ pub fn router(service: &str, upstreams: Upstreams) -> axum::Router {
         .layer(axum::middleware::from_fn_with_state(tokens, require_agent))
 }
 
-/// Serves the agent-facing endpoint on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    service: &str,
-    upstreams: Upstreams,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(service, upstreams))
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
 /// Serves one local agent over standard input and output, asking the service with
 /// `agent_token`. This mode does not keep the upstreams' credentials from the agent's own user
 /// (who can read the gate's configuration): it is for local use, not an enforcement point.

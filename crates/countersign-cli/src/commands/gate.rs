@@ -63,10 +63,13 @@ pub async fn run(args: GateArgs) -> anyhow::Result<()> {
         "countersign gate: serving MCP at http://{addr}/mcp for agents of {}",
         config.service
     );
-    countersign_gate::http::serve(
+    // The service's own accept loop: header deadlines from accept, and caps on connections in
+    // all and per source address, so idle or half-open connections cannot exhaust the gate.
+    countersign_server::transport::serve_connections(
         listener,
-        &config.service,
-        upstreams,
+        countersign_gate::http::router(&config.service, upstreams),
+        None,
+        countersign_server::transport::Limits::default(),
         super::serve::shutdown_signal(),
     )
     .await?;
