@@ -10,6 +10,7 @@ packages=(
   poppler-utils         # pdftotext: the audit report tests read the PDF's text
   postgresql            # the PostgreSQL store's tests start a server from it
   procps                # end-to-end tests stop the service with kill -TERM
+  git                   # the gate's tests put the git MCP server in front of a repository
   softhsm2 opensc       # PKCS#11: the SoftHSM2 token the key tests initialise, pkcs11-tool
   swtpm swtpm-tools tpm2-tools libtss2-dev   # TPM 2.0: the emulator and the TSS the TPM backend links
   # The desktop console (Tauri 2) and its end-to-end tests: WebKitGTK, a virtual display,
@@ -63,12 +64,14 @@ if [ ! -x "$root/tests/mcp/node_modules/.bin/mcp-server-filesystem" ]; then
   (cd "$root/tests/mcp" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 venv="${COUNTERSIGN_VENV:-/root/.cache/countersign-venv}"
-if ! "$venv/bin/python" -c "import mcp" 2> /dev/null; then
-  echo "setup: installing the Python MCP SDK into $venv"
-  if ! python3 -m venv --help > /dev/null 2>&1 || ! python3 -c "import ensurepip" 2> /dev/null; then
-    "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends python3-venv > /dev/null
+if ! "$venv/bin/python" -c "import mcp, mcp_server_git" 2> /dev/null; then
+  echo "setup: installing the Python MCP SDK and the git MCP server into $venv"
+  if [ ! -x "$venv/bin/pip" ]; then
+    if ! python3 -m venv --help > /dev/null 2>&1 || ! python3 -c "import ensurepip" 2> /dev/null; then
+      "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends python3-venv > /dev/null
+    fi
+    python3 -m venv "$venv"
   fi
-  python3 -m venv "$venv"
   "$venv/bin/pip" install -q -r "$root/tests/mcp/requirements.txt"
 fi
 

@@ -104,6 +104,21 @@ fn start_gate(config: &Path) -> Gate {
     Gate { child, url }
 }
 
+/// `countersign serve` on `w`'s data directory, deciding with the Rego `policy`.
+fn serve_with_policy(w: &World, policy: &str) -> Server {
+    let path = w.root.join("policy.rego");
+    std::fs::write(&path, policy).expect("policy");
+    Server::start_with(
+        &w.data,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+            &path.display().to_string(),
+        ],
+    )
+}
+
 /// The `request_created` event of request `id`, from the service's database.
 fn request_created(data: &Path, id: &str) -> serde_json::Value {
     let out = Command::new("sqlite3")
@@ -132,17 +147,7 @@ fn pending_with(profile: &str, env: &[(&str, &str)]) -> String {
 #[test]
 fn an_mcp_agent_reaches_real_tools_only_through_approval() {
     let w = World::new();
-    let policy = w.root.join("policy.rego");
-    std::fs::write(&policy, POLICY).expect("policy");
-    let server = Server::start_with(
-        &w.data,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--policy",
-            &policy.display().to_string(),
-        ],
-    );
+    let server = serve_with_policy(&w, POLICY);
     // bob's key is on a PKCS#11 token (SoftHSM2): every approval below is signed there.
     let token = SoftHsm::init();
     let conf = token.conf().display().to_string();
@@ -430,17 +435,7 @@ else := {"outcome": "allow", "reason": "the rest is harmless here"}
 #[test]
 fn bad_calls_and_bad_upstreams_are_clear_errors() {
     let w = World::new();
-    let policy = w.root.join("policy.rego");
-    std::fs::write(&policy, PERMISSIVE).expect("policy");
-    let server = Server::start_with(
-        &w.data,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--policy",
-            &policy.display().to_string(),
-        ],
-    );
+    let server = serve_with_policy(&w, PERMISSIVE);
     let bob = w.enroll("bob", &server.url);
     let marker = w.root.join("deleted");
     let config = w.root.join("gate.toml");
@@ -630,17 +625,7 @@ resources_need_approval = true
 #[test]
 fn a_local_agent_reaches_the_gate_over_stdio() {
     let w = World::new();
-    let policy = w.root.join("policy.rego");
-    std::fs::write(&policy, POLICY).expect("policy");
-    let server = Server::start_with(
-        &w.data,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--policy",
-            &policy.display().to_string(),
-        ],
-    );
+    let server = serve_with_policy(&w, POLICY);
     let files = w.root.join("files");
     std::fs::create_dir_all(&files).expect("dir");
     let notes = files.join("notes.txt");
@@ -699,22 +684,9 @@ environment = "dev"
 #[test]
 fn an_http_upstream_is_reached_with_the_gates_own_credentials() {
     let w = World::new();
-    let policy = w.root.join("policy.rego");
-    // Both hops ask the service; here it allows reads (the outer gate types its calls
-    // mcp.remote.<inner tool>).
-    std::fs::write(
-        &policy,
+    let server = serve_with_policy(
+        &w,
         "package countersign\nimport rego.v1\ndecision := {\"outcome\": \"allow\", \"reason\": \"reads\"} if contains(input.action.type, \"read\")\nelse := {\"outcome\": \"deny\", \"reason\": \"only reads here\"}\n",
-    )
-    .expect("policy");
-    let server = Server::start_with(
-        &w.data,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--policy",
-            &policy.display().to_string(),
-        ],
     );
     let inner_token = w.admin(&["agent-token", "agent:outer-gate"]);
     let files = w.root.join("files");
@@ -795,5 +767,164 @@ fn an_http_upstream_is_reached_with_the_gates_own_credentials() {
     }
     drop(outer);
     drop(inner);
+    server.stop();
+}
+
+const GIT_POLICY: &str = r#"package countersign
+import rego.v1
+
+decision := {"outcome": "allow", "reason": "looking is fine"} if input.action.type in {"mcp.git.git_status", "mcp.git.git_diff_staged", "mcp.git.git_log"}
+else := {"outcome": "require_approval", "reason": "changing history needs security", "quorum": 1, "groups": ["security"],
+         "ttl_seconds": 120, "require_hardware_key": false, "quick_approve": false}
+"#;
+
+/// `git` run in `repo`, which must succeed; its standard output.
+fn git(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The reference git MCP server (`mcp-server-git`, PyPI) behind the gate: a commit waits for
+/// approval showing its staged diff, and runs as approved; a commit whose staged changes grow
+/// after the approver looked is approved but not forwarded, and nothing is committed.
+#[test]
+fn a_commit_shows_its_staged_diff_and_commits_only_what_was_shown() {
+    let w = World::new();
+    let server = serve_with_policy(&w, GIT_POLICY);
+    let bob = w.enroll("bob", &server.url);
+    let repo_dir = w.root.join("repo");
+    std::fs::create_dir_all(&repo_dir).expect("dir");
+    git(&repo_dir, &["init", "-q", "-b", "main"]);
+    git(&repo_dir, &["config", "user.name", "Agent"]);
+    git(&repo_dir, &["config", "user.email", "agent@example.com"]);
+    std::fs::write(repo_dir.join("deploy.yaml"), "replicas: 2\n").expect("file");
+    git(&repo_dir, &["add", "deploy.yaml"]);
+    git(&repo_dir, &["commit", "-q", "-m", "first"]);
+    let config = w.root.join("gate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"service = "{url}"
+[[upstream]]
+name = "git"
+command = "{python}"
+args = ["-m", "mcp_server_git", "--repository", "{repo}"]
+environment = "prod"
+[upstream.tools.git_commit]
+type = "mcp.git.git_commit"
+resource = "git://{{repo_path}}"
+preview = "staged-diff"
+"#,
+            url = server.url,
+            python = python(),
+            repo = repo_dir.display(),
+        ),
+    )
+    .expect("gate.toml");
+    let gate = start_gate(&config);
+    let repo_path = repo_dir.display().to_string();
+
+    // Looking passes straight through.
+    let status = json_of(
+        &agent(
+            &gate.url,
+            &w.token,
+            &[
+                "call",
+                "git__git_status",
+                &serde_json::json!({"repo_path": repo_path}).to_string(),
+            ],
+        )
+        .output()
+        .expect("agent"),
+    );
+    assert_eq!(status["is_error"], false, "{status}");
+
+    // A commit waits; bob's request carries the staged diff, read by the gate.
+    std::fs::write(repo_dir.join("deploy.yaml"), "replicas: 3\n").expect("file");
+    git(&repo_dir, &["add", "deploy.yaml"]);
+    let commit = spawn_call(
+        &gate.url,
+        &w.token,
+        "git__git_commit",
+        &serde_json::json!({"repo_path": repo_path, "message": "three replicas"}),
+    );
+    let id = wait_pending(&bob);
+    let created = request_created(&w.data, &id);
+    let diff = created["event"]["action"]["request"]["diff"]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        diff.contains("deploy.yaml")
+            && diff.contains("-replicas: 2")
+            && diff.contains("+replicas: 3"),
+        "{created}"
+    );
+    assert_eq!(git(&repo_dir, &["rev-list", "--count", "HEAD"]).trim(), "1");
+    ok(&["approve", &id, "--profile", &bob]);
+    let committed = json_of(&commit.wait_with_output().expect("agent"));
+    assert_eq!(committed["is_error"], false, "{committed}");
+    assert_eq!(
+        git(&repo_dir, &["log", "-1", "--format=%s"]).trim(),
+        "three replicas"
+    );
+    assert_eq!(
+        git(&repo_dir, &["show", "HEAD:deploy.yaml"]),
+        "replicas: 3\n",
+        "the commit holds exactly what was shown"
+    );
+
+    // More is staged after bob looked: the approval covers the diff he saw, not this one.
+    std::fs::write(repo_dir.join("deploy.yaml"), "replicas: 4\n").expect("file");
+    git(&repo_dir, &["add", "deploy.yaml"]);
+    let commit = spawn_call(
+        &gate.url,
+        &w.token,
+        "git__git_commit",
+        &serde_json::json!({"repo_path": repo_path, "message": "four replicas"}),
+    );
+    let id = wait_pending(&bob);
+    std::fs::write(repo_dir.join("secrets.env"), "TOKEN=exfiltrated\n").expect("file");
+    git(&repo_dir, &["add", "secrets.env"]);
+    ok(&["approve", &id, "--profile", &bob]);
+    let refused = json_of(&commit.wait_with_output().expect("agent"));
+    assert_eq!(refused["is_error"], true, "{refused}");
+    assert!(
+        refused["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not forwarded"),
+        "{refused}"
+    );
+    assert_eq!(
+        git(&repo_dir, &["log", "-1", "--format=%s"]).trim(),
+        "three replicas",
+        "nothing was committed"
+    );
+    // The log says the approved call was not run, and why.
+    let reported = Command::new("sqlite3")
+        .arg(w.data.join("countersign.db"))
+        .arg(format!(
+            "SELECT event_json FROM audit_events WHERE kind = 'execution_reported' AND event_json LIKE '%{id}%'"
+        ))
+        .output()
+        .expect("sqlite3");
+    let reported = String::from_utf8_lossy(&reported.stdout);
+    assert!(
+        reported.contains("not forwarded") && reported.contains("\"succeeded\":false"),
+        "{reported}"
+    );
+    drop(gate);
     server.stop();
 }

@@ -77,6 +77,8 @@ pub struct Ran<T> {
     pub succeeded: bool,
     /// What the upstream returned, as bytes to hash for the outcome report.
     pub result: Vec<u8>,
+    /// Why the gate did not forward the call after all, for the outcome report.
+    pub not_forwarded: Option<String>,
 }
 
 /// The approval service, as one agent (its API token) sees it.
@@ -171,7 +173,10 @@ impl Approval {
         let outcome = ExecutionOutcome {
             succeeded: ran.succeeded,
             exit_code: None,
-            detail: format!("result sha256:{}", Digest::of(&ran.result).to_hex()),
+            detail: match &ran.not_forwarded {
+                Some(why) => format!("not forwarded: {why}"),
+                None => format!("result sha256:{}", Digest::of(&ran.result).to_hex()),
+            },
         };
         if let Err(e) = self.client.report_outcome(id, &outcome).await {
             tracing::warn!(%id, error = %e, "the call ran; reporting its outcome failed");

@@ -161,6 +161,9 @@ pub enum Preview {
     /// A tool that takes `dryRun: true` and answers with a unified diff without changing
     /// anything (the filesystem server's `edit_file`): that diff.
     DryRunDiff,
+    /// A commit in the repository at `repo_path` (the git server's `git_commit`): the staged
+    /// diff, read through the upstream's `git_diff_staged`.
+    StagedDiff,
 }
 
 #[derive(Deserialize)]

@@ -12,6 +12,9 @@ use crate::upstream::Connected;
 /// The tool a write-file preview reads the current content with.
 const READ_TOOL: &str = "read_text_file";
 
+/// The tool a staged-diff preview reads the staged changes with.
+const STAGED_TOOL: &str = "git_diff_staged";
+
 /// The text of a tool result's text blocks.
 fn text_of(result: &rmcp::model::CallToolResult) -> String {
     result
@@ -73,6 +76,27 @@ pub async fn diff(
                 .trim_end_matches("```")
                 .trim_matches('\n')
                 .to_owned();
+            Diff::Unified {
+                text: format!("{text}\n"),
+                language: None,
+            }
+        }
+        Preview::StagedDiff => {
+            let repo = arguments.get("repo_path")?.as_str()?;
+            let mut read = Map::new();
+            read.insert("repo_path".into(), Value::String(repo.to_owned()));
+            let result = upstream.call(STAGED_TOOL, read).await.ok()?;
+            if result.is_error == Some(true) {
+                return None;
+            }
+            let text = text_of(&result);
+            // The git server heads its answer with a line of its own.
+            let text = text.strip_prefix("Staged changes:").unwrap_or(&text);
+            let text = text.trim_matches('\n');
+            // Nothing staged: nothing to show (the server refuses an empty commit anyway).
+            if text.is_empty() {
+                return None;
+            }
             Diff::Unified {
                 text: format!("{text}\n"),
                 language: None,

@@ -21,7 +21,7 @@ use serde_json::Map;
 
 use crate::action::{ToolCall, action_for};
 use crate::approval::{Approval, ApprovalError, Progress, Ran};
-use crate::upstream::{UpstreamError, Upstreams};
+use crate::upstream::Upstreams;
 
 /// Between an upstream's name and its tool's name in the names the agent sees.
 pub const SEPARATOR: &str = "__";
@@ -191,6 +191,7 @@ impl ServerHandler for GateServer {
                         value: result,
                         succeeded,
                         result: bytes,
+                        not_forwarded: None,
                     }
                 },
             )
@@ -273,12 +274,12 @@ impl ServerHandler for GateServer {
             .annotations
             .as_ref()
             .and_then(|a| serde_json::to_value(a).ok());
-        let diff = match upstream
+        let preview = upstream
             .config
             .tools
             .get(tool_name)
-            .and_then(|r| r.preview.as_ref())
-        {
+            .and_then(|r| r.preview.as_ref());
+        let diff = match preview {
             Some(preview) => crate::preview::diff(preview, upstream, tool_name, &arguments).await,
             None => None,
         };
@@ -290,6 +291,7 @@ impl ServerHandler for GateServer {
             justification: None,
             diff,
         };
+        let shown = call.diff.clone();
         let action = match action_for(&call) {
             Ok(a) => a,
             Err(e) => return Ok(tool_error(format!("refused by the gate: {e}"))),
@@ -323,12 +325,28 @@ impl ServerHandler for GateServer {
         };
         let outcome = tokio::select! {
             outcome = approval.run(&action, progress, |approved: Map<String, serde_json::Value>| async move {
+                // What the approvers saw was the change against the state they were shown. If
+                // that state moved since (another write to the file, more changes staged), the
+                // approved call would now do something else: it is not forwarded.
+                if let Some(preview) = preview
+                    && crate::preview::diff(preview, upstream, tool_name, &approved).await != shown
+                {
+                    let why = "what the call would change is no longer what the approvers were \
+                               shown (the state it applies to changed since)";
+                    return Ran {
+                        value: Err(format!("approved, but not forwarded: {why}; ask again")),
+                        succeeded: false,
+                        result: Vec::new(),
+                        not_forwarded: Some(why.to_owned()),
+                    };
+                }
                 let result = upstream.call(tool_name, approved).await;
                 let (succeeded, bytes) = match &result {
                     Ok(r) => (r.is_error != Some(true), serde_json::to_vec(r).unwrap_or_default()),
                     Err(e) => (false, e.to_string().into_bytes()),
                 };
-                Ran { value: result, succeeded, result: bytes }
+                let value = result.map_err(|e| format!("approved, but the upstream failed: {e}"));
+                Ran { value, succeeded, result: bytes, not_forwarded: None }
             }) => outcome,
             () = context.ct.cancelled() => {
                 let id = *waiting_on
@@ -344,11 +362,7 @@ impl ServerHandler for GateServer {
         };
         Ok(match outcome {
             Ok(Ok(result)) => result.into(),
-            Ok(Err(
-                e @ (UpstreamError::Call { .. }
-                | UpstreamError::Timeout { .. }
-                | UpstreamError::Start { .. }),
-            )) => tool_error(format!("approved, but the upstream failed: {e}")),
+            Ok(Err(message)) => tool_error(message),
             Err(ApprovalError::Denied { id, reason }) => {
                 tool_error(format!("denied (request {id}): {reason}"))
             }

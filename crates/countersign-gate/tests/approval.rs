@@ -180,6 +180,7 @@ async fn an_allowed_call_runs_at_once_and_its_outcome_is_recorded() {
                         value: approved,
                         succeeded: true,
                         result: b"# readme".to_vec(),
+                        not_forwarded: None,
                     }
                 }
             },
@@ -229,6 +230,7 @@ async fn an_asked_call_waits_for_a_signature_then_runs_the_approved_arguments_on
                     value: approved,
                     succeeded: true,
                     result: b"written".to_vec(),
+                    not_forwarded: None,
                 }
             }
         })
@@ -294,6 +296,7 @@ async fn a_denied_call_runs_nothing_and_carries_the_comment() {
                 value: (),
                 succeeded: false,
                 result: Vec::new(),
+                not_forwarded: None,
             }
         })
         .await
@@ -325,6 +328,7 @@ async fn a_denied_call_runs_nothing_and_carries_the_comment() {
                     value: (),
                     succeeded: false,
                     result: Vec::new(),
+                    not_forwarded: None,
                 }
             },
         )
