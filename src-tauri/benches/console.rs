@@ -1,6 +1,8 @@
 //! Console performance, measured on the real app under Xvfb against a real service, with the
 //! test notification server on a private D-Bus session:
 //! - submit (POST sent) → the console's D-Bus Notify call, p50/p99;
+//! - an MCP agent's `write_file` call through the gate (asked, with the gate's diff of the file
+//!   read through the real filesystem server) → the console's D-Bus Notify call, p50/p99;
 //! - cold start (WebDriver session opened, app launched) → inbox rendered with a request;
 //! - idle RSS of the console's process tree (app + WebKit web and network processes);
 //! - a 10,000-line diff: click → first page rendered, and "Show all" → all rows rendered.
@@ -11,11 +13,17 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use countersign_client::Client;
 use countersign_core::ActionRequest;
+use countersign_gate::GateConfig;
+use countersign_gate::local::LocalAgent;
+use countersign_gate::upstream::Upstreams;
 use fantoccini::Locator;
+use serde_json::{Map, Value};
 use support::notify_server::{Server, serve};
 use support::*;
 
@@ -141,6 +149,60 @@ async fn main() {
         ms(percentile(&latencies, 0.99)),
         ms(latencies[latencies.len() - 1])
     );
+
+    // An agent's call through the gate → Notify: the gate writes the action (reading the file
+    // through the upstream for its diff), the service asks, the console notifies. The agent
+    // reaches the gate in this process (no HTTP hop to it); the calls wait for approval until
+    // the end of the run.
+    let files = w.dir.path().join("gate-files");
+    std::fs::create_dir_all(&files).expect("dir");
+    let upstream = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/mcp/node_modules/.bin/mcp-server-filesystem");
+    let config = GateConfig::parse(
+        &format!(
+            "service = \"{}\"\n[[upstream]]\nname = \"fs\"\ncommand = \"{}\"\nargs = [\"{}\"]\nenvironment = \"prod\"\n[upstream.tools.write_file]\nresource = \"file://{{path}}\"\npreview = \"write-file\"\n",
+            w.url,
+            upstream.display(),
+            files.display()
+        ),
+        w.dir.path(),
+    )
+    .expect("gate config");
+    let upstreams = Upstreams::connect(&config.upstreams)
+        .await
+        .expect("the filesystem server (npm ci in tests/mcp)");
+    let mcp_agent = Arc::new(
+        LocalAgent::start(&w.url, upstreams, &w.agent_token)
+            .await
+            .expect("agent session"),
+    );
+    let mut waiting = Vec::new();
+    let mut gated = Vec::new();
+    for i in 0..NOTIFICATIONS {
+        let path = files.join(format!("deploy-{i}.yaml"));
+        std::fs::write(&path, "replicas: 2\n").expect("file");
+        let mut arguments = Map::new();
+        arguments.insert("path".into(), Value::String(path.display().to_string()));
+        arguments.insert("content".into(), Value::String("replicas: 3\n".into()));
+        let called = Instant::now();
+        let a = mcp_agent.clone();
+        waiting.push(tokio::spawn(async move {
+            a.call("fs__write_file", arguments).await
+        }));
+        let sent = server.wait_for(&format!("deploy-{i}.yaml")).await;
+        gated.push(sent.at.saturating_duration_since(called));
+        tokio::time::sleep(Duration::from_millis(3400)).await;
+    }
+    gated.sort();
+    println!(
+        "MCP call through the gate → D-Bus Notify ({NOTIFICATIONS} calls): p50 {}  p99 {}  max {}",
+        ms(percentile(&gated, 0.5)),
+        ms(percentile(&gated, 0.99)),
+        ms(gated[gated.len() - 1])
+    );
+    for call in waiting {
+        call.abort();
+    }
 
     // Idle RSS after the inbox holds those requests.
     tokio::time::sleep(Duration::from_secs(5)).await;

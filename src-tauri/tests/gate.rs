@@ -1,0 +1,163 @@
+//! The gate as an approver meets it: the official Python MCP SDK (agent) calls `write_file` of
+//! the real `@modelcontextprotocol/server-filesystem` through `countersign gate`; the call waits,
+//! reaches the real console under Xvfb as a desktop notification (test notification server on a
+//! private D-Bus session), its request view shows the gate's diff of the file, bob approves in
+//! the console with his key on SoftHSM2, and the file on disk changes exactly as shown, once.
+//!
+//! Needs what the console's other tests need, plus `tests/mcp/node_modules` (`npm ci` there) and
+//! the Python SDK in `/root/.cache/countersign-venv` (or `COUNTERSIGN_PYTHON`); `scripts/setup.sh`
+//! installs them.
+
+mod support;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::notify_server::{Server, serve};
+use support::*;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn python() -> String {
+    std::env::var("COUNTERSIGN_PYTHON")
+        .unwrap_or_else(|_| "/root/.cache/countersign-venv/bin/python".to_owned())
+}
+
+/// `countersign gate` for `config` on a free port: the running gate and its MCP URL.
+fn start_gate(config: &Path) -> (Running, String) {
+    let mut child = Command::new(countersign())
+        .args(["gate", "--config"])
+        .arg(config)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gate starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the gate printed its address")
+            .expect("utf-8");
+        if let Some(rest) = line.strip_prefix("countersign gate: serving MCP at ") {
+            break rest.split_whitespace().next().expect("url").to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (Running(child), url)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gated_write_is_approved_from_the_console_with_its_diff() {
+    let w = World::start();
+    let notifications = Server::default();
+    let _bus = serve(&w.bus_address, notifications.clone()).await;
+    let c = w.enrolled_console().await;
+
+    let files = w.dir.path().join("files");
+    std::fs::create_dir_all(&files).expect("dir");
+    let deploy = files.join("deploy.yaml");
+    std::fs::write(&deploy, "service: api\nreplicas: 2\n").expect("file");
+    let config = w.dir.path().join("gate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"service = "{url}"
+[[upstream]]
+name = "fs"
+command = "{server}"
+args = ["{files}"]
+environment = "prod"
+tags = ["prod-change"]
+[upstream.tools.write_file]
+resource = "file://{{path}}"
+preview = "write-file"
+"#,
+            url = w.url,
+            server = repo()
+                .join("tests/mcp/node_modules/.bin/mcp-server-filesystem")
+                .display(),
+            files = files.display(),
+        ),
+    )
+    .expect("gate.toml");
+    let (_gate, gate_url) = start_gate(&config);
+
+    let path = deploy.display().to_string();
+    let agent = Command::new(python())
+        .arg(repo().join("tests/mcp/agent.py"))
+        .arg(&gate_url)
+        .args([
+            "call",
+            "fs__write_file",
+            &serde_json::json!({"path": path, "content": "service: api\nreplicas: 3\n"})
+                .to_string(),
+        ])
+        .env("COUNTERSIGN_TOKEN", &w.agent_token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the Python SDK agent (tests/mcp/agent.py)");
+
+    // The desktop notification names what the gate wrote, not what an agent claimed.
+    let sent = notifications.wait_for("mcp.fs.write_file").await;
+    assert!(
+        sent.summary.contains(&format!("file://{path}")),
+        "{sent:?}"
+    );
+    assert!(
+        sent.body.contains("agent:release-bot") && sent.body.contains("prod"),
+        "{sent:?}"
+    );
+    assert!(
+        !sent.actions.contains(&"approve".to_owned()),
+        "a file write is not approved from the notification: {sent:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&deploy).expect("file"),
+        "service: api\nreplicas: 2\n",
+        "nothing runs before approval"
+    );
+
+    // The request view shows the gate's diff: the file as it is against what the call writes.
+    click(&c, "[data-testid=inbox-item]").await;
+    until_page(&c, "the request view shows the file's diff", |t| {
+        t.contains("mcp.fs.write_file") && t.contains("replicas: 2") && t.contains("replicas: 3")
+    })
+    .await;
+    let shots = screenshot_dir();
+    std::fs::create_dir_all(&shots).expect("artifacts dir");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(
+        shots.join("console-gate-request.png"),
+        c.screenshot().await.expect("screenshot"),
+    )
+    .expect("save screenshot");
+
+    click(&c, "[data-testid=approve]").await;
+    let result = text_of(&c, "[data-testid=result]").await;
+    assert!(result.contains("Approved"), "{result}");
+    let out = tokio::task::spawn_blocking(move || agent.wait_with_output())
+        .await
+        .expect("join")
+        .expect("agent");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("agent's answer");
+    assert_eq!(answer["is_error"], false, "{answer}");
+    assert_eq!(
+        std::fs::read_to_string(&deploy).expect("file"),
+        "service: api\nreplicas: 3\n",
+        "the file is exactly as shown"
+    );
+    c.close().await.expect("close session");
+}
