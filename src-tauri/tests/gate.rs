@@ -107,10 +107,7 @@ preview = "write-file"
 
     // The desktop notification names what the gate wrote, not what an agent claimed.
     let sent = notifications.wait_for("mcp.fs.write_file").await;
-    assert!(
-        sent.summary.contains(&format!("file://{path}")),
-        "{sent:?}"
-    );
+    assert!(sent.summary.contains(&format!("file://{path}")), "{sent:?}");
     assert!(
         sent.body.contains("agent:release-bot") && sent.body.contains("prod"),
         "{sent:?}"

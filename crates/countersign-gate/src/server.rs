@@ -370,3 +370,21 @@ impl ServerHandler for GateServer {
         })
     }
 }
+
+/// Serves one local agent over standard input and output, asking the service with
+/// `agent_token`. This mode does not keep the upstreams' credentials from the agent's own user
+/// (who can read the gate's configuration): it is for local use, not an enforcement point.
+pub async fn serve_stdio(
+    service: &str,
+    upstreams: Upstreams,
+    agent_token: &str,
+) -> Result<(), std::io::Error> {
+    use rmcp::ServiceExt as _;
+    let server = GateServer::new(service, upstreams, AgentToken::Fixed(agent_token.into()));
+    let running = server
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(std::io::Error::other)?;
+    running.waiting().await.map_err(std::io::Error::other)?;
+    Ok(())
+}

@@ -336,3 +336,85 @@ async fn a_denied_call_runs_nothing_and_carries_the_comment() {
         .expect_err("denied by policy");
     assert!(err.to_string().contains("frozen environment"), "{err}");
 }
+
+/// How many times the service answered `GET /v1/actions/{id}` with `status` (from its metrics).
+async fn probes(service: &str, status: u16) -> u64 {
+    let text = reqwest::get(format!("{service}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find(|l| {
+            l.starts_with("countersign_http_requests_total{")
+                && l.contains("route=\"/v1/actions/{id}\"")
+                && l.contains(&format!("status=\"{status}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// An unauthenticated caller cannot make the gate flood the service: a malformed token is
+/// refused without asking, a refused token is asked about once and then remembered, and an
+/// accepted one is asked about once.
+#[tokio::test]
+async fn bad_agent_tokens_cost_the_service_at_most_one_check() {
+    let w = world().await;
+    let upstreams = countersign_gate::upstream::Upstreams::connect(&[])
+        .await
+        .expect("no upstreams");
+    let router = countersign_gate::http::router(&w.url, upstreams).expect("router");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let gate = format!("http://{}/mcp", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let http = reqwest::Client::new();
+    let post = |token: String| {
+        http.post(&gate)
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+            .send()
+    };
+
+    for malformed in [
+        "hello",
+        "csa_",
+        "csa_a b",
+        "csa_\u{200b}x",
+        &"csa_x".repeat(40),
+    ] {
+        let answer = post(malformed.to_owned()).await.expect("answer");
+        assert_eq!(answer.status(), 401, "{malformed:?}");
+    }
+    assert_eq!(
+        probes(&w.url, 401).await,
+        0,
+        "malformed tokens reached the service"
+    );
+
+    for _ in 0..50 {
+        let answer = post("csa_not-a-real-token".to_owned())
+            .await
+            .expect("answer");
+        assert_eq!(answer.status(), 401);
+    }
+    assert_eq!(
+        probes(&w.url, 401).await,
+        1,
+        "a refused token is remembered"
+    );
+
+    for _ in 0..20 {
+        let answer = post(w.agent_token.clone()).await.expect("answer");
+        assert_ne!(answer.status(), 401);
+    }
+    assert_eq!(
+        probes(&w.url, 404).await,
+        1,
+        "an accepted token is remembered"
+    );
+}

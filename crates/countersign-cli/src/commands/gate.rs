@@ -41,7 +41,7 @@ pub async fn run(args: GateArgs) -> anyhow::Result<()> {
         let token = crate::secret::resolve(args.token, args.token_file.as_deref(), "agent token")?;
         let upstreams = Upstreams::connect(&config.upstreams).await?;
         // Standard output is the MCP stream: nothing else may be written there.
-        countersign_gate::http::serve_stdio(&config.service, upstreams, &token).await?;
+        countersign_gate::server::serve_stdio(&config.service, upstreams, &token).await?;
         return Ok(());
     }
     let listen = args.listen.unwrap_or(config.listen);
@@ -67,7 +67,8 @@ pub async fn run(args: GateArgs) -> anyhow::Result<()> {
     // all and per source address, so idle or half-open connections cannot exhaust the gate.
     countersign_server::transport::serve_connections(
         listener,
-        countersign_gate::http::router(&config.service, upstreams),
+        countersign_gate::http::router(&config.service, upstreams)
+            .context("the approval service's address")?,
         None,
         countersign_server::transport::Limits::default(),
         super::serve::shutdown_signal(),
