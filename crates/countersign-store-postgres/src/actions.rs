@@ -2,13 +2,14 @@
 //! (pending, unexpired, distinct approvers, fresh nonce, single use) is checked here, inside the
 //! write transaction.
 
+use async_trait::async_trait;
 use countersign_core::{
-    Action, ActionStatus, AuditEvent, Digest, ExecutionOutcome, KeyKind, SignedDecision,
-    SignedGrant, Timestamp, Verdict,
+    ActionStatus, AuditEvent, Digest, ExecutionOutcome, KeyKind, SignedDecision, SignedGrant,
+    Timestamp,
 };
 use countersign_store::{
     ActionRecord, Conflict, DecisionEffects, DecisionOutcome, DecisionRecord, GrantRecord,
-    NewAction, NewEvent, StoreError, StoreResult,
+    NewAction, NewEvent, Requests, StoreError, StoreResult, rules,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -18,19 +19,11 @@ use crate::audit;
 use crate::codec::{
     backend, corrupt, digest, enum_from, enum_text, json, key_kind, opt_ts, to_json, ts,
 };
+use crate::{PgStore, commit};
 
 fn record(row: &PgRow) -> StoreResult<ActionRecord> {
-    let id: String = row.get("id");
-    let action: Action = json("action", row.get("action_json"))?;
     let stored_digest = digest(row.get("digest"))?;
-    // The digest is what approvers sign; a row whose content no longer hashes to it was altered.
-    let actual = action.digest().map_err(|e| corrupt("action", e))?;
-    if actual != stored_digest || action.id.to_string() != id {
-        return Err(corrupt(
-            &format!("action {id}"),
-            "content does not match its digest",
-        ));
-    }
+    let action = rules::stored_action(row.get("id"), row.get("action_json"), &stored_digest)?;
     Ok(ActionRecord {
         action,
         digest: stored_digest,
@@ -77,7 +70,8 @@ pub(crate) async fn create(
     .bind(enum_text(&r.status)?)
     .bind(i64::from(r.quorum))
     .bind(r.digest.to_hex())
-    .bind(to_json(&r.action)?)
+    // Canonical, as the SQLite store keeps it: one hash of the stored text checks it on read.
+    .bind(rules::canonical_text(&r.action)?)
     .bind(&new.idempotency_key)
     .execute(&mut *conn)
     .await
@@ -199,23 +193,16 @@ pub(crate) async fn record_decision(
     .ok_or(StoreError::NotFound("action"))?;
     // Checked here, under the write lock every replica's writes take, so a revocation committed
     // a moment earlier always wins (the service's check before it is only a fast refusal).
-    if row.get::<i64, _>("key_active") == 0 {
-        return Err(StoreError::Conflict(Conflict::KeyRevoked));
-    }
-    let status: ActionStatus = enum_from("action status", row.get("status"))?;
-    if status != ActionStatus::Pending {
-        return Err(StoreError::Conflict(Conflict::NotPending));
-    }
-    if now >= ts(row.get("expires_at"))? {
-        return Err(StoreError::Conflict(Conflict::Expired));
-    }
-    if row.get::<i64, _>("decided") > 0 {
-        return Err(StoreError::Conflict(Conflict::AlreadyDecided));
-    }
-    if row.get::<i64, _>("nonce_seen") > 0 {
-        return Err(StoreError::Conflict(Conflict::NonceReused));
-    }
-    let prior_approvals = u32::try_from(row.get::<i64, _>("approvals")).unwrap_or(u32::MAX);
+    let state = rules::DecisionState {
+        status: enum_from("action status", row.get("status"))?,
+        expires_at: ts(row.get("expires_at"))?,
+        already_decided: row.get::<i64, _>("decided") > 0,
+        nonce_seen: row.get::<i64, _>("nonce_seen") > 0,
+        prior_approvals: u32::try_from(row.get::<i64, _>("approvals")).unwrap_or(u32::MAX),
+        key_active: row.get::<i64, _>("key_active") > 0,
+    };
+    let step =
+        rules::decide(&state, d.verdict, effects.quorum, now).map_err(StoreError::Conflict)?;
     let next_seq: i64 = row.get("next_seq");
     sqlx::query(
         "INSERT INTO decisions (action_id, approver_id, verdict, nonce, key_kind, recorded_at, signed_json)
@@ -233,26 +220,21 @@ pub(crate) async fn record_decision(
     .map_err(backend)?;
 
     let mut events = vec![event];
-    let outcome = match d.verdict {
-        Verdict::Deny => {
+    let outcome = match step {
+        rules::DecisionStep::Deny => {
             set_status(&mut *conn, &id, ActionStatus::Denied, now).await?;
             events.extend(effects.on_deny);
             DecisionOutcome::Denied
         }
-        Verdict::Approve => {
-            // This approver had not decided (checked above), so they add one distinct approval.
-            let approvals = prior_approvals.saturating_add(1);
-            if approvals >= effects.quorum {
-                let (grant, more) = effects.on_quorum.ok_or_else(|| {
-                    StoreError::Backend("quorum reached but no grant was prepared".into())
-                })?;
-                set_status(&mut *conn, &id, ActionStatus::Approved, now).await?;
-                insert_grant(&mut *conn, &grant).await?;
-                events.extend(more);
-                DecisionOutcome::Approved(grant)
-            } else {
-                DecisionOutcome::Counted { approvals }
-            }
+        rules::DecisionStep::Count { approvals } => DecisionOutcome::Counted { approvals },
+        rules::DecisionStep::Approve => {
+            let (grant, more) = effects.on_quorum.ok_or_else(|| {
+                StoreError::Backend("quorum reached but no grant was prepared".into())
+            })?;
+            set_status(&mut *conn, &id, ActionStatus::Approved, now).await?;
+            insert_grant(&mut *conn, &grant).await?;
+            events.extend(more);
+            DecisionOutcome::Approved(grant)
         }
     };
     let appended = audit::append_at(conn, next_seq, events, now).await?;
@@ -322,16 +304,7 @@ pub(crate) async fn redeem_grant(
         .map_err(backend)?
         .ok_or(StoreError::NotFound("grant"))?;
     let mut record = grant_record(&row)?;
-    let g = &record.grant.grant;
-    if &g.request_digest != presented {
-        return Err(StoreError::Conflict(Conflict::GrantDigestMismatch));
-    }
-    if record.redeemed_at.is_some() {
-        return Err(StoreError::Conflict(Conflict::GrantRedeemed));
-    }
-    if now < g.not_before || now >= g.expires_at {
-        return Err(StoreError::Conflict(Conflict::GrantNotValidNow));
-    }
+    rules::check_redeem(&record, presented, now).map_err(StoreError::Conflict)?;
     let done = sqlx::query(
         "UPDATE grants SET redeemed_at = $1 WHERE grant_id = $2 AND redeemed_at IS NULL",
     )
@@ -361,9 +334,9 @@ pub(crate) async fn report_outcome(
             .fetch_optional(&mut *conn)
             .await
             .map_err(backend)?;
-    if !matches!(redeemed, Some(Some(_))) {
-        return Err(StoreError::Conflict(Conflict::NoOutcomeExpected));
-    }
+    let redeemed = redeemed.map(opt_ts).transpose()?;
+    let reported = self::outcome(&mut *conn, action_id).await?.is_some();
+    rules::check_outcome(redeemed, reported).map_err(StoreError::Conflict)?;
     let done = sqlx::query(
         "INSERT INTO outcomes (action_id, outcome_json, reported_at) VALUES ($1, $2, $3)
          ON CONFLICT (action_id) DO NOTHING",
@@ -407,8 +380,20 @@ pub(crate) async fn expire_due(
     .map_err(backend)?;
     let mut events = Vec::with_capacity(due.len());
     for id in due {
-        set_status(&mut *conn, &id, ActionStatus::Expired, now).await?;
-        events.push(event_for(crate::codec::uuid(&id)?));
+        // Conditioned as the SQLite store's: each request expires once, only if still pending
+        // and due (rules::expires).
+        let changed = sqlx::query(
+            "UPDATE actions SET status = 'expired', updated_at = $1
+             WHERE id = $2 AND status = 'pending' AND expires_at <= $1",
+        )
+        .bind(now.as_millis())
+        .bind(&id)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+        if changed.rows_affected() == 1 {
+            events.push(event_for(crate::codec::uuid(&id)?));
+        }
     }
     audit::append(conn, events, now).await
 }
@@ -420,9 +405,7 @@ pub(crate) async fn cancel(
     now: Timestamp,
 ) -> StoreResult<Vec<AuditEvent>> {
     let record = get(&mut *conn, id).await?;
-    if record.status != ActionStatus::Pending {
-        return Err(StoreError::Conflict(Conflict::NotPending));
-    }
+    rules::check_cancel(record.status).map_err(StoreError::Conflict)?;
     set_status(&mut *conn, &id.to_string(), ActionStatus::Cancelled, now).await?;
     audit::append(conn, vec![event], now).await
 }
@@ -434,4 +417,116 @@ pub(crate) async fn next_expiry(conn: &mut PgConnection) -> StoreResult<Option<T
             .await
             .map_err(backend)?;
     opt_ts(ms)
+}
+
+#[async_trait]
+impl Requests for PgStore {
+    async fn create_action(
+        &self,
+        action: &NewAction,
+        events: Vec<NewEvent>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let mut tx = self.begin().await?;
+        let appended = create(&mut tx, action, events, now).await?;
+        commit(tx, appended).await
+    }
+
+    async fn action_by_idempotency_key(&self, scoped_key: &str) -> StoreResult<Option<Uuid>> {
+        by_idempotency_key(&mut *self.conn().await?, scoped_key).await
+    }
+
+    async fn action(&self, id: Uuid) -> StoreResult<ActionRecord> {
+        get(&mut *self.conn().await?, id).await
+    }
+
+    async fn actions_by_status(
+        &self,
+        status: ActionStatus,
+        limit: u32,
+    ) -> StoreResult<Vec<ActionRecord>> {
+        by_status(&mut *self.conn().await?, status, limit).await
+    }
+
+    async fn count_actions(&self, status: ActionStatus) -> StoreResult<u64> {
+        count(&mut *self.conn().await?, status).await
+    }
+
+    async fn decisions(&self, action_id: Uuid) -> StoreResult<Vec<DecisionRecord>> {
+        decisions(&mut *self.conn().await?, action_id).await
+    }
+
+    async fn record_decision(
+        &self,
+        decision: &SignedDecision,
+        key_kind: KeyKind,
+        effects: DecisionEffects,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<(DecisionOutcome, Vec<AuditEvent>)> {
+        let mut tx = self.begin().await?;
+        let result = record_decision(&mut tx, decision, key_kind, effects, event, now).await?;
+        commit(tx, result).await
+    }
+
+    async fn grant_for_action(&self, action_id: Uuid) -> StoreResult<Option<GrantRecord>> {
+        grant_for_action(&mut *self.conn().await?, action_id).await
+    }
+
+    async fn grant_action(&self, grant_id: Uuid) -> StoreResult<Option<Uuid>> {
+        grant_action(&mut *self.conn().await?, grant_id).await
+    }
+
+    async fn redeem_grant(
+        &self,
+        grant_id: Uuid,
+        digest: &Digest,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<(GrantRecord, Vec<AuditEvent>)> {
+        let mut tx = self.begin().await?;
+        let result = redeem_grant(&mut tx, grant_id, digest, event, now).await?;
+        commit(tx, result).await
+    }
+
+    async fn report_outcome(
+        &self,
+        action_id: Uuid,
+        outcome: &ExecutionOutcome,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let mut tx = self.begin().await?;
+        let appended = report_outcome(&mut tx, action_id, outcome, event, now).await?;
+        commit(tx, appended).await
+    }
+
+    async fn outcome(&self, action_id: Uuid) -> StoreResult<Option<ExecutionOutcome>> {
+        outcome(&mut *self.conn().await?, action_id).await
+    }
+
+    async fn expire_due(
+        &self,
+        now: Timestamp,
+        event_for: &(dyn Fn(Uuid) -> NewEvent + Send + Sync),
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let mut tx = self.begin().await?;
+        let appended = expire_due(&mut tx, now, event_for).await?;
+        commit(tx, appended).await
+    }
+
+    async fn cancel_action(
+        &self,
+        id: Uuid,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let mut tx = self.begin().await?;
+        let appended = cancel(&mut tx, id, event, now).await?;
+        commit(tx, appended).await
+    }
+
+    async fn next_expiry(&self) -> StoreResult<Option<Timestamp>> {
+        next_expiry(&mut *self.conn().await?).await
+    }
 }

@@ -1,6 +1,9 @@
 //! The audit log table: appending inside a caller's transaction, and reading.
 
+use crate::{PgStore, commit};
+use async_trait::async_trait;
 use countersign_core::{AuditEvent, Digest, Timestamp};
+use countersign_store::{AuditLog, Cosignature};
 use countersign_store::{NewEvent, StoreError, StoreResult};
 use sqlx::{PgConnection, Row};
 
@@ -172,4 +175,94 @@ pub(crate) async fn leaf_hashes(
                 .map_err(|_| corrupt("leaf hash", "not 32 bytes"))
         })
         .collect()
+}
+
+#[async_trait]
+impl AuditLog for PgStore {
+    async fn append_events(
+        &self,
+        events: Vec<NewEvent>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let mut tx = self.begin().await?;
+        let appended = append(&mut tx, events, now).await?;
+        commit(tx, appended).await
+    }
+
+    async fn audit_size(&self) -> StoreResult<u64> {
+        size(&mut *self.conn().await?).await
+    }
+
+    async fn audit_events(&self, from: u64, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        events(&mut *self.conn().await?, from, limit).await
+    }
+
+    fn log_changes(&self) -> Option<tokio::sync::broadcast::Receiver<()>> {
+        Some(self.changes.subscribe())
+    }
+
+    async fn audit_leaves(&self, from: u64, limit: u32) -> StoreResult<Vec<(u64, String)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, event_json FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(from as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, text)| (seq as u64, text))
+            .collect())
+    }
+
+    async fn latest_event_of_kind(&self, kind: &str) -> StoreResult<Option<AuditEvent>> {
+        latest_of_kind(&mut *self.conn().await?, kind).await
+    }
+
+    async fn leaf_hashes(&self, from: u64, limit: u32) -> StoreResult<Vec<Digest>> {
+        leaf_hashes(&mut *self.conn().await?, from, limit).await
+    }
+
+    async fn save_checkpoint(&self, tree_size: u64, note: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO checkpoints (tree_size, note) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(tree_size as i64)
+        .bind(note)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn latest_checkpoint(&self) -> StoreResult<Option<(u64, String)>> {
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "SELECT tree_size, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *self.conn().await?)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(|(size, note)| (size as u64, note)))
+    }
+
+    async fn checkpoint_note(&self, tree_size: u64) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT note FROM checkpoints WHERE tree_size = $1")
+            .bind(tree_size as i64)
+            .fetch_optional(&mut *self.conn().await?)
+            .await
+            .map_err(backend)
+    }
+
+    async fn save_cosignature(&self, cosignature: &Cosignature) -> StoreResult<()> {
+        crate::cosignatures::save(&mut *self.conn().await?, cosignature).await
+    }
+
+    async fn cosignatures(&self, tree_size: u64) -> StoreResult<Vec<Cosignature>> {
+        crate::cosignatures::of_size(&mut *self.conn().await?, tree_size).await
+    }
+
+    async fn latest_cosignatures(&self) -> StoreResult<Vec<Cosignature>> {
+        crate::cosignatures::latest_per_key(&mut *self.conn().await?).await
+    }
 }

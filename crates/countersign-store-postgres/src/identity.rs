@@ -1,6 +1,9 @@
 //! Agents' tokens, approvers, their keys, enrolment codes, challenges and sessions.
 
+use crate::{PgStore, commit};
+use async_trait::async_trait;
 use countersign_core::{Digest, KeyId, PublicKey, Timestamp};
+use countersign_store::Identity;
 use countersign_store::{
     ApiToken, Approver, ApproverKey, Conflict, EnrolmentCode, NewEvent, Session, StoreError,
     StoreResult,
@@ -359,4 +362,108 @@ pub(crate) async fn session(
         })
     })
     .transpose()
+}
+
+#[async_trait]
+impl Identity for PgStore {
+    async fn create_api_token(&self, token: &ApiToken, event: NewEvent) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        create_api_token(&mut tx, token, event).await?;
+        commit(tx, ()).await
+    }
+
+    async fn api_token(&self, token_hash: &Digest) -> StoreResult<Option<ApiToken>> {
+        api_token_by_hash(&mut *self.conn().await?, token_hash).await
+    }
+
+    async fn api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        api_tokens(&mut *self.conn().await?).await
+    }
+
+    async fn revoke_api_token(
+        &self,
+        token_id: Uuid,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        revoke_api_token(&mut tx, token_id, event, now).await?;
+        commit(tx, ()).await
+    }
+
+    async fn put_approver(
+        &self,
+        approver: &Approver,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        put_approver(&mut tx, approver, event, now).await?;
+        commit(tx, ()).await
+    }
+
+    async fn approver(&self, id: &str) -> StoreResult<Option<Approver>> {
+        approver_by_id(&mut *self.conn().await?, id).await
+    }
+
+    async fn approvers(&self) -> StoreResult<Vec<Approver>> {
+        approvers(&mut *self.conn().await?).await
+    }
+
+    async fn create_enrolment_code(
+        &self,
+        code: &EnrolmentCode,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        create_enrolment_code(&mut tx, code, event, now).await?;
+        commit(tx, ()).await
+    }
+
+    async fn enrol_key(
+        &self,
+        code_hash: &Digest,
+        key: &ApproverKey,
+        event: NewEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        enrol_key(&mut tx, code_hash, key, event).await?;
+        commit(tx, ()).await
+    }
+
+    async fn key(&self, key_id: &KeyId) -> StoreResult<Option<ApproverKey>> {
+        key(&mut *self.conn().await?, key_id).await
+    }
+
+    async fn keys(&self, approver_id: Option<&str>) -> StoreResult<Vec<ApproverKey>> {
+        keys(&mut *self.conn().await?, approver_id).await
+    }
+
+    async fn revoke_key(&self, key_id: &KeyId, event: NewEvent, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        revoke_key(&mut tx, key_id, event, now).await?;
+        commit(tx, ()).await
+    }
+
+    async fn use_challenge(
+        &self,
+        challenge: &Digest,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        use_challenge(&mut tx, challenge, expires_at, now).await?;
+        commit(tx, ()).await
+    }
+
+    async fn create_session(&self, session: &Session) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        create_session(&mut tx, session).await?;
+        commit(tx, ()).await
+    }
+
+    async fn session(&self, token_hash: &Digest, now: Timestamp) -> StoreResult<Option<Session>> {
+        session(&mut *self.conn().await?, token_hash, now).await
+    }
 }

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use countersign_core::{Actor, EventKind, Timestamp, merkle};
-use countersign_store::{NewEvent, Store};
+use countersign_store::{AuditLog as _, NewEvent};
 use countersign_store_postgres::PgStore;
 use countersign_testdevices::Postgres;
 

@@ -10,7 +10,9 @@ use countersign_core::{
     PolicyEvaluation, PolicyOutcome, PublicKey, Signature, SignedDecision, SignedGrant, Timestamp,
     Verdict,
 };
-use countersign_store::{ActionRecord, DecisionEffects, NewAction, NewEvent, Store};
+use countersign_store::{
+    ActionRecord, AuditLog as _, DecisionEffects, NewAction, NewEvent, Requests as _,
+};
 use countersign_store_sqlite::SqliteStore;
 use p256::ecdsa::SigningKey;
 use p256::ecdsa::signature::Signer as _;

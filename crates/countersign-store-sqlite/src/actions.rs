@@ -2,17 +2,19 @@
 //! (pending, unexpired, distinct approvers, fresh nonce, single use) is checked here, inside the
 //! write transaction.
 
+use async_trait::async_trait;
 use countersign_core::{
-    Action, ActionStatus, AuditEvent, Digest, EncodedEvent, ExecutionOutcome, KeyKind,
-    SignedDecision, SignedGrant, Timestamp, Verdict,
+    ActionStatus, AuditEvent, Digest, EncodedEvent, ExecutionOutcome, KeyId, KeyKind,
+    SignedDecision, SignedGrant, Timestamp,
 };
 use countersign_store::{
-    ActionRecord, Conflict, DecisionEffects, DecisionOutcome, DecisionRecord, GrantRecord,
-    NewAction, NewEvent, StoreError, StoreResult,
+    ActionRecord, Conflict, DecisionContext, DecisionEffects, DecisionOutcome, DecisionRecord,
+    GrantRecord, NewAction, NewEvent, Requests, StoreError, StoreResult, rules,
 };
 use rusqlite::{Connection, Row, params};
 use uuid::Uuid;
 
+use crate::SqliteStore;
 use crate::audit;
 use crate::codec::{
     col, corrupt, digest, enum_from, enum_text, json, key_kind, opt_ts, to_json, ts,
@@ -20,21 +22,12 @@ use crate::codec::{
 use crate::query::{execute, select, select_one};
 
 fn record(row: &Row<'_>) -> StoreResult<ActionRecord> {
-    let id: String = col(row, "id")?;
-    let text: String = col(row, "action_json")?;
-    let action: Action = json("action", &text)?;
     let stored_digest = digest(&col::<String>(row, "digest")?)?;
-    // The digest is what approvers sign; a row whose content no longer hashes to it was altered.
-    // Requests are stored in their canonical encoding, so one hash of the stored text checks it;
-    // rows written before that are re-encoded.
-    let matches = Action::digest_of_canonical(text.as_bytes()) == stored_digest
-        || action.digest().map_err(|e| corrupt("action", e))? == stored_digest;
-    if !matches || action.id.to_string() != id {
-        return Err(corrupt(
-            &format!("action {id}"),
-            "content does not match its digest",
-        ));
-    }
+    let action = rules::stored_action(
+        &col::<String>(row, "id")?,
+        &col::<String>(row, "action_json")?,
+        &stored_digest,
+    )?;
     Ok(ActionRecord {
         action,
         digest: stored_digest,
@@ -42,13 +35,6 @@ fn record(row: &Row<'_>) -> StoreResult<ActionRecord> {
         quorum: u32::try_from(col::<i64>(row, "quorum")?).map_err(|e| corrupt("quorum", e))?,
         updated_at: ts(col(row, "updated_at")?)?,
     })
-}
-
-/// A request's canonical encoding, as it is stored.
-pub(crate) fn canonical_text(action: &Action) -> StoreResult<String> {
-    let bytes = countersign_core::to_canonical_vec(action)
-        .map_err(|e| StoreError::Backend(format!("request has no canonical form: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| StoreError::Backend(e.to_string()))
 }
 
 pub(crate) fn create(
@@ -172,16 +158,6 @@ pub(crate) fn decisions(conn: &Connection, action_id: Uuid) -> StoreResult<Vec<D
     )
 }
 
-/// What the decision's checks read, in one statement.
-struct DecisionState {
-    status: ActionStatus,
-    expires_at: Timestamp,
-    decided: i64,
-    nonce_seen: i64,
-    approvals: i64,
-    key_active: i64,
-}
-
 /// A decision made ready for the writer: its stored form and every event it may append,
 /// encoded beforehand so the single writer does as little as possible.
 pub(crate) struct PreparedDecision {
@@ -240,35 +216,21 @@ pub(crate) fn record_decision(
          FROM actions WHERE id = ?1",
         params![id, d.approver_id, d.nonce.to_string(), d.key_id.to_string()],
         |row| {
-            Ok(DecisionState {
+            Ok(rules::DecisionState {
                 status: enum_from("action status", &col::<String>(row, "status")?)?,
                 expires_at: ts(col(row, "expires_at")?)?,
-                decided: col(row, "decided")?,
-                nonce_seen: col(row, "nonce_seen")?,
-                approvals: col(row, "approvals")?,
-                key_active: col(row, "key_active")?,
+                already_decided: col::<i64>(row, "decided")? > 0,
+                nonce_seen: col::<i64>(row, "nonce_seen")? > 0,
+                prior_approvals: u32::try_from(col::<i64>(row, "approvals")?).unwrap_or(u32::MAX),
+                key_active: col::<i64>(row, "key_active")? > 0,
             })
         },
     )?
     .ok_or(StoreError::NotFound("action"))?;
     // Checked here, in the transaction that records the decision, so a revocation committed
     // a moment earlier always wins (the service's check before it is only a fast refusal).
-    if state.key_active == 0 {
-        return Err(StoreError::Conflict(Conflict::KeyRevoked));
-    }
-    if state.status != ActionStatus::Pending {
-        return Err(StoreError::Conflict(Conflict::NotPending));
-    }
-    if now >= state.expires_at {
-        return Err(StoreError::Conflict(Conflict::Expired));
-    }
-    if state.decided > 0 {
-        return Err(StoreError::Conflict(Conflict::AlreadyDecided));
-    }
-    if state.nonce_seen > 0 {
-        return Err(StoreError::Conflict(Conflict::NonceReused));
-    }
-    let prior_approvals = u32::try_from(state.approvals).unwrap_or(u32::MAX);
+    let step =
+        rules::decide(&state, d.verdict, prepared.quorum, now).map_err(StoreError::Conflict)?;
     execute(
         conn,
         "INSERT INTO decisions (action_id, approver_id, verdict, nonce, key_kind, recorded_at, signed_json)
@@ -285,26 +247,21 @@ pub(crate) fn record_decision(
     )?;
 
     let mut events = vec![prepared.event];
-    let outcome = match d.verdict {
-        Verdict::Deny => {
+    let outcome = match step {
+        rules::DecisionStep::Deny => {
             set_status(conn, &id, ActionStatus::Denied, now)?;
             events.extend(prepared.on_deny);
             DecisionOutcome::Denied
         }
-        Verdict::Approve => {
-            // This approver had not decided (checked above), so they add one distinct approval.
-            let approvals = prior_approvals.saturating_add(1);
-            if approvals >= prepared.quorum {
-                let (grant, json, more) = prepared.on_quorum.ok_or_else(|| {
-                    StoreError::Backend("quorum reached but no grant was prepared".into())
-                })?;
-                set_status(conn, &id, ActionStatus::Approved, now)?;
-                insert_grant(conn, grant.grant.grant_id, grant.grant.request_id, &json)?;
-                events.extend(more);
-                DecisionOutcome::Approved(grant)
-            } else {
-                DecisionOutcome::Counted { approvals }
-            }
+        rules::DecisionStep::Count { approvals } => DecisionOutcome::Counted { approvals },
+        rules::DecisionStep::Approve => {
+            let (grant, json, more) = prepared.on_quorum.ok_or_else(|| {
+                StoreError::Backend("quorum reached but no grant was prepared".into())
+            })?;
+            set_status(conn, &id, ActionStatus::Approved, now)?;
+            insert_grant(conn, grant.grant.grant_id, grant.grant.request_id, &json)?;
+            events.extend(more);
+            DecisionOutcome::Approved(grant)
         }
     };
     let appended = audit::append(conn, events)?;
@@ -367,16 +324,7 @@ pub(crate) fn redeem_grant(
         grant_record,
     )?
     .ok_or(StoreError::NotFound("grant"))?;
-    let g = &record.grant.grant;
-    if &g.request_digest != presented {
-        return Err(StoreError::Conflict(Conflict::GrantDigestMismatch));
-    }
-    if record.redeemed_at.is_some() {
-        return Err(StoreError::Conflict(Conflict::GrantRedeemed));
-    }
-    if now < g.not_before || now >= g.expires_at {
-        return Err(StoreError::Conflict(Conflict::GrantNotValidNow));
-    }
+    rules::check_redeem(&record, presented, now).map_err(StoreError::Conflict)?;
     let done = execute(
         conn,
         "UPDATE grants SET redeemed_at = ? WHERE grant_id = ? AND redeemed_at IS NULL",
@@ -401,11 +349,10 @@ pub(crate) fn report_outcome(
         conn,
         "SELECT redeemed_at FROM grants WHERE action_id = ?",
         [action_id.to_string()],
-        |row| col::<Option<i64>>(row, "redeemed_at"),
+        |row| opt_ts(col(row, "redeemed_at")?),
     )?;
-    if !matches!(redeemed, Some(Some(_))) {
-        return Err(StoreError::Conflict(Conflict::NoOutcomeExpected));
-    }
+    let reported = self::outcome(conn, action_id)?.is_some();
+    rules::check_outcome(redeemed, reported).map_err(StoreError::Conflict)?;
     let done = execute(
         conn,
         "INSERT INTO outcomes (action_id, outcome_json, reported_at) VALUES (?, ?, ?)
@@ -466,9 +413,7 @@ pub(crate) fn cancel(
     now: Timestamp,
 ) -> StoreResult<Vec<AuditEvent>> {
     let record = get(conn, id)?;
-    if record.status != ActionStatus::Pending {
-        return Err(StoreError::Conflict(Conflict::NotPending));
-    }
+    rules::check_cancel(record.status).map_err(StoreError::Conflict)?;
     set_status(conn, &id.to_string(), ActionStatus::Cancelled, now)?;
     audit::append(conn, vec![event])
 }
@@ -481,4 +426,144 @@ pub(crate) fn next_expiry(conn: &Connection) -> StoreResult<Option<Timestamp>> {
         |row| col::<Option<i64>>(row, "next"),
     )?;
     opt_ts(ms.flatten())
+}
+
+#[async_trait]
+impl Requests for SqliteStore {
+    async fn create_action(
+        &self,
+        action: &NewAction,
+        events: Vec<NewEvent>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let action = action.clone();
+        let events = crate::audit::encode(events, now)?;
+        let text = rules::canonical_text(&action.record.action)?;
+        self.write(move |c| create(c, &action, text, events, now))
+            .await
+    }
+
+    async fn action(&self, id: Uuid) -> StoreResult<ActionRecord> {
+        self.read(move |c| get(c, id)).await
+    }
+
+    async fn action_by_idempotency_key(&self, scoped_key: &str) -> StoreResult<Option<Uuid>> {
+        let key = scoped_key.to_owned();
+        self.read(move |c| by_idempotency_key(c, &key)).await
+    }
+
+    async fn actions_by_status(
+        &self,
+        status: ActionStatus,
+        limit: u32,
+    ) -> StoreResult<Vec<ActionRecord>> {
+        self.read(move |c| by_status(c, status, limit)).await
+    }
+
+    async fn count_actions(&self, status: ActionStatus) -> StoreResult<u64> {
+        self.read(move |c| count(c, status)).await
+    }
+
+    async fn decisions(&self, action_id: Uuid) -> StoreResult<Vec<DecisionRecord>> {
+        self.read(move |c| decisions(c, action_id)).await
+    }
+
+    async fn decision_context(
+        &self,
+        action_id: Uuid,
+        key_id: &KeyId,
+        approver_id: &str,
+    ) -> StoreResult<DecisionContext> {
+        let (key_id, approver_id) = (*key_id, approver_id.to_owned());
+        self.read(move |c| {
+            Ok(DecisionContext {
+                record: get(c, action_id)?,
+                key: crate::identity::key(c, &key_id)?,
+                approver: crate::identity::approver_by_id(c, &approver_id)?,
+            })
+        })
+        .await
+    }
+
+    async fn record_decision(
+        &self,
+        decision: &SignedDecision,
+        key_kind: KeyKind,
+        effects: DecisionEffects,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<(DecisionOutcome, Vec<AuditEvent>)> {
+        let prepared = PreparedDecision::new(decision, key_kind, effects, event, now)?;
+        self.write(move |c| record_decision(c, prepared, now)).await
+    }
+
+    async fn grant_for_action(&self, action_id: Uuid) -> StoreResult<Option<GrantRecord>> {
+        self.read(move |c| grant_for_action(c, action_id)).await
+    }
+
+    async fn grant_action(&self, grant_id: Uuid) -> StoreResult<Option<Uuid>> {
+        self.read(move |c| grant_action(c, grant_id)).await
+    }
+
+    async fn redeem_grant(
+        &self,
+        grant_id: Uuid,
+        digest: &Digest,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<(GrantRecord, Vec<AuditEvent>)> {
+        let digest = *digest;
+        let event = crate::audit::encode_one(event, now)?;
+        self.write(move |c| redeem_grant(c, grant_id, &digest, event, now))
+            .await
+    }
+
+    async fn report_outcome(
+        &self,
+        action_id: Uuid,
+        outcome: &ExecutionOutcome,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let outcome = outcome.clone();
+        let event = crate::audit::encode_one(event, now)?;
+        self.write(move |c| report_outcome(c, action_id, &outcome, event, now))
+            .await
+    }
+
+    async fn outcome(&self, action_id: Uuid) -> StoreResult<Option<ExecutionOutcome>> {
+        self.read(move |c| outcome(c, action_id)).await
+    }
+
+    async fn expire_due(
+        &self,
+        now: Timestamp,
+        event_for: &(dyn Fn(Uuid) -> NewEvent + Send + Sync),
+    ) -> StoreResult<Vec<AuditEvent>> {
+        // The events are made here (the writer thread cannot borrow `event_for`); the write
+        // re-checks each request, so one decided or expired meanwhile is skipped.
+        let due = self.read(move |c| due(c, now)).await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let due = due
+            .into_iter()
+            .map(|id| Ok((id, crate::audit::encode_one(event_for(id), now)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.write(move |c| expire(c, due, now)).await
+    }
+
+    async fn cancel_action(
+        &self,
+        id: Uuid,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let event = crate::audit::encode_one(event, now)?;
+        self.write(move |c| cancel(c, id, event, now)).await
+    }
+
+    async fn next_expiry(&self) -> StoreResult<Option<Timestamp>> {
+        self.read(next_expiry).await
+    }
 }

@@ -1,9 +1,11 @@
 //! The audit log table: appending inside a caller's transaction, and reading.
 
+use async_trait::async_trait;
 use countersign_core::{AuditEvent, Digest, EncodedEvent, Timestamp};
-use countersign_store::{NewEvent, StoreError, StoreResult};
+use countersign_store::{AuditLog, Cosignature, NewEvent, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::SqliteStore;
 use crate::codec::{backend, corrupt};
 
 /// The sequence number the next appended event gets.
@@ -132,4 +134,94 @@ pub(crate) fn leaf_hashes(conn: &Connection, from: u64, limit: u32) -> StoreResu
             .map_err(|_| corrupt("leaf hash", "not 32 bytes"))
     })
     .collect()
+}
+
+#[async_trait]
+impl AuditLog for SqliteStore {
+    async fn append_events(
+        &self,
+        events: Vec<NewEvent>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let events = encode(events, now)?;
+        self.write(move |c| append(c, events)).await
+    }
+
+    async fn audit_size(&self) -> StoreResult<u64> {
+        self.read(size).await
+    }
+
+    async fn audit_events(&self, from: u64, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        self.read(move |c| events(c, from, limit)).await
+    }
+
+    async fn audit_leaves(&self, from: u64, limit: u32) -> StoreResult<Vec<(u64, String)>> {
+        self.read(move |c| leaves(c, from, limit)).await
+    }
+
+    async fn latest_event_of_kind(&self, kind: &str) -> StoreResult<Option<AuditEvent>> {
+        let kind = kind.to_owned();
+        self.read(move |c| latest_of_kind(c, &kind)).await
+    }
+
+    async fn leaf_hashes(&self, from: u64, limit: u32) -> StoreResult<Vec<Digest>> {
+        self.read(move |c| leaf_hashes(c, from, limit)).await
+    }
+
+    async fn save_checkpoint(&self, tree_size: u64, note: &str) -> StoreResult<()> {
+        let note = note.to_owned();
+        self.write(move |c| {
+            crate::query::execute(
+                c,
+                "INSERT INTO checkpoints (tree_size, note) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                rusqlite::params![tree_size as i64, note],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn latest_checkpoint(&self) -> StoreResult<Option<(u64, String)>> {
+        self.read(|c| {
+            crate::query::select_one(
+                c,
+                "SELECT tree_size, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1",
+                [],
+                |row| {
+                    Ok((
+                        crate::codec::col::<i64>(row, "tree_size")? as u64,
+                        crate::codec::col(row, "note")?,
+                    ))
+                },
+            )
+        })
+        .await
+    }
+
+    async fn checkpoint_note(&self, tree_size: u64) -> StoreResult<Option<String>> {
+        self.read(move |c| {
+            crate::query::select_one(
+                c,
+                "SELECT note FROM checkpoints WHERE tree_size = ?",
+                [tree_size as i64],
+                |row| crate::codec::col(row, "note"),
+            )
+        })
+        .await
+    }
+
+    async fn save_cosignature(&self, cosignature: &Cosignature) -> StoreResult<()> {
+        let cosignature = cosignature.clone();
+        self.write(move |c| crate::cosignatures::save(c, &cosignature))
+            .await
+    }
+
+    async fn cosignatures(&self, tree_size: u64) -> StoreResult<Vec<Cosignature>> {
+        self.read(move |c| crate::cosignatures::of_size(c, tree_size))
+            .await
+    }
+
+    async fn latest_cosignatures(&self) -> StoreResult<Vec<Cosignature>> {
+        self.read(crate::cosignatures::latest_per_key).await
+    }
 }

@@ -1,12 +1,15 @@
 //! Agents' tokens, approvers, their keys, enrolment codes, challenges and sessions.
 
+use async_trait::async_trait;
 use countersign_core::{Digest, EncodedEvent, KeyId, PublicKey, Timestamp};
 use countersign_store::{
-    ApiToken, Approver, ApproverKey, Conflict, EnrolmentCode, Session, StoreError, StoreResult,
+    ApiToken, Approver, ApproverKey, Conflict, EnrolmentCode, Identity, NewEvent, Session,
+    StoreError, StoreResult,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
+use crate::SqliteStore;
 use crate::audit;
 use crate::codec::{
     backend, col, corrupt, digest, enum_text, json, key_id, key_kind, opt_ts, token_role, ts, uuid,
@@ -307,4 +310,116 @@ pub(crate) fn session(
             })
         },
     )
+}
+
+#[async_trait]
+impl Identity for SqliteStore {
+    async fn create_api_token(&self, token: &ApiToken, event: NewEvent) -> StoreResult<()> {
+        let token = token.clone();
+        let event = crate::audit::encode_one(event, token.created_at)?;
+        self.write(move |c| create_api_token(c, &token, event))
+            .await
+    }
+
+    async fn api_token(&self, token_hash: &Digest) -> StoreResult<Option<ApiToken>> {
+        let hash = *token_hash;
+        self.read(move |c| api_token_by_hash(c, &hash)).await
+    }
+
+    async fn api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
+        self.read(api_tokens).await
+    }
+
+    async fn revoke_api_token(
+        &self,
+        token_id: Uuid,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let event = crate::audit::encode_one(event, now)?;
+        self.write(move |c| revoke_api_token(c, token_id, event, now))
+            .await
+    }
+
+    async fn put_approver(
+        &self,
+        approver: &Approver,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let approver = approver.clone();
+        let event = crate::audit::encode_one(event, now)?;
+        self.write(move |c| put_approver(c, &approver, event)).await
+    }
+
+    async fn approver(&self, id: &str) -> StoreResult<Option<Approver>> {
+        let id = id.to_owned();
+        self.read(move |c| approver_by_id(c, &id)).await
+    }
+
+    async fn approvers(&self) -> StoreResult<Vec<Approver>> {
+        self.read(approvers).await
+    }
+
+    async fn create_enrolment_code(
+        &self,
+        code: &EnrolmentCode,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let code = code.clone();
+        let event = crate::audit::encode_one(event, now)?;
+        self.write(move |c| create_enrolment_code(c, &code, event))
+            .await
+    }
+
+    async fn enrol_key(
+        &self,
+        code_hash: &Digest,
+        key: &ApproverKey,
+        event: NewEvent,
+    ) -> StoreResult<()> {
+        let (code_hash, key) = (*code_hash, key.clone());
+        let event = crate::audit::encode_one(event, key.enrolled_at)?;
+        self.write(move |c| enrol_key(c, &code_hash, &key, event))
+            .await
+    }
+
+    async fn key(&self, key_id: &KeyId) -> StoreResult<Option<ApproverKey>> {
+        let key_id = *key_id;
+        self.read(move |c| key(c, &key_id)).await
+    }
+
+    async fn keys(&self, approver_id: Option<&str>) -> StoreResult<Vec<ApproverKey>> {
+        let approver_id = approver_id.map(str::to_owned);
+        self.read(move |c| keys(c, approver_id.as_deref())).await
+    }
+
+    async fn revoke_key(&self, key_id: &KeyId, event: NewEvent, now: Timestamp) -> StoreResult<()> {
+        let key_id = *key_id;
+        let event = crate::audit::encode_one(event, now)?;
+        self.write(move |c| revoke_key(c, &key_id, event, now))
+            .await
+    }
+
+    async fn use_challenge(
+        &self,
+        challenge: &Digest,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let challenge = *challenge;
+        self.write(move |c| use_challenge(c, &challenge, expires_at, now))
+            .await
+    }
+
+    async fn create_session(&self, session: &Session) -> StoreResult<()> {
+        let session = session.clone();
+        self.write(move |c| create_session(c, &session)).await
+    }
+
+    async fn session(&self, token_hash: &Digest, now: Timestamp) -> StoreResult<Option<Session>> {
+        let hash = *token_hash;
+        self.read(move |c| session(c, &hash, now)).await
+    }
 }

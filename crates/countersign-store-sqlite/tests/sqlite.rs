@@ -6,7 +6,9 @@ use countersign_core::{
     Action, ActionRequest, ActionStatus, Actor, EventKind, PolicyEvaluation, PolicyOutcome,
     Timestamp,
 };
-use countersign_store::{ActionRecord, NewAction, NewEvent, Store, StoreError};
+use countersign_store::{
+    ActionRecord, AuditLog as _, NewAction, NewEvent, Requests as _, StoreError,
+};
 use countersign_store_sqlite::SqliteStore;
 use uuid::Uuid;
 

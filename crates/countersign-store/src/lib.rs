@@ -8,6 +8,7 @@
 pub mod codec;
 mod error;
 mod models;
+pub mod rules;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -43,11 +44,15 @@ pub fn idempotency_scope(requester: &str, key: &str) -> String {
     format!("{requester}\n{key}")
 }
 
-/// Everything the approval service keeps.
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // --- audit log -------------------------------------------------------------------------
+/// Everything the approval service keeps: its log, who may do what, and the requests. Each
+/// part is a trait of its own, which a backend implements in the module that holds its SQL.
+pub trait Store: AuditLog + Identity + Requests {}
 
+impl<T: AuditLog + Identity + Requests> Store for T {}
+
+/// The audit log, its checkpoints and witnesses' cosignatures.
+#[async_trait]
+pub trait AuditLog: Send + Sync + 'static {
     /// Appends events on their own (policy changes, admin operations).
     async fn append_events(
         &self,
@@ -83,9 +88,11 @@ pub trait Store: Send + Sync + 'static {
     async fn cosignatures(&self, tree_size: u64) -> StoreResult<Vec<Cosignature>>;
     /// Each witness key's cosignature of the largest checkpoint it cosigned.
     async fn latest_cosignatures(&self) -> StoreResult<Vec<Cosignature>>;
+}
 
-    // --- API tokens (agents and administrators) ----------------------------------------------
-
+/// API tokens (agents and administrators), approvers, their keys and sessions.
+#[async_trait]
+pub trait Identity: Send + Sync + 'static {
     /// Records a new API token.
     async fn create_api_token(&self, token: &ApiToken, event: NewEvent) -> StoreResult<()>;
     /// The token with this hash, revoked or not.
@@ -99,8 +106,6 @@ pub trait Store: Send + Sync + 'static {
         event: NewEvent,
         now: Timestamp,
     ) -> StoreResult<()>;
-
-    // --- approvers, keys, sessions -----------------------------------------------------------
 
     /// Creates or updates an approver (name and groups).
     async fn put_approver(
@@ -147,9 +152,12 @@ pub trait Store: Send + Sync + 'static {
     async fn create_session(&self, session: &Session) -> StoreResult<()>;
     /// The unexpired session with this token hash.
     async fn session(&self, token_hash: &Digest, now: Timestamp) -> StoreResult<Option<Session>>;
+}
 
-    // --- requests ------------------------------------------------------------------------------
-
+/// Requests, their decisions, grants and outcomes. Every rule of their operations is in
+/// [`rules`], checked by the backend inside the write transaction.
+#[async_trait]
+pub trait Requests: Identity {
     /// Records a request with its events (and its grant, when policy allowed it).
     async fn create_action(
         &self,
