@@ -3,11 +3,11 @@
 use crate::{PgStore, commit};
 use async_trait::async_trait;
 use countersign_core::{Digest, KeyId, PublicKey, Timestamp};
-use countersign_store::Identity;
 use countersign_store::{
     ApiToken, Approver, ApproverKey, Conflict, EnrolmentCode, NewEvent, Session, StoreError,
     StoreResult,
 };
+use countersign_store::{Identity, rules};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -178,29 +178,35 @@ pub(crate) async fn enrol_key(
     event: NewEvent,
 ) -> StoreResult<()> {
     let now = key.enrolled_at;
-    let used = sqlx::query(
-        "UPDATE enrolment_codes SET used_at = $1
-         WHERE code_hash = $2 AND approver_id = $3 AND used_at IS NULL AND expires_at > $4",
+    let code = sqlx::query(
+        "SELECT approver_id, expires_at, used_at FROM enrolment_codes WHERE code_hash = $1",
     )
-    .bind(now.as_millis())
     .bind(code_hash.to_hex())
-    .bind(&key.approver_id)
-    .bind(now.as_millis())
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await
-    .map_err(backend)?;
-    if used.rows_affected() == 0 {
-        return Err(StoreError::Conflict(Conflict::EnrolmentCodeInvalid));
-    }
-    let exists: Option<String> =
+    .map_err(backend)?
+    .map(|row| {
+        Ok::<_, StoreError>(rules::StoredCode {
+            approver_id: row.get("approver_id"),
+            expires_at: ts(row.get("expires_at"))?,
+            used: row.get::<Option<i64>, _>("used_at").is_some(),
+        })
+    })
+    .transpose()?;
+    let key_exists: Option<String> =
         sqlx::query_scalar("SELECT key_id FROM approver_keys WHERE key_id = $1")
             .bind(key.key_id.to_string())
             .fetch_optional(&mut *conn)
             .await
             .map_err(backend)?;
-    if exists.is_some() {
-        return Err(StoreError::Conflict(Conflict::KeyExists));
-    }
+    rules::check_enrolment(code.as_ref(), &key.approver_id, key_exists.is_some(), now)
+        .map_err(StoreError::Conflict)?;
+    sqlx::query("UPDATE enrolment_codes SET used_at = $1 WHERE code_hash = $2")
+        .bind(now.as_millis())
+        .bind(code_hash.to_hex())
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
     sqlx::query(
         "INSERT INTO approver_keys (key_id, approver_id, kind, public_key, label, attestation, enrolled_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -304,15 +310,19 @@ pub(crate) async fn use_challenge(
     expires_at: Timestamp,
     now: Timestamp,
 ) -> StoreResult<()> {
-    if expires_at <= now {
-        return Err(StoreError::Conflict(Conflict::ChallengeInvalid));
-    }
     // A used challenge is kept only while it could still be presented.
     sqlx::query("DELETE FROM challenges WHERE expires_at <= $1")
         .bind(now.as_millis())
         .execute(&mut *conn)
         .await
         .map_err(backend)?;
+    let used_before: Option<String> =
+        sqlx::query_scalar("SELECT challenge FROM challenges WHERE challenge = $1")
+            .bind(challenge.to_hex())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?;
+    rules::check_challenge(expires_at, used_before.is_some(), now).map_err(StoreError::Conflict)?;
     let inserted = sqlx::query(
         "INSERT INTO challenges (challenge, expires_at, used) VALUES ($1, $2, 1)
          ON CONFLICT (challenge) DO NOTHING",

@@ -4,15 +4,15 @@ use async_trait::async_trait;
 use countersign_core::{Digest, EncodedEvent, KeyId, PublicKey, Timestamp};
 use countersign_store::{
     ApiToken, Approver, ApproverKey, Conflict, EnrolmentCode, Identity, NewEvent, Session,
-    StoreError, StoreResult,
+    StoreError, StoreResult, rules,
 };
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, Row, params};
 use uuid::Uuid;
 
 use crate::SqliteStore;
 use crate::audit;
 use crate::codec::{
-    backend, col, corrupt, digest, enum_text, json, key_id, key_kind, opt_ts, token_role, ts, uuid,
+    col, corrupt, digest, enum_text, json, key_id, key_kind, opt_ts, token_role, ts, uuid,
 };
 use crate::query::{execute, select, select_one};
 
@@ -145,25 +145,32 @@ pub(crate) fn enrol_key(
     event: EncodedEvent,
 ) -> StoreResult<()> {
     let now = key.enrolled_at;
-    let used = execute(
+    let code = select_one(
         conn,
-        "UPDATE enrolment_codes SET used_at = ?1
-         WHERE code_hash = ?2 AND approver_id = ?3 AND used_at IS NULL AND expires_at > ?1",
-        params![now.as_millis(), code_hash.to_hex(), key.approver_id],
+        "SELECT approver_id, expires_at, used_at FROM enrolment_codes WHERE code_hash = ?",
+        [code_hash.to_hex()],
+        |row| {
+            Ok(rules::StoredCode {
+                approver_id: col(row, "approver_id")?,
+                expires_at: ts(col(row, "expires_at")?)?,
+                used: col::<Option<i64>>(row, "used_at")?.is_some(),
+            })
+        },
     )?;
-    if used == 0 {
-        return Err(StoreError::Conflict(Conflict::EnrolmentCodeInvalid));
-    }
-    let exists: Option<String> = conn
-        .prepare_cached("SELECT key_id FROM approver_keys WHERE key_id = ?")
-        .and_then(|mut s| {
-            s.query_row([key.key_id.to_string()], |r| r.get(0))
-                .optional()
-        })
-        .map_err(backend)?;
-    if exists.is_some() {
-        return Err(StoreError::Conflict(Conflict::KeyExists));
-    }
+    let key_exists = select_one(
+        conn,
+        "SELECT 1 FROM approver_keys WHERE key_id = ?",
+        [key.key_id.to_string()],
+        |_| Ok(()),
+    )?
+    .is_some();
+    rules::check_enrolment(code.as_ref(), &key.approver_id, key_exists, now)
+        .map_err(StoreError::Conflict)?;
+    execute(
+        conn,
+        "UPDATE enrolment_codes SET used_at = ? WHERE code_hash = ?",
+        params![now.as_millis(), code_hash.to_hex()],
+    )?;
     let public_key = serde_json::to_value(&key.public_key)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned));
@@ -257,15 +264,20 @@ pub(crate) fn use_challenge(
     expires_at: Timestamp,
     now: Timestamp,
 ) -> StoreResult<()> {
-    if expires_at <= now {
-        return Err(StoreError::Conflict(Conflict::ChallengeInvalid));
-    }
     // A used challenge is kept only while it could still be presented.
     execute(
         conn,
         "DELETE FROM challenges WHERE expires_at <= ?",
         [now.as_millis()],
     )?;
+    let used_before = select_one(
+        conn,
+        "SELECT 1 FROM challenges WHERE challenge = ?",
+        [challenge.to_hex()],
+        |_| Ok(()),
+    )?
+    .is_some();
+    rules::check_challenge(expires_at, used_before, now).map_err(StoreError::Conflict)?;
     let inserted = execute(
         conn,
         "INSERT INTO challenges (challenge, expires_at, used) VALUES (?, ?, 1)

@@ -145,6 +145,48 @@ pub fn expires(status: ActionStatus, expires_at: Timestamp, now: Timestamp) -> b
     status == ActionStatus::Pending && expires_at <= now
 }
 
+/// A one-time enrolment code as stored.
+#[derive(Clone, Debug)]
+pub struct StoredCode {
+    /// The approver it was issued for.
+    pub approver_id: String,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+    /// It enrolled a key already.
+    pub used: bool,
+}
+
+/// Whether a key of `approver_id` may be enrolled now with `code` (`None`: no such code): the
+/// code must be unused, unexpired and issued for that approver, and the key new.
+pub fn check_enrolment(
+    code: Option<&StoredCode>,
+    approver_id: &str,
+    key_exists: bool,
+    now: Timestamp,
+) -> Result<(), Conflict> {
+    match code {
+        Some(c) if !c.used && c.expires_at > now && c.approver_id == approver_id => {}
+        _ => return Err(Conflict::EnrolmentCodeInvalid),
+    }
+    if key_exists {
+        return Err(Conflict::KeyExists);
+    }
+    Ok(())
+}
+
+/// Whether a challenge valid until `expires_at` may open a session now: once, before it expires.
+pub fn check_challenge(
+    expires_at: Timestamp,
+    used_before: bool,
+    now: Timestamp,
+) -> Result<(), Conflict> {
+    if expires_at <= now || used_before {
+        Err(Conflict::ChallengeInvalid)
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +305,51 @@ mod tests {
         assert!(expires(ActionStatus::Pending, now, now));
         assert!(!expires(ActionStatus::Pending, at(1_001), now));
         assert!(!expires(ActionStatus::Approved, now, now));
+    }
+
+    #[test]
+    fn an_enrolment_code_enrols_one_new_key_of_its_approver_before_it_expires() {
+        let code = StoredCode {
+            approver_id: "bob".into(),
+            expires_at: at(2_000),
+            used: false,
+        };
+        let now = at(NOW_MS);
+        assert_eq!(check_enrolment(Some(&code), "bob", false, now), Ok(()));
+        assert_eq!(
+            check_enrolment(Some(&code), "bob", true, now),
+            Err(Conflict::KeyExists)
+        );
+        let refused = [
+            (None, "bob", now),
+            (Some(&code), "alice", now),
+            (Some(&code), "bob", at(2_000)),
+        ];
+        for (c, who, when) in refused {
+            assert_eq!(
+                check_enrolment(c, who, false, when),
+                Err(Conflict::EnrolmentCodeInvalid)
+            );
+        }
+        let used = StoredCode { used: true, ..code };
+        assert_eq!(
+            check_enrolment(Some(&used), "bob", false, now),
+            Err(Conflict::EnrolmentCodeInvalid)
+        );
+    }
+
+    #[test]
+    fn a_challenge_opens_one_session_before_it_expires() {
+        let now = at(NOW_MS);
+        assert_eq!(check_challenge(at(2_000), false, now), Ok(()));
+        assert_eq!(
+            check_challenge(at(2_000), true, now),
+            Err(Conflict::ChallengeInvalid)
+        );
+        assert_eq!(
+            check_challenge(now, false, now),
+            Err(Conflict::ChallengeInvalid)
+        );
     }
 
     #[test]
