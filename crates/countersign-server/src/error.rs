@@ -130,6 +130,26 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The one place a step's error becomes the API's: the status and code each refusal has.
+impl From<crate::domain::DomainError> for ApiError {
+    fn from(e: crate::domain::DomainError) -> Self {
+        use crate::domain::DomainError;
+        match e {
+            DomainError::Invalid { code, message } => ApiError::bad_request(code, message),
+            DomainError::Field(e) => e.into(),
+            DomainError::Refused { code, message } => ApiError::forbidden(code, message),
+            DomainError::NotFound(what) => ApiError::not_found(what),
+            DomainError::IdempotencyKeyReused => ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request",
+            ),
+            DomainError::Store(e) => e.into(),
+            DomainError::Internal { context, cause } => ApiError::internal(context, cause),
+        }
+    }
+}
+
 impl From<crate::admin::AdminError> for ApiError {
     fn from(e: crate::admin::AdminError) -> Self {
         match e {

@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use uuid::Uuid;
 
-use crate::routes::actions::view;
+use crate::domain::requests::view;
 use crate::state::AppState;
 
 /// A change to a request, ready to send.
@@ -48,7 +48,7 @@ fn relevant(kind: &EventKind) -> Option<bool> {
     }
 }
 
-/// Runs until the event channel closes.
+/// Runs until `stop`.
 ///
 /// Events committed together (a decision that completes quorum appends three) are taken
 /// together and each request's changes coalesced into one notice carrying its latest state
@@ -57,9 +57,14 @@ pub async fn run(
     state: AppState,
     mut events: broadcast::Receiver<countersign_core::AuditEvent>,
     notices: broadcast::Sender<Arc<Notice>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        let mut batch = match events.recv().await {
+        let received = tokio::select! {
+            r = events.recv() => r,
+            _ = stop.changed() => return,
+        };
+        let mut batch = match received {
             Ok(e) => vec![e],
             Err(RecvError::Lagged(n)) => {
                 resync(&notices, n);

@@ -5,24 +5,24 @@
 //! what each handler committed keeps the order of delivery the log's: two handlers that commit
 //! seq 10 and 11 may announce them in either order, and a stream that saw 11 first would drop 10.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{broadcast, watch};
 
 use crate::state::AppState;
 
 const BATCH: u32 = 1000;
 const POLL: Duration = Duration::from_secs(1);
 
-/// Follows the log from `start` (its end when the state was built; read here when that read
-/// failed), for as long as the process runs.
+/// Follows the log from `start` (its end when delivery started; read here when that read
+/// failed) until `stop`.
 pub async fn run(
     state: AppState,
     start: Option<u64>,
     changes: Option<broadcast::Receiver<()>>,
-    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
 ) {
+    let wake = state.follow.clone();
     let mut changes = changes;
     // Streams start from a snapshot, so only what is appended from now on needs handing out.
     let mut next = if let Some(start) = start {
@@ -33,7 +33,10 @@ pub async fn run(
                 Ok(n) => break n,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the log's size; retrying");
-                    tokio::time::sleep(POLL).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(POLL) => {}
+                        _ = stop.changed() => return,
+                    }
                 }
             }
         }
@@ -48,6 +51,7 @@ pub async fn run(
                 }
             }
             () = tokio::time::sleep(POLL) => {}
+            _ = stop.changed() => return,
         }
         loop {
             match state.store.audit_events(next, BATCH).await {

@@ -1,12 +1,71 @@
-//! Background work: expiring requests on time with no traffic, reloading the policy file.
+//! Background work, started and stopped together: following the log and fanning its events
+//! out to approver streams (delivery), expiring requests on time with no traffic, reloading the
+//! policy file.
 
 use std::time::Duration;
 
 use countersign_core::{Actor, EventKind};
 use countersign_store::NewEvent;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::state::AppState;
+
+/// The running background tasks of one service process; dropping them stops them.
+pub struct Jobs {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Jobs {
+    /// Delivery alone: the log follower and the approver fan-out, which waiters and streams
+    /// need (for a state served through [`crate::router`] by the caller). The follower starts
+    /// at the log's end as read now.
+    pub async fn delivery(state: &AppState) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let start = state.store.audit_size().await.ok();
+        let tasks = vec![
+            tokio::spawn(crate::follow::run(
+                state.clone(),
+                start,
+                state.store.log_changes(),
+                stopped.clone(),
+            )),
+            tokio::spawn(crate::fanout::run(
+                state.clone(),
+                state.events.subscribe(),
+                state.notices.clone(),
+                stopped,
+            )),
+        ];
+        Self { stop, tasks }
+    }
+
+    /// Everything a serving process runs: delivery, expiry and policy reload.
+    pub async fn all(state: &AppState) -> Self {
+        let mut jobs = Self::delivery(state).await;
+        let stopped = jobs.stop.subscribe();
+        jobs.tasks
+            .push(tokio::spawn(expiry(state.clone(), stopped.clone())));
+        jobs.tasks
+            .push(tokio::spawn(policy_reload(state.clone(), stopped)));
+        jobs
+    }
+
+    /// Stops every task and waits for them to end.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        for task in std::mem::take(&mut self.tasks) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Jobs {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
 
 const EXPIRY_TICK: Duration = Duration::from_millis(200);
 const POLICY_TICK: Duration = Duration::from_secs(1);

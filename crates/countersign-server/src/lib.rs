@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audit_log;
 pub mod auth;
 pub mod challenge;
+pub mod domain;
 pub mod error;
 pub mod fanout;
 mod follow;
@@ -12,7 +13,6 @@ pub mod jobs;
 pub mod metrics;
 pub mod policy;
 pub mod routes;
-pub mod rules;
 pub mod secrets;
 pub mod service_key;
 pub mod state;
@@ -28,7 +28,6 @@ use countersign_core::{Actor, Clock, EventKind};
 use countersign_store::{NewEvent, Store};
 use countersign_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tower_http::timeout::TimeoutLayer;
 
 pub use policy::Policy;
@@ -91,13 +90,9 @@ pub async fn serve_with(
     limits: transport::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let expiry = tokio::spawn(jobs::expiry(state.clone(), stop_rx.clone()));
-    let reload = tokio::spawn(jobs::policy_reload(state.clone(), stop_rx));
+    let jobs = jobs::Jobs::all(&state).await;
     let result = transport::serve_connections(listener, router(state), tls, limits, shutdown).await;
-    let _ = stop_tx.send(true);
-    let _ = expiry.await;
-    let _ = reload.await;
+    jobs.stop().await;
     result
 }
 

@@ -70,9 +70,8 @@ pub struct Inner {
 }
 
 impl AppState {
-    /// Builds the state and starts its log follower and fan-out tasks (call inside a Tokio
-    /// runtime). The follower starts at the log's end as read here, before anything can be
-    /// appended through this state.
+    /// Builds the state. Its background tasks (delivery to waiters and streams, expiry, policy
+    /// reload) run as [`crate::jobs::Jobs`]: [`crate::serve`] starts them all.
     pub async fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
@@ -82,10 +81,8 @@ impl AppState {
     ) -> Self {
         let (events, _) = broadcast::channel(16_384);
         let (notices, _) = broadcast::channel(16_384);
-        let changes = store.log_changes();
         let follow = Arc::new(tokio::sync::Notify::new());
-        let start = store.audit_size().await.ok();
-        let state = Self(Arc::new(Inner {
+        Self(Arc::new(Inner {
             store,
             clock,
             policy,
@@ -94,16 +91,9 @@ impl AppState {
             config,
             events,
             metrics: crate::metrics::Metrics::default(),
-            notices: notices.clone(),
-            follow: follow.clone(),
-        }));
-        tokio::spawn(crate::follow::run(state.clone(), start, changes, follow));
-        tokio::spawn(crate::fanout::run(
-            state.clone(),
-            state.events.subscribe(),
             notices,
-        ));
-        state
+            follow,
+        }))
     }
 
     /// The current time.

@@ -54,3 +54,18 @@ async fn policy_in_force_is_recorded_once_per_change_across_restarts() {
         "the change names the policy it replaced"
     );
 }
+
+/// Every background task (log follower, fan-out, expiry, policy reload) ends when the service
+/// stops: none holds what it waits on, so a stopped service leaves nothing running.
+#[tokio::test]
+async fn background_jobs_end_when_stopped() {
+    let dir = tempfile::tempdir().expect("dir");
+    let service = Service::open(&dir.path().join("data"), None, Config::default())
+        .await
+        .expect("opens");
+    let jobs = countersign_server::jobs::Jobs::all(&service.state).await;
+    // A bound that only a hang reaches: stopping takes a few milliseconds.
+    tokio::time::timeout(std::time::Duration::from_secs(30), jobs.stop())
+        .await
+        .expect("every background task ended on stop");
+}

@@ -3,15 +3,13 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use countersign_core::api::{ErrorBody, RedeemRequest, Redeemed};
-use countersign_core::{Actor, EventKind};
-use countersign_store::NewEvent;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::Agent;
+use crate::domain;
 use crate::error::{ApiError, ApiJson};
-use crate::routes::actions::own_record;
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -29,37 +27,7 @@ async fn redeem(
     Path(id): Path<Uuid>,
     ApiJson(body): ApiJson<RedeemRequest>,
 ) -> Result<Json<Redeemed>, ApiError> {
-    let now = state.now();
-    let event = |action_id| {
-        NewEvent::new(
-            Actor::Agent(agent.clone()),
-            EventKind::GrantRedeemed {
-                grant_id: id,
-                action_id,
-            },
-        )
-    };
-    // Only the agent that made the request may redeem its grant; another agent's grant is as
-    // good as absent. Digest, window and single use are checked by the store, atomically.
-    let action_id = state
-        .store
-        .grant_action(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("grant"))?;
-    own_record(&state, &agent, action_id).await.map_err(|e| {
-        if e.status == axum::http::StatusCode::NOT_FOUND {
-            ApiError::not_found("grant")
-        } else {
-            e
-        }
-    })?;
-    let (record, appended) = state
-        .store
-        .redeem_grant(id, &body.request_digest, event(action_id), now)
-        .await?;
-    state.publish(&appended);
-    Ok(Json(Redeemed {
-        grant: record.grant,
-        redeemed_at: now,
-    }))
+    Ok(Json(
+        domain::grants::redeem(&state, &agent, id, &body.request_digest).await?,
+    ))
 }

@@ -6,17 +6,17 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use countersign_core::api::{ActionView, Challenge, Enrolled, ErrorBody, SessionOpened};
 use countersign_core::{
-    ActionStatus, Actor, Digest, EnrolmentRequest, EventKind, KeyId, KeyKind, SessionRequest,
-    Signature, TpmCertification,
+    Actor, Digest, EnrolmentRequest, EventKind, KeyId, KeyKind, SessionRequest, Signature,
+    TpmCertification,
 };
 use countersign_store::{ApproverKey, NewEvent, Session};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::ApproverSession;
+use crate::domain::requests;
 use crate::error::{ApiError, ApiJson};
-use crate::routes::actions::view;
-use crate::rules;
+
 use crate::secrets;
 use crate::state::AppState;
 
@@ -202,32 +202,5 @@ async fn pending(
         .approver(&session.approver_id)
         .await?
         .ok_or_else(|| ApiError::unauthorized("approver no longer exists"))?;
-    Ok(Json(inbox(&state, &approver).await?))
-}
-
-/// The approver's inbox: pending, unexpired, eligible, not yet decided by them, oldest first.
-pub(crate) async fn inbox(
-    state: &AppState,
-    approver: &countersign_store::Approver,
-) -> Result<Vec<ActionView>, ApiError> {
-    let now = state.now();
-    let mut out = Vec::new();
-    // Every pending request: a cap here would silently hide requests from the inbox (and from
-    // stream snapshots). The pending set is bounded by submission rate × approval window.
-    for record in state
-        .store
-        .actions_by_status(ActionStatus::Pending, u32::MAX)
-        .await?
-    {
-        if record.action.expires_at <= now || rules::eligible(approver, &record).is_err() {
-            continue;
-        }
-        let view = view(state, record, false).await?;
-        if view.decided_by(&approver.id) {
-            continue;
-        }
-        // Bounded whatever the agent sent: the full request is fetched when it is opened.
-        out.push(view.summarized());
-    }
-    Ok(out)
+    Ok(Json(requests::inbox(&state, &approver).await?))
 }

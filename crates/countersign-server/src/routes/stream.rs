@@ -19,10 +19,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::domain::decisions;
 use crate::error::ApiError;
 use crate::fanout::Notice;
-use crate::routes::decisions;
-use crate::routes::identity::{inbox, verify_challenge};
+use crate::routes::identity::verify_challenge;
 use crate::state::AppState;
 
 /// Most queued notices written to one socket before it is flushed.
@@ -131,7 +131,9 @@ async fn frame_for(
             if *new {
                 // Already in the snapshot this stream sent (created between the snapshot's
                 // position and its read of the inbox): shown once, not announced again.
-                if relevant.contains(&id) || crate::rules::eligible(approver, record).is_err() {
+                if relevant.contains(&id)
+                    || crate::domain::rules::eligible(approver, record).is_err()
+                {
                     return Ok(None);
                 }
                 relevant.insert(id);
@@ -236,7 +238,9 @@ async fn snapshot(
     relevant: &mut HashSet<Uuid>,
 ) -> Result<ServerMessage, String> {
     let seq = state.store.audit_size().await.map_err(|e| e.to_string())?;
-    let requests = inbox(state, approver).await.map_err(|e| e.message)?;
+    let requests = crate::domain::requests::inbox(state, approver)
+        .await
+        .map_err(|e| e.to_string())?;
     relevant.clear();
     relevant.extend(requests.iter().map(|v| v.id));
     Ok(ServerMessage::Snapshot {
@@ -304,7 +308,7 @@ async fn run(
                         let id = decision.decision.request_id;
                         match decisions::apply(state, id, decision).await {
                             Ok(result) => ServerMessage::Decided { request_id: id, result },
-                            Err(e) => error_message(Some(id), &e),
+                            Err(e) => error_message(Some(id), &ApiError::from(e)),
                         }
                     }
                     Ok(ClientMessage::Auth { .. }) => ServerMessage::Error { request_id: None, code: "already_authenticated".into(), message: "this stream is already authenticated".into() },

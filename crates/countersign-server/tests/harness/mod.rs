@@ -56,6 +56,8 @@ pub struct Harness {
     pub clock: Arc<TestClock>,
     pub agent_token: String,
     pub approvers: Vec<Approve>,
+    /// Delivery to waiters and streams, as a serving process runs it.
+    _jobs: countersign_server::jobs::Jobs,
 }
 
 pub fn key(seed: u8) -> (SigningKey, PublicKey) {
@@ -113,6 +115,7 @@ impl Harness {
         };
         let state = AppState::new(store, clock.clone(), policy, key, config).await;
         let app = countersign_server::router(state.clone());
+        let jobs = countersign_server::jobs::Jobs::delivery(&state).await;
         Self {
             dir,
             state,
@@ -120,6 +123,7 @@ impl Harness {
             clock,
             agent_token: String::new(),
             approvers: Vec::new(),
+            _jobs: jobs,
         }
     }
 

@@ -4,18 +4,18 @@
 use countersign_core::{KeyKind, PolicyOutcome, SignedDecision, Timestamp, Verdict};
 use countersign_store::{ActionRecord, Approver, ApproverKey};
 
-use crate::error::ApiError;
+use super::{DomainError, DomainResult};
 
 /// May `approver` decide `record` at all (before looking at any decision)?
-pub fn eligible(approver: &Approver, record: &ActionRecord) -> Result<(), ApiError> {
+pub fn eligible(approver: &Approver, record: &ActionRecord) -> DomainResult<()> {
     if record.action.is_requester(&approver.id) {
-        return Err(ApiError::forbidden(
+        return Err(DomainError::refused(
             "self_approval",
             "the requester, or the person it acts for, cannot decide its own request",
         ));
     }
     let PolicyOutcome::RequireApproval { groups, .. } = &record.action.policy.outcome else {
-        return Err(ApiError::forbidden(
+        return Err(DomainError::refused(
             "not_pending",
             "this request needs no approval",
         ));
@@ -27,7 +27,7 @@ pub fn eligible(approver: &Approver, record: &ActionRecord) -> Result<(), ApiErr
             .any(|mine| countersign_core::identifier::same(mine, g))
     };
     if !groups.is_empty() && !groups.iter().any(member) {
-        return Err(ApiError::forbidden(
+        return Err(DomainError::refused(
             "not_eligible",
             format!(
                 "only members of {} may decide this request",
@@ -47,40 +47,40 @@ pub fn check_decision(
     approver: Option<&Approver>,
     now: Timestamp,
     max_skew_ms: i64,
-) -> Result<KeyKind, ApiError> {
+) -> DomainResult<KeyKind> {
     let d = &signed.decision;
     d.validate()?;
     if d.request_id != record.action.id {
-        return Err(ApiError::bad_request(
+        return Err(DomainError::invalid(
             "request_mismatch",
             "decision is for another request",
         ));
     }
     let key =
-        key.ok_or_else(|| ApiError::forbidden("unknown_key", "the signing key is not enrolled"))?;
+        key.ok_or_else(|| DomainError::refused("unknown_key", "the signing key is not enrolled"))?;
     if key.revoked_at.is_some() {
-        return Err(ApiError::forbidden(
+        return Err(DomainError::refused(
             "key_revoked",
             "the signing key has been revoked",
         ));
     }
     if key.approver_id != d.approver_id {
-        return Err(ApiError::forbidden(
+        return Err(DomainError::refused(
             "key_not_approvers",
             "the signing key belongs to someone else",
         ));
     }
     signed.verify(&key.public_key).map_err(|e| {
-        ApiError::forbidden("bad_signature", format!("decision signature rejected: {e}"))
+        DomainError::refused("bad_signature", format!("decision signature rejected: {e}"))
     })?;
     if d.request_digest != record.digest {
-        return Err(ApiError::forbidden(
+        return Err(DomainError::refused(
             "digest_mismatch",
             "the decision is for a different version of this request than the one stored",
         ));
     }
     let approver =
-        approver.ok_or_else(|| ApiError::forbidden("unknown_approver", "no such approver"))?;
+        approver.ok_or_else(|| DomainError::refused("unknown_approver", "no such approver"))?;
     eligible(approver, record)?;
     let hardware_required = matches!(
         record.action.policy.outcome,
@@ -90,7 +90,7 @@ pub fn check_decision(
         }
     );
     if hardware_required && !key.kind.is_hardware() {
-        return Err(ApiError::forbidden(
+        return Err(DomainError::refused(
             "hardware_key_required",
             "policy requires a hardware-backed key for this request",
         ));
@@ -100,13 +100,13 @@ pub fn check_decision(
     if d.verdict == Verdict::Approve && record.action.policy.outcome.needs_verification_code() {
         match d.verification_code.as_deref() {
             None => {
-                return Err(ApiError::forbidden(
+                return Err(DomainError::refused(
                     "verification_code_required",
                     "policy requires picking the requester's verification code to approve",
                 ));
             }
             Some(picked) if !countersign_core::verification::matches(&record.digest, picked) => {
-                return Err(ApiError::forbidden(
+                return Err(DomainError::refused(
                     "verification_code_wrong",
                     "the verification code picked is not the requester's; confirm with them",
                 ));
@@ -116,7 +116,7 @@ pub fn check_decision(
     }
     let skew = d.decided_at.millis_since(now).abs();
     if skew > max_skew_ms {
-        return Err(ApiError::forbidden(
+        return Err(DomainError::refused(
             "clock_skew",
             format!(
                 "decided_at is {skew} ms from the service's clock (at most {max_skew_ms} allowed)"
