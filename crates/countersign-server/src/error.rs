@@ -138,6 +138,7 @@ impl From<crate::domain::DomainError> for ApiError {
             DomainError::Invalid { code, message } => ApiError::bad_request(code, message),
             DomainError::Field(e) => e.into(),
             DomainError::Refused { code, message } => ApiError::forbidden(code, message),
+            DomainError::Unauthenticated(message) => ApiError::unauthorized(message),
             DomainError::NotFound(what) => ApiError::not_found(what),
             DomainError::IdempotencyKeyReused => ApiError::new(
                 StatusCode::CONFLICT,

@@ -3,6 +3,7 @@
 //! stream extract what they were sent, call a step and map its [`DomainError`] to the API's
 //! error in one place ([`crate::error`]).
 
+pub mod approvers;
 pub mod decisions;
 pub mod grants;
 pub mod requests;
@@ -33,6 +34,9 @@ pub enum DomainError {
         /// For people.
         message: String,
     },
+    /// The caller could not be authenticated (an unknown or revoked key, a bad signature).
+    #[error("{0}")]
+    Unauthenticated(String),
     /// Nothing of this kind, or not the caller's.
     #[error("{0} not found")]
     NotFound(&'static str),

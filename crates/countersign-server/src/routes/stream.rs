@@ -22,7 +22,6 @@ use uuid::Uuid;
 use crate::domain::decisions;
 use crate::error::ApiError;
 use crate::fanout::Notice;
-use crate::routes::identity::verify_challenge;
 use crate::state::AppState;
 
 /// Most queued notices written to one socket before it is flushed.
@@ -209,14 +208,18 @@ async fn authenticate(
         close(socket, POLICY_VIOLATION, "unauthorized").await;
         return Err("first message was not auth".into());
     };
-    let key = match verify_challenge(state, &challenge, &key_id, &signature).await {
-        Ok(key) => key,
-        Err(e) => {
-            send(socket, &error_message(None, &e)).await?;
-            close(socket, POLICY_VIOLATION, "unauthorized").await;
-            return Err(format!("authentication failed: {}", e.code));
-        }
-    };
+    let key =
+        match crate::domain::approvers::verify_challenge(state, &challenge, &key_id, &signature)
+            .await
+            .map_err(ApiError::from)
+        {
+            Ok(key) => key,
+            Err(e) => {
+                send(socket, &error_message(None, &e)).await?;
+                close(socket, POLICY_VIOLATION, "unauthorized").await;
+                return Err(format!("authentication failed: {}", e.code));
+            }
+        };
     let approver = state
         .store
         .approver(&key.approver_id)
