@@ -1,4 +1,5 @@
-//! Rebuild when a migration changes, so `sqlx::migrate!` embeds the current set.
+//! `sqlx::migrate!` embeds the migrations at compile time: rebuild when one is added or changed.
+
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
 }

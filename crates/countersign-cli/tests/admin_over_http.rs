@@ -46,7 +46,7 @@ fn assert_refused(out: &std::process::Output, why: &str) {
 /// The audit events of `kind`, as stored, read with the sqlite3 shell.
 fn audit_events(data: &Path, kind: &str) -> Vec<serde_json::Value> {
     let out = Command::new("sqlite3")
-        .arg(data.join(countersign_server::DATABASE_FILE))
+        .arg(data.join(countersign_store_sqlite::DATABASE_FILE))
         .arg(format!(
             "SELECT event_json FROM audit_events WHERE kind = '{kind}' ORDER BY seq"
         ))

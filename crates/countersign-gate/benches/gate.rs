@@ -16,6 +16,7 @@ use countersign_gate::GateConfig;
 use countersign_gate::local::LocalAgent;
 use countersign_gate::upstream::{Connected, Upstreams};
 use countersign_server::{Config, Service, admin};
+use countersign_store_sqlite::SqliteStore;
 use serde_json::{Map, Value};
 
 const POLICY: &str = r#"package countersign
@@ -88,7 +89,9 @@ fn main() {
         let dir = tempfile::tempdir().expect("dir");
         let policy = dir.path().join("policy.rego");
         std::fs::write(&policy, POLICY).expect("policy");
-        let service = Service::open(&dir.path().join("data"), Some(&policy), Config::default())
+        let data = dir.path().join("data");
+        let store = SqliteStore::open_in(&data).await.expect("store");
+        let service = Service::open(&data, Arc::new(store), Some(&policy), Config::default())
             .await
             .expect("service");
         let state = service.state.clone();

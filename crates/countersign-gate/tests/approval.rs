@@ -37,8 +37,13 @@ async fn world() -> World {
     let dir = tempfile::tempdir().expect("dir");
     let policy = dir.path().join("policy.rego");
     std::fs::write(&policy, POLICY).expect("policy");
+    let data = dir.path().join("data");
+    let store = countersign_store_sqlite::SqliteStore::open_in(&data)
+        .await
+        .expect("store");
     let service = Service::open(
-        &dir.path().join("data"),
+        &data,
+        std::sync::Arc::new(store),
         Some(&policy),
         Config {
             origin: "countersign.test/log".into(),

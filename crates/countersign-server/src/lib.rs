@@ -1,5 +1,6 @@
 //! The Countersign approval service as a library: [`router`] for in-process use and tests,
-//! [`serve`] for a listener with graceful shutdown, [`Service::open`] for a data directory.
+//! [`serve`] for a listener with graceful shutdown, [`Service::open`] for a data directory and
+//! a store (which store is the binary's choice: the service depends on the store's trait only).
 
 pub mod admin;
 pub mod audit_log;
@@ -26,16 +27,12 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use countersign_core::{Actor, Clock, EventKind};
 use countersign_store::{NewEvent, Store};
-use countersign_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
 pub use policy::Policy;
 pub use service_key::ServiceKey;
 pub use state::{AppState, Config, SystemClock};
-
-/// The database file inside a data directory.
-pub const DATABASE_FILE: &str = "countersign.db";
 
 /// The HTTP application over `state`.
 pub fn router(state: AppState) -> Router {
@@ -119,22 +116,11 @@ pub enum StartError {
 }
 
 impl Service {
-    /// Opens `data_dir` (created if missing) with the policy at `policy_path`, or the built-in
-    /// default; records the policy in force in the audit log when it differs from the last one.
+    /// Opens the service on `store` with the policy at `policy_path`, or the built-in default;
+    /// `data_dir` (created if missing) holds the service key, which every replica of one
+    /// service must share. Records the policy in force in the audit log when it differs from
+    /// the last one.
     pub async fn open(
-        data_dir: &Path,
-        policy_path: Option<&Path>,
-        config: Config,
-    ) -> Result<Self, StartError> {
-        std::fs::create_dir_all(data_dir)?;
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&data_dir.join(DATABASE_FILE)).await?);
-        Self::open_with_store(data_dir, store, policy_path, config).await
-    }
-
-    /// Like [`Service::open`], with another store (PostgreSQL for several replicas); the data
-    /// directory still holds the service key, which every replica of one service must share.
-    pub async fn open_with_store(
         data_dir: &Path,
         store: Arc<dyn Store>,
         policy_path: Option<&Path>,

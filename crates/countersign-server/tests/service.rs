@@ -8,9 +8,17 @@ async fn policy_events(
     dir: &std::path::Path,
     policy: &std::path::Path,
 ) -> Vec<(Option<countersign_core::Digest>, countersign_core::Digest)> {
-    let service = Service::open(dir, Some(policy), Config::default())
+    let store = countersign_store_sqlite::SqliteStore::open_in(dir)
         .await
-        .expect("opens");
+        .expect("store");
+    let service = Service::open(
+        dir,
+        std::sync::Arc::new(store),
+        Some(policy),
+        Config::default(),
+    )
+    .await
+    .expect("opens");
     let events = service
         .state
         .store
@@ -60,7 +68,11 @@ async fn policy_in_force_is_recorded_once_per_change_across_restarts() {
 #[tokio::test]
 async fn background_jobs_end_when_stopped() {
     let dir = tempfile::tempdir().expect("dir");
-    let service = Service::open(&dir.path().join("data"), None, Config::default())
+    let data = dir.path().join("data");
+    let store = countersign_store_sqlite::SqliteStore::open_in(&data)
+        .await
+        .expect("store");
+    let service = Service::open(&data, std::sync::Arc::new(store), None, Config::default())
         .await
         .expect("opens");
     let jobs = countersign_server::jobs::Jobs::all(&service.state).await;

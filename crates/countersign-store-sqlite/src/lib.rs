@@ -28,6 +28,9 @@ use crate::writer::Writer;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The database file inside a service's data directory.
+pub const DATABASE_FILE: &str = "countersign.db";
+
 /// The SQLite store.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -36,6 +39,13 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Opens (creating both if needed) the [`DATABASE_FILE`] in the data directory `data_dir`.
+    pub async fn open_in(data_dir: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Backend(format!("creating {}: {e}", data_dir.display())))?;
+        Self::open(&data_dir.join(DATABASE_FILE)).await
+    }
+
     /// Opens (creating if needed) the database file at `path` and applies migrations.
     pub async fn open(path: &Path) -> StoreResult<Self> {
         migrate(path).await?;

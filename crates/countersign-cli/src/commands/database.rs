@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use countersign_server::DATABASE_FILE;
 use countersign_store::Store;
+use countersign_store_sqlite::DATABASE_FILE;
 
 /// Opens the store named by `database_url`, or the SQLite file in `data_dir` without one.
 pub async fn open(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<Arc<dyn Store>> {

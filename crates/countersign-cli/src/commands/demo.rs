@@ -73,7 +73,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         origin: "countersign.demo/log".into(),
         ..Config::default()
     };
-    let service = Service::open(&data_dir, None, config).await?;
+    let store = super::database::open(&data_dir, None).await?;
+    let service = Service::open(&data_dir, store, None, config).await?;
     let state = service.state.clone();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use countersign_core::checkpoint::SignedCheckpoint;
 use countersign_core::{Digest, MerkleTree, merkle};
-use countersign_server::DATABASE_FILE;
 use countersign_store::{AuditLog as _, Store};
 use countersign_store_postgres::PgStore;
+use countersign_store_sqlite::DATABASE_FILE;
 use countersign_store_sqlite::SqliteStore;
 
 use crate::commands::database::redact;

@@ -169,7 +169,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..Config::default()
     };
     let store = super::database::open(&settings.data_dir, settings.database_url.as_deref()).await?;
-    let service = Service::open_with_store(
+    let service = Service::open(
         &settings.data_dir,
         store,
         settings.policy.as_deref(),
