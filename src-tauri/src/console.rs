@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use countersign_approver::KeyRecord;
 use countersign_client::Client;
-use countersign_client::approver::{Choice, EnrolmentKey, enroll, open_session, sign_decision};
+use countersign_client::approver::{Choice, open_session, sign_decision};
 use countersign_client::inbox::InboxChange;
 use countersign_client::live::{self, Live, LiveConfig, LiveEvent};
 use countersign_core::api::{ActionView, DecisionResult};
 use countersign_core::{KeyKind, Verdict};
-use countersign_keys::pkcs11::{KeySelector, Pkcs11Config, Pkcs11Key, TokenSelector};
-use countersign_keys::tpm::{TpmConfig, TpmKey};
-use countersign_keys::{KeyConfig, KeyError, PinRequest, Signer, SoftwareKey};
+use countersign_keys::pkcs11::TokenSelector;
+use countersign_keys::{KeyError, PinRequest, Signer};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc};
 use uuid::Uuid;
@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 
 use crate::error::ConsoleError;
 use crate::history::{History, HistoryStatus, SyncContext};
-use crate::settings::{self, SavedKey, Settings};
+use crate::settings::{self, Settings};
 
 /// Something the window should know now.
 #[derive(Clone, Debug, Serialize)]
@@ -139,10 +139,10 @@ pub struct KeyView {
     pub fingerprint: String,
 }
 
-impl From<&SavedKey> for KeyView {
-    fn from(key: &SavedKey) -> Self {
+impl From<&KeyRecord> for KeyView {
+    fn from(key: &KeyRecord) -> Self {
         Self {
-            backend: key.config.backend(),
+            backend: key.key.backend(),
             kind: key.kind,
             kind_label: key.kind.label(),
             hardware: key.kind.is_hardware(),
@@ -191,7 +191,7 @@ pub struct Console {
 struct Inner {
     settings: Option<Settings>,
     /// Created during setup, not yet enrolled.
-    new_key: Option<(SavedKey, Arc<dyn Signer>)>,
+    new_key: Option<(KeyRecord, Arc<dyn Signer>)>,
     signer: Option<Arc<dyn Signer>>,
     live: Option<Live>,
     /// The history sync loop runs (started with the live connection).
@@ -245,57 +245,30 @@ impl Console {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default();
-        let (config, label, signer): (KeyConfig, String, Arc<dyn Signer>) = match new {
+        let new = match new {
             NewKey::Pkcs11 {
                 module,
                 token_label,
                 label,
-            } => {
-                let config = Pkcs11Config {
-                    module: module.clone(),
-                    token: TokenSelector::Label(token_label.clone()),
-                    key: KeySelector::Label(label.clone()),
-                };
-                let key = Pkcs11Key::generate(&config, &prompt)?;
-                let protection = key.protection()?;
-                if !protection.is_bound_to_token() {
-                    return Err(ConsoleError::Device(format!(
-                        "the token reports the new key as extractable ({protection:?}); choose another device"
-                    )));
-                }
-                let config = KeyConfig::Pkcs11 {
-                    module,
-                    token_label: Some(token_label),
-                    token_serial: None,
-                    key_label: None,
-                    key_id: Some(hex::encode(key.token_id())),
-                };
-                (config, label, Arc::new(key))
-            }
-            NewKey::Tpm { tcti, label } => {
-                let key_file = keys_dir.join(format!("tpm-{stamp}.json"));
-                let key = TpmKey::generate(
-                    &TpmConfig {
-                        tcti: tcti.clone(),
-                        key_file: key_file.clone(),
-                    },
-                    &label,
-                    None,
-                )?;
-                (KeyConfig::Tpm { tcti, key_file }, label, Arc::new(key))
-            }
-            NewKey::Software { label } => {
-                let path = keys_dir.join(format!("development-{stamp}.pem"));
-                let key = SoftwareKey::generate(&path)?;
-                (KeyConfig::Software { path }, label, Arc::new(key))
-            }
+            } => countersign_approver::NewKey::Pkcs11 {
+                module,
+                token: TokenSelector::Label(token_label),
+                label,
+                existing: false,
+            },
+            NewKey::Tpm { tcti, label } => countersign_approver::NewKey::Tpm {
+                tcti,
+                key_file: keys_dir.join(format!("tpm-{stamp}.json")),
+                label,
+                auth: None,
+            },
+            NewKey::Software { label } => countersign_approver::NewKey::Software {
+                path: keys_dir.join(format!("development-{stamp}.pem")),
+                label,
+            },
         };
-        let saved = SavedKey {
-            config,
-            kind: signer.describe().kind,
-            label,
-            public_key: signer.public_key(),
-        };
+        let (saved, signer) = countersign_approver::key::create(new, &prompt)?;
+        let signer: Arc<dyn Signer> = Arc::from(signer);
         let view = KeyView::from(&saved);
         self.inner.lock().await.new_key = Some((saved, signer));
         Ok(view)
@@ -317,14 +290,15 @@ impl Console {
             .clone()
             .ok_or(ConsoleError::NoKey)?;
         let client = Client::new(server.trim_end_matches('/'))?;
-        let key = EnrolmentKey {
-            kind: saved.kind,
-            label: saved.label.clone(),
-            public_key: saved.public_key.clone(),
-            sign: Box::new(|m: &[u8]| signer.sign(m).map_err(|e| e.to_string())),
-            attest: Box::new(|n: &[u8]| signer.attest(n).map_err(|e| e.to_string())),
-        };
-        enroll(&client, &approver_id, code.trim().to_string(), key).await?;
+        let label = saved.label.clone();
+        countersign_approver::enrolment::enrol(
+            &client,
+            &approver_id,
+            &code,
+            signer.as_ref(),
+            label,
+        )
+        .await?;
         self.adopt(&client, approver_id, saved, signer).await
     }
 
@@ -355,7 +329,7 @@ impl Console {
         &self,
         client: &Client,
         approver_id: String,
-        key: SavedKey,
+        key: KeyRecord,
         signer: Arc<dyn Signer>,
     ) -> Result<ConsoleState, ConsoleError> {
         let served = client.server_key().await?;
@@ -398,13 +372,7 @@ impl Console {
         let mut inner = self.inner.lock().await;
         let settings = inner.settings.clone().ok_or(ConsoleError::NotEnrolled)?;
         if inner.signer.is_none() {
-            let signer = settings.key.config.open(&given_pin(pin.as_ref()))?;
-            if signer.public_key() != settings.key.public_key {
-                return Err(ConsoleError::Device(format!(
-                    "the device no longer holds the enrolled key {} (was the token or TPM replaced?)",
-                    settings.key.key_id().short()
-                )));
-            }
+            let signer = settings.key.open(&given_pin(pin.as_ref()))?;
             inner.signer = Some(Arc::from(signer));
         }
         if inner.live.is_none() {

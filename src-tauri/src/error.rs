@@ -48,6 +48,15 @@ pub enum ConsoleError {
     Export(String),
 }
 
+impl From<countersign_approver::KeyProblem> for ConsoleError {
+    fn from(e: countersign_approver::KeyProblem) -> Self {
+        match e {
+            countersign_approver::KeyProblem::Key(e) => ConsoleError::Key(e),
+            countersign_approver::KeyProblem::Device(message) => ConsoleError::Device(message),
+        }
+    }
+}
+
 impl ConsoleError {
     /// The code the window acts on.
     pub fn code(&self) -> String {

@@ -4,8 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use countersign_core::{KeyId, KeyKind, PublicKey};
-use countersign_keys::KeyConfig;
+use countersign_approver::KeyRecord;
 use serde::{Deserialize, Serialize};
 
 /// Overrides the config directory (tests, several profiles side by side).
@@ -20,7 +19,7 @@ pub struct Settings {
     /// Who I am at that service.
     pub approver_id: String,
     /// My enrolled key.
-    pub key: SavedKey,
+    pub key: KeyRecord,
     /// The audit mirror's file in the config directory: one per log, so a console moved to
     /// another service starts a new history and keeps the old one.
     #[serde(default = "default_history_file")]
@@ -30,27 +29,6 @@ pub struct Settings {
 /// The mirror file of the first service.
 pub fn default_history_file() -> String {
     "mirror.db".to_string()
-}
-
-/// A key the console can open.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SavedKey {
-    /// Where it lives.
-    pub config: KeyConfig,
-    /// What kind it is.
-    pub kind: KeyKind,
-    /// Label for people.
-    pub label: String,
-    /// Its public key, to check the device still holds it.
-    pub public_key: PublicKey,
-}
-
-impl SavedKey {
-    /// The key's id.
-    pub fn key_id(&self) -> KeyId {
-        self.public_key.key_id()
-    }
 }
 
 /// Where the settings live.
@@ -94,7 +72,8 @@ pub fn save(config_dir: &Path, settings: &Settings) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use countersign_keys::{Signer as _, SoftwareKey};
+    use countersign_core::KeyKind;
+    use countersign_keys::{KeyConfig, Signer as _, SoftwareKey};
 
     use super::*;
 
@@ -104,8 +83,8 @@ mod tests {
         Settings {
             server: "http://127.0.0.1:8080".into(),
             approver_id: "bob@example.com".into(),
-            key: SavedKey {
-                config: KeyConfig::Software { path: key_path },
+            key: KeyRecord {
+                key: KeyConfig::Software { path: key_path },
                 kind: KeyKind::Software,
                 label: "dev".into(),
                 public_key: key.public_key(),

@@ -3,8 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
-use countersign_client::approver::EnrolmentKey;
+use anyhow::Context as _;
 use countersign_core::{KeyId, Signature};
 use countersign_keys::{KeyConfig, Signer};
 use serde::{Deserialize, Serialize};
@@ -61,30 +60,15 @@ impl Profile {
 
     /// Opens the key, checking it is the enrolled one.
     pub fn signer(&self) -> anyhow::Result<Box<dyn Signer>> {
-        let signer = self.key.open(&crate::pin::ask)?;
-        if signer.public_key().key_id() != self.key_id {
-            bail!(
-                "{} is not the enrolled key {}",
-                signer.describe().describe(),
-                self.key_id.short()
-            );
-        }
-        Ok(signer)
+        Ok(countersign_approver::key::open_enrolled(
+            &self.key,
+            &self.key_id,
+            &crate::pin::ask,
+        )?)
     }
 }
 
 /// Adapts a signer to the client's signing callback.
 pub fn sign_with(signer: &dyn Signer) -> impl Fn(&[u8]) -> Result<Signature, String> + '_ {
     move |message| signer.sign(message).map_err(|e| e.to_string())
-}
-
-/// Describes a signer for enrolment: kind, label, public key, signing and attesting.
-pub fn enrolment_key(signer: &dyn Signer, label: String) -> EnrolmentKey<'_> {
-    EnrolmentKey {
-        kind: signer.describe().kind,
-        label,
-        public_key: signer.public_key(),
-        sign: Box::new(sign_with(signer)),
-        attest: Box::new(move |nonce: &[u8]| signer.attest(nonce).map_err(|e| e.to_string())),
-    }
 }

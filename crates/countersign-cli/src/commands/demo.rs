@@ -23,7 +23,9 @@ use tokio::sync::watch;
 use super::scenarios;
 use countersign_keys::KeyConfig;
 
-use crate::profile::{Profile, enrolment_key, sign_with};
+use countersign_approver::enrolment::enrolment_key;
+
+use crate::profile::{Profile, sign_with};
 
 /// Options of `demo`.
 #[derive(Args, Debug)]

@@ -10,16 +10,13 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use countersign_approver::enrolment::enrol;
+use countersign_approver::{KeyRecord, NewKey};
 use countersign_client::Client;
-use countersign_client::approver::enroll;
-use countersign_core::{KeyKind, PublicKey};
-use countersign_keys::pkcs11::{KeySelector, Pkcs11Config, Pkcs11Key, TokenSelector};
-use countersign_keys::tpm::{TpmConfig, TpmKey};
-use countersign_keys::{KeyConfig, Signer, SoftwareKey};
-use serde::{Deserialize, Serialize};
+use countersign_keys::pkcs11::TokenSelector;
 
 use crate::pin;
-use crate::profile::{self, Profile, enrolment_key};
+use crate::profile::{self, Profile};
 
 /// Key backends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -138,47 +135,32 @@ pub struct InitArgs {
     auth: bool,
 }
 
-/// What `keys init` records about a key.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyRecord {
-    /// Where the key lives.
-    pub key: KeyConfig,
-    /// What kind of key it is.
-    pub kind: KeyKind,
-    /// Label for people.
-    pub label: String,
-    /// The public key, for listing without the device.
-    pub public_key: PublicKey,
+/// Reads a key record written by `keys init`.
+fn load_record(path: &Path) -> anyhow::Result<KeyRecord> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading key record {} (create one with `countersign keys init`)",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("parsing key record {}", path.display()))
 }
 
-impl KeyRecord {
-    fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "reading key record {} (create one with `countersign keys init`)",
-                path.display()
-            )
-        })?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("parsing key record {}", path.display()))
-    }
-
-    fn line(&self) -> String {
-        let hardware = if self.kind.is_hardware() {
-            "hardware"
-        } else {
-            "NOT hardware"
-        };
-        format!(
-            "{:<8}  {:<12}  {}  {}  [{}]",
-            self.key.backend(),
-            hardware,
-            self.public_key.key_id(),
-            self.label,
-            self.kind.label()
-        )
-    }
+/// One line of `keys list`.
+fn line(record: &KeyRecord) -> String {
+    let hardware = if record.kind.is_hardware() {
+        "hardware"
+    } else {
+        "NOT hardware"
+    };
+    format!(
+        "{:<8}  {:<12}  {}  {}  [{}]",
+        record.key.backend(),
+        hardware,
+        record.key_id(),
+        record.label,
+        record.kind.label()
+    )
 }
 
 /// Where `keys init` writes the key record unless told otherwise:
@@ -201,22 +183,17 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
             profile,
         } => {
             let code = crate::secret::resolve(code, code_file.as_deref(), "enrolment code")?;
-            let record = KeyRecord::load(&key.path())?;
-            let signer = open(&record)?;
+            let record = load_record(&key.path())?;
+            let signer = record.open(&pin::ask)?;
             let info = signer.describe();
             if let Some(warning) = countersign_client::plain_http_warning(&server) {
                 eprintln!("warning: {warning}");
             }
             let client = Client::new(&server)?;
             let label = label.unwrap_or_else(|| record.label.clone());
-            let enrolled = enroll(
-                &client,
-                &approver,
-                code,
-                enrolment_key(signer.as_ref(), label),
-            )
-            .await
-            .context("enrolling the key")?;
+            let enrolled = enrol(&client, &approver, &code, signer.as_ref(), label)
+                .await
+                .context("enrolling the key")?;
             let path = profile.unwrap_or_else(profile::default_path);
             Profile {
                 server,
@@ -235,8 +212,8 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
         }
         KeysCommand::List { keys, profile } => list(keys, profile),
         KeysCommand::Test { key } => {
-            let record = KeyRecord::load(&key.path())?;
-            let signer = open(&record)?;
+            let record = load_record(&key.path())?;
+            let signer = record.open(&pin::ask)?;
             let mut nonce = [0u8; 16];
             rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
             let message = format!("countersign/keys-test/v1\n{}", hex::encode(nonce));
@@ -284,73 +261,34 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
         }
         Ok(path)
     };
-    let (config, signer): (KeyConfig, Box<dyn Signer>) = match args.backend {
-        Backend::Software => {
-            let path = beside("pem")?;
-            let key = SoftwareKey::generate(&path)?;
-            (KeyConfig::Software { path }, Box::new(key))
-        }
-        Backend::Pkcs11 => {
-            let module = args.module.clone().context("--module is required")?;
-            let token = match (&args.token_label, &args.token_serial) {
+    let new = match args.backend {
+        Backend::Software => NewKey::Software {
+            path: beside("pem")?,
+            label: args.label.clone(),
+        },
+        Backend::Pkcs11 => NewKey::Pkcs11 {
+            module: args.module.clone().context("--module is required")?,
+            token: match (&args.token_label, &args.token_serial) {
                 (Some(label), None) => TokenSelector::Label(label.clone()),
                 (None, Some(serial)) => TokenSelector::Serial(serial.clone()),
                 _ => bail!("give --token-label or --token-serial"),
-            };
-            let config = Pkcs11Config {
-                module: module.clone(),
-                token,
-                key: KeySelector::Label(args.label.clone()),
-            };
-            let key = if args.existing {
-                Pkcs11Key::open(&config, &pin::ask)?
-            } else {
-                Pkcs11Key::generate(&config, &pin::ask)?
-            };
-            let protection = key.protection()?;
-            if !protection.is_bound_to_token() {
-                bail!(
-                    "the token reports the key as extractable or not always sensitive \
-                     ({protection:?}); it cannot be used as a hardware key"
-                );
-            }
-            let config = KeyConfig::Pkcs11 {
-                module,
-                token_label: args.token_label.clone(),
-                token_serial: args.token_serial.clone(),
-                key_label: None,
-                key_id: Some(hex::encode(key.token_id())),
-            };
-            (config, Box::new(key))
-        }
-        Backend::Tpm => {
-            let key_file = beside("tpm")?;
-            let auth = if args.auth {
+            },
+            label: args.label.clone(),
+            existing: args.existing,
+        },
+        Backend::Tpm => NewKey::Tpm {
+            tcti: args.tcti.clone(),
+            key_file: beside("tpm")?,
+            label: args.label.clone(),
+            auth: if args.auth {
                 Some(pin::ask_new(&format!("new TPM key '{}'", args.label))?)
             } else {
                 None
-            };
-            let config = TpmConfig {
-                tcti: args.tcti.clone(),
-                key_file: key_file.clone(),
-            };
-            let key = TpmKey::generate(&config, &args.label, auth)?;
-            (
-                KeyConfig::Tpm {
-                    tcti: args.tcti.clone(),
-                    key_file,
-                },
-                Box::new(key),
-            )
-        }
+            },
+        },
     };
+    let (record, signer) = countersign_approver::key::create(new, &pin::ask)?;
     let info = signer.describe();
-    let record = KeyRecord {
-        key: config,
-        kind: info.kind,
-        label: args.label.clone(),
-        public_key: signer.public_key(),
-    };
     if let Some(dir) = record_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -374,11 +312,11 @@ fn list(keys: Vec<PathBuf>, profile: Option<PathBuf>) -> anyhow::Result<()> {
     if keys.is_empty() {
         let default = default_record();
         if default.exists() {
-            records.push((default.display().to_string(), KeyRecord::load(&default)?));
+            records.push((default.display().to_string(), load_record(&default)?));
         }
     } else {
         for path in &keys {
-            records.push((path.display().to_string(), KeyRecord::load(path)?));
+            records.push((path.display().to_string(), load_record(path)?));
         }
     }
     let profile_path = profile.unwrap_or_else(profile::default_path);
@@ -397,7 +335,7 @@ fn list(keys: Vec<PathBuf>, profile: Option<PathBuf>) -> anyhow::Result<()> {
             }
             _ => String::new(),
         };
-        println!("{}  ({path}){mark}", record.line());
+        println!("{}  ({path}){mark}", line(record));
     }
     if let Some(p) = enrolled
         && !records
@@ -419,17 +357,4 @@ fn list(keys: Vec<PathBuf>, profile: Option<PathBuf>) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Opens a recorded key and checks it is the recorded one.
-fn open(record: &KeyRecord) -> anyhow::Result<Box<dyn Signer>> {
-    let signer = record.key.open(&pin::ask)?;
-    if signer.public_key() != record.public_key {
-        bail!(
-            "the {} key is not the recorded one ({}): was the token or TPM replaced?",
-            record.key.backend(),
-            record.public_key.key_id().short()
-        );
-    }
-    Ok(signer)
 }

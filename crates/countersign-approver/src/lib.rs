@@ -1,0 +1,11 @@
+//! The approver's side of Countersign, for every program an approver uses (the `countersign`
+//! CLI and the desktop console): a signing key is created where the approver chose and recorded
+//! with its public key, opened only if the device still holds that key, and enrolled with a
+//! one-time code.
+
+pub mod enrolment;
+mod error;
+pub mod key;
+
+pub use error::KeyProblem;
+pub use key::{KeyRecord, NewKey};
