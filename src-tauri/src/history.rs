@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use countersign_client::Client;
-use countersign_client::approver::{now, open_session};
+use countersign_approver::{export, history};
+use countersign_client::approver::now;
 use countersign_core::{Checkpoint, KeyId, PublicKey, Timestamp};
 use countersign_keys::Signer;
-use countersign_mirror::{Mirror, Progress, RaisedAlarm, Witness};
-use countersign_report::{Control, ExportProgress, bundle, csv_export, pdf};
+use countersign_mirror::{Mirror, Progress, RaisedAlarm};
+use countersign_report::{Control, ExportProgress};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -236,23 +236,19 @@ impl History {
         ctx: &SyncContext,
     ) -> Result<countersign_mirror::SyncReport, ConsoleError> {
         let mirror = self.mirror().await?;
-        let signer = ctx.signer.clone();
-        let client = Client::new(&ctx.server)?;
-        let client = open_session(&client, ctx.key_id, |m: &[u8]| {
-            signer.sign(m).map_err(|e| e.to_string())
-        })
-        .await?;
-        let sign = |m: &[u8]| ctx.signer.sign(m).map_err(|e| e.to_string());
-        let witness = Witness {
-            approver_id: ctx.approver_id.clone(),
-            public_key: ctx.signer.public_key(),
-            sign: &sign,
+        let approver = history::Approver {
+            server: &ctx.server,
+            approver_id: &ctx.approver_id,
+            key_id: ctx.key_id,
+            signer: ctx.signer.as_ref(),
         };
         let progress = |p: Progress| self.publish(|s| s.progress = Some(p));
-        mirror
-            .sync(&client, Some(&witness), &progress, None)
+        history::sync_as_witness(&mirror, &approver, &progress)
             .await
-            .map_err(ConsoleError::History)
+            .map_err(|e| match e {
+                history::SyncError::Mirror(e) => ConsoleError::History(e),
+                history::SyncError::Session(e) => ConsoleError::Approver(e),
+            })
     }
 
     /// Writes an export of the requests matching `query` into the downloads folder. A bundle
@@ -269,13 +265,12 @@ impl History {
         std::fs::create_dir_all(&dir)
             .map_err(|e| ConsoleError::Export(format!("creating {}: {e}", dir.display())))?;
         let stamp = now().to_string().replace([':', '.'], "-");
-        let extension = match format {
-            ExportFormat::Csv => "csv",
-            ExportFormat::Bundle => "jsonl",
-            ExportFormat::Pdf => "pdf",
+        let format = match format {
+            ExportFormat::Csv => export::Format::Csv,
+            ExportFormat::Bundle => export::Format::Bundle,
+            ExportFormat::Pdf => export::Format::Pdf,
         };
-        let path = dir.join(format!("countersign-audit-{stamp}.{extension}"));
-        let partial = path.with_extension("partial");
+        let path = dir.join(format!("countersign-audit-{stamp}.{}", format.extension()));
         let events = self.events.clone();
         let progress = move |p: ExportProgress| {
             events(ConsoleEvent::Export {
@@ -287,35 +282,26 @@ impl History {
             progress: &progress,
             cancel: Some(&self.cancel_export),
         };
-        let file = std::fs::File::create(&partial)
-            .map_err(|e| ConsoleError::Export(format!("creating {}: {e}", partial.display())))?;
-        let result = match format {
-            ExportFormat::Csv => csv_export::write(&mirror, query, file, control)
-                .await
-                .map(drop),
-            ExportFormat::Pdf => match pdf::write(&mirror, query, now(), control).await {
-                Ok(bytes) => std::fs::write(&partial, bytes).map_err(Into::into),
-                Err(e) => Err(e),
-            },
-            ExportFormat::Bundle => {
-                let ctx = exporter.ok_or(ConsoleError::Locked)?;
-                let sign = |m: &[u8]| ctx.signer.sign(m).map_err(|e| e.to_string());
-                let exporter = bundle::Exporter {
-                    approver_id: ctx.approver_id.clone(),
-                    key_id: ctx.key_id,
-                    sign: &sign,
-                };
-                bundle::write(&mirror, query, file, &exporter, now(), control)
-                    .await
-                    .map(drop)
-            }
-        };
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&partial);
-            return Err(ConsoleError::Report(e));
-        }
-        std::fs::rename(&partial, &path)
-            .map_err(|e| ConsoleError::Export(format!("writing {}: {e}", path.display())))?;
+        let exporter = exporter.map(|ctx| export::Exporter {
+            approver_id: &ctx.approver_id,
+            key_id: ctx.key_id,
+            signer: ctx.signer.as_ref(),
+        });
+        export::write(
+            &mirror,
+            query,
+            format,
+            &path,
+            exporter.as_ref(),
+            now(),
+            control,
+        )
+        .await
+        .map_err(|e| match e {
+            export::ExportError::Report(e) => ConsoleError::Report(e),
+            export::ExportError::NoExporter => ConsoleError::Locked,
+            export::ExportError::File(message) => ConsoleError::Export(message),
+        })?;
         Ok(ExportDone { path })
     }
 

@@ -5,22 +5,22 @@
 //! service's history did not verify (and the mirror kept its last verified state) or a bundle
 //! did not verify.
 
+use countersign_approver::{export as exports, history};
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
-use countersign_client::Client;
-use countersign_client::approver::{now, open_session};
+use countersign_client::approver::now;
 use countersign_core::text::escape_for_display;
 use countersign_core::{KeyId, Timestamp};
-use countersign_mirror::{Mirror, MirrorError, SearchQuery, Sort, Witness};
-use countersign_report::{Control, ExportProgress, bundle, csv_export, pdf};
+use countersign_mirror::{Mirror, MirrorError, SearchQuery, Sort};
+use countersign_report::{Control, ExportProgress, bundle};
 
 use crate::commands::approver::ProfileArg;
-use crate::profile::{self, Profile, sign_with};
+use crate::profile::{self, Profile};
 
 /// Exit code of a failed verification.
 pub const ALARM_EXIT: i32 = 3;
@@ -242,25 +242,26 @@ fn alarm_exit(e: &MirrorError) -> Option<i32> {
 async fn sync(mirror: MirrorArg, profile: ProfileArg) -> anyhow::Result<i32> {
     let profile = Profile::load(&profile.profile.unwrap_or_else(profile::default_path))?;
     let signer = profile.signer()?;
-    let client = Client::new(&profile.server)?;
-    let client = open_session(&client, profile.key_id, sign_with(signer.as_ref())).await?;
     let mirror = open(mirror).await?;
-    let sign = |m: &[u8]| signer.sign(m).map_err(|e| e.to_string());
-    let witness = Witness {
-        approver_id: profile.approver_id.clone(),
-        public_key: signer.public_key(),
-        sign: &sign,
-    };
     let progress = |p: countersign_mirror::Progress| {
         if p.target > 0 {
             eprint!("\rverified {} of {} events", p.verified, p.target);
         }
     };
-    let result = mirror.sync(&client, Some(&witness), &progress, None).await;
+    let approver = history::Approver {
+        server: &profile.server,
+        approver_id: &profile.approver_id,
+        key_id: profile.key_id,
+        signer: signer.as_ref(),
+    };
+    let result = history::sync_as_witness(&mirror, &approver, &progress).await;
     eprintln!();
     let report = match result {
         Ok(r) => r,
-        Err(e) => return alarm_exit(&e).map_or_else(|| Err(e.into()), Ok),
+        Err(history::SyncError::Mirror(e)) => {
+            return alarm_exit(&e).map_or_else(|| Err(e.into()), Ok);
+        }
+        Err(e) => return Err(e.into()),
     };
     println!(
         "verified checkpoint {} (root {}); {} new events; cosigned: {}",
@@ -374,37 +375,39 @@ async fn export(
         progress: &progress,
         cancel: Some(&cancel),
     };
-    let partial = out.with_extension("partial");
-    let file = std::fs::File::create(&partial)
-        .with_context(|| format!("creating {}", partial.display()))?;
-    let result = match format {
-        Format::Csv => csv_export::write(&mirror, &q, file, control)
-            .await
-            .map(drop),
-        Format::Pdf => match pdf::write(&mirror, &q, now(), control).await {
-            Ok(bytes) => std::fs::write(&partial, bytes).map_err(Into::into),
-            Err(e) => Err(e),
-        },
-        Format::Bundle => {
-            let profile = Profile::load(&profile.profile.unwrap_or_else(profile::default_path))?;
-            let signer = profile.signer()?;
-            let sign = |m: &[u8]| signer.sign(m).map_err(|e| e.to_string());
-            let exporter = bundle::Exporter {
-                approver_id: profile.approver_id.clone(),
-                key_id: profile.key_id,
-                sign: &sign,
-            };
-            bundle::write(&mirror, &q, file, &exporter, now(), control)
-                .await
-                .map(drop)
-        }
+    let export_format = match format {
+        Format::Csv => exports::Format::Csv,
+        Format::Bundle => exports::Format::Bundle,
+        Format::Pdf => exports::Format::Pdf,
     };
+    // Only a bundle is signed: the key (and its PIN) is asked for only then.
+    let profile = match format {
+        Format::Bundle => Some(Profile::load(
+            &profile.profile.unwrap_or_else(profile::default_path),
+        )?),
+        _ => None,
+    };
+    let signer = profile.as_ref().map(Profile::signer).transpose()?;
+    let exporter = match (&profile, &signer) {
+        (Some(p), Some(s)) => Some(exports::Exporter {
+            approver_id: &p.approver_id,
+            key_id: p.key_id,
+            signer: s.as_ref(),
+        }),
+        _ => None,
+    };
+    let result = exports::write(
+        &mirror,
+        &q,
+        export_format,
+        out,
+        exporter.as_ref(),
+        now(),
+        control,
+    )
+    .await;
     eprintln!();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&partial);
-        bail!(e);
-    }
-    std::fs::rename(&partial, out).with_context(|| format!("writing {}", out.display()))?;
+    result?;
     println!("wrote {}", out.display());
     Ok(0)
 }
