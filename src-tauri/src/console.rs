@@ -21,76 +21,11 @@ use tokio::sync::{Mutex, mpsc};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+pub use crate::events::{Connection, ConsoleEvent, EventSink};
+
 use crate::error::ConsoleError;
-use crate::history::{History, HistoryStatus, SyncContext};
+use crate::history::{History, SyncContext};
 use crate::settings::{self, Settings};
-
-/// Something the window should know now.
-#[derive(Clone, Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ConsoleEvent {
-    /// The connection changed.
-    Connection {
-        /// Where it stands.
-        connection: Connection,
-    },
-    /// The inbox changed; the full list, soonest expiry first.
-    Inbox {
-        /// Pending requests I may decide.
-        requests: Vec<ActionView>,
-    },
-    /// A request I may decide arrived (for notifications).
-    Arrived {
-        /// The request.
-        request: Box<ActionView>,
-    },
-    /// The audit mirror's state changed (sync started, progressed, finished, alarm).
-    History {
-        /// Where it stands.
-        status: HistoryStatus,
-    },
-    /// Notifications were snoozed (until `until`) or resumed (`None`), from the window or
-    /// the tray.
-    Snooze {
-        /// When notifications come back.
-        until: Option<countersign_core::Timestamp>,
-    },
-    /// An export progressed.
-    Export {
-        /// Requests written.
-        done: u64,
-        /// Requests to write.
-        total: u64,
-    },
-}
-
-/// Sends events to the window.
-pub type EventSink = Arc<dyn Fn(ConsoleEvent) + Send + Sync>;
-
-/// Where the connection to the service stands.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum Connection {
-    /// Not started (setup or locked).
-    #[default]
-    Idle,
-    /// Connecting.
-    Connecting,
-    /// Live.
-    Online,
-    /// Down; retrying.
-    Offline {
-        /// Why.
-        reason: String,
-        /// Next attempt in.
-        retry_in_ms: u64,
-    },
-    /// The service refused the key; re-enrol.
-    Refused {
-        /// Why.
-        message: String,
-    },
-}
 
 /// What the window shows first.
 #[derive(Clone, Debug, Serialize)]

@@ -8,37 +8,19 @@ use std::time::Duration;
 
 use countersign_approver::{export, history};
 use countersign_client::approver::now;
-use countersign_core::{Checkpoint, KeyId, PublicKey, Timestamp};
+use countersign_core::{KeyId, PublicKey};
 use countersign_keys::Signer;
-use countersign_mirror::{Mirror, Progress, RaisedAlarm};
+use countersign_mirror::{Mirror, Progress};
 use countersign_report::{Control, ExportProgress};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::console::{ConsoleEvent, EventSink};
 use crate::error::ConsoleError;
+pub use crate::events::HistoryStatus;
+use crate::events::{ConsoleEvent, EventSink};
 
 /// How often the mirror syncs with nothing else prompting it.
 const PERIOD: Duration = Duration::from_secs(60);
-
-/// Where the mirror stands, for the window.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct HistoryStatus {
-    /// A sync is running.
-    pub syncing: bool,
-    /// Its progress.
-    pub progress: Option<Progress>,
-    /// Events stored and verified.
-    pub verified_size: u64,
-    /// The checkpoint they are verified against.
-    pub checkpoint: Option<Checkpoint>,
-    /// When the last sync finished well.
-    pub last_sync: Option<Timestamp>,
-    /// Why the last sync failed, when it did without an alarm (e.g. offline).
-    pub last_error: Option<String>,
-    /// Verification failures, newest first: shown loudly until explained.
-    pub alarms: Vec<RaisedAlarm>,
-}
 
 /// Export formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

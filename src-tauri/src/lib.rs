@@ -5,6 +5,7 @@ pub mod commands;
 pub mod console;
 pub mod devices;
 pub mod error;
+pub mod events;
 pub mod history;
 pub mod notifications;
 pub mod settings;

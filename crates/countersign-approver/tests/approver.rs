@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use countersign_approver::enrolment;
 use countersign_approver::export::{self, ExportError, Exporter, Format};
 use countersign_approver::history::{self, Approver, SyncError};
 use countersign_approver::key::{self, NewKey};
-use countersign_approver::enrolment;
 use countersign_client::Client;
 use countersign_core::Timestamp;
 use countersign_keys::{KeyError, PinRequest};
