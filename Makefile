@@ -13,7 +13,7 @@ ui:
 	cd ui && npm ci --no-audit --no-fund --loglevel=error
 	cd ui && npm run --silent check
 	cd ui && npm test --silent
-	cd ui && npm run --silent types && git diff --exit-code -- src/generated/api.ts
+	cd ui && npm run --silent types && git diff --exit-code -- src/generated/api.ts src/generated/console.ts
 	cd ui && npm run --silent build
 
 ## Set up and run the demo: embedded service, simulated agent and approvers, live log.

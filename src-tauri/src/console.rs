@@ -27,11 +27,23 @@ use crate::error::ConsoleError;
 use crate::history::{History, SyncContext};
 use crate::settings::{self, Settings};
 
+/// Where the console is in its life.
+#[derive(utoipa::ToSchema, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// No enrolled key yet: first run.
+    Setup,
+    /// Enrolled; the key needs unlocking.
+    Locked,
+    /// Unlocked and live.
+    Ready,
+}
+
 /// What the window shows first.
-#[derive(Clone, Debug, Serialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize)]
 pub struct ConsoleState {
-    /// `setup` (no enrolled key), `locked` (key needs unlocking) or `ready`.
-    pub phase: &'static str,
+    /// Where the console is in its life.
+    pub phase: Phase,
     /// Service URL, once set.
     pub server: Option<String>,
     /// What the service URL's transport means, when it is plain HTTP to another machine.
@@ -47,18 +59,21 @@ pub struct ConsoleState {
 }
 
 /// Where the console keeps things, for the settings screen.
-#[derive(Clone, Debug, Serialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize)]
 pub struct Places {
     /// The settings and development keys.
+    #[schema(value_type = String)]
     pub config_dir: PathBuf,
     /// The audit mirror of the current service's log.
+    #[schema(value_type = String)]
     pub history: PathBuf,
     /// Where exports are written.
+    #[schema(value_type = String)]
     pub exports: PathBuf,
 }
 
 /// A key, for people.
-#[derive(Clone, Debug, Serialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize)]
 pub struct KeyView {
     /// Backend: pkcs11, tpm, software.
     pub backend: &'static str,
@@ -88,12 +103,13 @@ impl From<&KeyRecord> for KeyView {
 }
 
 /// Where to create a new key.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, Deserialize)]
 #[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
 pub enum NewKey {
     /// On a PKCS#11 token.
     Pkcs11 {
         /// The module.
+        #[schema(value_type = String)]
         module: PathBuf,
         /// The token.
         token_label: String,
@@ -558,9 +574,9 @@ impl Console {
 
 fn state_of(inner: &Inner, places: Places) -> ConsoleState {
     let phase = match (&inner.settings, &inner.signer) {
-        (None, _) => "setup",
-        (Some(_), None) => "locked",
-        (Some(_), Some(_)) => "ready",
+        (None, _) => Phase::Setup,
+        (Some(_), None) => Phase::Locked,
+        (Some(_), Some(_)) => Phase::Ready,
     };
     ConsoleState {
         phase,

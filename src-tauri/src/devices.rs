@@ -22,12 +22,13 @@ const KNOWN_MODULES: &[&str] = &[
 ];
 
 /// A place a key can be created, as the first-run screen lists it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize)]
 #[serde(tag = "backend", rename_all = "snake_case")]
 pub enum Candidate {
     /// A token in a PKCS#11 module.
     Pkcs11 {
         /// The module.
+        #[schema(value_type = String)]
         module: PathBuf,
         /// The token's label.
         token_label: String,
@@ -39,6 +40,7 @@ pub enum Candidate {
     /// A module that could not be read, and why (shown, so a missing driver is explained).
     Pkcs11Unavailable {
         /// The module.
+        #[schema(value_type = String)]
         module: PathBuf,
         /// Why.
         reason: String,

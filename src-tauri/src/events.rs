@@ -11,7 +11,7 @@ use countersign_mirror::{Progress, RaisedAlarm};
 use serde::Serialize;
 
 /// Something the window should know now.
-#[derive(Clone, Debug, Serialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ConsoleEvent {
     /// The connection changed.
@@ -53,7 +53,7 @@ pub enum ConsoleEvent {
 pub type EventSink = Arc<dyn Fn(ConsoleEvent) + Send + Sync>;
 
 /// Where the connection to the service stands.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Connection {
     /// Not started (setup or locked).
@@ -78,7 +78,7 @@ pub enum Connection {
 }
 
 /// Where the mirror stands, for the window.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, Default, Serialize)]
 pub struct HistoryStatus {
     /// A sync is running.
     pub syncing: bool,

@@ -23,7 +23,7 @@ use crate::events::{ConsoleEvent, EventSink};
 const PERIOD: Duration = Duration::from_secs(60);
 
 /// Export formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExportFormat {
     /// One row per request.
@@ -35,9 +35,10 @@ pub enum ExportFormat {
 }
 
 /// A finished export.
-#[derive(Clone, Debug, Serialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize)]
 pub struct ExportDone {
     /// Where it was written.
+    #[schema(value_type = String)]
     pub path: PathBuf,
 }
 

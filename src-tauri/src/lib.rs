@@ -9,6 +9,7 @@ pub mod events;
 pub mod history;
 pub mod notifications;
 pub mod settings;
+pub mod types;
 pub mod webview;
 
 use std::path::PathBuf;
@@ -53,7 +54,7 @@ pub fn run() {
             tauri::async_runtime::spawn(async move {
                 let console = handle.state::<Console>();
                 if let Some((server, approver, code)) = demo
-                    && console.state().await.phase == "setup"
+                    && console.state().await.phase == console::Phase::Setup
                     && let Err(e) = enrol_development_key(&console, server, approver, code).await
                 {
                     tracing::error!(code = %e.code(), "demo enrolment failed: {e}");

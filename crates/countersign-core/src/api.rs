@@ -90,12 +90,35 @@ impl ActionView {
     }
 }
 
+/// What a decision did to its request.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionEffect {
+    /// An approval counted toward the quorum; the request still waits.
+    Counted,
+    /// The approval that completed the quorum: the request is approved.
+    Approved,
+    /// A denial: the request is denied.
+    Denied,
+}
+
+impl std::fmt::Display for DecisionEffect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DecisionEffect::Counted => "counted",
+            DecisionEffect::Approved => "approved",
+            DecisionEffect::Denied => "denied",
+        })
+    }
+}
+
 /// What a decision did.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionResult {
-    /// `counted`, `approved` or `denied`.
-    pub result: String,
+    /// What it did to the request.
+    pub result: DecisionEffect,
     /// Approvals so far.
     pub approvals: u32,
     /// Approvals needed.

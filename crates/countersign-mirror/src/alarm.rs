@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Which check failed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlarmKind {
@@ -27,6 +28,7 @@ pub enum AlarmKind {
 }
 
 /// A failed verification: what disagreed, in words for people.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("AUDIT LOG VERIFICATION FAILED ({kind:?}): {message}")]
 pub struct Alarm {

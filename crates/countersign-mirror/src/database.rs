@@ -56,6 +56,7 @@ pub struct MirrorStatus {
 }
 
 /// An alarm as recorded.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct RaisedAlarm {
     /// When.

@@ -16,6 +16,7 @@ use crate::search::{RequestSummary, fetch_summaries, summaries_query};
 use crate::{Mirror, MirrorError, MirrorResult};
 
 /// A decision as the log recorded it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct DecisionDetail {
     /// The event.
@@ -41,6 +42,7 @@ pub struct DecisionDetail {
 }
 
 /// One event of the request, with its inclusion evidence.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct EventEntry {
     /// Position.
@@ -59,6 +61,7 @@ pub struct EventEntry {
 }
 
 /// A request with everything the log says about it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct RequestDetail {
     /// The summary row.

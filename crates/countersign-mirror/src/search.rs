@@ -12,6 +12,7 @@ use crate::{Mirror, MirrorError, MirrorResult};
 pub const MAX_PAGE: u32 = 1000;
 
 /// Order of results.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Sort {
@@ -23,6 +24,7 @@ pub enum Sort {
 }
 
 /// What to look for. Empty fields do not filter.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SearchQuery {
@@ -56,6 +58,7 @@ pub struct SearchQuery {
 }
 
 /// One request in a result list.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RequestSummary {
     /// Position of its `request_created` event.
@@ -105,6 +108,7 @@ pub struct RequestSummary {
 }
 
 /// A page of results.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct Page {
     /// The results.
@@ -114,6 +118,7 @@ pub struct Page {
 }
 
 /// Values present in the index, for filter menus.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Facets {
     /// Approvers who decided something.

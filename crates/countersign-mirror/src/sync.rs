@@ -43,6 +43,7 @@ pub struct Witness<'a> {
 }
 
 /// How far a sync is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Progress {
     /// Events verified and stored.

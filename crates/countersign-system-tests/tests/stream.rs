@@ -67,7 +67,7 @@ async fn snapshot_then_live_requests_and_updates() {
     for _ in 0..6 {
         match next(&mut bob).await {
             ServerMessage::Decided { request_id, result } => {
-                decided = Some((request_id, result.result))
+                decided = Some((request_id, result.result.to_string()))
             }
             ServerMessage::Update { view, .. } if view.id == fresh => {
                 final_status = Some(view.status)

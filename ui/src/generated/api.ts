@@ -415,6 +415,11 @@ export interface components {
        */
       verification_code?: string | null;
     };
+    /**
+     * @description What a decision did to its request.
+     * @enum {string}
+     */
+    DecisionEffect: "counted" | "approved" | "denied";
     /** @description What a decision did. */
     DecisionResult: {
       /**
@@ -427,8 +432,8 @@ export interface components {
        * @description Approvals needed.
        */
       quorum: number;
-      /** @description `counted`, `approved` or `denied`. */
-      result: string;
+      /** @description What it did to the request. */
+      result: components["schemas"]["DecisionEffect"];
     };
     /** @description A decision as shown to agents and approvers. */
     DecisionView: {

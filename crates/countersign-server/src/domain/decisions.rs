@@ -2,7 +2,7 @@
 //! recorded by the store, which checks the rest atomically (pending, unexpired, distinct
 //! approvers, fresh nonce, key still active).
 
-use countersign_core::api::DecisionResult;
+use countersign_core::api::{DecisionEffect, DecisionResult};
 use countersign_core::{Actor, EventKind, SignedDecision, Verdict};
 use countersign_store::{DecisionContext, DecisionEffects, DecisionOutcome, NewEvent, StoreError};
 use uuid::Uuid;
@@ -108,17 +108,17 @@ pub async fn apply(
     }
     Ok(match outcome {
         DecisionOutcome::Counted { approvals } => DecisionResult {
-            result: "counted".into(),
+            result: DecisionEffect::Counted,
             approvals,
             quorum: record.quorum,
         },
         DecisionOutcome::Approved(_) => DecisionResult {
-            result: "approved".into(),
+            result: DecisionEffect::Approved,
             approvals: record.quorum,
             quorum: record.quorum,
         },
         DecisionOutcome::Denied => DecisionResult {
-            result: "denied".into(),
+            result: DecisionEffect::Denied,
             approvals: 0,
             quorum: record.quorum,
         },
@@ -148,17 +148,17 @@ async fn recorded_result(
     let quorum = record.quorum;
     Some(match signed.decision.verdict {
         Verdict::Deny => DecisionResult {
-            result: "denied".into(),
+            result: DecisionEffect::Denied,
             approvals: 0,
             quorum,
         },
         Verdict::Approve if approvals >= quorum => DecisionResult {
-            result: "approved".into(),
+            result: DecisionEffect::Approved,
             approvals: quorum,
             quorum,
         },
         Verdict::Approve => DecisionResult {
-            result: "counted".into(),
+            result: DecisionEffect::Counted,
             approvals,
             quorum,
         },
