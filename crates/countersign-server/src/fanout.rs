@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::ws::Utf8Bytes;
 use countersign_core::api::ServerMessage;
 use countersign_core::{EventKind, KeyId};
-use countersign_store::ActionRecord;
+use countersign_store::RequestRecord;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use uuid::Uuid;
@@ -24,7 +24,7 @@ pub enum Notice {
         /// Log position.
         seq: u64,
         /// The request, for eligibility checks.
-        record: Arc<ActionRecord>,
+        record: Arc<RequestRecord>,
         /// A request just created.
         new: bool,
         /// The encoded message.
@@ -127,7 +127,7 @@ fn resync(notices: &broadcast::Sender<Arc<Notice>>, missed: u64) {
 
 /// The notice for request `id` as it is now; `None` when nobody needs one.
 async fn notice(state: &AppState, id: Uuid, seq: u64, new: bool) -> Option<Notice> {
-    let record = match state.store.action(id).await {
+    let record = match state.store.request(id).await {
         Ok(r) => r,
         Err(err) => {
             tracing::error!(%id, error = %err, "fan-out could not read a request; streams will resync");

@@ -126,7 +126,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
 
 /// `GET /metrics` in the Prometheus text format.
 pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let pending = state.store.count_actions(ActionStatus::Pending).await?;
+    let pending = state.store.count_requests(ActionStatus::Pending).await?;
     state
         .metrics
         .pending

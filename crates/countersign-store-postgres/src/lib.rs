@@ -8,12 +8,12 @@
 //! WAL flush (PostgreSQL's default `synchronous_commit = on`), so what a replica acknowledged
 //! survives the replica and the database server.
 
-mod actions;
 mod audit;
 mod codec;
 mod cosignatures;
 mod identity;
 mod import;
+mod requests;
 
 pub use import::Imported;
 

@@ -11,7 +11,7 @@ use countersign_core::{
     Verdict,
 };
 use countersign_store::{
-    ActionRecord, AuditLog as _, DecisionEffects, NewAction, NewEvent, Requests as _,
+    AuditLog as _, DecisionEffects, NewEvent, NewRequest, RequestRecord, Requests as _,
 };
 use countersign_store_sqlite::SqliteStore;
 use p256::ecdsa::SigningKey;
@@ -63,8 +63,8 @@ fn main() {
             };
             let digest = action.digest().expect("digest");
             let event = NewEvent::new(Actor::Agent("agent:bench".into()), EventKind::RequestCreated { action: Box::new(action.clone()), digest });
-            let record = ActionRecord { action, digest, status: ActionStatus::Pending, quorum: 1, updated_at: now };
-            store.create_action(&NewAction { record: record.clone(), grant: None, idempotency_key: None }, vec![event], now).await.expect("create");
+            let record = RequestRecord { action, digest, status: ActionStatus::Pending, quorum: 1, updated_at: now };
+            store.create_request(&NewRequest { record: record.clone(), grant: None, idempotency_key: None }, vec![event], now).await.expect("create");
             records.push(record);
         }
         report("create request (+1 event)", n, started);
@@ -89,7 +89,7 @@ fn main() {
 
         let started = Instant::now();
         for r in &records {
-            store.action(r.action.id).await.expect("read");
+            store.request(r.action.id).await.expect("read");
         }
         report("read request (with digest re-check)", n, started);
         println!("database size: {:.1} KiB per request (with its events)", std::fs::metadata(dir.path().join("bench.db")).map(|m| m.len()).unwrap_or(0) as f64 / 1024.0 / n as f64);

@@ -5,7 +5,6 @@
 //! are `synchronous = FULL`: an acknowledged request, decision or grant survives a crash of the
 //! process or of the machine.
 
-mod actions;
 mod audit;
 mod codec;
 mod connection;
@@ -13,6 +12,7 @@ mod cosignatures;
 mod identity;
 mod query;
 mod readers;
+mod requests;
 mod writer;
 
 use std::path::Path;

@@ -7,7 +7,7 @@ use countersign_core::{
     Timestamp,
 };
 use countersign_store::{
-    ActionRecord, AuditLog as _, NewAction, NewEvent, Requests as _, StoreError,
+    AuditLog as _, NewEvent, NewRequest, RequestRecord, Requests as _, StoreError,
 };
 use countersign_store_sqlite::SqliteStore;
 use uuid::Uuid;
@@ -16,7 +16,7 @@ fn t(s: i64) -> Timestamp {
     Timestamp::from_millis(1_795_000_000_000 + s * 1000).expect("in range")
 }
 
-fn new_action(n: u128) -> (NewAction, Vec<NewEvent>) {
+fn new_action(n: u128) -> (NewRequest, Vec<NewEvent>) {
     let request: ActionRequest = serde_json::from_value(serde_json::json!({
         "type": "k8s.deploy", "resource": "cluster/prod/web", "environment": "prod",
         "justification": "release"
@@ -49,7 +49,7 @@ fn new_action(n: u128) -> (NewAction, Vec<NewEvent>) {
             digest,
         },
     );
-    let record = ActionRecord {
+    let record = RequestRecord {
         action,
         digest,
         status: ActionStatus::Pending,
@@ -57,7 +57,7 @@ fn new_action(n: u128) -> (NewAction, Vec<NewEvent>) {
         updated_at: t(0),
     };
     (
-        NewAction {
+        NewRequest {
             record,
             grant: None,
             idempotency_key: None,
@@ -73,7 +73,7 @@ async fn acknowledged_writes_survive_reopening() {
     let store = SqliteStore::open(&path).await.expect("open");
     let (new, events) = new_action(1);
     store
-        .create_action(&new, events, t(0))
+        .create_request(&new, events, t(0))
         .await
         .expect("create");
     store.close().await;
@@ -81,7 +81,7 @@ async fn acknowledged_writes_survive_reopening() {
 
     let store = SqliteStore::open(&path).await.expect("reopen");
     assert_eq!(
-        store.action(Uuid::from_u128(1)).await.expect("read"),
+        store.request(Uuid::from_u128(1)).await.expect("read"),
         new.record
     );
     assert_eq!(store.audit_size().await.expect("size"), 1);
@@ -94,7 +94,7 @@ async fn altered_action_row_is_reported_as_corrupt() {
     let store = SqliteStore::open(&path).await.expect("open");
     let (new, events) = new_action(2);
     store
-        .create_action(&new, events, t(0))
+        .create_request(&new, events, t(0))
         .await
         .expect("create");
     store.close().await;
@@ -109,7 +109,7 @@ async fn altered_action_row_is_reported_as_corrupt() {
 
     let store = SqliteStore::open(&path).await.expect("reopen");
     let err = store
-        .action(Uuid::from_u128(2))
+        .request(Uuid::from_u128(2))
         .await
         .expect_err("tampered row");
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
@@ -133,12 +133,12 @@ async fn failing_audit_write_stops_the_step() {
     let store = SqliteStore::open(&path).await.expect("reopen");
     let (new, events) = new_action(3);
     let err = store
-        .create_action(&new, events, t(0))
+        .create_request(&new, events, t(0))
         .await
         .expect_err("audit failed");
     assert!(err.to_string().contains("audit device failed"), "{err}");
     assert!(matches!(
-        store.action(Uuid::from_u128(3)).await,
+        store.request(Uuid::from_u128(3)).await,
         Err(StoreError::NotFound(_))
     ));
 }

@@ -14,8 +14,8 @@ use p256::ecdsa::signature::Signer as _;
 use uuid::Uuid;
 
 use crate::{
-    ActionRecord, Approver, ApproverKey, Conflict, Cosignature, DecisionEffects, DecisionOutcome,
-    EnrolmentCode, NewAction, NewEvent, Store, StoreError,
+    Approver, ApproverKey, Conflict, Cosignature, DecisionEffects, DecisionOutcome, EnrolmentCode,
+    NewEvent, NewRequest, RequestRecord, Store, StoreError,
 };
 
 /// Generates one `#[tokio::test]` per rule, each with a `(store, guard)` from `$make`.
@@ -74,7 +74,7 @@ fn agent() -> Actor {
     Actor::Agent("agent:test".into())
 }
 
-fn sample_action(n: u128, quorum: u32) -> (NewAction, Vec<NewEvent>) {
+fn sample_action(n: u128, quorum: u32) -> (NewRequest, Vec<NewEvent>) {
     let request: ActionRequest = serde_json::from_value(serde_json::json!({
         "type": "db.export", "resource": format!("postgres://prod/t{n}"), "environment": "prod",
         "justification": "conformance", "tags": ["pii"]
@@ -107,7 +107,7 @@ fn sample_action(n: u128, quorum: u32) -> (NewAction, Vec<NewEvent>) {
             digest,
         },
     )];
-    let record = ActionRecord {
+    let record = RequestRecord {
         action,
         digest,
         status: ActionStatus::Pending,
@@ -115,7 +115,7 @@ fn sample_action(n: u128, quorum: u32) -> (NewAction, Vec<NewEvent>) {
         updated_at: t(0),
     };
     (
-        NewAction {
+        NewRequest {
             record,
             grant: None,
             idempotency_key: None,
@@ -141,18 +141,18 @@ async fn enrol_deciders<S: Store>(store: &S) {
     }
 }
 
-async fn create<S: Store>(store: &S, n: u128, quorum: u32) -> ActionRecord {
+async fn create<S: Store>(store: &S, n: u128, quorum: u32) -> RequestRecord {
     enrol_deciders(store).await;
     let (new, events) = sample_action(n, quorum);
     store
-        .create_action(&new, events, t(0))
+        .create_request(&new, events, t(0))
         .await
         .expect("create action");
     new.record
 }
 
 fn decision(
-    record: &ActionRecord,
+    record: &RequestRecord,
     approver: &str,
     verdict: Verdict,
     nonce: u8,
@@ -177,7 +177,7 @@ fn decision(
     }
 }
 
-fn grant_for(record: &ActionRecord, not_before: Timestamp, expires_at: Timestamp) -> SignedGrant {
+fn grant_for(record: &RequestRecord, not_before: Timestamp, expires_at: Timestamp) -> SignedGrant {
     let (k, _) = key(99);
     let grant = Grant {
         grant_id: Uuid::from_u128(record.action.id.as_u128() + 1_000_000),
@@ -191,7 +191,7 @@ fn grant_for(record: &ActionRecord, not_before: Timestamp, expires_at: Timestamp
     SignedGrant { grant, signature }
 }
 
-fn effects(record: &ActionRecord) -> DecisionEffects {
+fn effects(record: &RequestRecord) -> DecisionEffects {
     let grant = grant_for(record, t(10), t(310));
     let on_quorum = vec![
         NewEvent::new(
@@ -233,7 +233,7 @@ fn decided_event(d: &SignedDecision) -> NewEvent {
 
 async fn decide<S: Store>(
     store: &S,
-    record: &ActionRecord,
+    record: &RequestRecord,
     d: &SignedDecision,
     now: Timestamp,
 ) -> Result<DecisionOutcome, StoreError> {
@@ -309,12 +309,12 @@ pub async fn audit_log_is_gapless_and_ordered<S: Store>(store: &S) {
 /// Asking for a request that does not exist is `NotFound`, not an empty record.
 pub async fn unknown_action_is_not_found<S: Store>(store: &S) {
     assert!(matches!(
-        store.action(Uuid::from_u128(42)).await,
+        store.request(Uuid::from_u128(42)).await,
         Err(StoreError::NotFound(_))
     ));
     assert!(
         store
-            .grant_for_action(Uuid::from_u128(42))
+            .grant_for_request(Uuid::from_u128(42))
             .await
             .expect("query")
             .is_none()
@@ -326,18 +326,18 @@ pub async fn action_round_trips_with_its_digest<S: Store>(store: &S) {
     enrol_deciders(store).await;
     let before = store.audit_size().await.expect("size");
     let record = create(store, 1, 2).await;
-    let back = store.action(record.action.id).await.expect("read");
+    let back = store.request(record.action.id).await.expect("read");
     assert_eq!(back, record);
     assert_eq!(back.action.digest().expect("digest"), back.digest);
     let pending = store
-        .actions_by_status(ActionStatus::Pending, 10)
+        .requests_by_status(ActionStatus::Pending, 10)
         .await
         .expect("list");
     assert_eq!(pending.len(), 1);
     assert_eq!(store.audit_size().await.expect("size"), before + 1);
     let (new, events) = sample_action(1, 2);
     assert_eq!(
-        conflict(store.create_action(&new, events, t(1)).await),
+        conflict(store.create_request(&new, events, t(1)).await),
         Conflict::Exists
     );
 }
@@ -359,7 +359,7 @@ pub async fn quorum_counts_distinct_approvers_and_issues_one_grant<S: Store>(sto
     );
     assert!(
         store
-            .grant_for_action(record.action.id)
+            .grant_for_request(record.action.id)
             .await
             .expect("query")
             .is_none()
@@ -376,12 +376,12 @@ pub async fn quorum_counts_distinct_approvers_and_issues_one_grant<S: Store>(sto
     };
     assert_eq!(grant.grant.request_digest, record.digest);
     assert_eq!(
-        store.action(record.action.id).await.expect("read").status,
+        store.request(record.action.id).await.expect("read").status,
         ActionStatus::Approved
     );
     assert_eq!(
         store
-            .grant_for_action(record.action.id)
+            .grant_for_request(record.action.id)
             .await
             .expect("query")
             .map(|g| g.grant),
@@ -419,7 +419,7 @@ pub async fn second_decision_by_same_approver_is_rejected<S: Store>(store: &S) {
     .await;
     assert_eq!(conflict(again), Conflict::AlreadyDecided);
     assert_eq!(
-        store.action(record.action.id).await.expect("read").status,
+        store.request(record.action.id).await.expect("read").status,
         ActionStatus::Pending
     );
 }
@@ -466,12 +466,12 @@ pub async fn one_deny_denies<S: Store>(store: &S) {
     .await;
     assert_eq!(denied.expect("deny"), DecisionOutcome::Denied);
     assert_eq!(
-        store.action(record.action.id).await.expect("read").status,
+        store.request(record.action.id).await.expect("read").status,
         ActionStatus::Denied
     );
     assert!(
         store
-            .grant_for_action(record.action.id)
+            .grant_for_request(record.action.id)
             .await
             .expect("query")
             .is_none()
@@ -549,12 +549,12 @@ pub async fn grant_redeems_once_inside_its_window_for_its_digest<S: Store>(store
     };
     let id = grant.grant.grant_id;
     assert_eq!(
-        store.grant_action(id).await.expect("query"),
+        store.grant_request(id).await.expect("query"),
         Some(record.action.id)
     );
     assert_eq!(
         store
-            .grant_action(Uuid::from_u128(77))
+            .grant_request(Uuid::from_u128(77))
             .await
             .expect("query"),
         None
@@ -705,7 +705,7 @@ pub async fn expiry_happens_once<S: Store>(store: &S) {
             .is_empty()
     );
     assert_eq!(
-        store.action(record.action.id).await.expect("read").status,
+        store.request(record.action.id).await.expect("read").status,
         ActionStatus::Expired
     );
     assert_eq!(store.next_expiry().await.expect("next"), None);
@@ -718,11 +718,11 @@ pub async fn policy_allowed_action_has_its_grant<S: Store>(store: &S) {
     let grant = grant_for(&new.record, t(0), t(300));
     new.grant = Some(grant.clone());
     store
-        .create_action(&new, events, t(0))
+        .create_request(&new, events, t(0))
         .await
         .expect("create");
     let stored = store
-        .grant_for_action(new.record.action.id)
+        .grant_for_request(new.record.action.id)
         .await
         .expect("query")
         .expect("grant");
@@ -900,7 +900,7 @@ pub async fn revoked_key_cannot_decide<S: Store>(store: &S) {
         Conflict::KeyRevoked
     );
     assert_eq!(
-        store.action(record.action.id).await.expect("read").status,
+        store.request(record.action.id).await.expect("read").status,
         ActionStatus::Pending
     );
 }
@@ -912,30 +912,30 @@ pub async fn idempotency_key_names_one_request<S: Store>(store: &S) {
     let (mut first, events) = sample_action(40, 1);
     first.idempotency_key = Some(key.clone());
     store
-        .create_action(&first, events, t(0))
+        .create_request(&first, events, t(0))
         .await
         .expect("first");
     let size = store.audit_size().await.expect("size");
     let (mut second, events) = sample_action(41, 1);
     second.idempotency_key = Some(key.clone());
     assert_eq!(
-        conflict(store.create_action(&second, events, t(1)).await),
+        conflict(store.create_request(&second, events, t(1)).await),
         Conflict::IdempotencyKeyUsed
     );
     assert_eq!(store.audit_size().await.expect("size"), size);
     assert!(matches!(
-        store.action(second.record.action.id).await,
+        store.request(second.record.action.id).await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(
-        store.action_by_idempotency_key(&key).await.expect("read"),
+        store.request_by_idempotency_key(&key).await.expect("read"),
         Some(first.record.action.id)
     );
     // Keys are the agent's own.
     let theirs = crate::idempotency_scope("agent:other", "k-1");
     assert_eq!(
         store
-            .action_by_idempotency_key(&theirs)
+            .request_by_idempotency_key(&theirs)
             .await
             .expect("read"),
         None

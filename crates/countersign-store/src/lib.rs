@@ -22,15 +22,16 @@ use uuid::Uuid;
 
 pub use error::{Conflict, StoreError, StoreResult};
 pub use models::{
-    ActionRecord, ApiToken, Approver, ApproverKey, Cosignature, DecisionContext, DecisionEffects,
-    DecisionOutcome, DecisionRecord, EnrolmentCode, GrantRecord, NewEvent, Session, TokenRole,
+    ApiToken, Approver, ApproverKey, Cosignature, DecisionContext, DecisionEffects,
+    DecisionOutcome, DecisionRecord, EnrolmentCode, GrantRecord, NewEvent, RequestRecord, Session,
+    TokenRole,
 };
 
 /// A new request to record, with the grant the policy allowed outright, if any.
 #[derive(Clone, Debug)]
-pub struct NewAction {
+pub struct NewRequest {
     /// The request, status and quorum.
-    pub record: ActionRecord,
+    pub record: RequestRecord,
     /// The grant issued at once when policy allowed the request.
     pub grant: Option<SignedGrant>,
     /// The agent's idempotency key, scoped to the agent (see [`idempotency_scope`]): a second
@@ -159,24 +160,24 @@ pub trait Identity: Send + Sync + 'static {
 #[async_trait]
 pub trait Requests: Identity {
     /// Records a request with its events (and its grant, when policy allowed it).
-    async fn create_action(
+    async fn create_request(
         &self,
-        action: &NewAction,
+        action: &NewRequest,
         events: Vec<NewEvent>,
         now: Timestamp,
     ) -> StoreResult<Vec<AuditEvent>>;
     /// A request by id.
-    async fn action(&self, id: Uuid) -> StoreResult<ActionRecord>;
+    async fn request(&self, id: Uuid) -> StoreResult<RequestRecord>;
     /// The request recorded with this scoped idempotency key, if any.
-    async fn action_by_idempotency_key(&self, scoped_key: &str) -> StoreResult<Option<Uuid>>;
+    async fn request_by_idempotency_key(&self, scoped_key: &str) -> StoreResult<Option<Uuid>>;
     /// Requests in a status, oldest first, at most `limit`.
-    async fn actions_by_status(
+    async fn requests_by_status(
         &self,
         status: ActionStatus,
         limit: u32,
-    ) -> StoreResult<Vec<ActionRecord>>;
+    ) -> StoreResult<Vec<RequestRecord>>;
     /// How many requests are in a status.
-    async fn count_actions(&self, status: ActionStatus) -> StoreResult<u64>;
+    async fn count_requests(&self, status: ActionStatus) -> StoreResult<u64>;
     /// Decisions on a request, in the order they were accepted.
     async fn decisions(&self, action_id: Uuid) -> StoreResult<Vec<DecisionRecord>>;
     /// What checking a decision needs: the request, the signing key and the approver (a
@@ -188,7 +189,7 @@ pub trait Requests: Identity {
         approver_id: &str,
     ) -> StoreResult<DecisionContext> {
         Ok(DecisionContext {
-            record: self.action(action_id).await?,
+            record: self.request(action_id).await?,
             key: self.key(key_id).await?,
             approver: self.approver(approver_id).await?,
         })
@@ -204,9 +205,9 @@ pub trait Requests: Identity {
         now: Timestamp,
     ) -> StoreResult<(DecisionOutcome, Vec<AuditEvent>)>;
     /// The grant of a request, if one was issued.
-    async fn grant_for_action(&self, action_id: Uuid) -> StoreResult<Option<GrantRecord>>;
+    async fn grant_for_request(&self, action_id: Uuid) -> StoreResult<Option<GrantRecord>>;
     /// The request a grant was issued for.
-    async fn grant_action(&self, grant_id: Uuid) -> StoreResult<Option<Uuid>>;
+    async fn grant_request(&self, grant_id: Uuid) -> StoreResult<Option<Uuid>>;
     /// Redeems a grant once, inside its window, for its digest.
     async fn redeem_grant(
         &self,
@@ -233,7 +234,7 @@ pub trait Requests: Identity {
         event_for: &(dyn Fn(Uuid) -> NewEvent + Send + Sync),
     ) -> StoreResult<Vec<AuditEvent>>;
     /// Cancels a pending request.
-    async fn cancel_action(
+    async fn cancel_request(
         &self,
         id: Uuid,
         event: NewEvent,

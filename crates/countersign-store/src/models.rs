@@ -24,7 +24,7 @@ impl NewEvent {
 
 /// A request and where it stands.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ActionRecord {
+pub struct RequestRecord {
     /// The request as shown to approvers.
     pub action: Action,
     /// Its digest.
@@ -174,7 +174,7 @@ pub struct DecisionEffects {
 #[derive(Clone, Debug)]
 pub struct DecisionContext {
     /// The request decided.
-    pub record: ActionRecord,
+    pub record: RequestRecord,
     /// The signing key, if enrolled.
     pub key: Option<ApproverKey>,
     /// The approver named in the decision, if known.

@@ -117,7 +117,7 @@ async fn concurrent_copies_of_a_submission_make_one_request() {
     let pending = h
         .state
         .store
-        .count_actions(countersign_core::ActionStatus::Pending)
+        .count_requests(countersign_core::ActionStatus::Pending)
         .await
         .expect("count");
     assert_eq!(pending, 1);
@@ -217,7 +217,7 @@ async fn a_failing_read_after_commit_does_not_hide_a_stored_request() {
     let (status, view) = submit_with_key(&app, &token, None, body()).await;
     assert_eq!(status, StatusCode::CREATED, "{view}");
     let id = view["id"].as_str().expect("id").parse().expect("uuid");
-    assert_eq!(state.store.action(id).await.expect("stored").action.id, id);
+    assert_eq!(state.store.request(id).await.expect("stored").action.id, id);
 }
 
 /// A TCP proxy in front of PostgreSQL that, when armed, lets the next `COMMIT` through to the
@@ -316,7 +316,7 @@ async fn a_connection_cut_at_commit_is_an_unknown_outcome_and_the_retry_finds_th
     assert_eq!((status, &again["id"]), (StatusCode::OK, &found["id"]));
     let pending = state
         .store
-        .count_actions(countersign_core::ActionStatus::Pending)
+        .count_requests(countersign_core::ActionStatus::Pending)
         .await
         .expect("count");
     assert_eq!(pending, 1, "exactly one request");

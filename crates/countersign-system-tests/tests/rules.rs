@@ -422,7 +422,7 @@ async fn expiry_happens_with_no_traffic() {
         status = h
             .state
             .store
-            .action(id)
+            .request(id)
             .await
             .map(|r| format!("{:?}", r.status))
             .unwrap_or_default();
@@ -453,7 +453,7 @@ async fn failing_audit_write_stops_the_submission() {
     let before = h
         .state
         .store
-        .actions_by_status(countersign_core::ActionStatus::Pending, 100)
+        .requests_by_status(countersign_core::ActionStatus::Pending, 100)
         .await
         .expect("list")
         .len();
@@ -465,7 +465,7 @@ async fn failing_audit_write_stops_the_submission() {
     let after = h
         .state
         .store
-        .actions_by_status(countersign_core::ActionStatus::Pending, 100)
+        .requests_by_status(countersign_core::ActionStatus::Pending, 100)
         .await
         .expect("list")
         .len();
@@ -502,7 +502,7 @@ async fn restart_loses_no_acknowledged_request_decision_or_grant() {
     assert!(
         h.state
             .store
-            .grant_for_action(id)
+            .grant_for_request(id)
             .await
             .expect("query")
             .is_some()
@@ -606,7 +606,7 @@ async fn bad_input_gets_clear_errors() {
     assert_eq!(
         h.state
             .store
-            .actions_by_status(countersign_core::ActionStatus::Pending, 10)
+            .requests_by_status(countersign_core::ActionStatus::Pending, 10)
             .await
             .expect("list")
             .len(),

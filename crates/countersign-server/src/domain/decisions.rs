@@ -131,7 +131,7 @@ pub async fn apply(
 async fn recorded_result(
     state: &AppState,
     signed: &SignedDecision,
-    record: &countersign_store::ActionRecord,
+    record: &countersign_store::RequestRecord,
 ) -> Option<DecisionResult> {
     let decisions = state
         .store

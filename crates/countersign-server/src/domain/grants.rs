@@ -3,7 +3,7 @@
 
 use countersign_core::api::Redeemed;
 use countersign_core::{Actor, Digest, EventKind, Grant, SignedGrant, Timestamp};
-use countersign_store::{ActionRecord, NewEvent, StoreError};
+use countersign_store::{NewEvent, RequestRecord, StoreError};
 use uuid::Uuid;
 
 use super::{DomainError, DomainResult, requests};
@@ -11,7 +11,11 @@ use crate::state::AppState;
 
 /// A single-use grant for `record`, valid from `now` for the configured time, signed with the
 /// service key.
-pub fn issue(state: &AppState, record: &ActionRecord, now: Timestamp) -> DomainResult<SignedGrant> {
+pub fn issue(
+    state: &AppState,
+    record: &RequestRecord,
+    now: Timestamp,
+) -> DomainResult<SignedGrant> {
     let grant = Grant {
         grant_id: Uuid::now_v7(),
         request_id: record.action.id,
@@ -42,7 +46,7 @@ pub async fn redeem(
     let now = state.now();
     let action_id = state
         .store
-        .grant_action(grant_id)
+        .grant_request(grant_id)
         .await?
         .ok_or(DomainError::NotFound("grant"))?;
     requests::own(state, agent, action_id)

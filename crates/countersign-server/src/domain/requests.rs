@@ -9,7 +9,7 @@ use countersign_core::{
     Action, ActionRequest, ActionStatus, Actor, EventKind, ExecutionOutcome, PolicyEvaluation,
     PolicyOutcome, SignedGrant, Verdict,
 };
-use countersign_store::{ActionRecord, Conflict, NewAction, NewEvent, StoreError};
+use countersign_store::{Conflict, NewEvent, NewRequest, RequestRecord, StoreError};
 use uuid::Uuid;
 
 use super::{DomainError, DomainResult, grants};
@@ -30,7 +30,7 @@ pub enum Submitted {
 /// verification code the requester tells approvers (approvers see only the choices).
 pub async fn view(
     state: &AppState,
-    record: ActionRecord,
+    record: RequestRecord,
     for_requester: bool,
 ) -> DomainResult<ActionView> {
     let id = record.action.id;
@@ -49,7 +49,7 @@ pub async fn view(
         })
         .collect();
     let grant = if for_requester {
-        state.store.grant_for_action(id).await?.map(|g| g.grant)
+        state.store.grant_for_request(id).await?.map(|g| g.grant)
     } else {
         None
     };
@@ -59,7 +59,7 @@ pub async fn view(
 
 /// The view of a request from its parts, without reading anything.
 fn assemble(
-    record: ActionRecord,
+    record: RequestRecord,
     decisions: Vec<DecisionView>,
     grant: Option<SignedGrant>,
     outcome: Option<ExecutionOutcome>,
@@ -101,7 +101,7 @@ pub async fn inbox(
     // stream snapshots). The pending set is bounded by submission rate × approval window.
     for record in state
         .store
-        .actions_by_status(ActionStatus::Pending, u32::MAX)
+        .requests_by_status(ActionStatus::Pending, u32::MAX)
         .await?
     {
         if record.action.expires_at <= now || super::rules::eligible(approver, &record).is_err() {
@@ -120,7 +120,7 @@ pub async fn inbox(
 /// A submission repeated with its idempotency key: the request recorded the first time, if it
 /// is the same request; a different request under a used key is refused.
 async fn replay(state: &AppState, id: Uuid, request: &ActionRequest) -> DomainResult<Submitted> {
-    let record = state.store.action(id).await?;
+    let record = state.store.request(id).await?;
     if &record.action.request != request {
         return Err(DomainError::IdempotencyKeyReused);
     }
@@ -142,7 +142,7 @@ pub async fn submit(
     request.validate()?;
     let key = idempotency_key.map(|k| countersign_store::idempotency_scope(agent, k));
     if let Some(key) = &key
-        && let Some(id) = state.store.action_by_idempotency_key(key).await?
+        && let Some(id) = state.store.request_by_idempotency_key(key).await?
     {
         return replay(state, id, &request).await;
     }
@@ -171,7 +171,7 @@ pub async fn submit(
             format!("request has no canonical form: {e}"),
         )
     })?;
-    let record = ActionRecord {
+    let record = RequestRecord {
         action,
         digest,
         status,
@@ -216,8 +216,8 @@ pub async fn submit(
     }
     let created = state
         .store
-        .create_action(
-            &NewAction {
+        .create_request(
+            &NewRequest {
                 record: record.clone(),
                 grant: grant.clone(),
                 idempotency_key: key.clone(),
@@ -232,7 +232,7 @@ pub async fn submit(
         (Err(StoreError::Conflict(Conflict::IdempotencyKeyUsed)), Some(key)) => {
             let id = state
                 .store
-                .action_by_idempotency_key(key)
+                .request_by_idempotency_key(key)
                 .await?
                 .ok_or(DomainError::NotFound("action"))?;
             return replay(state, id, &record.action.request).await;
@@ -253,8 +253,8 @@ pub async fn submit(
 }
 
 /// Request `id` if `agent` made it; another agent's request is as good as absent.
-pub async fn own(state: &AppState, agent: &str, id: Uuid) -> DomainResult<ActionRecord> {
-    let record = state.store.action(id).await?;
+pub async fn own(state: &AppState, agent: &str, id: Uuid) -> DomainResult<RequestRecord> {
+    let record = state.store.request(id).await?;
     if record.action.requester != agent {
         return Err(DomainError::NotFound("action"));
     }
@@ -327,8 +327,8 @@ pub async fn cancel(state: &AppState, agent: &str, id: Uuid) -> DomainResult<Act
             reason: "withdrawn by the requester".into(),
         },
     );
-    let appended = state.store.cancel_action(id, event, state.now()).await?;
+    let appended = state.store.cancel_request(id, event, state.now()).await?;
     state.publish(&appended);
-    let record = state.store.action(id).await?;
+    let record = state.store.request(id).await?;
     view(state, record, true).await
 }

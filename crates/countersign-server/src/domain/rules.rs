@@ -2,12 +2,12 @@
 //! own code, so clients and tests can tell exactly which rule refused.
 
 use countersign_core::{KeyKind, PolicyOutcome, SignedDecision, Timestamp, Verdict};
-use countersign_store::{ActionRecord, Approver, ApproverKey};
+use countersign_store::{Approver, ApproverKey, RequestRecord};
 
 use super::{DomainError, DomainResult};
 
 /// May `approver` decide `record` at all (before looking at any decision)?
-pub fn eligible(approver: &Approver, record: &ActionRecord) -> DomainResult<()> {
+pub fn eligible(approver: &Approver, record: &RequestRecord) -> DomainResult<()> {
     if record.action.is_requester(&approver.id) {
         return Err(DomainError::refused(
             "self_approval",
@@ -42,7 +42,7 @@ pub fn eligible(approver: &Approver, record: &ActionRecord) -> DomainResult<()> 
 /// the kind of key that signed it.
 pub fn check_decision(
     signed: &SignedDecision,
-    record: &ActionRecord,
+    record: &RequestRecord,
     key: Option<&ApproverKey>,
     approver: Option<&Approver>,
     now: Timestamp,

@@ -1,12 +1,12 @@
 //! The HTTP interface, one module per area. Routes are registered from their `utoipa::path`
 //! annotations, so the OpenAPI document is generated from the same code and cannot drift.
 
-pub mod actions;
 pub mod admin;
 pub mod audit;
 pub mod decisions;
 pub mod grants;
 pub mod identity;
+pub mod requests;
 pub mod stream;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -63,7 +63,7 @@ async fn healthz() -> &'static str {
 /// Every route of v1, plus liveness, with the API document they make.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(actions::router())
+        .merge(requests::router())
         .merge(admin::router())
         .merge(decisions::router())
         .merge(grants::router())

@@ -97,7 +97,7 @@ async fn get_for_approver(
     _session: ApproverSession,
     Path(id): Path<Uuid>,
 ) -> Result<Json<ActionView>, ApiError> {
-    let record = state.store.action(id).await?;
+    let record = state.store.request(id).await?;
     Ok(Json(requests::view(&state, record, false).await?))
 }
 

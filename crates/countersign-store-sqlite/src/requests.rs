@@ -8,8 +8,8 @@ use countersign_core::{
     SignedDecision, SignedGrant, Timestamp,
 };
 use countersign_store::{
-    ActionRecord, Conflict, DecisionContext, DecisionEffects, DecisionOutcome, DecisionRecord,
-    GrantRecord, NewAction, NewEvent, Requests, StoreError, StoreResult, rules,
+    Conflict, DecisionContext, DecisionEffects, DecisionOutcome, DecisionRecord, GrantRecord,
+    NewEvent, NewRequest, RequestRecord, Requests, StoreError, StoreResult, rules,
 };
 use rusqlite::{Connection, Row, params};
 use uuid::Uuid;
@@ -21,14 +21,14 @@ use crate::codec::{
 };
 use crate::query::{execute, select, select_one};
 
-fn record(row: &Row<'_>) -> StoreResult<ActionRecord> {
+fn record(row: &Row<'_>) -> StoreResult<RequestRecord> {
     let stored_digest = digest(&col::<String>(row, "digest")?)?;
     let action = rules::stored_action(
         &col::<String>(row, "id")?,
         &col::<String>(row, "action_json")?,
         &stored_digest,
     )?;
-    Ok(ActionRecord {
+    Ok(RequestRecord {
         action,
         digest: stored_digest,
         status: enum_from("action status", &col::<String>(row, "status")?)?,
@@ -39,7 +39,7 @@ fn record(row: &Row<'_>) -> StoreResult<ActionRecord> {
 
 pub(crate) fn create(
     conn: &Connection,
-    new: &NewAction,
+    new: &NewRequest,
     text: String,
     events: Vec<EncodedEvent>,
     now: Timestamp,
@@ -110,7 +110,7 @@ fn insert_grant(conn: &Connection, grant_id: Uuid, action_id: Uuid, json: &str) 
     Ok(())
 }
 
-pub(crate) fn get(conn: &Connection, id: Uuid) -> StoreResult<ActionRecord> {
+pub(crate) fn get(conn: &Connection, id: Uuid) -> StoreResult<RequestRecord> {
     select_one(
         conn,
         "SELECT * FROM actions WHERE id = ?",
@@ -124,7 +124,7 @@ pub(crate) fn by_status(
     conn: &Connection,
     status: ActionStatus,
     limit: u32,
-) -> StoreResult<Vec<ActionRecord>> {
+) -> StoreResult<Vec<RequestRecord>> {
     select(
         conn,
         "SELECT * FROM actions WHERE status = ? ORDER BY created_at, id LIMIT ?",
@@ -289,7 +289,7 @@ fn grant_record(row: &Row<'_>) -> StoreResult<GrantRecord> {
     })
 }
 
-pub(crate) fn grant_for_action(
+pub(crate) fn grant_for_request(
     conn: &Connection,
     action_id: Uuid,
 ) -> StoreResult<Option<GrantRecord>> {
@@ -301,7 +301,7 @@ pub(crate) fn grant_for_action(
     )
 }
 
-pub(crate) fn grant_action(conn: &Connection, grant_id: Uuid) -> StoreResult<Option<Uuid>> {
+pub(crate) fn grant_request(conn: &Connection, grant_id: Uuid) -> StoreResult<Option<Uuid>> {
     select_one(
         conn,
         "SELECT action_id FROM grants WHERE grant_id = ?",
@@ -430,9 +430,9 @@ pub(crate) fn next_expiry(conn: &Connection) -> StoreResult<Option<Timestamp>> {
 
 #[async_trait]
 impl Requests for SqliteStore {
-    async fn create_action(
+    async fn create_request(
         &self,
-        action: &NewAction,
+        action: &NewRequest,
         events: Vec<NewEvent>,
         now: Timestamp,
     ) -> StoreResult<Vec<AuditEvent>> {
@@ -443,24 +443,24 @@ impl Requests for SqliteStore {
             .await
     }
 
-    async fn action(&self, id: Uuid) -> StoreResult<ActionRecord> {
+    async fn request(&self, id: Uuid) -> StoreResult<RequestRecord> {
         self.read(move |c| get(c, id)).await
     }
 
-    async fn action_by_idempotency_key(&self, scoped_key: &str) -> StoreResult<Option<Uuid>> {
+    async fn request_by_idempotency_key(&self, scoped_key: &str) -> StoreResult<Option<Uuid>> {
         let key = scoped_key.to_owned();
         self.read(move |c| by_idempotency_key(c, &key)).await
     }
 
-    async fn actions_by_status(
+    async fn requests_by_status(
         &self,
         status: ActionStatus,
         limit: u32,
-    ) -> StoreResult<Vec<ActionRecord>> {
+    ) -> StoreResult<Vec<RequestRecord>> {
         self.read(move |c| by_status(c, status, limit)).await
     }
 
-    async fn count_actions(&self, status: ActionStatus) -> StoreResult<u64> {
+    async fn count_requests(&self, status: ActionStatus) -> StoreResult<u64> {
         self.read(move |c| count(c, status)).await
     }
 
@@ -497,12 +497,12 @@ impl Requests for SqliteStore {
         self.write(move |c| record_decision(c, prepared, now)).await
     }
 
-    async fn grant_for_action(&self, action_id: Uuid) -> StoreResult<Option<GrantRecord>> {
-        self.read(move |c| grant_for_action(c, action_id)).await
+    async fn grant_for_request(&self, action_id: Uuid) -> StoreResult<Option<GrantRecord>> {
+        self.read(move |c| grant_for_request(c, action_id)).await
     }
 
-    async fn grant_action(&self, grant_id: Uuid) -> StoreResult<Option<Uuid>> {
-        self.read(move |c| grant_action(c, grant_id)).await
+    async fn grant_request(&self, grant_id: Uuid) -> StoreResult<Option<Uuid>> {
+        self.read(move |c| grant_request(c, grant_id)).await
     }
 
     async fn redeem_grant(
@@ -553,7 +553,7 @@ impl Requests for SqliteStore {
         self.write(move |c| expire(c, due, now)).await
     }
 
-    async fn cancel_action(
+    async fn cancel_request(
         &self,
         id: Uuid,
         event: NewEvent,

@@ -8,8 +8,8 @@ use countersign_core::{
     Timestamp,
 };
 use countersign_store::{
-    ActionRecord, Conflict, DecisionEffects, DecisionOutcome, DecisionRecord, GrantRecord,
-    NewAction, NewEvent, Requests, StoreError, StoreResult, rules,
+    Conflict, DecisionEffects, DecisionOutcome, DecisionRecord, GrantRecord, NewEvent, NewRequest,
+    RequestRecord, Requests, StoreError, StoreResult, rules,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -21,10 +21,10 @@ use crate::codec::{
 };
 use crate::{PgStore, commit};
 
-fn record(row: &PgRow) -> StoreResult<ActionRecord> {
+fn record(row: &PgRow) -> StoreResult<RequestRecord> {
     let stored_digest = digest(row.get("digest"))?;
     let action = rules::stored_action(row.get("id"), row.get("action_json"), &stored_digest)?;
-    Ok(ActionRecord {
+    Ok(RequestRecord {
         action,
         digest: stored_digest,
         status: enum_from("action status", row.get("status"))?,
@@ -35,7 +35,7 @@ fn record(row: &PgRow) -> StoreResult<ActionRecord> {
 
 pub(crate) async fn create(
     conn: &mut PgConnection,
-    new: &NewAction,
+    new: &NewRequest,
     events: Vec<NewEvent>,
     now: Timestamp,
 ) -> StoreResult<Vec<AuditEvent>> {
@@ -106,7 +106,7 @@ async fn insert_grant(conn: &mut PgConnection, grant: &SignedGrant) -> StoreResu
     Ok(())
 }
 
-pub(crate) async fn get(conn: &mut PgConnection, id: Uuid) -> StoreResult<ActionRecord> {
+pub(crate) async fn get(conn: &mut PgConnection, id: Uuid) -> StoreResult<RequestRecord> {
     let row = sqlx::query("SELECT * FROM actions WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(conn)
@@ -120,7 +120,7 @@ pub(crate) async fn by_status(
     conn: &mut PgConnection,
     status: ActionStatus,
     limit: u32,
-) -> StoreResult<Vec<ActionRecord>> {
+) -> StoreResult<Vec<RequestRecord>> {
     sqlx::query("SELECT * FROM actions WHERE status = $1 ORDER BY created_at, id LIMIT $2")
         .bind(enum_text(&status)?)
         .bind(i64::from(limit))
@@ -264,7 +264,7 @@ fn grant_record(row: &PgRow) -> StoreResult<GrantRecord> {
     })
 }
 
-pub(crate) async fn grant_for_action(
+pub(crate) async fn grant_for_request(
     conn: &mut PgConnection,
     action_id: Uuid,
 ) -> StoreResult<Option<GrantRecord>> {
@@ -278,7 +278,7 @@ pub(crate) async fn grant_for_action(
         .transpose()
 }
 
-pub(crate) async fn grant_action(
+pub(crate) async fn grant_request(
     conn: &mut PgConnection,
     grant_id: Uuid,
 ) -> StoreResult<Option<Uuid>> {
@@ -421,9 +421,9 @@ pub(crate) async fn next_expiry(conn: &mut PgConnection) -> StoreResult<Option<T
 
 #[async_trait]
 impl Requests for PgStore {
-    async fn create_action(
+    async fn create_request(
         &self,
-        action: &NewAction,
+        action: &NewRequest,
         events: Vec<NewEvent>,
         now: Timestamp,
     ) -> StoreResult<Vec<AuditEvent>> {
@@ -432,23 +432,23 @@ impl Requests for PgStore {
         commit(tx, appended).await
     }
 
-    async fn action_by_idempotency_key(&self, scoped_key: &str) -> StoreResult<Option<Uuid>> {
+    async fn request_by_idempotency_key(&self, scoped_key: &str) -> StoreResult<Option<Uuid>> {
         by_idempotency_key(&mut *self.conn().await?, scoped_key).await
     }
 
-    async fn action(&self, id: Uuid) -> StoreResult<ActionRecord> {
+    async fn request(&self, id: Uuid) -> StoreResult<RequestRecord> {
         get(&mut *self.conn().await?, id).await
     }
 
-    async fn actions_by_status(
+    async fn requests_by_status(
         &self,
         status: ActionStatus,
         limit: u32,
-    ) -> StoreResult<Vec<ActionRecord>> {
+    ) -> StoreResult<Vec<RequestRecord>> {
         by_status(&mut *self.conn().await?, status, limit).await
     }
 
-    async fn count_actions(&self, status: ActionStatus) -> StoreResult<u64> {
+    async fn count_requests(&self, status: ActionStatus) -> StoreResult<u64> {
         count(&mut *self.conn().await?, status).await
     }
 
@@ -469,12 +469,12 @@ impl Requests for PgStore {
         commit(tx, result).await
     }
 
-    async fn grant_for_action(&self, action_id: Uuid) -> StoreResult<Option<GrantRecord>> {
-        grant_for_action(&mut *self.conn().await?, action_id).await
+    async fn grant_for_request(&self, action_id: Uuid) -> StoreResult<Option<GrantRecord>> {
+        grant_for_request(&mut *self.conn().await?, action_id).await
     }
 
-    async fn grant_action(&self, grant_id: Uuid) -> StoreResult<Option<Uuid>> {
-        grant_action(&mut *self.conn().await?, grant_id).await
+    async fn grant_request(&self, grant_id: Uuid) -> StoreResult<Option<Uuid>> {
+        grant_request(&mut *self.conn().await?, grant_id).await
     }
 
     async fn redeem_grant(
@@ -515,7 +515,7 @@ impl Requests for PgStore {
         commit(tx, appended).await
     }
 
-    async fn cancel_action(
+    async fn cancel_request(
         &self,
         id: Uuid,
         event: NewEvent,
