@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use countersign_approver::KeyRecord;
+use countersign_approver::inbox::InboxChange;
+use countersign_approver::live::{self, Live, LiveConfig, LiveEvent};
 use countersign_client::Client;
 use countersign_client::approver::{Choice, open_session, sign_decision};
-use countersign_client::inbox::InboxChange;
-use countersign_client::live::{self, Live, LiveConfig, LiveEvent};
 use countersign_core::api::{ActionView, DecisionResult};
 use countersign_core::{KeyKind, Verdict};
 use countersign_keys::pkcs11::TokenSelector;

@@ -517,8 +517,8 @@ fn rewrite_denial(db: &Path) {
 /// on B, and both replicas sign the same log.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_share_requests_decisions_and_one_log() {
-    use countersign_client::inbox::InboxChange;
-    use countersign_client::live::LiveEvent;
+    use countersign_approver::inbox::InboxChange;
+    use countersign_approver::live::LiveEvent;
 
     let pg = Postgres::start();
     let w = World::with_database(Some(pg.fresh_database()));
@@ -582,16 +582,16 @@ fn live_stream(
     who: &str,
     url: &str,
 ) -> (
-    countersign_client::live::Live,
-    tokio::sync::mpsc::UnboundedReceiver<countersign_client::live::LiveEvent>,
+    countersign_approver::live::Live,
+    tokio::sync::mpsc::UnboundedReceiver<countersign_approver::live::LiveEvent>,
 ) {
     let (key_id, sign) = signer_of(w, who);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut config = countersign_client::live::LiveConfig::new(url.to_owned(), key_id, sign);
+    let mut config = countersign_approver::live::LiveConfig::new(url.to_owned(), key_id, sign);
     // Tests restart services often: reconnect within a second rather than the console's 30 s.
     config.backoff_min = Duration::from_millis(100);
     config.backoff_max = Duration::from_secs(1);
-    let live = countersign_client::live::start(config, tx);
+    let live = countersign_approver::live::start(config, tx);
     (live, rx)
 }
 
@@ -601,7 +601,7 @@ fn signer_of(
     who: &str,
 ) -> (
     countersign_core::KeyId,
-    countersign_client::live::ChallengeSigner,
+    countersign_approver::live::ChallengeSigner,
 ) {
     let record: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(w.root.join(format!("{who}.key.json"))).expect("key record"),
@@ -662,8 +662,8 @@ impl Balancer {
 /// load balancer, reconnects to the surviving replica and neither misses nor repeats a request.
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_replica_loses_nothing_and_the_stream_resumes_on_another() {
-    use countersign_client::inbox::InboxChange;
-    use countersign_client::live::LiveEvent;
+    use countersign_approver::inbox::InboxChange;
+    use countersign_approver::live::LiveEvent;
 
     let pg = Postgres::start();
     let w = World::with_database(Some(pg.fresh_database()));
@@ -811,8 +811,8 @@ fn migrate_store_moves_a_deployment_to_postgresql_and_the_log_stays_consistent()
 /// through one after the restart reach an approver stream on the other.
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_recover_by_themselves_when_postgresql_restarts() {
-    use countersign_client::inbox::InboxChange;
-    use countersign_client::live::LiveEvent;
+    use countersign_approver::inbox::InboxChange;
+    use countersign_approver::live::LiveEvent;
 
     let pg = Postgres::start();
     let w = World::with_database(Some(pg.fresh_database()));
@@ -915,8 +915,8 @@ fn keys_init_never_overwrites_key_material() {
 /// once; misses and repeats are counted and must both be zero.
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_storm_neither_misses_nor_repeats_a_request() {
-    use countersign_client::inbox::InboxChange;
-    use countersign_client::live::LiveEvent;
+    use countersign_approver::inbox::InboxChange;
+    use countersign_approver::live::LiveEvent;
     use std::collections::HashMap;
 
     const RESTARTS: usize = 16;

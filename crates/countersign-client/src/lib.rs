@@ -3,8 +3,6 @@
 
 pub mod admin;
 pub mod approver;
-pub mod inbox;
-pub mod live;
 pub mod stream;
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The console's live connection (`countersign_client::live`) against a real service through
+//! The console's live connection (`countersign_approver::live`) against a real service through
 //! a TCP relay the test can cut or stall: requests are announced once, never twice across
 //! reconnects; what happened while offline shows after the reconnect; a stalled connection is
 //! noticed by the heartbeat.
@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use countersign_client::inbox::{InboxChange, RemovedBecause};
-use countersign_client::live::{self, LiveConfig, LiveEvent};
+use countersign_approver::inbox::{InboxChange, RemovedBecause};
+use countersign_approver::live::{self, LiveConfig, LiveEvent};
 use countersign_core::{Signature, Verdict};
 use harness::Harness;
 use p256::ecdsa::signature::Signer as _;

@@ -12,7 +12,7 @@ use rand_core::RngCore as _;
 use tokio::sync::mpsc;
 
 use crate::inbox::{Inbox, InboxChange};
-use crate::stream::{ApproverStream, Incoming, StreamError};
+use countersign_client::stream::{ApproverStream, Incoming, StreamError};
 
 /// Signs the stream's challenge with the enrolled key.
 pub type ChallengeSigner = Arc<dyn Fn(&[u8]) -> Result<Signature, String> + Send + Sync>;
