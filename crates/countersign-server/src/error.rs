@@ -139,6 +139,9 @@ impl From<crate::domain::DomainError> for ApiError {
             DomainError::Field(e) => e.into(),
             DomainError::Refused { code, message } => ApiError::forbidden(code, message),
             DomainError::Unauthenticated(message) => ApiError::unauthorized(message),
+            DomainError::Conflict { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
             DomainError::NotFound(what) => ApiError::not_found(what),
             DomainError::IdempotencyKeyReused => ApiError::new(
                 StatusCode::CONFLICT,

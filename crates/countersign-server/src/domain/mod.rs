@@ -1,13 +1,16 @@
 //! The service's business steps, apart from HTTP: submitting a request, waiting for it,
-//! deciding, redeeming a grant, reporting an outcome, cancelling. Routes and the approver
+//! deciding, redeeming a grant, reporting an outcome, cancelling, enrolling and opening
+//! sessions, replacing the policy, keeping witnesses' cosignatures. Routes and the approver
 //! stream extract what they were sent, call a step and map its [`DomainError`] to the API's
 //! error in one place ([`crate::error`]).
 
 pub mod approvers;
 pub mod decisions;
 pub mod grants;
+pub mod policy;
 pub mod requests;
 pub mod rules;
+pub mod witnesses;
 
 use countersign_core::ValidationError;
 use countersign_store::StoreError;
@@ -37,6 +40,14 @@ pub enum DomainError {
     /// The caller could not be authenticated (an unknown or revoked key, a bad signature).
     #[error("{0}")]
     Unauthenticated(String),
+    /// The state the step needs has moved on (another change came first).
+    #[error("{message}")]
+    Conflict {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// For people.
+        message: String,
+    },
     /// Nothing of this kind, or not the caller's.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -60,6 +71,14 @@ impl DomainError {
     /// A rule refusing the caller.
     pub fn refused(code: &'static str, message: impl Into<String>) -> Self {
         Self::Refused {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The state moved on.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
             code,
             message: message.into(),
         }

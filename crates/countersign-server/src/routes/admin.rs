@@ -12,14 +12,15 @@ use countersign_core::api::admin::{
     ApproverAdminView, ApproverUpdate, IssuedEnrolmentCode, IssuedToken, KeyRevocation,
     NewAgentToken, NewEnrolmentCode, PolicyChange, PolicyUpdate, PolicyView, TokenView,
 };
-use countersign_core::{Actor, EventKind, KeyId, validate};
-use countersign_store::{Approver, NewEvent, TokenRole};
+use countersign_core::{KeyId, validate};
+use countersign_store::{Approver, TokenRole};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::admin;
 use crate::auth::Admin;
+use crate::domain;
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
 
@@ -211,68 +212,7 @@ async fn put_policy(
     Admin(admin): Admin,
     ApiJson(body): ApiJson<PolicyUpdate>,
 ) -> Result<Json<PolicyChange>, ApiError> {
-    let Some(path) = state.policy.path() else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "policy_builtin",
-            "the service runs the built-in policy; start it with --policy FILE to manage the policy",
-        ));
-    };
-    let _one_at_a_time = state.policy.change_lock().await;
-    let (_, current) = state.policy.current().map_err(policy_error)?;
-    if body.expected_hash.is_some_and(|h| h != current) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "policy_changed",
-            format!("the policy in force is {current}; fetch it again before changing it"),
-        ));
-    }
-    let candidate = state
-        .policy
-        .check(&body.source)
-        .map_err(|e| ApiError::bad_request("policy_invalid", e.message))?;
-    if candidate.hash() == current {
-        return Ok(Json(PolicyChange {
-            previous_hash: current,
-            hash: current,
-            changed: false,
-        }));
-    }
-    let staged = state.policy.stage(&candidate).map_err(policy_error)?;
-    let new = candidate.hash();
-    let events = vec![
-        NewEvent::new(
-            Actor::Admin(admin.clone()),
-            EventKind::AdminChanged {
-                operation: "policy_set".into(),
-                subject: path.display().to_string(),
-                detail: format!("{current} -> {new}"),
-            },
-        ),
-        NewEvent::new(
-            Actor::Admin(admin.clone()),
-            EventKind::PolicyChanged {
-                previous_hash: Some(current),
-                policy_hash: new,
-            },
-        ),
-    ];
-    let recorded = match state.store.append_events(events, state.now()).await {
-        Ok(recorded) => recorded,
-        Err(e) => {
-            let _ = std::fs::remove_file(&staged);
-            return Err(e.into());
-        }
-    };
-    let previous = state
-        .policy
-        .install(&staged, candidate)
-        .map_err(policy_error)?;
-    state.publish(&recorded);
-    tracing::info!(%admin, old = %previous, %new, "policy replaced");
-    Ok(Json(PolicyChange {
-        previous_hash: previous,
-        hash: new,
-        changed: true,
-    }))
+    Ok(Json(
+        domain::policy::replace(&state, &admin, &body.source, body.expected_hash).await?,
+    ))
 }

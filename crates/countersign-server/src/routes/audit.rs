@@ -9,13 +9,13 @@ use countersign_core::api::{
     ServerKeyView,
 };
 use countersign_core::{ConsistencyProof, InclusionProof, SignedCheckpoint};
-use countersign_store::Cosignature;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::audit_log::current_checkpoint;
 use crate::auth::ApproverSession;
+use crate::domain;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -153,42 +153,7 @@ async fn cosign(
     ApproverSession(session): ApproverSession,
     Json(req): Json<CosignatureRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let note = state
-        .store
-        .checkpoint_note(req.tree_size)
-        .await?
-        .ok_or_else(|| ApiError::not_found(&format!("checkpoint of size {}", req.tree_size)))?;
-    let mut signed = SignedCheckpoint::parse_note(&note)
-        .map_err(|e| ApiError::internal("stored checkpoint", e))?;
-    let key = state
-        .store
-        .key(&session.key_id)
-        .await?
-        .filter(|k| k.revoked_at.is_none())
-        .ok_or_else(|| ApiError::unauthorized("the session's key is unknown or revoked"))?;
-    signed.add_cosignature(&session.approver_id, &key.public_key, req.signature);
-    signed
-        .verify_cosignature(&session.approver_id, &key.public_key)
-        .map_err(|e| {
-            ApiError::forbidden(
-                "bad_signature",
-                format!(
-                    "the cosignature does not verify over checkpoint {}: {e}",
-                    req.tree_size
-                ),
-            )
-        })?;
-    state
-        .store
-        .save_cosignature(&Cosignature {
-            tree_size: req.tree_size,
-            approver_id: session.approver_id.clone(),
-            key_id: session.key_id,
-            signature: req.signature,
-            received_at: state.now(),
-        })
-        .await?;
-    tracing::info!(approver = %session.approver_id, tree_size = req.tree_size, "checkpoint cosigned");
+    domain::witnesses::cosign(&state, &session, req.tree_size, req.signature).await?;
     Ok(StatusCode::CREATED)
 }
 
