@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -25,31 +24,6 @@ fn repo() -> PathBuf {
 fn python() -> String {
     std::env::var("COUNTERSIGN_PYTHON")
         .unwrap_or_else(|_| "/root/.cache/countersign-venv/bin/python".to_owned())
-}
-
-/// `countersign gate` for `config` on a free port: the running gate and its MCP URL.
-fn start_gate(config: &Path) -> (Running, String) {
-    let mut child = Command::new(countersign())
-        .args(["gate", "--config"])
-        .arg(config)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gate starts");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("the gate printed its address")
-            .expect("utf-8");
-        if let Some(rest) = line.strip_prefix("countersign gate: serving MCP at ") {
-            break rest.split_whitespace().next().expect("url").to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Running(child), url)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -86,7 +60,8 @@ preview = "write-file"
         ),
     )
     .expect("gate.toml");
-    let (_gate, gate_url) = start_gate(&config);
+    let gate = countersign_testdevices::Gate::start(&countersign(), &config);
+    let gate_url = gate.url.clone();
 
     let path = deploy.display().to_string();
     let agent = Command::new(python())

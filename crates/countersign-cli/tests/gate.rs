@@ -10,12 +10,11 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use countersign_testdevices::SoftHsm;
+use countersign_testdevices::{Gate, SoftHsm};
 use support::*;
 
 const POLICY: &str = r#"package countersign
@@ -68,40 +67,8 @@ fn spawn_call(url: &str, token: &str, tool: &str, arguments: &serde_json::Value)
         .expect("agent")
 }
 
-struct Gate {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_gate(config: &Path) -> Gate {
-    let mut child = Command::new(BIN)
-        .args(["gate", "--config"])
-        .arg(config)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gate starts");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("the gate printed its address")
-            .expect("utf-8");
-        if let Some(rest) = line.strip_prefix("countersign gate: serving MCP at ") {
-            break rest.split_whitespace().next().expect("url").to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Gate { child, url }
+    Gate::start(Path::new(BIN), config)
 }
 
 /// `countersign serve` on `w`'s data directory, deciding with the Rego `policy`.

@@ -7,7 +7,8 @@
 //! The configuration ([`config`]), the action a call becomes ([`action`]) and the approval flow
 //! around a call ([`approval`]) do not depend on the transport; the MCP side is the agent-facing
 //! server ([`server`], served over Streamable HTTP by [`http`]) and the upstream clients
-//! ([`upstream`]), on `rmcp`, the official Rust MCP SDK.
+//! ([`upstream`]), on `rmcp`, the official Rust MCP SDK. [`sql`] describes SQL statements for
+//! the policy (the brokered database connections of the next step).
 
 pub mod action;
 pub mod approval;
@@ -16,6 +17,7 @@ pub mod http;
 pub mod local;
 pub mod preview;
 pub mod server;
+pub mod sql;
 pub mod upstream;
 
 pub use action::{ActionError, ToolCall, action_for};

@@ -1,11 +1,14 @@
 //! Real devices and servers for tests, each set up in its own temporary directory and torn
-//! down after: a SoftHSM2 token (PKCS#11), a swtpm (TPM 2.0), a PostgreSQL server. No mocks:
+//! down after: a SoftHSM2 token (PKCS#11), a swtpm (TPM 2.0), a PostgreSQL server, and the
+//! `countersign gate` process the MCP tests put real servers behind. No mocks:
 //! the code under test talks to the same module, TPM protocol and database it would in use.
 
+mod gate;
 mod postgres;
 pub mod softhsm;
 mod swtpm;
 
+pub use gate::Gate;
 pub use postgres::Postgres;
 pub use softhsm::SoftHsm;
 pub use swtpm::Swtpm;
