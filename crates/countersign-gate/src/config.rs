@@ -93,6 +93,8 @@ pub struct GateConfig {
     pub listen: SocketAddr,
     /// The upstream tool servers, by name.
     pub upstreams: Vec<Upstream>,
+    /// Databases and commands the gate runs itself ([`crate::connection`]).
+    pub connections: Vec<crate::connection::Connection>,
 }
 
 /// One upstream tool server.
@@ -174,6 +176,8 @@ struct RawConfig {
     listen: SocketAddr,
     #[serde(default, rename = "upstream")]
     upstreams: Vec<RawUpstream>,
+    #[serde(default, rename = "connection")]
+    connections: Vec<crate::connection::RawConnection>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -263,15 +267,30 @@ impl GateConfig {
             }
             upstreams.push(upstream);
         }
-        if upstreams.is_empty() {
+        let mut connections: Vec<crate::connection::Connection> = Vec::new();
+        for c in raw.connections {
+            let connection = crate::connection::check(c, base, read_secret, secrets)?;
+            let taken = upstreams.iter().any(|u| u.name == connection.name)
+                || connections.iter().any(|o| o.name == connection.name);
+            if taken {
+                return Err(ConfigError::Invalid(format!(
+                    "the name {:?} is used twice (upstreams and connections share names)",
+                    connection.name
+                )));
+            }
+            connections.push(connection);
+        }
+        if upstreams.is_empty() && connections.is_empty() {
             return Err(ConfigError::Invalid(
-                "no [[upstream]]: the gate would have nothing to offer".into(),
+                "no [[upstream]] and no [[connection]]: the gate would have nothing to offer"
+                    .into(),
             ));
         }
         Ok(Self {
             service: raw.service.trim_end_matches('/').to_owned(),
             listen: raw.listen,
             upstreams,
+            connections,
         })
     }
 
@@ -523,5 +542,94 @@ environment = "staging"
             let err = GateConfig::parse(text, dir.path()).expect_err(text);
             assert!(err.to_string().contains(says), "{text}\n→ {err}");
         }
+    }
+
+    #[test]
+    fn connections_are_read_with_their_secrets_from_files() {
+        let dir = dir_with_secrets();
+        std::fs::write(
+            dir.path().join("db.dsn"),
+            "postgres://minter:pa55@db.internal/app\n",
+        )
+        .expect("write");
+        std::fs::write(dir.path().join("ops.token"), "t0ken-ops\n").expect("write");
+        let text = r#"
+service = "https://countersign.example"
+[[connection]]
+name = "prod-db"
+postgres_file = "db.dsn"
+environment = "prod"
+tags = ["database"]
+[connection.classification]
+"customers.email" = ["pii"]
+[[connection]]
+name = "restart"
+command = "/usr/local/bin/restart-service"
+args = ["--service", "{service}"]
+env_files = { OPS_TOKEN = "ops.token" }
+environment = "prod"
+"#;
+        let config = GateConfig::parse(text, dir.path()).expect("valid");
+        assert!(config.upstreams.is_empty());
+        assert_eq!(config.connections.len(), 2);
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("pa55") && !shown.contains("t0ken-ops"),
+            "{shown}"
+        );
+        assert_eq!(
+            config.connections[1].kind.argument_names(),
+            vec!["service".to_owned()]
+        );
+        match &config.connections[0].kind {
+            crate::connection::ConnectionKind::Postgres { dsn, .. } => {
+                assert_eq!(dsn.expose(), "postgres://minter:pa55@db.internal/app");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_connections_are_refused_with_a_reason() {
+        let dir = dir_with_secrets();
+        std::fs::write(dir.path().join("db.dsn"), "mysql://x\n").expect("write");
+        std::fs::write(dir.path().join("ok.dsn"), "postgres://x@y/z\n").expect("write");
+        let head = "service = \"https://countersign.example\"\n[[connection]]\nname = \"db\"\nenvironment = \"prod\"\n";
+        for (body, why) in [
+            ("postgres_file = \"db.dsn\"\n", "postgres://"),
+            (
+                "postgres_file = \"ok.dsn\"\ncommand = \"/bin/true\"\n",
+                "not both",
+            ),
+            ("", "give postgres_file"),
+            (
+                "postgres_file = \"ok.dsn\"\n[connection.classification]\n\"email\" = [\"pii\"]\n",
+                "classification",
+            ),
+            (
+                "command = \"/bin/echo\"\nargs = [\"{$(reboot)}\"]\n",
+                "args",
+            ),
+            (
+                "postgres_file = \"ok.dsn\"\nstatement_timeout_seconds = 0\n",
+                "statement_timeout_seconds",
+            ),
+            (
+                "postgres_url = \"postgres://inline@secret/db\"\n",
+                "unknown field",
+            ),
+        ] {
+            let err = GateConfig::parse(&format!("{head}{body}"), dir.path())
+                .expect_err(body)
+                .to_string();
+            assert!(err.contains(why), "{body}: {err}");
+        }
+        let twice = format!(
+            "{head}postgres_file = \"ok.dsn\"\n[[connection]]\nname = \"db\"\nenvironment = \"prod\"\ncommand = \"/bin/true\"\n"
+        );
+        let err = GateConfig::parse(&twice, dir.path())
+            .expect_err("twice")
+            .to_string();
+        assert!(err.contains("used twice"), "{err}");
     }
 }

@@ -13,6 +13,7 @@
 pub mod action;
 pub mod approval;
 pub mod config;
+pub mod connection;
 pub mod http;
 pub mod local;
 pub mod preview;

@@ -37,6 +37,13 @@ pub struct GateArgs {
 /// Runs the gate until Ctrl-C or SIGTERM.
 pub async fn run(args: GateArgs) -> anyhow::Result<()> {
     let config = GateConfig::load(&args.config)?;
+    for c in &config.connections {
+        // Parsed and checked already; running them through the gate is the next step.
+        eprintln!(
+            "countersign gate: connection {} is configured but not served by this version",
+            c.name
+        );
+    }
     if args.stdio {
         let token = crate::secret::resolve(args.token, args.token_file.as_deref(), "agent token")?;
         let upstreams = Upstreams::connect(&config.upstreams).await?;
