@@ -72,6 +72,11 @@ impl From<ValidationError> for ConfigError {
 pub struct Secret(String);
 
 impl Secret {
+    /// A secret from its value (read from a file the configuration names).
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
     /// The value, for the one place that hands it to the upstream.
     pub fn expose(&self) -> &str {
         &self.0

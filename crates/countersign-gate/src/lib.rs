@@ -16,6 +16,7 @@ pub mod config;
 pub mod connection;
 pub mod http;
 pub mod local;
+pub mod postgres;
 pub mod preview;
 pub mod server;
 pub mod sql;

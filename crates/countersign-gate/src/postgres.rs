@@ -1,0 +1,268 @@
+//! Credentials that exist only for one grant: the gate connects with its minting role, creates
+//! a login role with a random password holding only the privileges the parsed statement needs
+//! on the tables it touches (`VALID UNTIL` the grant's expiry), opens a connection *as that
+//! role* and runs the statement there inside one transaction with a statement timeout — rolled
+//! back for a preview, committed for the approved run — then drops the role, whatever happened.
+//! Roles left by a crash are swept at start.
+//!
+//! The statement's session is the grant role's own (not `SET ROLE` under the minting role), so
+//! nothing in it — `RESET ROLE`, `set_config('role', …)` — can reach the minting role's
+//! privileges. The minting role needs `CREATEROLE` and, on each table it may broker, the
+//! privileges it hands out `WITH GRANT OPTION` (or ownership); `pg_hba.conf` must let the grant
+//! roles log in with a password from the gate's host. It never runs an agent's statement.
+
+use countersign_core::Timestamp;
+use rand_core::RngCore as _;
+use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions as _, Connection as _, Executor as _, PgConnection, Row as _};
+use uuid::Uuid;
+
+use crate::config::Secret;
+use crate::sql::Analysis;
+
+/// Every per-grant role's name starts with this.
+pub const ROLE_PREFIX: &str = "cs_grant_";
+
+/// Why a statement did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The database could not be reached or refused the minting role.
+    #[error("database: {0}")]
+    Connect(String),
+    /// A kind of statement the gate does not broker (DDL, `TRUNCATE`, `GRANT`, …).
+    #[error("the gate does not run {0} statements through per-grant roles")]
+    Unsupported(String),
+    /// The statement failed (a privilege it lacks, a constraint, its timeout); rolled back.
+    #[error("the statement failed and was rolled back: {0}")]
+    Statement(String),
+}
+
+/// What a statement did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ran {
+    /// Rows it changed (writes) or returned (queries).
+    pub rows_affected: u64,
+    /// A query's rows, as JSON objects, at most the asked number.
+    pub rows: Vec<Value>,
+    /// More rows than that came back.
+    pub truncated: bool,
+    /// Whether it was committed (the approved run) or rolled back (a preview).
+    pub committed: bool,
+}
+
+/// How one statement runs.
+pub struct Run<'a> {
+    /// The minting role's DSN.
+    pub dsn: &'a Secret,
+    /// The grant the role is for.
+    pub grant_id: Uuid,
+    /// When the role stops being valid (the grant's expiry).
+    pub valid_until: Timestamp,
+    /// The statement's description (its tables and kinds decide the privileges).
+    pub analysis: &'a Analysis,
+    /// The statement, exactly as approved.
+    pub sql: &'a str,
+    /// Longest it may take.
+    pub timeout_seconds: u64,
+    /// Commit (the approved run) or roll back (a preview).
+    pub commit: bool,
+    /// Most rows of a query kept.
+    pub max_rows: usize,
+}
+
+/// The per-grant role's name.
+pub fn role_name(grant_id: Uuid) -> String {
+    format!("{ROLE_PREFIX}{}", grant_id.simple())
+}
+
+/// `"name"`, with quotes inside doubled.
+fn quoted(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// `"schema"."table"` of a `schema.table` from the analysis.
+fn qualified(table: &str) -> (String, String) {
+    match table.split_once('.') {
+        Some((schema, name)) => (
+            quoted(schema),
+            format!("{}.{}", quoted(schema), quoted(name)),
+        ),
+        None => (
+            quoted("public"),
+            format!("{}.{}", quoted("public"), quoted(table)),
+        ),
+    }
+}
+
+/// The table privileges a statement kind needs (reading where it filters or returns).
+fn privileges(kind: &str) -> Result<&'static str, PgError> {
+    Ok(match kind {
+        "select" => "SELECT",
+        "insert" => "INSERT, SELECT",
+        "update" => "UPDATE, SELECT",
+        "delete" => "DELETE, SELECT",
+        other => return Err(PgError::Unsupported(other.to_owned())),
+    })
+}
+
+async fn connect(dsn: &Secret) -> Result<PgConnection, PgError> {
+    PgConnection::connect(dsn.expose())
+        .await
+        .map_err(|e| PgError::Connect(e.to_string()))
+}
+
+/// Runs `run.sql` as a role minted for `run.grant_id` and dropped after.
+pub async fn run_as_grant_role(run: &Run<'_>) -> Result<Ran, PgError> {
+    let needed: Vec<&str> = run
+        .analysis
+        .kinds
+        .iter()
+        .map(|k| privileges(k))
+        .collect::<Result<_, _>>()?;
+    let mut conn = connect(run.dsn).await?;
+    let role = role_name(run.grant_id);
+    let result = mint_and_run(&mut conn, &role, &needed, run).await;
+    // Whatever happened, the role goes: its privileges first, then the role.
+    let dropped = drop_role(&mut conn, &role).await;
+    let ran = result?;
+    dropped?;
+    Ok(ran)
+}
+
+async fn mint_and_run(
+    conn: &mut PgConnection,
+    role: &str,
+    needed: &[&str],
+    run: &Run<'_>,
+) -> Result<Ran, PgError> {
+    let statement = |e: sqlx::Error| PgError::Statement(e.to_string());
+    let mut secret = [0u8; 24];
+    rand_core::OsRng.fill_bytes(&mut secret);
+    let password: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    conn.execute(
+        format!(
+            "CREATE ROLE {} LOGIN PASSWORD '{password}' VALID UNTIL '{}'",
+            quoted(role),
+            run.valid_until
+        )
+        .as_str(),
+    )
+    .await
+    .map_err(statement)?;
+    for table in &run.analysis.tables {
+        let (schema, name) = qualified(table);
+        conn.execute(format!("GRANT USAGE ON SCHEMA {schema} TO {}", quoted(role)).as_str())
+            .await
+            .map_err(statement)?;
+        for privilege in needed {
+            conn.execute(format!("GRANT {privilege} ON TABLE {name} TO {}", quoted(role)).as_str())
+                .await
+                .map_err(statement)?;
+        }
+    }
+    let options: PgConnectOptions = run
+        .dsn
+        .expose()
+        .parse()
+        .map_err(|e: sqlx::Error| PgError::Connect(e.to_string()))?;
+    let mut own = options
+        .username(role)
+        .password(&password)
+        .connect()
+        .await
+        .map_err(|e| PgError::Connect(format!("as the grant's role: {e}")))?;
+    let ran = run_in(&mut own, run).await;
+    let _ = own.close().await;
+    ran
+}
+
+async fn run_in(own: &mut PgConnection, run: &Run<'_>) -> Result<Ran, PgError> {
+    let statement = |e: sqlx::Error| PgError::Statement(e.to_string());
+    let mut tx = own.begin().await.map_err(statement)?;
+    tx.execute(
+        format!(
+            "SET LOCAL statement_timeout = {}",
+            run.timeout_seconds.saturating_mul(1000)
+        )
+        .as_str(),
+    )
+    .await
+    .map_err(statement)?;
+    let sql = run.sql.trim().trim_end_matches(';');
+    // One query comes back as rows; anything else (writes, several statements) as a count.
+    let query = run.analysis.kinds.len() == 1 && !run.analysis.writes();
+    let ran = if !query {
+        let done = sqlx::raw_sql(sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(statement)?;
+        Ran {
+            rows_affected: done.rows_affected(),
+            rows: Vec::new(),
+            truncated: false,
+            committed: run.commit,
+        }
+    } else {
+        // A query's rows as JSON, whatever their types; one more than kept tells truncation.
+        let wrapped = format!(
+            "SELECT row_to_json(q)::text AS row FROM ({sql}) AS q LIMIT {}",
+            run.max_rows + 1
+        );
+        let rows = sqlx::raw_sql(&wrapped)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(statement)?;
+        let mut out = Vec::with_capacity(rows.len().min(run.max_rows));
+        for row in rows.iter().take(run.max_rows) {
+            let text: String = row.try_get("row").map_err(statement)?;
+            out.push(serde_json::from_str(&text).unwrap_or(Value::String(text)));
+        }
+        Ran {
+            rows_affected: rows.len().min(run.max_rows) as u64,
+            truncated: rows.len() > run.max_rows,
+            rows: out,
+            committed: run.commit,
+        }
+    };
+    if run.commit {
+        tx.commit().await.map_err(statement)?;
+    } else {
+        tx.rollback().await.map_err(statement)?;
+    }
+    Ok(ran)
+}
+
+async fn drop_role(conn: &mut PgConnection, role: &str) -> Result<(), PgError> {
+    let statement = |e: sqlx::Error| PgError::Statement(format!("dropping {role}: {e}"));
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(role)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(statement)?;
+    if exists {
+        conn.execute(format!("DROP OWNED BY {}", quoted(role)).as_str())
+            .await
+            .map_err(statement)?;
+        conn.execute(format!("DROP ROLE {}", quoted(role)).as_str())
+            .await
+            .map_err(statement)?;
+    }
+    Ok(())
+}
+
+/// Drops every per-grant role left behind (the gate killed mid-statement); how many there were.
+pub async fn sweep(dsn: &Secret) -> Result<usize, PgError> {
+    let mut conn = connect(dsn).await?;
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE starts_with(rolname, $1)")
+            .bind(ROLE_PREFIX)
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| PgError::Statement(e.to_string()))?;
+    for role in &left {
+        drop_role(&mut conn, role).await?;
+    }
+    Ok(left.len())
+}
