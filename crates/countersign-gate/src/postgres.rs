@@ -19,7 +19,7 @@ use sqlx::{ConnectOptions as _, Connection as _, Executor as _, PgConnection, Ro
 use uuid::Uuid;
 
 use crate::config::Secret;
-use crate::sql::Analysis;
+use crate::sql::{Analysis, Classification, write_preview};
 
 /// Every per-grant role's name starts with this.
 pub const ROLE_PREFIX: &str = "cs_grant_";
@@ -43,8 +43,11 @@ pub enum PgError {
 pub struct Ran {
     /// Rows it changed (writes) or returned (queries).
     pub rows_affected: u64,
-    /// A query's rows, as JSON objects, at most the asked number.
+    /// A query's rows, or for a previewed write the rows as it would leave them, as JSON
+    /// objects, at most the asked number (classified values masked in a preview).
     pub rows: Vec<Value>,
+    /// For a previewed `UPDATE`, the same rows as they are now.
+    pub before: Vec<Value>,
     /// More rows than that came back.
     pub truncated: bool,
     /// Whether it was committed (the approved run) or rolled back (a preview).
@@ -112,8 +115,27 @@ async fn connect(dsn: &Secret) -> Result<PgConnection, PgError> {
         .map_err(|e| PgError::Connect(e.to_string()))
 }
 
+/// What to do in the grant role's session.
+enum Work<'a> {
+    /// Run the statement (committed or rolled back as `Run::commit` says).
+    Statement,
+    /// Run a single write rolled back, keeping the rows it changes, masked.
+    Preview(&'a Classification),
+}
+
 /// Runs `run.sql` as a role minted for `run.grant_id` and dropped after.
 pub async fn run_as_grant_role(run: &Run<'_>) -> Result<Ran, PgError> {
+    with_grant_role(run, Work::Statement).await
+}
+
+/// What `run.sql` would do, rolled back, as a role minted for it: for a single `INSERT`,
+/// `UPDATE` or `DELETE` of one table, the rows it would change (and, for an `UPDATE`, the same
+/// rows before), classified values masked; for anything else, the count alone.
+pub async fn preview(run: &Run<'_>, classification: &Classification) -> Result<Ran, PgError> {
+    with_grant_role(run, Work::Preview(classification)).await
+}
+
+async fn with_grant_role(run: &Run<'_>, work: Work<'_>) -> Result<Ran, PgError> {
     let needed: Vec<&str> = run
         .analysis
         .kinds
@@ -122,7 +144,7 @@ pub async fn run_as_grant_role(run: &Run<'_>) -> Result<Ran, PgError> {
         .collect::<Result<_, _>>()?;
     let mut conn = connect(run.dsn).await?;
     let role = role_name(run.grant_id);
-    let result = mint_and_run(&mut conn, &role, &needed, run).await;
+    let result = mint_and_run(&mut conn, &role, &needed, run, work).await;
     // Whatever happened, the role goes: its privileges first, then the role.
     let dropped = drop_role(&mut conn, &role).await;
     let ran = result?;
@@ -135,6 +157,7 @@ async fn mint_and_run(
     role: &str,
     needed: &[&str],
     run: &Run<'_>,
+    work: Work<'_>,
 ) -> Result<Ran, PgError> {
     let statement = |e: sqlx::Error| PgError::Statement(e.to_string());
     let mut secret = [0u8; 24];
@@ -172,9 +195,94 @@ async fn mint_and_run(
         .connect()
         .await
         .map_err(|e| PgError::Connect(format!("as the grant's role: {e}")))?;
-    let ran = run_in(&mut own, run).await;
+    let ran = match (work, write_preview(run.sql)) {
+        (Work::Preview(classification), Some(plan)) => {
+            preview_in(&mut own, run, classification, &plan).await
+        }
+        (Work::Preview(_), None) => {
+            run_in(
+                &mut own,
+                &Run {
+                    commit: false,
+                    ..*run
+                },
+            )
+            .await
+        }
+        (Work::Statement, _) => run_in(&mut own, run).await,
+    };
     let _ = own.close().await;
     ran
+}
+
+/// Rows as JSON from `SELECT row_to_json(…)::text AS row …`, masked for `table`.
+fn rows_of(
+    rows: &[sqlx::postgres::PgRow],
+    classification: &Classification,
+    table: &str,
+) -> Result<Vec<Value>, PgError> {
+    rows.iter()
+        .map(|row| {
+            let text: String = row
+                .try_get("row")
+                .map_err(|e| PgError::Statement(e.to_string()))?;
+            let mut value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            classification.mask(table, &mut value);
+            Ok(value)
+        })
+        .collect()
+}
+
+async fn preview_in(
+    own: &mut PgConnection,
+    run: &Run<'_>,
+    classification: &Classification,
+    plan: &crate::sql::WritePreview,
+) -> Result<Ran, PgError> {
+    let statement = |e: sqlx::Error| PgError::Statement(e.to_string());
+    let mut tx = own.begin().await.map_err(statement)?;
+    tx.execute(
+        format!(
+            "SET LOCAL statement_timeout = {}",
+            run.timeout_seconds.saturating_mul(1000)
+        )
+        .as_str(),
+    )
+    .await
+    .map_err(statement)?;
+    let before = match &plan.before {
+        Some(query) => {
+            let rows = sqlx::raw_sql(&format!(
+                "SELECT row_to_json(q)::text AS row FROM ({query}) AS q LIMIT {}",
+                run.max_rows
+            ))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(statement)?;
+            rows_of(&rows, classification, &plan.table)?
+        }
+        None => Vec::new(),
+    };
+    let changed = sqlx::raw_sql(&format!(
+        "WITH changed AS ({}) SELECT count(*) OVER () AS n, row_to_json(changed)::text AS row FROM changed LIMIT {}",
+        plan.returning, run.max_rows
+    ))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(statement)?;
+    let rows_affected = match changed.first() {
+        Some(row) => u64::try_from(row.try_get::<i64, _>("n").map_err(statement)?).unwrap_or(0),
+        None => 0,
+    };
+    let rows = rows_of(&changed, classification, &plan.table)?;
+    tx.rollback().await.map_err(statement)?;
+    Ok(Ran {
+        rows_affected,
+        truncated: rows_affected > rows.len() as u64,
+        rows,
+        before,
+        committed: false,
+    })
 }
 
 async fn run_in(own: &mut PgConnection, run: &Run<'_>) -> Result<Ran, PgError> {
@@ -200,6 +308,7 @@ async fn run_in(own: &mut PgConnection, run: &Run<'_>) -> Result<Ran, PgError> {
         Ran {
             rows_affected: done.rows_affected(),
             rows: Vec::new(),
+            before: Vec::new(),
             truncated: false,
             committed: run.commit,
         }
@@ -222,6 +331,7 @@ async fn run_in(own: &mut PgConnection, run: &Run<'_>) -> Result<Ran, PgError> {
             rows_affected: rows.len().min(run.max_rows) as u64,
             truncated: rows.len() > run.max_rows,
             rows: out,
+            before: Vec::new(),
             committed: run.commit,
         }
     };

@@ -124,6 +124,101 @@ pub fn analyse(
     Ok(analysis)
 }
 
+/// How to preview a single write: the statement returning the rows it changes (`RETURNING *`),
+/// and for an `UPDATE` the query reading those rows as they are before it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WritePreview {
+    /// The table written (`schema.table`).
+    pub table: String,
+    /// The statement with `RETURNING *`.
+    pub returning: String,
+    /// The rows before the change, for an `UPDATE` of one table.
+    pub before: Option<String>,
+}
+
+/// The [`WritePreview`] of `sql` when it is one `INSERT`, `UPDATE` or `DELETE` of one table that
+/// returns nothing yet; `None` otherwise (the count alone is shown).
+pub fn write_preview(sql: &str) -> Option<WritePreview> {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    if statements.len() != 1 {
+        return None;
+    }
+    let star = || vec![SelectItem::Wildcard(Default::default())];
+    let mut statement = statements.pop()?;
+    let (table, before) = match &mut statement {
+        Statement::Update(update) => {
+            if update.returning.is_some() || update.from.is_some() || !update.table.joins.is_empty()
+            {
+                return None;
+            }
+            let TableFactor::Table { name, alias, .. } = &update.table.relation else {
+                return None;
+            };
+            let alias = alias
+                .as_ref()
+                .map(|a| format!(" AS {}", a.name))
+                .unwrap_or_default();
+            let filter = update
+                .selection
+                .as_ref()
+                .map(|e| format!(" WHERE {e}"))
+                .unwrap_or_default();
+            let before = format!("SELECT * FROM {name}{alias}{filter}");
+            let table = table_name(name);
+            update.returning = Some(star());
+            (table, Some(before))
+        }
+        Statement::Delete(delete) => {
+            if delete.returning.is_some() || delete.using.is_some() {
+                return None;
+            }
+            let (sqlparser::ast::FromTable::WithFromKeyword(from)
+            | sqlparser::ast::FromTable::WithoutKeyword(from)) = &delete.from;
+            let [only] = from.as_slice() else { return None };
+            let TableFactor::Table { name, .. } = &only.relation else {
+                return None;
+            };
+            let table = table_name(name);
+            delete.returning = Some(star());
+            (table, None)
+        }
+        Statement::Insert(insert) => {
+            if insert.returning.is_some() {
+                return None;
+            }
+            let TableObject::TableName(name) = &insert.table else {
+                return None;
+            };
+            let table = table_name(name);
+            insert.returning = Some(star());
+            (table, None)
+        }
+        _ => return None,
+    };
+    Some(WritePreview {
+        table,
+        returning: statement.to_string(),
+        before,
+    })
+}
+
+impl Classification {
+    /// `row` with the values of `table`'s classified columns replaced, for people to see.
+    pub fn mask(&self, table: &str, row: &mut serde_json::Value) {
+        let Some(object) = row.as_object_mut() else {
+            return;
+        };
+        for column in self.columns_of(table) {
+            let name = column.rsplit('.').next().unwrap_or_default();
+            if let Some(value) = object.get_mut(name)
+                && !value.is_null()
+            {
+                *value = serde_json::Value::String("••• (classified)".into());
+            }
+        }
+    }
+}
+
 /// The kind of a statement, for people and policies.
 fn kind(statement: &Statement) -> String {
     match statement {
@@ -450,6 +545,43 @@ mod tests {
         assert_eq!(tags("SELECT EMAIL FROM Public.CUSTOMERS"), set(&["pii"]));
         // A quoted name is another table: not the classified one.
         assert!(tags("SELECT \"EMAIL\" FROM \"Customers\"").is_empty());
+    }
+
+    #[test]
+    fn single_writes_are_previewed_with_the_rows_they_change() {
+        let p = write_preview("UPDATE customers c SET plan = 'pro' WHERE c.plan = 'free'")
+            .expect("update");
+        assert_eq!(p.table, "public.customers");
+        assert!(p.returning.ends_with("RETURNING *"), "{p:?}");
+        assert_eq!(
+            p.before.as_deref(),
+            Some("SELECT * FROM customers AS c WHERE c.plan = 'free'")
+        );
+        let d = write_preview("DELETE FROM billing.invoices WHERE id = 3").expect("delete");
+        assert_eq!(
+            (d.table.as_str(), d.before.is_none()),
+            ("billing.invoices", true)
+        );
+        assert!(write_preview("INSERT INTO customers (id) VALUES (9)").is_some());
+        for none in [
+            "SELECT 1",
+            "UPDATE customers SET plan = 'x' RETURNING id",
+            "UPDATE customers SET plan = o.plan FROM orders o WHERE o.id = customers.id",
+            "DELETE FROM customers USING orders WHERE orders.customer_id = customers.id",
+            "UPDATE customers SET plan = 'a'; UPDATE customers SET plan = 'b'",
+        ] {
+            assert!(write_preview(none).is_none(), "{none}");
+        }
+    }
+
+    #[test]
+    fn classified_values_are_masked_for_people() {
+        let mut row =
+            serde_json::json!({"id": 1, "email": "a@example.com", "ssn": null, "plan": "free"});
+        classification().mask("public.customers", &mut row);
+        assert_eq!(row["email"], "••• (classified)");
+        assert_eq!(row["ssn"], serde_json::Value::Null);
+        assert_eq!(row["plan"], "free");
     }
 
     #[test]

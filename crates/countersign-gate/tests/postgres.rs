@@ -80,6 +80,33 @@ async fn a_statement_runs_as_a_role_that_exists_only_while_it_runs() {
         "the role is gone after the preview"
     );
 
+    // The preview shows the rows the write changes, before and after, classified values masked.
+    let mut map = BTreeMap::new();
+    map.insert("customers.email".to_owned(), vec!["pii".to_owned()]);
+    let pii = Classification::new(&map);
+    let shown = countersign_gate::postgres::preview(&run(&dsn, &analysis, sql, true), &pii)
+        .await
+        .expect("preview");
+    assert_eq!((shown.rows_affected, shown.committed), (2, false));
+    assert_eq!(shown.before.len(), 2);
+    assert!(
+        shown
+            .before
+            .iter()
+            .all(|r| r["plan"] == "free" && r["email"] == "••• (classified)"),
+        "{shown:?}"
+    );
+    assert!(shown.rows.iter().all(|r| r["plan"] == "pro"), "{shown:?}");
+    assert_eq!(
+        scalar(&url, "SELECT count(*) FROM customers WHERE plan = 'pro'").await,
+        1
+    );
+    assert_eq!(
+        scalar(&url, &roles).await,
+        0,
+        "the role is gone after the preview"
+    );
+
     // The approved run commits exactly that.
     let done = run_as_grant_role(&run(&dsn, &analysis, sql, true))
         .await
