@@ -12,6 +12,7 @@
 
 pub mod action;
 pub mod approval;
+pub mod command;
 pub mod config;
 pub mod connection;
 pub mod http;
