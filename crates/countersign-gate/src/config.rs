@@ -274,7 +274,7 @@ impl GateConfig {
         }
         let mut connections: Vec<crate::connection::Connection> = Vec::new();
         for c in raw.connections {
-            let connection = crate::connection::check(c, base, read_secret, secrets)?;
+            let connection = crate::connection::check(c, base)?;
             let taken = upstreams.iter().any(|u| u.name == connection.name)
                 || connections.iter().any(|o| o.name == connection.name);
             if taken {
@@ -305,7 +305,7 @@ impl GateConfig {
     }
 }
 
-fn read_secret(base: &Path, field: &str, path: &Path) -> Result<Secret, ConfigError> {
+pub(crate) fn read_secret(base: &Path, field: &str, path: &Path) -> Result<Secret, ConfigError> {
     let full = if path.is_absolute() {
         path.to_owned()
     } else {
@@ -325,7 +325,7 @@ fn read_secret(base: &Path, field: &str, path: &Path) -> Result<Secret, ConfigEr
     Ok(Secret(value))
 }
 
-fn secrets(
+pub(crate) fn secrets(
     base: &Path,
     field: &str,
     plain: BTreeMap<String, String>,

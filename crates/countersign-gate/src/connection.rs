@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use countersign_core::Tag;
 use serde::Deserialize;
 
-use crate::config::{ConfigError, Secret};
+use crate::config::{ConfigError, Secret, read_secret, secrets};
 use crate::sql::Classification;
 
 /// Longest statement a connection may be configured to wait for.
@@ -165,17 +165,7 @@ fn classification_key(key: &str) -> bool {
     (2..=3).contains(&parts.len()) && parts.iter().all(|p| plain_name(p) && !p.contains('-'))
 }
 
-pub(crate) fn check(
-    raw: RawConnection,
-    base: &Path,
-    read_secret: impl Fn(&Path, &str, &Path) -> Result<Secret, ConfigError>,
-    secrets: impl Fn(
-        &Path,
-        &str,
-        BTreeMap<String, String>,
-        BTreeMap<String, PathBuf>,
-    ) -> Result<BTreeMap<String, Secret>, ConfigError>,
-) -> Result<Connection, ConfigError> {
+pub(crate) fn check(raw: RawConnection, base: &Path) -> Result<Connection, ConfigError> {
     let name = raw.name;
     if !plain_name(&name) {
         return Err(invalid(

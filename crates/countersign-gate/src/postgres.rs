@@ -233,6 +233,25 @@ fn rows_of(
         .collect()
 }
 
+/// A transaction in the grant role's session, its statements stopped after `timeout_seconds`.
+async fn begin(
+    own: &mut PgConnection,
+    timeout_seconds: u64,
+) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, PgError> {
+    let statement = |e: sqlx::Error| PgError::Statement(e.to_string());
+    let mut tx = own.begin().await.map_err(statement)?;
+    tx.execute(
+        format!(
+            "SET LOCAL statement_timeout = {}",
+            timeout_seconds.saturating_mul(1000)
+        )
+        .as_str(),
+    )
+    .await
+    .map_err(statement)?;
+    Ok(tx)
+}
+
 async fn preview_in(
     own: &mut PgConnection,
     run: &Run<'_>,
@@ -240,16 +259,7 @@ async fn preview_in(
     plan: &crate::sql::WritePreview,
 ) -> Result<Ran, PgError> {
     let statement = |e: sqlx::Error| PgError::Statement(e.to_string());
-    let mut tx = own.begin().await.map_err(statement)?;
-    tx.execute(
-        format!(
-            "SET LOCAL statement_timeout = {}",
-            run.timeout_seconds.saturating_mul(1000)
-        )
-        .as_str(),
-    )
-    .await
-    .map_err(statement)?;
+    let mut tx = begin(own, run.timeout_seconds).await?;
     let before = match &plan.before {
         Some(query) => {
             let rows = sqlx::raw_sql(&format!(
@@ -287,16 +297,7 @@ async fn preview_in(
 
 async fn run_in(own: &mut PgConnection, run: &Run<'_>) -> Result<Ran, PgError> {
     let statement = |e: sqlx::Error| PgError::Statement(e.to_string());
-    let mut tx = own.begin().await.map_err(statement)?;
-    tx.execute(
-        format!(
-            "SET LOCAL statement_timeout = {}",
-            run.timeout_seconds.saturating_mul(1000)
-        )
-        .as_str(),
-    )
-    .await
-    .map_err(statement)?;
+    let mut tx = begin(own, run.timeout_seconds).await?;
     let sql = run.sql.trim().trim_end_matches(';');
     // One query comes back as rows; anything else (writes, several statements) as a count.
     let query = run.analysis.kinds.len() == 1 && !run.analysis.writes();
