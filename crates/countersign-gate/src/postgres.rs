@@ -252,6 +252,10 @@ async fn begin(
     Ok(tx)
 }
 
+// Text the gate builds around an agent's statement (the row wrapper, the preview's CTE) goes
+// over the extended protocol, which runs exactly one statement: should the parser and the
+// server ever disagree on where a statement ends, the server refuses instead of running a
+// second one.
 async fn preview_in(
     own: &mut PgConnection,
     run: &Run<'_>,
@@ -262,7 +266,7 @@ async fn preview_in(
     let mut tx = begin(own, run.timeout_seconds).await?;
     let before = match &plan.before {
         Some(query) => {
-            let rows = sqlx::raw_sql(&format!(
+            let rows = sqlx::query(&format!(
                 "SELECT row_to_json(q)::text AS row FROM ({query}) AS q LIMIT {}",
                 run.max_rows
             ))
@@ -273,7 +277,7 @@ async fn preview_in(
         }
         None => Vec::new(),
     };
-    let changed = sqlx::raw_sql(&format!(
+    let changed = sqlx::query(&format!(
         "WITH changed AS ({}) SELECT count(*) OVER () AS n, row_to_json(changed)::text AS row FROM changed LIMIT {}",
         plan.returning, run.max_rows
     ))
@@ -302,10 +306,14 @@ async fn run_in(own: &mut PgConnection, run: &Run<'_>) -> Result<Ran, PgError> {
     // One query comes back as rows; anything else (writes, several statements) as a count.
     let query = run.analysis.kinds.len() == 1 && !run.analysis.writes();
     let ran = if !query {
-        let done = sqlx::raw_sql(sql)
-            .execute(&mut *tx)
-            .await
-            .map_err(statement)?;
+        // One statement goes over the extended protocol, which runs exactly one; several (where
+        // the connection allows them) need the simple protocol.
+        let done = if run.analysis.kinds.len() == 1 {
+            sqlx::query(sql).execute(&mut *tx).await
+        } else {
+            sqlx::raw_sql(sql).execute(&mut *tx).await
+        }
+        .map_err(statement)?;
         Ran {
             rows_affected: done.rows_affected(),
             rows: Vec::new(),
@@ -319,7 +327,7 @@ async fn run_in(own: &mut PgConnection, run: &Run<'_>) -> Result<Ran, PgError> {
             "SELECT row_to_json(q)::text AS row FROM ({sql}) AS q LIMIT {}",
             run.max_rows + 1
         );
-        let rows = sqlx::raw_sql(&wrapped)
+        let rows = sqlx::query(&wrapped)
             .fetch_all(&mut *tx)
             .await
             .map_err(statement)?;
