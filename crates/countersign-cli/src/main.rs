@@ -8,7 +8,7 @@ mod secret;
 use clap::{Parser, Subcommand};
 use countersign_core::Verdict;
 
-use commands::{admin, agent, approver, audit, demo, gate, keys, serve};
+use commands::{admin, agent, approver, audit, demo, exec, gate, keys, serve};
 
 // The service allocates small, short-lived buffers on every thread for every request; glibc's
 // allocator spent about a sixth of the CPU of the decision benchmark (BENCHMARKS.md).
@@ -38,6 +38,8 @@ enum Command {
     Request(agent::RequestArgs),
     /// Ask for one action and run a command only if it is granted.
     Run(agent::RunArgs),
+    /// Run SQL or a command through a gate's brokered connection, once approved.
+    Exec(exec::ExecArgs),
     /// List the requests waiting for you.
     Pending(approver::ProfileArg),
     /// Approve a request, signing with your enrolled key.
@@ -75,6 +77,7 @@ fn main() -> std::process::ExitCode {
             Command::Demo(a) => demo::run(a).await.map(|()| 0),
             Command::Request(a) => agent::request(a).await,
             Command::Run(a) => agent::run(a).await,
+            Command::Exec(a) => exec::run(a).await,
             Command::Pending(a) => approver::pending(a).await.map(|()| 0),
             Command::Approve(a) => approver::decide(a, Verdict::Approve).await.map(|()| 0),
             Command::Deny(a) => approver::decide(a, Verdict::Deny).await.map(|()| 0),

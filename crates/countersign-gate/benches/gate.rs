@@ -5,7 +5,7 @@
 //! Through the gate a call is: the action written, `POST /v1/actions` (the policy allows it and a
 //! grant is issued, one SQLite commit), `POST /v1/grants/{id}/redeem` (another), the upstream
 //! call, `POST /v1/actions/{id}/outcome` (a third). The agent reaches the gate over an in-memory
-//! MCP stream ([`LocalAgent`]), so the figures are the gate's own work, not an HTTP hop to it.
+//! MCP stream ([`GateAgent`]), so the figures are the gate's own work, not an HTTP hop to it.
 //!
 //! `cargo bench -p countersign-gate --bench gate` (GATE_BENCH_RATE 100/s, GATE_BENCH_CALLS 1000)
 
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use countersign_gate::GateConfig;
-use countersign_gate::local::LocalAgent;
+use countersign_gate::agent::GateAgent;
 use countersign_gate::upstream::{Connected, Upstreams};
 use countersign_server::{Config, Service, admin};
 use countersign_store_sqlite::SqliteStore;
@@ -137,7 +137,7 @@ fn main() {
             .await
             .expect("gate upstream");
         let agent = Arc::new(
-            LocalAgent::start(&url, upstreams, &token)
+            GateAgent::start(&url, upstreams, &token)
                 .await
                 .expect("agent session"),
         );

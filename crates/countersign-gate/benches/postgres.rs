@@ -70,6 +70,8 @@ fn main() {
             timeout_seconds: 10,
             commit,
             max_rows: 20,
+            expect_rows: None,
+            mask: None,
         };
 
         let read = "SELECT id, email FROM customers WHERE id = 42";

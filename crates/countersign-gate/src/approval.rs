@@ -21,6 +21,8 @@ use countersign_core::{
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::journal::{Effect, Journal};
+
 /// Why a call did not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
@@ -53,6 +55,9 @@ pub enum ApprovalError {
     /// The service could not be asked, or refused the request.
     #[error("approval service: {0}")]
     Service(#[from] ClientError),
+    /// The run could not be recorded in the gate's journal: nothing was run.
+    #[error("approved, but not run: {0}")]
+    Journal(String),
 }
 
 /// Where a waiting call stands, for progress notifications to the agent.
@@ -77,8 +82,35 @@ pub struct Ran<T> {
     pub succeeded: bool,
     /// What the upstream returned, as bytes to hash for the outcome report.
     pub result: Vec<u8>,
-    /// Why the gate did not forward the call after all, for the outcome report.
-    pub not_forwarded: Option<String>,
+    /// What the outcome report says instead of the result's hash (why it was not run, or
+    /// failed).
+    pub detail: Option<String>,
+    /// A program's exit status.
+    pub exit_code: Option<i32>,
+}
+
+impl<T> Ran<T> {
+    /// The approved call was not run after all, because `why`.
+    pub fn not_forwarded(value: T, why: &str) -> Self {
+        Self {
+            value,
+            succeeded: false,
+            result: Vec::new(),
+            detail: Some(format!("not forwarded: {why}")),
+            exit_code: None,
+        }
+    }
+}
+
+/// What the service approved, for the run.
+#[derive(Clone, Debug)]
+pub struct Approved {
+    /// The approved parameters, byte for byte those of the request.
+    pub parameters: Map<String, Value>,
+    /// The redeemed grant.
+    pub grant_id: Uuid,
+    /// When the grant expires (credentials minted for the run expire with it).
+    pub expires_at: Timestamp,
 }
 
 /// The approval service, as one agent (its API token) sees it.
@@ -88,6 +120,10 @@ pub struct Approval {
     service_key: PublicKey,
     /// Longest single long-poll.
     wait_seconds: u64,
+    /// The agent's token (the journal keeps it to report a stopped run's outcome).
+    token: std::sync::Arc<str>,
+    /// Where runs in progress are recorded, when the gate keeps a journal.
+    journal: Option<Journal>,
 }
 
 impl Approval {
@@ -100,7 +136,17 @@ impl Approval {
             client,
             service_key,
             wait_seconds: 20,
+            token: agent_token.into(),
+            journal: None,
         })
+    }
+
+    /// Records each run in `journal` from just before its grant is redeemed until its outcome
+    /// is reported.
+    #[must_use]
+    pub fn with_journal(mut self, journal: Journal) -> Self {
+        self.journal = Some(journal);
+        self
     }
 
     /// Withdraws request `id` at the service (the agent cancelled its call while it waited).
@@ -115,11 +161,12 @@ impl Approval {
     pub async fn run<T, F, Fut>(
         &self,
         request: &ActionRequest,
+        effect: Effect,
         progress: impl Fn(&Progress),
         execute: F,
     ) -> Result<T, ApprovalError>
     where
-        F: FnOnce(Map<String, Value>) -> Fut,
+        F: FnOnce(Approved) -> Fut,
         Fut: Future<Output = Ran<T>>,
     {
         let mut view = self.client.submit_with_retries(request, 5).await?;
@@ -165,21 +212,42 @@ impl Approval {
             .grant
             .as_ref()
             .ok_or_else(|| ApprovalError::Tampered("approved without a grant".into()))?;
+        // A run that cannot be journalled does not start: a stop mid-run would leave no trace.
+        if let Some(journal) = &self.journal {
+            journal
+                .begin(id, &self.token, effect)
+                .map_err(|e| ApprovalError::Journal(e.to_string()))?;
+        }
         // Single use: once redeemed here, nobody (the agent included) can redeem it again.
-        self.client
-            .redeem(grant.grant.grant_id, view.digest)
-            .await?;
-        let ran = execute(parameters).await;
+        if let Err(e) = self.client.redeem(grant.grant.grant_id, view.digest).await {
+            if let Some(journal) = &self.journal {
+                journal.end(id);
+            }
+            return Err(e.into());
+        }
+        let ran = execute(Approved {
+            parameters,
+            grant_id: grant.grant.grant_id,
+            expires_at: grant.grant.expires_at,
+        })
+        .await;
         let outcome = ExecutionOutcome {
             succeeded: ran.succeeded,
-            exit_code: None,
-            detail: match &ran.not_forwarded {
-                Some(why) => format!("not forwarded: {why}"),
+            exit_code: ran.exit_code,
+            detail: match &ran.detail {
+                Some(detail) => detail.clone(),
                 None => format!("result sha256:{}", Digest::of(&ran.result).to_hex()),
             },
         };
-        if let Err(e) = self.client.report_outcome(id, &outcome).await {
-            tracing::warn!(%id, error = %e, "the call ran; reporting its outcome failed");
+        match self.client.report_outcome(id, &outcome).await {
+            Ok(()) => {
+                if let Some(journal) = &self.journal {
+                    journal.end(id);
+                }
+            }
+            // The journal entry stays: the next start reports the run (as failed, since its
+            // result is not known to have been recorded).
+            Err(e) => tracing::warn!(%id, error = %e, "the call ran; reporting its outcome failed"),
         }
         Ok(ran.value)
     }

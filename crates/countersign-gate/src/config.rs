@@ -100,6 +100,9 @@ pub struct GateConfig {
     pub upstreams: Vec<Upstream>,
     /// Databases and commands the gate runs itself ([`crate::connection`]).
     pub connections: Vec<crate::connection::Connection>,
+    /// Where the gate keeps what it is running, to report it failed should the gate stop
+    /// mid-run ([`crate::journal`]); `state_dir`, else `gate-state` beside the configuration.
+    pub state_dir: PathBuf,
 }
 
 /// One upstream tool server.
@@ -183,6 +186,7 @@ struct RawConfig {
     upstreams: Vec<RawUpstream>,
     #[serde(default, rename = "connection")]
     connections: Vec<crate::connection::RawConnection>,
+    state_dir: Option<PathBuf>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -296,6 +300,7 @@ impl GateConfig {
             listen: raw.listen,
             upstreams,
             connections,
+            state_dir: base.join(raw.state_dir.as_deref().unwrap_or(Path::new("gate-state"))),
         })
     }
 

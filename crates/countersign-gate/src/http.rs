@@ -167,12 +167,23 @@ async fn require_agent(State(tokens): State<Tokens>, request: Request, next: Nex
     }
 }
 
-/// The agent-facing router: `/mcp`, behind the agent-token check.
+/// The agent-facing router: `/mcp`, behind the agent-token check, for the upstreams of
+/// `upstreams`; [`router_for`] serves a configured [`GateServer`].
 pub fn router(
     service: &str,
     upstreams: Upstreams,
 ) -> Result<axum::Router, countersign_client::ClientError> {
-    let server = GateServer::new(service, upstreams, AgentToken::FromRequest);
+    router_for(
+        service,
+        GateServer::new(service, upstreams, AgentToken::FromRequest),
+    )
+}
+
+/// The agent-facing router serving `server` (made with [`AgentToken::FromRequest`]).
+pub fn router_for(
+    service: &str,
+    server: GateServer,
+) -> Result<axum::Router, countersign_client::ClientError> {
     let mcp = StreamableHttpService::new(
         move || Ok(server.clone()),
         LocalSessionManager::default().into(),

@@ -7,16 +7,21 @@
 //! The configuration ([`config`]), the action a call becomes ([`action`]) and the approval flow
 //! around a call ([`approval`]) do not depend on the transport; the MCP side is the agent-facing
 //! server ([`server`], served over Streamable HTTP by [`http`]) and the upstream clients
-//! ([`upstream`]), on `rmcp`, the official Rust MCP SDK. [`sql`] describes SQL statements for
-//! the policy (the brokered database connections of the next step).
+//! ([`upstream`]), on `rmcp`, the official Rust MCP SDK. Brokered connections — databases and
+//! commands the gate runs itself — are configured in [`connection`], turned into actions and run
+//! by [`broker`] ([`sql`] describes statements for the policy, [`postgres`] runs them as roles
+//! minted per grant, [`command`] runs programs); [`journal`] lets a restarted gate report runs it
+//! stopped during.
 
 pub mod action;
+pub mod agent;
 pub mod approval;
+pub mod broker;
 pub mod command;
 pub mod config;
 pub mod connection;
 pub mod http;
-pub mod local;
+pub mod journal;
 pub mod postgres;
 pub mod preview;
 pub mod server;
@@ -24,5 +29,5 @@ pub mod sql;
 pub mod upstream;
 
 pub use action::{ActionError, ToolCall, action_for};
-pub use approval::{Approval, ApprovalError, Progress, Ran, forwardable};
+pub use approval::{Approval, ApprovalError, Approved, Progress, Ran, forwardable};
 pub use config::{ConfigError, GateConfig, Preview, ToolRule, Upstream, UpstreamTransport};

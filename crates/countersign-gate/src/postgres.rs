@@ -15,7 +15,7 @@ use countersign_core::Timestamp;
 use rand_core::RngCore as _;
 use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions as _, Connection as _, Executor as _, PgConnection, Row as _};
+use sqlx::{ConnectOptions as _, Connection as _, PgConnection, Row as _};
 use uuid::Uuid;
 
 use crate::config::Secret;
@@ -36,6 +36,31 @@ pub enum PgError {
     /// The statement failed (a privilege it lacks, a constraint, its timeout); rolled back.
     #[error("the statement failed and was rolled back: {0}")]
     Statement(String),
+    /// The approved write changed another number of rows than the preview showed; rolled back.
+    #[error(
+        "the statement would change {actual} rows where the approvers were shown {expected} \
+         (at most {tolerance} more or fewer allowed); it was rolled back"
+    )]
+    RowCount {
+        /// Rows the preview showed.
+        expected: u64,
+        /// Rows the run changed.
+        actual: u64,
+        /// The connection's `row_count_tolerance`.
+        tolerance: u64,
+    },
+    /// Tables the statement names do not exist (or the minting role cannot see them).
+    #[error("unknown table(s): {0}")]
+    UnknownTables(String),
+}
+
+/// How many rows an approved write may change: the preview's count, give or take a tolerance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowBound {
+    /// Rows the preview showed.
+    pub expected: u64,
+    /// How many more or fewer are accepted.
+    pub tolerance: u64,
 }
 
 /// What a statement did.
@@ -72,6 +97,38 @@ pub struct Run<'a> {
     pub commit: bool,
     /// Most rows of a query kept.
     pub max_rows: usize,
+    /// For an approved write: the rows it may change, else it is rolled back.
+    pub expect_rows: Option<RowBound>,
+    /// For a query: mask the values of classified columns in its rows with this.
+    pub mask: Option<&'a Classification>,
+}
+
+/// Refuses, before anything runs, statement kinds the gate does not broker.
+pub fn check_kinds(analysis: &Analysis) -> Result<(), PgError> {
+    analysis.kinds.iter().try_for_each(|k| privileges(k).map(drop))
+}
+
+/// Refuses statements naming tables that do not exist, with their names.
+pub async fn check_tables(dsn: &Secret, analysis: &Analysis) -> Result<(), PgError> {
+    let mut conn = connect(dsn).await?;
+    let mut missing = Vec::new();
+    for table in &analysis.tables {
+        let (_, name) = qualified(table);
+        let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| PgError::Statement(e.to_string()))?;
+        if found.is_none() {
+            missing.push(table.clone());
+        }
+    }
+    let _ = conn.close().await;
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(PgError::UnknownTables(missing.join(", ")))
+    }
 }
 
 /// The per-grant role's name.
@@ -163,24 +220,27 @@ async fn mint_and_run(
     let mut secret = [0u8; 24];
     rand_core::OsRng.fill_bytes(&mut secret);
     let password: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-    conn.execute(
-        format!(
-            "CREATE ROLE {} LOGIN PASSWORD '{password}' VALID UNTIL '{}'",
-            quoted(role),
-            run.valid_until
-        )
-        .as_str(),
-    )
+    sqlx::query(&format!(
+        "CREATE ROLE {} LOGIN PASSWORD '{password}' VALID UNTIL '{}'",
+        quoted(role),
+        run.valid_until
+    ))
+    .execute(&mut *conn)
     .await
     .map_err(statement)?;
     for table in &run.analysis.tables {
         let (schema, name) = qualified(table);
-        conn.execute(format!("GRANT USAGE ON SCHEMA {schema} TO {}", quoted(role)).as_str())
+        sqlx::query(&format!("GRANT USAGE ON SCHEMA {schema} TO {}", quoted(role)))
+            .execute(&mut *conn)
             .await
             .map_err(statement)?;
         for privilege in needed {
-            conn.execute(format!("GRANT {privilege} ON TABLE {name} TO {}", quoted(role)).as_str())
-                .await
+            sqlx::query(&format!(
+                "GRANT {privilege} ON TABLE {name} TO {}",
+                quoted(role)
+            ))
+            .execute(&mut *conn)
+            .await
                 .map_err(statement)?;
         }
     }
@@ -240,13 +300,11 @@ async fn begin(
 ) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, PgError> {
     let statement = |e: sqlx::Error| PgError::Statement(e.to_string());
     let mut tx = own.begin().await.map_err(statement)?;
-    tx.execute(
-        format!(
-            "SET LOCAL statement_timeout = {}",
-            timeout_seconds.saturating_mul(1000)
-        )
-        .as_str(),
-    )
+    sqlx::query(&format!(
+        "SET LOCAL statement_timeout = {}",
+        timeout_seconds.saturating_mul(1000)
+    ))
+    .execute(&mut *tx)
     .await
     .map_err(statement)?;
     Ok(tx)
@@ -303,25 +361,48 @@ async fn run_in(own: &mut PgConnection, run: &Run<'_>) -> Result<Ran, PgError> {
     let statement = |e: sqlx::Error| PgError::Statement(e.to_string());
     let mut tx = begin(own, run.timeout_seconds).await?;
     let sql = run.sql.trim().trim_end_matches(';');
+    // Each statement goes over the extended protocol, which runs exactly one: several (where
+    // the connection allows them) run one by one as the parser split them, so the parser and
+    // the server cannot disagree on where one ends.
+    let statements = match run.analysis.kinds.len() {
+        1 => vec![sql.to_owned()],
+        _ => crate::sql::split(sql).map_err(|e| PgError::Statement(e.to_string()))?,
+    };
     // One query comes back as rows; anything else (writes, several statements) as a count.
     let query = run.analysis.kinds.len() == 1 && !run.analysis.writes();
     let ran = if !query {
-        // One statement goes over the extended protocol, which runs exactly one; several (where
-        // the connection allows them) need the simple protocol.
-        let done = if run.analysis.kinds.len() == 1 {
-            sqlx::query(sql).execute(&mut *tx).await
-        } else {
-            sqlx::raw_sql(sql).execute(&mut *tx).await
+        let mut rows_affected = 0;
+        for one in &statements {
+            rows_affected += sqlx::query(one)
+                .execute(&mut *tx)
+                .await
+                .map_err(statement)?
+                .rows_affected();
         }
-        .map_err(statement)?;
+        if let Some(bound) = run.expect_rows
+            && rows_affected.abs_diff(bound.expected) > bound.tolerance
+        {
+            tx.rollback().await.map_err(statement)?;
+            return Err(PgError::RowCount {
+                expected: bound.expected,
+                actual: rows_affected,
+                tolerance: bound.tolerance,
+            });
+        }
         Ran {
-            rows_affected: done.rows_affected(),
+            rows_affected,
             rows: Vec::new(),
             before: Vec::new(),
             truncated: false,
             committed: run.commit,
         }
     } else {
+        let masked = match run.mask {
+            Some(classification) => {
+                masked_columns(&mut tx, sql, run.analysis, classification).await?
+            }
+            None => std::collections::BTreeSet::new(),
+        };
         // A query's rows as JSON, whatever their types; one more than kept tells truncation.
         let wrapped = format!(
             "SELECT row_to_json(q)::text AS row FROM ({sql}) AS q LIMIT {}",
@@ -334,7 +415,19 @@ async fn run_in(own: &mut PgConnection, run: &Run<'_>) -> Result<Ran, PgError> {
         let mut out = Vec::with_capacity(rows.len().min(run.max_rows));
         for row in rows.iter().take(run.max_rows) {
             let text: String = row.try_get("row").map_err(statement)?;
-            out.push(serde_json::from_str(&text).unwrap_or(Value::String(text)));
+            let mut value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            if let Some(object) = value.as_object_mut() {
+                for name in &masked {
+                    if let Some(v) = object.get_mut(name)
+                        && !v.is_null()
+                    {
+                        *v = Value::String(crate::sql::MASKED.into());
+                    }
+                }
+            } else if !masked.is_empty() {
+                value = Value::String(crate::sql::MASKED.into());
+            }
+            out.push(value);
         }
         Ran {
             rows_affected: rows.len().min(run.max_rows) as u64,
@@ -352,6 +445,59 @@ async fn run_in(own: &mut PgConnection, run: &Run<'_>) -> Result<Ran, PgError> {
     Ok(ran)
 }
 
+/// The result columns of query `sql` whose values are classified: a column read straight from
+/// a table is classified when that table's column is; a computed one (an expression, an
+/// aggregate, an alias of either) is, fail-closed, whenever the statement touches a classified
+/// column at all. The server says where each column comes from, so aliases change nothing.
+async fn masked_columns(
+    conn: &mut PgConnection,
+    sql: &str,
+    analysis: &Analysis,
+    classification: &Classification,
+) -> Result<std::collections::BTreeSet<String>, PgError> {
+    use sqlx::Column as _;
+    let statement = |e: sqlx::Error| PgError::Statement(e.to_string());
+    let columns: Vec<(String, Option<sqlx::postgres::types::Oid>, Option<i16>)> = {
+        let prepared = sqlx::Executor::prepare(&mut *conn, sql)
+            .await
+            .map_err(statement)?;
+        sqlx::Statement::columns(&prepared)
+            .iter()
+            .map(|c| {
+                (
+                    c.name().to_owned(),
+                    c.relation_id(),
+                    c.relation_attribute_no(),
+                )
+            })
+            .collect()
+    };
+    let mut masked = std::collections::BTreeSet::new();
+    for (column, relation, attribute) in columns {
+        let classified = match (relation, attribute) {
+            (Some(table), Some(number)) if number > 0 => {
+                let name: Option<String> = sqlx::query_scalar(
+                    "SELECT n.nspname || '.' || c.relname || '.' || a.attname \
+                     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE a.attrelid = $1 AND a.attnum = $2",
+                )
+                .bind(table)
+                .bind(number)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(statement)?;
+                name.is_none_or(|n| classification.classifies(&n))
+            }
+            _ => !analysis.tags.is_empty(),
+        };
+        if classified {
+            masked.insert(column);
+        }
+    }
+    Ok(masked)
+}
+
 async fn drop_role(conn: &mut PgConnection, role: &str) -> Result<(), PgError> {
     let statement = |e: sqlx::Error| PgError::Statement(format!("dropping {role}: {e}"));
     let exists: bool =
@@ -361,10 +507,12 @@ async fn drop_role(conn: &mut PgConnection, role: &str) -> Result<(), PgError> {
             .await
             .map_err(statement)?;
     if exists {
-        conn.execute(format!("DROP OWNED BY {}", quoted(role)).as_str())
+        sqlx::query(&format!("DROP OWNED BY {}", quoted(role)))
+            .execute(&mut *conn)
             .await
             .map_err(statement)?;
-        conn.execute(format!("DROP ROLE {}", quoted(role)).as_str())
+        sqlx::query(&format!("DROP ROLE {}", quoted(role)))
+            .execute(&mut *conn)
             .await
             .map_err(statement)?;
     }

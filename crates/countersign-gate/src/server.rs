@@ -17,10 +17,11 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
-use serde_json::Map;
 
 use crate::action::{ToolCall, action_for};
-use crate::approval::{Approval, ApprovalError, Progress, Ran};
+use crate::approval::{Approval, ApprovalError, Approved, Progress, Ran};
+use crate::connection::Connection;
+use crate::journal::{Effect, Journal};
 use crate::upstream::Upstreams;
 
 /// Between an upstream's name and its tool's name in the names the agent sees.
@@ -40,9 +41,76 @@ pub enum AgentToken {
 pub struct GateServer {
     service: Arc<str>,
     upstreams: Upstreams,
+    connections: Arc<Vec<Connection>>,
     token: AgentToken,
+    journal: Option<Journal>,
+    /// Bounds on the database work calls of connections cause before anyone approves them.
+    previews: Arc<PreviewLimits>,
     /// One approval client per agent token (by its SHA-256): the service key is fetched once.
     approvals: Arc<std::sync::Mutex<std::collections::HashMap<countersign_core::Digest, Approval>>>,
+}
+
+/// Calls of connections being prepared (parsed, checked, previewed in the database) at once:
+/// in all, and per agent. Beyond either, a call is refused at once with "retry shortly", so one
+/// agent cannot keep the database busy with previews nobody asked for.
+struct PreviewLimits {
+    all: tokio::sync::Semaphore,
+    per_agent: std::sync::Mutex<std::collections::HashMap<countersign_core::Digest, usize>>,
+}
+
+/// Most calls of connections prepared at once.
+const MAX_PREPARING: usize = 8;
+/// Most calls of connections one agent has prepared at once.
+const MAX_PREPARING_PER_AGENT: usize = 2;
+
+/// One agent's slot in [`PreviewLimits`], given back when dropped.
+struct Preparing<'a> {
+    limits: &'a PreviewLimits,
+    agent: countersign_core::Digest,
+    _all: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl PreviewLimits {
+    fn new() -> Self {
+        Self {
+            all: tokio::sync::Semaphore::new(MAX_PREPARING),
+            per_agent: std::sync::Mutex::default(),
+        }
+    }
+
+    fn try_enter(&self, agent: countersign_core::Digest) -> Option<Preparing<'_>> {
+        let all = self.all.try_acquire().ok()?;
+        let mut per_agent = self
+            .per_agent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = per_agent.entry(agent).or_default();
+        if *count >= MAX_PREPARING_PER_AGENT {
+            return None;
+        }
+        *count += 1;
+        Some(Preparing {
+            limits: self,
+            agent,
+            _all: all,
+        })
+    }
+}
+
+impl Drop for Preparing<'_> {
+    fn drop(&mut self) {
+        let mut per_agent = self
+            .limits
+            .per_agent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = per_agent.get_mut(&self.agent) {
+            *count -= 1;
+            if *count == 0 {
+                per_agent.remove(&self.agent);
+            }
+        }
+    }
 }
 
 impl GateServer {
@@ -51,8 +119,87 @@ impl GateServer {
         Self {
             service: service.into(),
             upstreams,
+            connections: Arc::default(),
             token,
+            journal: None,
+            previews: Arc::new(PreviewLimits::new()),
             approvals: Arc::default(),
+        }
+    }
+
+    /// Also offers `connections`, one tool each, named as the connection.
+    #[must_use]
+    pub fn with_connections(mut self, connections: Vec<Connection>) -> Self {
+        self.connections = Arc::new(connections);
+        self
+    }
+
+    /// Records runs in `journal`, so a stopped gate reports them when it starts again.
+    #[must_use]
+    pub fn with_journal(mut self, journal: Journal) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    fn connection(&self, name: &str) -> Option<&Connection> {
+        self.connections.iter().find(|c| c.name == name)
+    }
+
+    /// A call of a brokered connection: prepared (parsed, previewed) within the limits, asked
+    /// for, and run as approved.
+    async fn call_connection(
+        &self,
+        connection: &Connection,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> CallToolResponse {
+        let Some(token) = self.agent_token(&context) else {
+            return tool_error("no agent token: send Authorization: Bearer <your Countersign API token>");
+        };
+        let arguments = request.arguments.unwrap_or_default();
+        let prepared = {
+            let Some(_slot) = self
+                .previews
+                .try_enter(countersign_core::Digest::of(token.as_bytes()))
+            else {
+                return tool_error(
+                    "the gate is preparing as many of your calls as it takes at once; retry shortly",
+                );
+            };
+            match crate::broker::prepare(connection, &arguments).await {
+                Ok(p) => p,
+                Err(e) => return tool_error(format!("refused by the gate: {e}")),
+            }
+        };
+        let approval = match self.approval(&token).await {
+            Ok(a) => a,
+            Err(e) => return tool_error(format!("approval service: {e}")),
+        };
+        let waiting_on: Arc<std::sync::Mutex<Option<uuid::Uuid>>> = Arc::default();
+        let progress = progress_reporter(&context, waiting_on.clone());
+        let prepared = &prepared;
+        let outcome = tokio::select! {
+            outcome = approval.run(&prepared.action, prepared.effect(), progress, |approved: Approved| async move {
+                prepared.run(connection, &approved).await
+            }) => outcome,
+            () = context.ct.cancelled() => return withdraw(&approval, &waiting_on).await,
+        };
+        match outcome {
+            Ok(Ok(output)) => {
+                let text = serde_json::to_string_pretty(&output.value).unwrap_or_default();
+                let mut result = if output.is_error {
+                    CallToolResult::error(vec![ContentBlock::text(text)])
+                } else {
+                    CallToolResult::success(vec![ContentBlock::text(text)])
+                };
+                result.structured_content = Some(output.value);
+                result.into()
+            }
+            Ok(Err(message)) => tool_error(message),
+            Err(ApprovalError::Denied { id, reason }) => {
+                tool_error(format!("denied (request {id}): {reason}"))
+            }
+            Err(e) => tool_error(e.to_string()),
         }
     }
 
@@ -67,7 +214,10 @@ impl GateServer {
         if let Some(a) = cached {
             return Ok(a);
         }
-        let approval = Approval::connect(&self.service, token).await?;
+        let mut approval = Approval::connect(&self.service, token).await?;
+        if let Some(journal) = &self.journal {
+            approval = approval.with_journal(journal.clone());
+        }
         self.approvals
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -87,6 +237,50 @@ impl GateServer {
                 .map(|t| t.trim().to_owned()),
         }
     }
+}
+
+/// Reports a waiting call's progress to the agent (when it asked for progress) and remembers
+/// the request it waits on in `waiting_on`.
+fn progress_reporter(
+    context: &RequestContext<RoleServer>,
+    waiting_on: Arc<std::sync::Mutex<Option<uuid::Uuid>>>,
+) -> impl Fn(&Progress) + use<> {
+    let progress_token = context.meta.get_progress_token();
+    let peer = context.peer.clone();
+    move |p: &Progress| {
+        *waiting_on
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(p.id);
+        let Some(token) = progress_token.clone() else {
+            return;
+        };
+        let param = ProgressNotificationParam::new(token, f64::from(p.approvals))
+            .with_total(f64::from(p.quorum))
+            .with_message(format!(
+                "waiting for approval of request {}: {} of {} approvals, expires {}",
+                p.id, p.approvals, p.quorum, p.expires_at
+            ));
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            let _ = peer.notify_progress(param).await;
+        });
+    }
+}
+
+/// Withdraws the request a cancelled call waited on.
+async fn withdraw(
+    approval: &Approval,
+    waiting_on: &std::sync::Mutex<Option<uuid::Uuid>>,
+) -> CallToolResponse {
+    let id = *waiting_on
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(id) = id
+        && let Err(e) = approval.cancel(id).await
+    {
+        tracing::warn!(%id, error = %e, "could not withdraw a cancelled call's request");
+    }
+    tool_error("cancelled by the client; its request was withdrawn")
 }
 
 /// A tool error the agent (and the model behind it) reads.
@@ -126,6 +320,13 @@ impl ServerHandler for GateServer {
                 offered.name = format!("{}{SEPARATOR}{}", upstream.config.name, tool.name).into();
                 tools.push(offered);
             }
+        }
+        for connection in self.connections.iter() {
+            tools.push(Tool::new(
+                connection.name.clone(),
+                crate::broker::description(connection),
+                Arc::new(crate::broker::input_schema(connection)),
+            ));
         }
         Ok(ListToolsResult::with_all_items(tools))
     }
@@ -180,6 +381,7 @@ impl ServerHandler for GateServer {
         let outcome = approval
             .run(
                 &action,
+                Effect::External,
                 |_| {},
                 |_approved| async move {
                     let result = upstream.read(&uri).await;
@@ -191,7 +393,8 @@ impl ServerHandler for GateServer {
                         value: result,
                         succeeded,
                         result: bytes,
-                        not_forwarded: None,
+                        detail: None,
+                        exit_code: None,
                     }
                 },
             )
@@ -245,6 +448,9 @@ impl ServerHandler for GateServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if let Some(connection) = self.connection(&request.name) {
+            return Ok(self.call_connection(connection, request, context).await);
+        }
         let Some((upstream_name, tool_name)) = request.name.split_once(SEPARATOR) else {
             return Err(ErrorData::invalid_params(
                 format!("unknown tool {:?}", request.name),
@@ -300,31 +506,11 @@ impl ServerHandler for GateServer {
             Ok(a) => a,
             Err(e) => return Ok(tool_error(format!("approval service: {e}"))),
         };
-        let progress_token = context.meta.get_progress_token();
-        let peer = context.peer.clone();
-        // The request the call waits on, so a cancelled call withdraws it at the service.
         let waiting_on: Arc<std::sync::Mutex<Option<uuid::Uuid>>> = Arc::default();
-        let waiting = waiting_on.clone();
-        let progress = move |p: &Progress| {
-            *waiting
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(p.id);
-            let Some(token) = progress_token.clone() else {
-                return;
-            };
-            let param = ProgressNotificationParam::new(token, f64::from(p.approvals))
-                .with_total(f64::from(p.quorum))
-                .with_message(format!(
-                    "waiting for approval of request {}: {} of {} approvals, expires {}",
-                    p.id, p.approvals, p.quorum, p.expires_at
-                ));
-            let peer = peer.clone();
-            tokio::spawn(async move {
-                let _ = peer.notify_progress(param).await;
-            });
-        };
+        let progress = progress_reporter(&context, waiting_on.clone());
         let outcome = tokio::select! {
-            outcome = approval.run(&action, progress, |approved: Map<String, serde_json::Value>| async move {
+            outcome = approval.run(&action, Effect::External, progress, |approved: Approved| async move {
+                let approved = approved.parameters;
                 // What the approvers saw was the change against the state they were shown. If
                 // that state moved since (another write to the file, more changes staged), the
                 // approved call would now do something else: it is not forwarded.
@@ -333,12 +519,10 @@ impl ServerHandler for GateServer {
                 {
                     let why = "what the call would change is no longer what the approvers were \
                                shown (the state it applies to changed since)";
-                    return Ran {
-                        value: Err(format!("approved, but not forwarded: {why}; ask again")),
-                        succeeded: false,
-                        result: Vec::new(),
-                        not_forwarded: Some(why.to_owned()),
-                    };
+                    return Ran::not_forwarded(
+                        Err(format!("approved, but not forwarded: {why}; ask again")),
+                        why,
+                    );
                 }
                 let result = upstream.call(tool_name, approved).await;
                 let (succeeded, bytes) = match &result {
@@ -346,18 +530,10 @@ impl ServerHandler for GateServer {
                     Err(e) => (false, e.to_string().into_bytes()),
                 };
                 let value = result.map_err(|e| format!("approved, but the upstream failed: {e}"));
-                Ran { value, succeeded, result: bytes, not_forwarded: None }
+                Ran { value, succeeded, result: bytes, detail: None, exit_code: None }
             }) => outcome,
             () = context.ct.cancelled() => {
-                let id = *waiting_on
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(id) = id
-                    && let Err(e) = approval.cancel(id).await
-                {
-                    tracing::warn!(%id, error = %e, "could not withdraw a cancelled call's request");
-                }
-                return Ok(tool_error("cancelled by the client; its request was withdrawn"));
+                return Ok(withdraw(&approval, &waiting_on).await);
             }
         };
         Ok(match outcome {
@@ -371,16 +547,11 @@ impl ServerHandler for GateServer {
     }
 }
 
-/// Serves one local agent over standard input and output, asking the service with
-/// `agent_token`. This mode does not keep the upstreams' credentials from the agent's own user
+/// Serves one local agent over standard input and output (`server` made with a fixed
+/// [`AgentToken`]). This mode does not keep the upstreams' credentials from the agent's own user
 /// (who can read the gate's configuration): it is for local use, not an enforcement point.
-pub async fn serve_stdio(
-    service: &str,
-    upstreams: Upstreams,
-    agent_token: &str,
-) -> Result<(), std::io::Error> {
+pub async fn serve_stdio(server: GateServer) -> Result<(), std::io::Error> {
     use rmcp::ServiceExt as _;
-    let server = GateServer::new(service, upstreams, AgentToken::Fixed(agent_token.into()));
     let running = server
         .serve(rmcp::transport::stdio())
         .await

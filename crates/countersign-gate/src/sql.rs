@@ -21,6 +21,8 @@ use sqlparser::parser::Parser;
 
 /// The schema of a table named without one.
 const DEFAULT_SCHEMA: &str = "public";
+/// What a classified value reads as when masked.
+pub const MASKED: &str = "••• (classified)";
 /// Longest statement text accepted (the parser's work grows with it).
 pub const MAX_SQL_BYTES: usize = 64 * 1024;
 
@@ -60,6 +62,11 @@ impl Classification {
             })
             .collect();
         Self(columns)
+    }
+
+    /// Whether `column` (`schema.table.column`) is classified.
+    pub fn classifies(&self, column: &str) -> bool {
+        self.0.get(column).is_some_and(|tags| !tags.is_empty())
     }
 
     fn tags_of(&self, column: &str) -> impl Iterator<Item = &String> {
@@ -122,6 +129,13 @@ pub fn analyse(
         refs.resolve(classification, &mut analysis);
     }
     Ok(analysis)
+}
+
+/// The statements of `sql`, each as the parser understood it.
+pub fn split(sql: &str) -> Result<Vec<String>, SqlError> {
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|e| SqlError::Parse(e.to_string()))?;
+    Ok(statements.iter().map(ToString::to_string).collect())
 }
 
 /// How to preview a single write: the statement returning the rows it changes (`RETURNING *`),
@@ -213,7 +227,7 @@ impl Classification {
             if let Some(value) = object.get_mut(name)
                 && !value.is_null()
             {
-                *value = serde_json::Value::String("••• (classified)".into());
+                *value = serde_json::Value::String(MASKED.into());
             }
         }
     }

@@ -53,6 +53,8 @@ fn run<'a>(
         timeout_seconds: 2,
         commit,
         max_rows: 100,
+        expect_rows: None,
+        mask: None,
     }
 }
 

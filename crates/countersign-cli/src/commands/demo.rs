@@ -200,7 +200,7 @@ async fn mcp_agent(
     url: &str,
     token: &str,
     data_dir: &Path,
-) -> Option<(countersign_gate::local::LocalAgent, PathBuf)> {
+) -> Option<(countersign_gate::agent::GateAgent, PathBuf)> {
     let server = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/mcp/node_modules/.bin/mcp-server-filesystem");
     if !server.exists() {
@@ -226,7 +226,7 @@ async fn mcp_agent(
         .await
         .map_err(|e| println!("  mcp agent   skipped: {e}"))
         .ok()?;
-    let agent = countersign_gate::local::LocalAgent::start(url, upstreams, token)
+    let agent = countersign_gate::agent::GateAgent::start(url, upstreams, token)
         .await
         .map_err(|e| println!("  mcp agent   skipped: {e}"))
         .ok()?;
@@ -240,7 +240,7 @@ async fn mcp_agent(
 /// The simulated MCP agent's work: a write of `deploy.yaml` every `every` seconds, through the
 /// gate, each waiting for its approval; the outcome in the live log.
 async fn mcp_writes(
-    (agent, deploy): (countersign_gate::local::LocalAgent, PathBuf),
+    (agent, deploy): (countersign_gate::agent::GateAgent, PathBuf),
     every: u64,
     mut stop: watch::Receiver<bool>,
 ) {

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Args;
 use countersign_gate::GateConfig;
+use countersign_gate::connection::ConnectionKind;
+use countersign_gate::journal::Journal;
+use countersign_gate::server::{AgentToken, GateServer};
 use countersign_gate::upstream::Upstreams;
 
 /// Options of `gate`.
@@ -37,18 +40,15 @@ pub struct GateArgs {
 /// Runs the gate until Ctrl-C or SIGTERM.
 pub async fn run(args: GateArgs) -> anyhow::Result<()> {
     let config = GateConfig::load(&args.config)?;
-    for c in &config.connections {
-        // Parsed and checked already; running them through the gate is the next step.
-        eprintln!(
-            "countersign gate: connection {} is configured but not served by this version",
-            c.name
-        );
-    }
+    let journal = prepare_connections(&config).await?;
     if args.stdio {
         let token = crate::secret::resolve(args.token, args.token_file.as_deref(), "agent token")?;
         let upstreams = Upstreams::connect(&config.upstreams).await?;
+        let server = GateServer::new(&config.service, upstreams, AgentToken::Fixed(token.into()))
+            .with_connections(config.connections.clone())
+            .with_journal(journal);
         // Standard output is the MCP stream: nothing else may be written there.
-        countersign_gate::server::serve_stdio(&config.service, upstreams, &token).await?;
+        countersign_gate::server::serve_stdio(server).await?;
         return Ok(());
     }
     let listen = args.listen.unwrap_or(config.listen);
@@ -74,8 +74,13 @@ pub async fn run(args: GateArgs) -> anyhow::Result<()> {
     // all and per source address, so idle or half-open connections cannot exhaust the gate.
     countersign_server::transport::serve_connections(
         listener,
-        countersign_gate::http::router(&config.service, upstreams)
-            .context("the approval service's address")?,
+        countersign_gate::http::router_for(
+            &config.service,
+            GateServer::new(&config.service, upstreams, AgentToken::FromRequest)
+                .with_connections(config.connections.clone())
+                .with_journal(journal),
+        )
+        .context("the approval service's address")?,
         None,
         countersign_server::transport::Limits::default(),
         super::serve::shutdown_signal(),
@@ -83,4 +88,41 @@ pub async fn run(args: GateArgs) -> anyhow::Result<()> {
     .await?;
     eprintln!("countersign gate: stopped");
     Ok(())
+}
+
+/// Before serving: drops per-grant database roles a stopped gate left, and reports the runs it
+/// stopped during as failed. A database that cannot be reached now is said, not fatal (its
+/// calls fail with the reason until it is back; leftover roles expire on their own).
+async fn prepare_connections(config: &GateConfig) -> anyhow::Result<Journal> {
+    let journal = Journal::open(&config.state_dir)?;
+    for c in &config.connections {
+        match &c.kind {
+            ConnectionKind::Postgres { dsn, .. } => {
+                match countersign_gate::postgres::sweep(dsn).await {
+                    Ok(0) => eprintln!("countersign gate: connection {} (database) ready", c.name),
+                    Ok(n) => eprintln!(
+                        "countersign gate: connection {} (database): dropped {n} per-grant role(s) left by a stopped gate",
+                        c.name
+                    ),
+                    Err(e) => eprintln!(
+                        "countersign gate: connection {} (database) not reachable now: {e}",
+                        c.name
+                    ),
+                }
+            }
+            ConnectionKind::Command { program, .. } => eprintln!(
+                "countersign gate: connection {} runs {}",
+                c.name,
+                program.display()
+            ),
+        }
+    }
+    match journal.recover(&config.service).await {
+        Ok(0) => {}
+        Ok(n) => eprintln!(
+            "countersign gate: {n} run(s) the gate stopped during recorded as failed"
+        ),
+        Err(e) => eprintln!("countersign gate: could not recover stopped runs: {e}"),
+    }
+    Ok(journal)
 }

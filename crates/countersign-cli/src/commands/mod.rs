@@ -6,6 +6,7 @@ pub mod approver;
 pub mod audit;
 pub mod database;
 pub mod demo;
+pub mod exec;
 pub mod gate;
 pub mod keys;
 pub mod migrate;
