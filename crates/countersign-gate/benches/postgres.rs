@@ -60,6 +60,7 @@ fn main() {
         let classification = Classification::new(&BTreeMap::new());
         let n = runs();
         let grant = |analysis, sql, commit| Run {
+            connection: "bench",
             dsn: &dsn,
             grant_id: uuid::Uuid::now_v7(),
             valid_until: Timestamp::from_system_time(

@@ -229,6 +229,7 @@ async fn prepare_sql(
     let (previewed, diff) = if analysis.writes() {
         let now = std::time::SystemTime::now();
         let run = postgres::Run {
+            connection: &connection.name,
             dsn,
             grant_id: Uuid::now_v7(),
             valid_until: Timestamp::from_system_time(
@@ -289,7 +290,11 @@ async fn prepare_sql(
 /// The preview as a diff: a header with the row count, then a sample of rows before and
 /// after, one JSON object per line.
 fn preview_diff(analysis: &Analysis, ran: &postgres::Ran) -> Diff {
-    let kind = analysis.kinds.first().map(String::as_str).unwrap_or("write");
+    let kind = analysis
+        .kinds
+        .first()
+        .map(String::as_str)
+        .unwrap_or("write");
     let shown = ran.rows.len().max(ran.before.len());
     let header = if shown == 0 || shown as u64 == ran.rows_affected {
         format!(
@@ -403,6 +408,7 @@ impl Prepared {
                 },
             ) => {
                 let run = postgres::Run {
+                    connection: &connection.name,
                     dsn,
                     grant_id: approved.grant_id,
                     valid_until: approved.expires_at,

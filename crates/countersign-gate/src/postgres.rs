@@ -81,6 +81,8 @@ pub struct Ran {
 
 /// How one statement runs.
 pub struct Run<'a> {
+    /// The connection's name (it scopes the roles' names).
+    pub connection: &'a str,
     /// The minting role's DSN.
     pub dsn: &'a Secret,
     /// The grant the role is for.
@@ -105,7 +107,10 @@ pub struct Run<'a> {
 
 /// Refuses, before anything runs, statement kinds the gate does not broker.
 pub fn check_kinds(analysis: &Analysis) -> Result<(), PgError> {
-    analysis.kinds.iter().try_for_each(|k| privileges(k).map(drop))
+    analysis
+        .kinds
+        .iter()
+        .try_for_each(|k| privileges(k).map(drop))
 }
 
 /// Refuses statements naming tables that do not exist, with their names.
@@ -131,9 +136,17 @@ pub async fn check_tables(dsn: &Secret, analysis: &Analysis) -> Result<(), PgErr
     }
 }
 
+/// The start of the names of the roles minted for `connection`: [`ROLE_PREFIX`] and a short
+/// hash of the connection's name, so gates brokering other connections on the same cluster
+/// never sweep each other's roles.
+pub fn role_prefix(connection: &str) -> String {
+    let hash = countersign_core::Digest::of(connection.as_bytes()).to_hex();
+    format!("{ROLE_PREFIX}{}_", &hash[..8])
+}
+
 /// The per-grant role's name.
-pub fn role_name(grant_id: Uuid) -> String {
-    format!("{ROLE_PREFIX}{}", grant_id.simple())
+pub fn role_name(connection: &str, grant_id: Uuid) -> String {
+    format!("{}{}", role_prefix(connection), grant_id.simple())
 }
 
 /// `"name"`, with quotes inside doubled.
@@ -200,7 +213,7 @@ async fn with_grant_role(run: &Run<'_>, work: Work<'_>) -> Result<Ran, PgError> 
         .map(|k| privileges(k))
         .collect::<Result<_, _>>()?;
     let mut conn = connect(run.dsn).await?;
-    let role = role_name(run.grant_id);
+    let role = role_name(run.connection, run.grant_id);
     let result = mint_and_run(&mut conn, &role, &needed, run, work).await;
     // Whatever happened, the role goes: its privileges first, then the role.
     let dropped = drop_role(&mut conn, &role).await;
@@ -230,10 +243,13 @@ async fn mint_and_run(
     .map_err(statement)?;
     for table in &run.analysis.tables {
         let (schema, name) = qualified(table);
-        sqlx::query(&format!("GRANT USAGE ON SCHEMA {schema} TO {}", quoted(role)))
-            .execute(&mut *conn)
-            .await
-            .map_err(statement)?;
+        sqlx::query(&format!(
+            "GRANT USAGE ON SCHEMA {schema} TO {}",
+            quoted(role)
+        ))
+        .execute(&mut *conn)
+        .await
+        .map_err(statement)?;
         for privilege in needed {
             sqlx::query(&format!(
                 "GRANT {privilege} ON TABLE {name} TO {}",
@@ -241,7 +257,7 @@ async fn mint_and_run(
             ))
             .execute(&mut *conn)
             .await
-                .map_err(statement)?;
+            .map_err(statement)?;
         }
     }
     let options: PgConnectOptions = run
@@ -507,6 +523,12 @@ async fn drop_role(conn: &mut PgConnection, role: &str) -> Result<(), PgError> {
             .await
             .map_err(statement)?;
     if exists {
+        // DROP OWNED (which takes the privileges granted to the role with it) needs the
+        // minting role to hold the grant role's privileges; a role it created, it may join.
+        sqlx::query(&format!("GRANT {} TO CURRENT_USER", quoted(role)))
+            .execute(&mut *conn)
+            .await
+            .map_err(statement)?;
         sqlx::query(&format!("DROP OWNED BY {}", quoted(role)))
             .execute(&mut *conn)
             .await
@@ -519,15 +541,19 @@ async fn drop_role(conn: &mut PgConnection, role: &str) -> Result<(), PgError> {
     Ok(())
 }
 
-/// Drops every per-grant role left behind (the gate killed mid-statement); how many there were.
-pub async fn sweep(dsn: &Secret) -> Result<usize, PgError> {
+/// Drops the per-grant roles of `connection` left behind (the gate killed mid-statement); how
+/// many there were. A role with a session open is another gate's (a replica's) statement
+/// running now, and is left alone.
+pub async fn sweep(dsn: &Secret, connection: &str) -> Result<usize, PgError> {
     let mut conn = connect(dsn).await?;
-    let left: Vec<String> =
-        sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE starts_with(rolname, $1)")
-            .bind(ROLE_PREFIX)
-            .fetch_all(&mut conn)
-            .await
-            .map_err(|e| PgError::Statement(e.to_string()))?;
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT rolname::text FROM pg_roles WHERE starts_with(rolname, $1) \
+         AND NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE usename = rolname)",
+    )
+    .bind(role_prefix(connection))
+    .fetch_all(&mut conn)
+    .await
+    .map_err(|e| PgError::Statement(e.to_string()))?;
     for role in &left {
         drop_role(&mut conn, role).await?;
     }

@@ -154,7 +154,9 @@ impl GateServer {
         context: RequestContext<RoleServer>,
     ) -> CallToolResponse {
         let Some(token) = self.agent_token(&context) else {
-            return tool_error("no agent token: send Authorization: Bearer <your Countersign API token>");
+            return tool_error(
+                "no agent token: send Authorization: Bearer <your Countersign API token>",
+            );
         };
         let arguments = request.arguments.unwrap_or_default();
         let prepared = {

@@ -6,15 +6,13 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use countersign_client::Client;
-use countersign_client::approver::{Choice, EnrolmentKey, enroll, open_session, sign_decision};
-use countersign_core::{KeyKind, PublicKey, Signature, Verdict};
-use countersign_gate::{Approval, ApprovalError, GateConfig, Progress, Ran, ToolCall, action_for};
-use countersign_server::{Config, Service, admin};
-use countersign_store::Approver;
-use p256::ecdsa::SigningKey;
-use p256::ecdsa::signature::Signer as _;
+mod support;
+
+use countersign_core::Verdict;
+use countersign_gate::journal::Effect;
+use countersign_gate::{Approval, ApprovalError, Progress, Ran, ToolCall, action_for};
 use serde_json::{Map, Value, json};
+use support::{World, world_with};
 
 const POLICY: &str = r#"package countersign
 import rego.v1
@@ -25,133 +23,23 @@ else := {"outcome": "require_approval", "reason": "writes need security", "quoru
          "groups": ["security"], "ttl_seconds": 60, "require_hardware_key": false, "quick_approve": false}
 "#;
 
-struct World {
-    _dir: tempfile::TempDir,
-    url: String,
-    agent_token: String,
-    bob: SigningKey,
-    gate: GateConfig,
+async fn world() -> World {
+    world_with(POLICY, GATE).await
 }
 
-async fn world() -> World {
-    let dir = tempfile::tempdir().expect("dir");
-    let policy = dir.path().join("policy.rego");
-    std::fs::write(&policy, POLICY).expect("policy");
-    let data = dir.path().join("data");
-    let store = countersign_store_sqlite::SqliteStore::open_in(&data)
-        .await
-        .expect("store");
-    let service = Service::open(
-        &data,
-        std::sync::Arc::new(store),
-        Some(&policy),
-        Config {
-            origin: "countersign.test/log".into(),
-            ..Config::default()
-        },
-    )
-    .await
-    .expect("service");
-    let state = service.state.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(countersign_server::serve(
-        listener,
-        state.clone(),
-        std::future::pending(),
-    ));
-    let store = state.store.as_ref();
-    let now = state.now();
-    let (_, agent_token) = admin::issue_token(
-        store,
-        "root",
-        countersign_store::TokenRole::Agent,
-        "agent:coder",
-        now,
-    )
-    .await
-    .expect("token");
-    admin::put_approver(
-        store,
-        "root",
-        &Approver {
-            id: "bob".into(),
-            display_name: "Bob".into(),
-            groups: vec!["security".into()],
-        },
-        now,
-    )
-    .await
-    .expect("approver");
-    let (code, _) = admin::issue_enrolment_code(store, "root", "bob", 600, now)
-        .await
-        .expect("code");
-    let bob = SigningKey::from_bytes(&[5; 32].into()).expect("key");
-    let signer = bob.clone();
-    enroll(
-        &Client::new(&url).expect("client"),
-        "bob",
-        code,
-        EnrolmentKey {
-            kind: KeyKind::Software,
-            label: "test".into(),
-            public_key: PublicKey::from_verifying_key(*bob.verifying_key()),
-            sign: Box::new(move |m| Ok(Signature::from_p256(signer.sign(m)))),
-            attest: Box::new(|_| Ok(None)),
-        },
-    )
-    .await
-    .expect("enrol");
-    let gate = GateConfig::parse(
-        &format!(
-            r#"
+const GATE: &str = r#"
 service = "{url}"
 [[upstream]]
 name = "fs"
 command = "mcp-server-filesystem"
 environment = "prod"
 [upstream.tools.write_file]
-resource = "file://{{path}}"
+resource = "file://{path}"
 [[upstream]]
 name = "vault"
 command = "vault-mcp"
 environment = "frozen"
-"#
-        ),
-        dir.path(),
-    )
-    .expect("gate config");
-    World {
-        _dir: dir,
-        url,
-        agent_token,
-        bob,
-        gate,
-    }
-}
-
-impl World {
-    /// bob decides the request `id` as he would in the console: the whole request, checked
-    /// against its digest, signed with his key.
-    async fn decide(&self, id: uuid::Uuid, verdict: Verdict, comment: &str) {
-        let key = self.bob.clone();
-        let sign = move |m: &[u8]| Ok(Signature::from_p256(key.sign(m)));
-        let key_id = PublicKey::from_verifying_key(*self.bob.verifying_key()).key_id();
-        let session = open_session(&Client::new(&self.url).expect("client"), key_id, &sign)
-            .await
-            .expect("session");
-        let view = session.view(id).await.expect("view");
-        let choice = Choice {
-            verdict,
-            comment,
-            verification_code: None,
-        };
-        let signed = sign_decision(&view, "bob", key_id, choice, sign).expect("sign");
-        session.decide(&signed).await.expect("decided");
-    }
-}
+"#;
 
 fn args(v: Value) -> Map<String, Value> {
     v.as_object().expect("object").clone()
@@ -177,15 +65,17 @@ async fn an_allowed_call_runs_at_once_and_its_outcome_is_recorded() {
     let got = approval
         .run(
             &request,
+            Effect::External,
             |_| panic!("an allowed call does not wait"),
             |approved| {
                 runs.fetch_add(1, Ordering::SeqCst);
                 async move {
                     Ran {
-                        value: approved,
+                        value: approved.parameters,
                         succeeded: true,
                         result: b"# readme".to_vec(),
-                        not_forwarded: None,
+                        detail: None,
+                        exit_code: None,
                     }
                 }
             },
@@ -228,14 +118,15 @@ async fn an_asked_call_waits_for_a_signature_then_runs_the_approved_arguments_on
         }
     };
     let ran = approval
-        .run(&request, progress, |approved| {
+        .run(&request, Effect::External, progress, |approved| {
             runs.fetch_add(1, Ordering::SeqCst);
             async move {
                 Ran {
-                    value: approved,
+                    value: approved.parameters,
                     succeeded: true,
                     result: b"written".to_vec(),
-                    not_forwarded: None,
+                    detail: None,
+                    exit_code: None,
                 }
             }
         })
@@ -248,7 +139,7 @@ async fn an_asked_call_waits_for_a_signature_then_runs_the_approved_arguments_on
     assert_eq!((seen[0].approvals, seen[0].quorum), (0, 1));
 
     // The agent (whose token the gate uses) cannot redeem the grant again: it was spent.
-    let agent = Client::new(&w.url)
+    let agent = countersign_client::Client::new(&w.url)
         .expect("client")
         .with_token(w.agent_token.clone());
     let view = agent.action(seen[0].id).await.expect("view");
@@ -294,14 +185,15 @@ async fn a_denied_call_runs_nothing_and_carries_the_comment() {
         }
     };
     let err = approval
-        .run(&request, progress, |_| async {
+        .run(&request, Effect::External, progress, |_| async {
             panic!("a denied call must not run");
             #[allow(unreachable_code)]
             Ran {
                 value: (),
                 succeeded: false,
                 result: Vec::new(),
-                not_forwarded: None,
+                detail: None,
+                exit_code: None,
             }
         })
         .await
@@ -325,6 +217,7 @@ async fn a_denied_call_runs_nothing_and_carries_the_comment() {
     let err = approval
         .run(
             &action_for(&frozen).expect("action"),
+            Effect::External,
             |_| panic!("a policy denial does not wait"),
             |_| async {
                 panic!("a denied call must not run");
@@ -333,7 +226,8 @@ async fn a_denied_call_runs_nothing_and_carries_the_comment() {
                     value: (),
                     succeeded: false,
                     result: Vec::new(),
-                    not_forwarded: None,
+                    detail: None,
+                    exit_code: None,
                 }
             },
         )

@@ -43,6 +43,7 @@ fn run<'a>(
     commit: bool,
 ) -> Run<'a> {
     Run {
+        connection: "crm",
         dsn,
         grant_id: Uuid::now_v7(),
         valid_until: Timestamp::from_system_time(
@@ -128,7 +129,7 @@ async fn a_statement_runs_as_a_role_that_exists_only_while_it_runs() {
     let who = "SELECT current_user AS who FROM customers LIMIT 1";
     let analysis = analyse(who, false, &classification).expect("parses");
     let grant = run(&dsn, &analysis, who, false);
-    let expected = countersign_gate::postgres::role_name(grant.grant_id);
+    let expected = countersign_gate::postgres::role_name("crm", grant.grant_id);
     let ran = run_as_grant_role(&grant).await.expect("query");
     assert_eq!(ran.rows[0]["who"], expected.as_str());
 
@@ -199,9 +200,15 @@ async fn a_statement_runs_as_a_role_that_exists_only_while_it_runs() {
 
     // A role left by a crash is swept.
     let mut conn = PgConnection::connect(&url).await.expect("connect");
-    conn.execute(format!("CREATE ROLE {ROLE_PREFIX}leftover NOLOGIN").as_str())
-        .await
-        .expect("leftover");
-    assert_eq!(sweep(&dsn).await.expect("sweep"), 1);
+    let leftover = countersign_gate::postgres::role_name("crm", Uuid::now_v7());
+    let elsewhere = countersign_gate::postgres::role_name("other", Uuid::now_v7());
+    conn.execute(
+        format!("CREATE ROLE {leftover} NOLOGIN; CREATE ROLE {elsewhere} NOLOGIN").as_str(),
+    )
+    .await
+    .expect("leftover");
+    assert_eq!(sweep(&dsn, "crm").await.expect("sweep"), 1);
+    // Another connection's roles are that gate's to sweep.
+    assert_eq!(sweep(&dsn, "other").await.expect("sweep"), 1);
     assert_eq!(scalar(&url, &roles).await, 0);
 }

@@ -14,7 +14,7 @@ pub use softhsm::SoftHsm;
 pub use swtpm::Swtpm;
 
 /// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

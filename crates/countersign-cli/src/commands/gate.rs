@@ -98,7 +98,7 @@ async fn prepare_connections(config: &GateConfig) -> anyhow::Result<Journal> {
     for c in &config.connections {
         match &c.kind {
             ConnectionKind::Postgres { dsn, .. } => {
-                match countersign_gate::postgres::sweep(dsn).await {
+                match countersign_gate::postgres::sweep(dsn, &c.name).await {
                     Ok(0) => eprintln!("countersign gate: connection {} (database) ready", c.name),
                     Ok(n) => eprintln!(
                         "countersign gate: connection {} (database): dropped {n} per-grant role(s) left by a stopped gate",
@@ -119,9 +119,9 @@ async fn prepare_connections(config: &GateConfig) -> anyhow::Result<Journal> {
     }
     match journal.recover(&config.service).await {
         Ok(0) => {}
-        Ok(n) => eprintln!(
-            "countersign gate: {n} run(s) the gate stopped during recorded as failed"
-        ),
+        Ok(n) => {
+            eprintln!("countersign gate: {n} run(s) the gate stopped during recorded as failed")
+        }
         Err(e) => eprintln!("countersign gate: could not recover stopped runs: {e}"),
     }
     Ok(journal)

@@ -1,0 +1,437 @@
+//! Brokered connections end to end in one process: a real approval service on loopback, the
+//! gate's MCP server with a database connection to a real PostgreSQL (started from Debian's
+//! package) and a command connection, reached by an MCP client as an agent would. The database
+//! holds a `customers` table with PII columns, and the gate mints roles with a minting role that
+//! is not a superuser.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use countersign_core::Verdict;
+use countersign_gate::agent::{Answer, GateAgent};
+use countersign_gate::journal::Journal;
+use countersign_gate::server::{AgentToken, GateServer};
+use countersign_gate::upstream::Upstreams;
+use countersign_testdevices::Postgres;
+use serde_json::{Map, Value, json};
+use sqlx::{Connection as _, Executor as _, PgConnection};
+use support::{World, world_with};
+
+const POLICY: &str = r#"package countersign
+import rego.v1
+
+decision := {"outcome": "deny", "reason": "credentials stay in the vault"} if "credentials" in input.action.tags
+else := {"outcome": "allow", "reason": "masked reads are fine"} if {
+    input.action.type == "sql.select"
+    not input.action.parameters.reveal_classified
+}
+else := {"outcome": "allow", "reason": "status checks are fine"} if input.action.type == "command.status"
+else := {"outcome": "require_approval", "reason": "writes and unmasked reads need security", "quorum": 1,
+         "groups": ["security"], "ttl_seconds": 60, "require_hardware_key": false, "quick_approve": false}
+"#;
+
+/// A fresh database with `customers` (email and phone classified `pii`), `orders`, and
+/// `api_keys` (classified `credentials`), and a minting role holding what it hands out.
+async fn seeded(name: &str) -> (String, String) {
+    let url = Postgres::shared().fresh_database();
+    let mut conn = PgConnection::connect(&url).await.expect("connect");
+    let minter = format!("minter_{name}");
+    conn.execute(
+        format!(
+            "CREATE TABLE customers (id int PRIMARY KEY, email text, phone text, plan text);
+             CREATE TABLE orders (id int PRIMARY KEY, customer_id int, total int);
+             CREATE TABLE api_keys (id int PRIMARY KEY, secret text);
+             INSERT INTO customers VALUES
+               (1, 'ada@example.com', '+44 1', 'free'),
+               (2, 'bo@example.com', '+44 2', 'free'),
+               (3, 'cy@example.com', '+44 3', 'pro');
+             INSERT INTO orders VALUES (10, 1, 5), (11, 3, 7);
+             CREATE ROLE {minter} LOGIN PASSWORD 'minter' CREATEROLE;
+             GRANT USAGE ON SCHEMA public TO {minter} WITH GRANT OPTION;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON customers, orders, api_keys TO {minter} WITH GRANT OPTION;"
+        )
+        .as_str(),
+    )
+    .await
+    .expect("seed");
+    let minting = url.replacen("postgres@", &format!("{minter}:minter@"), 1);
+    (url, minting)
+}
+
+async fn scalar(url: &str, sql: &str) -> i64 {
+    let mut conn = PgConnection::connect(url).await.expect("connect");
+    sqlx::query_scalar(sql)
+        .fetch_one(&mut conn)
+        .await
+        .expect(sql)
+}
+
+/// The service, and a gate configuration with the database `crm` (at `dsn`) and two commands.
+async fn world(name: &str, dsn: &str, tolerance: u64) -> World {
+    let gate = format!(
+        r#"
+service = "{{url}}"
+[[connection]]
+name = "{name}"
+postgres_file = "crm.dsn"
+environment = "prod"
+tags = ["database"]
+statement_timeout_seconds = 5
+row_count_tolerance = {tolerance}
+[connection.classification]
+"customers.email" = ["pii"]
+"customers.phone" = ["pii"]
+"api_keys.secret" = ["credentials"]
+[[connection]]
+name = "status"
+command = "/bin/sh"
+args = ["-c", 'echo "status of $0: ok"; echo "token=$(printf %s "$OPS_TOKEN" | wc -c) chars" >&2; exit 3', "{{service}}"]
+env = {{ OPS_TOKEN = "s3cret-ops-token" }}
+environment = "prod"
+"#
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("crm.dsn"), dsn).expect("dsn");
+    let w = world_with(
+        POLICY,
+        &gate.replace("crm.dsn", &dir.path().join("crm.dsn").display().to_string()),
+    )
+    .await;
+    std::mem::forget(dir);
+    w
+}
+
+async fn agent(w: &World) -> GateAgent {
+    let upstreams = Upstreams::connect(&[]).await.expect("no upstreams");
+    let journal = Journal::open(&w.dir.path().join("gate-state")).expect("journal");
+    let gate = GateServer::new(
+        &w.url,
+        upstreams,
+        AgentToken::Fixed(w.agent_token.clone().into()),
+    )
+    .with_connections(w.gate.connections.clone())
+    .with_journal(journal);
+    GateAgent::connect(gate).await.expect("agent")
+}
+
+fn args(v: Value) -> Map<String, Value> {
+    v.as_object().expect("object").clone()
+}
+
+/// The one pending request's id and action, once the gate has asked.
+async fn pending(w: &World) -> (uuid::Uuid, Value) {
+    let bob = w.bob().await;
+    for _ in 0..200 {
+        let mine = bob.pending().await.expect("requests");
+        if let Some(view) = mine
+            .into_iter()
+            .find(|v| v.status == countersign_core::ActionStatus::Pending)
+        {
+            // The inbox lists summaries; the request view carries everything shown.
+            let full = bob.view(view.id).await.expect("view");
+            return (
+                view.id,
+                serde_json::to_value(&full.action.request).expect("json"),
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no pending request appeared");
+}
+
+fn rows(answer: &Answer) -> Vec<Value> {
+    assert!(!answer.is_error, "{}", answer.text);
+    answer.structured.as_ref().expect("structured")["rows"]
+        .as_array()
+        .expect("rows")
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waits_showing_its_rows_and_runs_as_the_grants_role() {
+    let (url, minting) = seeded("write").await;
+    let w = std::sync::Arc::new(world("crm", &minting, 0).await);
+    let agent = agent(&w).await;
+    let sql =
+        "UPDATE customers SET plan = 'pro' WHERE plan = 'free' AND email LIKE '%@example.com'";
+    let call = tokio::spawn({
+        async move {
+            agent
+                .call(
+                    "crm",
+                    args(json!({"sql": sql, "justification": "upgrade the beta testers"})),
+                )
+                .await
+        }
+    });
+    let (id, action) = pending(&w).await;
+    // The gate wrote the action from the parsed statement; the tags come from its
+    // classification, not from the agent.
+    assert_eq!(action["type"], "sql.update");
+    assert_eq!(action["resource"], "postgres://crm/public.customers");
+    assert_eq!(action["justification"], "upgrade the beta testers");
+    assert_eq!(action["parameters"]["sql"], sql);
+    let tags: BTreeSet<&str> = action["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(tags, BTreeSet::from(["database", "pii"]));
+    assert_eq!(action["context"]["sql"]["preview_rows_affected"], 2);
+    // The approvers see the blast radius: the count, and the rows before and after, masked.
+    let before = action["diff"]["before"].as_str().expect("before");
+    let after = action["diff"]["after"].as_str().expect("after");
+    assert!(
+        before.starts_with("-- UPDATE public.customers: 2 rows affected"),
+        "{before}"
+    );
+    assert!(
+        before.contains("\"plan\":\"free\"") && after.contains("\"plan\":\"pro\""),
+        "{after}"
+    );
+    assert!(
+        !before.contains("ada@example.com") && before.contains("(classified)"),
+        "{before}"
+    );
+    // Nothing ran yet, and no role is left from the preview.
+    let prefix = countersign_gate::postgres::role_prefix("crm");
+    let roles = format!("SELECT count(*) FROM pg_roles WHERE starts_with(rolname, '{prefix}')");
+    assert_eq!(
+        scalar(&url, "SELECT count(*) FROM customers WHERE plan = 'pro'").await,
+        1
+    );
+    assert_eq!(scalar(&url, &roles).await, 0);
+
+    w.decide(id, Verdict::Approve, "ok").await;
+    let answer = call.await.expect("joined").expect("answered");
+    assert!(!answer.is_error, "{}", answer.text);
+    assert_eq!(
+        answer.structured.as_ref().expect("result")["rows_affected"],
+        2
+    );
+    assert_eq!(
+        scalar(&url, "SELECT count(*) FROM customers WHERE plan = 'pro'").await,
+        3
+    );
+    assert_eq!(scalar(&url, &roles).await, 0, "the grant's role is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_results_are_masked_unless_revealing_was_approved() {
+    let (_url, minting) = seeded("mask").await;
+    let w = std::sync::Arc::new(world("crm", &minting, 0).await);
+    let agent = std::sync::Arc::new(agent(&w).await);
+    // Allowed at once; classified values are masked however they are named or computed.
+    let sql = "SELECT id, email AS contact, upper(phone) AS shout, plan FROM customers ORDER BY id";
+    let got = rows(
+        &agent
+            .call("crm", args(json!({"sql": sql})))
+            .await
+            .expect("answer"),
+    );
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0]["id"], 1);
+    assert_eq!(got[0]["plan"], "free");
+    assert_eq!(got[0]["contact"], countersign_gate::sql::MASKED);
+    assert_eq!(got[0]["shout"], countersign_gate::sql::MASKED);
+    // A column of an unclassified table is not masked even beside a classified one.
+    let joined = "SELECT c.email, o.total FROM customers c JOIN orders o ON o.customer_id = c.id ORDER BY o.id";
+    let got = rows(
+        &agent
+            .call("crm", args(json!({"sql": joined})))
+            .await
+            .expect("answer"),
+    );
+    assert_eq!(
+        (got[0]["total"].clone(), got[0]["email"].clone()),
+        (json!(5), json!(countersign_gate::sql::MASKED))
+    );
+
+    // Asking to reveal is part of what the approvers approve.
+    let call = tokio::spawn({
+        let agent = agent.clone();
+        async move {
+            agent
+                .call("crm", args(json!({"sql": "SELECT email FROM customers WHERE id = 2", "reveal_classified": true})))
+                .await
+        }
+    });
+    let (id, action) = pending(&w).await;
+    assert_eq!(action["parameters"]["reveal_classified"], true);
+    w.decide(id, Verdict::Approve, "needed for the support ticket")
+        .await;
+    let got = rows(&call.await.expect("joined").expect("answer"));
+    assert_eq!(got, vec![json!({"email": "bo@example.com"})]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_row_count_moved_since_the_preview_is_rolled_back() {
+    let (url, minting) = seeded("moved").await;
+    let w = std::sync::Arc::new(world("crm", &minting, 0).await);
+    let agent = agent(&w).await;
+    let call = tokio::spawn(async move {
+        agent
+            .call(
+                "crm",
+                args(json!({"sql": "DELETE FROM orders WHERE total < 10"})),
+            )
+            .await
+    });
+    let (id, action) = pending(&w).await;
+    assert_eq!(action["context"]["sql"]["preview_rows_affected"], 2);
+    // While the approver reads, more rows come to match.
+    let mut conn = PgConnection::connect(&url).await.expect("connect");
+    conn.execute("INSERT INTO orders VALUES (12, 2, 1)")
+        .await
+        .expect("insert");
+    w.decide(id, Verdict::Approve, "two test orders").await;
+    let answer = call.await.expect("joined").expect("answer");
+    assert!(answer.is_error);
+    assert!(
+        answer
+            .text
+            .contains("would change 3 rows where the approvers were shown 2"),
+        "{}",
+        answer.text
+    );
+    assert_eq!(
+        scalar(&url, "SELECT count(*) FROM orders").await,
+        3,
+        "rolled back"
+    );
+    // The log says it failed, and why.
+    let view = countersign_client::Client::new(&w.url)
+        .expect("client")
+        .with_token(w.agent_token.clone())
+        .action(id)
+        .await
+        .expect("view");
+    let outcome = view.outcome.expect("outcome recorded");
+    assert!(!outcome.succeeded);
+    assert!(outcome.detail.contains("rolled back"), "{}", outcome.detail);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_statements_are_refused_before_anyone_is_asked() {
+    let (url, minting) = seeded("bad").await;
+    let w = world("crm", &minting, 0).await;
+    let agent = agent(&w).await;
+    let refused = |answer: Answer, expected: &str| {
+        assert!(answer.is_error, "{}", answer.text);
+        assert!(
+            answer.text.contains(expected),
+            "{expected:?} not in {}",
+            answer.text
+        );
+    };
+    for (arguments, expected) in [
+        (
+            json!({"sql": "SELEC email FROM customers"}),
+            "does not parse",
+        ),
+        (
+            json!({"sql": "SELECT 1; SELECT 2"}),
+            "2 statements in one call",
+        ),
+        (
+            json!({"sql": "SELECT * FROM no_such_table"}),
+            "unknown table(s): public.no_such_table",
+        ),
+        (
+            json!({"sql": "DROP TABLE customers"}),
+            "does not run drop statements",
+        ),
+        (json!({"sql": ""}), "no statement given"),
+        (json!({"sql": 42}), "give the statement as text"),
+        (
+            json!({"sql": "SELECT 1", "host": "elsewhere"}),
+            "unknown argument \"host\"",
+        ),
+        (
+            json!({"sql": "SELECT 1", "reveal_classified": "yes"}),
+            "true or false",
+        ),
+    ] {
+        refused(
+            agent.call("crm", args(arguments)).await.expect("answer"),
+            expected,
+        );
+    }
+    // Tags the classification sets decide, whatever the statement says: credentials are denied.
+    refused(
+        agent
+            .call(
+                "crm",
+                args(json!({"sql": "SELECT secret AS harmless FROM api_keys"})),
+            )
+            .await
+            .expect("answer"),
+        "credentials stay in the vault",
+    );
+    // A statement past its timeout is stopped.
+    refused(
+        agent
+            .call(
+                "crm",
+                args(json!({"sql": "SELECT pg_sleep(30) FROM customers"})),
+            )
+            .await
+            .expect("answer"),
+        "statement timeout",
+    );
+    // Nothing waits for anyone: the refused calls were never asked, the policy denied one and
+    // allowed the other.
+    assert!(w.bob().await.pending().await.expect("pending").is_empty());
+    assert_eq!(scalar(&url, "SELECT count(*) FROM customers").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_is_down_is_a_clear_error() {
+    let port = countersign_testdevices::free_port();
+    let w = world(
+        "crm",
+        &format!("postgres://nobody:x@127.0.0.1:{port}/crm"),
+        0,
+    )
+    .await;
+    let agent = agent(&w).await;
+    let answer = agent
+        .call("crm", args(json!({"sql": "SELECT id FROM customers"})))
+        .await
+        .expect("answer");
+    assert!(answer.is_error);
+    assert!(
+        answer.text.contains("refused by the gate: database:"),
+        "{}",
+        answer.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_runs_with_its_secret_and_its_exit_status_is_the_outcome() {
+    let (_url, minting) = seeded("cmd").await;
+    let w = world("crm", &minting, 0).await;
+    let agent = agent(&w).await;
+    let answer = agent
+        .call("status", args(json!({"service": "billing; rm -rf /"})))
+        .await
+        .expect("answer");
+    // The argument is one argument, never shell text; the secret reached only the child.
+    let out = answer.structured.expect("structured");
+    assert_eq!(out["stdout"], "status of billing; rm -rf /: ok\n");
+    assert_eq!(out["stderr"], "token=16 chars\n");
+    assert_eq!(out["exit_code"], 3);
+    assert!(answer.is_error, "a non-zero exit is an error");
+    // Arguments the template does not name are refused.
+    let refused = agent
+        .call("status", args(json!({"service": "x", "extra": "y"})))
+        .await
+        .expect("answer");
+    assert!(
+        refused.is_error && refused.text.contains("unknown argument"),
+        "{}",
+        refused.text
+    );
+}
