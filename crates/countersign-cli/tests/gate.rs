@@ -895,3 +895,178 @@ preview = "staged-diff"
     drop(gate);
     server.stop();
 }
+
+const CONNECTIONS_POLICY: &str = r#"package countersign
+import rego.v1
+
+decision := {"outcome": "allow", "reason": "masked reads are fine"} if {
+    input.action.type == "sql.select"
+    not input.action.parameters.reveal_classified
+}
+else := {"outcome": "require_approval", "reason": "writes need security", "quorum": 1, "groups": ["security"],
+         "ttl_seconds": 120, "require_hardware_key": false, "quick_approve": false}
+"#;
+
+/// `countersign exec` against the database connection `crm` of the gate at `url`, started.
+fn spawn_exec(url: &str, token: &str, sql: &str) -> Child {
+    Command::new(BIN)
+        .args(["exec", "--gate", url, "--connection", "crm", "--sql", sql])
+        .args(["--justification", "support ticket 4711"])
+        .env("COUNTERSIGN_TOKEN", token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("exec")
+}
+
+/// A gate with the database connection `crm` (the minting role's DSN in a file beside it).
+fn crm_gate(w: &World, service: &str, minting: &str) -> PathBuf {
+    std::fs::write(w.root.join("crm.dsn"), minting).expect("dsn");
+    let config = w.root.join("gate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"service = "{service}"
+[[connection]]
+name = "crm"
+postgres_file = "crm.dsn"
+environment = "prod"
+statement_timeout_seconds = 20
+[connection.classification]
+"customers.email" = ["pii"]
+"customers.phone" = ["pii"]
+"#
+        ),
+    )
+    .expect("gate.toml");
+    config
+}
+
+/// SQL through the gate from the shell: `countersign exec` asks, bob approves with
+/// `countersign approve` having seen the rows the write changes, and the statement runs as a
+/// role that exists only for it. Then the gate is killed while an approved statement runs: the
+/// database rolls it back, and the restarted gate drops the role left behind and records the
+/// run as failed.
+#[test]
+fn sql_approved_from_the_cli_runs_once_and_a_killed_gate_records_it_failed() {
+    let pg = countersign_testdevices::Postgres::shared();
+    let (db, minting) = pg.crm_database("cli");
+    let w = World::new();
+    let server = serve_with_policy(&w, CONNECTIONS_POLICY);
+    let bob = w.enroll("bob", &server.url);
+    let config = crm_gate(&w, &server.url, &minting);
+    let gate = start_gate(&config);
+    let prefix = pg.psql(
+        &db,
+        "SELECT 'cs_grant_' || left(encode(sha256('crm'), 'hex'), 8) || '_'",
+    );
+    let roles = format!("SELECT count(*) FROM pg_roles WHERE starts_with(rolname, '{prefix}')");
+
+    // A masked read runs at once.
+    let read = Command::new(BIN)
+        .args(["exec", "--gate", &gate.url, "--connection", "crm"])
+        .args(["--sql", "SELECT id, email FROM customers WHERE id = 1"])
+        .env("COUNTERSIGN_TOKEN", &w.token)
+        .stdin(Stdio::null())
+        .output()
+        .expect("exec");
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&read.stdout).expect("json");
+    assert_eq!(
+        result["rows"],
+        serde_json::json!([{"id": 1, "email": "••• (classified)"}])
+    );
+
+    // A write waits, showing bob how many rows and which; approved, it runs once.
+    let write = spawn_exec(
+        &gate.url,
+        &w.token,
+        "UPDATE customers SET plan = 'pro' WHERE plan = 'free'",
+    );
+    let id = wait_pending(&bob);
+    let created = request_created(&w.data, &id);
+    let request = &created["event"]["action"]["request"];
+    assert_eq!(request["type"], "sql.update");
+    assert_eq!(request["resource"], "postgres://crm/public.customers");
+    let shown = request["diff"]["after"].as_str().unwrap_or_default();
+    assert!(
+        shown.starts_with("-- UPDATE public.customers: 2 rows affected"),
+        "{shown}"
+    );
+    assert!(!shown.contains("bo@example.com"), "{shown}");
+    assert_eq!(pg.psql(&db, &roles), "0", "no role while it waits");
+    ok(&["approve", &id, "--profile", &bob]);
+    let out = write.wait_with_output().expect("exec");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(result["rows_affected"], 2);
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM customers WHERE plan = 'pro'"),
+        "3"
+    );
+    assert_eq!(
+        pg.psql(&db, &roles),
+        "0",
+        "the role went with its statement"
+    );
+
+    // The gate is killed while an approved statement runs.
+    let slow = "UPDATE customers SET plan = 'gone' WHERE id = 1 AND pg_sleep(3) IS NOT NULL";
+    let write = spawn_exec(&gate.url, &w.token, slow);
+    let id = wait_pending(&bob);
+    ok(&["approve", &id, "--profile", &bob]);
+    let running = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE starts_with(usename, '{prefix}') AND state = 'active'"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pg.psql(&db, &running) == "0" {
+        assert!(
+            Instant::now() < deadline,
+            "the approved statement never ran"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(gate);
+    let out = write.wait_with_output().expect("exec");
+    assert!(
+        !out.status.success(),
+        "the agent learns its call did not finish"
+    );
+    // The statement finishes its sleep, finds its client gone, and is rolled back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pg.psql(&db, &running) != "0" {
+        assert!(Instant::now() < deadline, "the statement never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        pg.psql(&db, "SELECT plan FROM customers WHERE id = 1"),
+        "pro"
+    );
+    assert_eq!(pg.psql(&db, &roles), "1", "the killed gate left its role");
+
+    let gate = start_gate(&config);
+    assert_eq!(pg.psql(&db, &roles), "0", "swept at start");
+    let outcome = Command::new("sqlite3")
+        .arg(w.data.join("countersign.db"))
+        .arg(format!(
+            "SELECT json_extract(event_json, '$.event.outcome.succeeded') || '|' || json_extract(event_json, '$.event.outcome.detail') FROM audit_events WHERE kind = 'execution_reported' AND event_json LIKE '%{id}%'"
+        ))
+        .output()
+        .expect("sqlite3");
+    let outcome = String::from_utf8_lossy(&outcome.stdout).trim().to_owned();
+    assert!(
+        outcome.starts_with("0|") && outcome.contains("rolled back by the database"),
+        "{outcome:?}"
+    );
+    drop(gate);
+    server.stop();
+}

@@ -31,7 +31,13 @@ impl GateAgent {
     pub async fn over_http(url: &str, token: &str) -> Result<Self, String> {
         use rmcp::transport::StreamableHttpClientTransport;
         use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-        let config = StreamableHttpClientTransportConfig::with_uri(url).auth_header(token);
+        // A gate that goes away takes the call it held with it: after a few reconnection
+        // attempts the call fails instead of waiting for a gate that no longer knows it.
+        let mut retry = rmcp::transport::common::client_side_sse::ExponentialBackoff::default();
+        retry.max_times = Some(3);
+        retry.base_duration = std::time::Duration::from_millis(500);
+        let mut config = StreamableHttpClientTransportConfig::with_uri(url).auth_header(token);
+        config.retry_config = std::sync::Arc::new(retry);
         let client = ()
             .serve(StreamableHttpClientTransport::from_config(config))
             .await

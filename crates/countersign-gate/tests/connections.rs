@@ -31,32 +31,8 @@ else := {"outcome": "require_approval", "reason": "writes and unmasked reads nee
          "groups": ["security"], "ttl_seconds": 60, "require_hardware_key": false, "quick_approve": false}
 "#;
 
-/// A fresh database with `customers` (email and phone classified `pii`), `orders`, and
-/// `api_keys` (classified `credentials`), and a minting role holding what it hands out.
 async fn seeded(name: &str) -> (String, String) {
-    let url = Postgres::shared().fresh_database();
-    let mut conn = PgConnection::connect(&url).await.expect("connect");
-    let minter = format!("minter_{name}");
-    conn.execute(
-        format!(
-            "CREATE TABLE customers (id int PRIMARY KEY, email text, phone text, plan text);
-             CREATE TABLE orders (id int PRIMARY KEY, customer_id int, total int);
-             CREATE TABLE api_keys (id int PRIMARY KEY, secret text);
-             INSERT INTO customers VALUES
-               (1, 'ada@example.com', '+44 1', 'free'),
-               (2, 'bo@example.com', '+44 2', 'free'),
-               (3, 'cy@example.com', '+44 3', 'pro');
-             INSERT INTO orders VALUES (10, 1, 5), (11, 3, 7);
-             CREATE ROLE {minter} LOGIN PASSWORD 'minter' CREATEROLE;
-             GRANT USAGE ON SCHEMA public TO {minter} WITH GRANT OPTION;
-             GRANT SELECT, INSERT, UPDATE, DELETE ON customers, orders, api_keys TO {minter} WITH GRANT OPTION;"
-        )
-        .as_str(),
-    )
-    .await
-    .expect("seed");
-    let minting = url.replacen("postgres@", &format!("{minter}:minter@"), 1);
-    (url, minting)
+    Postgres::shared().crm_database(name)
 }
 
 async fn scalar(url: &str, sql: &str) -> i64 {

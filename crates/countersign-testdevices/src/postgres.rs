@@ -121,6 +121,59 @@ impl Postgres {
         self.url(&name)
     }
 
+    /// Runs `sql` on the database at `url` as the superuser with `psql`; its unaligned output.
+    pub fn psql(&self, url: &str, sql: &str) -> String {
+        let out = Command::new(Path::new(PG_BIN).join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                url,
+                "-c",
+                sql,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A database seeded as a brokered connection's tests want it: `customers` (with PII in
+    /// `email` and `phone`), `orders`, and a minting role `minter_<name>` that is not a
+    /// superuser, holding what it may hand out. Returns the superuser's URL and the minting
+    /// role's.
+    pub fn crm_database(&self, name: &str) -> (String, String) {
+        let url = self.fresh_database();
+        let minter = format!("minter_{name}");
+        self.psql(
+            &url,
+            &format!(
+                "CREATE TABLE customers (id int PRIMARY KEY, email text, phone text, plan text);
+                 CREATE TABLE orders (id int PRIMARY KEY, customer_id int, total int);
+                 CREATE TABLE api_keys (id int PRIMARY KEY, secret text);
+                 INSERT INTO customers VALUES
+                   (1, 'ada@example.com', '+44 1', 'free'),
+                   (2, 'bo@example.com', '+44 2', 'free'),
+                   (3, 'cy@example.com', '+44 3', 'pro');
+                 INSERT INTO orders VALUES (10, 1, 5), (11, 3, 7);
+                 CREATE ROLE {minter} LOGIN PASSWORD 'minter' CREATEROLE;
+                 GRANT USAGE ON SCHEMA public TO {minter} WITH GRANT OPTION;
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON customers, orders, api_keys TO {minter} WITH GRANT OPTION;"
+            ),
+        );
+        let minting = url.replacen("postgres@", &format!("{minter}:minter@"), 1);
+        (url, minting)
+    }
+
     /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`).
     pub fn kill(&self) {
         let _ = pg(is_root(), "pg_ctl")
