@@ -133,3 +133,91 @@ preview = "write-file"
     );
     c.close().await.expect("close session");
 }
+
+/// A database write brokered by the gate, as the approver meets it: `countersign exec` asks for
+/// an `UPDATE` on a real PostgreSQL; the console's request view shows the gate's rolled-back
+/// preview (how many rows, which, classified values masked) before bob approves it with his key,
+/// and the statement then runs once with exactly that effect.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_write_shows_its_row_count_in_the_console() {
+    let w = World::start();
+    let notifications = Server::default();
+    let _bus = serve(&w.bus_address, notifications.clone()).await;
+    let c = w.enrolled_console().await;
+    let pg = countersign_testdevices::Postgres::shared();
+    let (db, minting) = pg.crm_database("console");
+    std::fs::write(w.dir.path().join("crm.dsn"), &minting).expect("dsn");
+    let config = w.dir.path().join("gate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"service = "{url}"
+[[connection]]
+name = "crm"
+postgres_file = "crm.dsn"
+environment = "prod"
+[connection.classification]
+"customers.email" = ["pii"]
+"#,
+            url = w.url,
+        ),
+    )
+    .expect("gate.toml");
+    let gate = countersign_testdevices::Gate::start(&countersign(), &config);
+    let exec = Command::new(countersign())
+        .args(["exec", "--gate", &gate.url, "--connection", "crm"])
+        .args(["--sql", "UPDATE customers SET plan = 'pro' WHERE plan = 'free'"])
+        .args(["--justification", "upgrade the beta testers"])
+        .env("COUNTERSIGN_TOKEN", &w.agent_token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("countersign exec");
+
+    let sent = notifications.wait_for("sql.update").await;
+    assert!(
+        sent.summary.contains("postgres://crm/public.customers"),
+        "{sent:?}"
+    );
+    click(&c, "[data-testid=inbox-item]").await;
+    let page = until_page(&c, "the request view shows the rows the write changes", |t| {
+        t.contains("2 rows affected") && t.contains("\"plan\":\"pro\"") && t.contains("(classified)")
+    })
+    .await;
+    assert!(!page.contains("ada@example.com"), "a classified value was shown");
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM customers WHERE plan = 'pro'"),
+        "1",
+        "nothing runs before approval"
+    );
+    let shots = screenshot_dir();
+    std::fs::create_dir_all(&shots).expect("artifacts dir");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(
+        shots.join("console-sql-preview.png"),
+        c.screenshot().await.expect("screenshot"),
+    )
+    .expect("save screenshot");
+
+    click(&c, "[data-testid=approve]").await;
+    let result = text_of(&c, "[data-testid=result]").await;
+    assert!(result.contains("Approved"), "{result}");
+    let out = tokio::task::spawn_blocking(move || exec.wait_with_output())
+        .await
+        .expect("join")
+        .expect("exec");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("exec's answer");
+    assert_eq!(answer["rows_affected"], 2, "{answer}");
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM customers WHERE plan = 'pro'"),
+        "3"
+    );
+    drop(gate);
+    c.close().await.expect("close session");
+}
