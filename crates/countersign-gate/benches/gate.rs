@@ -7,7 +7,11 @@
 //! call, `POST /v1/actions/{id}/outcome` (a third). The agent reaches the gate over an in-memory
 //! MCP stream ([`GateAgent`]), so the figures are the gate's own work, not an HTTP hop to it.
 //!
-//! `cargo bench -p countersign-gate --bench gate` (GATE_BENCH_RATE 100/s, GATE_BENCH_CALLS 1000)
+//! The same for a brokered database read (a real PostgreSQL from the test devices): on an open
+//! connection, and through the gate's connection tool with its per-grant role.
+//!
+//! `cargo bench -p countersign-gate --bench gate` (GATE_BENCH_RATE 100/s, GATE_BENCH_CALLS 1000;
+//! GATE_BENCH_SQL_RATE 20/s, GATE_BENCH_SQL_CALLS 200)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -182,6 +186,57 @@ fn main() {
         })
         .await;
         report("through the gate (allowed)", samples, failed);
+
+        // A brokered database read the policy allows: the statement parsed and checked, the
+        // action asked for, a role minted for the grant, the read run as it, the role dropped,
+        // the outcome reported. Beside it, the same read on an open connection.
+        let sql_calls = env("GATE_BENCH_SQL_CALLS", 200);
+        let sql_rate = env("GATE_BENCH_SQL_RATE", 20);
+        let (db, minting) = countersign_testdevices::Postgres::shared().crm_database("bench");
+        std::fs::write(dir.path().join("crm.dsn"), &minting).expect("dsn");
+        let with_db = GateConfig::parse(
+            &format!(
+                "service = \"{url}\"\n[[connection]]\nname = \"crm\"\npostgres_file = \"crm.dsn\"\nenvironment = \"prod\"\n[connection.classification]\n\"customers.email\" = [\"pii\"]\n"
+            ),
+            dir.path(),
+        )
+        .expect("config");
+        let gate = countersign_gate::server::GateServer::new(
+            &url,
+            Upstreams::connect(&[]).await.expect("none"),
+            countersign_gate::server::AgentToken::Fixed(token.clone().into()),
+        )
+        .with_connections(with_db.connections.clone());
+        let db_agent = Arc::new(GateAgent::connect(gate).await.expect("agent session"));
+        let open = Arc::new(tokio::sync::Mutex::new(
+            <sqlx::PgConnection as sqlx::Connection>::connect(&db)
+                .await
+                .expect("connect"),
+        ));
+        let read = "SELECT id, email, plan FROM customers WHERE id = 1";
+        let mut query = Map::new();
+        query.insert("sql".into(), Value::String(read.into()));
+        let (samples, failed) = drive(sql_calls, sql_rate, || {
+            let open = open.clone();
+            async move {
+                let mut conn = open.lock().await;
+                sqlx::query(read).fetch_all(&mut *conn).await.is_ok()
+            }
+        })
+        .await;
+        report("sql read, open connection", samples, failed);
+        let (samples, failed) = drive(sql_calls, sql_rate, || {
+            let agent = db_agent.clone();
+            let query = query.clone();
+            async move {
+                agent
+                    .call("crm", query)
+                    .await
+                    .is_ok_and(|a| !a.is_error)
+            }
+        })
+        .await;
+        report("sql read, through the gate", samples, failed);
 
         // An asked call: from the agent's call to the request arriving on an approver's stream
         // (what makes the console notify), 50 times.

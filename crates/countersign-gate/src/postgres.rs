@@ -121,14 +121,14 @@ pub async fn check_tables(dsn: &Secret, analysis: &Analysis) -> Result<(), PgErr
         let (_, name) = qualified(table);
         let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
             .bind(&name)
-            .fetch_one(&mut conn)
+            .fetch_one(&mut *conn)
             .await
             .map_err(|e| PgError::Statement(e.to_string()))?;
         if found.is_none() {
             missing.push(table.clone());
         }
     }
-    let _ = conn.close().await;
+    drop(conn);
     if missing.is_empty() {
         Ok(())
     } else {
@@ -179,8 +179,41 @@ fn privileges(kind: &str) -> Result<&'static str, PgError> {
     })
 }
 
-async fn connect(dsn: &Secret) -> Result<PgConnection, PgError> {
-    PgConnection::connect(dsn.expose())
+/// Most open connections of one minting role.
+const MINTING_CONNECTIONS: u32 = 4;
+
+/// A connection of the minting role at `dsn`, from a small pool per DSN kept for the process:
+/// minting a role, checking tables and dropping the role are a few statements each, and a new
+/// authenticated connection for each would cost more than they do. Nothing in a minting
+/// session outlives its statements (no role set, no temporary objects).
+async fn connect(dsn: &Secret) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, PgError> {
+    static POOLS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<countersign_core::Digest, sqlx::PgPool>>,
+    > = std::sync::OnceLock::new();
+    let key = countersign_core::Digest::of(dsn.expose().as_bytes());
+    let pool = {
+        let mut pools = POOLS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match pools.get(&key) {
+            Some(pool) => pool.clone(),
+            None => {
+                let options: PgConnectOptions = dsn
+                    .expose()
+                    .parse()
+                    .map_err(|e: sqlx::Error| PgError::Connect(e.to_string()))?;
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(MINTING_CONNECTIONS)
+                    .acquire_timeout(std::time::Duration::from_secs(5))
+                    .idle_timeout(std::time::Duration::from_secs(60))
+                    .connect_lazy_with(options);
+                pools.insert(key, pool.clone());
+                pool
+            }
+        }
+    };
+    pool.acquire()
         .await
         .map_err(|e| PgError::Connect(e.to_string()))
 }
@@ -551,7 +584,7 @@ pub async fn sweep(dsn: &Secret, connection: &str) -> Result<usize, PgError> {
          AND NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE usename = rolname)",
     )
     .bind(role_prefix(connection))
-    .fetch_all(&mut conn)
+    .fetch_all(&mut *conn)
     .await
     .map_err(|e| PgError::Statement(e.to_string()))?;
     for role in &left {
