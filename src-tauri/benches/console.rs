@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use countersign_client::Client;
 use countersign_core::ActionRequest;
 use countersign_gate::GateConfig;
-use countersign_gate::local::LocalAgent;
+use countersign_gate::agent::GateAgent;
 use countersign_gate::upstream::Upstreams;
 use fantoccini::Locator;
 use serde_json::{Map, Value};
@@ -172,7 +172,7 @@ async fn main() {
         .await
         .expect("the filesystem server (npm ci in tests/mcp)");
     let mcp_agent = Arc::new(
-        LocalAgent::start(&w.url, upstreams, &w.agent_token)
+        GateAgent::start(&w.url, upstreams, &w.agent_token)
             .await
             .expect("agent session"),
     );

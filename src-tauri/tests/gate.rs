@@ -166,7 +166,10 @@ environment = "prod"
     let gate = countersign_testdevices::Gate::start(&countersign(), &config);
     let exec = Command::new(countersign())
         .args(["exec", "--gate", &gate.url, "--connection", "crm"])
-        .args(["--sql", "UPDATE customers SET plan = 'pro' WHERE plan = 'free'"])
+        .args([
+            "--sql",
+            "UPDATE customers SET plan = 'pro' WHERE plan = 'free'",
+        ])
         .args(["--justification", "upgrade the beta testers"])
         .env("COUNTERSIGN_TOKEN", &w.agent_token)
         .stdin(Stdio::null())
@@ -181,11 +184,20 @@ environment = "prod"
         "{sent:?}"
     );
     click(&c, "[data-testid=inbox-item]").await;
-    let page = until_page(&c, "the request view shows the rows the write changes", |t| {
-        t.contains("2 rows affected") && t.contains("\"plan\":\"pro\"") && t.contains("(classified)")
-    })
+    let page = until_page(
+        &c,
+        "the request view shows the rows the write changes",
+        |t| {
+            t.contains("2 rows affected")
+                && t.contains("\"plan\":\"pro\"")
+                && t.contains("(classified)")
+        },
+    )
     .await;
-    assert!(!page.contains("ada@example.com"), "a classified value was shown");
+    assert!(
+        !page.contains("ada@example.com"),
+        "a classified value was shown"
+    );
     assert_eq!(
         pg.psql(&db, "SELECT count(*) FROM customers WHERE plan = 'pro'"),
         "1",

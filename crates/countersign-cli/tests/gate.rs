@@ -903,6 +903,7 @@ decision := {"outcome": "allow", "reason": "masked reads are fine"} if {
     input.action.type == "sql.select"
     not input.action.parameters.reveal_classified
 }
+else := {"outcome": "allow", "reason": "status checks are fine"} if input.action.type == "command.status"
 else := {"outcome": "require_approval", "reason": "writes need security", "quorum": 1, "groups": ["security"],
          "ttl_seconds": 120, "require_hardware_key": false, "quick_approve": false}
 "#;
@@ -1067,6 +1068,61 @@ fn sql_approved_from_the_cli_runs_once_and_a_killed_gate_records_it_failed() {
         outcome.starts_with("0|") && outcome.contains("rolled back by the database"),
         "{outcome:?}"
     );
+    drop(gate);
+    server.stop();
+}
+
+/// A command connection from the shell: `countersign exec -- name=value` fills the template's
+/// arguments, the program's output reaches the terminal while it still runs, and its exit status
+/// is exec's.
+#[test]
+fn a_commands_output_reaches_exec_as_it_is_printed() {
+    let w = World::new();
+    let server = serve_with_policy(&w, CONNECTIONS_POLICY);
+    let config = w.root.join("gate.toml");
+    // The program waits, after its first line, for the test to have read that line: output that
+    // only arrived at the end would leave it waiting until it is killed at its timeout.
+    let seen = w.root.join("first-line-seen");
+    std::fs::write(
+        &config,
+        format!(
+            r#"service = "{url}"
+[[connection]]
+name = "status"
+command = "/bin/sh"
+args = ["-c", 'echo "checking $0"; while [ ! -e "$1" ]; do sleep 0.05; done; echo "$0 is up"; echo "warned" >&2; exit 7', "{{service}}", "{seen}"]
+environment = "prod"
+timeout_seconds = 10
+"#,
+            url = server.url,
+            seen = seen.display(),
+        ),
+    )
+    .expect("gate.toml");
+    let gate = start_gate(&config);
+    let mut exec = Command::new(BIN)
+        .args(["exec", "--gate", &gate.url, "--connection", "status", "--"])
+        .arg("service=billing api")
+        .env("COUNTERSIGN_TOKEN", &w.token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("exec");
+    let mut out = std::io::BufReader::new(exec.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).expect("first line");
+    assert_eq!(first, "checking billing api\n");
+    std::fs::write(&seen, "").expect("marker");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).expect("rest");
+    assert_eq!(rest, "billing api is up\n", "each line once");
+    let status = exec.wait().expect("exit");
+    assert_eq!(status.code(), Some(7), "the program's exit status");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut exec.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert!(err.contains("warned"), "{err}");
     drop(gate);
     server.stop();
 }

@@ -2,12 +2,18 @@
 //! `countersign exec` is), or inside the gate's own process over an in-memory stream (the demo's
 //! simulated agent, and benchmarks that measure the gate's own work).
 
-use rmcp::model::CallToolRequestParams;
-use rmcp::service::RunningService;
-use rmcp::{RoleClient, ServiceExt as _};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use rmcp::model::{
+    CallToolRequestParams, NumberOrString, ProgressNotificationParam, ProgressToken,
+    RequestMetaObject,
+};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::{ClientHandler, RoleClient, ServiceExt as _};
 use serde_json::{Map, Value};
 
-use crate::server::{AgentToken, GateServer};
+use crate::server::{AgentToken, GateServer, parse_output_message};
 use crate::upstream::Upstreams;
 
 /// What a tool call answered: whether it is an error, its text, and its structured result.
@@ -21,14 +27,52 @@ pub struct Answer {
     pub structured: Option<Value>,
 }
 
+/// Where a program's output goes as the gate passes it on: `(stream, text)`, stream being
+/// `stdout` or `stderr`.
+pub type OutputSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// The agent's side of the session: follows a program's output as the gate passes it on.
+#[derive(Clone, Default)]
+pub struct Listener {
+    output: Option<OutputSink>,
+}
+
+impl ClientHandler for Listener {
+    fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) -> impl std::future::Future<Output = ()> + Send + '_ {
+        if let Some(output) = &self.output
+            && let Some((stream, text)) = params.message.as_deref().and_then(parse_output_message)
+        {
+            output(stream, text);
+        }
+        std::future::ready(())
+    }
+}
+
 /// An agent connected to a gate.
 pub struct GateAgent {
-    client: RunningService<RoleClient, ()>,
+    client: RunningService<RoleClient, Listener>,
+    follows_output: bool,
 }
+
+/// Progress tokens of this process's calls.
+static NEXT_TOKEN: AtomicI64 = AtomicI64::new(1);
 
 impl GateAgent {
     /// Connects to the gate at `url` (its `/mcp` endpoint) as the agent with `token`.
     pub async fn over_http(url: &str, token: &str) -> Result<Self, String> {
+        Self::over_http_following(url, token, None).await
+    }
+
+    /// [`Self::over_http`], passing a program's output to `output` as it is printed.
+    pub async fn over_http_following(
+        url: &str,
+        token: &str,
+        output: Option<OutputSink>,
+    ) -> Result<Self, String> {
         use rmcp::transport::StreamableHttpClientTransport;
         use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
         // A gate that goes away takes the call it held with it: after a few reconnection
@@ -38,11 +82,15 @@ impl GateAgent {
         retry.base_duration = std::time::Duration::from_millis(500);
         let mut config = StreamableHttpClientTransportConfig::with_uri(url).auth_header(token);
         config.retry_config = std::sync::Arc::new(retry);
-        let client = ()
+        let follows_output = output.is_some();
+        let client = Listener { output }
             .serve(StreamableHttpClientTransport::from_config(config))
             .await
             .map_err(|e| format!("connecting to the gate at {url}: {e}"))?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            follows_output,
+        })
     }
 
     /// Starts a gate in front of `upstreams`, asking `service` as the agent with `token`, and
@@ -64,15 +112,28 @@ impl GateAgent {
                 let _ = running.waiting().await;
             }
         });
-        let client = ().serve(agent_side).await.map_err(|e| e.to_string())?;
-        Ok(Self { client })
+        let client = Listener::default()
+            .serve(agent_side)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            client,
+            follows_output: false,
+        })
     }
 
     /// Calls `tool` (`<upstream>__<tool>`, or a connection's name) with `arguments`; waits as long as approval takes.
     pub async fn call(&self, tool: &str, arguments: Map<String, Value>) -> Result<Answer, String> {
+        let mut params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
+        if self.follows_output {
+            let token = ProgressToken(NumberOrString::Number(
+                NEXT_TOKEN.fetch_add(1, Ordering::Relaxed),
+            ));
+            params.meta = Some(RequestMetaObject::with_progress_token(token));
+        }
         let result = self
             .client
-            .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments))
+            .call_tool(params)
             .await
             .map_err(|e| e.to_string())?;
         let text = result

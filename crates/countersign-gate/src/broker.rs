@@ -390,6 +390,7 @@ impl Prepared {
         &self,
         connection: &Connection,
         approved: &Approved,
+        live: Option<crate::command::Live>,
     ) -> Ran<Result<Output, String>> {
         match (&self.plan, &connection.kind) {
             (
@@ -472,6 +473,7 @@ impl Prepared {
                     env,
                     Duration::from_secs(*timeout_seconds),
                     *max_output_bytes,
+                    live,
                 )
                 .await;
                 match ran {

@@ -37,6 +37,28 @@ pub enum CommandError {
     },
 }
 
+/// Which of a program's streams a piece of output came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Stream {
+    /// `stdout` or `stderr`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Output as the program prints it, for whoever follows it live (within the same bound).
+pub type Live = tokio::sync::mpsc::Sender<(Stream, String)>;
+
 /// How a command went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommandRan {
@@ -92,11 +114,18 @@ pub fn render(
         .collect()
 }
 
-/// Reads all of `from`, keeping the first `limit` bytes; whether more came.
-async fn bounded(mut from: impl AsyncRead + Unpin, limit: usize) -> (Vec<u8>, bool) {
+/// Reads all of `from`, keeping the first `limit` bytes (and passing them to `live` as text as
+/// they come); whether more came.
+async fn bounded(
+    mut from: impl AsyncRead + Unpin,
+    limit: usize,
+    live: Option<(Stream, Live)>,
+) -> (Vec<u8>, bool) {
     let mut kept = Vec::new();
     let mut more = false;
     let mut buffer = [0u8; 8192];
+    // Where the text passed on so far ends: a character split across reads waits for its rest.
+    let mut sent = 0;
     loop {
         match from.read(&mut buffer).await {
             Ok(0) | Err(_) => break,
@@ -106,20 +135,42 @@ async fn bounded(mut from: impl AsyncRead + Unpin, limit: usize) -> (Vec<u8>, bo
                 if n > room {
                     more = true;
                 }
+                if let Some((stream, live)) = &live {
+                    let end = match std::str::from_utf8(&kept[sent..]) {
+                        Ok(_) => kept.len(),
+                        Err(e) if e.error_len().is_none() => sent + e.valid_up_to(),
+                        Err(_) => kept.len(),
+                    };
+                    if end > sent {
+                        let text = String::from_utf8_lossy(&kept[sent..end]).into_owned();
+                        sent = end;
+                        // A follower that went away does not stop the program.
+                        let _ = live.send((*stream, text)).await;
+                    }
+                }
             }
         }
+    }
+    if let Some((stream, live)) = &live
+        && kept.len() > sent
+    {
+        let _ = live
+            .send((*stream, String::from_utf8_lossy(&kept[sent..]).into_owned()))
+            .await;
     }
     (kept, more)
 }
 
 /// Runs `program` with `args`, `env` and nothing else of the gate's environment but `PATH`
-/// and `HOME`; kills it after `timeout`; keeps at most `max_output` bytes of each stream.
+/// and `HOME`; kills it after `timeout`; keeps at most `max_output` bytes of each stream,
+/// passing them to `live` as they are printed when given.
 pub async fn run(
     program: &Path,
     args: &[String],
     env: &BTreeMap<String, Secret>,
     timeout: Duration,
     max_output: usize,
+    live: Option<Live>,
 ) -> Result<CommandRan, CommandError> {
     let mut command = tokio::process::Command::new(program);
     command
@@ -143,15 +194,17 @@ pub async fn run(
     })?;
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
+    let live_out = live.clone().map(|l| (Stream::Stdout, l));
+    let live_err = live.map(|l| (Stream::Stderr, l));
     let out = tokio::spawn(async move {
         match stdout {
-            Some(s) => bounded(s, max_output).await,
+            Some(s) => bounded(s, max_output, live_out).await,
             None => (Vec::new(), false),
         }
     });
     let err = tokio::spawn(async move {
         match stderr {
-            Some(s) => bounded(s, max_output).await,
+            Some(s) => bounded(s, max_output, live_err).await,
             None => (Vec::new(), false),
         }
     });
@@ -230,6 +283,7 @@ mod tests {
             &env,
             Duration::from_secs(10),
             1024,
+            None,
         )
         .await
         .expect("runs");
@@ -246,6 +300,7 @@ mod tests {
             &BTreeMap::new(),
             Duration::from_millis(500),
             4096,
+            None,
         )
         .await
         .expect("runs");
@@ -257,6 +312,7 @@ mod tests {
             &BTreeMap::new(),
             Duration::from_millis(300),
             1024,
+            None,
         )
         .await
         .expect("runs");
@@ -267,6 +323,7 @@ mod tests {
             &BTreeMap::new(),
             Duration::from_secs(5),
             10,
+            None,
         )
         .await
         .expect("runs");
@@ -277,10 +334,52 @@ mod tests {
                 &[],
                 &BTreeMap::new(),
                 Duration::from_secs(1),
-                10
+                10,
+                None
             )
             .await,
             Err(CommandError::Start { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn output_is_passed_on_as_it_is_printed_within_the_bound() {
+        let (live, mut followed) = tokio::sync::mpsc::channel(16);
+        let running = tokio::spawn(async move {
+            run(
+                Path::new("/bin/sh"),
+                &[
+                    "-c".to_owned(),
+                    // A character split across two writes, then a pause, then a flood.
+                    "printf 'caf\\303'; sleep 0.2; printf '\\251\\n'; echo oops >&2; sleep 1; yes | head -c 100000".to_owned(),
+                ],
+                &BTreeMap::new(),
+                Duration::from_secs(10),
+                64,
+                Some(live),
+            )
+            .await
+        });
+        let (stream, first) = followed.recv().await.expect("first piece");
+        assert_eq!((stream, first.as_str()), (Stream::Stdout, "caf"));
+        let (_, second) = followed.recv().await.expect("second piece");
+        assert_eq!(second, "\u{e9}\n", "the split character arrives whole");
+        assert!(
+            !running.is_finished(),
+            "passed on while the program still runs"
+        );
+        let (stream, err) = followed.recv().await.expect("stderr");
+        assert_eq!((stream, err.as_str()), (Stream::Stderr, "oops\n"));
+        let mut rest = 0;
+        while let Some((_, text)) = followed.recv().await {
+            rest += text.len();
+        }
+        let ran = running.await.expect("joined").expect("runs");
+        assert_eq!(
+            rest + "caf\u{e9}\n".len(),
+            64,
+            "the bound holds for what is passed on"
+        );
+        assert!(ran.truncated);
     }
 }

@@ -24,6 +24,27 @@ use crate::connection::Connection;
 use crate::journal::{Effect, Journal};
 use crate::upstream::Upstreams;
 
+/// The message of a progress notification carrying a piece of a program's output:
+/// `[stdout] ` or `[stderr] `, then the text as printed. (The stream's name goes in the message,
+/// which people read too, because SDKs do not pass a notification's `_meta` on reliably.)
+pub fn output_message(stream: crate::command::Stream, text: &str) -> String {
+    format!("[{}] {text}", stream.name())
+}
+
+/// The stream and the text of a progress message made by [`output_message`].
+pub fn parse_output_message(message: &str) -> Option<(&'static str, &str)> {
+    [
+        crate::command::Stream::Stdout,
+        crate::command::Stream::Stderr,
+    ]
+    .into_iter()
+    .find_map(|s| {
+        message
+            .strip_prefix(&format!("[{}] ", s.name()))
+            .map(|text| (s.name(), text))
+    })
+}
+
 /// Between an upstream's name and its tool's name in the names the agent sees.
 pub const SEPARATOR: &str = "__";
 
@@ -180,12 +201,36 @@ impl GateServer {
         let waiting_on: Arc<std::sync::Mutex<Option<uuid::Uuid>>> = Arc::default();
         let progress = progress_reporter(&context, waiting_on.clone());
         let prepared = &prepared;
+        // A program's output goes to the agent as it is printed, as progress notifications of
+        // the call (when it asked for progress) whose message is the text after the stream's
+        // name ([`output_message`]); the whole (bounded) output is in the result as well.
+        let (live, mut printed) =
+            tokio::sync::mpsc::channel::<(crate::command::Stream, String)>(64);
+        let progress_token = context.meta.get_progress_token();
+        let peer = context.peer.clone();
+        let forward = tokio::spawn(async move {
+            // After the approvals' progress (at most a quorum, far below this), rising per byte.
+            let mut progress = f64::from(u16::MAX);
+            while let Some((stream, text)) = printed.recv().await {
+                let Some(token) = progress_token.clone() else {
+                    continue;
+                };
+                progress += text.len() as f64;
+                let param = ProgressNotificationParam::new(token, progress)
+                    .with_message(output_message(stream, &text));
+                if peer.notify_progress(param).await.is_err() {
+                    break;
+                }
+            }
+        });
         let outcome = tokio::select! {
             outcome = approval.run(&prepared.action, prepared.effect(), progress, |approved: Approved| async move {
-                prepared.run(connection, &approved).await
+                prepared.run(connection, &approved, Some(live)).await
             }) => outcome,
             () = context.ct.cancelled() => return withdraw(&approval, &waiting_on).await,
         };
+        // Everything printed is passed on before the answer.
+        let _ = forward.await;
         match outcome {
             Ok(Ok(output)) => {
                 let text = serde_json::to_string_pretty(&output.value).unwrap_or_default();

@@ -411,3 +411,56 @@ async fn a_command_runs_with_its_secret_and_its_exit_status_is_the_outcome() {
         refused.text
     );
 }
+
+/// Over Streamable HTTP, a program's output reaches the agent while the program still runs (as
+/// progress notifications of the call), each piece once, and the whole output is in the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commands_output_reaches_the_agent_while_it_runs() {
+    let (_url, minting) = seeded("live").await;
+    let w = world("crm", &minting, 0).await;
+    let seen = w.dir.path().join("seen");
+    let mut connections = w.gate.connections.clone();
+    for c in &mut connections {
+        if let countersign_gate::connection::ConnectionKind::Command { args, .. } = &mut c.kind {
+            *args = vec![
+                "-c".into(),
+                "echo \"checking $0\"; while [ ! -e \"$1\" ]; do sleep 0.05; done; echo done"
+                    .into(),
+                "{service}".into(),
+                seen.display().to_string(),
+            ];
+        }
+    }
+    let gate = GateServer::new(
+        &w.url,
+        Upstreams::connect(&[]).await.expect("none"),
+        AgentToken::FromRequest,
+    )
+    .with_connections(connections);
+    let router = countersign_gate::http::router_for(&w.url, gate).expect("router");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+    let sink: countersign_gate::agent::OutputSink =
+        std::sync::Arc::new(move |stream: &str, text: &str| {
+            let _ = tx.send((stream.to_owned(), text.to_owned()));
+        });
+    let agent = GateAgent::over_http_following(&url, &w.agent_token, Some(sink))
+        .await
+        .expect("agent");
+    let call =
+        tokio::spawn(async move { agent.call("status", args(json!({"service": "api"}))).await });
+    let first = tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
+        .await
+        .expect("output while the program runs")
+        .expect("a piece");
+    assert_eq!(first, ("stdout".to_owned(), "checking api\n".to_owned()));
+    assert!(!call.is_finished());
+    std::fs::write(&seen, "").expect("marker");
+    let answer = call.await.expect("joined").expect("answer");
+    let out = answer.structured.expect("structured");
+    assert_eq!(out["stdout"], "checking api\ndone\n");
+}

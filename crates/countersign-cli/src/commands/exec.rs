@@ -3,7 +3,9 @@
 //! would: the gate writes the action, previews a write, waits for approval and runs it with
 //! credentials the caller never sees.
 
+use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -46,6 +48,15 @@ pub struct ExecArgs {
     pub arguments: Vec<String>,
 }
 
+/// How much of a program's output was printed as it came.
+#[derive(Default)]
+struct Printed {
+    stdout: usize,
+    stderr: usize,
+    /// The answer is in: anything later is in it.
+    done: bool,
+}
+
 /// The tool arguments `args` stand for.
 fn tool_arguments(args: &ExecArgs) -> anyhow::Result<Map<String, Value>> {
     let mut arguments = Map::new();
@@ -81,7 +92,31 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
         args.token_file.as_deref(),
         "agent token",
     )?;
-    let agent = GateAgent::over_http(&args.gate, &token)
+    // A program's output is printed as the gate passes it on; what did not arrive that way is
+    // printed from the result.
+    let printed = Arc::new(Mutex::new(Printed::default()));
+    let sink = {
+        let printed = printed.clone();
+        Arc::new(move |stream: &str, text: &str| {
+            let mut p = printed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if p.done {
+                return;
+            }
+            let _ = match stream {
+                "stdout" => {
+                    p.stdout += text.len();
+                    std::io::stdout().write_all(text.as_bytes())
+                }
+                _ => {
+                    p.stderr += text.len();
+                    std::io::stderr().write_all(text.as_bytes())
+                }
+            };
+        })
+    };
+    let agent = GateAgent::over_http_following(&args.gate, &token, Some(sink))
         .await
         .map_err(anyhow::Error::msg)?;
     let answer = agent
@@ -89,13 +124,22 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
         .await
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("calling {} on the gate", args.connection))?;
+    let printed = {
+        let mut p = printed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        p.done = true;
+        (p.stdout, p.stderr)
+    };
     match &answer.structured {
         // A program: its streams where they belong, its exit status as ours.
         Some(out) if out.get("stdout").is_some() => {
-            use std::io::Write as _;
-            let text = |k: &str| out.get(k).and_then(Value::as_str).unwrap_or_default();
-            std::io::stdout().write_all(text("stdout").as_bytes())?;
-            std::io::stderr().write_all(text("stderr").as_bytes())?;
+            let rest = |k: &str, from: usize| {
+                let text = out.get(k).and_then(Value::as_str).unwrap_or_default();
+                text.get(from..).unwrap_or_default().to_owned()
+            };
+            std::io::stdout().write_all(rest("stdout", printed.0).as_bytes())?;
+            std::io::stderr().write_all(rest("stderr", printed.1).as_bytes())?;
             if out.get("truncated") == Some(&Value::Bool(true)) {
                 eprintln!("countersign exec: output truncated at the connection's limit");
             }
