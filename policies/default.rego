@@ -21,10 +21,28 @@ is_read if {
 
 has_tag(t) if t in input.action.tags
 
+# A statement the gate brokers (type sql.<kind>) carries the tags of the classified columns it
+# touches, set by the gate's configuration, and says whether it asks for them unmasked.
+is_sql if startswith(input.action.type, "sql.")
+
+reveals if input.action.parameters.reveal_classified == true
+
 # Flat refusals come first.
 decision := {"outcome": "deny", "reason": "exporting credentials is never allowed"} if {
 	startswith(input.action.type, "db.export")
 	has_tag("credentials")
+} else := {"outcome": "deny", "reason": "statements touching credentials are never brokered"} if {
+	is_sql
+	has_tag("credentials")
+} else := {
+	"outcome": "require_approval",
+	"reason": "reading personal data unmasked needs two approvers from security",
+	"quorum": 2, "groups": ["security"], "ttl_seconds": 900,
+	"require_hardware_key": false, "quick_approve": false,
+} if {
+	is_sql
+	reveals
+	has_tag("pii")
 } else := {
 	"outcome": "require_approval",
 	"reason": "production export of personal data needs two approvers from security",
@@ -44,6 +62,10 @@ decision := {"outcome": "deny", "reason": "exporting credentials is never allowe
 	is_prod
 } else := {"outcome": "allow", "reason": "read-only actions are allowed"} if {
 	is_read
+} else := {"outcome": "allow", "reason": "queries with classified values masked are allowed"} if {
+	input.action.type == "sql.select"
+	not reveals
+	not is_prod
 } else := {
 	"outcome": "require_approval",
 	"reason": "feature flags may be approved straight from the notification",

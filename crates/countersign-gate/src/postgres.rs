@@ -21,6 +21,9 @@ use uuid::Uuid;
 use crate::config::Secret;
 use crate::sql::{Analysis, Classification, write_preview};
 
+/// Most bytes of a query's rows (as JSON text) kept for the caller.
+pub const MAX_RESULT_BYTES: usize = 8 * 1024 * 1024;
+
 /// Every per-grant role's name starts with this.
 pub const ROLE_PREFIX: &str = "cs_grant_";
 
@@ -457,30 +460,39 @@ async fn run_in(own: &mut PgConnection, run: &Run<'_>) -> Result<Ran, PgError> {
             "SELECT row_to_json(q)::text AS row FROM ({sql}) AS q LIMIT {}",
             run.max_rows + 1
         );
-        let rows = sqlx::query(&wrapped)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(statement)?;
-        let mut out = Vec::with_capacity(rows.len().min(run.max_rows));
-        for row in rows.iter().take(run.max_rows) {
-            let text: String = row.try_get("row").map_err(statement)?;
-            let mut value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-            if let Some(object) = value.as_object_mut() {
-                for name in &masked {
-                    if let Some(v) = object.get_mut(name)
-                        && !v.is_null()
-                    {
-                        *v = Value::String(crate::sql::MASKED.into());
-                    }
+        // Rows are read one by one and kept within a row count and a byte budget: a query that
+        // returns huge values cannot fill the gate's memory.
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut truncated = false;
+        {
+            use futures_util::TryStreamExt as _;
+            let mut rows = sqlx::query(&wrapped).fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await.map_err(statement)? {
+                let text: String = row.try_get("row").map_err(statement)?;
+                bytes = bytes.saturating_add(text.len());
+                if out.len() == run.max_rows || bytes > MAX_RESULT_BYTES {
+                    truncated = true;
+                    break;
                 }
-            } else if !masked.is_empty() {
-                value = Value::String(crate::sql::MASKED.into());
+                let mut value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                if let Some(object) = value.as_object_mut() {
+                    for name in &masked {
+                        if let Some(v) = object.get_mut(name)
+                            && !v.is_null()
+                        {
+                            *v = Value::String(crate::sql::MASKED.into());
+                        }
+                    }
+                } else if !masked.is_empty() {
+                    value = Value::String(crate::sql::MASKED.into());
+                }
+                out.push(value);
             }
-            out.push(value);
         }
         Ran {
-            rows_affected: rows.len().min(run.max_rows) as u64,
-            truncated: rows.len() > run.max_rows,
+            rows_affected: out.len() as u64,
+            truncated,
             rows: out,
             before: Vec::new(),
             committed: run.commit,

@@ -299,12 +299,18 @@ struct References {
     written: Vec<(String, String)>,
     /// Whole rows: `None` for `*` over every table, `Some(qualifier)` for `t.*`.
     whole_rows: Vec<Option<String>>,
+    /// The relation about to be visited is a function in `FROM` (`generate_series(1, 3)`), not
+    /// a table: it needs no table privilege and has no classified columns.
+    function_next: bool,
 }
 
 impl Visitor for References {
     type Break = ();
 
     fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+        if std::mem::take(&mut self.function_next) {
+            return ControlFlow::Continue(());
+        }
         let table = table_name(relation);
         if !self.tables.iter().any(|(t, _)| *t == table) {
             self.tables.push((table, None));
@@ -313,6 +319,10 @@ impl Visitor for References {
     }
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table { args: Some(_), .. } = factor {
+            self.function_next = true;
+            return ControlFlow::Continue(());
+        }
         if let TableFactor::Table {
             name,
             alias: Some(alias),
@@ -322,6 +332,12 @@ impl Visitor for References {
             self.tables
                 .push((table_name(name), Some(folded(&alias.name))));
         }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_table_factor(&mut self, _factor: &TableFactor) -> ControlFlow<()> {
+        // Whatever happened inside, the flag never reaches another factor's table.
+        self.function_next = false;
         ControlFlow::Continue(())
     }
 
@@ -552,6 +568,18 @@ mod tests {
             set(&["pii", "regulated"])
         );
         assert!(tags("SELECT total FROM orders").is_empty());
+    }
+
+    #[test]
+    fn a_function_in_from_is_not_a_table() {
+        let classification = Classification::new(&BTreeMap::new());
+        let a = analyse(
+            "SELECT g, c.plan FROM generate_series(1, 3) AS g, customers c",
+            false,
+            &classification,
+        )
+        .expect("parses");
+        assert_eq!(a.tables, BTreeSet::from(["public.customers".to_owned()]));
     }
 
     #[test]

@@ -225,6 +225,22 @@ async fn query_results_are_masked_unless_revealing_was_approved() {
         (json!(5), json!(countersign_gate::sql::MASKED))
     );
 
+    // Huge values are cut at the gate's byte budget, not held whole.
+    let big = agent
+        .call(
+            "crm",
+            args(json!({"sql": "SELECT repeat('x', 1048576) AS big FROM generate_series(1, 20)"})),
+        )
+        .await
+        .expect("answer");
+    let out = big
+        .structured
+        .clone()
+        .unwrap_or_else(|| panic!("{}", big.text));
+    assert_eq!(out["truncated"], true, "{}", big.text.len());
+    let kept = out["rows"].as_array().expect("rows").len();
+    assert!((1..20).contains(&kept), "{kept} rows kept");
+
     // Asking to reveal is part of what the approvers approve.
     let call = tokio::spawn({
         let agent = agent.clone();

@@ -364,6 +364,25 @@ mod tests {
             }
         ));
         assert_eq!(read.policy_hash, policy_hash(DEFAULT_POLICY.as_bytes()));
+
+        // Statements the gate brokers: its classification's tags decide, not the agent.
+        let sql = |v: serde_json::Value| p.evaluate(&input(v));
+        let secrets = sql(
+            serde_json::json!({"type": "sql.select", "environment": "dev", "tags": ["credentials"], "parameters": {"sql": "SELECT secret FROM api_keys", "reveal_classified": false}}),
+        );
+        assert_eq!(kind(&secrets), "deny", "{}", secrets.reason);
+        let unmasked = sql(
+            serde_json::json!({"type": "sql.select", "environment": "dev", "tags": ["pii"], "parameters": {"sql": "SELECT email FROM customers", "reveal_classified": true}}),
+        );
+        assert_eq!(unmasked.outcome.quorum(), Some(2), "{}", unmasked.reason);
+        let masked = sql(
+            serde_json::json!({"type": "sql.select", "environment": "dev", "tags": ["pii"], "parameters": {"sql": "SELECT email FROM customers", "reveal_classified": false}}),
+        );
+        assert_eq!(kind(&masked), "allow", "{}", masked.reason);
+        let prod = sql(
+            serde_json::json!({"type": "sql.select", "environment": "prod", "tags": [], "parameters": {"sql": "SELECT 1", "reveal_classified": false}}),
+        );
+        assert_eq!(prod.outcome.quorum(), Some(1), "{}", prod.reason);
     }
 
     #[test]
