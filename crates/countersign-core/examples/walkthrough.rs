@@ -74,6 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         EventKind::RequestCreated {
             action: Box::new(action.clone()),
             digest,
+            authenticated_by: None,
         },
         now,
     )?;

@@ -43,6 +43,22 @@ pub struct ExecutionOutcome {
     pub detail: String,
 }
 
+/// How an agent proved who it is when it asked.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentAuthentication {
+    /// An API token the service issued.
+    ApiToken,
+    /// A workload identity token (a JWT) from an issuer the service trusts.
+    WorkloadToken {
+        /// The token's issuer.
+        issuer: String,
+        /// The token's subject, as the issuer spelled it.
+        subject: String,
+    },
+}
+
 /// The kinds of audit event, each with what an auditor needs to check it on its own.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,6 +71,9 @@ pub enum EventKind {
         action: Box<Action>,
         /// Its digest.
         digest: Digest,
+        /// How the requester proved who it is (absent in events recorded before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        authenticated_by: Option<AgentAuthentication>,
     },
     /// Approvers were notified.
     Notified {
@@ -308,6 +327,7 @@ mod tests {
             actor: Actor::Agent(action.requester.clone()),
             event: EventKind::RequestCreated {
                 digest: action.digest().expect("digest"),
+                authenticated_by: None,
                 action: Box::new(action.clone()),
             },
         };
@@ -334,6 +354,7 @@ mod tests {
                 Actor::Agent(action.requester.clone()),
                 EventKind::RequestCreated {
                     digest: action.digest().expect("digest"),
+                    authenticated_by: None,
                     action: Box::new(action),
                 },
             ),

@@ -72,15 +72,23 @@ impl Memory {
     }
 }
 
-/// Whether `token` looks like an agent token at all.
+/// Longest workload identity token (a JWT) passed on to the service.
+const MAX_JWT_LEN: usize = 16 * 1024;
+
+/// Whether `token` looks like an agent token at all: an API token, or a workload identity
+/// token (three base64url parts) for the service to verify.
 fn well_formed(token: &str) -> bool {
-    token.len() <= MAX_TOKEN_LEN
-        && token.strip_prefix(TOKEN_PREFIX).is_some_and(|rest| {
-            !rest.is_empty()
-                && rest
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    let base64url = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let api_token =
+        token.len() <= MAX_TOKEN_LEN && token.strip_prefix(TOKEN_PREFIX).is_some_and(base64url);
+    let jwt = token.len() <= MAX_JWT_LEN
+        && token.split('.').count() == 3
+        && token.split('.').all(base64url);
+    api_token || jwt
 }
 
 #[derive(Clone)]
@@ -214,6 +222,12 @@ mod tests {
             assert!(!well_formed(bad), "{bad:?}");
         }
         assert!(!well_formed(&format!("csa_{}", "x".repeat(MAX_TOKEN_LEN))));
+        // A workload identity token is passed on for the service to verify; nothing like one is.
+        assert!(well_formed("eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"));
+        for bad in ["a.b", "a..c", "a.b.c.d", "a.b.c d", "a.b.c\u{200b}"] {
+            assert!(!well_formed(bad), "{bad:?}");
+        }
+        assert!(!well_formed(&format!("a.{}.c", "x".repeat(MAX_JWT_LEN))));
     }
 
     #[test]

@@ -216,6 +216,7 @@ fn request_events(i: u64, at: i64, service: &ServiceKey) -> Vec<NewEvent> {
         EventKind::RequestCreated {
             action: Box::new(action.clone()),
             digest,
+            authenticated_by: None,
         },
     )];
     let decided = at + 20_000 + (i % 600) as i64 * 1000;

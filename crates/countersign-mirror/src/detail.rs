@@ -194,6 +194,7 @@ impl Mirror {
                 EventKind::RequestCreated {
                     action: a,
                     digest: d,
+                    ..
                 } => {
                     action = Some((**a).clone());
                     digest = Some(*d);

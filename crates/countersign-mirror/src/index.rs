@@ -180,7 +180,7 @@ impl Batch {
     pub fn apply(&mut self, event: &AuditEvent) {
         let at = event.recorded_at.as_millis();
         let seq = event.seq as i64;
-        if let EventKind::RequestCreated { action, digest } = &event.event {
+        if let EventKind::RequestCreated { action, digest, .. } = &event.event {
             let row = RequestRow::new(event.seq, action, digest);
             for tag in &action.request.tags {
                 self.tags.push((tag.as_str().to_owned(), row.seq));

@@ -274,7 +274,7 @@ impl EventChecker {
         jobs: &mut Vec<SignatureJob>,
     ) -> Result<(), Alarm> {
         match &event.event {
-            EventKind::RequestCreated { action, digest } => {
+            EventKind::RequestCreated { action, digest, .. } => {
                 let actual = match content_digest {
                     Some(d) => d,
                     None => action

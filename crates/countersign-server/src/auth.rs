@@ -3,6 +3,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use countersign_core::audit::AgentAuthentication;
 use countersign_store::{Session, TokenRole};
 
 use crate::error::ApiError;
@@ -46,7 +47,35 @@ impl FromRequestParts<AppState> for Agent {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        api_token(parts, state, TokenRole::Agent).await.map(Agent)
+        AuthenticatedAgent::from_request_parts(parts, state)
+            .await
+            .map(|a| Agent(a.0))
+    }
+}
+
+/// An authenticated agent and how it proved who it is: an API token, or a workload identity
+/// token from a trusted issuer ([`crate::workload`]).
+pub struct AuthenticatedAgent(pub String, pub AgentAuthentication);
+
+impl FromRequestParts<AppState> for AuthenticatedAgent {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        if !token.starts_with(crate::admin::AGENT_TOKEN_PREFIX)
+            && state.workload.any()
+            && token.matches('.').count() == 2
+        {
+            let (id, how) = state
+                .workload
+                .authenticate(token)
+                .await
+                .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+            return Ok(AuthenticatedAgent(id, how));
+        }
+        api_token(parts, state, TokenRole::Agent)
+            .await
+            .map(|id| AuthenticatedAgent(id, AgentAuthentication::ApiToken))
     }
 }
 

@@ -18,6 +18,7 @@ pub mod secrets;
 pub mod service_key;
 pub mod state;
 pub mod transport;
+pub mod workload;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -113,6 +114,9 @@ pub enum StartError {
     /// The policy file.
     #[error("{0}")]
     Policy(#[from] policy::PolicyError),
+    /// The identity configuration (workload issuers).
+    #[error("{0}")]
+    Identity(#[from] workload::WorkloadError),
 }
 
 impl Service {
@@ -127,6 +131,8 @@ impl Service {
         config: Config,
     ) -> Result<Self, StartError> {
         std::fs::create_dir_all(data_dir)?;
+        // Checked here so a bad configuration stops the start instead of trusting nobody.
+        workload::WorkloadIssuers::new(&config.workload_issuers)?;
         let policy = match policy_path {
             Some(p) => Policy::from_file(p)?,
             None => Policy::builtin()?,

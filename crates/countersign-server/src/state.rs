@@ -26,6 +26,8 @@ pub struct Config {
     pub max_wait_seconds: u64,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Issuers whose workload identity tokens authenticate agents ([`crate::workload`]).
+    pub workload_issuers: Vec<crate::workload::WorkloadIssuerConfig>,
 }
 
 impl Default for Config {
@@ -37,6 +39,7 @@ impl Default for Config {
             session_ttl_seconds: 12 * 3600,
             max_wait_seconds: 60,
             max_body_bytes: 10 * 1024 * 1024,
+            workload_issuers: Vec::new(),
         }
     }
 }
@@ -67,6 +70,8 @@ pub struct Inner {
     pub notices: broadcast::Sender<Arc<crate::fanout::Notice>>,
     /// Wakes the task that follows the log (see [`crate::follow`]) after this process commits.
     pub follow: Arc<tokio::sync::Notify>,
+    /// Trusted workload-identity issuers.
+    pub workload: crate::workload::WorkloadIssuers,
 }
 
 impl AppState {
@@ -82,6 +87,14 @@ impl AppState {
         let (events, _) = broadcast::channel(16_384);
         let (notices, _) = broadcast::channel(16_384);
         let follow = Arc::new(tokio::sync::Notify::new());
+        // `Service::open` refuses a bad configuration; built directly (tests, benchmarks) with
+        // one, no issuer is trusted rather than some.
+        let workload = crate::workload::WorkloadIssuers::new(&config.workload_issuers)
+            .or_else(|e| {
+                tracing::error!(error = %e, "workload issuers refused; none is trusted");
+                crate::workload::WorkloadIssuers::new(&[])
+            })
+            .unwrap_or_else(|_| crate::workload::WorkloadIssuers::none());
         Self(Arc::new(Inner {
             store,
             clock,
@@ -93,6 +106,7 @@ impl AppState {
             metrics: crate::metrics::Metrics::default(),
             notices,
             follow,
+            workload,
         }))
     }
 

@@ -62,7 +62,7 @@ fn main() {
                 policy: PolicyEvaluation { outcome: PolicyOutcome::RequireApproval { quorum: 1, groups: vec![], ttl_seconds: 3600, require_hardware_key: false, quick_approve: false, verification_code: false }, reason: "bench".into(), policy_hash: policy_hash(b"p") },
             };
             let digest = action.digest().expect("digest");
-            let event = NewEvent::new(Actor::Agent("agent:bench".into()), EventKind::RequestCreated { action: Box::new(action.clone()), digest });
+            let event = NewEvent::new(Actor::Agent("agent:bench".into()), EventKind::RequestCreated { action: Box::new(action.clone()), digest, authenticated_by: None });
             let record = RequestRecord { action, digest, status: ActionStatus::Pending, quorum: 1, updated_at: now };
             store.create_request(&NewRequest { record: record.clone(), grant: None, idempotency_key: None }, vec![event], now).await.expect("create");
             records.push(record);

@@ -47,6 +47,7 @@ fn new_action(n: u128) -> (NewRequest, Vec<NewEvent>) {
         EventKind::RequestCreated {
             action: Box::new(action.clone()),
             digest,
+            authenticated_by: None,
         },
     );
     let record = RequestRecord {

@@ -105,6 +105,7 @@ fn sample_action(n: u128, quorum: u32) -> (NewRequest, Vec<NewEvent>) {
         EventKind::RequestCreated {
             action: Box::new(action.clone()),
             digest,
+            authenticated_by: None,
         },
     )];
     let record = RequestRecord {

@@ -267,6 +267,18 @@ export interface components {
       /** @enum {string} */
       kind: "system";
     }]>;
+    /** @description How an agent proved who it is when it asked. */
+    AgentAuthentication: OneOf<[{
+      /** @enum {string} */
+      method: "api_token";
+    }, {
+      /** @description The token's issuer. */
+      issuer: string;
+      /** @enum {string} */
+      method: "workload_token";
+      /** @description The token's subject, as the issuer spelled it. */
+      subject: string;
+    }]>;
     /** @description An approver with groups and keys. */
     ApproverAdminView: {
       /** @description Display name. */
@@ -507,14 +519,15 @@ export interface components {
       message: string;
     };
     /** @description The kinds of audit event, each with what an auditor needs to check it on its own. */
-    EventKind: {
+    EventKind: ({
       /** @description The request as shown to approvers (boxed: it dwarfs every other event). */
       action: components["schemas"]["Action"];
+      authenticated_by?: null | components["schemas"]["AgentAuthentication"];
       /** @description Its digest. */
       digest: components["schemas"]["Digest"];
       /** @enum {string} */
       type: "request_created";
-    } | {
+    }) | {
       /**
        * Format: uuid
        * @description The request.

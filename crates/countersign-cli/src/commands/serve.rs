@@ -61,6 +61,9 @@ struct FileSettings {
     tls_key: Option<PathBuf>,
     insecure_plain_http: Option<bool>,
     max_connections_per_source: Option<usize>,
+    /// Issuers whose workload identity tokens authenticate agents (docs/identity.md).
+    #[serde(default, rename = "workload_issuer")]
+    workload_issuers: Vec<countersign_server::workload::WorkloadIssuerConfig>,
 }
 
 /// Settings after precedence is applied.
@@ -82,6 +85,8 @@ pub struct Settings {
     pub insecure_plain_http: bool,
     /// Connection limit per source address.
     pub max_connections_per_source: usize,
+    /// Trusted workload-identity issuers (only in the file).
+    pub workload_issuers: Vec<countersign_server::workload::WorkloadIssuerConfig>,
 }
 
 impl ServeArgs {
@@ -132,6 +137,7 @@ impl ServeArgs {
                     countersign_server::transport::Limits::default().max_connections_per_source,
                 )
                 .max(1),
+            workload_issuers: file.workload_issuers,
         })
     }
 }
@@ -166,6 +172,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )?;
     let config = Config {
         origin: settings.origin.clone(),
+        workload_issuers: settings.workload_issuers.clone(),
         ..Config::default()
     };
     let store = super::database::open(&settings.data_dir, settings.database_url.as_deref()).await?;

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use countersign_core::api::{ActionView, DecisionView};
+use countersign_core::audit::AgentAuthentication;
 use countersign_core::{
     Action, ActionRequest, ActionStatus, Actor, EventKind, ExecutionOutcome, PolicyEvaluation,
     PolicyOutcome, SignedGrant, Verdict,
@@ -136,6 +137,7 @@ fn policy_input(requester: &str, request: &ActionRequest) -> serde_json::Value {
 pub async fn submit(
     state: &AppState,
     agent: &str,
+    authenticated_by: AgentAuthentication,
     request: ActionRequest,
     idempotency_key: Option<&str>,
 ) -> DomainResult<Submitted> {
@@ -184,6 +186,7 @@ pub async fn submit(
         EventKind::RequestCreated {
             action: Box::new(record.action.clone()),
             digest,
+            authenticated_by: Some(authenticated_by),
         },
     )];
     let mut grant = None;

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::{Agent, ApproverSession};
+use crate::auth::{Agent, ApproverSession, AuthenticatedAgent};
 use crate::domain::requests::{self, Submitted};
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
@@ -62,13 +62,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         (status = 503, description = "storage_unavailable (nothing was written) or outcome_unknown (retry with the same Idempotency-Key)", body = ErrorBody)))]
 async fn submit(
     State(state): State<AppState>,
-    Agent(agent): Agent,
+    AuthenticatedAgent(agent, how): AuthenticatedAgent,
     headers: HeaderMap,
     ApiJson(request): ApiJson<ActionRequest>,
 ) -> Result<(StatusCode, Json<ActionView>), ApiError> {
     let key = idempotency_key(&headers)?;
     Ok(
-        match requests::submit(&state, &agent, request, key.as_deref()).await? {
+        match requests::submit(&state, &agent, how, request, key.as_deref()).await? {
             Submitted::Created(view) => (StatusCode::CREATED, Json(view)),
             Submitted::Repeated(view) => (StatusCode::OK, Json(view)),
         },

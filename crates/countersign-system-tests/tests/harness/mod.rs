@@ -60,6 +60,14 @@ pub struct Harness {
     _jobs: countersign_server::jobs::Jobs,
 }
 
+/// The configuration the harness's service runs with unless a test gives another.
+pub fn test_config() -> Config {
+    Config {
+        origin: "countersign.test/log".into(),
+        ..Config::default()
+    }
+}
+
 pub fn key(seed: u8) -> (SigningKey, PublicKey) {
     let k = SigningKey::from_bytes(&[seed; 32].into()).expect("scalar");
     let p = PublicKey::from_verifying_key(*k.verifying_key());
@@ -68,12 +76,13 @@ pub fn key(seed: u8) -> (SigningKey, PublicKey) {
 
 impl Harness {
     pub async fn new() -> Self {
-        let dir = tempfile::tempdir().expect("dir");
-        Self::open(dir).await
+        Self::with_config(test_config()).await
     }
 
-    async fn open(dir: tempfile::TempDir) -> Self {
-        let mut h = Self::start(dir).await;
+    /// A harness whose service runs with `config`.
+    pub async fn with_config(config: Config) -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut h = Self::start(dir, config).await;
         h.provision().await;
         h
     }
@@ -91,14 +100,14 @@ impl Harness {
         } = self;
         let now = clock.now();
         drop(state);
-        let mut h = Self::start(dir).await;
+        let mut h = Self::start(dir, test_config()).await;
         h.clock.0.store(now.as_millis(), Ordering::SeqCst);
         h.agent_token = agent_token;
         h.approvers = approvers;
         h
     }
 
-    async fn start(dir: tempfile::TempDir) -> Self {
+    async fn start(dir: tempfile::TempDir, config: Config) -> Self {
         let db: PathBuf = dir.path().join("countersign.db");
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).await.expect("store"));
         let policy_path = dir.path().join("policy.rego");
@@ -109,10 +118,6 @@ impl Harness {
             ServiceKey::from_signing_key(SigningKey::from_bytes(&[42; 32].into()).expect("scalar"))
                 .expect("service key"),
         );
-        let config = Config {
-            origin: "countersign.test/log".into(),
-            ..Config::default()
-        };
         let state = AppState::new(store, clock.clone(), policy, key, config).await;
         let app = countersign_server::router(state.clone());
         let jobs = countersign_server::jobs::Jobs::delivery(&state).await;
