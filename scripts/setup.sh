@@ -63,6 +63,12 @@ if [ ! -x "$root/tests/mcp/node_modules/.bin/mcp-server-filesystem" ]; then
   echo "setup: installing the MCP test servers (tests/mcp)"
   (cd "$root/tests/mcp" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The identity tests' OpenID Provider: oidc-provider (a certified implementation), locked in
+# tests/oidc.
+if [ ! -d "$root/tests/oidc/node_modules/oidc-provider" ]; then
+  echo "setup: installing the test OpenID Provider (tests/oidc)"
+  (cd "$root/tests/oidc" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 venv="${COUNTERSIGN_VENV:-/root/.cache/countersign-venv}"
 if ! "$venv/bin/python" -c "import mcp, mcp_server_git" 2> /dev/null; then
   echo "setup: installing the Python MCP SDK and the git MCP server into $venv"
