@@ -166,6 +166,31 @@ pub struct Challenge {
     pub service: String,
 }
 
+/// How to sign in with the organisation's OpenID Provider, with a fresh nonce for this sign-in
+/// (the ID token must carry it back, and the enrolled key signs it).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcSignIn {
+    /// The provider's issuer.
+    pub issuer: String,
+    /// The public client the console and the CLI sign in as.
+    pub client_id: String,
+    /// The scopes to ask for.
+    pub scope: String,
+    /// Where a person signs in (authorization code with PKCE).
+    pub authorization_endpoint: Option<String>,
+    /// Where the code is exchanged.
+    pub token_endpoint: Option<String>,
+    /// Where a headless client starts the device authorization grant.
+    pub device_authorization_endpoint: Option<String>,
+    /// The nonce to send; single use.
+    pub nonce: Digest,
+    /// Unusable from then on.
+    pub expires_at: Timestamp,
+    /// The `max_age` to ask for: the sign-in must be at most this old at enrolment.
+    pub max_age_seconds: u64,
+}
+
 /// An approver session.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

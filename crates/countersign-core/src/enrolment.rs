@@ -61,6 +61,63 @@ impl EnrolmentRequest {
     }
 }
 
+/// Enrols a public key for the person an ID token from the organisation's OpenID Provider
+/// names, instead of an administrator's one-time code: the sign-in asked for `nonce` (issued by
+/// this service), the ID token carries it back, and the key signs it — so the token, the sign-in
+/// and the key are one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpEnrolmentRequest {
+    /// The ID token of the sign-in.
+    pub id_token: String,
+    /// The nonce this service issued for the sign-in.
+    pub nonce: Digest,
+    /// Where the private key lives.
+    pub key_kind: KeyKind,
+    /// A label for people.
+    pub label: String,
+    /// The public key.
+    pub public_key: PublicKey,
+    /// Device attestation, base64, when the device gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<String>,
+    /// Signature by the enrolled key over [`IdpEnrolmentRequest::proof_payload`].
+    pub proof: Signature,
+}
+
+#[derive(Serialize)]
+struct IdpEnrolmentProof<'a> {
+    key_kind: KeyKind,
+    label: &'a str,
+    nonce: &'a Digest,
+    public_key: &'a PublicKey,
+    service: &'a str,
+}
+
+impl IdpEnrolmentRequest {
+    /// `countersign/enrol-idp/v1\n || JCS({key_kind, label, nonce, public_key, service})`.
+    pub fn proof_payload(
+        nonce: &Digest,
+        key_kind: KeyKind,
+        label: &str,
+        public_key: &PublicKey,
+        service: &str,
+    ) -> Result<Vec<u8>, CanonicalError> {
+        let body = IdpEnrolmentProof {
+            key_kind,
+            label,
+            nonce,
+            public_key,
+            service,
+        };
+        Ok(domain::prefixed(
+            domain::ENROL_IDP,
+            &to_canonical_vec(&body)?,
+        ))
+    }
+}
+
 /// Opens an approver session by signing a challenge.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

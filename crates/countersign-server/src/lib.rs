@@ -12,6 +12,7 @@ pub mod fanout;
 mod follow;
 pub mod jobs;
 pub mod metrics;
+pub mod oidc;
 pub mod policy;
 pub mod routes;
 pub mod secrets;

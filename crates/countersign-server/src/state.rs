@@ -28,6 +28,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Issuers whose workload identity tokens authenticate agents ([`crate::workload`]).
     pub workload_issuers: Vec<crate::workload::WorkloadIssuerConfig>,
+    /// The OpenID Provider approvers sign in with ([`crate::oidc`]), if any.
+    pub oidc: Option<crate::oidc::OidcConfig>,
 }
 
 impl Default for Config {
@@ -40,6 +42,7 @@ impl Default for Config {
             max_wait_seconds: 60,
             max_body_bytes: 10 * 1024 * 1024,
             workload_issuers: Vec::new(),
+            oidc: None,
         }
     }
 }
@@ -72,6 +75,8 @@ pub struct Inner {
     pub follow: Arc<tokio::sync::Notify>,
     /// Trusted workload-identity issuers.
     pub workload: crate::workload::WorkloadIssuers,
+    /// The approvers' OpenID Provider, when configured.
+    pub oidc: Option<crate::oidc::Oidc>,
 }
 
 impl AppState {
@@ -95,6 +100,7 @@ impl AppState {
                 crate::workload::WorkloadIssuers::new(&[])
             })
             .unwrap_or_else(|_| crate::workload::WorkloadIssuers::none());
+        let oidc = config.oidc.clone().map(crate::oidc::Oidc::new);
         Self(Arc::new(Inner {
             store,
             clock,
@@ -107,6 +113,7 @@ impl AppState {
             notices,
             follow,
             workload,
+            oidc,
         }))
     }
 

@@ -620,6 +620,28 @@ async fn every_route_answers_as_its_document_says() {
         &mut seen,
     )
     .await;
+    // Sign-in with an OpenID Provider: this service has none (tests/oidc.rs has one).
+    f.send(
+        &call("POST", "/v1/identity/oidc/sign-in", Auth::None, 403),
+        &mut seen,
+    )
+    .await;
+    let idp_payload = countersign_core::IdpEnrolmentRequest::proof_payload(
+        &ch,
+        KeyKind::Software,
+        "spare",
+        &p,
+        "countersign.test/log",
+    )
+    .expect("payload");
+    f.send(
+        &call("POST", "/v1/enroll/idp", Auth::None, 403).body(json!({
+            "id_token": "eyJhbGciOiJFUzI1NiJ9.e30.c2ln", "nonce": ch, "key_kind": "software",
+            "label": "spare", "public_key": p, "proof": Signature::from_p256(k.sign(&idp_payload)),
+        })),
+        &mut seen,
+    )
+    .await;
 
     // The audit log.
     let checkpoint = f

@@ -4,11 +4,13 @@
 //! the code under test talks to the same module, TPM protocol and database it would in use.
 
 mod gate;
+mod oidc;
 mod postgres;
 pub mod softhsm;
 mod swtpm;
 
 pub use gate::Gate;
+pub use oidc::OidcProvider;
 pub use postgres::Postgres;
 pub use softhsm::SoftHsm;
 pub use swtpm::Swtpm;

@@ -124,9 +124,23 @@ export interface paths {
     /** Enrol an approver's key with a one-time code and a proof of possession. */
     post: operations["enroll"];
   };
+  "/v1/enroll/idp": {
+    /**
+     * Enrol a key for the person a fresh ID token from the organisation's OpenID Provider names,
+     * instead of an administrator's code.
+     */
+    post: operations["enroll_with_idp"];
+  };
   "/v1/grants/{id}/redeem": {
     /** Redeem a grant: once, inside its window, for the approved digest. */
     post: operations["redeem"];
+  };
+  "/v1/identity/oidc/sign-in": {
+    /**
+     * How to sign in with the organisation's OpenID Provider, with a fresh single-use nonce.
+     * Nothing is stored until an enrolment answers it.
+     */
+    post: operations["oidc_sign_in"];
   };
   "/v1/pending": {
     /**
@@ -693,6 +707,28 @@ export interface components {
       /** @description Redeemable once only. */
       single_use: boolean;
     };
+    /**
+     * @description Enrols a public key for the person an ID token from the organisation's OpenID Provider
+     * names, instead of an administrator's one-time code: the sign-in asked for `nonce` (issued by
+     * this service), the ID token carries it back, and the key signs it — so the token, the sign-in
+     * and the key are one.
+     */
+    IdpEnrolmentRequest: {
+      /** @description Device attestation, base64, when the device gives one. */
+      attestation?: string | null;
+      /** @description The ID token of the sign-in. */
+      id_token: string;
+      /** @description Where the private key lives. */
+      key_kind: components["schemas"]["KeyKind"];
+      /** @description A label for people. */
+      label: string;
+      /** @description The nonce this service issued for the sign-in. */
+      nonce: components["schemas"]["Digest"];
+      /** @description Signature by the enrolled key over [`IdpEnrolmentRequest::proof_payload`]. */
+      proof: components["schemas"]["Signature"];
+      /** @description The public key. */
+      public_key: components["schemas"]["PublicKey"];
+    };
     /** @description Proof that a leaf is at `leaf_index` in the tree of `tree_size` leaves. */
     InclusionProof: {
       /** @description The audit path, bottom to top. */
@@ -770,6 +806,33 @@ export interface components {
     };
     /** @description 16 random bytes, 32 lowercase hex characters */
     Nonce: string;
+    /**
+     * @description How to sign in with the organisation's OpenID Provider, with a fresh nonce for this sign-in
+     * (the ID token must carry it back, and the enrolled key signs it).
+     */
+    OidcSignIn: {
+      /** @description Where a person signs in (authorization code with PKCE). */
+      authorization_endpoint?: string | null;
+      /** @description The public client the console and the CLI sign in as. */
+      client_id: string;
+      /** @description Where a headless client starts the device authorization grant. */
+      device_authorization_endpoint?: string | null;
+      /** @description Unusable from then on. */
+      expires_at: components["schemas"]["Timestamp"];
+      /** @description The provider's issuer. */
+      issuer: string;
+      /**
+       * Format: int64
+       * @description The `max_age` to ask for: the sign-in must be at most this old at enrolment.
+       */
+      max_age_seconds: number;
+      /** @description The nonce to send; single use. */
+      nonce: components["schemas"]["Digest"];
+      /** @description The scopes to ask for. */
+      scope: string;
+      /** @description Where the code is exchanged. */
+      token_endpoint?: string | null;
+    };
     /** @description What a policy update did. */
     PolicyChange: {
       /** @description False when the source was already in force (nothing recorded). */
@@ -1986,6 +2049,66 @@ export interface operations {
       };
     };
   };
+  /**
+   * Enrol a key for the person a fresh ID token from the organisation's OpenID Provider names,
+   * instead of an administrator's code.
+   */
+  enroll_with_idp: {
+    requestBody: {
+      content: {
+        "application/json": components["schemas"]["IdpEnrolmentRequest"];
+      };
+    };
+    responses: {
+      201: {
+        content: {
+          "application/json": components["schemas"]["Enrolled"];
+        };
+      };
+      /** @description Invalid field or malformed JSON */
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description The ID token is refused (signature, issuer, audience, expiry, nonce, authorised party, sign-in age) */
+      401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description bad_proof, bad_attestation, identity_unmapped, approver_not_provisioned, identity_provider_not_configured, identity_provider_unavailable */
+      403: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description challenge_invalid (the nonce is unknown, expired or used), key_exists */
+      409: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Body over the size limit (10 MiB) */
+      413: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Not Content-Type: application/json */
+      415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
   /** Redeem a grant: once, inside its window, for the approved digest. */
   redeem: {
     parameters: {
@@ -2036,6 +2159,31 @@ export interface operations {
       };
       /** @description Not Content-Type: application/json */
       415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /**
+   * How to sign in with the organisation's OpenID Provider, with a fresh single-use nonce.
+   * Nothing is stored until an enrolment answers it.
+   */
+  oidc_sign_in: {
+    responses: {
+      200: {
+        content: {
+          "application/json": components["schemas"]["OidcSignIn"];
+        };
+      };
+      /** @description identity_provider_not_configured, identity_provider_unavailable (the provider could not be reached; existing sessions keep working) */
+      403: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
         };

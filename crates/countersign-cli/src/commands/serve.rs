@@ -64,6 +64,8 @@ struct FileSettings {
     /// Issuers whose workload identity tokens authenticate agents (docs/identity.md).
     #[serde(default, rename = "workload_issuer")]
     workload_issuers: Vec<countersign_server::workload::WorkloadIssuerConfig>,
+    /// The OpenID Provider approvers sign in with (docs/identity.md).
+    oidc: Option<countersign_server::oidc::OidcConfig>,
 }
 
 /// Settings after precedence is applied.
@@ -87,6 +89,8 @@ pub struct Settings {
     pub max_connections_per_source: usize,
     /// Trusted workload-identity issuers (only in the file).
     pub workload_issuers: Vec<countersign_server::workload::WorkloadIssuerConfig>,
+    /// The approvers' OpenID Provider (only in the file).
+    pub oidc: Option<countersign_server::oidc::OidcConfig>,
 }
 
 impl ServeArgs {
@@ -138,6 +142,7 @@ impl ServeArgs {
                 )
                 .max(1),
             workload_issuers: file.workload_issuers,
+            oidc: file.oidc,
         })
     }
 }
@@ -173,6 +178,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config {
         origin: settings.origin.clone(),
         workload_issuers: settings.workload_issuers.clone(),
+        oidc: settings.oidc.clone(),
         ..Config::default()
     };
     let store = super::database::open(&settings.data_dir, settings.database_url.as_deref()).await?;

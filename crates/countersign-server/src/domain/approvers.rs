@@ -2,12 +2,12 @@
 //! (with its TPM attestation when one is sent), and opening a session by signing a challenge
 //! this service issued.
 
-use countersign_core::api::{Challenge, Enrolled, SessionOpened};
+use countersign_core::api::{Challenge, Enrolled, OidcSignIn, SessionOpened};
 use countersign_core::{
-    Actor, Digest, EnrolmentRequest, EventKind, KeyId, KeyKind, SessionRequest, Signature,
-    TpmCertification,
+    Actor, Digest, EnrolmentRequest, EventKind, IdpEnrolmentRequest, KeyId, KeyKind, PublicKey,
+    SessionRequest, Signature, TpmCertification,
 };
-use countersign_store::{ApproverKey, Conflict, NewEvent, Session, StoreError};
+use countersign_store::{Approver, ApproverKey, Conflict, NewEvent, Session, StoreError};
 
 use super::{DomainError, DomainResult};
 use crate::secrets;
@@ -29,19 +29,50 @@ pub async fn enrol(state: &AppState, req: EnrolmentRequest) -> DomainResult<Enro
         &state.config.origin,
     )
     .map_err(|e| DomainError::invalid("invalid_field", e.to_string()))?;
-    req.public_key.verify(&payload, &req.proof).map_err(|_| {
+    let key = NewKey {
+        approver_id: &req.approver_id,
+        key_kind: req.key_kind,
+        label: &req.label,
+        public_key: &req.public_key,
+        attestation: req.attestation.as_deref(),
+        payload: &payload,
+        proof: &req.proof,
+    };
+    let code_hash = secrets::hash(&secrets::normalise_code(&req.code));
+    store_key(state, &key, &code_hash).await
+}
+
+/// A key about to be enrolled, with the payload its proof signs.
+struct NewKey<'a> {
+    approver_id: &'a str,
+    key_kind: KeyKind,
+    label: &'a str,
+    public_key: &'a PublicKey,
+    attestation: Option<&'a str>,
+    payload: &'a [u8],
+    proof: &'a Signature,
+}
+
+/// Checks `key`'s proof of possession and attestation, then enrols it with the one-time code
+/// hashed to `code_hash`.
+async fn store_key(
+    state: &AppState,
+    new: &NewKey<'_>,
+    code_hash: &Digest,
+) -> DomainResult<Enrolled> {
+    new.public_key.verify(new.payload, new.proof).map_err(|_| {
         DomainError::refused(
             "bad_proof",
             "the enrolment proof was not signed by this key",
         )
     })?;
-    let attestation_key = match (&req.attestation, req.key_kind) {
+    let attestation_key = match (new.attestation, new.key_kind) {
         (None, _) => None,
         (Some(text), KeyKind::Tpm) => {
             let certification = TpmCertification::decode(text)
                 .map_err(|e| DomainError::invalid("attestation_invalid", e.to_string()))?;
             let ak = certification
-                .verify(&req.public_key, &TpmCertification::nonce(&payload))
+                .verify(new.public_key, &TpmCertification::nonce(new.payload))
                 .map_err(|e| DomainError::refused("bad_attestation", e.to_string()))?;
             Some(ak)
         }
@@ -54,32 +85,161 @@ pub async fn enrol(state: &AppState, req: EnrolmentRequest) -> DomainResult<Enro
     };
     let now = state.now();
     let key = ApproverKey {
-        key_id: req.public_key.key_id(),
-        approver_id: req.approver_id.clone(),
-        kind: req.key_kind,
-        public_key: req.public_key.clone(),
-        label: req.label.clone(),
-        attestation: req.attestation.clone(),
+        key_id: new.public_key.key_id(),
+        approver_id: new.approver_id.to_owned(),
+        kind: new.key_kind,
+        public_key: new.public_key.clone(),
+        label: new.label.to_owned(),
+        attestation: new.attestation.map(str::to_owned),
         enrolled_at: now,
         revoked_at: None,
     };
     let event = NewEvent::new(
-        Actor::Approver(req.approver_id.clone()),
+        Actor::Approver(new.approver_id.to_owned()),
         EventKind::KeyEnrolled {
-            approver_id: req.approver_id.clone(),
+            approver_id: new.approver_id.to_owned(),
             key_id: key.key_id,
             key_kind: key.kind,
             public_key: key.public_key.clone(),
             attestation_key,
         },
     );
-    let code_hash = secrets::hash(&secrets::normalise_code(&req.code));
-    state.store.enrol_key(&code_hash, &key, event).await?;
-    tracing::info!(approver = %req.approver_id, key = %key.key_id.short(), kind = ?key.kind, "key enrolled");
+    state.store.enrol_key(code_hash, &key, event).await?;
+    tracing::info!(approver = %new.approver_id, key = %key.key_id.short(), kind = ?key.kind, "key enrolled");
     Ok(Enrolled {
-        approver_id: req.approver_id,
+        approver_id: new.approver_id.to_owned(),
         key_id: key.key_id,
     })
+}
+
+/// What a sign-in with the organisation's OpenID Provider needs, with a fresh nonce.
+pub async fn oidc_sign_in(state: &AppState) -> DomainResult<OidcSignIn> {
+    let oidc = state.oidc.as_ref().ok_or_else(no_provider)?;
+    let (metadata, _) = oidc
+        .provider()
+        .await
+        .map_err(|e| DomainError::refused("identity_provider_unavailable", e.to_string()))?;
+    let (nonce, expires_at) = crate::challenge::issue(
+        &state.key,
+        state
+            .now()
+            .add_seconds(i64::try_from(oidc.config.max_sign_in_age_seconds).unwrap_or(600)),
+    );
+    Ok(OidcSignIn {
+        issuer: metadata.issuer.clone(),
+        client_id: oidc.config.client_id.clone(),
+        scope: oidc.config.scope.clone(),
+        authorization_endpoint: metadata.authorization_endpoint.clone(),
+        token_endpoint: metadata.token_endpoint.clone(),
+        device_authorization_endpoint: metadata.device_authorization_endpoint.clone(),
+        nonce,
+        expires_at,
+        max_age_seconds: oidc.config.max_sign_in_age_seconds,
+    })
+}
+
+fn no_provider() -> DomainError {
+    DomainError::refused(
+        "identity_provider_not_configured",
+        "this service has no OpenID Provider configured; enrol with an administrator's code",
+    )
+}
+
+/// Enrols the key of `req` for the person its ID token names. The nonce must be one this
+/// service issued, unexpired and unused (it is used up here, so a token cannot enrol twice);
+/// the ID token must come from the configured provider for its client, carry that nonce, and
+/// follow a recent sign-in; the key must sign the nonce. With provisioning on, the approver is
+/// created or updated from the token's claims (its groups through the configured map), in the
+/// log as a change by `idp:<issuer>`.
+pub async fn enrol_with_idp(state: &AppState, req: IdpEnrolmentRequest) -> DomainResult<Enrolled> {
+    let oidc = state.oidc.as_ref().ok_or_else(no_provider)?;
+    countersign_core::validate::text("label", &req.label, 128, false)?;
+    let invalid_nonce = || DomainError::Store(StoreError::Conflict(Conflict::ChallengeInvalid));
+    let nonce_expires =
+        crate::challenge::expiry(&state.key, &req.nonce).ok_or_else(invalid_nonce)?;
+    let now = state.now();
+    if nonce_expires <= now {
+        return Err(invalid_nonce());
+    }
+    let payload = IdpEnrolmentRequest::proof_payload(
+        &req.nonce,
+        req.key_kind,
+        &req.label,
+        &req.public_key,
+        &state.config.origin,
+    )
+    .map_err(|e| DomainError::invalid("invalid_field", e.to_string()))?;
+    req.public_key.verify(&payload, &req.proof).map_err(|_| {
+        DomainError::refused(
+            "bad_proof",
+            "the enrolment proof was not signed by this key",
+        )
+    })?;
+    let (_, verifier) = oidc
+        .provider()
+        .await
+        .map_err(|e| DomainError::refused("identity_provider_unavailable", e.to_string()))?;
+    let verified = verifier
+        .verify(&req.id_token, &oidc.expectations(&req.nonce.to_hex()))
+        .await
+        .map_err(|e| DomainError::Unauthenticated(format!("ID token {e}")))?;
+    let who = oidc
+        .config
+        .mapping()
+        .map(&verified)
+        .map_err(|e| DomainError::refused("identity_unmapped", e.to_string()))?;
+    // One sign-in enrols one key: the nonce is used up before anything is written.
+    state
+        .store
+        .use_challenge(&req.nonce, nonce_expires, now)
+        .await?;
+    let idp = format!("idp:{}", oidc.config.issuer);
+    let existing = state.store.approver(&who.id).await?;
+    if oidc.config.provision {
+        let approver = Approver {
+            id: who.id.clone(),
+            display_name: who
+                .display_name
+                .clone()
+                .or_else(|| existing.as_ref().map(|a| a.display_name.clone()))
+                .unwrap_or_else(|| who.id.clone()),
+            groups: who.groups.iter().cloned().collect(),
+        };
+        if existing.as_ref() != Some(&approver) {
+            crate::admin::put_approver(state.store.as_ref(), &idp, &approver, now)
+                .await
+                .map_err(|e| DomainError::refused("identity_unmapped", e.to_string()))?;
+        }
+    } else if existing.is_none() {
+        return Err(DomainError::refused(
+            "approver_not_provisioned",
+            format!(
+                "{} signed in, but is not an approver here; ask for them to be provisioned",
+                who.id
+            ),
+        ));
+    }
+    // The store enrols keys against a one-time code; the provider's word stands in for an
+    // administrator's, so the code is made and used at once.
+    let (code, _) = crate::admin::issue_enrolment_code(
+        state.store.as_ref(),
+        &idp,
+        &who.id,
+        crate::admin::MIN_ENROLMENT_TTL_SECONDS,
+        now,
+    )
+    .await
+    .map_err(|e| DomainError::refused("identity_unmapped", e.to_string()))?;
+    let key = NewKey {
+        approver_id: &who.id,
+        key_kind: req.key_kind,
+        label: &req.label,
+        public_key: &req.public_key,
+        attestation: req.attestation.as_deref(),
+        payload: &payload,
+        proof: &req.proof,
+    };
+    store_key(state, &key, &secrets::hash(&secrets::normalise_code(&code))).await
 }
 
 /// A fresh single-use challenge to sign. Nothing is stored until it is answered.

@@ -4,8 +4,10 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use countersign_core::api::{ActionView, Challenge, Enrolled, ErrorBody, SessionOpened};
-use countersign_core::{EnrolmentRequest, SessionRequest};
+use countersign_core::api::{
+    ActionView, Challenge, Enrolled, ErrorBody, OidcSignIn, SessionOpened,
+};
+use countersign_core::{EnrolmentRequest, IdpEnrolmentRequest, SessionRequest};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -17,6 +19,8 @@ use crate::state::AppState;
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(enroll))
+        .routes(routes!(oidc_sign_in))
+        .routes(routes!(enroll_with_idp))
         .routes(routes!(challenge))
         .routes(routes!(open_session))
         .routes(routes!(pending))
@@ -32,6 +36,30 @@ async fn enroll(
     ApiJson(req): ApiJson<EnrolmentRequest>,
 ) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
     let enrolled = approvers::enrol(&state, req).await?;
+    Ok((StatusCode::CREATED, Json(enrolled)))
+}
+
+/// How to sign in with the organisation's OpenID Provider, with a fresh single-use nonce.
+/// Nothing is stored until an enrolment answers it.
+#[utoipa::path(post, path = "/v1/identity/oidc/sign-in", tag = "approvers",
+    responses((status = 200, body = OidcSignIn),
+        (status = 403, description = "identity_provider_not_configured, identity_provider_unavailable (the provider could not be reached; existing sessions keep working)", body = ErrorBody)))]
+async fn oidc_sign_in(State(state): State<AppState>) -> Result<Json<OidcSignIn>, ApiError> {
+    Ok(Json(approvers::oidc_sign_in(&state).await?))
+}
+
+/// Enrol a key for the person a fresh ID token from the organisation's OpenID Provider names,
+/// instead of an administrator's code.
+#[utoipa::path(post, path = "/v1/enroll/idp", tag = "approvers", request_body = IdpEnrolmentRequest,
+    responses((status = 201, body = Enrolled), (status = 400, description = "Invalid field or malformed JSON", body = ErrorBody),
+        (status = 401, description = "The ID token is refused (signature, issuer, audience, expiry, nonce, authorised party, sign-in age)", body = ErrorBody),
+        (status = 403, description = "bad_proof, bad_attestation, identity_unmapped, approver_not_provisioned, identity_provider_not_configured, identity_provider_unavailable", body = ErrorBody),
+        (status = 409, description = "challenge_invalid (the nonce is unknown, expired or used), key_exists", body = ErrorBody)))]
+async fn enroll_with_idp(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<IdpEnrolmentRequest>,
+) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
+    let enrolled = approvers::enrol_with_idp(&state, req).await?;
     Ok((StatusCode::CREATED, Json(enrolled)))
 }
 

@@ -7,57 +7,17 @@
 //!
 //! Needs `tests/oidc/node_modules` (`npm ci` there; `scripts/setup.sh` does it).
 
+mod harness;
+
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use countersign_identity::{ClaimMapping, Expectations, KeySet, Verifier, discover};
+use countersign_testdevices::OidcProvider;
 use serde_json::{Value, json};
 use sha2::Digest as _;
-
-/// The provider, stopped when dropped.
-struct Provider {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Provider {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/oidc");
-    let mut child = Command::new("node")
-        .arg(dir.join("provider.mjs"))
-        .arg(port.to_string())
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node tests/oidc/provider.mjs (npm ci in tests/oidc)");
-    let mut line = String::new();
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    out.read_line(&mut line).expect("provider output");
-    assert!(line.starts_with("ready"), "provider said {line:?}");
-    // Keep reading: a provider writing to a closed pipe would die.
-    std::thread::spawn(move || for _ in out.lines() {});
-    Provider {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    }
-}
 
 /// A browser, as far as the provider's pages need one: cookies, no automatic redirects.
 struct Browser {
@@ -252,7 +212,7 @@ fn mapping() -> ClaimMapping {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_signs_in_at_a_real_provider_and_is_mapped_to_one_identity() {
-    let provider = start();
+    let mut provider = OidcProvider::start();
     let http = reqwest::Client::new();
     let metadata = discover(&http, &provider.url).await.expect("discovery");
     assert!(metadata.device_authorization_endpoint.is_some());
@@ -327,11 +287,213 @@ async fn a_person_signs_in_at_a_real_provider_and_is_mapped_to_one_identity() {
 
     // The provider goes down: tokens signed with known keys still verify; discovery says why
     // a new sign-in cannot start.
-    drop(provider);
+    provider.stop();
     verifier
         .verify(&rotated, &expect("nonce-bob-1"))
         .await
         .expect("known key while the provider is down");
     let down = discover(&http, &metadata.issuer).await.expect_err("down");
     assert!(down.to_string().contains("could not be reached"), "{down}");
+}
+
+fn oidc_config(issuer: &str, provision: bool) -> countersign_server::Config {
+    countersign_server::Config {
+        oidc: Some(
+            serde_json::from_value(json!({
+                "issuer": issuer, "client_id": "countersign", "groups_claim": "groups",
+                "groups": {"okta-security": "security"}, "provision": provision,
+            }))
+            .expect("oidc config"),
+        ),
+        ..harness::test_config()
+    }
+}
+
+/// A new key for `nonce`'s sign-in: the enrolment body for `id_token`.
+fn enrolment(id_token: &str, nonce: &str, key: &p256::ecdsa::SigningKey) -> Value {
+    use p256::ecdsa::signature::Signer as _;
+    let public = countersign_core::PublicKey::from_verifying_key(*key.verifying_key());
+    let nonce_digest: countersign_core::Digest = nonce.parse().expect("nonce");
+    let payload = countersign_core::IdpEnrolmentRequest::proof_payload(
+        &nonce_digest,
+        countersign_core::KeyKind::Software,
+        "alice's laptop",
+        &public,
+        "countersign.test/log",
+    )
+    .expect("payload");
+    let proof = countersign_core::Signature::from_p256(key.sign(&payload));
+    serde_json::to_value(countersign_core::IdpEnrolmentRequest {
+        id_token: id_token.to_owned(),
+        nonce: nonce_digest,
+        key_kind: countersign_core::KeyKind::Software,
+        label: "alice's laptop".into(),
+        public_key: public,
+        attestation: None,
+        proof,
+    })
+    .expect("json")
+}
+
+fn new_key() -> p256::ecdsa::SigningKey {
+    p256::ecdsa::SigningKey::random(&mut rand_core::OsRng)
+}
+
+/// A fresh nonce from the service's sign-in endpoint.
+async fn nonce(h: &harness::Harness) -> String {
+    let (status, body) = h
+        .call("POST", "/v1/identity/oidc/sign-in", None, None)
+        .await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{body}");
+    body["nonce"].as_str().expect("nonce").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approver_enrols_with_a_fresh_sign_in_instead_of_a_code() {
+    use axum::http::StatusCode;
+    let provider = OidcProvider::start();
+    let h = harness::Harness::with_config(oidc_config(&provider.url, true)).await;
+    let (status, how) = h
+        .call("POST", "/v1/identity/oidc/sign-in", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{how}");
+    assert_eq!(how["client_id"], "countersign");
+    assert_eq!(how["issuer"], provider.url.as_str());
+    assert!(how["device_authorization_endpoint"].is_string(), "{how}");
+    let first = how["nonce"].as_str().expect("nonce").to_owned();
+
+    let tokens = sign_in(&provider.url, "alice", &first).await;
+    let id_token = tokens["id_token"].as_str().expect("id token").to_owned();
+    let key = new_key();
+    let (status, body) = h
+        .call(
+            "POST",
+            "/v1/enroll/idp",
+            None,
+            Some(enrolment(&id_token, &first, &key)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["approver_id"], "alice@example.com");
+    // The approver was provisioned from the token: the mapped group only, the IdP's name.
+    let alice = h
+        .state
+        .store
+        .approver("alice@example.com")
+        .await
+        .expect("store")
+        .expect("provisioned");
+    assert_eq!(alice.groups, ["security"]);
+    assert_eq!(alice.display_name, "Alice Example");
+    // The log says the provider vouched for her.
+    let events = h.state.store.audit_events(0, 1000).await.expect("events");
+    assert!(events.iter().any(|e| matches!(&e.actor,
+        countersign_core::Actor::Admin(who) if who == &format!("idp:{}", provider.url))));
+
+    // One sign-in enrols one key: the same token and nonce again, even for another key, fail.
+    for again in [&key, &new_key()] {
+        let (status, body) = h
+            .call(
+                "POST",
+                "/v1/enroll/idp",
+                None,
+                Some(enrolment(&id_token, &first, again)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    }
+    // A token is for its own sign-in: with another (fresh) nonce it is refused.
+    let other = nonce(&h).await;
+    let (status, body) = h
+        .call(
+            "POST",
+            "/v1/enroll/idp",
+            None,
+            Some(enrolment(&id_token, &other, &new_key())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nonce"),
+        "{body}"
+    );
+    // A nonce this service did not issue is refused before the token is looked at.
+    let made_up = countersign_core::Digest::of(b"made up").to_hex();
+    let (status, _) = h
+        .call(
+            "POST",
+            "/v1/enroll/idp",
+            None,
+            Some(enrolment(&id_token, &made_up, &new_key())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // The proof must be the key's own.
+    let fresh = nonce(&h).await;
+    let tokens = sign_in(&provider.url, "alice", &fresh).await;
+    let mut forged = enrolment(tokens["id_token"].as_str().expect("t"), &fresh, &new_key());
+    forged["public_key"] = json!(countersign_core::PublicKey::from_verifying_key(
+        *new_key().verifying_key()
+    ));
+    let (status, body) = h.call("POST", "/v1/enroll/idp", None, Some(forged)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "bad_proof");
+    // Someone without an identifier spelling is refused with the reason.
+    let fresh = nonce(&h).await;
+    let tokens = sign_in(&provider.url, "jose", &fresh).await;
+    let (status, body) = h
+        .call(
+            "POST",
+            "/v1/enroll/idp",
+            None,
+            Some(enrolment(
+                tokens["id_token"].as_str().expect("t"),
+                &fresh,
+                &new_key(),
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "identity_unmapped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_provisioning_or_without_the_provider_sign_in_says_why() {
+    use axum::http::StatusCode;
+    let provider = OidcProvider::start();
+    let h = harness::Harness::with_config(oidc_config(&provider.url, false)).await;
+    let fresh = nonce(&h).await;
+    let tokens = sign_in(&provider.url, "alice", &fresh).await;
+    let (status, body) = h
+        .call(
+            "POST",
+            "/v1/enroll/idp",
+            None,
+            Some(enrolment(
+                tokens["id_token"].as_str().expect("t"),
+                &fresh,
+                &new_key(),
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "approver_not_provisioned");
+
+    // A provider that cannot be reached: sign-in says so; code enrolment is unaffected.
+    let down = harness::Harness::with_config(oidc_config("http://127.0.0.1:9", true)).await;
+    let (status, body) = down
+        .call("POST", "/v1/identity/oidc/sign-in", None, None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "identity_provider_unavailable");
+    // And a service without a provider says to use a code.
+    let plain = harness::Harness::new().await;
+    let (status, body) = plain
+        .call("POST", "/v1/identity/oidc/sign-in", None, None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "identity_provider_not_configured");
 }
