@@ -79,6 +79,38 @@ pub async fn enroll(
     Ok(client.enroll(&request).await?)
 }
 
+/// Enrols `key` for the person `id_token` names: the ID token of the sign-in the service gave
+/// `nonce` for, which the key signs with its proof of possession.
+pub async fn enroll_with_id_token(
+    client: &Client,
+    id_token: String,
+    nonce: countersign_core::Digest,
+    key: EnrolmentKey<'_>,
+) -> Result<Enrolled, ApproverError> {
+    let service = client.server_key().await?.name;
+    let payload = countersign_core::IdpEnrolmentRequest::proof_payload(
+        &nonce,
+        key.kind,
+        &key.label,
+        &key.public_key,
+        &service,
+    )
+    .map_err(|e| ApproverError::Encoding(e.to_string()))?;
+    let proof = (key.sign)(&payload).map_err(ApproverError::Sign)?;
+    let attestation =
+        (key.attest)(&TpmCertification::nonce(&payload)).map_err(ApproverError::Sign)?;
+    let request = countersign_core::IdpEnrolmentRequest {
+        id_token,
+        nonce,
+        key_kind: key.kind,
+        label: key.label,
+        public_key: key.public_key,
+        attestation,
+        proof,
+    };
+    Ok(client.enroll_idp(&request).await?)
+}
+
 /// Opens a session for `key_id`, signing the service's challenge with `sign`.
 pub async fn open_session(
     client: &Client,

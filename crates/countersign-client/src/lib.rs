@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use countersign_core::api::{
     ActionView, Challenge, CheckpointView, CosignatureRequest, CosignedCheckpointView,
-    DecisionResult, Enrolled, ErrorBody, EventsPage, RedeemRequest, Redeemed, ServerKeyView,
-    SessionOpened,
+    DecisionResult, Enrolled, ErrorBody, EventsPage, OidcSignIn, RedeemRequest, Redeemed,
+    ServerKeyView, SessionOpened,
 };
 use countersign_core::{
-    ActionRequest, ConsistencyProof, Digest, EnrolmentRequest, ExecutionOutcome, InclusionProof,
-    SessionRequest, SignedDecision,
+    ActionRequest, ConsistencyProof, Digest, EnrolmentRequest, ExecutionOutcome,
+    IdpEnrolmentRequest, InclusionProof, SessionRequest, SignedDecision,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -333,6 +333,17 @@ impl Client {
     /// Enrols a key.
     pub async fn enroll(&self, request: &EnrolmentRequest) -> Result<Enrolled, ClientError> {
         self.post("/v1/enroll", request).await
+    }
+
+    /// How to sign in with the service's OpenID Provider, with a fresh nonce.
+    pub async fn oidc_sign_in(&self) -> Result<OidcSignIn, ClientError> {
+        self.post("/v1/identity/oidc/sign-in", &serde_json::json!({}))
+            .await
+    }
+
+    /// Enrols a key with an ID token from the service's OpenID Provider.
+    pub async fn enroll_idp(&self, request: &IdpEnrolmentRequest) -> Result<Enrolled, ClientError> {
+        self.post("/v1/enroll/idp", request).await
     }
 
     /// A fresh challenge.

@@ -56,6 +56,10 @@ pub struct Expectations {
     pub check_authorized_party: bool,
     /// The nonce the sign-in sent, which the ID token must carry back.
     pub nonce: Option<String>,
+    /// Accept a token that carries no nonce at all (the device authorization grant has none);
+    /// one that carries another nonce is refused all the same. [`Verified::nonce_matched`] says
+    /// which it was, for the caller's own freshness rule.
+    pub nonce_may_be_absent: bool,
     /// Longest ago the person may have signed in (`auth_time`, then required).
     pub max_auth_age: Option<Duration>,
 }
@@ -71,6 +75,9 @@ pub struct Verified {
     pub expires_at: i64,
     /// `auth_time`, when present.
     pub auth_time: Option<i64>,
+    /// Whether the token carried the expected nonce (false when it carried none and that was
+    /// allowed).
+    pub nonce_matched: bool,
     /// Every claim.
     pub claims: Map<String, Value>,
 }
@@ -166,13 +173,16 @@ impl Verifier {
                 _ => {}
             }
         }
-        if let Some(nonce) = &expect.nonce
-            && claims.get("nonce").and_then(Value::as_str) != Some(nonce.as_str())
-        {
-            return Err(TokenError::Context(
-                "it was not issued for this sign-in (nonce)".into(),
-            ));
-        }
+        let nonce_matched = match (&expect.nonce, claims.get("nonce")) {
+            (None, _) => false,
+            (Some(expected), Some(Value::String(got))) if got == expected => true,
+            (Some(_), None) if expect.nonce_may_be_absent => false,
+            (Some(_), _) => {
+                return Err(TokenError::Context(
+                    "it was not issued for this sign-in (nonce)".into(),
+                ));
+            }
+        };
         let auth_time = number("auth_time");
         if let Some(max_age) = expect.max_auth_age {
             let max_age = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
@@ -199,6 +209,7 @@ impl Verifier {
             issued_at,
             expires_at: number("exp").unwrap_or(0),
             auth_time,
+            nonce_matched,
             claims,
         })
     }

@@ -101,6 +101,7 @@ fn expect() -> Expectations {
         audience: "countersign".into(),
         check_authorized_party: true,
         nonce: Some("n-0S6_WzA2Mj".into()),
+        nonce_may_be_absent: false,
         max_auth_age: Some(Duration::from_secs(3600)),
     }
 }
@@ -127,6 +128,22 @@ async fn a_good_id_token_verifies_and_maps_to_one_spelling() {
         .await
         .expect("verifies");
     assert_eq!(verified.subject, "248289761001");
+    assert!(verified.nonce_matched);
+    // Where a missing nonce is allowed (device sign-in), another nonce is still refused.
+    let lenient = Expectations {
+        nonce_may_be_absent: true,
+        ..expect()
+    };
+    let mut without = claims(&idp.url);
+    without.as_object_mut().expect("object").remove("nonce");
+    let unbound = v
+        .verify(&token(&key, without), &lenient)
+        .await
+        .expect("no nonce");
+    assert!(!unbound.nonce_matched);
+    let mut other = claims(&idp.url);
+    other["nonce"] = json!("someone-else");
+    assert!(v.verify(&token(&key, other), &lenient).await.is_err());
     let mapping: ClaimMapping = serde_json::from_value(json!({
         "id_claim": "email", "groups_claim": "groups",
         "groups": {"okta-security": "security"},
@@ -313,6 +330,7 @@ fn identities_without_a_countersign_spelling_are_refused() {
         issued_at: 0,
         expires_at: 0,
         auth_time: None,
+        nonce_matched: false,
         claims: json!({"email": email}).as_object().expect("object").clone(),
     };
     for bad in [

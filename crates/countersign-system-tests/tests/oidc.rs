@@ -198,6 +198,7 @@ fn expect(nonce: &str) -> Expectations {
         audience: "countersign".into(),
         check_authorized_party: true,
         nonce: Some(nonce.into()),
+        nonce_may_be_absent: false,
         max_auth_age: Some(Duration::from_secs(600)),
     }
 }
@@ -496,4 +497,72 @@ async fn without_provisioning_or_without_the_provider_sign_in_says_why() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["code"], "identity_provider_not_configured");
+}
+
+/// The device authorization grant (RFC 8628), as a headless CLI signs in: its ID token carries
+/// no nonce, so the token itself is used up by its enrolment and cannot enrol a second key,
+/// even with a fresh nonce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_sign_in_enrols_once() {
+    use axum::http::StatusCode;
+    let provider = OidcProvider::start();
+    let h = harness::Harness::with_config(oidc_config(&provider.url, true)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(countersign_server::serve(
+        listener,
+        h.state.clone(),
+        std::future::pending(),
+    ));
+    let client = countersign_client::Client::new(&url).expect("client");
+    let browser =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/oidc/browser.py");
+    let signed_in = countersign_approver::signin::device_sign_in(&client, |prompt| {
+        let direct = prompt
+            .verification_uri_complete
+            .clone()
+            .expect("the provider fills the code in");
+        // The person, on another device.
+        std::thread::spawn(move || {
+            let out = std::process::Command::new("python3")
+                .arg(&browser)
+                .args([&direct, "alice"])
+                .output()
+                .expect("python3 browser.py");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        });
+    })
+    .await
+    .expect("signed in");
+    let first = signed_in.sign_in.nonce.to_hex();
+    let (status, body) = h
+        .call(
+            "POST",
+            "/v1/enroll/idp",
+            None,
+            Some(enrolment(&signed_in.id_token, &first, &new_key())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["approver_id"], "alice@example.com");
+    let fresh = nonce(&h).await;
+    let (status, body) = h
+        .call(
+            "POST",
+            "/v1/enroll/idp",
+            None,
+            Some(enrolment(&signed_in.id_token, &fresh, &new_key())),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "the same device sign-in again: {body}"
+    );
 }

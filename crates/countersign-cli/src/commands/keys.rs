@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use countersign_approver::enrolment::enrol;
+use countersign_approver::signin::{device_sign_in, enrol_with_sign_in};
 use countersign_approver::{KeyRecord, NewKey};
 use countersign_client::Client;
 use countersign_keys::pkcs11::TokenSelector;
@@ -41,21 +42,26 @@ pub struct KeysArgs {
 pub enum KeysCommand {
     /// Create a signing key on a device (or, for development, in a file).
     Init(InitArgs),
-    /// Enrol a key with a service using a one-time code, and write the approver profile.
+    /// Enrol a key with a service using a one-time code, or by signing in with the
+    /// organisation's OpenID Provider (--sign-in), and write the approver profile.
     Enroll {
         /// Service URL.
         #[arg(long, env = "COUNTERSIGN_SERVER")]
         server: String,
-        /// Your approver identity.
-        #[arg(long)]
-        approver: String,
+        /// Your approver identity (with a code; a sign-in says who you are).
+        #[arg(long, required_unless_present = "sign_in")]
+        approver: Option<String>,
+        /// Sign in with the service's OpenID Provider on any device (the device authorization
+        /// grant: a code to enter in a browser) instead of using a one-time code.
+        #[arg(long, conflicts_with_all = ["code", "code_file", "approver"])]
+        sign_in: bool,
         /// The one-time enrolment code. Prefer COUNTERSIGN_ENROLMENT_CODE or --code-file: a
         /// flag's value is visible to every user of the machine in `ps`.
         #[arg(
             long,
             env = "COUNTERSIGN_ENROLMENT_CODE",
             hide_env_values = true,
-            required_unless_present = "code_file"
+            required_unless_present_any = ["code_file", "sign_in"]
         )]
         code: Option<String>,
         /// Read the enrolment code from this file (`-`: standard input).
@@ -176,13 +182,13 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
         KeysCommand::Enroll {
             server,
             approver,
+            sign_in,
             code,
             code_file,
             key,
             label,
             profile,
         } => {
-            let code = crate::secret::resolve(code, code_file.as_deref(), "enrolment code")?;
             let record = load_record(&key.path())?;
             let signer = record.open(&pin::ask)?;
             let info = signer.describe();
@@ -191,13 +197,32 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
             }
             let client = Client::new(&server)?;
             let label = label.unwrap_or_else(|| record.label.clone());
-            let enrolled = enrol(&client, &approver, &code, signer.as_ref(), label)
+            let enrolled = if sign_in {
+                let signed_in = device_sign_in(&client, |prompt| {
+                    eprintln!(
+                        "To sign in, open {} and enter the code {}",
+                        prompt.verification_uri, prompt.user_code
+                    );
+                    if let Some(direct) = &prompt.verification_uri_complete {
+                        eprintln!("(or open {direct})");
+                    }
+                })
                 .await
-                .context("enrolling the key")?;
+                .context("signing in")?;
+                enrol_with_sign_in(&client, signed_in, signer.as_ref(), label)
+                    .await
+                    .context("enrolling the key with the sign-in")?
+            } else {
+                let code = crate::secret::resolve(code, code_file.as_deref(), "enrolment code")?;
+                let approver = approver.context("--approver is needed with a code")?;
+                enrol(&client, &approver, &code, signer.as_ref(), label)
+                    .await
+                    .context("enrolling the key")?
+            };
             let path = profile.unwrap_or_else(profile::default_path);
             Profile {
                 server,
-                approver_id: approver,
+                approver_id: enrolled.approver_id.clone(),
                 key_id: enrolled.key_id,
                 key: record.key,
             }

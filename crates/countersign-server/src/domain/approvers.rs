@@ -188,6 +188,21 @@ pub async fn enrol_with_idp(state: &AppState, req: IdpEnrolmentRequest) -> Domai
         .mapping()
         .map(&verified)
         .map_err(|e| DomainError::refused("identity_unmapped", e.to_string()))?;
+    if !verified.nonce_matched {
+        // A device sign-in (RFC 8628 has no nonce): the token must have been issued after the
+        // service gave out this sign-in's nonce, and the token itself is used up below.
+        let issued = nonce_expires
+            .add_seconds(-i64::try_from(oidc.config.max_sign_in_age_seconds).unwrap_or(600));
+        if verified.issued_at.saturating_add(30) * 1000 < issued.as_millis() {
+            return Err(DomainError::Unauthenticated(
+                "ID token refused: it was issued before this sign-in began".into(),
+            ));
+        }
+        state
+            .store
+            .use_challenge(&Digest::of(req.id_token.as_bytes()), nonce_expires, now)
+            .await?;
+    }
     // One sign-in enrols one key: the nonce is used up before anything is written.
     state
         .store

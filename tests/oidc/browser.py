@@ -1,0 +1,63 @@
+"""The browser leg of a device sign-in at the test OpenID Provider, through its own pages.
+
+    python3 browser.py VERIFICATION_URI_COMPLETE LOGIN
+
+opens the page with the code filled in, submits it, confirms the device, signs in as LOGIN (the
+provider's development pages take any password) and consents; prints "signed in" at the end.
+Standard library only.
+"""
+import http.cookiejar
+import sys
+import urllib.parse
+import urllib.request
+from html.parser import HTMLParser
+
+
+class Forms(HTMLParser):
+    """The page's forms: action and fields (hidden or filled in)."""
+
+    def __init__(self):
+        super().__init__()
+        self.forms = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self.forms.append({"action": attrs.get("action", ""), "fields": {}})
+        elif tag == "input" and self.forms and attrs.get("name"):
+            self.forms[-1]["fields"][attrs["name"]] = attrs.get("value") or ""
+
+
+def forms(html):
+    parser = Forms()
+    parser.feed(html)
+    return parser.forms
+
+
+def main():
+    uri, login = sys.argv[1], sys.argv[2]
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+
+    def submit(page_url, html, extra):
+        form = forms(html)[0]
+        fields = dict(form["fields"], **extra)
+        target = urllib.parse.urljoin(page_url, form["action"])
+        response = opener.open(target, urllib.parse.urlencode(fields).encode())
+        return response.geturl(), response.read().decode()
+
+    response = opener.open(uri)
+    url, page = response.geturl(), response.read().decode()
+    url, page = submit(url, page, {})  # the code, filled in
+    url, page = submit(url, page, {})  # "Confirm Device": confirm=yes is in the form
+    url, page = submit(url, page, {"login": login, "password": "any"})
+    if 'value="consent"' in page:
+        url, page = submit(url, page, {})
+    if "Sign-in Success" not in page and "success" not in page.lower():
+        print(page[:2000], file=sys.stderr)
+        sys.exit(1)
+    print("signed in")
+
+
+main()
