@@ -299,6 +299,7 @@ mod tests {
                     require_hardware_key: false,
                     quick_approve: false,
                     verification_code: false,
+                    require_idp_enrolment: false,
                 },
                 reason: "deploys need a human".into(),
                 policy_hash: policy_hash(b"p"),

@@ -42,6 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 require_hardware_key: false,
                 quick_approve: false,
                 verification_code: false,
+                require_idp_enrolment: false,
             },
             reason: "production export of pii needs two security approvers".into(),
             policy_hash: policy_hash(b"demo policy"),

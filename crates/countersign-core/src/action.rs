@@ -349,6 +349,7 @@ pub(crate) mod tests {
                     require_hardware_key: true,
                     quick_approve: false,
                     verification_code: false,
+                    require_idp_enrolment: false,
                 },
                 reason: "production export of pii needs two security approvers".into(),
                 policy_hash: policy_hash(b"package countersign\n"),

@@ -30,6 +30,10 @@ pub enum PolicyOutcome {
         /// [`crate::verification`]) before approving.
         #[serde(default, skip_serializing_if = "is_false")]
         verification_code: bool,
+        /// Refuse decisions signed by keys not enrolled through the organisation's OpenID
+        /// Provider (an administrator's code does not do).
+        #[serde(default, skip_serializing_if = "is_false")]
+        require_idp_enrolment: bool,
     },
 }
 
@@ -90,6 +94,7 @@ mod tests {
                 require_hardware_key: true,
                 quick_approve: false,
                 verification_code: false,
+                require_idp_enrolment: false,
             },
             reason: "prod export of pii".into(),
             policy_hash: policy_hash(b"package countersign"),

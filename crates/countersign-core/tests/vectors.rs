@@ -89,6 +89,7 @@ fn sample_action() -> Action {
                 require_hardware_key: true,
                 quick_approve: false,
                 verification_code: false,
+                require_idp_enrolment: false,
             },
             reason: "IAM changes in prod need two approvers from security or platform".into(),
             policy_hash: policy_hash(b"package countersign\n\ndefault decision := \"deny\"\n"),

@@ -204,6 +204,7 @@ fn request_events(i: u64, at: i64, service: &ServiceKey) -> Vec<NewEvent> {
                 require_hardware_key: true,
                 quick_approve: false,
                 verification_code: false,
+                require_idp_enrolment: false,
             },
             reason: "two approvers from security".into(),
             policy_hash: policy_hash(POLICY.as_bytes()),

@@ -72,6 +72,8 @@ struct RawDecision {
     quick_approve: Option<bool>,
     #[serde(default)]
     verification_code: Option<bool>,
+    #[serde(default)]
+    require_idp_enrolment: Option<bool>,
 }
 
 fn compile(path: &str, source: &str) -> Result<regorus::Engine, PolicyError> {
@@ -317,6 +319,7 @@ fn outcome(raw: &RawDecision) -> Result<PolicyOutcome, String> {
                 require_hardware_key: raw.require_hardware_key.unwrap_or(false),
                 quick_approve,
                 verification_code,
+                require_idp_enrolment: raw.require_idp_enrolment.unwrap_or(false),
             })
         }
         other => Err(format!("unknown outcome {other:?}")),

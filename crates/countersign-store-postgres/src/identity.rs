@@ -208,8 +208,8 @@ pub(crate) async fn enrol_key(
         .await
         .map_err(backend)?;
     sqlx::query(
-        "INSERT INTO approver_keys (key_id, approver_id, kind, public_key, label, attestation, enrolled_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO approver_keys (key_id, approver_id, kind, public_key, label, attestation, enrolled_via, enrolled_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(key.key_id.to_string())
     .bind(&key.approver_id)
@@ -217,6 +217,7 @@ pub(crate) async fn enrol_key(
     .bind(serde_json::to_value(&key.public_key).ok().and_then(|v| v.as_str().map(str::to_owned)))
     .bind(&key.label)
     .bind(&key.attestation)
+    .bind(&key.enrolled_via)
     .bind(now.as_millis())
     .execute(&mut *conn)
     .await
@@ -236,6 +237,7 @@ fn approver_key(row: &PgRow) -> StoreResult<ApproverKey> {
         public_key,
         label: row.get("label"),
         attestation: row.get("attestation"),
+        enrolled_via: row.get("enrolled_via"),
         enrolled_at: ts(row.get("enrolled_at"))?,
         revoked_at: opt_ts(row.get("revoked_at"))?,
     };

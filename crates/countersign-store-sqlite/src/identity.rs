@@ -176,8 +176,8 @@ pub(crate) fn enrol_key(
         .and_then(|v| v.as_str().map(str::to_owned));
     execute(
         conn,
-        "INSERT INTO approver_keys (key_id, approver_id, kind, public_key, label, attestation, enrolled_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO approver_keys (key_id, approver_id, kind, public_key, label, attestation, enrolled_via, enrolled_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         params![
             key.key_id.to_string(),
             key.approver_id,
@@ -185,6 +185,7 @@ pub(crate) fn enrol_key(
             public_key,
             key.label,
             key.attestation,
+            key.enrolled_via,
             now.as_millis()
         ],
     )?;
@@ -203,6 +204,7 @@ fn approver_key(row: &Row<'_>) -> StoreResult<ApproverKey> {
         public_key,
         label: col(row, "label")?,
         attestation: col(row, "attestation")?,
+        enrolled_via: col(row, "enrolled_via")?,
         enrolled_at: ts(col(row, "enrolled_at")?)?,
         revoked_at: opt_ts(col(row, "revoked_at")?)?,
     };

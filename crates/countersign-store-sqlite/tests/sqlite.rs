@@ -36,6 +36,7 @@ fn new_action(n: u128) -> (NewRequest, Vec<NewEvent>) {
                 require_hardware_key: false,
                 quick_approve: true,
                 verification_code: false,
+                require_idp_enrolment: false,
             },
             reason: "deploys need a human".into(),
             policy_hash: policy_hash(b"p"),

@@ -94,6 +94,7 @@ fn sample_action(n: u128, quorum: u32) -> (NewRequest, Vec<NewEvent>) {
                 require_hardware_key: false,
                 quick_approve: false,
                 verification_code: false,
+                require_idp_enrolment: false,
             },
             reason: "test".into(),
             policy_hash: policy_hash(b"test"),
@@ -778,6 +779,7 @@ fn approver_key(approver: &str, seed: u8, at: Timestamp) -> (ApproverKey, NewEve
         public_key: public_key.clone(),
         label: "test".into(),
         attestation: None,
+        enrolled_via: None,
         enrolled_at: at,
         revoked_at: None,
     };

@@ -128,6 +128,9 @@ pub struct ApproverKey {
     pub label: String,
     /// Attestation evidence, when the device gave one (base64).
     pub attestation: Option<String>,
+    /// The OpenID Provider (issuer) whose sign-in vouched for the enrolment; `None` for an
+    /// administrator's one-time code.
+    pub enrolled_via: Option<String>,
     /// Enrolled.
     pub enrolled_at: Timestamp,
     /// Revoked, if it was.

@@ -353,7 +353,7 @@ async fn nonce(h: &harness::Harness) -> String {
 async fn an_approver_enrols_with_a_fresh_sign_in_instead_of_a_code() {
     use axum::http::StatusCode;
     let provider = OidcProvider::start();
-    let h = harness::Harness::with_config(oidc_config(&provider.url, true)).await;
+    let mut h = harness::Harness::with_config(oidc_config(&provider.url, true)).await;
     let (status, how) = h
         .call("POST", "/v1/identity/oidc/sign-in", None, None)
         .await;
@@ -390,6 +390,36 @@ async fn an_approver_enrols_with_a_fresh_sign_in_instead_of_a_code() {
     let events = h.state.store.audit_events(0, 1000).await.expect("events");
     assert!(events.iter().any(|e| matches!(&e.actor,
         countersign_core::Actor::Admin(who) if who == &format!("idp:{}", provider.url))));
+
+    // A policy may take only keys the provider vouched for: bob's (an administrator's code) is
+    // refused, alice's counts.
+    let (status, body) = h.submit(json!({"type": "secrets.reveal"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id: uuid::Uuid = body["id"].as_str().expect("id").parse().expect("uuid");
+    let digest: countersign_core::Digest = body["digest"]
+        .as_str()
+        .expect("digest")
+        .parse()
+        .expect("digest");
+    let bob = h.decision(0, id, digest, countersign_core::Verdict::Approve, 1);
+    let (status, body) = h.post_decision(id, &bob).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "idp_enrolment_required");
+    h.approvers.push(harness::Approve {
+        id: "alice@example.com",
+        public: countersign_core::PublicKey::from_verifying_key(*key.verifying_key()),
+        key: key.clone(),
+    });
+    let alice = h.decision(
+        h.approvers.len() - 1,
+        id,
+        digest,
+        countersign_core::Verdict::Approve,
+        2,
+    );
+    let (status, body) = h.post_decision(id, &alice).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(h.status_of(id).await, "approved");
 
     // One sign-in enrols one key: the same token and nonce again, even for another key, fail.
     for again in [&key, &new_key()] {

@@ -873,6 +873,11 @@ export interface components {
       /** @description Refuse decisions signed by software keys. */
       require_hardware_key: boolean;
       /**
+       * @description Refuse decisions signed by keys not enrolled through the organisation's OpenID
+       * Provider (an administrator's code does not do).
+       */
+      require_idp_enrolment?: boolean;
+      /**
        * Format: int32
        * @description How long the request stays open, in seconds.
        */
@@ -1261,7 +1266,7 @@ export interface operations {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
-      /** @description A rule refused it: self_approval, not_eligible, unknown_key, key_revoked, key_not_approvers, bad_signature, digest_mismatch, hardware_key_required, clock_skew */
+      /** @description A rule refused it: self_approval, not_eligible, unknown_key, key_revoked, key_not_approvers, bad_signature, digest_mismatch, hardware_key_required, idp_enrolment_required, clock_skew */
       403: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];

@@ -512,6 +512,11 @@ export interface components {
       /** @description Refuse decisions signed by software keys. */
       require_hardware_key: boolean;
       /**
+       * @description Refuse decisions signed by keys not enrolled through the organisation's OpenID
+       * Provider (an administrator's code does not do).
+       */
+      require_idp_enrolment?: boolean;
+      /**
        * Format: int32
        * @description How long the request stays open, in seconds.
        */

@@ -35,6 +35,7 @@ pub async fn enrol(state: &AppState, req: EnrolmentRequest) -> DomainResult<Enro
         label: &req.label,
         public_key: &req.public_key,
         attestation: req.attestation.as_deref(),
+        enrolled_via: None,
         payload: &payload,
         proof: &req.proof,
     };
@@ -49,6 +50,8 @@ struct NewKey<'a> {
     label: &'a str,
     public_key: &'a PublicKey,
     attestation: Option<&'a str>,
+    /// The provider that vouched for it, when it was not an administrator's code.
+    enrolled_via: Option<&'a str>,
     payload: &'a [u8],
     proof: &'a Signature,
 }
@@ -91,6 +94,7 @@ async fn store_key(
         public_key: new.public_key.clone(),
         label: new.label.to_owned(),
         attestation: new.attestation.map(str::to_owned),
+        enrolled_via: new.enrolled_via.map(str::to_owned),
         enrolled_at: now,
         revoked_at: None,
     };
@@ -251,6 +255,7 @@ pub async fn enrol_with_idp(state: &AppState, req: IdpEnrolmentRequest) -> Domai
         label: &req.label,
         public_key: &req.public_key,
         attestation: req.attestation.as_deref(),
+        enrolled_via: Some(&oidc.config.issuer),
         payload: &payload,
         proof: &req.proof,
     };

@@ -95,6 +95,19 @@ pub fn check_decision(
             "policy requires a hardware-backed key for this request",
         ));
     }
+    let idp_required = matches!(
+        record.action.policy.outcome,
+        PolicyOutcome::RequireApproval {
+            require_idp_enrolment: true,
+            ..
+        }
+    );
+    if idp_required && key.enrolled_via.is_none() {
+        return Err(DomainError::refused(
+            "idp_enrolment_required",
+            "policy requires a key enrolled through the organisation's OpenID Provider for this request",
+        ));
+    }
     // An approval needs the code the requester was shown; a denial never does (refusing must
     // stay possible without confirming anything).
     if d.verdict == Verdict::Approve && record.action.policy.outcome.needs_verification_code() {

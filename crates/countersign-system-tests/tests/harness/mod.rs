@@ -29,6 +29,8 @@ decision := {"outcome": "deny", "reason": "frozen"} if input.action.environment 
 else := {"outcome": "allow", "reason": "reads are fine"} if endswith(input.action.type, ".read")
 else := {"outcome": "require_approval", "reason": "hardware only", "quorum": 1, "groups": ["security"],
          "ttl_seconds": 60, "require_hardware_key": true, "quick_approve": false} if input.action.type == "hsm.rotate"
+else := {"outcome": "require_approval", "reason": "only keys the IdP vouched for", "quorum": 1, "groups": ["security"],
+         "ttl_seconds": 60, "require_hardware_key": false, "quick_approve": false, "require_idp_enrolment": true} if input.action.type == "secrets.reveal"
 else := {"outcome": "require_approval", "reason": "confirm with the requester", "quorum": 1, "groups": ["security"],
          "ttl_seconds": 60, "require_hardware_key": false, "quick_approve": false, "verification_code": true} if input.action.type == "iam.grant"
 else := {"outcome": "require_approval", "reason": "two from security", "quorum": 2, "groups": ["security"],
