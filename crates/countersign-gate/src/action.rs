@@ -9,6 +9,7 @@ use countersign_core::{ActionRequest, ActionType, Diff, Tag, ValidationError};
 use serde_json::{Map, Value, json};
 
 use crate::config::Upstream;
+use crate::template::{Piece, pieces};
 
 /// Why a call cannot be turned into an action.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -48,46 +49,32 @@ pub struct ToolCall<'a> {
 
 /// Checks a resource template: `{name}` placeholders with a name, braces balanced.
 pub fn check_template(template: &str) -> Result<(), String> {
-    let mut rest = template;
-    while let Some(open) = rest.find(['{', '}']) {
-        if rest[open..].starts_with('}') {
-            return Err(format!("unmatched '}}' in {template:?}"));
-        }
-        let after = &rest[open + 1..];
-        let close = after
-            .find('}')
-            .ok_or_else(|| format!("unclosed '{{' in {template:?}"))?;
-        let name = &after[..close];
-        if name.is_empty() || name.contains('{') {
-            return Err(format!("empty or nested placeholder in {template:?}"));
-        }
-        rest = &after[close + 1..];
-    }
-    Ok(())
+    pieces(template).map(drop)
 }
 
 fn render(template: &str, call: &ToolCall<'_>) -> Result<String, ActionError> {
+    // Templates are checked when the configuration is read; one that fails here renders as
+    // missing its first argument, which refuses the call.
+    let parts = pieces(template).map_err(|_| ActionError::MissingArgument {
+        tool: call.tool.to_owned(),
+        argument: template.to_owned(),
+    })?;
     let mut out = String::with_capacity(template.len() + 32);
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let close = after.find('}').unwrap_or(after.len());
-        let name = &after[..close];
-        let value = match call.arguments.get(name) {
-            Some(Value::String(s)) => s.clone(),
-            Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
-            _ => {
-                return Err(ActionError::MissingArgument {
-                    tool: call.tool.to_owned(),
-                    argument: name.to_owned(),
-                });
-            }
-        };
-        out.push_str(&value);
-        rest = after.get(close + 1..).unwrap_or_default();
+    for part in parts {
+        match part {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Argument(name) => match call.arguments.get(name) {
+                Some(Value::String(s)) => out.push_str(s),
+                Some(v @ (Value::Number(_) | Value::Bool(_))) => out.push_str(&v.to_string()),
+                _ => {
+                    return Err(ActionError::MissingArgument {
+                        tool: call.tool.to_owned(),
+                        argument: name.to_owned(),
+                    });
+                }
+            },
+        }
     }
-    out.push_str(rest);
     Ok(out)
 }
 

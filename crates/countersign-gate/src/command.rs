@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 use crate::config::Secret;
+use crate::template::{Piece, pieces};
 
 /// Why a command did not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +28,9 @@ pub enum CommandError {
     /// An argument holds a NUL byte, which no program argument can carry.
     #[error("argument {0:?} contains a NUL byte")]
     Nul(String),
+    /// The configured argument template is malformed.
+    #[error("the argument template is malformed: {0}")]
+    Template(String),
     /// The program could not be started.
     #[error("cannot start {program}: {message}")]
     Start {
@@ -90,12 +94,16 @@ pub fn render(
         .iter()
         .map(|part| {
             let mut out = String::new();
-            let mut rest = part.as_str();
-            while let Some(open) = rest.find('{') {
-                out.push_str(&rest[..open]);
-                let after = &rest[open + 1..];
-                let close = after.find('}').unwrap_or(after.len());
-                let name = &after[..close];
+            // Templates are checked when the configuration is read.
+            let parts = pieces(part).map_err(CommandError::Template)?;
+            for piece in parts {
+                let name = match piece {
+                    Piece::Text(text) => {
+                        out.push_str(text);
+                        continue;
+                    }
+                    Piece::Argument(name) => name,
+                };
                 let value = match arguments.get(name) {
                     Some(Value::String(s)) => s.clone(),
                     Some(Value::Number(n)) => n.to_string(),
@@ -106,9 +114,7 @@ pub fn render(
                     return Err(CommandError::Nul(name.to_owned()));
                 }
                 out.push_str(&value);
-                rest = after.get(close + 1..).unwrap_or("");
             }
-            out.push_str(rest);
             Ok(out)
         })
         .collect()

@@ -140,21 +140,13 @@ fn plain_name(name: &str) -> bool {
 /// The placeholders of an argument template, checked: `{name}` with a plain name.
 fn placeholders(arg: &str) -> Result<Vec<String>, String> {
     let mut names = Vec::new();
-    let mut rest = arg;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open + 1..];
-        let close = after
-            .find('}')
-            .ok_or_else(|| format!("{arg:?}: '{{' without '}}'"))?;
-        let name = &after[..close];
-        if !plain_name(name) || name.contains('-') {
-            return Err(format!("{arg:?}: {{{name}}} is not a plain argument name"));
+    for piece in crate::template::pieces(arg)? {
+        if let crate::template::Piece::Argument(name) = piece {
+            if !plain_name(name) || name.contains('-') {
+                return Err(format!("{arg:?}: {{{name}}} is not a plain argument name"));
+            }
+            names.push(name.to_owned());
         }
-        names.push(name.to_owned());
-        rest = &after[close + 1..];
-    }
-    if rest.contains('}') {
-        return Err(format!("{arg:?}: '}}' without '{{'"));
     }
     Ok(names)
 }

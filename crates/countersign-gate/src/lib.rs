@@ -26,6 +26,7 @@ pub mod postgres;
 pub mod preview;
 pub mod server;
 pub mod sql;
+pub mod template;
 pub mod upstream;
 
 pub use action::{ActionError, ToolCall, action_for};
