@@ -106,3 +106,64 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, 
     }
     Ok(metadata)
 }
+
+/// A value fetched from an issuer once (its metadata and verifier), where a failure is
+/// remembered for a while: callers meanwhile get the same error at once instead of each asking
+/// the issuer again — an unauthenticated flood of sign-ins while the issuer is down costs the
+/// issuer one request per pause, and the callers no wait.
+pub struct Fetched<T> {
+    cell: tokio::sync::OnceCell<T>,
+    failed: std::sync::Mutex<Option<(std::time::Instant, String)>>,
+    pause: std::time::Duration,
+}
+
+impl<T> Fetched<T> {
+    /// Nothing fetched yet; a failure is remembered for `pause`.
+    pub fn new(pause: std::time::Duration) -> Self {
+        Self {
+            cell: tokio::sync::OnceCell::new(),
+            failed: std::sync::Mutex::new(None),
+            pause,
+        }
+    }
+
+    fn recent_failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < self.pause)
+            .map(|(_, message)| message.clone())
+    }
+
+    /// The value, fetched with `fetch` if it is not yet (and did not fail within the pause).
+    pub async fn get<F, Fut>(&self, fetch: F) -> Result<&T, String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
+        if let Some(value) = self.cell.get() {
+            return Ok(value);
+        }
+        if let Some(message) = self.recent_failure() {
+            return Err(message);
+        }
+        self.cell
+            .get_or_try_init(|| async {
+                // Callers that queued behind a fetch that failed take its answer.
+                if let Some(message) = self.recent_failure() {
+                    return Err(message);
+                }
+                let fetched = fetch().await;
+                if let Err(message) = &fetched {
+                    *self
+                        .failed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some((std::time::Instant::now(), message.clone()));
+                }
+                fetched
+            })
+            .await
+    }
+}

@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
+use countersign_identity::discovery::Fetched;
 use countersign_identity::{ClaimMapping, Expectations, KeySet, Metadata, Verifier};
 use serde::Deserialize;
-use tokio::sync::OnceCell;
 
 /// The `[oidc]` configuration.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -81,7 +81,7 @@ pub struct Oidc {
     /// The configuration.
     pub config: OidcConfig,
     http: reqwest::Client,
-    discovered: OnceCell<(Metadata, Verifier)>,
+    discovered: Fetched<(Metadata, Verifier)>,
 }
 
 /// Why the provider cannot be used now; the message is safe to show.
@@ -98,22 +98,23 @@ impl Oidc {
                 .timeout(std::time::Duration::from_secs(10))
                 .build()
                 .unwrap_or_default(),
-            discovered: OnceCell::new(),
+            discovered: Fetched::new(std::time::Duration::from_secs(5)),
         }
     }
 
     /// The provider's metadata and a verifier of its tokens (discovered once it answers).
     pub async fn provider(&self) -> Result<&(Metadata, Verifier), OidcError> {
         self.discovered
-            .get_or_try_init(|| async {
+            .get(|| async {
                 let metadata = countersign_identity::discover(&self.http, &self.config.issuer)
                     .await
-                    .map_err(|e| OidcError(e.to_string()))?;
+                    .map_err(|e| e.to_string())?;
                 let keys = Arc::new(KeySet::new(self.http.clone(), metadata.jwks_uri.clone()));
                 let verifier = Verifier::new(metadata.issuer.clone(), keys);
                 Ok((metadata, verifier))
             })
             .await
+            .map_err(OidcError)
     }
 
     /// What an ID token for the sign-in with `nonce` must be.

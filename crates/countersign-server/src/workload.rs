@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use countersign_core::audit::AgentAuthentication;
+use countersign_identity::discovery::Fetched;
 use countersign_identity::{Expectations, KeySet, Verifier};
 use serde::Deserialize;
-use tokio::sync::OnceCell;
 
 /// One trusted workload-identity issuer, as configured.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub struct WorkloadError(String);
 
 struct Issuer {
     config: WorkloadIssuerConfig,
-    verifier: OnceCell<Verifier>,
+    verifier: Fetched<Verifier>,
 }
 
 /// The trusted issuers.
@@ -68,7 +68,7 @@ impl WorkloadIssuers {
             }
             issuers.push(Issuer {
                 config: config.clone(),
-                verifier: OnceCell::new(),
+                verifier: Fetched::new(std::time::Duration::from_secs(5)),
             });
         }
         Ok(Self {
@@ -107,22 +107,23 @@ impl WorkloadIssuers {
             .ok_or_else(|| WorkloadError("the token's issuer is not trusted here".into()))?;
         let verifier = issuer
             .verifier
-            .get_or_try_init(|| async {
+            .get(|| async {
                 let jwks_uri = match &issuer.config.jwks_uri {
                     Some(uri) => uri.clone(),
                     None => {
                         countersign_identity::discover(&self.http, &issuer.config.issuer)
                             .await
-                            .map_err(|e| WorkloadError(e.to_string()))?
+                            .map_err(|e| e.to_string())?
                             .jwks_uri
                     }
                 };
-                Ok::<_, WorkloadError>(Verifier::new(
+                Ok(Verifier::new(
                     issuer.config.issuer.clone(),
                     Arc::new(KeySet::new(self.http.clone(), jwks_uri)),
                 ))
             })
-            .await?;
+            .await
+            .map_err(WorkloadError)?;
         let verified = verifier
             .verify(
                 token,

@@ -596,3 +596,43 @@ async fn a_device_sign_in_enrols_once() {
         "the same device sign-in again: {body}"
     );
 }
+
+/// An unauthenticated flood of sign-ins while the provider is down costs the provider one
+/// request, not one per caller: the failure is remembered for a few seconds and answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_while_the_provider_is_down_do_not_hammer_it() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A "provider" that accepts each connection and closes it at once, counting them.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    let h = Arc::new(harness::Harness::with_config(oidc_config(&issuer, true)).await);
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                h.call("POST", "/v1/identity/oidc/sign-in", None, None)
+                    .await
+            })
+        })
+        .collect();
+    for call in calls {
+        let (status, body) = call.await.expect("joined");
+        assert_eq!(status, axum::http::StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["error"]["code"], "identity_provider_unavailable");
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "each sign-in asked the provider again"
+    );
+}
