@@ -480,3 +480,86 @@ async fn a_commands_output_reaches_the_agent_while_it_runs() {
     let out = answer.structured.expect("structured");
     assert_eq!(out["stdout"], "checking api\ndone\n");
 }
+
+/// An agent with no long-lived secret: its workload identity token (a JWT from an issuer the
+/// service trusts, served here on loopback) is its bearer token at the gate, which passes it on
+/// for the service to verify; a token signed by another key gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_identity_agent_reaches_a_connection_through_the_gate() {
+    use base64::Engine as _;
+    use p256::pkcs8::EncodePrivateKey as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let signing = |secret: &p256::ecdsa::SigningKey| {
+        jsonwebtoken::EncodingKey::from_ec_der(secret.to_pkcs8_der().expect("pkcs8").as_bytes())
+    };
+    let issuer_key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let point = issuer_key.verifying_key().to_encoded_point(false);
+    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256",
+        "kid": "ci", "x": b64(point.x().expect("x")), "y": b64(point.y().expect("y"))}]});
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+    let router = axum::Router::new().route(
+        "/keys",
+        axum::routing::get(move || async move { axum::Json(jwks) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let gate_config = "service = \"{url}\"\n[[connection]]\nname = \"status\"\ncommand = \"/bin/echo\"\nargs = [\"up:\", \"{service}\"]\nenvironment = \"prod\"\n";
+    let w = support::world_with_config(
+        POLICY,
+        gate_config,
+        countersign_server::Config {
+            workload_issuers: vec![countersign_server::workload::WorkloadIssuerConfig {
+                issuer: issuer.clone(),
+                audience: "countersign".into(),
+                jwks_uri: Some(format!("{issuer}/keys")),
+                id_claim: "sub".into(),
+                agent_prefix: "agent:ci:".into(),
+            }],
+            ..countersign_server::Config::default()
+        },
+    )
+    .await;
+    let gate = GateServer::new(
+        &w.url,
+        Upstreams::connect(&[]).await.expect("none"),
+        AgentToken::FromRequest,
+    )
+    .with_connections(w.gate.connections.clone());
+    let router = countersign_gate::http::router_for(&w.url, gate).expect("router");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let gate_url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims = json!({"iss": issuer, "aud": "countersign", "sub": "deploy-job-7",
+                        "iat": now, "exp": now + 300});
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("ci".into());
+    let token = jsonwebtoken::encode(&header, &claims, &signing(&issuer_key)).expect("jwt");
+    let agent = GateAgent::over_http(&gate_url, &token)
+        .await
+        .expect("the gate takes the workload token");
+    let answer = agent
+        .call("status", args(json!({"service": "billing"})))
+        .await
+        .expect("answer");
+    assert_eq!(
+        answer.structured.as_ref().expect("structured")["stdout"],
+        "up: billing\n",
+        "{}",
+        answer.text
+    );
+
+    // The same claims signed by a key the issuer never published get nothing at the gate.
+    let stranger = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let forged = jsonwebtoken::encode(&header, &claims, &signing(&stranger)).expect("jwt");
+    assert!(GateAgent::over_http(&gate_url, &forged).await.is_err());
+}

@@ -23,6 +23,11 @@ pub struct World {
 /// `security`) enrolled with a software key, and the gate configuration `gate` (with `{url}` the
 /// service's address) read from the world's directory.
 pub async fn world_with(policy: &str, gate: &str) -> World {
+    world_with_config(policy, gate, Config::default()).await
+}
+
+/// [`world_with`], the service running with `config` (its origin set for the tests).
+pub async fn world_with_config(policy: &str, gate: &str, config: Config) -> World {
     let dir = tempfile::tempdir().expect("dir");
     let policy_text = policy;
     let policy = dir.path().join("policy.rego");
@@ -37,7 +42,7 @@ pub async fn world_with(policy: &str, gate: &str) -> World {
         Some(&policy),
         Config {
             origin: "countersign.test/log".into(),
-            ..Config::default()
+            ..config
         },
     )
     .await
