@@ -11,6 +11,7 @@ packages=(
   postgresql            # the PostgreSQL store's tests start a server from it
   procps                # end-to-end tests stop the service with kill -TERM
   git                   # the gate's tests put the git MCP server in front of a repository
+  python3               # the Python MCP SDK agent, and the device sign-in's browser leg (tests/oidc)
   softhsm2 opensc       # PKCS#11: the SoftHSM2 token the key tests initialise, pkcs11-tool
   swtpm swtpm-tools tpm2-tools libtss2-dev   # TPM 2.0: the emulator and the TSS the TPM backend links
   # The desktop console (Tauri 2) and its end-to-end tests: WebKitGTK, a virtual display,

@@ -55,7 +55,6 @@ impl ClientHandler for Listener {
 /// An agent connected to a gate.
 pub struct GateAgent {
     client: RunningService<RoleClient, Listener>,
-    follows_output: bool,
 }
 
 /// Progress tokens of this process's calls.
@@ -82,15 +81,11 @@ impl GateAgent {
         retry.base_duration = std::time::Duration::from_millis(500);
         let mut config = StreamableHttpClientTransportConfig::with_uri(url).auth_header(token);
         config.retry_config = std::sync::Arc::new(retry);
-        let follows_output = output.is_some();
         let client = Listener { output }
             .serve(StreamableHttpClientTransport::from_config(config))
             .await
             .map_err(|e| format!("connecting to the gate at {url}: {e}"))?;
-        Ok(Self {
-            client,
-            follows_output,
-        })
+        Ok(Self { client })
     }
 
     /// Starts a gate in front of `upstreams`, asking `service` as the agent with `token`, and
@@ -116,16 +111,14 @@ impl GateAgent {
             .serve(agent_side)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(Self {
-            client,
-            follows_output: false,
-        })
+        Ok(Self { client })
     }
 
     /// Calls `tool` (`<upstream>__<tool>`, or a connection's name) with `arguments`; waits as long as approval takes.
     pub async fn call(&self, tool: &str, arguments: Map<String, Value>) -> Result<Answer, String> {
         let mut params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
-        if self.follows_output {
+        // Output is asked for (with a progress token) only when someone follows it.
+        if self.client.service().output.is_some() {
             let token = ProgressToken(NumberOrString::Number(
                 NEXT_TOKEN.fetch_add(1, Ordering::Relaxed),
             ));

@@ -296,32 +296,23 @@ fn preview_diff(analysis: &Analysis, ran: &postgres::Ran) -> Diff {
         .map(String::as_str)
         .unwrap_or("write");
     let shown = ran.rows.len().max(ran.before.len());
-    let header = if shown == 0 || shown as u64 == ran.rows_affected {
-        format!(
-            "-- {} {}: {} row{} affected\n",
-            kind.to_uppercase(),
-            analysis
-                .tables
-                .iter()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-            ran.rows_affected,
-            if ran.rows_affected == 1 { "" } else { "s" }
-        )
+    let tables = analysis
+        .tables
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let plural = if ran.rows_affected == 1 { "" } else { "s" };
+    let sample = if shown == 0 || shown as u64 == ran.rows_affected {
+        String::new()
     } else {
-        format!(
-            "-- {} {}: {} rows affected (first {shown} shown)\n",
-            kind.to_uppercase(),
-            analysis
-                .tables
-                .iter()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-            ran.rows_affected
-        )
+        format!(" (first {shown} shown)")
     };
+    let header = format!(
+        "-- {} {tables}: {} row{plural} affected{sample}\n",
+        kind.to_uppercase(),
+        ran.rows_affected
+    );
     let lines = |rows: &[Value]| -> String {
         rows.iter()
             .map(|r| format!("{r}\n"))

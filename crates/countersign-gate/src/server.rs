@@ -606,3 +606,35 @@ pub async fn serve_stdio(server: GateServer) -> Result<(), std::io::Error> {
     running.waiting().await.map_err(std::io::Error::other)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use countersign_core::Digest;
+
+    #[test]
+    fn one_agent_cannot_take_every_preparing_slot() {
+        let limits = PreviewLimits::new();
+        let (a, b) = (Digest::of(b"agent a"), Digest::of(b"agent b"));
+        let first = limits.try_enter(a).expect("a's first");
+        let second = limits.try_enter(a).expect("a's second");
+        assert!(limits.try_enter(a).is_none(), "a third for the same agent");
+        // Others still get in, up to the bound in all.
+        let mut others: Vec<_> = (0..MAX_PREPARING - MAX_PREPARING_PER_AGENT)
+            .map(|i| {
+                limits
+                    .try_enter(Digest::of(&i.to_le_bytes()))
+                    .expect("another agent")
+            })
+            .collect();
+        assert!(limits.try_enter(b).is_none(), "beyond the bound in all");
+        others.pop();
+        let b_slot = limits.try_enter(b).expect("a slot freed");
+        // A slot given back is the agent's to use again.
+        drop(first);
+        drop(b_slot);
+        assert!(limits.try_enter(a).is_some());
+        drop(second);
+        assert!(limits.per_agent.lock().expect("lock").get(&b).is_none());
+    }
+}

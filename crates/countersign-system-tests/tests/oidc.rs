@@ -336,6 +336,24 @@ fn enrolment(id_token: &str, nonce: &str, key: &p256::ecdsa::SigningKey) -> Valu
     .expect("json")
 }
 
+/// `who` signs in for a fresh nonce and enrols a new key with it; the service's answer.
+async fn enrol_as(
+    h: &harness::Harness,
+    provider: &str,
+    who: &str,
+) -> (axum::http::StatusCode, Value) {
+    let fresh = nonce(h).await;
+    let tokens = sign_in(provider, who, &fresh).await;
+    let id_token = tokens["id_token"].as_str().expect("id token");
+    h.call(
+        "POST",
+        "/v1/enroll/idp",
+        None,
+        Some(enrolment(id_token, &fresh, &new_key())),
+    )
+    .await
+}
+
 fn new_key() -> p256::ecdsa::SigningKey {
     p256::ecdsa::SigningKey::random(&mut rand_core::OsRng)
 }
@@ -473,20 +491,7 @@ async fn an_approver_enrols_with_a_fresh_sign_in_instead_of_a_code() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["code"], "bad_proof");
     // Someone without an identifier spelling is refused with the reason.
-    let fresh = nonce(&h).await;
-    let tokens = sign_in(&provider.url, "jose", &fresh).await;
-    let (status, body) = h
-        .call(
-            "POST",
-            "/v1/enroll/idp",
-            None,
-            Some(enrolment(
-                tokens["id_token"].as_str().expect("t"),
-                &fresh,
-                &new_key(),
-            )),
-        )
-        .await;
+    let (status, body) = enrol_as(&h, &provider.url, "jose").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["code"], "identity_unmapped");
 }
@@ -496,20 +501,7 @@ async fn without_provisioning_or_without_the_provider_sign_in_says_why() {
     use axum::http::StatusCode;
     let provider = OidcProvider::start();
     let h = harness::Harness::with_config(oidc_config(&provider.url, false)).await;
-    let fresh = nonce(&h).await;
-    let tokens = sign_in(&provider.url, "alice", &fresh).await;
-    let (status, body) = h
-        .call(
-            "POST",
-            "/v1/enroll/idp",
-            None,
-            Some(enrolment(
-                tokens["id_token"].as_str().expect("t"),
-                &fresh,
-                &new_key(),
-            )),
-        )
-        .await;
+    let (status, body) = enrol_as(&h, &provider.url, "alice").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["code"], "approver_not_provisioned");
 
