@@ -46,6 +46,8 @@ pub enum AdminError {
 pub const AGENT_TOKEN_PREFIX: &str = "csa_";
 /// Prefix of administrator tokens.
 pub const ADMIN_TOKEN_PREFIX: &str = "csadm_";
+/// Prefix of the directory's SCIM tokens.
+pub const SCIM_TOKEN_PREFIX: &str = "csscim_";
 
 /// Issues an API token for `subject` with `role`; returns `(token_id, token)`. The token is
 /// shown once.
@@ -60,6 +62,7 @@ pub async fn issue_token(
     let token = secrets::token(match role {
         TokenRole::Agent => AGENT_TOKEN_PREFIX,
         TokenRole::Admin => ADMIN_TOKEN_PREFIX,
+        TokenRole::Scim => SCIM_TOKEN_PREFIX,
     });
     let record = ApiToken {
         token_id: Uuid::now_v7(),
@@ -182,6 +185,7 @@ pub fn token_view(t: ApiToken) -> TokenView {
         role: match t.role {
             TokenRole::Agent => TokenRoleView::Agent,
             TokenRole::Admin => TokenRoleView::Admin,
+            TokenRole::Scim => TokenRoleView::Scim,
         },
         created_at: t.created_at,
         revoked_at: t.revoked_at,

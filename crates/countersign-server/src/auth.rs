@@ -28,6 +28,7 @@ async fn api_token(parts: &Parts, state: &AppState, role: TokenRole) -> Result<S
     let (prefix, name) = match role {
         TokenRole::Agent => (crate::admin::AGENT_TOKEN_PREFIX, "agent"),
         TokenRole::Admin => (crate::admin::ADMIN_TOKEN_PREFIX, "admin"),
+        TokenRole::Scim => (crate::admin::SCIM_TOKEN_PREFIX, "SCIM"),
     };
     if !token.starts_with(prefix) {
         return Err(ApiError::unauthorized(format!("not an {name} token")));
@@ -87,6 +88,19 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         api_token(parts, state, TokenRole::Admin).await.map(Admin)
+    }
+}
+
+/// The organisation's directory, provisioning over SCIM (by the token's name, for the log).
+pub struct ScimClient(pub String);
+
+impl FromRequestParts<AppState> for ScimClient {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        api_token(parts, state, TokenRole::Scim)
+            .await
+            .map(ScimClient)
     }
 }
 

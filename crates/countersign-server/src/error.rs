@@ -86,6 +86,8 @@ fn conflict_code(c: Conflict) -> &'static str {
         Conflict::KeyRevoked => "key_revoked",
         Conflict::Exists => "exists",
         Conflict::IdempotencyKeyUsed => "idempotency_key_reused",
+        Conflict::Stale => "stale",
+        Conflict::Deprovisioned => "deprovisioned",
     }
 }
 
@@ -94,7 +96,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(what),
             // A rule about who decides, like the same check before the transaction: 403.
-            StoreError::Conflict(c @ Conflict::KeyRevoked) => {
+            StoreError::Conflict(c @ (Conflict::KeyRevoked | Conflict::Deprovisioned)) => {
                 ApiError::new(StatusCode::FORBIDDEN, conflict_code(c), c.to_string())
             }
             StoreError::Conflict(c) => {
@@ -273,7 +275,9 @@ pub async fn json_errors(
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| {
+            v.starts_with("application/json") || v.starts_with("application/scim+json")
+        });
     if status.as_u16() < 400 || is_json {
         return response;
     }

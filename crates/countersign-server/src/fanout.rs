@@ -34,6 +34,9 @@ pub enum Notice {
     Resync,
     /// A key was revoked: the streams it authenticated end at once.
     KeyRevoked(KeyId),
+    /// The directory changed approvers' groups: each stream re-reads its approver, and takes a
+    /// fresh snapshot if who it may decide for changed.
+    DirectoryChanged,
 }
 
 fn relevant(kind: &EventKind) -> Option<bool> {
@@ -87,6 +90,12 @@ pub async fn run(
         // change: folded into one "new" notice at the later position, a request that a
         // snapshot taken between the two already holds would be announced a second time.
         let mut changed: HashMap<Uuid, (Option<u64>, u64)> = HashMap::new();
+        let directory_changed = batch.iter().any(|e| {
+            matches!(&e.event, EventKind::AdminChanged { operation, .. } if operation.starts_with("directory_"))
+        });
+        if directory_changed {
+            let _ = notices.send(Arc::new(Notice::DirectoryChanged));
+        }
         for e in &batch {
             if let EventKind::KeyRevoked { key_id, .. } = &e.event {
                 let _ = notices.send(Arc::new(Notice::KeyRevoked(*key_id)));

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod policy;
 pub mod routes;
+pub mod scim;
 pub mod secrets;
 pub mod service_key;
 pub mod state;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::get(move || async move { axum::Json(api.as_ref().clone()) }),
         )
         .route("/metrics", axum::routing::get(metrics::render))
+        .merge(scim::router())
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -118,6 +120,9 @@ pub enum StartError {
     /// The identity configuration (workload issuers).
     #[error("{0}")]
     Identity(#[from] workload::WorkloadError),
+    /// Another part of the configuration.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl Service {
@@ -134,6 +139,7 @@ impl Service {
         std::fs::create_dir_all(data_dir)?;
         // Checked here so a bad configuration stops the start instead of trusting nobody.
         workload::WorkloadIssuers::new(&config.workload_issuers)?;
+        config.scim.check().map_err(StartError::Config)?;
         let policy = match policy_path {
             Some(p) => Policy::from_file(p)?,
             None => Policy::builtin()?,
@@ -142,6 +148,9 @@ impl Service {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let state = AppState::new(store, clock, Arc::new(policy), Arc::new(key), config).await;
         record_policy_in_force(&state).await?;
+        domain::directory::apply_mapping(&state)
+            .await
+            .map_err(|e| StartError::Config(format!("applying the [scim] groups map: {e}")))?;
         Ok(Self {
             state,
             data_dir: data_dir.to_owned(),

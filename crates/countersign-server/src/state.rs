@@ -30,6 +30,8 @@ pub struct Config {
     pub workload_issuers: Vec<crate::workload::WorkloadIssuerConfig>,
     /// The OpenID Provider approvers sign in with ([`crate::oidc`]), if any.
     pub oidc: Option<crate::oidc::OidcConfig>,
+    /// Provisioning from the organisation's directory ([`crate::scim`]).
+    pub scim: crate::scim::ScimConfig,
 }
 
 impl Default for Config {
@@ -43,6 +45,7 @@ impl Default for Config {
             max_body_bytes: 10 * 1024 * 1024,
             workload_issuers: Vec::new(),
             oidc: None,
+            scim: crate::scim::ScimConfig::default(),
         }
     }
 }

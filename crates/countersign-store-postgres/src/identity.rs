@@ -201,6 +201,8 @@ pub(crate) async fn enrol_key(
             .map_err(backend)?;
     rules::check_enrolment(code.as_ref(), &key.approver_id, key_exists.is_some(), now)
         .map_err(StoreError::Conflict)?;
+    rules::check_may_enrol(crate::directory::directory_active(&mut *conn, &key.approver_id).await?)
+        .map_err(StoreError::Conflict)?;
     sqlx::query("UPDATE enrolment_codes SET used_at = $1 WHERE code_hash = $2")
         .bind(now.as_millis())
         .bind(code_hash.to_hex())

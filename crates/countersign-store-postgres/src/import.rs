@@ -16,7 +16,7 @@ use crate::PgStore;
 use crate::codec::backend;
 
 /// Tables in an order that satisfies the foreign keys.
-const TABLES: [&str; 13] = [
+const TABLES: [&str; 16] = [
     "audit_events",
     "checkpoints",
     "api_tokens",
@@ -30,6 +30,9 @@ const TABLES: [&str; 13] = [
     "grants",
     "outcomes",
     "cosignatures",
+    "directory_users",
+    "directory_groups",
+    "directory_members",
 ];
 
 /// What was copied.

@@ -11,6 +11,7 @@
 mod audit;
 mod codec;
 mod cosignatures;
+mod directory;
 mod identity;
 mod import;
 mod requests;

@@ -166,6 +166,8 @@ pub(crate) fn enrol_key(
     .is_some();
     rules::check_enrolment(code.as_ref(), &key.approver_id, key_exists, now)
         .map_err(StoreError::Conflict)?;
+    rules::check_may_enrol(crate::directory::directory_active(conn, &key.approver_id)?)
+        .map_err(StoreError::Conflict)?;
     execute(
         conn,
         "UPDATE enrolment_codes SET used_at = ? WHERE code_hash = ?",

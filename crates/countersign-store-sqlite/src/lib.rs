@@ -9,6 +9,7 @@ mod audit;
 mod codec;
 mod connection;
 mod cosignatures;
+mod directory;
 mod identity;
 mod query;
 mod readers;

@@ -14,8 +14,8 @@ use p256::ecdsa::signature::Signer as _;
 use uuid::Uuid;
 
 use crate::{
-    Approver, ApproverKey, Conflict, Cosignature, DecisionEffects, DecisionOutcome, EnrolmentCode,
-    NewEvent, NewRequest, RequestRecord, Store, StoreError,
+    Approver, ApproverKey, Conflict, Cosignature, DecisionEffects, DecisionOutcome, DirectoryGroup,
+    DirectoryUser, EnrolmentCode, Expected, NewEvent, NewRequest, RequestRecord, Store, StoreError,
 };
 
 /// Generates one `#[tokio::test]` per rule, each with a `(store, guard)` from `$make`.
@@ -47,6 +47,9 @@ macro_rules! conformance_tests {
             checkpoints_keep_the_first_note_per_size,
             cosignatures_keep_the_first_per_key_and_size,
             a_large_batch_of_events_is_appended_whole,
+            directory_groups_decide_an_approvers_groups,
+            deactivating_in_the_directory_revokes_keys_and_sessions_and_blocks_enrolment,
+            directory_writes_check_versions_and_names,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -1149,4 +1152,395 @@ pub async fn a_large_batch_of_events_is_appended_whole<S: Store>(store: &S) {
     assert!(
         matches!(&tail[1].event, EventKind::AdminChanged { subject, .. } if subject == "s11999")
     );
+}
+
+fn directory_event(subject: &str) -> NewEvent {
+    NewEvent::new(
+        Actor::Admin("scim:test".into()),
+        EventKind::AdminChanged {
+            operation: "directory_test".into(),
+            subject: subject.into(),
+            detail: String::new(),
+        },
+    )
+}
+
+fn directory_user(n: u128, approver: &str, active: bool, version: u64) -> DirectoryUser {
+    DirectoryUser {
+        id: Uuid::from_u128(n),
+        approver_id: approver.into(),
+        external_id: Some(format!("ext-{n}")),
+        active,
+        attributes: format!(r#"{{"userName":"{approver}"}}"#),
+        version,
+        created_at: t(1),
+        updated_at: t(1),
+    }
+}
+
+fn directory_group(
+    n: u128,
+    name: &str,
+    maps_to: Option<&str>,
+    members: &[u128],
+    version: u64,
+) -> DirectoryGroup {
+    DirectoryGroup {
+        id: Uuid::from_u128(n),
+        display_name: name.into(),
+        external_id: None,
+        maps_to: maps_to.map(str::to_owned),
+        members: members.iter().map(|m| Uuid::from_u128(*m)).collect(),
+        version,
+        created_at: t(1),
+        updated_at: t(1),
+    }
+}
+
+async fn groups_of<S: Store>(store: &S, id: &str) -> Vec<String> {
+    store
+        .approver(id)
+        .await
+        .expect("read")
+        .expect("approver")
+        .groups
+}
+
+/// An approver the directory holds has the mapped groups it is a member of, recomputed by
+/// every group change (membership, mapping, deletion), each once and sorted.
+pub async fn directory_groups_decide_an_approvers_groups<S: Store>(store: &S) {
+    for (n, who) in [(1, "alice@example.com"), (2, "bob@example.com")] {
+        store
+            .put_directory_user(
+                &directory_user(n, who, true, 1),
+                Expected::New,
+                who,
+                &[],
+                vec![directory_event(who)],
+                t(1),
+            )
+            .await
+            .expect("user");
+    }
+    assert!(groups_of(store, "alice@example.com").await.is_empty());
+    let sec = directory_group(10, "Security Team", Some("security"), &[1, 2], 1);
+    store
+        .put_directory_group(&sec, Expected::New, vec![directory_event("sec")], t(2))
+        .await
+        .expect("group");
+    let ops = directory_group(11, "Ops", Some("sre"), &[1], 1);
+    store
+        .put_directory_group(&ops, Expected::New, vec![directory_event("ops")], t(2))
+        .await
+        .expect("group");
+    let unmapped = directory_group(12, "Everyone", None, &[1, 2], 1);
+    store
+        .put_directory_group(&unmapped, Expected::New, vec![directory_event("all")], t(2))
+        .await
+        .expect("group");
+    assert_eq!(
+        groups_of(store, "alice@example.com").await,
+        vec!["security".to_owned(), "sre".to_owned()]
+    );
+    assert_eq!(
+        groups_of(store, "bob@example.com").await,
+        vec!["security".to_owned()]
+    );
+    // Bob leaves the security team; the group's mapping changes.
+    let sec2 = DirectoryGroup {
+        members: vec![Uuid::from_u128(1)],
+        maps_to: Some("sre".into()),
+        version: 2,
+        ..sec
+    };
+    store
+        .put_directory_group(
+            &sec2,
+            Expected::Version(1),
+            vec![directory_event("sec")],
+            t(3),
+        )
+        .await
+        .expect("group");
+    assert!(groups_of(store, "bob@example.com").await.is_empty());
+    assert_eq!(
+        groups_of(store, "alice@example.com").await,
+        vec!["sre".to_owned()]
+    );
+    assert_eq!(
+        store.directory_group(sec2.id).await.expect("read"),
+        Some(sec2.clone())
+    );
+    store
+        .delete_directory_group(ops.id, Expected::Any, vec![directory_event("ops")], t(4))
+        .await
+        .expect("delete");
+    store
+        .delete_directory_group(sec2.id, Expected::Any, vec![directory_event("sec")], t(4))
+        .await
+        .expect("delete");
+    assert!(groups_of(store, "alice@example.com").await.is_empty());
+    assert_eq!(store.directory_groups().await.expect("read").len(), 1);
+}
+
+/// Deactivation revokes the keys it names and ends every session of the person; it is refused
+/// while another active key is left; a deactivated person enrols nothing; deletion keeps the
+/// approver (history names it) with no groups.
+pub async fn deactivating_in_the_directory_revokes_keys_and_sessions_and_blocks_enrolment<
+    S: Store,
+>(
+    store: &S,
+) {
+    let code = approver_with_code(store, "carol", b"code-d1", t(3600)).await;
+    let (k1, e1) = approver_key("carol", 21, t(10));
+    store.enrol_key(&code, &k1, e1).await.expect("enrol");
+    let user = directory_user(5, "carol", true, 1);
+    store
+        .put_directory_user(
+            &user,
+            Expected::New,
+            "Carol",
+            &[],
+            vec![directory_event("carol")],
+            t(11),
+        )
+        .await
+        .expect("user");
+    let group = directory_group(20, "Security", Some("security"), &[5], 1);
+    store
+        .put_directory_group(&group, Expected::New, vec![directory_event("g")], t(11))
+        .await
+        .expect("group");
+    assert_eq!(groups_of(store, "carol").await, vec!["security".to_owned()]);
+    let session = crate::Session {
+        token_hash: Digest::of(b"carol-tok"),
+        approver_id: "carol".into(),
+        key_id: k1.key_id,
+        expires_at: t(7200),
+    };
+    store.create_session(&session).await.expect("session");
+
+    let inactive = DirectoryUser {
+        active: false,
+        version: 2,
+        ..user.clone()
+    };
+    // Planned without the key: refused, nothing written.
+    let before = store.audit_size().await.expect("size");
+    assert!(matches!(
+        store
+            .put_directory_user(
+                &inactive,
+                Expected::Version(1),
+                "Carol",
+                &[],
+                vec![directory_event("carol")],
+                t(12)
+            )
+            .await,
+        Err(StoreError::Conflict(Conflict::Stale))
+    ));
+    assert_eq!(store.audit_size().await.expect("size"), before);
+    assert!(
+        store
+            .session(&session.token_hash, t(12))
+            .await
+            .expect("read")
+            .is_some()
+    );
+
+    store
+        .put_directory_user(
+            &inactive,
+            Expected::Version(1),
+            "Carol",
+            &[k1.key_id],
+            vec![directory_event("carol")],
+            t(13),
+        )
+        .await
+        .expect("deactivate");
+    assert_eq!(
+        store
+            .key(&k1.key_id)
+            .await
+            .expect("read")
+            .and_then(|k| k.revoked_at),
+        Some(t(13))
+    );
+    assert_eq!(
+        store
+            .session(&session.token_hash, t(14))
+            .await
+            .expect("read"),
+        None
+    );
+    assert!(groups_of(store, "carol").await.is_empty());
+
+    let code2 = Digest::of(b"code-d2");
+    store
+        .create_enrolment_code(
+            &EnrolmentCode {
+                code_hash: code2,
+                approver_id: "carol".into(),
+                expires_at: t(3600),
+            },
+            directory_event("code"),
+            t(14),
+        )
+        .await
+        .expect("code");
+    let (k2, e2) = approver_key("carol", 22, t(15));
+    assert!(matches!(
+        store.enrol_key(&code2, &k2, e2.clone()).await,
+        Err(StoreError::Conflict(Conflict::Deprovisioned))
+    ));
+
+    // Reactivated: the membership counts again, and a key may be enrolled.
+    let active = DirectoryUser {
+        active: true,
+        version: 3,
+        ..user.clone()
+    };
+    store
+        .put_directory_user(
+            &active,
+            Expected::Version(2),
+            "Carol",
+            &[],
+            vec![directory_event("carol")],
+            t(16),
+        )
+        .await
+        .expect("reactivate");
+    assert_eq!(groups_of(store, "carol").await, vec!["security".to_owned()]);
+    store.enrol_key(&code2, &k2, e2).await.expect("enrol again");
+
+    store
+        .delete_directory_user(
+            user.id,
+            Expected::Version(3),
+            &[k2.key_id],
+            vec![directory_event("carol")],
+            t(17),
+        )
+        .await
+        .expect("delete");
+    assert!(store.directory_user(user.id).await.expect("read").is_none());
+    assert!(groups_of(store, "carol").await.is_empty());
+    assert!(
+        store
+            .key(&k2.key_id)
+            .await
+            .expect("read")
+            .and_then(|k| k.revoked_at)
+            .is_some()
+    );
+    assert!(
+        store
+            .directory_group(group.id)
+            .await
+            .expect("read")
+            .expect("group")
+            .members
+            .is_empty()
+    );
+}
+
+/// A write names the version it replaces; two people cannot share a userName, nor two groups
+/// a name that differs only in case; members must be directory users.
+pub async fn directory_writes_check_versions_and_names<S: Store>(store: &S) {
+    let user = directory_user(7, "dave", true, 1);
+    store
+        .put_directory_user(
+            &user,
+            Expected::New,
+            "Dave",
+            &[],
+            vec![directory_event("d")],
+            t(1),
+        )
+        .await
+        .expect("user");
+    assert!(matches!(
+        store
+            .put_directory_user(
+                &user,
+                Expected::New,
+                "Dave",
+                &[],
+                vec![directory_event("d")],
+                t(1)
+            )
+            .await,
+        Err(StoreError::Conflict(Conflict::Exists))
+    ));
+    let twin = directory_user(8, "dave", true, 1);
+    assert!(matches!(
+        store
+            .put_directory_user(
+                &twin,
+                Expected::New,
+                "Dave",
+                &[],
+                vec![directory_event("d")],
+                t(1)
+            )
+            .await,
+        Err(StoreError::Conflict(Conflict::Exists))
+    ));
+    let next = DirectoryUser {
+        version: 3,
+        ..user.clone()
+    };
+    assert!(matches!(
+        store
+            .put_directory_user(
+                &next,
+                Expected::Version(2),
+                "Dave",
+                &[],
+                vec![directory_event("d")],
+                t(2)
+            )
+            .await,
+        Err(StoreError::Conflict(Conflict::Stale))
+    ));
+    assert!(matches!(
+        store
+            .delete_directory_user(
+                Uuid::from_u128(99),
+                Expected::Any,
+                &[],
+                vec![directory_event("d")],
+                t(2)
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.directory_user_of("dave").await.expect("read"),
+        Some(user.clone())
+    );
+
+    let g = directory_group(30, "Admins", None, &[7], 1);
+    store
+        .put_directory_group(&g, Expected::New, vec![directory_event("g")], t(3))
+        .await
+        .expect("group");
+    let shout = directory_group(31, "ADMINS", None, &[], 1);
+    assert!(matches!(
+        store
+            .put_directory_group(&shout, Expected::New, vec![directory_event("g")], t(3))
+            .await,
+        Err(StoreError::Conflict(Conflict::Exists))
+    ));
+    let ghost = directory_group(32, "Ghosts", None, &[404], 1);
+    assert!(matches!(
+        store
+            .put_directory_group(&ghost, Expected::New, vec![directory_event("g")], t(3))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.directory_groups().await.expect("read"), vec![g]);
 }

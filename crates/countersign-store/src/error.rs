@@ -65,6 +65,12 @@ pub enum Conflict {
     /// Something with this id exists already.
     #[error("already exists")]
     Exists,
+    /// The record changed since it was read (its version is not the one expected).
+    #[error("the record was changed by someone else; read it again")]
+    Stale,
+    /// The person was deactivated by the organisation's directory.
+    #[error("this person has been deactivated by the organisation's directory")]
+    Deprovisioned,
     /// The agent's idempotency key names a request already.
     #[error("this idempotency key was used for another request")]
     IdempotencyKeyUsed,

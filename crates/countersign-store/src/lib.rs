@@ -23,8 +23,8 @@ use uuid::Uuid;
 pub use error::{Conflict, StoreError, StoreResult};
 pub use models::{
     ApiToken, Approver, ApproverKey, Cosignature, DecisionContext, DecisionEffects,
-    DecisionOutcome, DecisionRecord, EnrolmentCode, GrantRecord, NewEvent, RequestRecord, Session,
-    TokenRole,
+    DecisionOutcome, DecisionRecord, DirectoryGroup, DirectoryUser, EnrolmentCode, Expected,
+    GrantRecord, NewEvent, RequestRecord, Session, TokenRole,
 };
 
 /// A new request to record, with the grant the policy allowed outright, if any.
@@ -47,9 +47,9 @@ pub fn idempotency_scope(requester: &str, key: &str) -> String {
 
 /// Everything the approval service keeps: its log, who may do what, and the requests. Each
 /// part is a trait of its own, which a backend implements in the module that holds its SQL.
-pub trait Store: AuditLog + Identity + Requests {}
+pub trait Store: AuditLog + Identity + Requests + Directory {}
 
-impl<T: AuditLog + Identity + Requests> Store for T {}
+impl<T: AuditLog + Identity + Requests + Directory> Store for T {}
 
 /// The audit log, its checkpoints and witnesses' cosignatures.
 #[async_trait]
@@ -242,4 +242,60 @@ pub trait Requests: Identity {
     ) -> StoreResult<Vec<AuditEvent>>;
     /// The earliest `expires_at` among pending requests.
     async fn next_expiry(&self) -> StoreResult<Option<Timestamp>>;
+}
+
+/// People and groups provisioned by the organisation's directory (SCIM). A directory user is an
+/// approver whose groups the directory decides: every write recomputes the groups of the
+/// approvers it touches from the mapped groups they are members of (none while inactive).
+#[async_trait]
+pub trait Directory: Identity {
+    /// A directory user by id.
+    async fn directory_user(&self, id: Uuid) -> StoreResult<Option<DirectoryUser>>;
+    /// The directory user standing for an approver.
+    async fn directory_user_of(&self, approver_id: &str) -> StoreResult<Option<DirectoryUser>>;
+    /// Every directory user, oldest first.
+    async fn directory_users(&self) -> StoreResult<Vec<DirectoryUser>>;
+    /// A directory group by id, with its members.
+    async fn directory_group(&self, id: Uuid) -> StoreResult<Option<DirectoryGroup>>;
+    /// Every directory group with its members, oldest first.
+    async fn directory_groups(&self) -> StoreResult<Vec<DirectoryGroup>>;
+    /// Creates or replaces a directory user (and its approver, named `display_name`); revokes
+    /// `revoke` and ends their sessions. An inactive user must be left with no active key:
+    /// one enrolled since `revoke` was read makes it `Conflict::Stale`.
+    #[allow(clippy::too_many_arguments)]
+    async fn put_directory_user(
+        &self,
+        user: &DirectoryUser,
+        expected: Expected,
+        display_name: &str,
+        revoke: &[KeyId],
+        events: Vec<NewEvent>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>>;
+    /// Deletes a directory user and their memberships; their approver stays (history names
+    /// it) with no groups, and with `revoke` revoked, as for an inactive user.
+    async fn delete_directory_user(
+        &self,
+        id: Uuid,
+        expected: Expected,
+        revoke: &[KeyId],
+        events: Vec<NewEvent>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>>;
+    /// Creates or replaces a directory group with its members (all directory users).
+    async fn put_directory_group(
+        &self,
+        group: &DirectoryGroup,
+        expected: Expected,
+        events: Vec<NewEvent>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>>;
+    /// Deletes a directory group.
+    async fn delete_directory_group(
+        &self,
+        id: Uuid,
+        expected: Expected,
+        events: Vec<NewEvent>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>>;
 }

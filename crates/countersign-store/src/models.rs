@@ -64,6 +64,8 @@ pub enum TokenRole {
     Agent,
     /// Administer the service: tokens, approvers, enrolment codes, keys, policy.
     Admin,
+    /// Provision people and groups over SCIM: the organisation's directory's client.
+    Scim,
 }
 
 impl TokenRole {
@@ -72,6 +74,7 @@ impl TokenRole {
         match self {
             TokenRole::Agent => "agent",
             TokenRole::Admin => "admin",
+            TokenRole::Scim => "scim",
         }
     }
 
@@ -80,6 +83,7 @@ impl TokenRole {
         match text {
             "agent" => Some(TokenRole::Agent),
             "admin" => Some(TokenRole::Admin),
+            "scim" => Some(TokenRole::Scim),
             _ => None,
         }
     }
@@ -211,4 +215,58 @@ pub enum DecisionOutcome {
     Approved(SignedGrant),
     /// The request is denied.
     Denied,
+}
+
+/// A person provisioned by the organisation's directory (SCIM): the approver it stands for and
+/// what the directory said of them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DirectoryUser {
+    /// The directory's id for them (SCIM `id`), ours to assign.
+    pub id: Uuid,
+    /// The approver (the folded `userName`).
+    pub approver_id: String,
+    /// The directory client's own id for them (SCIM `externalId`).
+    pub external_id: Option<String>,
+    /// Inactive people keep their record but no keys, sessions or groups.
+    pub active: bool,
+    /// The other attributes the directory sent (a JSON object), returned as sent.
+    pub attributes: String,
+    /// Bumped by every change (the SCIM ETag).
+    pub version: u64,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last changed.
+    pub updated_at: Timestamp,
+}
+
+/// A group provisioned by the organisation's directory, and the Countersign group it counts as.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DirectoryGroup {
+    /// The directory's id for it (SCIM `id`), ours to assign.
+    pub id: Uuid,
+    /// Its name at the directory (unique, ignoring case).
+    pub display_name: String,
+    /// The directory client's own id for it.
+    pub external_id: Option<String>,
+    /// The Countersign group membership grants, if the configuration maps this one.
+    pub maps_to: Option<String>,
+    /// Its members: directory users' ids.
+    pub members: Vec<Uuid>,
+    /// Bumped by every change (the SCIM ETag).
+    pub version: u64,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last changed.
+    pub updated_at: Timestamp,
+}
+
+/// Which version of a directory record a write expects to replace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// None: the record is new.
+    New,
+    /// Exactly this version (read before, or the client's `If-Match`).
+    Version(u64),
+    /// Whatever is stored.
+    Any,
 }

@@ -57,7 +57,13 @@ pub enum AdminCommand {
         /// The administrator's name, recorded with each change made with the token.
         name: String,
     },
-    /// Revoke an API token (agent or admin) by its id.
+    /// Issue a token for the organisation's directory to provision people and groups over
+    /// SCIM at `/scim/v2` (printed once; on the store only).
+    ScimToken {
+        /// A name for the directory client, recorded with each change it makes (e.g. `okta`).
+        name: String,
+    },
+    /// Revoke an API token (agent, admin or SCIM) by its id.
     #[command(alias = "revoke-agent-token")]
     RevokeToken {
         /// Token id (from `list-tokens`).
@@ -268,6 +274,7 @@ fn print_token(t: &TokenView) {
     let role = match t.role {
         countersign_core::api::admin::TokenRoleView::Agent => "agent",
         countersign_core::api::admin::TokenRoleView::Admin => "admin",
+        countersign_core::api::admin::TokenRoleView::Scim => "scim",
     };
     println!(
         "{}  {role:<5}  {}  issued {}  {state}",
@@ -347,6 +354,23 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             )
             .await?;
             eprintln!("admin token {id} for {name} (shown once; store it as a secret):");
+            println!("{token}");
+        }
+        AdminCommand::ScimToken { name } => {
+            let Target::Store { store, admin, .. } = &target else {
+                bail!("SCIM tokens are issued only on the store");
+            };
+            let (id, token) = admin::issue_token(
+                store.as_ref(),
+                admin,
+                TokenRole::Scim,
+                &name,
+                SystemClock.now(),
+            )
+            .await?;
+            eprintln!(
+                "SCIM token {id} for {name} (shown once; give it to the directory's SCIM client):"
+            );
             println!("{token}");
         }
         AdminCommand::RevokeToken { token_id } => {

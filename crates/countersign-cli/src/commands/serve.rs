@@ -66,6 +66,8 @@ struct FileSettings {
     workload_issuers: Vec<countersign_server::workload::WorkloadIssuerConfig>,
     /// The OpenID Provider approvers sign in with (docs/identity.md).
     oidc: Option<countersign_server::oidc::OidcConfig>,
+    /// Provisioning from the organisation's directory (docs/identity.md).
+    scim: Option<countersign_server::scim::ScimConfig>,
 }
 
 /// Settings after precedence is applied.
@@ -91,6 +93,8 @@ pub struct Settings {
     pub workload_issuers: Vec<countersign_server::workload::WorkloadIssuerConfig>,
     /// The approvers' OpenID Provider (only in the file).
     pub oidc: Option<countersign_server::oidc::OidcConfig>,
+    /// SCIM provisioning (only in the file).
+    pub scim: Option<countersign_server::scim::ScimConfig>,
 }
 
 impl ServeArgs {
@@ -143,6 +147,7 @@ impl ServeArgs {
                 .max(1),
             workload_issuers: file.workload_issuers,
             oidc: file.oidc,
+            scim: file.scim,
         })
     }
 }
@@ -179,6 +184,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         origin: settings.origin.clone(),
         workload_issuers: settings.workload_issuers.clone(),
         oidc: settings.oidc.clone(),
+        scim: settings.scim.clone().unwrap_or_default(),
         ..Config::default()
     };
     let store = super::database::open(&settings.data_dir, settings.database_url.as_deref()).await?;

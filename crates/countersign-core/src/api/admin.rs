@@ -17,6 +17,8 @@ pub enum TokenRoleView {
     Agent,
     /// An administrator.
     Admin,
+    /// The organisation's directory, provisioning over SCIM.
+    Scim,
 }
 
 /// An API token as listed (the token itself is never stored, so never shown again).

@@ -214,7 +214,17 @@ pub async fn enrol_with_idp(state: &AppState, req: IdpEnrolmentRequest) -> Domai
         .await?;
     let idp = format!("idp:{}", oidc.config.issuer);
     let existing = state.store.approver(&who.id).await?;
-    if oidc.config.provision {
+    // A person the directory provisions has the groups the directory gives them, not the
+    // token's; one it deactivated enrols nothing (the store checks that again as it enrols).
+    let directory = state.store.directory_user_of(&who.id).await?;
+    if directory.as_ref().is_some_and(|u| !u.active) {
+        return Err(DomainError::Store(StoreError::Conflict(
+            Conflict::Deprovisioned,
+        )));
+    }
+    if directory.is_some() {
+        // Provisioned by the directory: nothing to create or update.
+    } else if oidc.config.provision {
         let approver = Approver {
             id: who.id.clone(),
             display_name: who

@@ -6,6 +6,7 @@
 
 pub mod approvers;
 pub mod decisions;
+pub mod directory;
 pub mod grants;
 pub mod policy;
 pub mod requests;

@@ -103,7 +103,7 @@ impl Bucket {
 /// change to a request it may decide or has in its inbox; `None` for everyone else's.
 async fn frame_for(
     state: &AppState,
-    approver: &Approver,
+    approver: &mut Approver,
     notice: &Notice,
     after: &mut u64,
     relevant: &mut HashSet<Uuid>,
@@ -144,6 +144,24 @@ async fn frame_for(
             Ok(Some(Message::Text(text.clone())))
         }
         Notice::KeyRevoked(_) => Ok(None),
+        Notice::DirectoryChanged => {
+            let now = state
+                .store
+                .approver(&approver.id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "approver no longer exists".to_owned())?;
+            if now == *approver {
+                return Ok(None);
+            }
+            *approver = now;
+            let fresh = snapshot(state, approver, relevant).await?;
+            if let ServerMessage::Snapshot { seq, .. } = &fresh {
+                *after = *seq;
+            }
+            let text = serde_json::to_string(&fresh).map_err(|e| e.to_string())?;
+            Ok(Some(Message::Text(text.into())))
+        }
     }
 }
 
@@ -270,7 +288,7 @@ async fn run(
     mut socket: WebSocket,
     mut slot: Option<crate::transport::ConnectionSlot>,
 ) -> Result<(), String> {
-    let (approver, key_id) = authenticate(state, &mut socket).await?;
+    let (mut approver, key_id) = authenticate(state, &mut socket).await?;
     // Subscribe before the snapshot, so nothing committed after it can be missed.
     let mut notices = state.notices.subscribe();
     // A revocation committed before the subscription sends no notice this stream hears: check
@@ -334,7 +352,7 @@ async fn run(
                         close(&mut socket, POLICY_VIOLATION, "key revoked").await;
                         return Err(format!("{} key revoked; stream closed", approver.id));
                     }
-                    if let Some(frame) = frame_for(state, &approver, &notice, &mut after, &mut relevant).await? {
+                    if let Some(frame) = frame_for(state, &mut approver, &notice, &mut after, &mut relevant).await? {
                         socket.feed(frame).await.map_err(|e| e.to_string())?;
                     }
                     batch += 1;
