@@ -29,3 +29,8 @@ CREATE TABLE directory_members (
     PRIMARY KEY (group_id, user_id)
 );
 CREATE INDEX directory_members_user ON directory_members(user_id);
+
+-- The directory's SCIM client holds an API token of its own role.
+ALTER TABLE api_tokens DROP CONSTRAINT IF EXISTS api_tokens_role_check;
+ALTER TABLE api_tokens DROP CONSTRAINT IF EXISTS agent_tokens_role_check;
+ALTER TABLE api_tokens ADD CONSTRAINT api_tokens_role_check CHECK (role IN ('agent', 'admin', 'scim'));

@@ -29,3 +29,18 @@ CREATE TABLE directory_members (
     PRIMARY KEY (group_id, user_id)
 ) STRICT;
 CREATE INDEX directory_members_user ON directory_members(user_id);
+
+-- The directory's SCIM client holds an API token of its own role. SQLite cannot change a
+-- CHECK constraint in place: the table is rebuilt with the same rows.
+CREATE TABLE api_tokens_next (
+    token_id   TEXT PRIMARY KEY,
+    subject    TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER,
+    role       TEXT NOT NULL DEFAULT 'agent' CHECK (role IN ('agent', 'admin', 'scim'))
+) STRICT;
+INSERT INTO api_tokens_next (token_id, subject, token_hash, created_at, revoked_at, role)
+    SELECT token_id, subject, token_hash, created_at, revoked_at, role FROM api_tokens;
+DROP TABLE api_tokens;
+ALTER TABLE api_tokens_next RENAME TO api_tokens;
