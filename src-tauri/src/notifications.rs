@@ -300,6 +300,7 @@ mod tests {
                     quick_approve: false,
                     verification_code: false,
                     require_idp_enrolment: false,
+                    max_sign_in_age_seconds: None,
                 },
                 reason: "deploys need a human".into(),
                 policy_hash: policy_hash(b"p"),

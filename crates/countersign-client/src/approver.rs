@@ -111,6 +111,28 @@ pub async fn enroll_with_id_token(
     Ok(client.enroll_idp(&request).await?)
 }
 
+/// Records the sign-in `id_token` (for the sign-in the service gave `nonce` for) behind the
+/// enrolled key `key_id`, which signs the nonce with `sign`.
+pub async fn sign_in_key(
+    client: &Client,
+    id_token: String,
+    nonce: countersign_core::Digest,
+    key_id: KeyId,
+    sign: impl Fn(&[u8]) -> Result<Signature, String>,
+) -> Result<countersign_core::api::KeySignedIn, ApproverError> {
+    let service = client.server_key().await?.name;
+    let payload = countersign_core::IdpSignInRequest::proof_payload(&nonce, &key_id, &service)
+        .map_err(|e| ApproverError::Encoding(e.to_string()))?;
+    let proof = sign(&payload).map_err(ApproverError::Sign)?;
+    let request = countersign_core::IdpSignInRequest {
+        id_token,
+        nonce,
+        key_id,
+        proof,
+    };
+    Ok(client.sign_in_key(&request).await?)
+}
+
 /// Opens a session for `key_id`, signing the service's challenge with `sign`.
 pub async fn open_session(
     client: &Client,

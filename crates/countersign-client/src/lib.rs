@@ -346,6 +346,14 @@ impl Client {
         self.post("/v1/enroll/idp", request).await
     }
 
+    /// Records a fresh sign-in behind an enrolled key.
+    pub async fn sign_in_key(
+        &self,
+        request: &countersign_core::IdpSignInRequest,
+    ) -> Result<countersign_core::api::KeySignedIn, ClientError> {
+        self.post("/v1/identity/oidc/key-sign-in", request).await
+    }
+
     /// A fresh challenge.
     pub async fn challenge(&self) -> Result<Challenge, ClientError> {
         self.post("/v1/sessions/challenge", &serde_json::json!({}))

@@ -43,6 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 quick_approve: false,
                 verification_code: false,
                 require_idp_enrolment: false,
+                max_sign_in_age_seconds: None,
             },
             reason: "production export of pii needs two security approvers".into(),
             policy_hash: policy_hash(b"demo policy"),

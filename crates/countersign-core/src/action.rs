@@ -350,6 +350,7 @@ pub(crate) mod tests {
                     quick_approve: false,
                     verification_code: false,
                     require_idp_enrolment: false,
+                    max_sign_in_age_seconds: None,
                 },
                 reason: "production export of pii needs two security approvers".into(),
                 policy_hash: policy_hash(b"package countersign\n"),

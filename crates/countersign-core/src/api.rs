@@ -154,6 +154,18 @@ pub struct Enrolled {
     pub key_id: KeyId,
 }
 
+/// A fresh sign-in recorded behind an enrolled key.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySignedIn {
+    /// Whose.
+    pub approver_id: String,
+    /// Which.
+    pub key_id: KeyId,
+    /// When the person signed in, by the provider's word (never later than the service's now).
+    pub signed_in_at: Timestamp,
+}
+
 /// A challenge to sign.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

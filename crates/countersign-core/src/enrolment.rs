@@ -118,6 +118,48 @@ impl IdpEnrolmentRequest {
     }
 }
 
+/// Vouches for an enrolled key again with a fresh sign-in at the organisation's OpenID Provider,
+/// for requests whose policy wants a recent one (`max_sign_in_age_seconds`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpSignInRequest {
+    /// The ID token of the sign-in.
+    pub id_token: String,
+    /// The nonce this service issued for the sign-in.
+    pub nonce: Digest,
+    /// The enrolled key the sign-in vouches for.
+    pub key_id: KeyId,
+    /// Signature by that key over [`IdpSignInRequest::proof_payload`].
+    pub proof: Signature,
+}
+
+#[derive(Serialize)]
+struct IdpSignInProof<'a> {
+    key_id: &'a KeyId,
+    nonce: &'a Digest,
+    service: &'a str,
+}
+
+impl IdpSignInRequest {
+    /// `countersign/sign-in-idp/v1\n || JCS({key_id, nonce, service})`.
+    pub fn proof_payload(
+        nonce: &Digest,
+        key_id: &KeyId,
+        service: &str,
+    ) -> Result<Vec<u8>, CanonicalError> {
+        let body = IdpSignInProof {
+            key_id,
+            nonce,
+            service,
+        };
+        Ok(domain::prefixed(
+            domain::SIGN_IN_IDP,
+            &to_canonical_vec(&body)?,
+        ))
+    }
+}
+
 /// Opens an approver session by signing a challenge.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -35,7 +35,7 @@ pub use checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint};
 pub use decision::{Decision, KeyKind, Nonce, SignedDecision, Verdict};
 pub use digest::Digest;
 pub use ecdsa::{KeyId, PublicKey, Signature, SignatureError};
-pub use enrolment::{EnrolmentRequest, IdpEnrolmentRequest, SessionRequest};
+pub use enrolment::{EnrolmentRequest, IdpEnrolmentRequest, IdpSignInRequest, SessionRequest};
 pub use grant::{Grant, GrantError, SignedGrant};
 pub use merkle::{ConsistencyProof, InclusionProof, MerkleTree, ProofError};
 pub use policy::{PolicyEvaluation, PolicyOutcome};

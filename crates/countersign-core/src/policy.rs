@@ -34,6 +34,10 @@ pub enum PolicyOutcome {
         /// Provider (an administrator's code does not do).
         #[serde(default, skip_serializing_if = "is_false")]
         require_idp_enrolment: bool,
+        /// Refuse decisions signed by keys no sign-in at the organisation's OpenID Provider
+        /// vouched for in this many seconds (at enrolment, or again since).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_sign_in_age_seconds: Option<u32>,
     },
 }
 
@@ -95,6 +99,7 @@ mod tests {
                 quick_approve: false,
                 verification_code: false,
                 require_idp_enrolment: false,
+                max_sign_in_age_seconds: None,
             },
             reason: "prod export of pii".into(),
             policy_hash: policy_hash(b"package countersign"),

@@ -90,6 +90,7 @@ fn sample_action() -> Action {
                 quick_approve: false,
                 verification_code: false,
                 require_idp_enrolment: false,
+                max_sign_in_age_seconds: None,
             },
             reason: "IAM changes in prod need two approvers from security or platform".into(),
             policy_hash: policy_hash(b"package countersign\n\ndefault decision := \"deny\"\n"),

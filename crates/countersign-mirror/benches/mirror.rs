@@ -205,6 +205,7 @@ fn request_events(i: u64, at: i64, service: &ServiceKey) -> Vec<NewEvent> {
                 quick_approve: false,
                 verification_code: false,
                 require_idp_enrolment: false,
+                max_sign_in_age_seconds: None,
             },
             reason: "two approvers from security".into(),
             policy_hash: policy_hash(POLICY.as_bytes()),

@@ -74,6 +74,8 @@ struct RawDecision {
     verification_code: Option<bool>,
     #[serde(default)]
     require_idp_enrolment: Option<bool>,
+    #[serde(default)]
+    max_sign_in_age_seconds: Option<u32>,
 }
 
 fn compile(path: &str, source: &str) -> Result<regorus::Engine, PolicyError> {
@@ -291,6 +293,9 @@ fn deny(policy_hash: Digest, reason: String) -> PolicyEvaluation {
     }
 }
 
+/// Longest sign-in age a policy may ask for: 30 days.
+pub const MAX_SIGN_IN_AGE_SECONDS: u32 = 30 * 86_400;
+
 fn outcome(raw: &RawDecision) -> Result<PolicyOutcome, String> {
     match raw.outcome.as_str() {
         "allow" => Ok(PolicyOutcome::Allow {}),
@@ -312,6 +317,14 @@ fn outcome(raw: &RawDecision) -> Result<PolicyOutcome, String> {
             if quick_approve && verification_code {
                 return Err("quick_approve and verification_code cannot both be true".into());
             }
+            // A minute is the least a person can sign in again in; a month says nothing.
+            if let Some(age) = raw.max_sign_in_age_seconds
+                && !(60..=MAX_SIGN_IN_AGE_SECONDS).contains(&age)
+            {
+                return Err(format!(
+                    "max_sign_in_age_seconds {age} is outside 60..={MAX_SIGN_IN_AGE_SECONDS}"
+                ));
+            }
             Ok(PolicyOutcome::RequireApproval {
                 quorum,
                 groups: raw.groups.clone().unwrap_or_default(),
@@ -320,6 +333,7 @@ fn outcome(raw: &RawDecision) -> Result<PolicyOutcome, String> {
                 quick_approve,
                 verification_code,
                 require_idp_enrolment: raw.require_idp_enrolment.unwrap_or(false),
+                max_sign_in_age_seconds: raw.max_sign_in_age_seconds,
             })
         }
         other => Err(format!("unknown outcome {other:?}")),
@@ -430,5 +444,30 @@ mod tests {
             let e = p.evaluate(&input(serde_json::json!({"environment": "dev"})));
             assert_eq!(kind(&e), "deny", "{body}: {}", e.reason);
         }
+    }
+
+    #[test]
+    fn sign_in_age_outside_a_minute_to_a_month_is_refused() {
+        let raw = |age: u32| RawDecision {
+            outcome: "require_approval".into(),
+            reason: "r".into(),
+            quorum: Some(1),
+            groups: None,
+            ttl_seconds: Some(600),
+            require_hardware_key: None,
+            quick_approve: None,
+            verification_code: None,
+            require_idp_enrolment: None,
+            max_sign_in_age_seconds: Some(age),
+        };
+        assert!(outcome(&raw(59)).is_err());
+        assert!(outcome(&raw(MAX_SIGN_IN_AGE_SECONDS + 1)).is_err());
+        assert!(matches!(
+            outcome(&raw(3600)),
+            Ok(PolicyOutcome::RequireApproval {
+                max_sign_in_age_seconds: Some(3600),
+                ..
+            })
+        ));
     }
 }

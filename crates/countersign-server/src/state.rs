@@ -80,6 +80,10 @@ pub struct Inner {
     pub workload: crate::workload::WorkloadIssuers,
     /// The approvers' OpenID Provider, when configured.
     pub oidc: Option<crate::oidc::Oidc>,
+    /// Taken by each SCIM change for its read-compute-write: a directory sends many changes to
+    /// one group at once, which would otherwise keep invalidating each other's reads. Changes
+    /// from another replica are caught by the records' versions and recomputed.
+    pub directory_writes: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -117,6 +121,7 @@ impl AppState {
             follow,
             workload,
             oidc,
+            directory_writes: tokio::sync::Mutex::new(()),
         }))
     }
 

@@ -210,8 +210,8 @@ pub(crate) async fn enrol_key(
         .await
         .map_err(backend)?;
     sqlx::query(
-        "INSERT INTO approver_keys (key_id, approver_id, kind, public_key, label, attestation, enrolled_via, enrolled_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO approver_keys (key_id, approver_id, kind, public_key, label, attestation, enrolled_via, signed_in_at, enrolled_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(key.key_id.to_string())
     .bind(&key.approver_id)
@@ -220,6 +220,7 @@ pub(crate) async fn enrol_key(
     .bind(&key.label)
     .bind(&key.attestation)
     .bind(&key.enrolled_via)
+    .bind(key.signed_in_at.map(Timestamp::as_millis))
     .bind(now.as_millis())
     .execute(&mut *conn)
     .await
@@ -240,6 +241,7 @@ fn approver_key(row: &PgRow) -> StoreResult<ApproverKey> {
         label: row.get("label"),
         attestation: row.get("attestation"),
         enrolled_via: row.get("enrolled_via"),
+        signed_in_at: opt_ts(row.get("signed_in_at"))?,
         enrolled_at: ts(row.get("enrolled_at"))?,
         revoked_at: opt_ts(row.get("revoked_at"))?,
     };
@@ -304,6 +306,31 @@ pub(crate) async fn revoke_key(
         .execute(&mut *conn)
         .await
         .map_err(backend)?;
+    audit::append(conn, vec![event], now).await?;
+    Ok(())
+}
+
+pub(crate) async fn record_sign_in(
+    conn: &mut PgConnection,
+    id: &KeyId,
+    approver_id: &str,
+    at: Timestamp,
+    event: NewEvent,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE approver_keys SET signed_in_at = GREATEST(COALESCE(signed_in_at, 0), $1)
+         WHERE key_id = $2 AND approver_id = $3 AND revoked_at IS NULL",
+    )
+    .bind(at.as_millis())
+    .bind(id.to_string())
+    .bind(approver_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("active key"));
+    }
     audit::append(conn, vec![event], now).await?;
     Ok(())
 }
@@ -452,6 +479,19 @@ impl Identity for PgStore {
 
     async fn keys(&self, approver_id: Option<&str>) -> StoreResult<Vec<ApproverKey>> {
         keys(&mut *self.conn().await?, approver_id).await
+    }
+
+    async fn record_sign_in(
+        &self,
+        key_id: &KeyId,
+        approver_id: &str,
+        signed_in_at: Timestamp,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        record_sign_in(&mut tx, key_id, approver_id, signed_in_at, event, now).await?;
+        commit(tx, ()).await
     }
 
     async fn revoke_key(&self, key_id: &KeyId, event: NewEvent, now: Timestamp) -> StoreResult<()> {

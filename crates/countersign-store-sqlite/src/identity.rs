@@ -178,8 +178,8 @@ pub(crate) fn enrol_key(
         .and_then(|v| v.as_str().map(str::to_owned));
     execute(
         conn,
-        "INSERT INTO approver_keys (key_id, approver_id, kind, public_key, label, attestation, enrolled_via, enrolled_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO approver_keys (key_id, approver_id, kind, public_key, label, attestation, enrolled_via, signed_in_at, enrolled_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         params![
             key.key_id.to_string(),
             key.approver_id,
@@ -188,6 +188,7 @@ pub(crate) fn enrol_key(
             key.label,
             key.attestation,
             key.enrolled_via,
+            key.signed_in_at.map(Timestamp::as_millis),
             now.as_millis()
         ],
     )?;
@@ -207,6 +208,7 @@ fn approver_key(row: &Row<'_>) -> StoreResult<ApproverKey> {
         label: col(row, "label")?,
         attestation: col(row, "attestation")?,
         enrolled_via: col(row, "enrolled_via")?,
+        signed_in_at: opt_ts(col(row, "signed_in_at")?)?,
         enrolled_at: ts(col(row, "enrolled_at")?)?,
         revoked_at: opt_ts(col(row, "revoked_at")?)?,
     };
@@ -258,6 +260,26 @@ pub(crate) fn revoke_key(
         "DELETE FROM sessions WHERE key_id = ?",
         [id.to_string()],
     )?;
+    audit::append(conn, vec![event])?;
+    Ok(())
+}
+
+pub(crate) fn record_sign_in(
+    conn: &Connection,
+    id: &KeyId,
+    approver_id: &str,
+    at: Timestamp,
+    event: EncodedEvent,
+) -> StoreResult<()> {
+    let done = execute(
+        conn,
+        "UPDATE approver_keys SET signed_in_at = MAX(COALESCE(signed_in_at, 0), ?)
+         WHERE key_id = ? AND approver_id = ? AND revoked_at IS NULL",
+        params![at.as_millis(), id.to_string(), approver_id],
+    )?;
+    if done == 0 {
+        return Err(StoreError::NotFound("active key"));
+    }
     audit::append(conn, vec![event])?;
     Ok(())
 }
@@ -409,6 +431,20 @@ impl Identity for SqliteStore {
     async fn keys(&self, approver_id: Option<&str>) -> StoreResult<Vec<ApproverKey>> {
         let approver_id = approver_id.map(str::to_owned);
         self.read(move |c| keys(c, approver_id.as_deref())).await
+    }
+
+    async fn record_sign_in(
+        &self,
+        key_id: &KeyId,
+        approver_id: &str,
+        signed_in_at: Timestamp,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let (key_id, approver_id) = (*key_id, approver_id.to_owned());
+        let event = crate::audit::encode_one(event, now)?;
+        self.write(move |c| record_sign_in(c, &key_id, &approver_id, signed_in_at, event))
+            .await
     }
 
     async fn revoke_key(&self, key_id: &KeyId, event: NewEvent, now: Timestamp) -> StoreResult<()> {

@@ -37,6 +37,7 @@ fn new_action(n: u128) -> (NewRequest, Vec<NewEvent>) {
                 quick_approve: true,
                 verification_code: false,
                 require_idp_enrolment: false,
+                max_sign_in_age_seconds: None,
             },
             reason: "deploys need a human".into(),
             policy_hash: policy_hash(b"p"),

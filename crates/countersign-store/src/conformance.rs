@@ -50,6 +50,7 @@ macro_rules! conformance_tests {
             directory_groups_decide_an_approvers_groups,
             deactivating_in_the_directory_revokes_keys_and_sessions_and_blocks_enrolment,
             directory_writes_check_versions_and_names,
+            a_sign_in_is_recorded_for_an_active_key_of_its_approver_and_only_moves_forward,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -98,6 +99,7 @@ fn sample_action(n: u128, quorum: u32) -> (NewRequest, Vec<NewEvent>) {
                 quick_approve: false,
                 verification_code: false,
                 require_idp_enrolment: false,
+                max_sign_in_age_seconds: None,
             },
             reason: "test".into(),
             policy_hash: policy_hash(b"test"),
@@ -783,6 +785,7 @@ fn approver_key(approver: &str, seed: u8, at: Timestamp) -> (ApproverKey, NewEve
         label: "test".into(),
         attestation: None,
         enrolled_via: None,
+        signed_in_at: None,
         enrolled_at: at,
         revoked_at: None,
     };
@@ -1543,4 +1546,74 @@ pub async fn directory_writes_check_versions_and_names<S: Store>(store: &S) {
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(store.directory_groups().await.expect("read"), vec![g]);
+}
+
+/// A sign-in vouches for an active key of its own approver; an older one changes nothing.
+pub async fn a_sign_in_is_recorded_for_an_active_key_of_its_approver_and_only_moves_forward<
+    S: Store,
+>(
+    store: &S,
+) {
+    let code = approver_with_code(store, "gina", b"code-s1", t(3600)).await;
+    let (k, e) = approver_key("gina", 31, t(10));
+    store.enrol_key(&code, &k, e).await.expect("enrol");
+    assert_eq!(signed_in_at(store, &k.key_id).await, None);
+    store
+        .record_sign_in(&k.key_id, "gina", t(100), directory_event("gina"), t(101))
+        .await
+        .expect("record");
+    assert_eq!(signed_in_at(store, &k.key_id).await, Some(t(100)));
+    store
+        .record_sign_in(&k.key_id, "gina", t(50), directory_event("gina"), t(102))
+        .await
+        .expect("record");
+    assert_eq!(
+        signed_in_at(store, &k.key_id).await,
+        Some(t(100)),
+        "an older sign-in changes nothing"
+    );
+    let before = store.audit_size().await.expect("size");
+    assert!(matches!(
+        store
+            .record_sign_in(
+                &k.key_id,
+                "someone-else",
+                t(200),
+                directory_event("x"),
+                t(201)
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let revoked = NewEvent::new(
+        Actor::Admin("root".into()),
+        EventKind::KeyRevoked {
+            approver_id: "gina".into(),
+            key_id: k.key_id,
+            reason: "lost".into(),
+        },
+    );
+    store
+        .revoke_key(&k.key_id, revoked, t(300))
+        .await
+        .expect("revoke");
+    assert!(matches!(
+        store
+            .record_sign_in(&k.key_id, "gina", t(400), directory_event("gina"), t(401))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.audit_size().await.expect("size"),
+        before + 1,
+        "only the revocation was logged"
+    );
+}
+
+async fn signed_in_at<S: Store>(store: &S, key: &countersign_core::KeyId) -> Option<Timestamp> {
+    store
+        .key(key)
+        .await
+        .expect("read")
+        .and_then(|k| k.signed_in_at)
 }

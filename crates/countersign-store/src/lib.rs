@@ -137,6 +137,16 @@ pub trait Identity: Send + Sync + 'static {
     async fn key(&self, key_id: &KeyId) -> StoreResult<Option<ApproverKey>>;
     /// All keys of one approver, or of everyone.
     async fn keys(&self, approver_id: Option<&str>) -> StoreResult<Vec<ApproverKey>>;
+    /// Records a sign-in vouching for an active key of `approver_id` at `signed_in_at` (kept
+    /// only when later than the one recorded).
+    async fn record_sign_in(
+        &self,
+        key_id: &KeyId,
+        approver_id: &str,
+        signed_in_at: Timestamp,
+        event: NewEvent,
+        now: Timestamp,
+    ) -> StoreResult<()>;
     /// Revokes a key.
     async fn revoke_key(&self, key_id: &KeyId, event: NewEvent, now: Timestamp) -> StoreResult<()>;
     /// Records that a challenge valid until `expires_at` was answered, so it opens one session

@@ -135,6 +135,9 @@ pub struct ApproverKey {
     /// The OpenID Provider (issuer) whose sign-in vouched for the enrolment; `None` for an
     /// administrator's one-time code.
     pub enrolled_via: Option<String>,
+    /// The latest sign-in at the organisation's OpenID Provider that vouched for the key (at
+    /// enrolment, or again since); `None` when none ever did.
+    pub signed_in_at: Option<Timestamp>,
     /// Enrolled.
     pub enrolled_at: Timestamp,
     /// Revoked, if it was.

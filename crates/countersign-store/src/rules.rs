@@ -187,6 +187,49 @@ pub fn check_challenge(
     }
 }
 
+/// Whether a directory write expecting `expected` may replace what is stored (`stored` is its
+/// version, if there is a record).
+pub fn check_version(stored: Option<u64>, expected: crate::Expected) -> StoreResult<()> {
+    use crate::Expected;
+    match (stored, expected) {
+        (Some(_), Expected::New) => Err(StoreError::Conflict(Conflict::Exists)),
+        (None, Expected::Version(_) | Expected::Any) => {
+            Err(StoreError::NotFound("directory record"))
+        }
+        (Some(v), Expected::Version(want)) if v != want => {
+            Err(StoreError::Conflict(Conflict::Stale))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The groups a directory user has: the Countersign groups their directory groups map to,
+/// each once and in order; none while they are inactive.
+pub fn directory_groups(active: bool, mapped: impl IntoIterator<Item = String>) -> Vec<String> {
+    if !active {
+        return Vec::new();
+    }
+    let set: std::collections::BTreeSet<String> = mapped.into_iter().collect();
+    set.into_iter().collect()
+}
+
+/// After deprovisioning revoked what it read, no key of the person may remain active: one
+/// enrolled in between means the write was planned on stale state.
+pub fn check_deprovisioned(active_keys_left: usize) -> StoreResult<()> {
+    if active_keys_left > 0 {
+        return Err(StoreError::Conflict(Conflict::Stale));
+    }
+    Ok(())
+}
+
+/// A person the directory deactivated cannot enrol a key (whatever the way).
+pub fn check_may_enrol(directory_active: Option<bool>) -> Result<(), Conflict> {
+    if directory_active == Some(false) {
+        return Err(Conflict::Deprovisioned);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,47 +427,4 @@ mod tests {
             Err(StoreError::Corrupt(_))
         ));
     }
-}
-
-/// Whether a directory write expecting `expected` may replace what is stored (`stored` is its
-/// version, if there is a record).
-pub fn check_version(stored: Option<u64>, expected: crate::Expected) -> StoreResult<()> {
-    use crate::Expected;
-    match (stored, expected) {
-        (Some(_), Expected::New) => Err(StoreError::Conflict(Conflict::Exists)),
-        (None, Expected::Version(_) | Expected::Any) => {
-            Err(StoreError::NotFound("directory record"))
-        }
-        (Some(v), Expected::Version(want)) if v != want => {
-            Err(StoreError::Conflict(Conflict::Stale))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The groups a directory user has: the Countersign groups their directory groups map to,
-/// each once and in order; none while they are inactive.
-pub fn directory_groups(active: bool, mapped: impl IntoIterator<Item = String>) -> Vec<String> {
-    if !active {
-        return Vec::new();
-    }
-    let set: std::collections::BTreeSet<String> = mapped.into_iter().collect();
-    set.into_iter().collect()
-}
-
-/// After deprovisioning revoked what it read, no key of the person may remain active: one
-/// enrolled in between means the write was planned on stale state.
-pub fn check_deprovisioned(active_keys_left: usize) -> StoreResult<()> {
-    if active_keys_left > 0 {
-        return Err(StoreError::Conflict(Conflict::Stale));
-    }
-    Ok(())
-}
-
-/// A person the directory deactivated cannot enrol a key (whatever the way).
-pub fn check_may_enrol(directory_active: Option<bool>) -> Result<(), Conflict> {
-    if directory_active == Some(false) {
-        return Err(Conflict::Deprovisioned);
-    }
-    Ok(())
 }

@@ -628,3 +628,168 @@ async fn sign_ins_while_the_provider_is_down_do_not_hammer_it() {
         "each sign-in asked the provider again"
     );
 }
+
+/// A key-sign-in body: `key` signs the sign-in's nonce for itself.
+fn key_sign_in(id_token: &str, nonce: &str, key: &p256::ecdsa::SigningKey) -> Value {
+    use p256::ecdsa::signature::Signer as _;
+    let nonce: countersign_core::Digest = nonce.parse().expect("nonce");
+    let key_id = countersign_core::PublicKey::from_verifying_key(*key.verifying_key()).key_id();
+    let payload =
+        countersign_core::IdpSignInRequest::proof_payload(&nonce, &key_id, "countersign.test/log")
+            .expect("payload");
+    json!({"id_token": id_token, "nonce": nonce, "key_id": key_id,
+           "proof": countersign_core::Signature::from_p256(key.sign(&payload))})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_can_want_a_recent_sign_in_behind_the_key() {
+    use axum::http::StatusCode;
+    let provider = OidcProvider::start();
+    let mut h = harness::Harness::with_config(oidc_config(&provider.url, true)).await;
+    let fresh = nonce(&h).await;
+    let tokens = sign_in(&provider.url, "alice", &fresh).await;
+    let key = new_key();
+    let (status, body) = h
+        .call(
+            "POST",
+            "/v1/enroll/idp",
+            None,
+            Some(enrolment(
+                tokens["id_token"].as_str().expect("t"),
+                &fresh,
+                &key,
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    h.approvers.push(harness::Approve {
+        id: "alice@example.com",
+        public: countersign_core::PublicKey::from_verifying_key(*key.verifying_key()),
+        key: key.clone(),
+    });
+    let alice = h.approvers.len() - 1;
+
+    // Just enrolled with a sign-in: recent enough. Bob's key (an administrator's code) has no
+    // sign-in behind it at all.
+    let (id, digest) = prod_break(&h).await;
+    let (status, body) = h
+        .post_decision(
+            id,
+            &h.decision(0, id, digest, countersign_core::Verdict::Approve, 1),
+        )
+        .await;
+    assert_eq!(
+        (status, harness::code(&body)),
+        (StatusCode::FORBIDDEN, "sign_in_too_old"),
+        "{body}"
+    );
+    let (status, body) = h
+        .post_decision(
+            id,
+            &h.decision(alice, id, digest, countersign_core::Verdict::Approve, 2),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Eleven minutes on, the same key is refused, with what to do about it.
+    h.advance(660);
+    let (id, digest) = prod_break(&h).await;
+    let (status, body) = h
+        .post_decision(
+            id,
+            &h.decision(alice, id, digest, countersign_core::Verdict::Approve, 3),
+        )
+        .await;
+    assert_eq!(
+        (status, harness::code(&body)),
+        (StatusCode::FORBIDDEN, "sign_in_too_old"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sign in again"),
+        "{body}"
+    );
+
+    // Alice signs in again and the sign-in is recorded behind her key.
+    let fresh = nonce(&h).await;
+    let tokens = sign_in(&provider.url, "alice", &fresh).await;
+    let id_token = tokens["id_token"].as_str().expect("t").to_owned();
+    let again = key_sign_in(&id_token, &fresh, &key);
+    let (status, body) = h
+        .call(
+            "POST",
+            "/v1/identity/oidc/key-sign-in",
+            None,
+            Some(again.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["approver_id"], "alice@example.com");
+    let (status, body) = h
+        .post_decision(
+            id,
+            &h.decision(alice, id, digest, countersign_core::Verdict::Approve, 4),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Once: the same sign-in again is refused.
+    let (status, _) = h
+        .call("POST", "/v1/identity/oidc/key-sign-in", None, Some(again))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // Bob's sign-in cannot vouch for alice's key, nor alice's sign-in for a key that is not hers
+    // (the proof is checked against the key it names).
+    let fresh = nonce(&h).await;
+    let bob = sign_in(&provider.url, "bob", &fresh).await;
+    let (status, body) = h
+        .call(
+            "POST",
+            "/v1/identity/oidc/key-sign-in",
+            None,
+            Some(key_sign_in(
+                bob["id_token"].as_str().expect("t"),
+                &fresh,
+                &key,
+            )),
+        )
+        .await;
+    assert_eq!(
+        (status, harness::code(&body)),
+        (StatusCode::FORBIDDEN, "identity_mismatch"),
+        "{body}"
+    );
+    let fresh = nonce(&h).await;
+    let tokens = sign_in(&provider.url, "alice", &fresh).await;
+    let mut forged = key_sign_in(tokens["id_token"].as_str().expect("t"), &fresh, &new_key());
+    forged["key_id"] =
+        json!(countersign_core::PublicKey::from_verifying_key(*key.verifying_key()).key_id());
+    let (status, body) = h
+        .call("POST", "/v1/identity/oidc/key-sign-in", None, Some(forged))
+        .await;
+    assert_eq!(
+        (status, harness::code(&body)),
+        (StatusCode::FORBIDDEN, "bad_proof"),
+        "{body}"
+    );
+    // The log records the sign-in, by alice.
+    let events = h.state.store.audit_events(0, 10_000).await.expect("events");
+    assert!(events.iter().any(|e| e.actor == countersign_core::Actor::Approver("alice@example.com".into())
+        && matches!(&e.event, countersign_core::EventKind::AdminChanged { operation, .. } if operation == "key_signed_in")));
+}
+
+/// Submits a request whose policy wants a recent sign-in.
+async fn prod_break(h: &harness::Harness) -> (uuid::Uuid, countersign_core::Digest) {
+    let (status, body) = h.submit(json!({"type": "prod.break"})).await;
+    assert_eq!(status, axum::http::StatusCode::CREATED, "{body}");
+    (
+        body["id"].as_str().expect("id").parse().expect("uuid"),
+        body["digest"]
+            .as_str()
+            .expect("digest")
+            .parse()
+            .expect("digest"),
+    )
+}

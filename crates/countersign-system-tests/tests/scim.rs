@@ -452,3 +452,96 @@ async fn bad_scim_input_gets_the_standard_errors_and_changes_nothing() {
         .expect("send");
     assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED);
 }
+
+/// Directories send many PATCHes at once (one per member added): none may lose another's
+/// member. Then the `[scim] groups` map changes between starts and is applied to the groups
+/// provisioned under the old one.
+#[tokio::test]
+async fn concurrent_member_additions_are_all_kept_and_a_new_map_applies_at_start() {
+    let h = Harness::with_config(config()).await;
+    let (url, _stop) = h.serve().await;
+    let token = scim_token(&h).await;
+    let http = reqwest::Client::new();
+    let post = |path: &'static str, body: Value| {
+        let request = http
+            .post(format!("{url}/scim/v2{path}"))
+            .bearer_auth(&token)
+            .header("content-type", "application/scim+json")
+            .body(body.to_string());
+        async move {
+            let response = request.send().await.expect("send");
+            assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+            response.json::<Value>().await.expect("json")
+        }
+    };
+    let group = post("/Groups", json!({"displayName": "Security Team"})).await;
+    let mut users = Vec::new();
+    for n in 0..8 {
+        users.push(
+            post(
+                "/Users",
+                json!({"userName": format!("person{n}@example.com")}),
+            )
+            .await,
+        );
+    }
+    let additions = users.iter().map(|u| {
+        let request = http
+            .patch(format!("{url}/scim/v2/Groups/{}", id(&group)))
+            .bearer_auth(&token)
+            .header("content-type", "application/scim+json")
+            .body(
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                       "Operations": [{"op": "add", "path": "members", "value": [{"value": id(u)}]}]})
+                .to_string(),
+            );
+        async move { request.send().await.expect("send").status() }
+    });
+    let statuses = futures_util::future::join_all(additions).await;
+    assert!(
+        statuses.iter().all(|s| *s == reqwest::StatusCode::OK),
+        "{statuses:?}"
+    );
+    let stored = h
+        .state
+        .store
+        .directory_group(id(&group).parse().expect("uuid"))
+        .await
+        .expect("read")
+        .expect("group");
+    assert_eq!(stored.members.len(), 8, "every concurrent addition is kept");
+    assert_eq!(stored.version, 9);
+    for n in 0..8 {
+        assert_eq!(
+            groups_of(&h, &format!("person{n}@example.com")).await,
+            ["security"]
+        );
+    }
+
+    // The next start maps the team to `sre` instead.
+    let mut remapped = test_config();
+    remapped.scim.groups = [("Security Team".to_owned(), "sre".to_owned())].into();
+    let restarted = countersign_server::AppState::new(
+        h.state.store.clone(),
+        h.clock.clone(),
+        h.state.policy.clone(),
+        h.state.key.clone(),
+        remapped,
+    )
+    .await;
+    countersign_server::domain::directory::apply_mapping(&restarted)
+        .await
+        .expect("remap");
+    assert_eq!(groups_of(&h, "person3@example.com").await, ["sre"]);
+    let last = h
+        .state
+        .store
+        .latest_event_of_kind("admin_changed")
+        .await
+        .expect("read")
+        .expect("event");
+    assert!(
+        matches!(&last.event, EventKind::AdminChanged { operation, .. } if operation == "directory_group_remapped"),
+        "{last:?}"
+    );
+}

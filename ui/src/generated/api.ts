@@ -135,6 +135,13 @@ export interface paths {
     /** Redeem a grant: once, inside its window, for the approved digest. */
     post: operations["redeem"];
   };
+  "/v1/identity/oidc/key-sign-in": {
+    /**
+     * Record a fresh sign-in at the organisation's OpenID Provider behind an enrolled key, for
+     * requests whose policy asks for a recent one (`max_sign_in_age_seconds`).
+     */
+    post: operations["sign_in_key"];
+  };
   "/v1/identity/oidc/sign-in": {
     /**
      * How to sign in with the organisation's OpenID Provider, with a fresh single-use nonce.
@@ -729,6 +736,20 @@ export interface components {
       /** @description The public key. */
       public_key: components["schemas"]["PublicKey"];
     };
+    /**
+     * @description Vouches for an enrolled key again with a fresh sign-in at the organisation's OpenID Provider,
+     * for requests whose policy wants a recent one (`max_sign_in_age_seconds`).
+     */
+    IdpSignInRequest: {
+      /** @description The ID token of the sign-in. */
+      id_token: string;
+      /** @description The enrolled key the sign-in vouches for. */
+      key_id: components["schemas"]["KeyId"];
+      /** @description The nonce this service issued for the sign-in. */
+      nonce: components["schemas"]["Digest"];
+      /** @description Signature by that key over [`IdpSignInRequest::proof_payload`]. */
+      proof: components["schemas"]["Signature"];
+    };
     /** @description Proof that a leaf is at `leaf_index` in the tree of `tree_size` leaves. */
     InclusionProof: {
       /** @description The audit path, bottom to top. */
@@ -790,6 +811,15 @@ export interface components {
     KeyRevocation: {
       /** @description Why, for the audit log. */
       reason: string;
+    };
+    /** @description A fresh sign-in recorded behind an enrolled key. */
+    KeySignedIn: {
+      /** @description Whose. */
+      approver_id: string;
+      /** @description Which. */
+      key_id: components["schemas"]["KeyId"];
+      /** @description When the person signed in, by the provider's word (never later than the service's now). */
+      signed_in_at: components["schemas"]["Timestamp"];
     };
     /** @description Asks for a new agent token. */
     NewAgentToken: {
@@ -863,6 +893,12 @@ export interface components {
       groups: string[];
       /** @enum {string} */
       kind: "require_approval";
+      /**
+       * Format: int32
+       * @description Refuse decisions signed by keys no sign-in at the organisation's OpenID Provider
+       * vouched for in this many seconds (at enrolment, or again since).
+       */
+      max_sign_in_age_seconds?: number | null;
       /** @description Allow approving straight from the notification. */
       quick_approve: boolean;
       /**
@@ -1041,7 +1077,7 @@ export interface components {
      * @description What an API token lets its bearer do.
      * @enum {string}
      */
-    TokenRoleView: "agent" | "admin";
+    TokenRoleView: "agent" | "admin" | "scim";
     /** @description An API token as listed (the token itself is never stored, so never shown again). */
     TokenView: {
       /** @description Issued. */
@@ -2151,6 +2187,66 @@ export interface operations {
         };
       };
       /** @description grant_redeemed, grant_not_valid_now, digest_mismatch */
+      409: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Body over the size limit (10 MiB) */
+      413: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Not Content-Type: application/json */
+      415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /**
+   * Record a fresh sign-in at the organisation's OpenID Provider behind an enrolled key, for
+   * requests whose policy asks for a recent one (`max_sign_in_age_seconds`).
+   */
+  sign_in_key: {
+    requestBody: {
+      content: {
+        "application/json": components["schemas"]["IdpSignInRequest"];
+      };
+    };
+    responses: {
+      200: {
+        content: {
+          "application/json": components["schemas"]["KeySignedIn"];
+        };
+      };
+      /** @description Invalid field or malformed JSON */
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Unknown or revoked key, or the ID token is refused (signature, issuer, audience, expiry, nonce, authorised party, sign-in age) */
+      401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description bad_proof, identity_mismatch (the sign-in names someone else), identity_unmapped, identity_provider_not_configured, identity_provider_unavailable */
+      403: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description challenge_invalid (the nonce is unknown, expired or used) */
       409: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use countersign_approver::enrolment::enrol;
-use countersign_approver::signin::{device_sign_in, enrol_with_sign_in};
+use countersign_approver::signin::{device_sign_in, enrol_with_sign_in, sign_in_with_key};
 use countersign_approver::{KeyRecord, NewKey};
 use countersign_client::Client;
 use countersign_keys::pkcs11::TokenSelector;
@@ -73,6 +73,13 @@ pub enum KeysCommand {
         #[arg(long)]
         label: Option<String>,
         /// Profile file to write.
+        #[arg(long, env = "COUNTERSIGN_PROFILE")]
+        profile: Option<PathBuf>,
+    },
+    /// Sign in again with the organisation's OpenID Provider (a code to enter in a browser),
+    /// vouching afresh for the profile's key: for requests whose policy wants a recent sign-in.
+    SignIn {
+        /// Profile file.
         #[arg(long, env = "COUNTERSIGN_PROFILE")]
         profile: Option<PathBuf>,
     },
@@ -232,6 +239,32 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
                 info.describe(),
                 enrolled.approver_id,
                 path.display()
+            );
+            Ok(())
+        }
+        KeysCommand::SignIn { profile } => {
+            let profile = Profile::load(&profile.unwrap_or_else(profile::default_path))?;
+            let signer = profile.signer()?;
+            let client = Client::new(&profile.server)?;
+            let signed_in = device_sign_in(&client, |prompt| {
+                eprintln!(
+                    "To sign in, open {} and enter the code {}",
+                    prompt.verification_uri, prompt.user_code
+                );
+                if let Some(direct) = &prompt.verification_uri_complete {
+                    eprintln!("(or open {direct})");
+                }
+            })
+            .await
+            .context("signing in")?;
+            let recorded = sign_in_with_key(&client, signed_in, signer.as_ref())
+                .await
+                .context("recording the sign-in behind the key")?;
+            eprintln!(
+                "signed in as {} at {}; key {} vouched for",
+                recorded.approver_id,
+                recorded.signed_in_at,
+                recorded.key_id.short()
             );
             Ok(())
         }

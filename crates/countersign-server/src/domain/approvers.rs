@@ -2,10 +2,10 @@
 //! (with its TPM attestation when one is sent), and opening a session by signing a challenge
 //! this service issued.
 
-use countersign_core::api::{Challenge, Enrolled, OidcSignIn, SessionOpened};
+use countersign_core::api::{Challenge, Enrolled, KeySignedIn, OidcSignIn, SessionOpened};
 use countersign_core::{
-    Actor, Digest, EnrolmentRequest, EventKind, IdpEnrolmentRequest, KeyId, KeyKind, PublicKey,
-    SessionRequest, Signature, TpmCertification,
+    Actor, Digest, EnrolmentRequest, EventKind, IdpEnrolmentRequest, IdpSignInRequest, KeyId,
+    KeyKind, PublicKey, SessionRequest, Signature, Timestamp, TpmCertification,
 };
 use countersign_store::{Approver, ApproverKey, Conflict, NewEvent, Session, StoreError};
 
@@ -36,6 +36,7 @@ pub async fn enrol(state: &AppState, req: EnrolmentRequest) -> DomainResult<Enro
         public_key: &req.public_key,
         attestation: req.attestation.as_deref(),
         enrolled_via: None,
+        signed_in_at: None,
         payload: &payload,
         proof: &req.proof,
     };
@@ -52,6 +53,8 @@ struct NewKey<'a> {
     attestation: Option<&'a str>,
     /// The provider that vouched for it, when it was not an administrator's code.
     enrolled_via: Option<&'a str>,
+    /// When the person last signed in at that provider.
+    signed_in_at: Option<Timestamp>,
     payload: &'a [u8],
     proof: &'a Signature,
 }
@@ -95,6 +98,7 @@ async fn store_key(
         label: new.label.to_owned(),
         attestation: new.attestation.map(str::to_owned),
         enrolled_via: new.enrolled_via.map(str::to_owned),
+        signed_in_at: new.signed_in_at,
         enrolled_at: now,
         revoked_at: None,
     };
@@ -149,42 +153,40 @@ fn no_provider() -> DomainError {
     )
 }
 
-/// Enrols the key of `req` for the person its ID token names. The nonce must be one this
-/// service issued, unexpired and unused (it is used up here, so a token cannot enrol twice);
-/// the ID token must come from the configured provider for its client, carry that nonce, and
-/// follow a recent sign-in; the key must sign the nonce. With provisioning on, the approver is
-/// created or updated from the token's claims (its groups through the configured map), in the
-/// log as a change by `idp:<issuer>`.
-pub async fn enrol_with_idp(state: &AppState, req: IdpEnrolmentRequest) -> DomainResult<Enrolled> {
+/// A sign-in the provider vouched for: who it names and when the person signed in.
+struct SignedIn {
+    who: countersign_identity::MappedIdentity,
+    at: Timestamp,
+}
+
+/// Checks a sign-in's nonce (this service's, unexpired), then its ID token (the provider's,
+/// for its client, carrying that nonce or, from a device sign-in that has none, issued after
+/// the sign-in began), then `proof` over `payload` by `public_key`; then uses the nonce (and a
+/// device sign-in's token) up, so one sign-in does one thing.
+async fn verify_sign_in(
+    state: &AppState,
+    id_token: &str,
+    nonce: &Digest,
+    public_key: &PublicKey,
+    payload: &[u8],
+    proof: &Signature,
+) -> DomainResult<SignedIn> {
     let oidc = state.oidc.as_ref().ok_or_else(no_provider)?;
-    countersign_core::validate::text("label", &req.label, 128, false)?;
     let invalid_nonce = || DomainError::Store(StoreError::Conflict(Conflict::ChallengeInvalid));
-    let nonce_expires =
-        crate::challenge::expiry(&state.key, &req.nonce).ok_or_else(invalid_nonce)?;
+    let nonce_expires = crate::challenge::expiry(&state.key, nonce).ok_or_else(invalid_nonce)?;
     let now = state.now();
     if nonce_expires <= now {
         return Err(invalid_nonce());
     }
-    let payload = IdpEnrolmentRequest::proof_payload(
-        &req.nonce,
-        req.key_kind,
-        &req.label,
-        &req.public_key,
-        &state.config.origin,
-    )
-    .map_err(|e| DomainError::invalid("invalid_field", e.to_string()))?;
-    req.public_key.verify(&payload, &req.proof).map_err(|_| {
-        DomainError::refused(
-            "bad_proof",
-            "the enrolment proof was not signed by this key",
-        )
-    })?;
+    public_key
+        .verify(payload, proof)
+        .map_err(|_| DomainError::refused("bad_proof", "the proof was not signed by this key"))?;
     let (_, verifier) = oidc
         .provider()
         .await
         .map_err(|e| DomainError::refused("identity_provider_unavailable", e.to_string()))?;
     let verified = verifier
-        .verify(&req.id_token, &oidc.expectations(&req.nonce.to_hex()))
+        .verify(id_token, &oidc.expectations(&nonce.to_hex()))
         .await
         .map_err(|e| DomainError::Unauthenticated(format!("ID token {e}")))?;
     let who = oidc
@@ -204,14 +206,43 @@ pub async fn enrol_with_idp(state: &AppState, req: IdpEnrolmentRequest) -> Domai
         }
         state
             .store
-            .use_challenge(&Digest::of(req.id_token.as_bytes()), nonce_expires, now)
+            .use_challenge(&Digest::of(id_token.as_bytes()), nonce_expires, now)
             .await?;
     }
-    // One sign-in enrols one key: the nonce is used up before anything is written.
-    state
-        .store
-        .use_challenge(&req.nonce, nonce_expires, now)
-        .await?;
+    state.store.use_challenge(nonce, nonce_expires, now).await?;
+    // When the person signed in, by the provider's word, never later than now by ours.
+    let said = verified.auth_time.unwrap_or(verified.issued_at);
+    let at = Timestamp::from_millis(said.saturating_mul(1000))
+        .ok()
+        .filter(|t| *t < now)
+        .unwrap_or(now);
+    Ok(SignedIn { who, at })
+}
+
+/// Enrols the key of `req` for the person its ID token names ([`verify_sign_in`]; the key
+/// signs the nonce). With provisioning on, the approver is created or updated from the token's
+/// claims (its groups through the configured map), in the log as a change by `idp:<issuer>`.
+pub async fn enrol_with_idp(state: &AppState, req: IdpEnrolmentRequest) -> DomainResult<Enrolled> {
+    let oidc = state.oidc.as_ref().ok_or_else(no_provider)?;
+    countersign_core::validate::text("label", &req.label, 128, false)?;
+    let payload = IdpEnrolmentRequest::proof_payload(
+        &req.nonce,
+        req.key_kind,
+        &req.label,
+        &req.public_key,
+        &state.config.origin,
+    )
+    .map_err(|e| DomainError::invalid("invalid_field", e.to_string()))?;
+    let SignedIn { who, at } = verify_sign_in(
+        state,
+        &req.id_token,
+        &req.nonce,
+        &req.public_key,
+        &payload,
+        &req.proof,
+    )
+    .await?;
+    let now = state.now();
     let idp = format!("idp:{}", oidc.config.issuer);
     let existing = state.store.approver(&who.id).await?;
     // A person the directory provisions has the groups the directory gives them, not the
@@ -266,10 +297,67 @@ pub async fn enrol_with_idp(state: &AppState, req: IdpEnrolmentRequest) -> Domai
         public_key: &req.public_key,
         attestation: req.attestation.as_deref(),
         enrolled_via: Some(&oidc.config.issuer),
+        signed_in_at: Some(at),
         payload: &payload,
         proof: &req.proof,
     };
     store_key(state, &key, &secrets::hash(&secrets::normalise_code(&code))).await
+}
+
+/// Records a fresh sign-in at the organisation's OpenID Provider behind an enrolled key, for
+/// requests whose policy wants a recent one: the ID token must name the key's approver, and the
+/// key must sign the sign-in's nonce ([`verify_sign_in`]).
+pub async fn sign_in_key(state: &AppState, req: IdpSignInRequest) -> DomainResult<KeySignedIn> {
+    let oidc = state.oidc.as_ref().ok_or_else(no_provider)?;
+    let key = state
+        .store
+        .key(&req.key_id)
+        .await?
+        .filter(|k| k.revoked_at.is_none())
+        .ok_or_else(|| DomainError::Unauthenticated("unknown or revoked key".into()))?;
+    let payload = IdpSignInRequest::proof_payload(&req.nonce, &req.key_id, &state.config.origin)
+        .map_err(|e| DomainError::invalid("invalid_field", e.to_string()))?;
+    let SignedIn { who, at } = verify_sign_in(
+        state,
+        &req.id_token,
+        &req.nonce,
+        &key.public_key,
+        &payload,
+        &req.proof,
+    )
+    .await?;
+    if who.id != key.approver_id {
+        return Err(DomainError::refused(
+            "identity_mismatch",
+            format!(
+                "{} signed in, but this key is {}'s",
+                who.id, key.approver_id
+            ),
+        ));
+    }
+    let now = state.now();
+    let event = NewEvent::new(
+        Actor::Approver(key.approver_id.clone()),
+        EventKind::AdminChanged {
+            operation: "key_signed_in".into(),
+            subject: key.approver_id.clone(),
+            detail: format!(
+                "key {} vouched for by {}, signed in at {at}",
+                key.key_id.short(),
+                oidc.config.issuer
+            ),
+        },
+    );
+    state
+        .store
+        .record_sign_in(&key.key_id, &key.approver_id, at, event, now)
+        .await?;
+    state.log_grew();
+    Ok(KeySignedIn {
+        approver_id: key.approver_id,
+        key_id: key.key_id,
+        signed_in_at: at,
+    })
 }
 
 /// A fresh single-use challenge to sign. Nothing is stored until it is answered.

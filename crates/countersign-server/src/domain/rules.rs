@@ -108,6 +108,24 @@ pub fn check_decision(
             "policy requires a key enrolled through the organisation's OpenID Provider for this request",
         ));
     }
+    if let PolicyOutcome::RequireApproval {
+        max_sign_in_age_seconds: Some(max_age),
+        ..
+    } = record.action.policy.outcome
+    {
+        let recent = key
+            .signed_in_at
+            .is_some_and(|at| now.millis_since(at) <= i64::from(max_age) * 1000);
+        if !recent {
+            return Err(DomainError::refused(
+                "sign_in_too_old",
+                format!(
+                    "policy requires a sign-in at the organisation's OpenID Provider within the last {} minutes behind this key: sign in again (the console's Sign in, or `countersign keys sign-in`)",
+                    max_age.div_ceil(60)
+                ),
+            ));
+        }
+    }
     // An approval needs the code the requester was shown; a denial never does (refusing must
     // stay possible without confirming anything).
     if d.verdict == Verdict::Approve && record.action.policy.outcome.needs_verification_code() {

@@ -5,9 +5,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use countersign_core::api::{
-    ActionView, Challenge, Enrolled, ErrorBody, OidcSignIn, SessionOpened,
+    ActionView, Challenge, Enrolled, ErrorBody, KeySignedIn, OidcSignIn, SessionOpened,
 };
-use countersign_core::{EnrolmentRequest, IdpEnrolmentRequest, SessionRequest};
+use countersign_core::{EnrolmentRequest, IdpEnrolmentRequest, IdpSignInRequest, SessionRequest};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -21,6 +21,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(enroll))
         .routes(routes!(oidc_sign_in))
         .routes(routes!(enroll_with_idp))
+        .routes(routes!(sign_in_key))
         .routes(routes!(challenge))
         .routes(routes!(open_session))
         .routes(routes!(pending))
@@ -61,6 +62,20 @@ async fn enroll_with_idp(
 ) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
     let enrolled = approvers::enrol_with_idp(&state, req).await?;
     Ok((StatusCode::CREATED, Json(enrolled)))
+}
+
+/// Record a fresh sign-in at the organisation's OpenID Provider behind an enrolled key, for
+/// requests whose policy asks for a recent one (`max_sign_in_age_seconds`).
+#[utoipa::path(post, path = "/v1/identity/oidc/key-sign-in", tag = "approvers", request_body = IdpSignInRequest,
+    responses((status = 200, body = KeySignedIn), (status = 400, description = "Invalid field or malformed JSON", body = ErrorBody),
+        (status = 401, description = "Unknown or revoked key, or the ID token is refused (signature, issuer, audience, expiry, nonce, authorised party, sign-in age)", body = ErrorBody),
+        (status = 403, description = "bad_proof, identity_mismatch (the sign-in names someone else), identity_unmapped, identity_provider_not_configured, identity_provider_unavailable", body = ErrorBody),
+        (status = 409, description = "challenge_invalid (the nonce is unknown, expired or used)", body = ErrorBody)))]
+async fn sign_in_key(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<IdpSignInRequest>,
+) -> Result<Json<KeySignedIn>, ApiError> {
+    Ok(Json(approvers::sign_in_key(&state, req).await?))
 }
 
 /// A fresh single-use challenge to sign. Nothing is stored until it is answered.

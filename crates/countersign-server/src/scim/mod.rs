@@ -28,8 +28,8 @@ use resources::{ERROR, LIST};
 
 /// Most resources one page lists.
 pub const MAX_PAGE: usize = 200;
-/// Times a change is recomputed when another change to the same record came first.
-const RETRIES: usize = 5;
+/// Times a change is recomputed when another replica changed the same record first.
+const RETRIES: usize = 8;
 /// Largest SCIM request body.
 const MAX_BODY: usize = 4 * 1024 * 1024;
 
@@ -530,6 +530,7 @@ async fn create_user(
     body: Bytes,
 ) -> Result<Response, ScimError> {
     let input = resources::user_input(parse_body(&body)?)?;
+    let _serial = state.directory_writes.lock().await;
     let now = state.now();
     let user = user_record(&input, Uuid::now_v7(), 1, now, now);
     directory::write_user(
@@ -573,6 +574,7 @@ async fn update_user(
 ) -> Result<Response, ScimError> {
     let id = parse_id(id, "User")?;
     let wanted = if_match(headers)?;
+    let _serial = state.directory_writes.lock().await;
     for _ in 0..RETRIES {
         let stored = stored_user(state, id).await?;
         let expected = wanted.expect(stored.version)?;
@@ -660,6 +662,7 @@ async fn delete_user(
 ) -> Result<Response, ScimError> {
     let id = parse_id(&id, "User")?;
     let wanted = if_match(&headers)?;
+    let _serial = state.directory_writes.lock().await;
     for _ in 0..RETRIES {
         let stored = stored_user(&state, id).await?;
         let expected = wanted.expect(stored.version)?;
@@ -720,6 +723,7 @@ async fn create_group(
     body: Bytes,
 ) -> Result<Response, ScimError> {
     let input = resources::group_input(parse_body(&body)?)?;
+    let _serial = state.directory_writes.lock().await;
     let names = member_names(&state, &input).await?;
     let now = state.now();
     let group = group_record(&state, input, Uuid::now_v7(), 1, now);
@@ -743,6 +747,7 @@ async fn update_group(
 ) -> Result<Response, ScimError> {
     let id = parse_id(id, "Group")?;
     let wanted = if_match(headers)?;
+    let _serial = state.directory_writes.lock().await;
     for _ in 0..RETRIES {
         let stored = stored_group(state, id).await?;
         let expected = wanted.expect(stored.version)?;
@@ -817,6 +822,7 @@ async fn delete_group(
 ) -> Result<Response, ScimError> {
     let id = parse_id(&id, "Group")?;
     let wanted = if_match(&headers)?;
+    let _serial = state.directory_writes.lock().await;
     for _ in 0..RETRIES {
         let stored = stored_group(&state, id).await?;
         let expected = wanted.expect(stored.version)?;

@@ -298,8 +298,7 @@ mod tests {
             json!({"userName": "a", "emails": [{"value": "a@x", "type": "work"}]}),
             json!([{"op": "replace", "path": "emails[type eq \"home\"].value", "value": "b@x"}]),
         )
-        .err()
-        .expect("refused");
+        .expect_err("refused");
         assert_eq!(err.scim_type, Some("noTarget"));
     }
 

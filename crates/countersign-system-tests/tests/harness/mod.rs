@@ -31,6 +31,8 @@ else := {"outcome": "require_approval", "reason": "hardware only", "quorum": 1, 
          "ttl_seconds": 60, "require_hardware_key": true, "quick_approve": false} if input.action.type == "hsm.rotate"
 else := {"outcome": "require_approval", "reason": "only keys the IdP vouched for", "quorum": 1, "groups": ["security"],
          "ttl_seconds": 60, "require_hardware_key": false, "quick_approve": false, "require_idp_enrolment": true} if input.action.type == "secrets.reveal"
+else := {"outcome": "require_approval", "reason": "a recent sign-in", "quorum": 1, "groups": ["security"],
+         "ttl_seconds": 3600, "require_hardware_key": false, "quick_approve": false, "max_sign_in_age_seconds": 600} if input.action.type == "prod.break"
 else := {"outcome": "require_approval", "reason": "confirm with the requester", "quorum": 1, "groups": ["security"],
          "ttl_seconds": 60, "require_hardware_key": false, "quick_approve": false, "verification_code": true} if input.action.type == "iam.grant"
 else := {"outcome": "require_approval", "reason": "two from security", "quorum": 2, "groups": ["security"],
