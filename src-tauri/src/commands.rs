@@ -48,6 +48,30 @@ pub async fn enroll(
     console.enroll(server, approver_id, code).await
 }
 
+/// The service's OpenID Provider (its issuer), if it signs approvers in with one.
+#[tauri::command]
+pub async fn identity_provider(
+    console: State<'_, Console>,
+    server: String,
+) -> Result<Option<String>, ConsoleError> {
+    console.identity_provider(server).await
+}
+
+/// Enrols the new key for whoever signs in at the service's OpenID Provider.
+#[tauri::command]
+pub async fn enroll_with_sign_in(
+    console: State<'_, Console>,
+    server: String,
+) -> Result<ConsoleState, ConsoleError> {
+    console.enroll_with_sign_in(server).await
+}
+
+/// Signs in again, vouching afresh for the enrolled key; returns when the sign-in was made.
+#[tauri::command]
+pub async fn sign_in_again(console: State<'_, Console>) -> Result<String, ConsoleError> {
+    Ok(console.sign_in_again().await?.signed_in_at.to_string())
+}
+
 /// Moves to another address of the same service (the enrolled key must sign in there).
 #[tauri::command]
 pub async fn change_server(

@@ -2,6 +2,8 @@
 //! inbox, and sign decisions. No Tauri types here: events go out through a callback, so this
 //! is the same code the window drives and the tests could drive.
 
+use countersign_approver::signin::{browser_sign_in, enrol_with_sign_in, sign_in_with_key};
+use countersign_core::api::KeySignedIn;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -251,6 +253,49 @@ impl Console {
         )
         .await?;
         self.adopt(&client, approver_id, saved, signer).await
+    }
+
+    /// The organisation's OpenID Provider the service at `server` signs approvers in with, if
+    /// it has one (its issuer), for the first run's "Sign in with …".
+    pub async fn identity_provider(&self, server: String) -> Result<Option<String>, ConsoleError> {
+        let client = Client::new(server.trim().trim_end_matches('/'))?;
+        match client.oidc_sign_in().await {
+            Ok(sign_in) => Ok(Some(sign_in.issuer)),
+            Err(e) if e.code() == Some("identity_provider_not_configured") => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Enrols the new key for whoever signs in at the service's OpenID Provider, in the
+    /// system browser (authorization code with PKCE, loopback redirect: RFC 8252).
+    pub async fn enroll_with_sign_in(&self, server: String) -> Result<ConsoleState, ConsoleError> {
+        let (saved, signer) = self
+            .inner
+            .lock()
+            .await
+            .new_key
+            .clone()
+            .ok_or(ConsoleError::NoKey)?;
+        let client = Client::new(server.trim().trim_end_matches('/'))?;
+        let signed_in = browser_sign_in(&client, open_browser).await?;
+        let label = saved.label.clone();
+        let enrolled = enrol_with_sign_in(&client, signed_in, signer.as_ref(), label).await?;
+        self.adopt(&client, enrolled.approver_id, saved, signer)
+            .await
+    }
+
+    /// Signs in again at the service's OpenID Provider, in the system browser, vouching afresh
+    /// for the enrolled key (for requests whose policy wants a recent sign-in).
+    pub async fn sign_in_again(&self) -> Result<KeySignedIn, ConsoleError> {
+        let (settings, signer) = {
+            let inner = self.inner.lock().await;
+            let settings = inner.settings.clone().ok_or(ConsoleError::NotEnrolled)?;
+            let signer = inner.signer.clone().ok_or(ConsoleError::Locked)?;
+            (settings, signer)
+        };
+        let client = Client::new(&settings.server)?;
+        let signed_in = browser_sign_in(&client, open_browser).await?;
+        Ok(sign_in_with_key(&client, signed_in, signer.as_ref()).await?)
     }
 
     /// Moves to another address of the service (a new host name, a load balancer): the
@@ -625,4 +670,19 @@ fn given_pin(
         pin.cloned()
             .ok_or_else(|| KeyError::PinCancelled(request.device.to_string()))
     }
+}
+
+/// Opens `url` in the system browser without waiting for it: the sign-in's redirect must be
+/// answered while the browser runs.
+fn open_browser(url: &str) -> Result<(), String> {
+    let url = url.to_owned();
+    std::thread::Builder::new()
+        .name("browser".into())
+        .spawn(move || {
+            if let Err(e) = webbrowser::open(&url) {
+                tracing::error!(error = %e, "could not open the system browser for the sign-in");
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

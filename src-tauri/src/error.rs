@@ -46,6 +46,20 @@ pub enum ConsoleError {
     /// Writing an export failed.
     #[error("{0}")]
     Export(String),
+    /// Signing in at the organisation's OpenID Provider failed.
+    #[error(transparent)]
+    SignIn(countersign_approver::signin::SignInError),
+}
+
+impl From<countersign_approver::signin::SignInError> for ConsoleError {
+    fn from(e: countersign_approver::signin::SignInError) -> Self {
+        use countersign_approver::signin::SignInError;
+        match e {
+            SignInError::Service(e) => ConsoleError::Client(e),
+            SignInError::Enrol(e) => ConsoleError::Approver(e),
+            other => ConsoleError::SignIn(other),
+        }
+    }
 }
 
 impl From<countersign_approver::KeyProblem> for ConsoleError {
@@ -88,6 +102,10 @@ impl ConsoleError {
             ConsoleError::History(_) => "history".into(),
             ConsoleError::Report(ReportError::Cancelled) => "cancelled".into(),
             ConsoleError::Report(_) | ConsoleError::Export(_) => "export".into(),
+            ConsoleError::SignIn(countersign_approver::signin::SignInError::Declined) => {
+                "sign_in_declined".into()
+            }
+            ConsoleError::SignIn(_) => "sign_in".into(),
         }
     }
 }

@@ -526,3 +526,75 @@ async fn a_test_world_leaves_no_process_behind() {
         assert!(!alive, "the {name} ({pid}) is still running");
     }
 }
+
+/// First run with the organisation's OpenID Provider: the console finds it from the service's
+/// address and offers "Sign in with …"; the system browser (`$BROWSER`, here a script driving
+/// the provider's own pages as alice) signs in with the authorization code flow and PKCE and
+/// returns to the console's loopback address; the key made on the token is enrolled for alice,
+/// whom the provider's groups make an approver in security, and her console approves.
+#[tokio::test(flavor = "multi_thread")]
+async fn first_run_signs_in_with_the_organisation_in_the_system_browser() {
+    let provider = countersign_testdevices::OidcProvider::start();
+    let w = World::start_with(Options {
+        oidc: Some(provider.url.clone()),
+        browser_login: Some("alice".into()),
+    });
+    let c = w.console().await;
+    create_key_in_ui(&c, "pkcs11").await;
+    type_into(&c, "[data-testid=server]", &w.url).await;
+    let button = text_of(&c, "[data-testid=sign-in]").await;
+    let host = provider.url.trim_start_matches("http://");
+    assert_eq!(button, format!("Sign in with {host}"));
+    click(&c, "[data-testid=sign-in]").await;
+    until_page(&c, "alice's console goes live", |t| t.contains("Live")).await;
+    let log = std::fs::read_to_string(w.dir.path().join("browser.log")).unwrap_or_default();
+    assert!(log.contains("signed in"), "the browser leg: {log}");
+
+    let marker = w.dir.path().join("approved");
+    let agent = w.agent("iam.role.update", None, &marker);
+    click(&c, "[data-testid=inbox-item]").await;
+    until_page(&c, "the request shows", |t| t.contains("iam.role.update")).await;
+    click(&c, "[data-testid=approve]").await;
+    let result = text_of(&c, "[data-testid=result]").await;
+    assert!(result.contains("Approved"), "{result}");
+    let (status, err) = wait_exit(agent, Duration::from_secs(30));
+    assert_eq!(status, Some(0), "{err}");
+    // The key is alice's, the person the provider vouched for, provisioned in security.
+    let approvers = ok(&[
+        "admin",
+        "--data-dir",
+        &w.dir.path().join("data").display().to_string(),
+        "list-approvers",
+    ]);
+    assert!(approvers.contains("alice@example.com"), "{approvers}");
+    c.close().await.expect("close session");
+}
+
+/// A request whose policy wants a recent sign-in: bob's key was enrolled with a code, so his
+/// approval is refused with what to do; "Sign in again" opens the system browser (bob at the
+/// provider), the sign-in is recorded behind his key, and the approval then goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_wanting_a_recent_sign_in_is_approved_after_signing_in_again() {
+    let provider = countersign_testdevices::OidcProvider::start();
+    let w = World::start_with(Options {
+        oidc: Some(provider.url.clone()),
+        browser_login: Some("bob".into()),
+    });
+    let c = w.enrolled_console().await;
+    let marker = w.dir.path().join("approved");
+    let agent = w.agent("test.recent", None, &marker);
+    click(&c, "[data-testid=inbox-item]").await;
+    until_page(&c, "the request shows", |t| t.contains("test.recent")).await;
+    click(&c, "[data-testid=approve]").await;
+    let refused = text_of(&c, "[data-testid=error]").await;
+    assert!(refused.contains("sign_in_too_old"), "{refused}");
+    click(&c, "[data-testid=sign-in-again]").await;
+    let result = text_of(&c, "[data-testid=result]").await;
+    assert!(result.contains("Signed in again"), "{result}");
+    click(&c, "[data-testid=approve]").await;
+    until_page(&c, "the approval goes through", |t| t.contains("Approved")).await;
+    let (status, err) = wait_exit(agent, Duration::from_secs(30));
+    assert_eq!(status, Some(0), "{err}");
+    assert!(marker.exists(), "the approved command ran");
+    c.close().await.expect("close session");
+}

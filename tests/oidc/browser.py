@@ -1,10 +1,13 @@
-"""The browser leg of a device sign-in at the test OpenID Provider, through its own pages.
+"""The browser leg of a sign-in at the test OpenID Provider, through its own pages.
 
     python3 browser.py VERIFICATION_URI_COMPLETE LOGIN
+    python3 browser.py authorize AUTHORIZATION_URL LOGIN
 
-opens the page with the code filled in, submits it, confirms the device, signs in as LOGIN (the
-provider's development pages take any password) and consents; prints "signed in" at the end.
-Standard library only.
+The first (the device grant) opens the page with the code filled in, submits it, confirms the
+device, signs in as LOGIN (the provider's development pages take any password) and consents.
+The second is the system browser the console opens (authorization code with PKCE): it signs in
+as LOGIN, consents, and follows the provider's redirect to the console's loopback address, whose
+page must say the sign-in worked. Both print "signed in" at the end. Standard library only.
 """
 import http.cookiejar
 import sys
@@ -35,6 +38,9 @@ def forms(html):
 
 
 def main():
+    if sys.argv[1] == "authorize":
+        authorize(sys.argv[2], sys.argv[3])
+        return
     uri, login = sys.argv[1], sys.argv[2]
     opener = urllib.request.build_opener(
         urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
@@ -56,6 +62,30 @@ def main():
         url, page = submit(url, page, {})
     if "Sign-in Success" not in page and "success" not in page.lower():
         print(page[:2000], file=sys.stderr)
+        sys.exit(1)
+    print("signed in")
+
+
+def authorize(uri, login):
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+
+    def submit(page_url, html, extra):
+        form = forms(html)[0]
+        fields = dict(form["fields"], **extra)
+        target = urllib.parse.urljoin(page_url, form["action"])
+        response = opener.open(target, urllib.parse.urlencode(fields).encode())
+        return response.geturl(), response.read().decode()
+
+    response = opener.open(uri)
+    url, page = response.geturl(), response.read().decode()
+    url, page = submit(url, page, {"login": login, "password": "any"})
+    if 'value="consent"' in page:
+        url, page = submit(url, page, {})
+    # The provider redirected to the console's loopback redirect, which answered the browser.
+    if not url.startswith("http://127.0.0.1:") or "Signed in to Countersign" not in page:
+        print(url, page[:2000], file=sys.stderr)
         sys.exit(1)
     print("signed in")
 

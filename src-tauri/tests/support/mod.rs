@@ -36,6 +36,11 @@ else := {
 	"require_hardware_key": true, "quick_approve": false, "verification_code": true,
 } if input.action.type == "test.verify"
 else := {
+	"outcome": "require_approval", "reason": "needs a sign-in at the organisation this hour",
+	"quorum": 1, "groups": ["security"], "ttl_seconds": 600,
+	"require_hardware_key": true, "quick_approve": false, "max_sign_in_age_seconds": 3600,
+} if input.action.type == "test.recent"
+else := {
 	"outcome": "require_approval", "reason": "feature flags may be approved from the notification",
 	"quorum": 1, "groups": ["security"], "ttl_seconds": 600,
 	"require_hardware_key": true, "quick_approve": true,
@@ -132,6 +137,16 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// What a world's service and console are set up with besides the defaults.
+#[derive(Default)]
+pub struct Options {
+    /// The OpenID Provider (issuer URL) the service signs approvers in with.
+    pub oidc: Option<String>,
+    /// Who the console's "system browser" signs in as at that provider: `$BROWSER` is
+    /// `tests/oidc/browser.py authorize URL LOGIN`, which drives the provider's own pages.
+    pub browser_login: Option<String>,
+}
+
 pub struct World {
     pub dir: tempfile::TempDir,
     pub url: String,
@@ -150,9 +165,39 @@ pub struct World {
 
 impl World {
     pub fn start() -> Self {
+        Self::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> Self {
         let dir = tempfile::tempdir().expect("dir");
         let data = dir.path().join("data");
+        if let Some(issuer) = &options.oidc {
+            std::fs::write(
+                dir.path().join("countersign.toml"),
+                format!(
+                    "[oidc]\nissuer = \"{issuer}\"\nclient_id = \"countersign\"\ngroups_claim = \"groups\"\n[oidc.groups]\n\"okta-security\" = \"security\"\n"
+                ),
+            )
+            .expect("config");
+        }
         let (server, url) = start_service(dir.path(), &data);
+        let browser = dir.path().join("browser.sh");
+        if let Some(login) = &options.browser_login {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/oidc/browser.py");
+            let log = dir.path().join("browser.log");
+            std::fs::write(
+                &browser,
+                format!(
+                    "#!/bin/sh\nexec python3 {} authorize \"$1\" {login} >> {} 2>&1\n",
+                    script.display(),
+                    log.display()
+                ),
+            )
+            .expect("browser script");
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755))
+                .expect("executable");
+        }
         let agent_token = ok(&[
             "admin",
             "--data-dir",
@@ -194,6 +239,7 @@ impl World {
                 .env("COUNTERSIGN_PKCS11_MODULES", token.module())
                 .env("COUNTERSIGN_TPM_TCTI", tpm.tcti())
                 .env("COUNTERSIGN_EXPORT_DIR", dir.path().join("exports"))
+                .env("BROWSER", &browser)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
@@ -346,12 +392,19 @@ fn start_service(dir: &Path, data: &Path) -> (Running, String) {
 }
 
 fn serve(data: &Path, policy: &Path, listen: &str) -> (Running, String) {
-    let mut server = Command::new(countersign())
+    let mut command = Command::new(countersign());
+    command
         .arg("serve")
         .arg("--data-dir")
         .arg(data)
         .args(["--listen", listen, "--policy"])
-        .arg(policy)
+        .arg(policy);
+    // A world with an OpenID Provider keeps its configuration beside the data directory.
+    let config = data.parent().map(|d| d.join("countersign.toml"));
+    if let Some(config) = config.filter(|c| c.exists()) {
+        command.arg("--config").arg(config);
+    }
+    let mut server = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -474,6 +527,17 @@ pub async fn enrol_in_ui(c: &Client, w: &World, code: &str) {
 /// First run with the key on `backend` (`pkcs11`: the SoftHSM2 token, PIN in the dialog;
 /// `software`: a development key, no PIN).
 pub async fn enrol_in_ui_with(c: &Client, w: &World, code: &str, backend: &str) {
+    create_key_in_ui(c, backend).await;
+    type_into(c, "[data-testid=server]", &w.url).await;
+    type_into(c, "[data-testid=approver]", "bob@example.com").await;
+    type_into(c, "[data-testid=code]", code).await;
+    click(c, "[data-testid=enroll]").await;
+    until_page(c, "the console goes live", |t| t.contains("Live")).await;
+}
+
+/// First run's first step: the key, on `backend` (`pkcs11`: the SoftHSM2 token, its PIN typed
+/// in the console's dialog).
+pub async fn create_key_in_ui(c: &Client, backend: &str) {
     click(c, &format!("[data-testid=candidate-{backend}]")).await;
     click(c, "[data-testid=create-key]").await;
     if backend == "pkcs11" {
@@ -489,9 +553,4 @@ pub async fn enrol_in_ui_with(c: &Client, w: &World, code: &str, backend: &str) 
     } else {
         text_of(c, "[data-testid=key-made]").await;
     }
-    type_into(c, "[data-testid=server]", &w.url).await;
-    type_into(c, "[data-testid=approver]", "bob@example.com").await;
-    type_into(c, "[data-testid=code]", code).await;
-    click(c, "[data-testid=enroll]").await;
-    until_page(c, "the console goes live", |t| t.contains("Live")).await;
 }

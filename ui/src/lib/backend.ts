@@ -25,6 +25,12 @@ export interface Backend {
   detectKeys(): Promise<Candidate[]>;
   createKey(key: NewKey, pin: string | null): Promise<KeyView>;
   enroll(server: string, approverId: string, code: string): Promise<ConsoleState>;
+  /** The service's OpenID Provider (its issuer), or null when it has none. */
+  identityProvider(server: string): Promise<string | null>;
+  /** Enrols the new key for whoever signs in at the provider, in the system browser. */
+  enrollWithSignIn(server: string): Promise<ConsoleState>;
+  /** Signs in again at the provider, vouching afresh for the key; when the sign-in was made. */
+  signInAgain(): Promise<string>;
   /** Moves to another address of the same service; refused unless the key signs in there. */
   changeServer(server: string): Promise<ConsoleState>;
   unlock(pin: string | null): Promise<ConsoleState>;
@@ -51,6 +57,9 @@ export function tauriBackend(): Backend {
     detectKeys: () => invoke("detect_keys"),
     createKey: (key, pin) => invoke("create_key", { key, pin }),
     enroll: (server, approverId, code) => invoke("enroll", { server, approverId, code }),
+    identityProvider: (server) => invoke("identity_provider", { server }),
+    enrollWithSignIn: (server) => invoke("enroll_with_sign_in", { server }),
+    signInAgain: () => invoke("sign_in_again"),
     changeServer: (server) => invoke("change_server", { server }),
     unlock: (pin) => invoke("unlock", { pin }),
     inbox: () => invoke("inbox"),
