@@ -59,6 +59,16 @@ pub enum AgentAuthentication {
     },
 }
 
+impl AgentAuthentication {
+    /// A short label to group by: `api_token`, or `workload_token:<issuer>`.
+    pub fn label(&self) -> String {
+        match self {
+            AgentAuthentication::ApiToken => "api_token".into(),
+            AgentAuthentication::WorkloadToken { issuer, .. } => format!("workload_token:{issuer}"),
+        }
+    }
+}
+
 /// The kinds of audit event, each with what an auditor needs to check it on its own.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

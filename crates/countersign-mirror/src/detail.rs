@@ -70,6 +70,9 @@ pub struct RequestDetail {
     pub action: Action,
     /// Its digest.
     pub digest: Digest,
+    /// How the agent proved who it is, as the request's event recorded it (none for events
+    /// recorded before the service kept it).
+    pub requester_authentication: Option<countersign_core::audit::AgentAuthentication>,
     /// Decisions, in order.
     pub decisions: Vec<DecisionDetail>,
     /// The grant, if one was issued.
@@ -163,6 +166,7 @@ impl Mirror {
                 .await?;
         let mut action = None;
         let mut digest = None;
+        let mut requester_authentication = None;
         let mut decisions = Vec::new();
         let mut grant = None;
         let mut outcome = None;
@@ -194,10 +198,11 @@ impl Mirror {
                 EventKind::RequestCreated {
                     action: a,
                     digest: d,
-                    ..
+                    authenticated_by,
                 } => {
                     action = Some((**a).clone());
                     digest = Some(*d);
+                    requester_authentication = authenticated_by.clone();
                 }
                 EventKind::DecisionRecorded { decision, key_kind } => {
                     let d = &decision.decision;
@@ -237,6 +242,7 @@ impl Mirror {
             summary,
             action,
             digest,
+            requester_authentication,
             decisions,
             grant,
             outcome,

@@ -50,11 +50,13 @@ pub struct ExportRow<'a> {
     pub tags: &'a str,
     /// Justification.
     pub justification: &'a str,
+    /// How the agent authenticated (`api_token`, `workload_token:<issuer>`), when recorded.
+    pub requester_auth: Option<&'a str>,
 }
 
 const EXPORT_COLUMNS: &str = "r.seq, r.id, r.created_at, r.decided_at, r.action_type, r.resource, \
     r.environment, r.requester, r.on_behalf_of, r.approvers, r.status, r.approvals, r.denials, \
-    r.quorum, r.hardware_only, r.outcome, r.redeemed_at, r.tags, r.justification";
+    r.quorum, r.hardware_only, r.outcome, r.redeemed_at, r.tags, r.justification, r.requester_auth";
 
 /// The verified checkpoint an export is anchored to.
 #[derive(Clone, Debug)]
@@ -195,6 +197,10 @@ impl Mirror {
                     redeemed_at: row.get(16)?,
                     tags: text(row, 17)?,
                     justification: text(row, 18)?,
+                    requester_auth: row
+                        .get_ref(19)?
+                        .as_str_or_null()
+                        .map_err(rusqlite::Error::from)?,
                 })
             })()
             .map_err(|e| MirrorError::Corrupt(format!("request index row: {e}")))?;

@@ -40,12 +40,13 @@ pub(crate) struct RequestRow {
     pub redeemed_at: Option<i64>,
     pub outcome: Option<String>,
     pub last_seq: i64,
+    pub requester_auth: Option<String>,
 }
 
 const COLUMNS: &str = "seq, id, digest, created_at, expires_at, action_type, resource, environment, \
     requester, on_behalf_of, tags, justification, parameters, policy_outcome, quorum, status, \
     decided_at, approvers, comments, approvals, denials, hardware_only, grant_id, redeemed_at, \
-    outcome, last_seq";
+    outcome, last_seq, requester_auth";
 
 /// Parameters as searchable text: `key value` pairs, nested objects flattened with dots.
 fn parameters_text(value: &serde_json::Value, prefix: &str, out: &mut String) {
@@ -180,8 +181,14 @@ impl Batch {
     pub fn apply(&mut self, event: &AuditEvent) {
         let at = event.recorded_at.as_millis();
         let seq = event.seq as i64;
-        if let EventKind::RequestCreated { action, digest, .. } = &event.event {
-            let row = RequestRow::new(event.seq, action, digest);
+        if let EventKind::RequestCreated {
+            action,
+            digest,
+            authenticated_by,
+        } = &event.event
+        {
+            let mut row = RequestRow::new(event.seq, action, digest);
+            row.requester_auth = authenticated_by.as_ref().map(|a| a.label());
             for tag in &action.request.tags {
                 self.tags.push((tag.as_str().to_owned(), row.seq));
             }
@@ -278,7 +285,8 @@ impl Batch {
                     .push_bind(&r.grant_id)
                     .push_bind(r.redeemed_at)
                     .push_bind(&r.outcome)
-                    .push_bind(r.last_seq);
+                    .push_bind(r.last_seq)
+                    .push_bind(&r.requester_auth);
             });
             q.push(
                 " ON CONFLICT (seq) DO UPDATE SET status = excluded.status, \
@@ -363,5 +371,6 @@ pub(crate) fn decode(row: &sqlx::sqlite::SqliteRow) -> MirrorResult<RequestRow> 
         redeemed_at: row.try_get("redeemed_at")?,
         outcome: row.try_get("outcome")?,
         last_seq: row.try_get("last_seq")?,
+        requester_auth: row.try_get("requester_auth")?,
     })
 }

@@ -73,6 +73,9 @@ pub struct ReportStats {
     pub bucket_ms: i64,
     /// Earliest and latest request times.
     pub span: Option<(i64, i64)>,
+    /// Requests per way their agent authenticated (`api_token`, `workload_token:<issuer>`;
+    /// `None`: not recorded), most first.
+    pub authentication: Vec<(Option<String>, u64)>,
 }
 
 /// `(nearest-rank)` percentile `p` (0–100) of sorted values.
@@ -174,6 +177,20 @@ impl Mirror {
         b.push_bind(i64::from(exceptions_limit));
         let exceptions = fetch_summaries(b, &self.pool).await?;
 
+        let authentication = filtered("SELECT r.requester_auth, COUNT(*)", q)
+            .push(" GROUP BY r.requester_auth ORDER BY COUNT(*) DESC, r.requester_auth")
+            .build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get::<Option<String>, _>(0)?,
+                    row.try_get::<i64, _>(1)? as u64,
+                ))
+            })
+            .collect::<MirrorResult<Vec<_>>>()?;
+
         let span: Option<(Option<i64>, Option<i64>)> =
             filtered("SELECT MIN(r.created_at), MAX(r.created_at)", q)
                 .build_query_as()
@@ -212,6 +229,7 @@ impl Mirror {
             volume,
             bucket_ms,
             span,
+            authentication,
         })
     }
 }

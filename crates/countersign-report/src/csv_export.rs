@@ -13,7 +13,7 @@ use countersign_mirror::{ExportRow, Mirror, SearchQuery};
 use crate::{Control, ExportProgress, ReportError};
 
 /// The header row.
-pub const HEADER: [&str; 19] = [
+pub const HEADER: [&str; 20] = [
     "request_id",
     "created_at",
     "decided_at",
@@ -22,6 +22,7 @@ pub const HEADER: [&str; 19] = [
     "resource",
     "environment",
     "requester",
+    "requester_authentication",
     "on_behalf_of",
     "approvers",
     "verdict",
@@ -114,7 +115,7 @@ fn write_rows<W: Write>(
         let _ = write!(denials, "{}", r.denials);
         quorum.clear();
         let _ = write!(quorum, "{}", r.quorum);
-        let record: [&str; 19] = [
+        let record: [&str; 20] = [
             r.id,
             &created,
             &decided,
@@ -123,6 +124,7 @@ fn write_rows<W: Write>(
             &safe_cell(r.resource),
             &safe_cell(r.environment),
             &safe_cell(r.requester),
+            &safe_cell(r.requester_auth.unwrap_or_default()),
             &safe_cell(r.on_behalf_of.unwrap_or_default()),
             &safe_cell(r.approvers),
             r.status,

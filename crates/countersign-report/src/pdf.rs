@@ -285,6 +285,19 @@ pub async fn write(
         "Every event behind these figures was verified against this checkpoint; the evidence bundle proves it offline.",
     );
 
+    l.heading("How agents authenticated");
+    for (how, n) in &stats.authentication {
+        let text = match how.as_deref() {
+            Some("api_token") => "API token issued by this service".to_owned(),
+            Some(other) => match other.strip_prefix("workload_token:") {
+                Some(issuer) => format!("Workload identity token from {}", clip(issuer, 60)),
+                None => clip(other, 70),
+            },
+            None => "Not recorded (requests from before it was kept)".to_owned(),
+        };
+        l.line(REGULAR, 10.0, &format!("{text}: {n}"));
+    }
+
     l.heading("Totals by verdict");
     let t = &stats.totals;
     for (name, n) in [

@@ -551,16 +551,19 @@ async fn reports_from_a_known_data_set() {
         assert_eq!(&record[0], row.id);
         assert_eq!(&record[4], row.action_type);
         assert_eq!(&record[5], row.resource);
-        assert_eq!(&record[9], row.approvers.join(" "));
-        assert_eq!(&record[10], row.status);
-        assert_eq!(&record[18], csv_export::safe_cell(&row.justification));
+        assert_eq!(&record[7], row.requester);
+        // Every agent here used the API token the harness issued.
+        assert_eq!(&record[8], "api_token");
+        assert_eq!(&record[10], row.approvers.join(" "));
+        assert_eq!(&record[11], row.status);
+        assert_eq!(&record[19], csv_export::safe_cell(&row.justification));
         if let Some(ms) = row.time_to_decision_ms {
             let seconds: f64 = record[3].parse().expect("seconds");
             assert!((seconds * 1000.0 - ms as f64).abs() < 1.0);
         }
     }
     assert!(
-        records.iter().any(|r| r[18] == format!("'{formula}")),
+        records.iter().any(|r| r[19] == format!("'{formula}")),
         "formula neutralised"
     );
 
@@ -630,6 +633,7 @@ async fn reports_from_a_known_data_set() {
         "Denied: 2",
         "Expired: 0",
         "Pending: 0",
+        "API token issued by this service: 7",
         "Decided requests: 7",
         "k8s.deploy",
         "db.export",

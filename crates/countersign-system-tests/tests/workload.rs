@@ -136,6 +136,64 @@ async fn a_workload_token_authenticates_an_agent_and_the_log_says_so() {
         authenticated_by(&h, body["id"].as_str().expect("id")).await,
         Some(AgentAuthentication::ApiToken)
     );
+
+    // What a reviewer sees: the mirror's request detail, and the CSV export's column.
+    let (url, _stop) = h.serve().await;
+    let a = &h.approvers[0];
+    let key = a.key.clone();
+    let client = countersign_client::Client::new(&url).expect("client");
+    let client = countersign_client::approver::open_session(&client, a.public.key_id(), move |m| {
+        use p256::ecdsa::signature::Signer as _;
+        Ok(countersign_core::Signature::from_p256(key.sign(m)))
+    })
+    .await
+    .expect("session");
+    let dir = tempfile::tempdir().expect("dir");
+    let mirror = countersign_mirror::Mirror::open(&dir.path().join("m.db"))
+        .await
+        .expect("mirror");
+    mirror
+        .sync(&client, None, &|_| {}, None)
+        .await
+        .expect("sync");
+    let detail = mirror
+        .request(id.parse().expect("uuid"))
+        .await
+        .expect("detail");
+    assert_eq!(
+        detail.requester_authentication,
+        Some(AgentAuthentication::WorkloadToken {
+            issuer: idp.url.clone(),
+            subject: "repo:Acme/deploy:ref:refs/heads/main".into(),
+        })
+    );
+    let mut out = Vec::new();
+    countersign_report::csv_export::write(
+        &mirror,
+        &countersign_mirror::SearchQuery::default(),
+        &mut out,
+        countersign_report::Control::none(),
+    )
+    .await
+    .expect("csv");
+    let mut reader = csv::Reader::from_reader(&out[3..]);
+    let column = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .position(|h| h == "requester_authentication")
+        .expect("column");
+    let labels: Vec<String> = reader
+        .records()
+        .map(|r| r.expect("record")[column].to_owned())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            format!("workload_token:{}", idp.url),
+            "api_token".to_owned()
+        ]
+    );
 }
 
 #[tokio::test]

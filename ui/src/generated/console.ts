@@ -122,6 +122,18 @@ export interface components {
       /** @enum {string} */
       kind: "system";
     }]>;
+    /** @description How an agent proved who it is when it asked. */
+    AgentAuthentication: OneOf<[{
+      /** @enum {string} */
+      method: "api_token";
+    }, {
+      /** @description The token's issuer. */
+      issuer: string;
+      /** @enum {string} */
+      method: "workload_token";
+      /** @description The token's subject, as the issuer spelled it. */
+      subject: string;
+    }]>;
     /** @description A failed verification: what disagreed, in words for people. */
     Alarm: {
       /** @description Which check. */
@@ -502,6 +514,12 @@ export interface components {
       groups: string[];
       /** @enum {string} */
       kind: "require_approval";
+      /**
+       * Format: int32
+       * @description Refuse decisions signed by keys no sign-in at the organisation's OpenID Provider
+       * vouched for in this many seconds (at enrolment, or again since).
+       */
+      max_sign_in_age_seconds?: number | null;
       /** @description Allow approving straight from the notification. */
       quick_approve: boolean;
       /**
@@ -562,6 +580,7 @@ export interface components {
       events: components["schemas"]["EventEntry"][];
       grant?: null | components["schemas"]["SignedGrant"];
       outcome?: null | components["schemas"]["ExecutionOutcome"];
+      requester_authentication?: null | components["schemas"]["AgentAuthentication"];
       /** @description The summary row. */
       summary: components["schemas"]["RequestSummary"];
       /** @description Every event verified. */
