@@ -251,7 +251,7 @@ pub async fn apply_mapping(state: &AppState) -> DomainResult<()> {
                 },
             },
         );
-        let appended = state
+        match state
             .store
             .put_directory_group(
                 &next,
@@ -259,8 +259,14 @@ pub async fn apply_mapping(state: &AppState) -> DomainResult<()> {
                 vec![event],
                 state.now(),
             )
-            .await?;
-        state.publish(&appended);
+            .await
+        {
+            Ok(appended) => state.publish(&appended),
+            // Another replica starting with the same configuration got there first, or the
+            // directory changed the group meanwhile (and its write mapped it afresh).
+            Err(countersign_store::StoreError::Conflict(countersign_store::Conflict::Stale)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }
