@@ -642,6 +642,17 @@ async fn every_route_answers_as_its_document_says() {
         &mut seen,
     )
     .await;
+    let again_payload =
+        countersign_core::IdpSignInRequest::proof_payload(&ch, &p.key_id(), "countersign.test/log")
+            .expect("payload");
+    f.send(
+        &call("POST", "/v1/identity/oidc/key-sign-in", Auth::None, 403).body(json!({
+            "id_token": "eyJhbGciOiJFUzI1NiJ9.e30.c2ln", "nonce": ch, "key_id": p.key_id(),
+            "proof": Signature::from_p256(k.sign(&again_payload)),
+        })),
+        &mut seen,
+    )
+    .await;
 
     // The audit log.
     let checkpoint = f

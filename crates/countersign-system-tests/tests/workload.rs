@@ -167,9 +167,36 @@ async fn a_workload_token_authenticates_an_agent_and_the_log_says_so() {
             subject: "repo:Acme/deploy:ref:refs/heads/main".into(),
         })
     );
+    let labels = csv_labels(&mirror).await;
+    assert_eq!(
+        labels,
+        [
+            format!("workload_token:{}", idp.url),
+            "api_token".to_owned()
+        ]
+    );
+    // A mirror indexed before the column existed takes it from its stored events on upgrade.
+    let db = dir.path().join("m.db");
+    drop(mirror);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("db");
+    for sql in [
+        "ALTER TABLE requests DROP COLUMN requester_auth",
+        "DELETE FROM _sqlx_migrations WHERE version = 2",
+    ] {
+        sqlx::query(sql).execute(&pool).await.expect(sql);
+    }
+    pool.close().await;
+    let upgraded = countersign_mirror::Mirror::open(&db).await.expect("mirror");
+    assert_eq!(csv_labels(&upgraded).await, labels);
+}
+
+/// The `requester_authentication` column of the mirror's CSV export, in log order.
+async fn csv_labels(mirror: &countersign_mirror::Mirror) -> Vec<String> {
     let mut out = Vec::new();
     countersign_report::csv_export::write(
-        &mirror,
+        mirror,
         &countersign_mirror::SearchQuery::default(),
         &mut out,
         countersign_report::Control::none(),
@@ -183,17 +210,10 @@ async fn a_workload_token_authenticates_an_agent_and_the_log_says_so() {
         .iter()
         .position(|h| h == "requester_authentication")
         .expect("column");
-    let labels: Vec<String> = reader
+    reader
         .records()
         .map(|r| r.expect("record")[column].to_owned())
-        .collect();
-    assert_eq!(
-        labels,
-        [
-            format!("workload_token:{}", idp.url),
-            "api_token".to_owned()
-        ]
-    );
+        .collect()
 }
 
 #[tokio::test]
