@@ -235,13 +235,7 @@ impl Console {
         approver_id: String,
         code: String,
     ) -> Result<ConsoleState, ConsoleError> {
-        let (saved, signer) = self
-            .inner
-            .lock()
-            .await
-            .new_key
-            .clone()
-            .ok_or(ConsoleError::NoKey)?;
+        let (saved, signer) = self.new_key().await?;
         let client = Client::new(server.trim_end_matches('/'))?;
         let label = saved.label.clone();
         countersign_approver::enrolment::enrol(
@@ -269,13 +263,7 @@ impl Console {
     /// Enrols the new key for whoever signs in at the service's OpenID Provider, in the
     /// system browser (authorization code with PKCE, loopback redirect: RFC 8252).
     pub async fn enroll_with_sign_in(&self, server: String) -> Result<ConsoleState, ConsoleError> {
-        let (saved, signer) = self
-            .inner
-            .lock()
-            .await
-            .new_key
-            .clone()
-            .ok_or(ConsoleError::NoKey)?;
+        let (saved, signer) = self.new_key().await?;
         let client = Client::new(server.trim().trim_end_matches('/'))?;
         let signed_in = browser_sign_in(&client, open_browser).await?;
         let label = saved.label.clone();
@@ -296,6 +284,16 @@ impl Console {
         let client = Client::new(&settings.server)?;
         let signed_in = browser_sign_in(&client, open_browser).await?;
         Ok(sign_in_with_key(&client, signed_in, signer.as_ref()).await?)
+    }
+
+    /// The key made by the last `create_key`, waiting to be enrolled.
+    async fn new_key(&self) -> Result<(KeyRecord, Arc<dyn Signer>), ConsoleError> {
+        self.inner
+            .lock()
+            .await
+            .new_key
+            .clone()
+            .ok_or(ConsoleError::NoKey)
     }
 
     /// Moves to another address of the service (a new host name, a load balancer): the

@@ -37,6 +37,19 @@ def forms(html):
     return parser.forms
 
 
+def submitter(opener):
+    """Submits a page's first form with `extra` fields; returns where it led and the page."""
+
+    def submit(page_url, html, extra):
+        form = forms(html)[0]
+        fields = dict(form["fields"], **extra)
+        target = urllib.parse.urljoin(page_url, form["action"])
+        response = opener.open(target, urllib.parse.urlencode(fields).encode())
+        return response.geturl(), response.read().decode()
+
+    return submit
+
+
 def main():
     if sys.argv[1] == "authorize":
         authorize(sys.argv[2], sys.argv[3])
@@ -45,13 +58,7 @@ def main():
     opener = urllib.request.build_opener(
         urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
     )
-
-    def submit(page_url, html, extra):
-        form = forms(html)[0]
-        fields = dict(form["fields"], **extra)
-        target = urllib.parse.urljoin(page_url, form["action"])
-        response = opener.open(target, urllib.parse.urlencode(fields).encode())
-        return response.geturl(), response.read().decode()
+    submit = submitter(opener)
 
     response = opener.open(uri)
     url, page = response.geturl(), response.read().decode()
@@ -70,13 +77,7 @@ def authorize(uri, login):
     opener = urllib.request.build_opener(
         urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
     )
-
-    def submit(page_url, html, extra):
-        form = forms(html)[0]
-        fields = dict(form["fields"], **extra)
-        target = urllib.parse.urljoin(page_url, form["action"])
-        response = opener.open(target, urllib.parse.urlencode(fields).encode())
-        return response.geturl(), response.read().decode()
+    submit = submitter(opener)
 
     response = opener.open(uri)
     url, page = response.geturl(), response.read().decode()

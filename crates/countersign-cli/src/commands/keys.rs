@@ -182,6 +182,17 @@ pub fn default_record() -> PathBuf {
     profile::config_dir().join("key.json")
 }
 
+/// Tells the person how to finish a device sign-in on any device.
+fn show_device_prompt(prompt: &countersign_approver::signin::DevicePrompt) {
+    eprintln!(
+        "To sign in, open {} and enter the code {}",
+        prompt.verification_uri, prompt.user_code
+    );
+    if let Some(direct) = &prompt.verification_uri_complete {
+        eprintln!("(or open {direct})");
+    }
+}
+
 /// Runs a `keys` command.
 pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
     match args.command {
@@ -205,17 +216,9 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
             let client = Client::new(&server)?;
             let label = label.unwrap_or_else(|| record.label.clone());
             let enrolled = if sign_in {
-                let signed_in = device_sign_in(&client, |prompt| {
-                    eprintln!(
-                        "To sign in, open {} and enter the code {}",
-                        prompt.verification_uri, prompt.user_code
-                    );
-                    if let Some(direct) = &prompt.verification_uri_complete {
-                        eprintln!("(or open {direct})");
-                    }
-                })
-                .await
-                .context("signing in")?;
+                let signed_in = device_sign_in(&client, show_device_prompt)
+                    .await
+                    .context("signing in")?;
                 enrol_with_sign_in(&client, signed_in, signer.as_ref(), label)
                     .await
                     .context("enrolling the key with the sign-in")?
@@ -246,17 +249,9 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
             let profile = Profile::load(&profile.unwrap_or_else(profile::default_path))?;
             let signer = profile.signer()?;
             let client = Client::new(&profile.server)?;
-            let signed_in = device_sign_in(&client, |prompt| {
-                eprintln!(
-                    "To sign in, open {} and enter the code {}",
-                    prompt.verification_uri, prompt.user_code
-                );
-                if let Some(direct) = &prompt.verification_uri_complete {
-                    eprintln!("(or open {direct})");
-                }
-            })
-            .await
-            .context("signing in")?;
+            let signed_in = device_sign_in(&client, show_device_prompt)
+                .await
+                .context("signing in")?;
             let recorded = sign_in_with_key(&client, signed_in, signer.as_ref())
                 .await
                 .context("recording the sign-in behind the key")?;

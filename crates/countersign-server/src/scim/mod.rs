@@ -563,8 +563,51 @@ fn editable(mut view: Value) -> Map<String, Value> {
     }
 }
 
-/// Replaces or patches user `id`: `next` makes the new body from the stored user; recomputed
-/// when another change came first, unless the client named the version it changes.
+/// Why one attempt at a change did not happen: a SCIM error to answer, or the store's (a
+/// stale version is retried).
+enum Failure {
+    Scim(ScimError),
+    Domain(DomainError),
+}
+
+impl From<ScimError> for Failure {
+    fn from(e: ScimError) -> Self {
+        Failure::Scim(e)
+    }
+}
+
+impl From<DomainError> for Failure {
+    fn from(e: DomainError) -> Self {
+        Failure::Domain(e)
+    }
+}
+
+/// Runs `attempt` (read, compute, write expecting the version read) under this replica's
+/// directory lock, again when another replica's write made it stale, unless the client named
+/// the version it changes (`If-Match`: then a stale write is its `412`).
+async fn retrying<T, F, Fut>(
+    state: &AppState,
+    wanted: &IfMatch,
+    mut attempt: F,
+) -> Result<T, ScimError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
+    let _serial = state.directory_writes.lock().await;
+    for _ in 0..RETRIES {
+        match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(Failure::Domain(DomainError::Store(StoreError::Conflict(Conflict::Stale))))
+                if wanted.may_retry() => {}
+            Err(Failure::Domain(e)) => return Err(e.into()),
+            Err(Failure::Scim(e)) => return Err(e),
+        }
+    }
+    Err(busy())
+}
+
+/// Replaces or patches user `id`: `next` makes the new body from the stored user.
 async fn update_user(
     state: &AppState,
     client: &str,
@@ -574,15 +617,19 @@ async fn update_user(
 ) -> Result<Response, ScimError> {
     let id = parse_id(id, "User")?;
     let wanted = if_match(headers)?;
-    let _serial = state.directory_writes.lock().await;
-    for _ in 0..RETRIES {
+    let user = retrying(state, &wanted, || async {
         let stored = stored_user(state, id).await?;
         let expected = wanted.expect(stored.version)?;
         let current = user_view(state, &stored).await?;
         let input = resources::user_input(next(&stored, current)?)?;
-        let now = state.now();
-        let user = user_record(&input, id, stored.version + 1, stored.created_at, now);
-        match directory::write_user(
+        let user = user_record(
+            &input,
+            id,
+            stored.version + 1,
+            stored.created_at,
+            state.now(),
+        );
+        directory::write_user(
             state,
             client,
             Some(&stored),
@@ -590,21 +637,12 @@ async fn update_user(
             &input.display_name,
             expected,
         )
-        .await
-        {
-            Err(DomainError::Store(StoreError::Conflict(Conflict::Stale)))
-                if wanted.may_retry() =>
-            {
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-            Ok(_) => {
-                let view = user_view(state, &user).await?;
-                return Ok(scim_json(StatusCode::OK, &view, Some(user.version)));
-            }
-        }
-    }
-    Err(busy())
+        .await?;
+        Ok(user)
+    })
+    .await?;
+    let view = user_view(state, &user).await?;
+    Ok(scim_json(StatusCode::OK, &view, Some(user.version)))
 }
 
 fn busy() -> ScimError {
@@ -662,21 +700,14 @@ async fn delete_user(
 ) -> Result<Response, ScimError> {
     let id = parse_id(&id, "User")?;
     let wanted = if_match(&headers)?;
-    let _serial = state.directory_writes.lock().await;
-    for _ in 0..RETRIES {
+    retrying(&state, &wanted, || async {
         let stored = stored_user(&state, id).await?;
         let expected = wanted.expect(stored.version)?;
-        match directory::delete_user(&state, &client, &stored, expected).await {
-            Err(DomainError::Store(StoreError::Conflict(Conflict::Stale)))
-                if wanted.may_retry() =>
-            {
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-            Ok(_) => return Ok(StatusCode::NO_CONTENT.into_response()),
-        }
-    }
-    Err(busy())
+        directory::delete_user(&state, &client, &stored, expected).await?;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Checks a group's members are directory users; returns who each is, for the log.
@@ -747,8 +778,7 @@ async fn update_group(
 ) -> Result<Response, ScimError> {
     let id = parse_id(id, "Group")?;
     let wanted = if_match(headers)?;
-    let _serial = state.directory_writes.lock().await;
-    for _ in 0..RETRIES {
+    let group = retrying(state, &wanted, || async {
         let stored = stored_group(state, id).await?;
         let expected = wanted.expect(stored.version)?;
         let current = group_view(state, &stored).await?;
@@ -756,25 +786,17 @@ async fn update_group(
         let names = member_names(state, &input).await?;
         let group = group_record(state, input, id, stored.version + 1, stored.created_at);
         let name = |id: &Uuid| names.get(id).cloned().unwrap_or_else(|| id.to_string());
-        match directory::write_group(state, client, Some(&stored), &group, expected, &name).await {
-            Err(DomainError::Store(StoreError::Conflict(Conflict::Stale)))
-                if wanted.may_retry() =>
-            {
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-            Ok(_) => {
-                let mut view = group_view(state, &group).await?;
-                project(
-                    &mut view,
-                    query.attributes.as_deref(),
-                    query.excluded_attributes.as_deref(),
-                );
-                return Ok(scim_json(StatusCode::OK, &view, Some(group.version)));
-            }
-        }
-    }
-    Err(busy())
+        directory::write_group(state, client, Some(&stored), &group, expected, &name).await?;
+        Ok(group)
+    })
+    .await?;
+    let mut view = group_view(state, &group).await?;
+    project(
+        &mut view,
+        query.attributes.as_deref(),
+        query.excluded_attributes.as_deref(),
+    );
+    Ok(scim_json(StatusCode::OK, &view, Some(group.version)))
 }
 
 async fn replace_group(
@@ -822,21 +844,14 @@ async fn delete_group(
 ) -> Result<Response, ScimError> {
     let id = parse_id(&id, "Group")?;
     let wanted = if_match(&headers)?;
-    let _serial = state.directory_writes.lock().await;
-    for _ in 0..RETRIES {
+    retrying(&state, &wanted, || async {
         let stored = stored_group(&state, id).await?;
         let expected = wanted.expect(stored.version)?;
-        match directory::delete_group(&state, &client, &stored, expected).await {
-            Err(DomainError::Store(StoreError::Conflict(Conflict::Stale)))
-                if wanted.may_retry() =>
-            {
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-            Ok(_) => return Ok(StatusCode::NO_CONTENT.into_response()),
-        }
-    }
-    Err(busy())
+        directory::delete_group(&state, &client, &stored, expected).await?;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn service_provider_config(State(state): State<AppState>, ScimAuth(_): ScimAuth) -> Response {
