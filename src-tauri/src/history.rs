@@ -253,7 +253,12 @@ impl History {
             ExportFormat::Bundle => export::Format::Bundle,
             ExportFormat::Pdf => export::Format::Pdf,
         };
-        let path = dir.join(format!("countersign-audit-{stamp}.{}", format.extension()));
+        // A bundle of one request is that request's proof, named for it.
+        let name = match (&query.id, format) {
+            (Some(id), export::Format::Bundle) => format!("countersign-proof-{id}-{stamp}"),
+            _ => format!("countersign-audit-{stamp}"),
+        };
+        let path = dir.join(format!("{name}.{}", format.extension()));
         let events = self.events.clone();
         let progress = move |p: ExportProgress| {
             events(ConsoleEvent::Export {

@@ -123,6 +123,20 @@ async fn history_is_verified_searchable_exportable_and_alarms_on_a_rewrite() {
     )
     .expect("save screenshot");
 
+    // The proof of this one request, signed with the console's key, verifies offline.
+    click(&c, "[data-testid=save-proof]").await;
+    let saved = text_of(&c, "[data-testid=proof-saved]").await;
+    let path = saved
+        .trim_start_matches("Saved to ")
+        .split(" — ")
+        .next()
+        .expect("path")
+        .trim()
+        .to_owned();
+    assert!(path.contains("countersign-proof-"), "{path}");
+    let verified = ok(&["audit", "verify", &path, "--accept-unanchored"]);
+    assert!(verified.contains("1 requests"), "{verified}");
+
     // CSV export of what the search shows.
     click(&c, "[data-testid=export-csv]").await;
     let saved = text_of(&c, "[data-testid=export-result]").await;

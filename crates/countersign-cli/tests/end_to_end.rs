@@ -454,6 +454,37 @@ fn audit_sync_search_exports_and_offline_verification() {
     let other_key = "0".repeat(64);
     let wrong = cs(&["audit", "verify", &path, "--server-key-id", &other_key]);
     assert_eq!(wrong.status.code(), Some(3));
+    // The proof of the one request, as an auditor attaches it to a control sample.
+    let proof = w.root.join("proof.jsonl").display().to_string();
+    ok(&[
+        "audit",
+        "proof",
+        "--mirror",
+        &mirror,
+        &id,
+        "--out",
+        &proof,
+        "--profile",
+        &bob,
+    ]);
+    let verified = ok(&["audit", "verify", &proof, "--server-key-id", &key_id]);
+    assert!(
+        verified.starts_with("VERIFIED") && verified.contains("1 requests"),
+        "{verified}"
+    );
+    let unknown = cs(&[
+        "audit",
+        "proof",
+        "--mirror",
+        &mirror,
+        "00000000-0000-7000-8000-000000000000",
+        "--out",
+        &proof,
+        "--profile",
+        &bob,
+    ]);
+    assert_ne!(unknown.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no request"));
 
     let mut changed = bundle.clone();
     let at = changed.len() / 2;

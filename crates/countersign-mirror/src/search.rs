@@ -31,6 +31,9 @@ pub struct SearchQuery {
     /// Words to find in type, resource, requester, approvers, justification, comments,
     /// parameters and tags; every word must match, the last as a prefix.
     pub text: String,
+    /// One request, by id (a per-action proof).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// `pending`, `approved`, `denied`, `expired` or `cancelled`.
     pub status: Option<String>,
     /// Someone who decided.
@@ -203,6 +206,7 @@ pub(crate) fn push_from_where(b: &mut impl SqlOut, q: &SearchQuery, cursor: bool
         b.sql(" FROM requests r WHERE 1");
     }
     for (column, value) in [
+        ("id", &q.id),
         ("status", &q.status),
         ("requester", &q.requester),
         ("action_type", &q.action_type),

@@ -139,12 +139,7 @@ pub async fn write<W: Write>(
 
     // Events must come out in log order, but a request's later events can follow the next
     // page's requests: buffer them and write what no later page can precede.
-    let mut pending: BTreeMap<u64, String> = mirror
-        .key_events()
-        .await?
-        .into_iter()
-        .map(|e| (e.seq, e.body))
-        .collect();
+    let mut pending: BTreeMap<u64, String> = key_events(mirror, q, exporter).await?;
     let mut events = 0u64;
     let mut write_until = |limit: u64,
                            pending: &mut BTreeMap<u64, String>,
@@ -196,6 +191,41 @@ pub async fn write<W: Write>(
         events,
         tree_size: size,
     })
+}
+
+/// The key enrolments and revocations the bundle carries, by position: every one, or for one
+/// request (a per-action proof) only those of the keys that decided it and of the exporter's
+/// key — all its checks need, and a file an auditor can attach per sample.
+async fn key_events(
+    mirror: &Mirror,
+    q: &SearchQuery,
+    exporter: &Exporter<'_>,
+) -> Result<BTreeMap<u64, String>, ReportError> {
+    let all = mirror.key_events().await?;
+    let Some(id) = &q.id else {
+        return Ok(all.into_iter().map(|e| (e.seq, e.body)).collect());
+    };
+    let parse = |body: &str| serde_json::from_str::<AuditEvent>(body).ok();
+    let mut keys = vec![exporter.key_id];
+    for e in mirror.events_of(std::slice::from_ref(id)).await? {
+        if let Some(AuditEvent {
+            event: EventKind::DecisionRecorded { decision, .. },
+            ..
+        }) = parse(&e.body)
+        {
+            keys.push(decision.decision.key_id);
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|e| {
+            matches!(parse(&e.body), Some(AuditEvent {
+                event: EventKind::KeyEnrolled { key_id, .. } | EventKind::KeyRevoked { key_id, .. },
+                ..
+            }) if keys.contains(&key_id))
+        })
+        .map(|e| (e.seq, e.body))
+        .collect())
 }
 
 fn hex_of(bytes: &[u8]) -> String {

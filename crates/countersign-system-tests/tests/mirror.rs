@@ -779,3 +779,73 @@ async fn a_witness_notices_its_cosignature_is_not_served() {
         AlarmKind::CosignatureHidden
     );
 }
+
+/// A proof of one request (`countersign audit proof`, the console's "Save proof"): its
+/// events with their inclusion proofs, the checkpoint, and only the keys it needs — those that
+/// decided it and the exporter's; it verifies offline on its own and fails on any changed byte.
+#[tokio::test]
+async fn a_proof_of_one_request_stands_alone() {
+    use countersign_report::{Control, bundle};
+
+    let r = Running::start(Harness::new().await).await;
+    let export = populate(&r.h, 2).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let bob = Mirror::open(&dir.path().join("bob.db"))
+        .await
+        .expect("mirror");
+    r.sync(&bob, 0).await.expect("sync");
+
+    let key = r.h.approvers[0].key.clone();
+    let sign =
+        move |m: &[u8]| -> Result<Signature, String> { Ok(Signature::from_p256(key.sign(m))) };
+    let exporter = bundle::Exporter {
+        approver_id: "bob".into(),
+        key_id: r.h.approvers[0].public.key_id(),
+        sign: &sign,
+    };
+    let one = SearchQuery {
+        id: Some(export.to_string()),
+        ..Default::default()
+    };
+    let mut proof = Vec::new();
+    let written = bundle::write(
+        &bob,
+        &one,
+        &mut proof,
+        &exporter,
+        r.h.now(),
+        Control::none(),
+    )
+    .await
+    .expect("proof");
+    let verified = bundle::verify(proof.as_slice(), Some(&r.h.state.key.public().key_id()))
+        .expect("verifies offline");
+    assert_eq!((written.requests, verified.requests), (1, 1));
+    // Its events (created, decision, denied) and bob's key enrolment: nobody else's key.
+    let kinds: Vec<String> = proof
+        .split(|b| *b == b'\n')
+        .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+        .filter(|l| l["type"] == "event")
+        .map(|l| {
+            l["event"]["event"]["type"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "key_enrolled").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"request_created".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"decision_recorded".to_owned()), "{kinds:?}");
+    for at in (0..proof.len()).step_by(37).chain([proof.len() - 2]) {
+        let mut changed = proof.clone();
+        changed[at] ^= 0x01;
+        assert!(
+            bundle::verify(changed.as_slice(), None).is_err(),
+            "byte {at} changed and the proof still verifies"
+        );
+    }
+}

@@ -672,6 +672,11 @@ export interface components {
       /** @default null */
       from?: null | components["schemas"]["Timestamp"];
       /**
+       * @description One request, by id (a per-action proof).
+       * @default null
+       */
+      id?: string | null;
+      /**
        * Format: int32
        * @description Page size (1 to 1000, default 100).
        * @default null

@@ -74,6 +74,9 @@ pub struct Filters {
     /// Created before (RFC 3339, or a date).
     #[arg(long)]
     pub to: Option<String>,
+    /// One request, by id.
+    #[arg(long)]
+    pub id: Option<uuid::Uuid>,
 }
 
 /// Report formats.
@@ -137,7 +140,21 @@ pub enum AuditCommand {
         #[command(flatten)]
         profile: ProfileArg,
     },
-    /// Verify an evidence bundle offline.
+    /// Write the proof of one request: its events, each with its inclusion proof, the
+    /// checkpoint with its cosignatures, and the keys that signed its decisions, signed by you
+    /// (an evidence bundle of one request; `audit verify` checks it offline).
+    Proof {
+        #[command(flatten)]
+        mirror: MirrorArg,
+        /// Request id.
+        id: uuid::Uuid,
+        /// Output file.
+        #[arg(long, short)]
+        out: PathBuf,
+        #[command(flatten)]
+        profile: ProfileArg,
+    },
+    /// Verify an evidence bundle (or a proof of one request) offline.
     Verify {
         /// The bundle.
         bundle: PathBuf,
@@ -179,6 +196,7 @@ impl Filters {
     fn query(self) -> anyhow::Result<SearchQuery> {
         Ok(SearchQuery {
             text: self.text,
+            id: self.id.map(|id| id.to_string()),
             status: self.verdict,
             approver: self.approver,
             requester: self.requester,
@@ -219,6 +237,18 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<i32> {
             out,
             profile,
         } => export(mirror, filters, format, &out, profile).await,
+        AuditCommand::Proof {
+            mirror,
+            id,
+            out,
+            profile,
+        } => {
+            let filters = Filters {
+                id: Some(id),
+                ..Filters::default()
+            };
+            export(mirror, filters, Format::Bundle, &out, profile).await
+        }
         AuditCommand::Verify {
             bundle,
             server_key_id,
@@ -362,6 +392,13 @@ async fn export(
 ) -> anyhow::Result<i32> {
     let mirror = open(mirror).await?;
     let q = filters.query()?;
+    if let Some(id) = &q.id
+        && mirror.count(&q).await? == 0
+    {
+        anyhow::bail!(
+            "no request {id} in the mirror: `countersign audit sync` first, or check the id"
+        );
+    }
     // Ctrl-C stops the export at the next page and removes the partial file.
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
