@@ -12,8 +12,8 @@ use countersign_mirror::{ExportRow, Mirror, SearchQuery};
 
 use crate::{Control, ExportProgress, ReportError};
 
-/// The header row.
-pub const HEADER: [&str; 20] = [
+/// The header row; docs/audit.md says what each column holds.
+pub const HEADER: [&str; 24] = [
     "request_id",
     "created_at",
     "decided_at",
@@ -24,12 +24,16 @@ pub const HEADER: [&str; 20] = [
     "requester",
     "requester_authentication",
     "on_behalf_of",
-    "approvers",
+    "policy_reason",
+    "quorum",
     "verdict",
     "approvals",
     "denials",
-    "quorum",
+    "approved_by",
+    "denied_by",
+    "decision_key_ids",
     "hardware_keys_only",
+    "comments",
     "outcome",
     "grant_redeemed_at",
     "tags",
@@ -115,7 +119,13 @@ fn write_rows<W: Write>(
         let _ = write!(denials, "{}", r.denials);
         quorum.clear();
         let _ = write!(quorum, "{}", r.quorum);
-        let record: [&str; 20] = [
+        // Whether every decision was signed by a hardware key: says nothing without decisions.
+        let hardware = match (r.approvals + r.denials, r.hardware_only) {
+            (0, _) => "",
+            (_, true) => "true",
+            (_, false) => "false",
+        };
+        let record: [&str; 24] = [
             r.id,
             &created,
             &decided,
@@ -126,12 +136,16 @@ fn write_rows<W: Write>(
             &safe_cell(r.requester),
             &safe_cell(r.requester_auth.unwrap_or_default()),
             &safe_cell(r.on_behalf_of.unwrap_or_default()),
-            &safe_cell(r.approvers),
+            &safe_cell(r.policy_reason.unwrap_or_default()),
+            &quorum,
             r.status,
             &approvals,
             &denials,
-            &quorum,
-            if r.hardware_only { "true" } else { "false" },
+            &safe_cell(r.approved_by.unwrap_or_default()),
+            &safe_cell(r.denied_by.unwrap_or_default()),
+            r.key_ids.unwrap_or_default(),
+            hardware,
+            &safe_cell(r.comments),
             r.outcome.unwrap_or_default(),
             &redeemed,
             &safe_cell(r.tags),

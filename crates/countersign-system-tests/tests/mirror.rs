@@ -547,23 +547,64 @@ async fn reports_from_a_known_data_set() {
         .await
         .expect("search")
         .items;
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let col = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let bob_key = r.h.approvers[0].public.key_id().to_string();
     for (record, row) in records.iter().zip(&index) {
-        assert_eq!(&record[0], row.id);
-        assert_eq!(&record[4], row.action_type);
-        assert_eq!(&record[5], row.resource);
-        assert_eq!(&record[7], row.requester);
+        assert_eq!(&record[col("request_id")], row.id);
+        assert_eq!(&record[col("action_type")], row.action_type);
+        assert_eq!(&record[col("resource")], row.resource);
+        assert_eq!(&record[col("requester")], row.requester);
         // Every agent here used the API token the harness issued.
-        assert_eq!(&record[8], "api_token");
-        assert_eq!(&record[10], row.approvers.join(" "));
-        assert_eq!(&record[11], row.status);
-        assert_eq!(&record[19], csv_export::safe_cell(&row.justification));
+        assert_eq!(&record[col("requester_authentication")], "api_token");
+        assert_eq!(&record[col("verdict")], row.status);
+        assert_eq!(
+            &record[col("justification")],
+            csv_export::safe_cell(&row.justification)
+        );
         if let Some(ms) = row.time_to_decision_ms {
-            let seconds: f64 = record[3].parse().expect("seconds");
+            let seconds: f64 = record[col("time_to_decision_seconds")]
+                .parse()
+                .expect("seconds");
             assert!((seconds * 1000.0 - ms as f64).abs() < 1.0);
+        }
+        // Approvers and deniers apart; keys and hardware only where someone signed.
+        match row.action_type.as_str() {
+            "db.export" => {
+                assert_eq!(&record[col("approved_by")], "");
+                assert_eq!(&record[col("denied_by")], "bob");
+                assert_eq!(&record[col("comments")], "no ticket for a PII export");
+                assert_eq!(&record[col("decision_key_ids")], bob_key);
+                assert_eq!(&record[col("hardware_keys_only")], "false");
+            }
+            "k8s.deploy" if row.status == "approved" => {
+                assert_eq!(&record[col("approved_by")], "bob carol");
+                assert_eq!(&record[col("denied_by")], "");
+                assert_eq!(
+                    record[col("decision_key_ids")].split(' ').count(),
+                    2,
+                    "{record:?}"
+                );
+                assert_eq!(&record[col("policy_reason")], "two from security");
+            }
+            _ => {
+                // Decided by policy alone: nobody signed, so no key can be said to be hardware.
+                assert_eq!(&record[col("approved_by")], "");
+                assert_eq!(&record[col("decision_key_ids")], "");
+                assert_eq!(&record[col("hardware_keys_only")], "");
+                assert!(!record[col("policy_reason")].is_empty(), "{record:?}");
+            }
         }
     }
     assert!(
-        records.iter().any(|r| r[19] == format!("'{formula}")),
+        records
+            .iter()
+            .any(|r| r[col("justification")] == format!("'{formula}")),
         "formula neutralised"
     );
 
