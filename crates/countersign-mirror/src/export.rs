@@ -33,15 +33,15 @@ pub struct ExportRow<'a> {
     /// Who decided, space-separated, in order.
     pub approvers: &'a str,
     /// Who approved, space-separated.
-    pub approved_by: Option<&'a str>,
+    pub approved_by: &'a str,
     /// Who denied, space-separated.
-    pub denied_by: Option<&'a str>,
+    pub denied_by: &'a str,
     /// The signing keys of the decisions (hex ids), space-separated, in order.
-    pub key_ids: Option<&'a str>,
+    pub key_ids: &'a str,
     /// Approvers' comments, one per line, in order.
     pub comments: &'a str,
     /// Why policy decided as it did.
-    pub policy_reason: Option<&'a str>,
+    pub policy_reason: &'a str,
     /// Verdict.
     pub status: &'a str,
     /// Approvals.
@@ -67,14 +67,7 @@ pub struct ExportRow<'a> {
 const EXPORT_COLUMNS: &str = "r.seq, r.id, r.created_at, r.decided_at, r.action_type, r.resource, \
     r.environment, r.requester, r.on_behalf_of, r.approvers, r.status, r.approvals, r.denials, \
     r.quorum, r.hardware_only, r.outcome, r.redeemed_at, r.tags, r.justification, r.requester_auth, \
-    (SELECT group_concat(a.approver_id, ' ') FROM request_approvers a \
-        WHERE a.request_seq = r.seq AND a.verdict = 'approve'), \
-    (SELECT group_concat(a.approver_id, ' ') FROM request_approvers a \
-        WHERE a.request_seq = r.seq AND a.verdict = 'deny'), \
-    (SELECT group_concat(json_extract(e.body, '$.event.decision.decision.key_id'), ' ') \
-        FROM events e WHERE e.action_id = r.id AND e.kind = 'decision_recorded'), \
-    r.comments, \
-    (SELECT json_extract(e.body, '$.event.action.policy.reason') FROM events e WHERE e.seq = r.seq)";
+    r.approved_by, r.denied_by, r.key_ids, r.comments, r.policy_reason";
 
 /// The verified checkpoint an export is anchored to.
 #[derive(Clone, Debug)]
@@ -222,11 +215,11 @@ impl Mirror {
                     tags: text(row, 17)?,
                     justification: text(row, 18)?,
                     requester_auth: optional_text(row, 19)?,
-                    approved_by: optional_text(row, 20)?,
-                    denied_by: optional_text(row, 21)?,
-                    key_ids: optional_text(row, 22)?,
+                    approved_by: text(row, 20)?,
+                    denied_by: text(row, 21)?,
+                    key_ids: text(row, 22)?,
                     comments: text(row, 23)?,
-                    policy_reason: optional_text(row, 24)?,
+                    policy_reason: text(row, 24)?,
                 })
             })()
             .map_err(|e| MirrorError::Corrupt(format!("request index row: {e}")))?;

@@ -41,12 +41,24 @@ pub(crate) struct RequestRow {
     pub outcome: Option<String>,
     pub last_seq: i64,
     pub requester_auth: Option<String>,
+    pub policy_reason: String,
+    pub approved_by: String,
+    pub denied_by: String,
+    pub key_ids: String,
 }
 
 const COLUMNS: &str = "seq, id, digest, created_at, expires_at, action_type, resource, environment, \
     requester, on_behalf_of, tags, justification, parameters, policy_outcome, quorum, status, \
     decided_at, approvers, comments, approvals, denials, hardware_only, grant_id, redeemed_at, \
-    outcome, last_seq, requester_auth";
+    outcome, last_seq, requester_auth, policy_reason, approved_by, denied_by, key_ids";
+
+/// Appends `word` to a space-separated list.
+fn push_word(list: &mut String, word: &str) {
+    if !list.is_empty() {
+        list.push(' ');
+    }
+    list.push_str(word);
+}
 
 /// Parameters as searchable text: `key value` pairs, nested objects flattened with dots.
 fn parameters_text(value: &serde_json::Value, prefix: &str, out: &mut String) {
@@ -112,6 +124,7 @@ impl RequestRow {
                 .collect::<Vec<_>>()
                 .join(" "),
             justification: action.request.justification.clone(),
+            policy_reason: action.policy.reason.clone(),
             parameters,
             policy_outcome: policy_outcome.into(),
             quorum: i64::from(quorum),
@@ -216,16 +229,18 @@ impl Batch {
                     }
                     row.comments.push_str(&d.comment);
                 }
-                let verdict = match d.verdict {
+                let (verdict, by) = match d.verdict {
                     Verdict::Approve => {
                         row.approvals += 1;
-                        "approve"
+                        ("approve", &mut row.approved_by)
                     }
                     Verdict::Deny => {
                         row.denials += 1;
-                        "deny"
+                        ("deny", &mut row.denied_by)
                     }
                 };
+                push_word(by, &d.approver_id);
+                push_word(&mut row.key_ids, &d.key_id.to_string());
                 row.hardware_only &= key_kind.is_hardware();
                 self.approvers
                     .push((row.seq, d.approver_id.clone(), verdict));
@@ -286,7 +301,11 @@ impl Batch {
                     .push_bind(r.redeemed_at)
                     .push_bind(&r.outcome)
                     .push_bind(r.last_seq)
-                    .push_bind(&r.requester_auth);
+                    .push_bind(&r.requester_auth)
+                    .push_bind(&r.policy_reason)
+                    .push_bind(&r.approved_by)
+                    .push_bind(&r.denied_by)
+                    .push_bind(&r.key_ids);
             });
             q.push(
                 " ON CONFLICT (seq) DO UPDATE SET status = excluded.status, \
@@ -294,7 +313,9 @@ impl Batch {
                  comments = excluded.comments, approvals = excluded.approvals, \
                  denials = excluded.denials, hardware_only = excluded.hardware_only, \
                  grant_id = excluded.grant_id, redeemed_at = excluded.redeemed_at, \
-                 outcome = excluded.outcome, last_seq = excluded.last_seq \
+                 outcome = excluded.outcome, last_seq = excluded.last_seq, \
+                 approved_by = excluded.approved_by, denied_by = excluded.denied_by, \
+                 key_ids = excluded.key_ids \
                  WHERE excluded.last_seq > requests.last_seq",
             );
             q.build().execute(&mut *conn).await?;
@@ -372,5 +393,9 @@ pub(crate) fn decode(row: &sqlx::sqlite::SqliteRow) -> MirrorResult<RequestRow> 
         outcome: row.try_get("outcome")?,
         last_seq: row.try_get("last_seq")?,
         requester_auth: row.try_get("requester_auth")?,
+        policy_reason: row.try_get("policy_reason")?,
+        approved_by: row.try_get("approved_by")?,
+        denied_by: row.try_get("denied_by")?,
+        key_ids: row.try_get("key_ids")?,
     })
 }

@@ -694,6 +694,34 @@ async fn reports_from_a_known_data_set() {
         bob_row.split_whitespace().collect::<Vec<_>>(),
         ["bob", "3", "1", "4"]
     );
+
+    // A mirror indexed before the CSV's decision columns existed takes them from its stored
+    // events when it is upgraded: the same export, byte for byte.
+    drop(bob);
+    let db = dir.path().join("bob.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("db");
+    for column in ["policy_reason", "approved_by", "denied_by", "key_ids"] {
+        sqlx::query(&format!("ALTER TABLE requests DROP COLUMN {column}"))
+            .execute(&mut conn)
+            .await
+            .expect("drop");
+    }
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 3")
+        .execute(&mut conn)
+        .await
+        .expect("forget");
+    conn.close().await.expect("close");
+    let upgraded = Mirror::open(&db).await.expect("mirror");
+    let mut again = Vec::new();
+    csv_export::write(&upgraded, &all, &mut again, Control::none())
+        .await
+        .expect("csv");
+    assert_eq!(
+        String::from_utf8_lossy(&again),
+        String::from_utf8_lossy(&out)
+    );
 }
 
 /// `{"a": {"a": … 1 …}}` with `levels` objects: the body around it adds one level.
