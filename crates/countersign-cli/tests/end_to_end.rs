@@ -424,6 +424,9 @@ fn audit_sync_search_exports_and_offline_verification() {
     let csv = export("csv", "report.csv");
     assert!(String::from_utf8_lossy(&csv).contains(&id));
     assert!(export("pdf", "report.pdf").starts_with(b"%PDF-"));
+    // With a profile to sign it, the PDF comes with the evidence bundle it names by its hash.
+    let companion = w.root.join("report.evidence.jsonl");
+    assert!(companion.exists(), "the PDF's evidence bundle");
     let bundle = export("bundle", "evidence.jsonl");
     let path = w.root.join("evidence.jsonl").display().to_string();
     // Consistent in itself but tied to nothing: not "VERIFIED", and not exit 0 unless asked.

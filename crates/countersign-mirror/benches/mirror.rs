@@ -494,7 +494,7 @@ async fn bench_exports(mirror: &Mirror, db: &Path, dir: &Path, label: &str) {
     let stats = mirror.report_stats(&all, 2000, 60).await.expect("stats");
     let figures = start.elapsed().as_secs_f64();
     let start = Instant::now();
-    let bytes = pdf::write(mirror, &all, ts(1_800_000_000_000), Control::none())
+    let bytes = pdf::write(mirror, &all, ts(1_800_000_000_000), None, Control::none())
         .await
         .expect("pdf");
     let report = start.elapsed().as_secs_f64();

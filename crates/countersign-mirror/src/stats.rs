@@ -7,7 +7,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use crate::search::{
     RequestSummary, SearchQuery, fetch_summaries, push_from_where, summaries_query,
 };
-use crate::{Mirror, MirrorResult};
+use crate::{Mirror, MirrorError, MirrorResult};
 
 /// Requests per verdict.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -50,6 +50,33 @@ pub struct TypeRow {
     pub denied: u64,
     /// Expired.
     pub expired: u64,
+    /// Still waiting.
+    pub pending: u64,
+}
+
+/// One decision of a report, as the log recorded it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DecisionLine {
+    /// The request.
+    pub request_id: String,
+    /// Its action type.
+    pub action_type: String,
+    /// Its resource.
+    pub resource: String,
+    /// Who decided.
+    pub approver_id: String,
+    /// Approve or deny.
+    pub verdict: countersign_core::Verdict,
+    /// When the service recorded it.
+    pub recorded_at: countersign_core::Timestamp,
+    /// The signing key.
+    pub key_id: countersign_core::KeyId,
+    /// Its kind.
+    pub key_kind: countersign_core::KeyKind,
+    /// The attestation key that certified it at enrolment, when the enrolment carried one.
+    pub attested_by: Option<countersign_core::KeyId>,
+    /// The approver's comment.
+    pub comment: String,
 }
 
 /// Everything a report shows.
@@ -151,7 +178,7 @@ impl Mirror {
 
         let types = filtered(
             "SELECT r.action_type, COUNT(*), SUM(r.status = 'approved'), \
-             SUM(r.status = 'denied'), SUM(r.status = 'expired')",
+             SUM(r.status = 'denied'), SUM(r.status = 'expired'), SUM(r.status = 'pending')",
             q,
         )
         .push(" GROUP BY r.action_type ORDER BY COUNT(*) DESC, r.action_type")
@@ -166,6 +193,7 @@ impl Mirror {
                 approved: row.try_get::<i64, _>(2)? as u64,
                 denied: row.try_get::<i64, _>(3)? as u64,
                 expired: row.try_get::<i64, _>(4)? as u64,
+                pending: row.try_get::<i64, _>(5)? as u64,
             })
         })
         .collect::<MirrorResult<Vec<_>>>()?;
@@ -231,6 +259,68 @@ impl Mirror {
             span,
             authentication,
         })
+    }
+}
+
+impl Mirror {
+    /// The decisions on the requests matching `q`, in log order, at most `limit`, and how many
+    /// there are in all.
+    pub async fn decision_lines(
+        &self,
+        q: &SearchQuery,
+        limit: u32,
+    ) -> MirrorResult<(Vec<DecisionLine>, u64)> {
+        use countersign_core::{AuditEvent, EventKind};
+        let total: i64 = filtered("SELECT COALESCE(SUM(r.approvals + r.denials), 0)", q)
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await?;
+        let mut attested = std::collections::HashMap::new();
+        for e in self.key_events().await? {
+            if let Ok(AuditEvent {
+                event:
+                    EventKind::KeyEnrolled {
+                        key_id,
+                        attestation_key,
+                        ..
+                    },
+                ..
+            }) = serde_json::from_str::<AuditEvent>(&e.body)
+            {
+                attested.insert(key_id, attestation_key);
+            }
+        }
+        let mut b = QueryBuilder::new(
+            "SELECT r.action_type, r.resource, e.body FROM events e JOIN requests r ON r.id = e.action_id \
+             WHERE e.kind = 'decision_recorded' AND r.seq IN (SELECT r.seq",
+        );
+        push_from_where(&mut b, q, false);
+        b.push(") ORDER BY e.seq LIMIT ");
+        b.push_bind(i64::from(limit));
+        let rows = b.build().fetch_all(&self.pool).await?;
+        let mut lines = Vec::with_capacity(rows.len());
+        for row in rows {
+            let body: String = row.try_get(2)?;
+            let event: AuditEvent = serde_json::from_str(&body)
+                .map_err(|e| MirrorError::Corrupt(format!("stored decision: {e}")))?;
+            let EventKind::DecisionRecorded { decision, key_kind } = event.event else {
+                continue;
+            };
+            let d = decision.decision;
+            lines.push(DecisionLine {
+                request_id: d.request_id.to_string(),
+                action_type: row.try_get(0)?,
+                resource: row.try_get(1)?,
+                approver_id: d.approver_id,
+                verdict: d.verdict,
+                recorded_at: event.recorded_at,
+                attested_by: attested.get(&d.key_id).copied().flatten(),
+                key_id: d.key_id,
+                key_kind,
+                comment: d.comment,
+            });
+        }
+        Ok((lines, u64::try_from(total).unwrap_or(0)))
     }
 }
 

@@ -15,6 +15,9 @@ const REGULAR: Name<'static> = Name(b"F1");
 const BOLD: Name<'static> = Name(b"F2");
 /// Denials and expiries listed one by one; the rest are counted.
 const EXCEPTIONS_LISTED: u32 = 2000;
+/// Decisions listed one by one (a few hundred pages); beyond, the report says how many more
+/// there are and the CSV and the bundle list them all.
+const DECISIONS_LISTED: u32 = 10_000;
 
 /// Text as Windows-1252 bytes (ASCII and Latin-1 pass; anything else becomes `?`), with
 /// control, bidirectional and invisible characters first made visible as escapes.
@@ -28,13 +31,60 @@ fn win_ansi(text: &str) -> Vec<u8> {
         .collect()
 }
 
-fn clip(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_owned()
-    } else {
-        let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
-        s.push('~');
-        s
+/// `text` in lines of at most `max` characters, broken at spaces where it can be and inside
+/// words (ids, paths) where it cannot: nothing is cut off.
+fn wrap(text: &str, max: usize) -> Vec<String> {
+    let max = max.max(1);
+    let mut lines = Vec::new();
+    for paragraph in text.split('\n') {
+        let mut line = String::new();
+        for word in paragraph.split_whitespace() {
+            let mut word: Vec<char> = word.chars().collect();
+            loop {
+                let used = line.chars().count();
+                let room = if used == 0 {
+                    max
+                } else {
+                    max.saturating_sub(used + 1)
+                };
+                if word.len() <= room {
+                    if used > 0 {
+                        line.push(' ');
+                    }
+                    line.extend(word.iter());
+                    break;
+                }
+                if used > 0 {
+                    lines.push(std::mem::take(&mut line));
+                    continue;
+                }
+                lines.push(word.drain(..max).collect());
+            }
+        }
+        lines.push(line);
+    }
+    while lines.len() > 1 && lines.last().is_some_and(String::is_empty) {
+        lines.pop();
+    }
+    lines
+}
+
+/// A table: where each column starts, and its header, repeated on every page it spans.
+struct Table<'a> {
+    columns: &'a [f32],
+    header: &'a [&'a str],
+}
+
+impl Table<'_> {
+    /// How many characters fit in column `i` at 9 points (Helvetica averages about 5 points a
+    /// character in this text; a little room is left).
+    fn chars(&self, i: usize) -> usize {
+        let end = self
+            .columns
+            .get(i + 1)
+            .copied()
+            .unwrap_or(WIDTH - 2.0 * MARGIN);
+        (((end - self.columns[i]) - 6.0) / 5.0).max(4.0) as usize
     }
 }
 
@@ -106,6 +156,45 @@ impl Layout {
             self.text_at(MARGIN + x, font, 9.0, cell);
         }
     }
+
+    /// Starts `table` with its header.
+    fn table_header(&mut self, table: &Table<'_>) {
+        let cells: Vec<String> = table.header.iter().map(|h| (*h).to_owned()).collect();
+        self.row(BOLD, table.columns, &cells);
+    }
+
+    /// A row of `table`, each cell wrapped to its column; a row never splits across pages, and
+    /// a table that goes on to a new page repeats its header there.
+    fn table_row(&mut self, table: &Table<'_>, cells: &[String]) {
+        let wrapped: Vec<Vec<String>> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| wrap(c, table.chars(i)))
+            .collect();
+        let lines = wrapped.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let height = 11.0 * lines as f32 + 2.0;
+        if self.y - height < MARGIN {
+            self.new_page();
+            self.table_header(table);
+        }
+        self.y -= 2.0;
+        for i in 0..lines {
+            self.y -= 11.0;
+            for (x, cell) in table.columns.iter().zip(&wrapped) {
+                if let Some(text) = cell.get(i) {
+                    self.text_at(MARGIN + x, REGULAR, 9.0, text);
+                }
+            }
+        }
+    }
+
+    /// A paragraph of `size`-point text wrapped to the page.
+    fn paragraph(&mut self, font: Name<'static>, size: f32, text: &str) {
+        let per_line = ((WIDTH - 2.0 * MARGIN) / (size * 0.52)) as usize;
+        for line in wrap(text, per_line) {
+            self.line(font, size, &line);
+        }
+    }
 }
 
 /// A duration for people: `850 ms`, `42.0 s`, `3 min 05 s`, `2 h 10 min`.
@@ -160,7 +249,7 @@ fn period_text(q: &SearchQuery, stats: &ReportStats) -> String {
 
 fn volume_chart(l: &mut Layout, stats: &ReportStats) {
     let height = 120.0;
-    l.room(height + 40.0);
+    l.room(height + 50.0);
     let max = stats
         .volume
         .iter()
@@ -175,46 +264,82 @@ fn volume_chart(l: &mut Layout, stats: &ReportStats) {
         .map(|(a, b)| (b - a) / stats.bucket_ms + 1)
         .unwrap_or(1)
         .max(1) as f32;
-    let chart_width = WIDTH - 2.0 * MARGIN;
+    // The y axis's labels take the first 36 points.
+    let left = MARGIN + 36.0;
+    let chart_width = WIDTH - MARGIN - left;
     let bar = chart_width / span;
     let first = stats.span.map_or(0, |(a, _)| a);
     {
         let c = l.page();
-        c.set_stroke_rgb(0.6, 0.6, 0.6);
+        c.set_stroke_rgb(0.4, 0.4, 0.4);
         c.set_line_width(0.5);
-        c.move_to(MARGIN, bottom);
-        c.line_to(MARGIN + chart_width, bottom);
+        // Axes, and a tick at half and full height.
+        c.move_to(left, top);
+        c.line_to(left, bottom);
+        c.line_to(left + chart_width, bottom);
+        c.stroke();
+        c.set_stroke_rgb(0.85, 0.85, 0.85);
+        for fraction in [0.5, 1.0] {
+            c.move_to(left, bottom + height * fraction);
+            c.line_to(left + chart_width, bottom + height * fraction);
+        }
         c.stroke();
         c.set_fill_rgb(0.20, 0.40, 0.70);
         for (start, n) in &stats.volume {
             let i = ((start - first) / stats.bucket_ms) as f32;
             let h = height * (*n as f32) / (max as f32);
-            c.rect(
-                MARGIN + i * bar + bar * 0.1,
-                bottom,
-                (bar * 0.8).max(0.5),
-                h,
-            );
+            c.rect(left + i * bar + bar * 0.1, bottom, (bar * 0.8).max(0.5), h);
             c.fill_nonzero();
         }
         c.set_fill_rgb(0.0, 0.0, 0.0);
     }
-    l.y = top;
-    l.text_at(MARGIN, REGULAR, 8.0, &format!("max {max} per bucket"));
+    // Y labels: requests per bucket at 0, half and the maximum.
+    for (value, y) in [
+        (0, bottom),
+        (max / 2, bottom + height * (max / 2) as f32 / max as f32),
+        (max, top),
+    ] {
+        l.y = y - 3.0;
+        l.text_at(MARGIN, REGULAR, 8.0, &value.to_string());
+    }
+    // X labels: the first bucket, the middle and the last.
     l.y = bottom - 12.0;
     if let Some((a, b)) = stats.span {
-        l.text_at(MARGIN, REGULAR, 8.0, &time_text(a));
-        l.text_at(WIDTH - MARGIN - 110.0, REGULAR, 8.0, &time_text(b));
+        l.text_at(left, REGULAR, 8.0, &time_text(a));
+        l.text_at(
+            left + chart_width / 2.0 - 45.0,
+            REGULAR,
+            8.0,
+            &time_text(a + (b - a) / 2),
+        );
+        l.text_at(WIDTH - MARGIN - 90.0, REGULAR, 8.0, &time_text(b));
     }
     l.y -= 4.0;
     l.line(
         REGULAR,
         8.0,
         &format!(
-            "Requests per {} (by creation time).",
+            "Requests per {} (y) by creation time (x); at most {max} in one {}.",
+            duration_text(stats.bucket_ms),
             duration_text(stats.bucket_ms)
         ),
     );
+}
+
+/// The evidence bundle written with a report, which the report names so each proves the
+/// other: the bundle's hash is in the PDF, and both are anchored to one checkpoint.
+#[derive(Clone, Debug)]
+pub struct Evidence {
+    /// The bundle's file name.
+    pub file: String,
+    /// SHA-256 of the whole file, hex.
+    pub sha256: String,
+    /// Requests in it.
+    pub requests: u64,
+    /// Event lines in it.
+    pub events: u64,
+    /// The size of the checkpoint it is anchored to.
+    pub tree_size: u64,
 }
 
 /// Builds the PDF report for the requests matching `q`.
@@ -222,9 +347,18 @@ pub async fn write(
     mirror: &Mirror,
     q: &SearchQuery,
     now: Timestamp,
+    evidence: Option<&Evidence>,
     control: Control<'_>,
 ) -> Result<Vec<u8>, ReportError> {
     let anchor: Anchor = mirror.anchor().await?;
+    if let Some(e) = evidence
+        && e.tree_size != anchor.checkpoint.checkpoint.tree_size
+    {
+        return Err(ReportError::Io(std::io::Error::other(format!(
+            "the evidence bundle is anchored to checkpoint {} but the mirror now to {}: export again",
+            e.tree_size, anchor.checkpoint.checkpoint.tree_size
+        ))));
+    }
     let stats = mirror.report_stats(q, EXCEPTIONS_LISTED, 60).await?;
     let total = stats.totals.total;
     (control.progress)(ExportProgress { done: 0, total });
@@ -244,11 +378,7 @@ pub async fn write(
         10.0,
         &format!("Period: {}", period_text(q, &stats)),
     );
-    l.line(
-        REGULAR,
-        10.0,
-        &format!("Filters: {}", clip(&filters_text(q), 90)),
-    );
+    l.paragraph(REGULAR, 10.0, &format!("Filters: {}", filters_text(q)));
     l.line(REGULAR, 10.0, &format!("Generated: {now}"));
     l.line(
         REGULAR,
@@ -284,18 +414,46 @@ pub async fn write(
         9.0,
         "Every event behind these figures was verified against this checkpoint; the evidence bundle proves it offline.",
     );
+    match evidence {
+        Some(e) => {
+            l.line(
+                BOLD,
+                10.0,
+                &format!(
+                    "Evidence bundle: {} ({} requests, {} events, anchored to checkpoint {})",
+                    e.file, e.requests, e.events, e.tree_size
+                ),
+            );
+            l.line(REGULAR, 9.0, &format!("SHA-256 {}", e.sha256));
+            l.paragraph(
+                REGULAR,
+                9.0,
+                &format!(
+                    "To check: sha256sum {} must print this hash, and `countersign audit verify {} --server-key-id {}` must print VERIFIED.",
+                    e.file,
+                    e.file,
+                    anchor.server_key.key_id()
+                ),
+            );
+        }
+        None => l.line(
+            REGULAR,
+            9.0,
+            "No evidence bundle was written with this report (export one with the same filters).",
+        ),
+    }
 
     l.heading("How agents authenticated");
     for (how, n) in &stats.authentication {
         let text = match how.as_deref() {
             Some("api_token") => "API token issued by this service".to_owned(),
             Some(other) => match other.strip_prefix("workload_token:") {
-                Some(issuer) => format!("Workload identity token from {}", clip(issuer, 60)),
-                None => clip(other, 70),
+                Some(issuer) => format!("Workload identity token from {issuer}"),
+                None => other.to_owned(),
             },
             None => "Not recorded (requests from before it was kept)".to_owned(),
         };
-        l.line(REGULAR, 10.0, &format!("{text}: {n}"));
+        l.paragraph(REGULAR, 10.0, &format!("{text}: {n}"));
     }
 
     l.heading("Totals by verdict");
@@ -334,23 +492,16 @@ pub async fn write(
     volume_chart(&mut l, &stats);
 
     l.heading("Per approver");
-    let cols = [0.0, 220.0, 300.0, 380.0];
-    l.row(
-        BOLD,
-        &cols,
-        &[
-            "Approver".into(),
-            "Approvals".into(),
-            "Denials".into(),
-            "Decisions".into(),
-        ],
-    );
+    let table = Table {
+        columns: &[0.0, 220.0, 300.0, 380.0],
+        header: &["Approver", "Approvals", "Denials", "Decisions"],
+    };
+    l.table_header(&table);
     for a in &stats.approvers {
-        l.row(
-            REGULAR,
-            &cols,
+        l.table_row(
+            &table,
             &[
-                clip(&a.approver_id, 40),
+                a.approver_id.clone(),
                 a.approvals.to_string(),
                 a.denials.to_string(),
                 (a.approvals + a.denials).to_string(),
@@ -359,29 +510,89 @@ pub async fn write(
     }
 
     l.heading("Per action type");
-    let cols = [0.0, 220.0, 290.0, 360.0, 430.0];
-    l.row(
-        BOLD,
-        &cols,
-        &[
-            "Action type".into(),
-            "Requests".into(),
-            "Approved".into(),
-            "Denied".into(),
-            "Expired".into(),
+    let table = Table {
+        columns: &[0.0, 200.0, 260.0, 320.0, 380.0, 440.0],
+        header: &[
+            "Action type",
+            "Requests",
+            "Approved",
+            "Denied",
+            "Expired",
+            "Pending",
         ],
-    );
+    };
+    l.table_header(&table);
     for r in &stats.types {
-        l.row(
-            REGULAR,
-            &cols,
+        l.table_row(
+            &table,
             &[
-                clip(&r.action_type, 40),
+                r.action_type.clone(),
                 r.total.to_string(),
                 r.approved.to_string(),
                 r.denied.to_string(),
                 r.expired.to_string(),
+                r.pending.to_string(),
             ],
+        );
+    }
+
+    let (decisions, decisions_total) = mirror.decision_lines(q, DECISIONS_LISTED).await?;
+    l.heading(&format!("Every decision ({decisions_total})"));
+    l.paragraph(
+        REGULAR,
+        8.0,
+        "Key: the kind of key that signed, its id (SHA-256 of the public key) and its attestation: \
+         \"claimed\" when the enrolling device's word is all there is, \"TPM-certified by AK ...\" when a \
+         TPM attestation key certified it at enrolment (TPM2_Certify, verified by the service and \
+         carried in the log's key_enrolled event).",
+    );
+    let table = Table {
+        columns: &[0.0, 78.0, 190.0, 280.0, 322.0],
+        header: &[
+            "Recorded",
+            "Request",
+            "Approver",
+            "Verdict",
+            "Key · comment",
+        ],
+    };
+    l.table_header(&table);
+    for d in &decisions {
+        let attestation = match &d.attested_by {
+            Some(ak) => format!("TPM-certified by AK {}", ak.short()),
+            None => "claimed".to_owned(),
+        };
+        let comment = if d.comment.is_empty() {
+            String::new()
+        } else {
+            format!("\n\"{}\"", d.comment)
+        };
+        l.table_row(
+            &table,
+            &[
+                d.recorded_at.to_string(),
+                format!("{} {} ({})", d.action_type, d.resource, &d.request_id[..8]),
+                d.approver_id.clone(),
+                match d.verdict {
+                    countersign_core::Verdict::Approve => "approve".into(),
+                    countersign_core::Verdict::Deny => "deny".into(),
+                },
+                format!(
+                    "{} {} · {attestation}{comment}",
+                    d.key_kind.label(),
+                    d.key_id.short()
+                ),
+            ],
+        );
+    }
+    if decisions_total > decisions.len() as u64 {
+        l.paragraph(
+            REGULAR,
+            9.0,
+            &format!(
+                "... and {} more decisions: the CSV export and the evidence bundle list every one.",
+                decisions_total - decisions.len() as u64
+            ),
         );
     }
 
@@ -389,38 +600,36 @@ pub async fn write(
         "Denials and expiries ({})",
         stats.exceptions_total
     ));
-    let cols = [0.0, 100.0, 145.0, 255.0, 395.0];
-    l.row(
-        BOLD,
-        &cols,
-        &[
-            "Created".into(),
-            "Verdict".into(),
-            "Action type".into(),
-            "Resource".into(),
-            "Requester / by".into(),
+    let table = Table {
+        columns: &[0.0, 100.0, 145.0, 255.0, 395.0],
+        header: &[
+            "Created",
+            "Verdict",
+            "Action type",
+            "Resource",
+            "Requester / by",
         ],
-    );
+    };
+    l.table_header(&table);
     for r in &stats.exceptions {
         let by = if r.approvers.is_empty() {
             r.requester.clone()
         } else {
             format!("{} / {}", r.requester, r.approvers.join(" "))
         };
-        l.row(
-            REGULAR,
-            &cols,
+        l.table_row(
+            &table,
             &[
-                r.created_at.to_string().chars().take(16).collect(),
+                r.created_at.to_string(),
                 r.status.clone(),
-                clip(&r.action_type, 22),
-                clip(&r.resource, 28),
-                clip(&by, 28),
+                r.action_type.clone(),
+                r.resource.clone(),
+                by,
             ],
         );
     }
     if stats.exceptions_total > stats.exceptions.len() as u64 {
-        l.line(
+        l.paragraph(
             REGULAR,
             9.0,
             &format!(
@@ -496,6 +705,52 @@ mod tests {
         assert_eq!(duration_text(42_000), "42.0 s");
         assert_eq!(duration_text(185_000), "3 min 05 s");
         assert_eq!(duration_text(7_800_000), "2 h 10 min");
+    }
+
+    #[test]
+    fn wrapping_keeps_every_character() {
+        for (text, width) in [
+            ("carol@example.com approved cluster/prod/web-1", 8),
+            ("a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0", 10),
+            ("line one\nline two", 40),
+        ] {
+            let lines = wrap(text, width);
+            assert!(
+                lines.iter().all(|l| l.chars().count() <= width),
+                "{lines:?}"
+            );
+            let kept: String = lines
+                .concat()
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            let given: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            assert_eq!(kept, given);
+        }
+    }
+
+    #[test]
+    fn a_table_repeats_its_header_on_every_page_it_spans() {
+        let mut l = Layout::new();
+        let table = Table {
+            columns: &[0.0, 200.0],
+            header: &["Approver", "Decisions"],
+        };
+        l.table_header(&table);
+        for i in 0..300 {
+            l.table_row(
+                &table,
+                &[format!("approver-{i}@example.com"), i.to_string()],
+            );
+        }
+        assert!(l.pages.len() >= 4, "{} pages", l.pages.len());
+        for page in l.pages {
+            let bytes = page.finish();
+            assert!(
+                bytes.windows(10).any(|w| w == b"(Approver)"),
+                "a page without the header"
+            );
+        }
     }
 
     #[test]

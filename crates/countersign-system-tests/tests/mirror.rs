@@ -654,7 +654,22 @@ async fn reports_from_a_known_data_set() {
     assert!(err.message.contains("truncated"), "{err}");
 
     // PDF: its text holds the totals of the data set.
-    let bytes = pdf::write(&bob, &all, now, Control::none())
+    // The PDF names the bundle by its hash; both are anchored to the same checkpoint.
+    let sha256 = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&evidence)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let named = pdf::Evidence {
+        file: "evidence.jsonl".into(),
+        sha256: sha256.clone(),
+        requests: written.requests,
+        events: written.events,
+        tree_size: written.tree_size,
+    };
+    let bytes = pdf::write(&bob, &all, now, Some(&named), Control::none())
         .await
         .expect("pdf");
     let path = dir.path().join("report.pdf");
@@ -680,12 +695,21 @@ async fn reports_from_a_known_data_set() {
         "db.export",
         "postgres://prod/customers",
         "countersign.test/log",
+        "Every decision (7)",
+        "no ticket for a PII export",
+        "Evidence bundle: evidence.jsonl (7 requests",
+        &format!("SHA-256 {sha256}"),
     ] {
         assert!(
             text.contains(expected),
             "{expected:?} missing from the PDF text:\n{text}"
         );
     }
+    // Every decision with its key: the harness's keys are software, claimed.
+    assert!(
+        text.matches("claimed").count() >= 7,
+        "each decision says its key's attestation:\n{text}"
+    );
     let bob_row = text
         .lines()
         .find(|l| l.trim_start().starts_with("bob"))

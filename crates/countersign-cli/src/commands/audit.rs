@@ -417,11 +417,12 @@ async fn export(
         Format::Bundle => exports::Format::Bundle,
         Format::Pdf => exports::Format::Pdf,
     };
-    // Only a bundle is signed: the key (and its PIN) is asked for only then.
+    // A bundle is signed, and so is the evidence a PDF comes with when there is a profile to
+    // sign it: the key (and its PIN) is asked for only then.
+    let profile_path = profile.profile.unwrap_or_else(profile::default_path);
     let profile = match format {
-        Format::Bundle => Some(Profile::load(
-            &profile.profile.unwrap_or_else(profile::default_path),
-        )?),
+        Format::Bundle => Some(Profile::load(&profile_path)?),
+        Format::Pdf if profile_path.exists() => Some(Profile::load(&profile_path)?),
         _ => None,
     };
     let signer = profile.as_ref().map(Profile::signer).transpose()?;
@@ -446,6 +447,13 @@ async fn export(
     eprintln!();
     result?;
     println!("wrote {}", out.display());
+    let evidence = countersign_approver::export::evidence_path(out);
+    if format == Format::Pdf && evidence.exists() {
+        println!(
+            "wrote {} (the evidence the PDF names by its hash)",
+            evidence.display()
+        );
+    }
     Ok(0)
 }
 
