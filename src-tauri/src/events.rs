@@ -94,4 +94,8 @@ pub struct HistoryStatus {
     pub last_error: Option<String>,
     /// Verification failures, newest first: shown loudly until explained.
     pub alarms: Vec<RaisedAlarm>,
+    /// Other witnesses whose cosigned checkpoints the last sync found consistent.
+    pub witnesses: Vec<countersign_mirror::witness::WitnessCheck>,
+    /// With a pinned witness policy: the size its threshold of witnesses vouch for.
+    pub witnessed_size: Option<u64>,
 }

@@ -69,6 +69,9 @@ pub struct History {
     events: EventSink,
 }
 
+/// The witness policy file the console pins, beside its history files.
+pub const WITNESS_POLICY_FILE: &str = "witness-policy.json";
+
 /// Where exports are written: `COUNTERSIGN_EXPORT_DIR`, the XDG downloads folder, `~/Downloads`.
 pub fn exports_dir() -> PathBuf {
     std::env::var_os("COUNTERSIGN_EXPORT_DIR")
@@ -203,6 +206,8 @@ impl History {
                 Ok(report) => {
                     s.verified_size = report.to_size;
                     s.checkpoint = Some(report.checkpoint);
+                    s.witnesses = report.witnesses;
+                    s.witnessed_size = report.witnessed_size;
                     s.last_sync = Some(now());
                     s.last_error = None;
                 }
@@ -219,6 +224,24 @@ impl History {
         ctx: &SyncContext,
     ) -> Result<countersign_mirror::SyncReport, ConsoleError> {
         let mirror = self.mirror().await?;
+        // The deployment's witness policy, when its operator placed one beside the history
+        // (out of band: configuration management, the enrolment bundle).
+        let pinned = self
+            .path()
+            .parent()
+            .map(|dir| dir.join(WITNESS_POLICY_FILE))
+            .filter(|p| p.exists());
+        if let Some(path) = pinned {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConsoleError::Settings(format!("{}: {e}", path.display())))?;
+            let policy = serde_json::from_str(&text).map_err(|e| {
+                ConsoleError::Settings(format!("{} is not a witness policy: {e}", path.display()))
+            })?;
+            mirror
+                .pin_witness_policy(&policy)
+                .await
+                .map_err(ConsoleError::History)?;
+        }
         let approver = history::Approver {
             server: &ctx.server,
             approver_id: &ctx.approver_id,

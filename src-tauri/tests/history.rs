@@ -57,6 +57,24 @@ async fn history_is_verified_searchable_exportable_and_alarms_on_a_rewrite() {
     );
     let (status, err) = wait_exit(agent, Duration::from_secs(30));
     assert_eq!(status, Some(0), "{err}");
+    // The operator's witness policy (bob's console, one of one) placed beside the history, as
+    // configuration management would: later syncs count the log witnessed only through it.
+    ok(&[
+        "admin",
+        "--data-dir",
+        &w.dir.path().join("data").display().to_string(),
+        "witness-policy",
+        "--threshold",
+        "1",
+        "--witness",
+        "bob@example.com",
+        "--out",
+        &w.dir
+            .path()
+            .join("console/witness-policy.json")
+            .display()
+            .to_string(),
+    ]);
     let agent = w.agent("iam.policy.attach", None, &w.dir.path().join("denied"));
     until_page(&c, "the second request arrives", |t| {
         t.contains("iam.policy.attach")
@@ -74,8 +92,8 @@ async fn history_is_verified_searchable_exportable_and_alarms_on_a_rewrite() {
         t.contains("2 requests")
     })
     .await;
-    until_page(&c, "the log is verified", |t| {
-        t.contains("Log verified to checkpoint")
+    until_page(&c, "the log is verified and witnessed", |t| {
+        t.contains("Log verified to checkpoint") && t.contains("witnessed to")
     })
     .await;
 

@@ -457,6 +457,22 @@ fn audit_sync_search_exports_and_offline_verification() {
     let other_key = "0".repeat(64);
     let wrong = cs(&["audit", "verify", &path, "--server-key-id", &other_key]);
     assert_eq!(wrong.status.code(), Some(3));
+    // The operator's witness policy (bob's console, one of one), pinned on the mirror: the next
+    // sync says how far the witnesses vouch for the history.
+    let policy = w.root.join("witness-policy.json").display().to_string();
+    w.admin(&[
+        "witness-policy",
+        "--threshold",
+        "1",
+        "--witness",
+        "bob",
+        "--out",
+        &policy,
+    ]);
+    let pinned = ok(&["audit", "pin-witness-policy", "--mirror", &mirror, &policy]);
+    assert!(pinned.contains("1 of bob"), "{pinned}");
+    let witnessed = ok(&["audit", "sync", "--mirror", &mirror, "--profile", &bob]);
+    assert!(witnessed.contains("witnessed:"), "{witnessed}");
     // The proof of the one request, as an auditor attaches it to a control sample.
     let proof = w.root.join("proof.jsonl").display().to_string();
     ok(&[

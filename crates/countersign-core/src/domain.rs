@@ -19,6 +19,8 @@ pub const ENROL: &[u8] = b"countersign/enrol/v1\n";
 pub const ENROL_IDP: &[u8] = b"countersign/enrol-idp/v1\n";
 /// A fresh sign-in at the organisation's OpenID Provider vouching for an enrolled key again.
 pub const SIGN_IN_IDP: &[u8] = b"countersign/sign-in-idp/v1\n";
+/// A witness policy, signed by the service key for whoever operates the deployment.
+pub const WITNESS_POLICY: &[u8] = b"countersign/witness-policy/v1\n";
 /// Prefix of the hash that makes a TPM attestation's nonce from an enrolment's proof payload.
 pub const ATTESTATION: &[u8] = b"countersign/attest/v1\n";
 /// Prefix of the challenge an approver's key signs to open a session.

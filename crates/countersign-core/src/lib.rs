@@ -27,6 +27,7 @@ pub mod timestamp;
 pub mod tpm_attestation;
 pub mod validate;
 pub mod verification;
+pub mod witness_policy;
 
 pub use action::{Action, ActionRequest, ActionStatus, ActionType, Diff, Tag};
 pub use audit::{Actor, AuditEvent, EncodedEvent, EventKind, ExecutionOutcome};

@@ -25,6 +25,9 @@ pub enum AlarmKind {
     /// The service does not serve the cosignature this console has just given it: witness
     /// evidence is being hidden from other consoles.
     CosignatureHidden,
+    /// Fewer witnesses than the pinned witness policy requires have cosigned a checkpoint of
+    /// the history verified here.
+    Unwitnessed,
 }
 
 /// A failed verification: what disagreed, in words for people.
@@ -58,6 +61,7 @@ impl Alarm {
             AlarmKind::BadEvent => "bad_event",
             AlarmKind::SplitView => "split_view",
             AlarmKind::CosignatureHidden => "cosignature_hidden",
+            AlarmKind::Unwitnessed => "unwitnessed",
         }
     }
 }

@@ -158,6 +158,46 @@ impl Mirror {
             .collect()
     }
 
+    /// Pins `policy` (replacing any before): from the next sync on, a checkpoint counts as
+    /// verified only with cosignatures from its threshold of witnesses. Checked against the
+    /// log this mirror holds when it has synced already (and at every sync).
+    pub async fn pin_witness_policy(
+        &self,
+        policy: &countersign_core::witness_policy::SignedWitnessPolicy,
+    ) -> MirrorResult<()> {
+        policy.policy.check().map_err(MirrorError::Invalid)?;
+        if let Some(trust) = self.trust().await? {
+            policy
+                .verify(&trust.origin, &trust.server_key)
+                .map_err(MirrorError::Invalid)?;
+        }
+        let body = serde_json::to_string(policy)
+            .map_err(|e| MirrorError::Invalid(format!("witness policy: {e}")))?;
+        sqlx::query(
+            "INSERT INTO witness_policy (id, body) VALUES (1, ?)
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+        )
+        .bind(body)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The pinned witness policy, if any.
+    pub async fn witness_policy(
+        &self,
+    ) -> MirrorResult<Option<countersign_core::witness_policy::SignedWitnessPolicy>> {
+        let body: Option<String> =
+            sqlx::query_scalar("SELECT body FROM witness_policy WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        body.map(|b| {
+            serde_json::from_str(&b)
+                .map_err(|e| MirrorError::Corrupt(format!("pinned witness policy: {e}")))
+        })
+        .transpose()
+    }
+
     /// Records an alarm (in its own transaction: whatever failed was rolled back).
     pub(crate) async fn raise(&self, alarm: &Alarm, now: Timestamp) -> MirrorResult<()> {
         tracing::error!(kind = alarm.kind_text(), message = %alarm.message, "audit log verification failed");

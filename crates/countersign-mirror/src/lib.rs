@@ -20,7 +20,7 @@ mod search;
 mod stats;
 mod sync;
 pub mod verifier;
-mod witness;
+pub mod witness;
 
 pub use alarm::{Alarm, AlarmKind};
 pub use database::{Mirror, MirrorStatus, RaisedAlarm};

@@ -65,6 +65,8 @@ pub struct SyncReport {
     pub cosigned: bool,
     /// Other witnesses' checkpoints found consistent with this one.
     pub witnesses: Vec<WitnessCheck>,
+    /// With a pinned witness policy: the largest size its threshold of witnesses vouch for.
+    pub witnessed_size: Option<u64>,
 }
 
 fn alarm(kind: AlarmKind, message: impl Into<String>) -> MirrorError {
@@ -188,12 +190,25 @@ impl Mirror {
                 .await?;
             conn.commit().await?;
         }
+        let witnessed_size = match self.witness_policy().await? {
+            None => None,
+            Some(policy) => {
+                policy
+                    .verify(&trust.origin, &trust.server_key)
+                    .map_err(MirrorError::Invalid)?;
+                let ours = witness
+                    .filter(|_| cosigned)
+                    .map(|w| (w.approver_id.as_str(), w.public_key.key_id(), target));
+                Some(witness::witnessed_size(&policy.policy, &witnesses, ours)?)
+            }
+        };
         Ok(SyncReport {
             from_size,
             to_size: trust.verified_size,
             checkpoint: signed.checkpoint,
             cosigned,
             witnesses,
+            witnessed_size,
         })
     }
 

@@ -17,12 +17,60 @@ use crate::verifier::KnownKey;
 use crate::{MirrorError, MirrorResult};
 
 /// Another witness's checkpoint found consistent with this mirror's.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize)]
 pub struct WitnessCheck {
     /// The witness.
     pub approver_id: String,
+    /// The key it cosigned with.
+    pub key_id: KeyId,
     /// The size it cosigned.
     pub tree_size: u64,
+}
+
+/// How far the pinned witness policy's witnesses vouch for the history verified here: the
+/// largest size that at least `threshold` of them cosigned (a checkpoint they cosigned that is
+/// consistent with ours vouches for every size up to its own); an alarm when too few did.
+pub(crate) fn witnessed_size(
+    policy: &countersign_core::witness_policy::WitnessPolicy,
+    checks: &[WitnessCheck],
+    ours: Option<(&str, KeyId, u64)>,
+) -> MirrorResult<u64> {
+    let mut best: HashMap<&str, u64> = HashMap::new();
+    let ours = ours.map(|(name, key_id, size)| WitnessCheck {
+        approver_id: name.to_owned(),
+        key_id,
+        tree_size: size,
+    });
+    for c in checks.iter().chain(ours.as_ref()) {
+        if policy.counts(&c.approver_id, &c.key_id) {
+            let size = best.entry(c.approver_id.as_str()).or_default();
+            *size = (*size).max(c.tree_size);
+        }
+    }
+    let mut sizes: Vec<u64> = best.values().copied().collect();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    let threshold = policy.threshold as usize;
+    match sizes.get(threshold.saturating_sub(1)) {
+        Some(size) if threshold > 0 => Ok(*size),
+        _ => Err(MirrorError::Alarm(Alarm::new(
+            AlarmKind::Unwitnessed,
+            format!(
+                "the witness policy needs cosignatures from {threshold} of {} ({}), but {} of them cosigned a checkpoint of the history verified here ({}): the service may be hiding a rewritten history",
+                policy.names().len(),
+                policy.names().join(", "),
+                best.len(),
+                if best.is_empty() {
+                    "none".to_owned()
+                } else {
+                    let mut who: Vec<String> =
+                        best.iter().map(|(n, s)| format!("{n} at {s}")).collect();
+                    who.sort();
+                    who.join(", ")
+                }
+            ),
+        ))),
+    }
 }
 
 fn split(message: String) -> MirrorError {
@@ -151,8 +199,73 @@ pub(crate) async fn cosign_and_compare(
         }
         checked.push(WitnessCheck {
             approver_id: view.approver_id,
+            key_id: view.key_id,
             tree_size: t.tree_size,
         });
     }
     Ok((cosigned, checked, lines))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use countersign_core::witness_policy::{FORMAT, PolicyWitness, WitnessPolicy};
+
+    fn key(n: u8) -> KeyId {
+        KeyId(countersign_core::Digest([n; 32]))
+    }
+
+    fn policy(threshold: u32) -> WitnessPolicy {
+        WitnessPolicy {
+            format: FORMAT.into(),
+            origin: "o".into(),
+            threshold,
+            witnesses: ["alice", "bob", "carol"]
+                .iter()
+                .enumerate()
+                .map(|(i, n)| PolicyWitness {
+                    name: (*n).into(),
+                    key_id: key(i as u8 + 1),
+                })
+                .collect(),
+            issued_at: countersign_core::Timestamp::from_millis(0).expect("time"),
+        }
+    }
+
+    fn check(name: &str, k: u8, size: u64) -> WitnessCheck {
+        WitnessCheck {
+            approver_id: name.into(),
+            key_id: key(k),
+            tree_size: size,
+        }
+    }
+
+    #[test]
+    fn the_threshold_th_largest_cosigned_size_is_witnessed() {
+        let checks = [
+            check("alice", 1, 10),
+            check("bob", 2, 7),
+            check("bob", 2, 4),
+        ];
+        assert_eq!(witnessed_size(&policy(2), &checks, None).expect("two"), 7);
+        assert_eq!(witnessed_size(&policy(1), &checks, None).expect("one"), 10);
+        // This console's own cosignature counts when it is a policy witness.
+        let with_ours = witnessed_size(&policy(3), &checks, Some(("carol", key(3), 12)));
+        assert_eq!(with_ours.expect("three"), 7);
+    }
+
+    #[test]
+    fn too_few_witnesses_or_keys_the_policy_does_not_name_raise_the_alarm() {
+        // carol's cosignature by a key the policy does not list, and a stranger's, count for nothing.
+        let checks = [
+            check("alice", 1, 10),
+            check("carol", 9, 10),
+            check("mallory", 4, 10),
+        ];
+        let Err(MirrorError::Alarm(alarm)) = witnessed_size(&policy(2), &checks, None) else {
+            panic!("expected an alarm")
+        };
+        assert_eq!(alarm.kind, AlarmKind::Unwitnessed);
+        assert!(alarm.message.contains("alice at 10"), "{}", alarm.message);
+    }
 }

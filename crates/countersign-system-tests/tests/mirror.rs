@@ -942,3 +942,112 @@ async fn a_proof_of_one_request_stands_alone() {
         );
     }
 }
+
+/// A witness policy, signed with the service key: bob's and carol's keys, two of them.
+fn witness_policy(h: &Harness) -> countersign_core::witness_policy::SignedWitnessPolicy {
+    use countersign_core::witness_policy::{
+        FORMAT, PolicyWitness, SignedWitnessPolicy, WitnessPolicy,
+    };
+    let policy = WitnessPolicy {
+        format: FORMAT.into(),
+        origin: "countersign.test/log".into(),
+        threshold: 2,
+        witnesses: h.approvers[..2]
+            .iter()
+            .map(|a| PolicyWitness {
+                name: a.id.into(),
+                key_id: a.public.key_id(),
+            })
+            .collect(),
+        issued_at: h.now(),
+    };
+    let signature = h
+        .state
+        .key
+        .sign(&policy.signing_payload().expect("payload"))
+        .expect("sign");
+    SignedWitnessPolicy { policy, signature }
+}
+
+/// Syncs `mirror` as approver `who` without cosigning (a reviewer's mirror, not a witness).
+async fn sync_as_reader(
+    r: &Running,
+    mirror: &Mirror,
+    who: usize,
+) -> Result<countersign_mirror::SyncReport, MirrorError> {
+    let client = r.session(who).await;
+    mirror.sync(&client, None, &|_| {}, None).await
+}
+
+/// A service that rewrites its log must drop the witnesses' cosignatures of the old history (they
+/// would expose it), and a fresh mirror alone cannot tell; one that pinned the deployment's
+/// witness policy can: too few of its witnesses vouch for what it is shown.
+#[tokio::test]
+async fn a_rewritten_log_with_dropped_cosignatures_alarms_a_fresh_mirror_under_a_witness_policy() {
+    let r = Running::start(Harness::new().await).await;
+    populate(&r.h, 2).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let policy = witness_policy(&r.h);
+    // The witnesses, bob and carol, verify and cosign.
+    for (who, name) in [(0, "bob"), (1, "carol")] {
+        let m = Mirror::open(&dir.path().join(format!("{name}.db")))
+            .await
+            .expect("mirror");
+        r.sync(&m, who).await.expect("sync");
+    }
+    // A reviewer's mirror under the policy: both cosigned, so the history is witnessed.
+    let dave = Mirror::open(&dir.path().join("dave.db"))
+        .await
+        .expect("mirror");
+    dave.pin_witness_policy(&policy).await.expect("pin");
+    let report = sync_as_reader(&r, &dave, 2).await.expect("witnessed");
+    assert_eq!(report.witnessed_size, Some(report.to_size));
+    // A policy the service key did not sign is refused.
+    let mut forged = policy.clone();
+    forged.policy.threshold = 1;
+    assert!(dave.pin_witness_policy(&forged).await.is_err());
+
+    // The attacker rewrites history, the service signs the new tree and no longer serves the
+    // cosignatures that would give it away.
+    let db = r.h.dir.path().join("countersign.db");
+    let seq = seq_of_kind(&db, "approved").await;
+    rewrite(&db, seq, |e| {
+        if let EventKind::Approved { reason, .. } = &mut e.event {
+            *reason = "approved by the CTO".into();
+        }
+    })
+    .await;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open");
+    sqlx::query("DELETE FROM cosignatures")
+        .execute(&mut conn)
+        .await
+        .expect("drop cosignatures");
+    conn.close().await.expect("close");
+    let r = r.restart().await;
+    populate(&r.h, 1).await;
+
+    // Without a policy, a fresh mirror sees a consistent, signed log and nothing to doubt.
+    let erin = Mirror::open(&dir.path().join("erin.db"))
+        .await
+        .expect("mirror");
+    sync_as_reader(&r, &erin, 2)
+        .await
+        .expect("fooled without a policy");
+    // Under the policy, the same view raises the alarm, and says who is missing.
+    let frank = Mirror::open(&dir.path().join("frank.db"))
+        .await
+        .expect("mirror");
+    frank.pin_witness_policy(&policy).await.expect("pin");
+    let result = sync_as_reader(&r, &frank, 2).await;
+    let Err(MirrorError::Alarm(alarm)) = result else {
+        panic!("expected the unwitnessed alarm, got {result:?}")
+    };
+    assert_eq!(alarm.kind, AlarmKind::Unwitnessed);
+    assert!(
+        alarm.message.contains("bob") && alarm.message.contains("carol"),
+        "{}",
+        alarm.message
+    );
+}

@@ -145,7 +145,7 @@ export interface components {
      * @description Which check failed.
      * @enum {string}
      */
-    AlarmKind: "bad_checkpoint_signature" | "inconsistent" | "log_shrank" | "root_mismatch" | "sequence_gap" | "bad_event" | "split_view" | "cosignature_hidden";
+    AlarmKind: "bad_checkpoint_signature" | "inconsistent" | "log_shrank" | "root_mismatch" | "sequence_gap" | "bad_event" | "split_view" | "cosignature_hidden" | "unwitnessed";
     /** @description A place a key can be created, as the first-run screen lists it. */
     Candidate: OneOf<[{
       /** @enum {string} */
@@ -423,6 +423,13 @@ export interface components {
        * @description Events stored and verified.
        */
       verified_size: number;
+      /**
+       * Format: int64
+       * @description With a pinned witness policy: the size its threshold of witnesses vouch for.
+       */
+      witnessed_size?: number | null;
+      /** @description Other witnesses whose cosigned checkpoints the last sync found consistent. */
+      witnesses: components["schemas"]["WitnessCheck"][];
     };
     /** @description SHA-256 of the key's DER SubjectPublicKeyInfo, lowercase hex */
     KeyId: string;
@@ -742,6 +749,18 @@ export interface components {
      * @enum {string}
      */
     Verdict: "approve" | "deny";
+    /** @description Another witness's checkpoint found consistent with this mirror's. */
+    WitnessCheck: {
+      /** @description The witness. */
+      approver_id: string;
+      /** @description The key it cosigned with. */
+      key_id: components["schemas"]["KeyId"];
+      /**
+       * Format: int64
+       * @description The size it cosigned.
+       */
+      tree_size: number;
+    };
   };
   responses: never;
   parameters: never;

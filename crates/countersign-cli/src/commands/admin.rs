@@ -103,6 +103,20 @@ pub enum AdminCommand {
     },
     /// Print the service's public key (PEM) and its id.
     ServerKey,
+    /// Write a witness policy signed with the service key (on the store only), for mirrors to
+    /// pin: a checkpoint then counts as verified only once THRESHOLD of these witnesses (their
+    /// keys enrolled now) have cosigned it.
+    WitnessPolicy {
+        /// How many distinct witnesses must have cosigned.
+        #[arg(long)]
+        threshold: u32,
+        /// A witness (an approver whose console cosigns); repeat for each.
+        #[arg(long = "witness", required = true)]
+        witnesses: Vec<String>,
+        /// Where to write it.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     /// Show, check or replace the policy.
     Policy {
         #[command(subcommand)]
@@ -425,10 +439,82 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             eprintln!("service key id {key_id}");
             print!("{pem}");
         }
+        AdminCommand::WitnessPolicy {
+            threshold,
+            witnesses,
+            out,
+        } => {
+            let Target::Store {
+                store, data_dir, ..
+            } = &target
+            else {
+                bail!("a witness policy is signed with the service key: run this on the store");
+            };
+            let signed = witness_policy(store.as_ref(), data_dir, threshold, &witnesses).await?;
+            let text = serde_json::to_string_pretty(&signed)?;
+            std::fs::write(&out, text + "\n")
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!(
+                "witness policy for {}: {} of {} ({} keys), written to {}",
+                signed.policy.origin,
+                signed.policy.threshold,
+                signed.policy.names().join(", "),
+                signed.policy.witnesses.len(),
+                out.display()
+            );
+        }
         AdminCommand::Policy { command } => policy(&target, command).await?,
         AdminCommand::MigrateStore { .. } => unreachable!("handled before the store is opened"),
     }
     Ok(())
+}
+
+/// A witness policy naming the active keys of `names`, for the log the store holds, signed with
+/// the service key in `data_dir`.
+async fn witness_policy(
+    store: &dyn Store,
+    data_dir: &std::path::Path,
+    threshold: u32,
+    names: &[String],
+) -> anyhow::Result<countersign_core::witness_policy::SignedWitnessPolicy> {
+    use countersign_core::witness_policy::{
+        FORMAT, PolicyWitness, SignedWitnessPolicy, WitnessPolicy,
+    };
+    let (_, note) = store.latest_checkpoint().await?.context(
+        "the service has signed no checkpoint yet: start it once, then write the policy",
+    )?;
+    let origin = countersign_core::SignedCheckpoint::parse_note(&note)?
+        .checkpoint
+        .origin;
+    let mut witnesses = Vec::new();
+    for name in names {
+        let keys: Vec<_> = store
+            .keys(Some(name))
+            .await?
+            .into_iter()
+            .filter(|k| k.revoked_at.is_none())
+            .collect();
+        if keys.is_empty() {
+            bail!("{name} has no enrolled key to cosign with");
+        }
+        witnesses.extend(keys.into_iter().map(|k| PolicyWitness {
+            name: name.clone(),
+            key_id: k.key_id,
+        }));
+    }
+    let policy = WitnessPolicy {
+        format: FORMAT.into(),
+        origin,
+        threshold,
+        witnesses,
+        issued_at: SystemClock.now(),
+    };
+    policy.check().map_err(anyhow::Error::msg)?;
+    let key = ServiceKey::load_or_create(data_dir)?;
+    let signature = key
+        .sign(&policy.signing_payload()?)
+        .map_err(|_| anyhow::anyhow!("signing the witness policy failed"))?;
+    Ok(SignedWitnessPolicy { policy, signature })
 }
 
 async fn policy(target: &Target, command: PolicyCommand) -> anyhow::Result<()> {

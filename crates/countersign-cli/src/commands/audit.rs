@@ -140,6 +140,15 @@ pub enum AuditCommand {
         #[command(flatten)]
         profile: ProfileArg,
     },
+    /// Pin a witness policy (from `countersign admin witness-policy`, handed over out of band):
+    /// from the next sync on, a checkpoint counts as verified only once the policy's threshold
+    /// of witnesses have cosigned it.
+    PinWitnessPolicy {
+        #[command(flatten)]
+        mirror: MirrorArg,
+        /// The policy file.
+        policy: PathBuf,
+    },
     /// Write the proof of one request: its events, each with its inclusion proof, the
     /// checkpoint with its cosignatures, and the keys that signed its decisions, signed by you
     /// (an evidence bundle of one request; `audit verify` checks it offline).
@@ -237,6 +246,21 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<i32> {
             out,
             profile,
         } => export(mirror, filters, format, &out, profile).await,
+        AuditCommand::PinWitnessPolicy { mirror, policy } => {
+            let text = std::fs::read_to_string(&policy)
+                .with_context(|| format!("reading {}", policy.display()))?;
+            let signed: countersign_core::witness_policy::SignedWitnessPolicy =
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a witness policy", policy.display()))?;
+            open(mirror).await?.pin_witness_policy(&signed).await?;
+            println!(
+                "pinned: {} of {} must cosign checkpoints of {}",
+                signed.policy.threshold,
+                signed.policy.names().join(", "),
+                signed.policy.origin
+            );
+            Ok(0)
+        }
         AuditCommand::Proof {
             mirror,
             id,
@@ -300,6 +324,9 @@ async fn sync(mirror: MirrorArg, profile: ProfileArg) -> anyhow::Result<i32> {
         report.to_size - report.from_size,
         if report.cosigned { "yes" } else { "no" }
     );
+    if let Some(size) = report.witnessed_size {
+        println!("witnessed: the witness policy's threshold vouches for the history up to {size}");
+    }
     for w in &report.witnesses {
         println!(
             "consistent with {}'s cosigned checkpoint {}",
