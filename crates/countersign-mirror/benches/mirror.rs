@@ -479,7 +479,7 @@ async fn bench_exports(mirror: &Mirror, db: &Path, dir: &Path, label: &str) {
     let status = Command::new("sqlite3")
         .args(["-csv"])
         .arg(db)
-        .arg("SELECT id, created_at, decided_at, decided_at - created_at, action_type, resource, environment, requester, on_behalf_of, approvers, status, approvals, denials, quorum, hardware_only, outcome, redeemed_at, tags, justification FROM requests ORDER BY seq")
+        .arg("SELECT id, created_at, decided_at, decided_at - created_at, action_type, resource, environment, requester, requester_auth, on_behalf_of, policy_reason, quorum, status, approvals, denials, approved_by, denied_by, key_ids, hardware_only, comments, outcome, redeemed_at, tags, justification FROM requests ORDER BY seq")
         .stdout(std::fs::File::create(dir.join("floor.csv")).expect("floor"))
         .status()
         .expect("sqlite3");
@@ -529,7 +529,7 @@ async fn replicate(src: &Path, dst: &Path, rows: u64) -> Mirror {
         let off = k * SPAN;
         let limit = (rows as i64 - k * have).min(have);
         sql.push_str(&format!(
-            "INSERT INTO requests SELECT seq + {off}, id || '-{k}', digest, created_at, expires_at, action_type, resource, environment, requester, on_behalf_of, tags, justification, parameters, policy_outcome, quorum, status, decided_at, approvers, comments, approvals, denials, hardware_only, grant_id, redeemed_at, outcome, last_seq + {off} FROM requests WHERE seq < {SPAN} ORDER BY seq LIMIT {limit};\n\
+            "INSERT INTO requests SELECT seq + {off}, id || '-{k}', digest, created_at, expires_at, action_type, resource, environment, requester, on_behalf_of, tags, justification, parameters, policy_outcome, quorum, status, decided_at, approvers, comments, approvals, denials, hardware_only, grant_id, redeemed_at, outcome, last_seq + {off}, requester_auth, policy_reason, approved_by, denied_by, key_ids FROM requests WHERE seq < {SPAN} ORDER BY seq LIMIT {limit};\n\
              INSERT INTO request_approvers SELECT request_seq + {off}, approver_id, verdict FROM request_approvers WHERE request_seq < {SPAN};\n\
              INSERT INTO request_tags SELECT tag, request_seq + {off} FROM request_tags WHERE request_seq < {SPAN};\n"
         ));

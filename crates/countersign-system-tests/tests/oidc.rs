@@ -735,6 +735,21 @@ async fn a_policy_can_want_a_recent_sign_in_behind_the_key() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // A nonce the service never issued is refused before anything is looked up.
+    let made_up = countersign_core::Digest::of(b"made up").to_hex();
+    let (status, body) = h
+        .call(
+            "POST",
+            "/v1/identity/oidc/key-sign-in",
+            None,
+            Some(key_sign_in(&id_token, &made_up, &key)),
+        )
+        .await;
+    assert_eq!(
+        (status, harness::code(&body)),
+        (StatusCode::CONFLICT, "challenge_invalid"),
+        "{body}"
+    );
     // Once: the same sign-in again is refused.
     let (status, _) = h
         .call("POST", "/v1/identity/oidc/key-sign-in", None, Some(again))

@@ -309,6 +309,12 @@ pub async fn enrol_with_idp(state: &AppState, req: IdpEnrolmentRequest) -> Domai
 /// key must sign the sign-in's nonce ([`verify_sign_in`]).
 pub async fn sign_in_key(state: &AppState, req: IdpSignInRequest) -> DomainResult<KeySignedIn> {
     let oidc = state.oidc.as_ref().ok_or_else(no_provider)?;
+    // A nonce this service did not issue, or an expired one, costs no read.
+    if crate::challenge::expiry(&state.key, &req.nonce).is_none_or(|until| until <= state.now()) {
+        return Err(DomainError::Store(StoreError::Conflict(
+            Conflict::ChallengeInvalid,
+        )));
+    }
     let key = state
         .store
         .key(&req.key_id)
