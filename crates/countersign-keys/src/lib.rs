@@ -3,6 +3,7 @@
 //! used the same way.
 
 mod config;
+pub mod credential;
 pub mod files;
 mod pin;
 #[cfg(feature = "pkcs11")]

@@ -190,3 +190,128 @@ fn certification_proves_the_key_is_bound_to_the_tpm_for_this_enrolment_only() {
         Err(AttestationError::WrongKey)
     );
 }
+
+/// The service's software TPM2_MakeCredential against a real TPM: a secret sealed to the
+/// swtpm's RSA endorsement key for its attestation key's name comes back out of
+/// TPM2_ActivateCredential — and a credential sealed for another AK's name does not.
+#[test]
+fn a_credential_made_in_software_is_activated_only_by_the_tpm_for_its_attestation_key() {
+    use countersign_keys::credential::{RsaEndorsementKey, make_credential, name_of};
+    use std::str::FromStr as _;
+    use tss_esapi::abstraction::{AsymmetricAlgorithmSelection, ak, ek};
+    use tss_esapi::attributes::SessionAttributesBuilder;
+    use tss_esapi::constants::SessionType;
+    use tss_esapi::handles::AuthHandle;
+    use tss_esapi::interface_types::algorithm::{HashingAlgorithm, SignatureSchemeAlgorithm};
+    use tss_esapi::interface_types::key_bits::RsaKeyBits;
+    use tss_esapi::interface_types::session_handles::PolicySession;
+    use tss_esapi::structures::{EncryptedSecret, IdObject, Public, SymmetricDefinition};
+    use tss_esapi::traits::Marshall as _;
+    use tss_esapi::{Context, TctiNameConf};
+
+    let tpm = Swtpm::start();
+    let mut ctx =
+        Context::new(TctiNameConf::from_str(&tpm.tcti()).expect("tcti")).expect("context");
+    let ek_handle = ek::create_ek_object_2(
+        &mut ctx,
+        AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
+        None,
+    )
+    .expect("EK");
+    let (ek_public, _, _) = ctx.read_public(ek_handle).expect("EK public");
+    let Public::Rsa {
+        unique, parameters, ..
+    } = &ek_public
+    else {
+        panic!("an RSA EK")
+    };
+    let endorsement = RsaEndorsementKey {
+        modulus: unique.value().to_vec(),
+        exponent: parameters.exponent().value(),
+    };
+    let created = ak::create_ak(
+        &mut ctx,
+        ek_handle,
+        HashingAlgorithm::Sha256,
+        SignatureSchemeAlgorithm::EcDsa,
+        None,
+        None,
+    )
+    .expect("AK");
+    let ak_handle = ak::load_ak(
+        &mut ctx,
+        ek_handle,
+        None,
+        created.out_private,
+        created.out_public.clone(),
+    )
+    .expect("load AK");
+    let (_, ak_name, _) = ctx.read_public(ak_handle).expect("AK public");
+    // The verifier computes the name from the AK's public area itself.
+    let computed = name_of(&created.out_public.marshall().expect("marshall"));
+    assert_eq!(computed, ak_name.value());
+
+    let activate = |ctx: &mut Context, name: &[u8]| {
+        let credential = make_credential(&endorsement, name, b"countersign-nonce-0123456789abcd")
+            .expect("sealed in software");
+        let (attributes, mask) = SessionAttributesBuilder::new().build();
+        let hmac = ctx
+            .start_auth_session(
+                None,
+                None,
+                None,
+                SessionType::Hmac,
+                SymmetricDefinition::AES_128_CFB,
+                HashingAlgorithm::Sha256,
+            )
+            .expect("session")
+            .expect("session");
+        ctx.tr_sess_set_attributes(hmac, attributes, mask)
+            .expect("attributes");
+        let policy = ctx
+            .start_auth_session(
+                None,
+                None,
+                None,
+                SessionType::Policy,
+                SymmetricDefinition::AES_128_CFB,
+                HashingAlgorithm::Sha256,
+            )
+            .expect("session")
+            .expect("session");
+        ctx.tr_sess_set_attributes(policy, attributes, mask)
+            .expect("attributes");
+        // The EK's policy: the endorsement hierarchy's authorization (empty here).
+        ctx.execute_with_session(Some(hmac), |ctx| {
+            ctx.policy_secret(
+                PolicySession::try_from(policy).expect("policy session"),
+                AuthHandle::Endorsement,
+                Default::default(),
+                Default::default(),
+                Default::default(),
+                None,
+            )
+        })
+        .expect("policy secret");
+        ctx.set_sessions((Some(hmac), Some(policy), None));
+        let result = ctx.activate_credential(
+            ak_handle,
+            ek_handle,
+            IdObject::try_from(credential.id_object).expect("id object"),
+            EncryptedSecret::try_from(credential.encrypted_secret).expect("secret"),
+        );
+        ctx.clear_sessions();
+        // A TPM holds only a few sessions at once: give these back.
+        for session in [hmac, policy] {
+            ctx.flush_context(tss_esapi::handles::SessionHandle::from(session).into())
+                .expect("flush session");
+        }
+        result
+    };
+    let recovered = activate(&mut ctx, &computed).expect("activated by the TPM");
+    assert_eq!(recovered.value(), b"countersign-nonce-0123456789abcd");
+    // Sealed for another AK (a key the TPM does not hold under this name): refused.
+    let mut other = computed.clone();
+    other[5] ^= 0x01;
+    assert!(activate(&mut ctx, &other).is_err());
+}
