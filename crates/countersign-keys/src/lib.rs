@@ -4,6 +4,7 @@
 
 mod config;
 pub mod credential;
+pub mod endorsement;
 pub mod files;
 mod pin;
 #[cfg(feature = "pkcs11")]

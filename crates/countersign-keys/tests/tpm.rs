@@ -315,3 +315,77 @@ fn a_credential_made_in_software_is_activated_only_by_the_tpm_for_its_attestatio
     other[5] ^= 0x01;
     assert!(activate(&mut ctx, &other).is_err());
 }
+
+/// The EK certificate a TPM was manufactured with chains to the root that issued it, and the
+/// key it certifies is the EK the TPM uses; a TPM from another authority does not chain to
+/// this one's root, and a changed certificate does not verify.
+#[test]
+fn an_ek_certificate_chains_to_its_manufacturers_root_and_no_other() {
+    use countersign_keys::endorsement::{EndorsementError, certificates, verify};
+    use std::str::FromStr as _;
+    use tss_esapi::abstraction::{AsymmetricAlgorithmSelection, ek, nv};
+    use tss_esapi::handles::NvIndexTpmHandle;
+    use tss_esapi::interface_types::key_bits::RsaKeyBits;
+    use tss_esapi::interface_types::resource_handles::NvAuth;
+    use tss_esapi::interface_types::session_handles::AuthSession;
+    use tss_esapi::structures::Public;
+    use tss_esapi::{Context, TctiNameConf};
+
+    fn ek_certificate(tpm: &Swtpm) -> (Vec<u8>, Vec<u8>) {
+        let mut ctx =
+            Context::new(TctiNameConf::from_str(&tpm.tcti()).expect("tcti")).expect("context");
+        let index = NvIndexTpmHandle::new(0x01c0_0002).expect("EK certificate index");
+        let der = ctx
+            .execute_with_session(Some(AuthSession::Password), |ctx| {
+                nv::read_full(ctx, NvAuth::Owner, index)
+            })
+            .expect("EK certificate in NV");
+        let ek_handle = ek::create_ek_object_2(
+            &mut ctx,
+            AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
+            None,
+        )
+        .expect("EK");
+        let (public, _, _) = ctx.read_public(ek_handle).expect("EK public");
+        let Public::Rsa { unique, .. } = public else {
+            panic!("an RSA EK")
+        };
+        (der, unique.value().to_vec())
+    }
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let (tpm, ca) = Swtpm::start_with_ek_certificate();
+    let (der, modulus) = ek_certificate(&tpm);
+    let roots = certificates(&std::fs::read(&ca.root).expect("root")).expect("root pem");
+    let intermediates =
+        certificates(&std::fs::read(&ca.intermediate).expect("intermediate")).expect("pem");
+    let verified = verify(&der, &intermediates, &roots, now).expect("chains to its root");
+    assert_eq!(
+        verified.key.modulus, modulus,
+        "the certificate is the TPM's own EK"
+    );
+    assert!(verified.root.contains("swtpm-localca"), "{}", verified.root);
+
+    // Without the intermediate, or at a time outside the certificates' validity: refused.
+    assert!(matches!(
+        verify(&der, &[], &roots, now),
+        Err(EndorsementError::Untrusted(_))
+    ));
+    assert!(matches!(
+        verify(&der, &intermediates, &roots, 0),
+        Err(EndorsementError::Expired(_))
+    ));
+    // A changed byte in the signed part.
+    let mut changed = der.clone();
+    let at = changed.len() / 2;
+    changed[at] ^= 0x01;
+    assert!(verify(&changed, &intermediates, &roots, now).is_err());
+
+    // Another manufacturer's TPM does not chain to this root.
+    let (other, _other_ca) = Swtpm::start_with_ek_certificate();
+    let (other_der, _) = ek_certificate(&other);
+    assert!(verify(&other_der, &intermediates, &roots, now).is_err());
+}

@@ -5,6 +5,14 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The local CA that issued a swtpm's endorsement key certificate.
+pub struct EkCa {
+    /// Its root certificate (PEM): the test's trusted manufacturer root.
+    pub root: std::path::PathBuf,
+    /// The intermediate that signed the EK certificate (PEM).
+    pub intermediate: std::path::PathBuf,
+}
+
 /// A running swtpm.
 pub struct Swtpm {
     child: Child,
@@ -18,6 +26,55 @@ impl Swtpm {
         let dir = tempfile::tempdir().expect("temporary directory");
         let state = dir.path().join("state");
         std::fs::create_dir(&state).expect("state directory");
+        Self::start_in(dir, &state)
+    }
+
+    /// Starts a swtpm manufactured like a real one: an RSA-2048 endorsement key and its
+    /// certificate in NV (`0x01c00002`), issued by a fresh local CA (`swtpm_localca`) whose
+    /// root and intermediate certificates (PEM) come back with it.
+    pub fn start_with_ek_certificate() -> (Self, EkCa) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let state = dir.path().join("state");
+        let ca = dir.path().join("ca");
+        std::fs::create_dir(&state).expect("state directory");
+        std::fs::create_dir(&ca).expect("ca directory");
+        let localca = dir.path().join("localca.conf");
+        std::fs::write(
+            &localca,
+            format!(
+                "statedir = {ca}\nsigningkey = {ca}/signkey.pem\nissuercert = {ca}/issuercert.pem\ncertserial = {ca}/certserial\n",
+                ca = ca.display()
+            ),
+        )
+        .expect("localca config");
+        let setup = dir.path().join("setup.conf");
+        std::fs::write(
+            &setup,
+            format!(
+                "create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = {}\ncreate_certs_tool_options = /etc/swtpm-localca.options\nactive_pcr_banks = sha256\n",
+                localca.display()
+            ),
+        )
+        .expect("setup config");
+        let status = Command::new("swtpm_setup")
+            .args(["--tpm2", "--create-ek-cert", "--overwrite", "--tpmstate"])
+            .arg(&state)
+            .arg("--config")
+            .arg(&setup)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .expect("swtpm_setup runs (apt install swtpm-tools; scripts/setup.sh does)");
+        assert!(status.success(), "swtpm_setup --create-ek-cert failed");
+        let authority = EkCa {
+            root: ca.join("swtpm-localca-rootca-cert.pem"),
+            intermediate: ca.join("issuercert.pem"),
+        };
+        (Self::start_in(dir, &state), authority)
+    }
+
+    fn start_in(dir: tempfile::TempDir, state: &std::path::Path) -> Self {
         // The swtpm TCTI finds the control channel on the next port up.
         let (port, ctrl) = free_port_pair();
         let child = Command::new("swtpm")
