@@ -353,12 +353,13 @@ fn an_ek_certificate_chains_to_its_manufacturers_root_and_no_other() {
         (der, unique.value().to_vec())
     }
 
+    let (tpm, ca) = Swtpm::start_with_ek_certificate();
+    let (der, modulus) = ek_certificate(&tpm);
+    // After manufacture: the certificates are valid from the second they were issued.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("time")
         .as_secs();
-    let (tpm, ca) = Swtpm::start_with_ek_certificate();
-    let (der, modulus) = ek_certificate(&tpm);
     let roots = certificates(&std::fs::read(&ca.root).expect("root")).expect("root pem");
     let intermediates =
         certificates(&std::fs::read(&ca.intermediate).expect("intermediate")).expect("pem");

@@ -51,6 +51,7 @@ macro_rules! conformance_tests {
             deactivating_in_the_directory_revokes_keys_and_sessions_and_blocks_enrolment,
             directory_writes_check_versions_and_names,
             a_sign_in_is_recorded_for_an_active_key_of_its_approver_and_only_moves_forward,
+            renaming_in_the_directory_moves_the_groups_and_deprovisions_the_old_approver,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -1616,4 +1617,101 @@ async fn signed_in_at<S: Store>(store: &S, key: &countersign_core::KeyId) -> Opt
         .await
         .expect("read")
         .and_then(|k| k.signed_in_at)
+}
+
+/// A person renamed in the directory (a new `userName`): the new approver takes over the
+/// memberships; the old one, which history still names, loses its groups, keys and sessions.
+pub async fn renaming_in_the_directory_moves_the_groups_and_deprovisions_the_old_approver<
+    S: Store,
+>(
+    store: &S,
+) {
+    let code = approver_with_code(store, "henry", b"code-r1", t(3600)).await;
+    let (k, e) = approver_key("henry", 41, t(10));
+    store.enrol_key(&code, &k, e).await.expect("enrol");
+    let user = directory_user(50, "henry", true, 1);
+    store
+        .put_directory_user(
+            &user,
+            Expected::New,
+            "Henry",
+            &[],
+            vec![directory_event("h")],
+            t(11),
+        )
+        .await
+        .expect("user");
+    let group = directory_group(51, "Security", Some("security"), &[50], 1);
+    store
+        .put_directory_group(&group, Expected::New, vec![directory_event("g")], t(11))
+        .await
+        .expect("group");
+    let session = crate::Session {
+        token_hash: Digest::of(b"henry-tok"),
+        approver_id: "henry".into(),
+        key_id: k.key_id,
+        expires_at: t(7200),
+    };
+    store.create_session(&session).await.expect("session");
+
+    let renamed = DirectoryUser {
+        approver_id: "henry.ford".into(),
+        version: 2,
+        ..user.clone()
+    };
+    // Planned without revoking the old approver's key: refused, nothing changed.
+    assert!(matches!(
+        store
+            .put_directory_user(
+                &renamed,
+                Expected::Version(1),
+                "Henry",
+                &[],
+                vec![directory_event("h")],
+                t(12)
+            )
+            .await,
+        Err(StoreError::Conflict(Conflict::Stale))
+    ));
+    assert_eq!(groups_of(store, "henry").await, vec!["security".to_owned()]);
+    store
+        .put_directory_user(
+            &renamed,
+            Expected::Version(1),
+            "Henry Ford",
+            &[k.key_id],
+            vec![directory_event("h")],
+            t(13),
+        )
+        .await
+        .expect("rename");
+    assert!(groups_of(store, "henry").await.is_empty());
+    assert_eq!(
+        groups_of(store, "henry.ford").await,
+        vec!["security".to_owned()]
+    );
+    assert_eq!(
+        store
+            .key(&k.key_id)
+            .await
+            .expect("read")
+            .and_then(|k| k.revoked_at),
+        Some(t(13))
+    );
+    assert_eq!(
+        store
+            .session(&session.token_hash, t(14))
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(
+        store
+            .directory_user_of("henry.ford")
+            .await
+            .expect("read")
+            .map(|u| u.id),
+        Some(user.id)
+    );
+    assert_eq!(store.directory_user_of("henry").await.expect("read"), None);
 }
