@@ -124,42 +124,21 @@ fn valid_at(cert: &Certificate, now_unix: u64) -> Result<(), EndorsementError> {
     Ok(())
 }
 
-/// Checks the EK certificate `ek` (DER) chains through `intermediates` to one of `roots` (DER),
-/// every certificate valid at `now_unix`; returns the EK and the root's subject.
-pub fn verify(
-    ek: &[u8],
+/// Checks `leaf` (DER) chains through `intermediates` to one of `roots` (DER), every
+/// certificate valid at `now_unix`; returns the parsed leaf and the root's subject.
+pub fn verify_chain(
+    leaf: &[u8],
     intermediates: &[Vec<u8>],
     roots: &[Vec<u8>],
     now_unix: u64,
-) -> Result<VerifiedEndorsement, EndorsementError> {
-    let leaf = parse(ek)?;
-    let spki = &leaf.tbs_certificate.subject_public_key_info;
-    if spki.algorithm.oid.to_string() != RSA_ENCRYPTION {
-        return Err(EndorsementError::Unsupported(format!(
-            "an endorsement key of algorithm {} (RSA endorsement keys are verified)",
-            spki.algorithm.oid
-        )));
-    }
-    let rsa_key = rsa::RsaPublicKey::from_pkcs1_der(spki.subject_public_key.raw_bytes())
-        .map_err(|e| EndorsementError::Encoding(e.to_string()))?;
-    let key = RsaEndorsementKey {
-        modulus: rsa::traits::PublicKeyParts::n(&rsa_key).to_bytes_be(),
-        exponent: {
-            let bytes = rsa::traits::PublicKeyParts::e(&rsa_key).to_bytes_be();
-            if bytes.len() > 4 {
-                return Err(EndorsementError::Unsupported(
-                    "an exponent over 32 bits".into(),
-                ));
-            }
-            bytes.iter().fold(0u32, |e, b| (e << 8) | u32::from(*b))
-        },
-    };
+) -> Result<(Certificate, String), EndorsementError> {
+    let leaf = parse(leaf)?;
     let roots: Vec<Certificate> = roots.iter().map(|r| parse(r)).collect::<Result<_, _>>()?;
     let intermediates: Vec<Certificate> = intermediates
         .iter()
         .map(|r| parse(r))
         .collect::<Result<_, _>>()?;
-    let mut current = leaf;
+    let mut current = leaf.clone();
     // A chain longer than the certificates given would repeat one: stop there.
     for _ in 0..=intermediates.len() {
         valid_at(&current, now_unix)?;
@@ -167,10 +146,7 @@ pub fn verify(
         if let Some(root) = roots.iter().find(|r| r.tbs_certificate.subject == *issuer) {
             signed_by(&current, root)?;
             valid_at(root, now_unix)?;
-            return Ok(VerifiedEndorsement {
-                key,
-                root: root.tbs_certificate.subject.to_string(),
-            });
+            return Ok((leaf, root.tbs_certificate.subject.to_string()));
         }
         let Some(next) = intermediates
             .iter()
@@ -184,4 +160,95 @@ pub fn verify(
     Err(EndorsementError::Untrusted(
         current.tbs_certificate.issuer.to_string(),
     ))
+}
+
+/// Checks the EK certificate `ek` (DER) chains through `intermediates` to one of `roots` (DER),
+/// every certificate valid at `now_unix`; returns the EK and the root's subject.
+pub fn verify(
+    ek: &[u8],
+    intermediates: &[Vec<u8>],
+    roots: &[Vec<u8>],
+    now_unix: u64,
+) -> Result<VerifiedEndorsement, EndorsementError> {
+    let (leaf, root) = verify_chain(ek, intermediates, roots, now_unix)?;
+    let spki = &leaf.tbs_certificate.subject_public_key_info;
+    if spki.algorithm.oid.to_string() != RSA_ENCRYPTION {
+        return Err(EndorsementError::Unsupported(format!(
+            "an endorsement key of algorithm {} (RSA endorsement keys are verified)",
+            spki.algorithm.oid
+        )));
+    }
+    let rsa_key = rsa::RsaPublicKey::from_pkcs1_der(spki.subject_public_key.raw_bytes())
+        .map_err(|e| EndorsementError::Encoding(e.to_string()))?;
+    let exponent = rsa::traits::PublicKeyParts::e(&rsa_key).to_bytes_be();
+    if exponent.len() > 4 {
+        return Err(EndorsementError::Unsupported(
+            "an exponent over 32 bits".into(),
+        ));
+    }
+    Ok(VerifiedEndorsement {
+        key: RsaEndorsementKey {
+            modulus: rsa::traits::PublicKeyParts::n(&rsa_key).to_bytes_be(),
+            exponent: exponent.iter().fold(0u32, |e, b| (e << 8) | u32::from(*b)),
+        },
+        root,
+    })
+}
+
+/// What a YubiKey's PIV attestation says of a key in one of its slots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PivAttestation {
+    /// The attested key (SubjectPublicKeyInfo, DER), to compare with the enrolled key.
+    pub public_key: Vec<u8>,
+    /// The device's serial number.
+    pub serial: Option<u64>,
+    /// Its firmware version.
+    pub firmware: Option<String>,
+    /// The root the chain ends at.
+    pub root: String,
+}
+
+const YUBICO_FIRMWARE: &str = "1.3.6.1.4.1.41482.3.3";
+const YUBICO_SERIAL: &str = "1.3.6.1.4.1.41482.3.7";
+
+/// Checks a YubiKey PIV key attestation (the certificate the device makes for a slot, signed by
+/// its slot f9 key) chains through the device's f9 certificate to one of `roots` (Yubico's PIV
+/// root), and reads what it says: the key, the serial number, the firmware.
+pub fn verify_piv_attestation(
+    attestation: &[u8],
+    device: &[u8],
+    roots: &[Vec<u8>],
+    now_unix: u64,
+) -> Result<PivAttestation, EndorsementError> {
+    let (leaf, root) = verify_chain(attestation, &[device.to_vec()], roots, now_unix)?;
+    let public_key = leaf
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|e| EndorsementError::Encoding(e.to_string()))?;
+    let mut serial = None;
+    let mut firmware = None;
+    for extension in leaf.tbs_certificate.extensions.iter().flatten() {
+        let value = extension.extn_value.as_bytes();
+        match extension.extn_id.to_string().as_str() {
+            YUBICO_SERIAL => {
+                // A DER INTEGER: tag, length, big-endian value.
+                serial = der::asn1::Int::from_der(value).ok().map(|i| {
+                    i.as_bytes()
+                        .iter()
+                        .fold(0u64, |n, b| (n << 8) | u64::from(*b))
+                });
+            }
+            YUBICO_FIRMWARE if value.len() == 3 => {
+                firmware = Some(format!("{}.{}.{}", value[0], value[1], value[2]));
+            }
+            _ => {}
+        }
+    }
+    Ok(PivAttestation {
+        public_key,
+        serial,
+        firmware,
+        root,
+    })
 }
