@@ -543,11 +543,23 @@ async fn create_user(
     )
     .await?;
     let view = user_view(&state, &user).await?;
-    let mut response = scim_json(StatusCode::CREATED, &view, Some(user.version));
+    Ok(created(&view, user.version))
+}
+
+/// 201 with the new resource, its ETag and its `Location`.
+fn created(view: &Value, version: u64) -> Response {
+    let mut response = scim_json(StatusCode::CREATED, view, Some(version));
     if let Some(Ok(location)) = view["meta"]["location"].as_str().map(HeaderValue::from_str) {
         response.headers_mut().insert(header::LOCATION, location);
     }
-    Ok(response)
+    response
+}
+
+/// `current` with the PATCH in `body` applied, as a body to hold to a replacement's rules.
+fn patched(current: Value, body: &Bytes) -> Result<Value, ScimError> {
+    let mut object = editable(current);
+    patch::apply(&mut object, parse_patch(body)?)?;
+    Ok(Value::Object(object))
 }
 
 /// The resource as a client would send it back: what PATCH operations apply to.
@@ -685,9 +697,7 @@ async fn patch_user(
 ) -> Result<Response, ScimError> {
     parse_patch(&body)?;
     update_user(&state, &client, &id, &headers, &|_, current| {
-        let mut object = editable(current);
-        patch::apply(&mut object, parse_patch(&body)?)?;
-        Ok(Value::Object(object))
+        patched(current, &body)
     })
     .await
 }
@@ -761,11 +771,7 @@ async fn create_group(
     let name = |id: &Uuid| names.get(id).cloned().unwrap_or_else(|| id.to_string());
     directory::write_group(&state, &client, None, &group, Expected::New, &name).await?;
     let view = group_view(&state, &group).await?;
-    let mut response = scim_json(StatusCode::CREATED, &view, Some(group.version));
-    if let Some(Ok(location)) = view["meta"]["location"].as_str().map(HeaderValue::from_str) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    Ok(created(&view, group.version))
 }
 
 async fn update_group(
@@ -829,9 +835,7 @@ async fn patch_group(
 ) -> Result<Response, ScimError> {
     parse_patch(&body)?;
     update_group(&state, &client, &id, &headers, &query, &|current| {
-        let mut object = editable(current);
-        patch::apply(&mut object, parse_patch(&body)?)?;
-        Ok(Value::Object(object))
+        patched(current, &body)
     })
     .await
 }
