@@ -453,8 +453,8 @@ async fn bad_scim_input_gets_the_standard_errors_and_changes_nothing() {
     assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED);
 }
 
-/// Directories send many PATCHes at once (one per member added): none may lose another's
-/// member. Then the `[scim] groups` map changes between starts and is applied to the groups
+/// Directories send many PATCHes at once (one per member added), to any replica: none may lose
+/// another's member. Then the `[scim] groups` map changes between starts and is applied to the groups
 /// provisioned under the old one.
 #[tokio::test]
 async fn concurrent_member_additions_are_all_kept_and_a_new_map_applies_at_start() {
@@ -485,9 +485,29 @@ async fn concurrent_member_additions_are_all_kept_and_a_new_map_applies_at_start
             .await,
         );
     }
-    let additions = users.iter().map(|u| {
+    // A second replica over the same store: its own process-wide lock, so only the records'
+    // versions keep the two from losing each other's members.
+    let replica = countersign_server::AppState::new(
+        h.state.store.clone(),
+        h.clock.clone(),
+        h.state.policy.clone(),
+        h.state.key.clone(),
+        config(),
+    )
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let other = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(countersign_server::serve(
+        listener,
+        replica,
+        std::future::pending(),
+    ));
+    let additions = users.iter().enumerate().map(|(n, u)| {
+        let base = if n % 2 == 0 { &url } else { &other };
         let request = http
-            .patch(format!("{url}/scim/v2/Groups/{}", id(&group)))
+            .patch(format!("{base}/scim/v2/Groups/{}", id(&group)))
             .bearer_auth(&token)
             .header("content-type", "application/scim+json")
             .body(
