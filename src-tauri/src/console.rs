@@ -89,6 +89,9 @@ pub struct KeyView {
     pub label: String,
     /// Key id (SHA-256 of the public key), hex.
     pub fingerprint: String,
+    /// The manufacturer's root that vouched for the key's device at enrolment; `None`: its
+    /// hardware is only claimed.
+    pub attested_by: Option<String>,
 }
 
 impl From<&KeyRecord> for KeyView {
@@ -100,6 +103,7 @@ impl From<&KeyRecord> for KeyView {
             hardware: key.kind.is_hardware(),
             label: key.label.clone(),
             fingerprint: key.key_id().to_string(),
+            attested_by: key.attested_by.clone(),
         }
     }
 }
@@ -235,10 +239,10 @@ impl Console {
         approver_id: String,
         code: String,
     ) -> Result<ConsoleState, ConsoleError> {
-        let (saved, signer) = self.new_key().await?;
+        let (mut saved, signer) = self.new_key().await?;
         let client = Client::new(server.trim_end_matches('/'))?;
         let label = saved.label.clone();
-        countersign_approver::enrolment::enrol(
+        let enrolled = countersign_approver::enrolment::enrol(
             &client,
             &approver_id,
             &code,
@@ -246,6 +250,7 @@ impl Console {
             label,
         )
         .await?;
+        saved.attested_by = enrolled.attested_by;
         self.adopt(&client, approver_id, saved, signer).await
     }
 
@@ -263,11 +268,12 @@ impl Console {
     /// Enrols the new key for whoever signs in at the service's OpenID Provider, in the
     /// system browser (authorization code with PKCE, loopback redirect: RFC 8252).
     pub async fn enroll_with_sign_in(&self, server: String) -> Result<ConsoleState, ConsoleError> {
-        let (saved, signer) = self.new_key().await?;
+        let (mut saved, signer) = self.new_key().await?;
         let client = Client::new(server.trim().trim_end_matches('/'))?;
         let signed_in = browser_sign_in(&client, open_browser).await?;
         let label = saved.label.clone();
         let enrolled = enrol_with_sign_in(&client, signed_in, signer.as_ref(), label).await?;
+        saved.attested_by = enrolled.attested_by;
         self.adopt(&client, enrolled.approver_id, saved, signer)
             .await
     }

@@ -301,6 +301,7 @@ mod tests {
                     verification_code: false,
                     require_idp_enrolment: false,
                     max_sign_in_age_seconds: None,
+                    require_attested_key: false,
                 },
                 reason: "deploys need a human".into(),
                 policy_hash: policy_hash(b"p"),

@@ -88,6 +88,7 @@ mod tests {
                 kind: KeyKind::Software,
                 label: "dev".into(),
                 public_key: key.public_key(),
+                attested_by: None,
             },
             history_file: default_history_file(),
         }

@@ -27,6 +27,10 @@ pub struct KeyRecord {
     /// The public key, to list the key without the device and to check the device still holds
     /// it.
     pub public_key: PublicKey,
+    /// The manufacturer's root the service found vouching for the key's device at enrolment;
+    /// `None`: its hardware is only claimed (or it is not enrolled yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attested_by: Option<String>,
 }
 
 impl KeyRecord {
@@ -163,6 +167,7 @@ pub fn create(
         kind: signer.describe().kind,
         label,
         public_key: signer.public_key(),
+        attested_by: None,
     };
     Ok((record, signer))
 }

@@ -183,7 +183,7 @@ pub async fn enrol_with_sign_in(
         client,
         signed_in.id_token,
         signed_in.sign_in.nonce,
-        enrolment_key(signer, label),
+        enrolment_key(signer, label)?,
     )
     .await?)
 }

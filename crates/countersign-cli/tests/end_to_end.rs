@@ -312,6 +312,146 @@ fn decisions_signed_on_a_pkcs11_token_and_a_tpm_are_accepted_and_software_is_not
     server.stop();
 }
 
+/// A policy that wants one security approver whose device a trusted manufacturer vouched for.
+const ATTESTED_POLICY: &str = r#"package countersign
+import rego.v1
+decision := {
+	"outcome": "require_approval",
+	"reason": "one security approver on an attested device",
+	"quorum": 1, "groups": ["security"], "ttl_seconds": 900,
+	"require_hardware_key": true, "quick_approve": false, "require_attested_key": true,
+}
+"#;
+
+/// Three TPMs: one whose endorsement key certificate chains to the root the service trusts,
+/// one manufactured by another authority, one with no certificate. The first enrols attested
+/// (by that root) and approves under `require_attested_key`; the second is refused at
+/// enrolment; the third enrols as claimed and its approval is refused. The audit trail says
+/// which root vouched for the deciding key, and a mirror checks the decision claims no more
+/// than the enrolment proved.
+#[test]
+fn a_tpm_whose_endorsement_chains_to_a_trusted_root_is_attested_and_no_other_is() {
+    let (trusted, ca) = Swtpm::start_with_ek_certificate();
+    let (foreign, _other_ca) = Swtpm::start_with_ek_certificate();
+    let plain = Swtpm::start();
+    let w = World::new();
+    w.admin(&["approver", "dan", "--group", "security"]);
+    let policy = w.root.join("policy.rego");
+    std::fs::write(&policy, ATTESTED_POLICY).expect("policy");
+    let config = w.root.join("countersign.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[attestation]\ntpm_roots = [{:?}]\ntpm_intermediates = [{:?}]\n",
+            ca.root.display().to_string(),
+            ca.intermediate.display().to_string()
+        ),
+    )
+    .expect("config");
+    let server = Server::start_with(
+        &w.data,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+            &policy.display().to_string(),
+            "--config",
+            &config.display().to_string(),
+        ],
+    );
+    let tpm = |tcti: &'static str, label: &'static str| {
+        ["--backend", "tpm", "--tcti", tcti, "--label", label]
+    };
+    // Each TCTI lives as long as the test.
+    let tcti = |t: &Swtpm| -> &'static str { Box::leak(t.tcti().into_boxed_str()) };
+
+    let bob_init = tpm(tcti(&trusted), "bob-laptop");
+    let (enrolled, bob) = w.try_enroll_with("bob", &server.url, &bob_init, &[]);
+    let said = String::from_utf8_lossy(&enrolled.stderr);
+    assert!(enrolled.status.success(), "{said}");
+    assert!(
+        said.contains("attestation: the device is attested by") && said.contains("swtpm-localca"),
+        "{said}"
+    );
+
+    let carol_init = tpm(tcti(&foreign), "carol-laptop");
+    let (refused, _) = w.try_enroll_with("carol", &server.url, &carol_init, &[]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("endorsement_untrusted") && said.contains("does not chain to a trusted root"),
+        "{said}"
+    );
+
+    let dan_init = tpm(tcti(&plain), "dan-vm");
+    let (enrolled, dan) = w.try_enroll_with("dan", &server.url, &dan_init, &[]);
+    let said = String::from_utf8_lossy(&enrolled.stderr);
+    assert!(enrolled.status.success(), "{said}");
+    assert!(said.contains("attestation: claimed"), "{said}");
+
+    let db = w.data.join("countersign.db").display().to_string();
+    let keys = Command::new("sqlite3")
+        .args([
+            &db,
+            "SELECT approver_id, attested_by IS NOT NULL, attestation IS NOT NULL FROM approver_keys ORDER BY approver_id",
+        ])
+        .output()
+        .expect("sqlite3");
+    let keys = String::from_utf8_lossy(&keys.stdout);
+    assert_eq!(keys.trim(), "bob|1|1\ndan|0|1", "{keys}");
+
+    let marker = w.root.join("marker");
+    let agent = w.run_agent(&server.url, "60", &marker);
+    let id = wait_pending(&dan);
+    let refused = cs(&["approve", &id, "--profile", &dan]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("attested_key_required") && said.contains("only claimed"),
+        "{said}"
+    );
+    let approved = ok(&["approve", &id, "--profile", &bob]);
+    assert!(approved.contains("approved"), "{approved}");
+    let out = agent.wait_with_output().expect("agent exits");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The mirror verifies the log (a decision's attestation must be its key's enrolment's)
+    // and the CSV names the root behind the approval.
+    let mirror = w.root.join("mirror.db").display().to_string();
+    ok(&["audit", "sync", "--mirror", &mirror, "--profile", &bob]);
+    let csv_path = w.root.join("report.csv").display().to_string();
+    ok(&[
+        "audit",
+        "export",
+        "--mirror",
+        &mirror,
+        "--format",
+        "csv",
+        "--out",
+        &csv_path,
+        "--profile",
+        &bob,
+    ]);
+    let mut reader = csv::Reader::from_path(&csv_path).expect("csv");
+    let headers = reader.headers().expect("header").clone();
+    let row = reader.records().next().expect("a row").expect("record");
+    let cell = |name: &str| {
+        let at = headers.iter().position(|h| h == name).expect(name);
+        row.get(at).expect("cell").to_owned()
+    };
+    assert_eq!(cell("attested_keys_only"), "true");
+    assert!(
+        cell("attesting_roots").contains("swtpm-localca"),
+        "{}",
+        cell("attesting_roots")
+    );
+    server.stop();
+}
+
 #[test]
 fn service_on_postgresql_approves_and_keeps_its_state_across_a_restart() {
     let pg = Postgres::start();

@@ -1,10 +1,12 @@
 //! What an approver's program does besides calling the API: open a session by signing a
 //! challenge, and sign a decision over the digest it computed itself from what it shows.
 
-use countersign_core::api::{ActionView, Enrolled};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use countersign_core::api::{ActionView, Enrolled, TpmChallengeRequest};
 use countersign_core::{
     Decision, EnrolmentRequest, KeyId, KeyKind, Nonce, PublicKey, SessionRequest, Signature,
-    SignedDecision, Timestamp, TpmCertification, Verdict,
+    SignedDecision, Timestamp, TpmCertification, TpmEndorsementProof, Verdict,
 };
 use rand_core::RngCore as _;
 
@@ -32,6 +34,20 @@ pub type SignFn<'a> = Box<dyn Fn(&[u8]) -> Result<Signature, String> + Send + Sy
 /// Attests the key bound to a nonce, when the device can.
 pub type AttestFn<'a> = Box<dyn Fn(&[u8]) -> Result<Option<String>, String> + Send + Sync + 'a>;
 
+/// Recovers a credential's secret from its blob and encrypted seed (TPM2_ActivateCredential).
+pub type ActivateFn<'a> = Box<dyn Fn(&[u8], &[u8]) -> Result<Vec<u8>, String> + Send + Sync + 'a>;
+
+/// What ties a TPM's attestation key to its manufacturer: the endorsement key certificate,
+/// the attestation key's public area, and the TPM recovering a secret sealed to both.
+pub struct EndorsementKey<'a> {
+    /// The EK certificate (DER).
+    pub ek_certificate: Vec<u8>,
+    /// The attestation key's TPMT_PUBLIC (marshalled).
+    pub attestation_key_public: Vec<u8>,
+    /// Recovers a credential's secret.
+    pub activate: ActivateFn<'a>,
+}
+
 /// The key being enrolled: what it is, and how it signs and (where the device can) attests.
 pub struct EnrolmentKey<'a> {
     /// Where the private key lives.
@@ -44,6 +60,56 @@ pub struct EnrolmentKey<'a> {
     pub sign: SignFn<'a>,
     /// Device attestation bound to a nonce, when the device gives one.
     pub attest: AttestFn<'a>,
+    /// The device's endorsement, when it has a manufacturer's certificate.
+    pub endorsement: Option<EndorsementKey<'a>>,
+}
+
+/// The device's attestation bound to the enrolment proof `payload`; for a TPM with an
+/// endorsement certificate, with the proof that its attestation key is that TPM's, when the
+/// service checks endorsements (a service that trusts no manufacturer gets the attestation
+/// without it; a TPM whose certificate the service refuses fails the enrolment, with why).
+async fn attestation(
+    client: &Client,
+    key: &EnrolmentKey<'_>,
+    payload: &[u8],
+) -> Result<Option<String>, ApproverError> {
+    let Some(attestation) =
+        (key.attest)(&TpmCertification::nonce(payload)).map_err(ApproverError::Sign)?
+    else {
+        return Ok(None);
+    };
+    let Some(endorsement) = &key.endorsement else {
+        return Ok(Some(attestation));
+    };
+    let request = TpmChallengeRequest {
+        ek_certificate: B64.encode(&endorsement.ek_certificate),
+        attestation_key_public: B64.encode(&endorsement.attestation_key_public),
+    };
+    let challenge = match client.tpm_challenge(&request).await {
+        Ok(challenge) => challenge,
+        Err(ClientError::Api { code, .. }) if code == "attestation_not_configured" => {
+            return Ok(Some(attestation));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let decode = |what: &str, b64: &str| {
+        B64.decode(b64)
+            .map_err(|e| ApproverError::Encoding(format!("the service's {what}: {e}")))
+    };
+    let secret = (endorsement.activate)(
+        &decode("credential blob", &challenge.credential_blob)?,
+        &decode("encrypted secret", &challenge.encrypted_secret)?,
+    )
+    .map_err(ApproverError::Sign)?;
+    let mut certification = TpmCertification::decode(&attestation)
+        .map_err(|e| ApproverError::Encoding(e.to_string()))?;
+    certification.endorsement = Some(TpmEndorsementProof {
+        ek_certificate: request.ek_certificate,
+        attestation_key_public: request.attestation_key_public,
+        challenge_expires_at: challenge.expires_at,
+        secret: B64.encode(secret),
+    });
+    Ok(Some(certification.encode()))
 }
 
 /// Enrols a key for `approver_id` with a one-time `code`, proving possession of the private
@@ -65,8 +131,7 @@ pub async fn enroll(
     )
     .map_err(|e| ApproverError::Encoding(e.to_string()))?;
     let proof = (key.sign)(&payload).map_err(ApproverError::Sign)?;
-    let attestation =
-        (key.attest)(&TpmCertification::nonce(&payload)).map_err(ApproverError::Sign)?;
+    let attestation = attestation(client, &key, &payload).await?;
     let request = EnrolmentRequest {
         approver_id: approver_id.to_owned(),
         code,
@@ -97,8 +162,7 @@ pub async fn enroll_with_id_token(
     )
     .map_err(|e| ApproverError::Encoding(e.to_string()))?;
     let proof = (key.sign)(&payload).map_err(ApproverError::Sign)?;
-    let attestation =
-        (key.attest)(&TpmCertification::nonce(&payload)).map_err(ApproverError::Sign)?;
+    let attestation = attestation(client, &key, &payload).await?;
     let request = countersign_core::IdpEnrolmentRequest {
         id_token,
         nonce,

@@ -335,6 +335,15 @@ impl Client {
         self.post("/v1/enroll", request).await
     }
 
+    /// Seals a secret to a TPM's endorsement key for its attestation key (the first step of an
+    /// attested TPM enrolment).
+    pub async fn tpm_challenge(
+        &self,
+        request: &countersign_core::api::TpmChallengeRequest,
+    ) -> Result<countersign_core::api::TpmChallenge, ClientError> {
+        self.post("/v1/enroll/tpm-challenge", request).await
+    }
+
     /// How to sign in with the service's OpenID Provider, with a fresh nonce.
     pub async fn oidc_sign_in(&self) -> Result<OidcSignIn, ClientError> {
         self.post("/v1/identity/oidc/sign-in", &serde_json::json!({}))

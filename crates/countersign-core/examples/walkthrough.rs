@@ -44,6 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 verification_code: false,
                 require_idp_enrolment: false,
                 max_sign_in_age_seconds: None,
+                require_attested_key: false,
             },
             reason: "production export of pii needs two security approvers".into(),
             policy_hash: policy_hash(b"demo policy"),
@@ -110,6 +111,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             EventKind::DecisionRecorded {
                 decision: signed,
                 key_kind: KeyKind::Software,
+                attested_by: None,
             },
             at,
         )?;

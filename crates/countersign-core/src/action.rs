@@ -351,6 +351,7 @@ pub(crate) mod tests {
                     verification_code: false,
                     require_idp_enrolment: false,
                     max_sign_in_age_seconds: None,
+                    require_attested_key: false,
                 },
                 reason: "production export of pii needs two security approvers".into(),
                 policy_hash: policy_hash(b"package countersign\n"),

@@ -152,6 +152,10 @@ pub struct Enrolled {
     pub approver_id: String,
     /// Which.
     pub key_id: KeyId,
+    /// The trusted manufacturer's root that vouched for the key's device; absent: its
+    /// hardware is only claimed (policies with `require_attested_key` refuse it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attested_by: Option<String>,
 }
 
 /// A fresh sign-in recorded behind an enrolled key.
@@ -176,6 +180,33 @@ pub struct Challenge {
     pub expires_at: Timestamp,
     /// What the signature binds to besides the challenge (the log origin).
     pub service: String,
+}
+
+/// A TPM asks the service to seal a secret to its endorsement key for its attestation key
+/// (the first step of an attested TPM enrolment; nothing is stored).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmChallengeRequest {
+    /// The TPM's endorsement key certificate (DER, as read from NV index 0x01c00002), base64.
+    pub ek_certificate: String,
+    /// The attestation key's TPMT_PUBLIC (marshalled), base64.
+    pub attestation_key_public: String,
+}
+
+/// A secret sealed to a TPM's endorsement key for its attestation key (TPM2_MakeCredential):
+/// only that TPM, holding that AK, can recover it with TPM2_ActivateCredential.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TpmChallenge {
+    /// The TPM2B_ID_OBJECT's contents (`credentialBlob`), base64.
+    pub credential_blob: String,
+    /// The TPM2B_ENCRYPTED_SECRET's contents (the seed encrypted to the EK), base64.
+    pub encrypted_secret: String,
+    /// The recovered secret is accepted until then.
+    pub expires_at: Timestamp,
+    /// The manufacturer's root the EK certificate chains to.
+    pub root: String,
 }
 
 /// How to sign in with the organisation's OpenID Provider, with a fresh nonce for this sign-in

@@ -98,6 +98,10 @@ pub enum EventKind {
         decision: SignedDecision,
         /// What kind of key signed it.
         key_kind: KeyKind,
+        /// The manufacturer's root that vouched for the signing key's device at enrolment;
+        /// absent when the key's hardware is only claimed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attested_by: Option<String>,
     },
     /// Quorum reached, or policy allowed it.
     Approved {
@@ -158,6 +162,11 @@ pub enum EventKind {
         /// enrolment; absent when no attestation was given.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         attestation_key: Option<KeyId>,
+        /// The manufacturer's root (its certificate's subject) whose certificate chain vouched
+        /// for the key's device: the TPM's endorsement key certificate for its attestation key,
+        /// or the token's PIV attestation. Absent when the hardware is only claimed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attested_by: Option<String>,
     },
     /// A key was revoked.
     KeyRevoked {

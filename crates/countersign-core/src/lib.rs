@@ -21,6 +21,7 @@ pub mod json_budget;
 pub mod merkle;
 #[cfg(feature = "openapi")]
 mod openapi;
+pub mod piv_attestation;
 pub mod policy;
 pub mod text;
 pub mod timestamp;
@@ -39,7 +40,8 @@ pub use ecdsa::{KeyId, PublicKey, Signature, SignatureError};
 pub use enrolment::{EnrolmentRequest, IdpEnrolmentRequest, IdpSignInRequest, SessionRequest};
 pub use grant::{Grant, GrantError, SignedGrant};
 pub use merkle::{ConsistencyProof, InclusionProof, MerkleTree, ProofError};
+pub use piv_attestation::PivAttestationDocument;
 pub use policy::{PolicyEvaluation, PolicyOutcome};
 pub use timestamp::{Clock, Timestamp};
-pub use tpm_attestation::{AttestationError, TpmCertification};
+pub use tpm_attestation::{AttestationError, TpmCertification, TpmEndorsementProof};
 pub use validate::ValidationError;

@@ -38,6 +38,10 @@ pub enum PolicyOutcome {
         /// vouched for in this many seconds (at enrolment, or again since).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_sign_in_age_seconds: Option<u32>,
+        /// Refuse decisions signed by keys whose device no trusted manufacturer's root vouched
+        /// for at enrolment (a TPM's endorsement key certificate, a token's PIV attestation).
+        #[serde(default, skip_serializing_if = "is_false")]
+        require_attested_key: bool,
     },
 }
 
@@ -100,6 +104,7 @@ mod tests {
                 verification_code: false,
                 require_idp_enrolment: false,
                 max_sign_in_age_seconds: None,
+                require_attested_key: false,
             },
             reason: "prod export of pii".into(),
             policy_hash: policy_hash(b"package countersign"),

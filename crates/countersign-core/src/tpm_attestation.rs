@@ -3,9 +3,11 @@
 //! and sensitiveDataOrigin, i.e. made by the TPM and unable to leave it; the statement carries
 //! a nonce bound to this enrolment so it cannot be replayed for another key or service.
 //!
-//! What this proves is limited by trust in the AK: until the AK is chained to the TPM
-//! maker's endorsement key certificate (not done yet; see docs/keys.md), a verified
-//! attestation shows the key is consistent with a TPM's statement, not that the TPM is real.
+//! On its own this proves only that the key is consistent with a TPM's statement: anyone can
+//! make a "TPM" key pair in software. [`TpmEndorsementProof`] closes that gap: the AK's public
+//! area, the TPM's endorsement key (EK) certificate from its manufacturer, and a secret the
+//! service sealed to that EK for that AK (TPM2_MakeCredential) which only that TPM could recover
+//! (TPM2_ActivateCredential). The service checks the certificate against the roots it trusts.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -14,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::domain;
 use crate::ecdsa::{KeyId, PublicKey, Signature};
+use crate::timestamp::Timestamp;
 
 /// The attestation format tag.
 pub const FORMAT: &str = "tpm2-certify/v1";
@@ -29,6 +32,7 @@ const TPM_ST_ATTEST_CERTIFY: u16 = 0x8017;
 const FIXED_TPM: u32 = 1 << 1;
 const FIXED_PARENT: u32 = 1 << 4;
 const SENSITIVE_DATA_ORIGIN: u32 = 1 << 5;
+const RESTRICTED: u32 = 1 << 16;
 const SIGN: u32 = 1 << 18;
 
 /// Why an attestation was refused.
@@ -68,6 +72,48 @@ pub struct TpmCertification {
     pub signature: Signature,
     /// The attestation key.
     pub attestation_key: PublicKey,
+    /// Proof that the attestation key lives in a TPM a manufacturer certified, when the TPM
+    /// has an EK certificate and the service trusts roots to check it against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endorsement: Option<TpmEndorsementProof>,
+}
+
+/// What links an attestation key to a TPM's manufacturer: its endorsement key certificate and
+/// the secret the service sealed to that EK for this AK, which the TPM gave back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmEndorsementProof {
+    /// The EK certificate (DER), base64.
+    pub ek_certificate: String,
+    /// The attestation key's TPMT_PUBLIC (marshalled), base64: its name is what the secret
+    /// was sealed for.
+    pub attestation_key_public: String,
+    /// When the service's credential challenge ends.
+    pub challenge_expires_at: Timestamp,
+    /// The secret TPM2_ActivateCredential recovered, base64.
+    pub secret: String,
+}
+
+/// Checks a TPMT_PUBLIC is a restricted P-256 signing key bound to its TPM (an attestation key:
+/// it signs only statements the TPM itself makes) and returns its public key.
+pub fn attestation_key_from_area(area: &[u8]) -> Result<PublicKey, AttestationError> {
+    let public = EccPublicArea::parse(area)?;
+    let required = FIXED_TPM | FIXED_PARENT | SENSITIVE_DATA_ORIGIN | SIGN | RESTRICTED;
+    if public.attributes & required != required {
+        return Err(structure(
+            "the attestation key is not a restricted signing key bound to its TPM",
+        ));
+    }
+    let mut point = vec![0x04];
+    point.extend_from_slice(&public.point);
+    PublicKey::from_sec1_bytes(&point).map_err(|e| structure(&e.to_string()))
+}
+
+/// The TPM name (SHA-256 name algorithm) of a marshalled TPMT_PUBLIC.
+pub fn name_of(area: &[u8]) -> Vec<u8> {
+    let mut name = TPM_ALG_SHA256.to_be_bytes().to_vec();
+    name.extend_from_slice(&Sha256::digest(area));
+    name
 }
 
 impl TpmCertification {
@@ -127,9 +173,7 @@ impl TpmCertification {
         if attest.extra_data != nonce {
             return Err(AttestationError::WrongNonce);
         }
-        let mut name = TPM_ALG_SHA256.to_be_bytes().to_vec();
-        name.extend_from_slice(&Sha256::digest(&key_public));
-        if attest.name != name {
+        if attest.name != name_of(&key_public) {
             return Err(AttestationError::WrongKey);
         }
         Ok(self.attestation_key.key_id())

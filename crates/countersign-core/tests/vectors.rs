@@ -91,6 +91,7 @@ fn sample_action() -> Action {
                 verification_code: false,
                 require_idp_enrolment: false,
                 max_sign_in_age_seconds: None,
+                require_attested_key: false,
             },
             reason: "IAM changes in prod need two approvers from security or platform".into(),
             policy_hash: policy_hash(b"package countersign\n\ndefault decision := \"deny\"\n"),

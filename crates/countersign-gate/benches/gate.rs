@@ -272,6 +272,7 @@ fn main() {
                 public_key: public.clone(),
                 sign: Box::new(move |m| Ok(Signature::from_p256(signer.sign(m)))),
                 attest: Box::new(|_| Ok(None)),
+                endorsement: None,
             },
         )
         .await

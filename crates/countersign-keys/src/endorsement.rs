@@ -143,19 +143,39 @@ pub fn verify_chain(
     for _ in 0..=intermediates.len() {
         valid_at(&current, now_unix)?;
         let issuer = &current.tbs_certificate.issuer;
-        if let Some(root) = roots.iter().find(|r| r.tbs_certificate.subject == *issuer) {
-            signed_by(&current, root)?;
-            valid_at(root, now_unix)?;
-            return Ok((leaf, root.tbs_certificate.subject.to_string()));
+        // Issuers are found by name, then by signature: two authorities may share a name
+        // (every swtpm_localca is "CN=swtpm-localca"), and a CA's renewed key keeps it.
+        let named = |c: &&Certificate| c.tbs_certificate.subject == *issuer;
+        let mut refused = None;
+        for root in roots.iter().filter(named) {
+            match signed_by(&current, root) {
+                Ok(()) => {
+                    valid_at(root, now_unix)?;
+                    return Ok((leaf, root.tbs_certificate.subject.to_string()));
+                }
+                Err(e) => refused = Some(e),
+            }
         }
-        let Some(next) = intermediates
-            .iter()
-            .find(|c| c.tbs_certificate.subject == *issuer)
-        else {
-            return Err(EndorsementError::Untrusted(issuer.to_string()));
-        };
-        signed_by(&current, next)?;
-        current = next.clone();
+        let mut next = None;
+        for candidate in intermediates.iter().filter(named) {
+            match signed_by(&current, candidate) {
+                Ok(()) => {
+                    next = Some(candidate);
+                    break;
+                }
+                Err(e) => refused = Some(e),
+            }
+        }
+        match (next, refused) {
+            (Some(next), _) => current = next.clone(),
+            (None, Some(EndorsementError::BadSignature(_))) => {
+                return Err(EndorsementError::Untrusted(format!(
+                    "{issuer}: a trusted certificate of that name did not sign it"
+                )));
+            }
+            (None, Some(other)) => return Err(other),
+            (None, None) => return Err(EndorsementError::Untrusted(issuer.to_string())),
+        }
     }
     Err(EndorsementError::Untrusted(
         current.tbs_certificate.issuer.to_string(),
@@ -198,8 +218,11 @@ pub fn verify(
 /// What a YubiKey's PIV attestation says of a key in one of its slots.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PivAttestation {
-    /// The attested key (SubjectPublicKeyInfo, DER), to compare with the enrolled key.
+    /// The attested key (SubjectPublicKeyInfo, DER).
     pub public_key: Vec<u8>,
+    /// The attested key's point (the SubjectPublicKeyInfo's bits: SEC1 for EC keys), to compare
+    /// with the enrolled key.
+    pub public_point: Vec<u8>,
     /// The device's serial number.
     pub serial: Option<u64>,
     /// Its firmware version.
@@ -221,9 +244,9 @@ pub fn verify_piv_attestation(
     now_unix: u64,
 ) -> Result<PivAttestation, EndorsementError> {
     let (leaf, root) = verify_chain(attestation, &[device.to_vec()], roots, now_unix)?;
-    let public_key = leaf
-        .tbs_certificate
-        .subject_public_key_info
+    let spki = &leaf.tbs_certificate.subject_public_key_info;
+    let public_point = spki.subject_public_key.raw_bytes().to_vec();
+    let public_key = spki
         .to_der()
         .map_err(|e| EndorsementError::Encoding(e.to_string()))?;
     let mut serial = None;
@@ -247,6 +270,7 @@ pub fn verify_piv_attestation(
     }
     Ok(PivAttestation {
         public_key,
+        public_point,
         serial,
         firmware,
         root,

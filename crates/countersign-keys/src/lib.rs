@@ -89,6 +89,32 @@ pub trait Signer: Send + Sync {
     fn attest(&self, _nonce: &[u8]) -> Result<Option<String>, KeyError> {
         Ok(None)
     }
+    /// What a verifier seals a credential to, to learn that [`Signer::attest`]'s attestation
+    /// key lives in a device a manufacturer certified; `None` when the device has no
+    /// endorsement certificate (or is not a TPM).
+    fn endorsement(&self) -> Result<Option<Endorsement>, KeyError> {
+        Ok(None)
+    }
+    /// Recovers the secret of a credential sealed to this device's endorsement key for its
+    /// attestation key (TPM2_ActivateCredential).
+    fn activate_credential(
+        &self,
+        _credential: &credential::Credential,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
+        Err(KeyError::Device(
+            "this key's device has no endorsement key".into(),
+        ))
+    }
+}
+
+/// A device's endorsement: its manufacturer's certificate and the attestation key it vouches
+/// for through a credential.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endorsement {
+    /// The endorsement key certificate (DER).
+    pub ek_certificate: Vec<u8>,
+    /// The attestation key's TPMT_PUBLIC (marshalled).
+    pub attestation_key_public: Vec<u8>,
 }
 
 /// SHA-256 of `message`: hardware backends are handed the digest, because not every device

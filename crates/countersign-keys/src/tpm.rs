@@ -13,17 +13,21 @@ use base64::engine::general_purpose::STANDARD as B64;
 use countersign_core::tpm_attestation::{self, TpmCertification};
 use countersign_core::{KeyKind, PublicKey, Signature};
 use serde::{Deserialize, Serialize};
-use tss_esapi::attributes::ObjectAttributesBuilder;
+use tss_esapi::abstraction::{AsymmetricAlgorithmSelection, ek, nv};
+use tss_esapi::attributes::{ObjectAttributesBuilder, SessionAttributesBuilder};
+use tss_esapi::constants::SessionType;
 use tss_esapi::constants::response_code::Tss2ResponseCodeKind;
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
-use tss_esapi::handles::KeyHandle;
+use tss_esapi::handles::{AuthHandle, KeyHandle, NvIndexTpmHandle, SessionHandle};
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::ecc::EccCurve;
-use tss_esapi::interface_types::resource_handles::Hierarchy;
-use tss_esapi::interface_types::session_handles::AuthSession;
+use tss_esapi::interface_types::key_bits::RsaKeyBits;
+use tss_esapi::interface_types::resource_handles::{Hierarchy, NvAuth};
+use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    Auth, Data, Digest, EccPoint, EccScheme, HashScheme, KeyDerivationFunctionScheme, Private,
-    Public, PublicBuilder, PublicEccParametersBuilder, SignatureScheme, SymmetricDefinitionObject,
+    Auth, Data, Digest, EccPoint, EccScheme, EncryptedSecret, HashScheme, IdObject,
+    KeyDerivationFunctionScheme, Private, Public, PublicBuilder, PublicEccParametersBuilder,
+    SignatureScheme, SymmetricDefinition, SymmetricDefinitionObject,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall as _, UnMarshall as _};
@@ -31,7 +35,8 @@ use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 use tss_esapi::{Context, Error as TssError};
 use zeroize::Zeroizing;
 
-use crate::{KeyError, KeyInfo, PinPrompt, PinRequest, Signer, files, sha256};
+use crate::credential::Credential;
+use crate::{Endorsement, KeyError, KeyInfo, PinPrompt, PinRequest, Signer, files, sha256};
 
 /// Where a TPM key lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -280,8 +285,61 @@ impl Signer for TpmKey {
             ),
             signature: ecdsa_signature(signature)?,
             attestation_key: ecc_public_key(&ak_public)?,
+            endorsement: None,
         };
         Ok(Some(certification.encode()))
+    }
+
+    fn endorsement(&self) -> Result<Option<Endorsement>, KeyError> {
+        let mut loaded = self.lock()?;
+        let index = NvIndexTpmHandle::new(RSA_EK_CERTIFICATE_INDEX)
+            .map_err(|e| tpm_error("naming the EK certificate index", e))?;
+        let certificate = loaded
+            .context
+            .execute_with_session(Some(AuthSession::Password), |ctx| {
+                nv::read_full(ctx, NvAuth::Owner, index)
+            });
+        let ek_certificate = match certificate {
+            Ok(der) => der,
+            // No certificate provisioned (most virtual TPMs, some machines): nothing to prove.
+            Err(e) if matches!(response_kind(&e), Some(Tss2ResponseCodeKind::Handle)) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(tpm_error("reading the EK certificate", e)),
+        };
+        let (ak, ak_public) = attestation_key(&mut loaded.context)?;
+        flush(&mut loaded.context, ak);
+        Ok(Some(Endorsement {
+            ek_certificate,
+            attestation_key_public: ak_public
+                .marshall()
+                .map_err(|e| tpm_error("encoding the attestation key", e))?,
+        }))
+    }
+
+    fn activate_credential(&self, credential: &Credential) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let id_object = IdObject::try_from(credential.id_object.clone())
+            .map_err(|e| KeyError::Format(format!("credential blob: {e}")))?;
+        let secret = EncryptedSecret::try_from(credential.encrypted_secret.clone())
+            .map_err(|e| KeyError::Format(format!("encrypted secret: {e}")))?;
+        let mut loaded = self.lock()?;
+        let context = &mut loaded.context;
+        let ek = ek::create_ek_object_2(
+            context,
+            AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
+            None,
+        )
+        .map_err(|e| tpm_error("creating the endorsement key", e))?;
+        let activated = match attestation_key(context) {
+            Ok((ak, _)) => {
+                let result = activate(context, ak, ek, id_object, secret);
+                flush(context, ak);
+                result
+            }
+            Err(e) => Err(e),
+        };
+        flush(context, ek);
+        activated
     }
 
     fn sign(&self, message: &[u8]) -> Result<Signature, KeyError> {
@@ -323,6 +381,64 @@ impl Drop for TpmKey {
             flush(&mut loaded.context, key);
         }
     }
+}
+
+/// The TCG's NV index of the RSA 2048 endorsement key certificate.
+const RSA_EK_CERTIFICATE_INDEX: u32 = 0x01c0_0002;
+
+/// TPM2_ActivateCredential for the attestation key `ak` with the endorsement key `ek`, whose
+/// policy asks for the endorsement hierarchy's authorization (PolicySecret).
+fn activate(
+    context: &mut Context,
+    ak: KeyHandle,
+    ek: KeyHandle,
+    id_object: IdObject,
+    secret: EncryptedSecret,
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let policy = context
+        .start_auth_session(
+            None,
+            None,
+            None,
+            SessionType::Policy,
+            SymmetricDefinition::AES_128_CFB,
+            HashingAlgorithm::Sha256,
+        )
+        .map_err(|e| tpm_error("starting a policy session", e))?
+        .ok_or_else(|| KeyError::Device("the TPM gave no policy session".into()))?;
+    let result = (|| {
+        let (attributes, mask) = SessionAttributesBuilder::new().build();
+        context
+            .tr_sess_set_attributes(policy, attributes, mask)
+            .map_err(|e| tpm_error("setting up the policy session", e))?;
+        let policy_session = PolicySession::try_from(policy)
+            .map_err(|e| tpm_error("setting up the policy session", e))?;
+        context
+            .execute_with_session(Some(AuthSession::Password), |ctx| {
+                ctx.policy_secret(
+                    policy_session,
+                    AuthHandle::Endorsement,
+                    Default::default(),
+                    Default::default(),
+                    Default::default(),
+                    None,
+                )
+            })
+            .map_err(|e| tpm_error("satisfying the endorsement key's policy", e))?;
+        context
+            .execute_with_sessions((Some(AuthSession::Password), Some(policy), None), |ctx| {
+                ctx.activate_credential(ak, ek, id_object, secret)
+            })
+            .map(|digest| Zeroizing::new(digest.value().to_vec()))
+            .map_err(|e| {
+                KeyError::Device(format!(
+                    "TPM: the credential is not for this TPM's attestation key: {e}"
+                ))
+            })
+    })();
+    // A TPM holds only a few sessions at once: give this one back whatever happened.
+    let _ = context.flush_context(SessionHandle::from(policy).into());
+    result
 }
 
 fn connect(tcti: &str) -> Result<Context, KeyError> {

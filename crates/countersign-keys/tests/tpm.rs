@@ -390,3 +390,63 @@ fn an_ek_certificate_chains_to_its_manufacturers_root_and_no_other() {
     let (other_der, _) = ek_certificate(&other);
     assert!(verify(&other_der, &intermediates, &roots, now).is_err());
 }
+
+/// A key's TPM names its manufacturer's EK certificate and its attestation key; a credential
+/// sealed in software to that certificate's key for that AK comes back through the key's own
+/// TPM, and is the AK that certifies the key. A TPM without an EK certificate has nothing to
+/// prove and says so.
+#[test]
+fn a_tpm_key_proves_its_attestation_key_lives_in_the_certified_tpm() {
+    use countersign_core::TpmCertification;
+    use countersign_core::tpm_attestation::{attestation_key_from_area, name_of};
+    use countersign_keys::credential::make_credential;
+    use countersign_keys::endorsement::{certificates, verify};
+
+    let (tpm, ca) = Swtpm::start_with_ek_certificate();
+    let dir = tempfile::tempdir().expect("dir");
+    let key = TpmKey::generate(&config(&tpm, &dir), "laptop tpm", None).expect("generate");
+    let endorsement = key
+        .endorsement()
+        .expect("read")
+        .expect("this TPM has an EK certificate");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let roots = certificates(&std::fs::read(&ca.root).expect("root")).expect("pem");
+    let intermediates =
+        certificates(&std::fs::read(&ca.intermediate).expect("intermediate")).expect("pem");
+    let verified =
+        verify(&endorsement.ek_certificate, &intermediates, &roots, now).expect("chains");
+    let ak = attestation_key_from_area(&endorsement.attestation_key_public).expect("an AK");
+    let certification = TpmCertification::decode(
+        &key.attest(&[7; 32])
+            .expect("certify")
+            .expect("a TPM attests"),
+    )
+    .expect("decodes");
+    assert_eq!(
+        certification.attestation_key, ak,
+        "the AK that certifies the key"
+    );
+
+    let name = name_of(&endorsement.attestation_key_public);
+    let sealed = make_credential(&verified.key, &name, &[9; 32]).expect("sealed");
+    let secret = key.activate_credential(&sealed).expect("activated");
+    assert_eq!(secret.as_slice(), &[9; 32]);
+    // Sealed for another name: the TPM refuses, and keeps working afterwards.
+    let mut other = name.clone();
+    other[4] ^= 1;
+    let foreign = make_credential(&verified.key, &other, &[9; 32]).expect("sealed");
+    assert!(key.activate_credential(&foreign).is_err());
+    assert!(
+        key.activate_credential(&sealed).is_ok(),
+        "sessions given back"
+    );
+    key.sign(b"still signs").expect("sign");
+
+    let plain = Swtpm::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let key = TpmKey::generate(&config(&plain, &dir), "vm tpm", None).expect("generate");
+    assert_eq!(key.endorsement().expect("no error"), None);
+}

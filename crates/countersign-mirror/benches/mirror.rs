@@ -174,6 +174,7 @@ fn decision(
                 signature,
             },
             key_kind: KeyKind::Pkcs11,
+            attested_by: None,
         },
     )
 }
@@ -206,6 +207,7 @@ fn request_events(i: u64, at: i64, service: &ServiceKey) -> Vec<NewEvent> {
                 verification_code: false,
                 require_idp_enrolment: false,
                 max_sign_in_age_seconds: None,
+                require_attested_key: false,
             },
             reason: "two approvers from security".into(),
             policy_hash: policy_hash(POLICY.as_bytes()),

@@ -37,6 +37,9 @@ pub struct DecisionDetail {
     pub key_kind: KeyKind,
     /// Whether that kind is hardware-backed.
     pub hardware: bool,
+    /// The trusted manufacturer's root that vouched for the key's device at enrolment;
+    /// `None`: its hardware is only claimed.
+    pub attested_by: Option<String>,
     /// The signature (DER, base64), verified at sync against the key the log enrolled.
     pub signature: String,
 }
@@ -204,7 +207,11 @@ impl Mirror {
                     digest = Some(*d);
                     requester_authentication = authenticated_by.clone();
                 }
-                EventKind::DecisionRecorded { decision, key_kind } => {
+                EventKind::DecisionRecorded {
+                    decision,
+                    key_kind,
+                    attested_by,
+                } => {
                     let d = &decision.decision;
                     decisions.push(DecisionDetail {
                         seq,
@@ -216,6 +223,7 @@ impl Mirror {
                         key_id: d.key_id,
                         key_kind: *key_kind,
                         hardware: key_kind.is_hardware(),
+                        attested_by: attested_by.clone(),
                         signature: decision.signature.to_base64(),
                     });
                 }

@@ -52,6 +52,10 @@ pub struct ExportRow<'a> {
     pub quorum: i64,
     /// Every decision signed by a hardware key.
     pub hardware_only: bool,
+    /// Every decision signed by a key a trusted manufacturer's root vouched for.
+    pub attested_only: bool,
+    /// The roots that vouched for the deciding keys, one per line.
+    pub attesting_roots: &'a str,
     /// Reported outcome.
     pub outcome: Option<&'a str>,
     /// Grant redeemed (ms).
@@ -67,7 +71,8 @@ pub struct ExportRow<'a> {
 const EXPORT_COLUMNS: &str = "r.seq, r.id, r.created_at, r.decided_at, r.action_type, r.resource, \
     r.environment, r.requester, r.on_behalf_of, r.approvers, r.status, r.approvals, r.denials, \
     r.quorum, r.hardware_only, r.outcome, r.redeemed_at, r.tags, r.justification, r.requester_auth, \
-    r.approved_by, r.denied_by, r.key_ids, r.comments, r.policy_reason";
+    r.approved_by, r.denied_by, r.key_ids, r.comments, r.policy_reason, r.attested_only, \
+    r.attesting_roots";
 
 /// The verified checkpoint an export is anchored to.
 #[derive(Clone, Debug)]
@@ -220,6 +225,8 @@ impl Mirror {
                     key_ids: text(row, 22)?,
                     comments: text(row, 23)?,
                     policy_reason: text(row, 24)?,
+                    attested_only: row.get::<_, i64>(25)? != 0,
+                    attesting_roots: text(row, 26)?,
                 })
             })()
             .map_err(|e| MirrorError::Corrupt(format!("request index row: {e}")))?;

@@ -45,12 +45,16 @@ pub(crate) struct RequestRow {
     pub approved_by: String,
     pub denied_by: String,
     pub key_ids: String,
+    /// Whether every decision's key was attested by a trusted root (true while none signed).
+    pub attested_only: bool,
+    /// The distinct roots that vouched for the deciding keys, one per line.
+    pub attesting_roots: String,
 }
 
 const COLUMNS: &str = "seq, id, digest, created_at, expires_at, action_type, resource, environment, \
     requester, on_behalf_of, tags, justification, parameters, policy_outcome, quorum, status, \
     decided_at, approvers, comments, approvals, denials, hardware_only, grant_id, redeemed_at, \
-    outcome, last_seq, requester_auth, policy_reason, approved_by, denied_by, key_ids";
+    outcome, last_seq, requester_auth, policy_reason, approved_by, denied_by, key_ids, attested_only, attesting_roots";
 
 /// Appends `word` to a space-separated list.
 fn push_word(list: &mut String, word: &str) {
@@ -130,6 +134,7 @@ impl RequestRow {
             quorum: i64::from(quorum),
             status: "pending".into(),
             hardware_only: true,
+            attested_only: true,
             last_seq: seq as i64,
             ..Self::default()
         }
@@ -217,8 +222,21 @@ impl Batch {
         };
         row.last_seq = seq;
         match &event.event {
-            EventKind::DecisionRecorded { decision, key_kind } => {
+            EventKind::DecisionRecorded {
+                decision,
+                key_kind,
+                attested_by,
+            } => {
                 let d = &decision.decision;
+                row.attested_only &= attested_by.is_some();
+                if let Some(root) = attested_by
+                    && !row.attesting_roots.lines().any(|r| r == root)
+                {
+                    if !row.attesting_roots.is_empty() {
+                        row.attesting_roots.push('\n');
+                    }
+                    row.attesting_roots.push_str(root);
+                }
                 if !row.approvers.is_empty() {
                     row.approvers.push(' ');
                 }
@@ -305,7 +323,9 @@ impl Batch {
                     .push_bind(&r.policy_reason)
                     .push_bind(&r.approved_by)
                     .push_bind(&r.denied_by)
-                    .push_bind(&r.key_ids);
+                    .push_bind(&r.key_ids)
+                    .push_bind(r.attested_only)
+                    .push_bind(&r.attesting_roots);
             });
             q.push(
                 " ON CONFLICT (seq) DO UPDATE SET status = excluded.status, \
@@ -315,7 +335,8 @@ impl Batch {
                  grant_id = excluded.grant_id, redeemed_at = excluded.redeemed_at, \
                  outcome = excluded.outcome, last_seq = excluded.last_seq, \
                  approved_by = excluded.approved_by, denied_by = excluded.denied_by, \
-                 key_ids = excluded.key_ids \
+                 key_ids = excluded.key_ids, attested_only = excluded.attested_only, \
+                 attesting_roots = excluded.attesting_roots \
                  WHERE excluded.last_seq > requests.last_seq",
             );
             q.build().execute(&mut *conn).await?;
@@ -397,5 +418,7 @@ pub(crate) fn decode(row: &sqlx::sqlite::SqliteRow) -> MirrorResult<RequestRow> 
         approved_by: row.try_get("approved_by")?,
         denied_by: row.try_get("denied_by")?,
         key_ids: row.try_get("key_ids")?,
+        attested_only: row.try_get("attested_only")?,
+        attesting_roots: row.try_get("attesting_roots")?,
     })
 }

@@ -73,8 +73,11 @@ pub struct DecisionLine {
     pub key_id: countersign_core::KeyId,
     /// Its kind.
     pub key_kind: countersign_core::KeyKind,
-    /// The attestation key that certified it at enrolment, when the enrolment carried one.
-    pub attested_by: Option<countersign_core::KeyId>,
+    /// The TPM attestation key that certified it at enrolment, when the enrolment carried one.
+    pub certified_by: Option<countersign_core::KeyId>,
+    /// The trusted manufacturer's root that vouched for its device, as the decision's event
+    /// records; `None`: its hardware is only claimed.
+    pub attested_by: Option<String>,
     /// The approver's comment.
     pub comment: String,
 }
@@ -303,7 +306,12 @@ impl Mirror {
             let body: String = row.try_get(2)?;
             let event: AuditEvent = serde_json::from_str(&body)
                 .map_err(|e| MirrorError::Corrupt(format!("stored decision: {e}")))?;
-            let EventKind::DecisionRecorded { decision, key_kind } = event.event else {
+            let EventKind::DecisionRecorded {
+                decision,
+                key_kind,
+                attested_by,
+            } = event.event
+            else {
                 continue;
             };
             let d = decision.decision;
@@ -314,7 +322,8 @@ impl Mirror {
                 approver_id: d.approver_id,
                 verdict: d.verdict,
                 recorded_at: event.recorded_at,
-                attested_by: attested.get(&d.key_id).copied().flatten(),
+                certified_by: attested.get(&d.key_id).copied().flatten(),
+                attested_by,
                 key_id: d.key_id,
                 key_kind,
                 comment: d.comment,

@@ -293,28 +293,33 @@ impl Mirror {
     }
 
     async fn load_keys(&self) -> MirrorResult<HashMap<KeyId, KnownKey>> {
-        let rows: Vec<(String, String, String, String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT key_id, approver_id, kind, public_key, enrolled_seq, revoked_seq FROM keys",
-        )
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(String, String, String, String, i64, Option<i64>, Option<String>)> =
+            sqlx::query_as(
+                "SELECT key_id, approver_id, kind, public_key, enrolled_seq, revoked_seq, attested_by FROM keys",
+            )
         .fetch_all(&self.pool)
         .await?;
         let corrupt = |what: &str| MirrorError::Corrupt(format!("stored key: {what}"));
         rows.into_iter()
-            .map(|(id, approver_id, kind, key, enrolled, revoked)| {
-                let key_id: KeyId = id.parse().map_err(|_| corrupt("id"))?;
-                Ok((
-                    key_id,
-                    KnownKey {
-                        approver_id,
-                        kind: serde_json::from_value(serde_json::Value::String(kind))
-                            .map_err(|_| corrupt("kind"))?,
-                        public_key: serde_json::from_value(serde_json::Value::String(key))
-                            .map_err(|_| corrupt("public key"))?,
-                        enrolled_seq: enrolled as u64,
-                        revoked_seq: revoked.map(|r| r as u64),
-                    },
-                ))
-            })
+            .map(
+                |(id, approver_id, kind, key, enrolled, revoked, attested_by)| {
+                    let key_id: KeyId = id.parse().map_err(|_| corrupt("id"))?;
+                    Ok((
+                        key_id,
+                        KnownKey {
+                            approver_id,
+                            kind: serde_json::from_value(serde_json::Value::String(kind))
+                                .map_err(|_| corrupt("kind"))?,
+                            public_key: serde_json::from_value(serde_json::Value::String(key))
+                                .map_err(|_| corrupt("public key"))?,
+                            enrolled_seq: enrolled as u64,
+                            revoked_seq: revoked.map(|r| r as u64),
+                            attested_by,
+                        },
+                    ))
+                },
+            )
             .collect()
     }
 
@@ -476,8 +481,8 @@ async fn write_keys(
         }
         let text = |v: serde_json::Value| v.as_str().map(str::to_owned).unwrap_or_default();
         sqlx::query(
-            "INSERT INTO keys (key_id, approver_id, kind, public_key, enrolled_seq, revoked_seq)
-             VALUES (?, ?, ?, ?, ?, ?)
+            "INSERT INTO keys (key_id, approver_id, kind, public_key, enrolled_seq, revoked_seq, attested_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (key_id) DO UPDATE SET revoked_seq = excluded.revoked_seq",
         )
         .bind(id.to_string())
@@ -488,6 +493,7 @@ async fn write_keys(
         ))
         .bind(key.enrolled_seq as i64)
         .bind(key.revoked_seq.map(|r| r as i64))
+        .bind(&key.attested_by)
         .execute(&mut *conn)
         .await?;
     }

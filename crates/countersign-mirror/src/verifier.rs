@@ -27,6 +27,8 @@ pub struct KnownKey {
     pub enrolled_seq: u64,
     /// The `key_revoked` event, if any.
     pub revoked_seq: Option<u64>,
+    /// The root that vouched for its device at enrolment, as `key_enrolled` says.
+    pub attested_by: Option<String>,
 }
 
 /// What a decision or grant is checked against: its request as the log recorded it.
@@ -301,7 +303,11 @@ impl EventChecker {
                     },
                 );
             }
-            EventKind::DecisionRecorded { decision, key_kind } => {
+            EventKind::DecisionRecorded {
+                decision,
+                key_kind,
+                attested_by,
+            } => {
                 let d = &decision.decision;
                 let key = self.keys.get(&d.key_id).ok_or_else(|| {
                     bad(
@@ -340,6 +346,16 @@ impl EventChecker {
                         format!(
                             "decision records key kind {key_kind:?} but the key was enrolled as {:?}",
                             key.kind
+                        ),
+                    ));
+                }
+                // A decision can claim no more for its key than the key's enrolment proved.
+                if *attested_by != key.attested_by {
+                    return Err(bad(
+                        event,
+                        format!(
+                            "decision records key attestation {:?} but the key was enrolled with {:?}",
+                            attested_by, key.attested_by
                         ),
                     ));
                 }
@@ -390,6 +406,7 @@ impl EventChecker {
                 key_id,
                 key_kind,
                 public_key,
+                attested_by,
                 ..
             } => {
                 if public_key.key_id() != *key_id {
@@ -406,6 +423,7 @@ impl EventChecker {
                         public_key: public_key.clone(),
                         enrolled_seq: event.seq,
                         revoked_seq: None,
+                        attested_by: attested_by.clone(),
                     },
                 );
             }

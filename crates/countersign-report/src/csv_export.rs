@@ -13,7 +13,7 @@ use countersign_mirror::{ExportRow, Mirror, SearchQuery};
 use crate::{Control, ExportProgress, ReportError};
 
 /// The header row; docs/audit.md says what each column holds.
-pub const HEADER: [&str; 24] = [
+pub const HEADER: [&str; 26] = [
     "request_id",
     "created_at",
     "decided_at",
@@ -33,6 +33,8 @@ pub const HEADER: [&str; 24] = [
     "denied_by",
     "decision_key_ids",
     "hardware_keys_only",
+    "attested_keys_only",
+    "attesting_roots",
     "comments",
     "outcome",
     "grant_redeemed_at",
@@ -48,6 +50,15 @@ pub fn safe_cell(text: &str) -> Cow<'_, str> {
     match text.chars().next() {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => Cow::Owned(format!("'{text}")),
         _ => text,
+    }
+}
+
+/// Whether every decision had a property: blank when nobody signed, since it says nothing then.
+fn every_decision(decisions: i64, all: bool) -> &'static str {
+    match (decisions, all) {
+        (0, _) => "",
+        (_, true) => "true",
+        (_, false) => "false",
     }
 }
 
@@ -119,13 +130,10 @@ fn write_rows<W: Write>(
         let _ = write!(denials, "{}", r.denials);
         quorum.clear();
         let _ = write!(quorum, "{}", r.quorum);
-        // Whether every decision was signed by a hardware key: says nothing without decisions.
-        let hardware = match (r.approvals + r.denials, r.hardware_only) {
-            (0, _) => "",
-            (_, true) => "true",
-            (_, false) => "false",
-        };
-        let record: [&str; 24] = [
+        let signed = r.approvals + r.denials;
+        let hardware = every_decision(signed, r.hardware_only);
+        let attested = every_decision(signed, r.attested_only);
+        let record: [&str; 26] = [
             r.id,
             &created,
             &decided,
@@ -145,6 +153,8 @@ fn write_rows<W: Write>(
             &safe_cell(r.denied_by),
             r.key_ids,
             hardware,
+            attested,
+            &safe_cell(r.attesting_roots),
             &safe_cell(r.comments),
             r.outcome.unwrap_or_default(),
             &redeemed,

@@ -542,9 +542,11 @@ pub async fn write(
         REGULAR,
         8.0,
         "Key: the kind of key that signed, its id (SHA-256 of the public key) and its attestation: \
-         \"claimed\" when the enrolling device's word is all there is, \"TPM-certified by AK ...\" when a \
-         TPM attestation key certified it at enrolment (TPM2_Certify, verified by the service and \
-         carried in the log's key_enrolled event).",
+         \"attested by <root>\" when a manufacturer's root the deployment trusts vouched for the \
+         device at enrolment (a TPM's endorsement key certificate, through a credential only that \
+         TPM could activate, for the attestation key that certified the key; or a token's PIV \
+         attestation), as the decision's event records; \"claimed\" otherwise, noting when a TPM \
+         attestation key not chained to a trusted root certified it (TPM2_Certify).",
     );
     let table = Table {
         columns: &[0.0, 78.0, 190.0, 280.0, 322.0],
@@ -558,9 +560,10 @@ pub async fn write(
     };
     l.table_header(&table);
     for d in &decisions {
-        let attestation = match &d.attested_by {
-            Some(ak) => format!("TPM-certified by AK {}", ak.short()),
-            None => "claimed".to_owned(),
+        let attestation = match (&d.attested_by, &d.certified_by) {
+            (Some(root), _) => format!("attested by {root}"),
+            (None, Some(ak)) => format!("claimed (TPM-certified by AK {}, unchained)", ak.short()),
+            (None, None) => "claimed".to_owned(),
         };
         let comment = if d.comment.is_empty() {
             String::new()

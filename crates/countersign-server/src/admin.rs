@@ -197,7 +197,9 @@ fn key_view(k: ApproverKey) -> KeyAdminView {
         key_id: k.key_id,
         kind: k.kind,
         label: k.label,
-        attested: k.attestation.is_some(),
+        attested: k.attested_by.is_some(),
+        certified: k.attestation.is_some(),
+        attested_by: k.attested_by,
         enrolled_at: k.enrolled_at,
         revoked_at: k.revoked_at,
     }

@@ -3,6 +3,7 @@
 //! a store (which store is the binary's choice: the service depends on the store's trait only).
 
 pub mod admin;
+pub mod attestation;
 pub mod audit_log;
 pub mod auth;
 pub mod challenge;
@@ -140,6 +141,7 @@ impl Service {
         // Checked here so a bad configuration stops the start instead of trusting nobody.
         workload::WorkloadIssuers::new(&config.workload_issuers)?;
         config.scim.check().map_err(StartError::Config)?;
+        attestation::TrustAnchors::load(&config.attestation).map_err(StartError::Config)?;
         let policy = match policy_path {
             Some(p) => Policy::from_file(p)?,
             None => Policy::builtin()?,

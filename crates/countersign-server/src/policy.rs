@@ -76,6 +76,8 @@ struct RawDecision {
     require_idp_enrolment: Option<bool>,
     #[serde(default)]
     max_sign_in_age_seconds: Option<u32>,
+    #[serde(default)]
+    require_attested_key: Option<bool>,
 }
 
 fn compile(path: &str, source: &str) -> Result<regorus::Engine, PolicyError> {
@@ -334,6 +336,7 @@ fn outcome(raw: &RawDecision) -> Result<PolicyOutcome, String> {
                 verification_code,
                 require_idp_enrolment: raw.require_idp_enrolment.unwrap_or(false),
                 max_sign_in_age_seconds: raw.max_sign_in_age_seconds,
+                require_attested_key: raw.require_attested_key.unwrap_or(false),
             })
         }
         other => Err(format!("unknown outcome {other:?}")),
@@ -459,6 +462,7 @@ mod tests {
             verification_code: None,
             require_idp_enrolment: None,
             max_sign_in_age_seconds: Some(age),
+            require_attested_key: None,
         };
         assert!(outcome(&raw(59)).is_err());
         assert!(outcome(&raw(MAX_SIGN_IN_AGE_SECONDS + 1)).is_err());

@@ -32,6 +32,8 @@ pub struct Config {
     pub oidc: Option<crate::oidc::OidcConfig>,
     /// Provisioning from the organisation's directory ([`crate::scim`]).
     pub scim: crate::scim::ScimConfig,
+    /// The manufacturers' roots that vouch for approvers' devices ([`crate::attestation`]).
+    pub attestation: crate::attestation::AttestationConfig,
 }
 
 impl Default for Config {
@@ -46,6 +48,7 @@ impl Default for Config {
             workload_issuers: Vec::new(),
             oidc: None,
             scim: crate::scim::ScimConfig::default(),
+            attestation: crate::attestation::AttestationConfig::default(),
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct Inner {
     /// one group at once, which would otherwise keep invalidating each other's reads. Changes
     /// from another replica are caught by the records' versions and recomputed.
     pub directory_writes: tokio::sync::Mutex<()>,
+    /// The roots `config.attestation` names, read at start.
+    pub attestation: crate::attestation::TrustAnchors,
 }
 
 impl AppState {
@@ -108,6 +113,13 @@ impl AppState {
             })
             .unwrap_or_else(|_| crate::workload::WorkloadIssuers::none());
         let oidc = config.oidc.clone().map(crate::oidc::Oidc::new);
+        // As with workload issuers: `Service::open` refuses unreadable roots; built directly
+        // with them, none is trusted rather than some.
+        let attestation = crate::attestation::TrustAnchors::load(&config.attestation)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "attestation roots refused; none is trusted");
+                crate::attestation::TrustAnchors::default()
+            });
         Self(Arc::new(Inner {
             store,
             clock,
@@ -122,6 +134,7 @@ impl AppState {
             workload,
             oidc,
             directory_writes: tokio::sync::Mutex::new(()),
+            attestation,
         }))
     }
 

@@ -210,8 +210,8 @@ pub(crate) async fn enrol_key(
         .await
         .map_err(backend)?;
     sqlx::query(
-        "INSERT INTO approver_keys (key_id, approver_id, kind, public_key, label, attestation, enrolled_via, signed_in_at, enrolled_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO approver_keys (key_id, approver_id, kind, public_key, label, attestation, attested_by, enrolled_via, signed_in_at, enrolled_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(key.key_id.to_string())
     .bind(&key.approver_id)
@@ -219,6 +219,7 @@ pub(crate) async fn enrol_key(
     .bind(serde_json::to_value(&key.public_key).ok().and_then(|v| v.as_str().map(str::to_owned)))
     .bind(&key.label)
     .bind(&key.attestation)
+    .bind(&key.attested_by)
     .bind(&key.enrolled_via)
     .bind(key.signed_in_at.map(Timestamp::as_millis))
     .bind(now.as_millis())
@@ -240,6 +241,7 @@ fn approver_key(row: &PgRow) -> StoreResult<ApproverKey> {
         public_key,
         label: row.get("label"),
         attestation: row.get("attestation"),
+        attested_by: row.get("attested_by"),
         enrolled_via: row.get("enrolled_via"),
         signed_in_at: opt_ts(row.get("signed_in_at"))?,
         enrolled_at: ts(row.get("enrolled_at"))?,

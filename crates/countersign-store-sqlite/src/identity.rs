@@ -178,8 +178,8 @@ pub(crate) fn enrol_key(
         .and_then(|v| v.as_str().map(str::to_owned));
     execute(
         conn,
-        "INSERT INTO approver_keys (key_id, approver_id, kind, public_key, label, attestation, enrolled_via, signed_in_at, enrolled_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO approver_keys (key_id, approver_id, kind, public_key, label, attestation, attested_by, enrolled_via, signed_in_at, enrolled_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         params![
             key.key_id.to_string(),
             key.approver_id,
@@ -187,6 +187,7 @@ pub(crate) fn enrol_key(
             public_key,
             key.label,
             key.attestation,
+            key.attested_by,
             key.enrolled_via,
             key.signed_in_at.map(Timestamp::as_millis),
             now.as_millis()
@@ -207,6 +208,7 @@ fn approver_key(row: &Row<'_>) -> StoreResult<ApproverKey> {
         public_key,
         label: col(row, "label")?,
         attestation: col(row, "attestation")?,
+        attested_by: col(row, "attested_by")?,
         enrolled_via: col(row, "enrolled_via")?,
         signed_in_at: opt_ts(col(row, "signed_in_at")?)?,
         enrolled_at: ts(col(row, "enrolled_at")?)?,

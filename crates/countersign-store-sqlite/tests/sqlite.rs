@@ -38,6 +38,7 @@ fn new_action(n: u128) -> (NewRequest, Vec<NewEvent>) {
                 verification_code: false,
                 require_idp_enrolment: false,
                 max_sign_in_age_seconds: None,
+                require_attested_key: false,
             },
             reason: "deploys need a human".into(),
             policy_hash: policy_hash(b"p"),

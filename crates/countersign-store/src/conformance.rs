@@ -101,6 +101,7 @@ fn sample_action(n: u128, quorum: u32) -> (NewRequest, Vec<NewEvent>) {
                 verification_code: false,
                 require_idp_enrolment: false,
                 max_sign_in_age_seconds: None,
+                require_attested_key: false,
             },
             reason: "test".into(),
             policy_hash: policy_hash(b"test"),
@@ -235,6 +236,7 @@ fn decided_event(d: &SignedDecision) -> NewEvent {
         EventKind::DecisionRecorded {
             decision: d.clone(),
             key_kind: KeyKind::Software,
+            attested_by: None,
         },
     )
 }
@@ -785,6 +787,7 @@ fn approver_key(approver: &str, seed: u8, at: Timestamp) -> (ApproverKey, NewEve
         public_key: public_key.clone(),
         label: "test".into(),
         attestation: None,
+        attested_by: None,
         enrolled_via: None,
         signed_in_at: None,
         enrolled_at: at,
@@ -798,6 +801,7 @@ fn approver_key(approver: &str, seed: u8, at: Timestamp) -> (ApproverKey, NewEve
             key_kind: k.kind,
             public_key,
             attestation_key: None,
+            attested_by: None,
         },
     );
     (k, e)

@@ -132,6 +132,9 @@ pub struct ApproverKey {
     pub label: String,
     /// Attestation evidence, when the device gave one (base64).
     pub attestation: Option<String>,
+    /// The manufacturer's root (certificate subject) that vouched for the key's device at
+    /// enrolment; `None` when its hardware is only claimed.
+    pub attested_by: Option<String>,
     /// The OpenID Provider (issuer) whose sign-in vouched for the enrolment; `None` for an
     /// administrator's one-time code.
     pub enrolled_via: Option<String>,

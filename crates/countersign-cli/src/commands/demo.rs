@@ -343,7 +343,7 @@ async fn provision_approver(
             &client,
             id,
             code,
-            enrolment_key(&key, "demo software key".into()),
+            enrolment_key(&key, "demo software key".into())?,
         )
         .await?;
     }
@@ -501,7 +501,9 @@ fn describe(e: &AuditEvent, names: &mut HashMap<uuid::Uuid, String>) -> Option<S
                 action.request.environment, action.requester, action.policy.reason
             )
         }
-        EventKind::DecisionRecorded { decision, key_kind } => {
+        EventKind::DecisionRecorded {
+            decision, key_kind, ..
+        } => {
             let d = &decision.decision;
             let verdict = match d.verdict {
                 Verdict::Approve => "approved",

@@ -243,6 +243,14 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
                 enrolled.approver_id,
                 path.display()
             );
+            match &enrolled.attested_by {
+                Some(root) => eprintln!("attestation: the device is attested by {root}"),
+                None if info.kind.is_hardware() => eprintln!(
+                    "attestation: claimed (no trusted manufacturer's root vouched for the device; \
+                     requests whose policy sets require_attested_key will refuse this key)"
+                ),
+                None => {}
+            }
             Ok(())
         }
         KeysCommand::SignIn { profile } => {

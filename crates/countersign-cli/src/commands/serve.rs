@@ -68,6 +68,8 @@ struct FileSettings {
     oidc: Option<countersign_server::oidc::OidcConfig>,
     /// Provisioning from the organisation's directory (docs/identity.md).
     scim: Option<countersign_server::scim::ScimConfig>,
+    /// The manufacturers' roots that vouch for approvers' devices (docs/keys.md).
+    attestation: Option<countersign_server::attestation::AttestationConfig>,
 }
 
 /// Settings after precedence is applied.
@@ -95,6 +97,9 @@ pub struct Settings {
     pub oidc: Option<countersign_server::oidc::OidcConfig>,
     /// SCIM provisioning (only in the file).
     pub scim: Option<countersign_server::scim::ScimConfig>,
+    /// Trusted attestation roots, their paths resolved against the file's directory (only in
+    /// the file).
+    pub attestation: countersign_server::attestation::AttestationConfig,
 }
 
 impl ServeArgs {
@@ -148,6 +153,22 @@ impl ServeArgs {
             workload_issuers: file.workload_issuers,
             oidc: file.oidc,
             scim: file.scim,
+            attestation: file
+                .attestation
+                .map(|a| {
+                    let resolve = |paths: Vec<PathBuf>| {
+                        paths
+                            .into_iter()
+                            .filter_map(|p| from_file(Some(p)))
+                            .collect()
+                    };
+                    countersign_server::attestation::AttestationConfig {
+                        tpm_roots: resolve(a.tpm_roots),
+                        tpm_intermediates: resolve(a.tpm_intermediates),
+                        piv_roots: resolve(a.piv_roots),
+                    }
+                })
+                .unwrap_or_default(),
         })
     }
 }
@@ -185,6 +206,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         workload_issuers: settings.workload_issuers.clone(),
         oidc: settings.oidc.clone(),
         scim: settings.scim.clone().unwrap_or_default(),
+        attestation: settings.attestation.clone(),
         ..Config::default()
     };
     let store = super::database::open(&settings.data_dir, settings.database_url.as_deref()).await?;
@@ -270,6 +292,7 @@ mod tests {
         assert_eq!(from_file.data_dir, dir.path().join("data"));
         assert_eq!(from_file.listen.port(), 9000);
         assert_eq!(from_file.origin, "acme.example/log");
+        assert!(from_file.attestation.tpm_roots.is_empty());
         let flagged = ServeArgs {
             config: Some(path),
             listen: Some("127.0.0.1:9100".parse().expect("addr")),
@@ -284,6 +307,35 @@ mod tests {
             defaults.listen,
             "127.0.0.1:8750".parse::<SocketAddr>().expect("addr")
         );
+    }
+
+    #[test]
+    fn attestation_roots_in_the_file_are_relative_to_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("countersign.toml");
+        std::fs::write(
+            &path,
+            "[attestation]\ntpm_roots = [\"roots/ek-root.pem\", \"/etc/tpm/other.pem\"]\npiv_roots = [\"yubico.pem\"]\n",
+        )
+        .expect("write");
+        let settings = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .expect("resolves");
+        assert_eq!(
+            settings.attestation.tpm_roots,
+            vec![
+                dir.path().join("roots/ek-root.pem"),
+                PathBuf::from("/etc/tpm/other.pem")
+            ]
+        );
+        assert_eq!(
+            settings.attestation.piv_roots,
+            vec![dir.path().join("yubico.pem")]
+        );
+        assert!(settings.attestation.tpm_intermediates.is_empty());
     }
 
     #[test]

@@ -202,6 +202,24 @@ impl World {
 
     /// Creates a key with `keys init <init>`, enrols it for `who`; returns the profile path.
     pub fn enroll_with(&self, who: &str, url: &str, init: &[&str], env: &[(&str, &str)]) -> String {
+        let (out, profile) = self.try_enroll_with(who, url, init, env);
+        assert!(
+            out.status.success(),
+            "enrolling {who} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        profile
+    }
+
+    /// Creates a key with `keys init <init>` and tries to enrol it for `who`: what `keys
+    /// enroll` did, and the profile path it was given.
+    pub fn try_enroll_with(
+        &self,
+        who: &str,
+        url: &str,
+        init: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Output, String) {
         let code = self.admin(&["enrolment-code", who]);
         let record = self
             .root
@@ -215,7 +233,7 @@ impl World {
         // The code travels in the environment, never in the arguments (`ps` shows those).
         let mut env = env.to_vec();
         env.push(("COUNTERSIGN_ENROLMENT_CODE", &code));
-        ok_env(
+        let out = cs_env(
             &[
                 "keys",
                 "enroll",
@@ -230,7 +248,7 @@ impl World {
             ],
             &env,
         );
-        profile
+        (out, profile)
     }
 
     /// `countersign run` as the agent, its token read from a file (`--token-file`).

@@ -81,8 +81,15 @@ pub struct KeyAdminView {
     pub kind: KeyKind,
     /// Label given at enrolment.
     pub label: String,
-    /// Whether the device attested it.
+    /// Whether a trusted manufacturer's root vouched for its device at enrolment.
     pub attested: bool,
+    /// That root's certificate subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attested_by: Option<String>,
+    /// Whether the device made a statement about the key (a TPM2_Certify), checked or not
+    /// against a root.
+    #[serde(default)]
+    pub certified: bool,
     /// Enrolled.
     pub enrolled_at: Timestamp,
     /// Revoked, if it was.

@@ -95,6 +95,7 @@ pub async fn world_with_config(policy: &str, gate: &str, config: Config) -> Worl
             public_key: PublicKey::from_verifying_key(*bob.verifying_key()),
             sign: Box::new(move |m| Ok(Signature::from_p256(signer.sign(m)))),
             attest: Box::new(|_| Ok(None)),
+            endorsement: None,
         },
     )
     .await

@@ -5,11 +5,11 @@
 use countersign_core::api::{Challenge, Enrolled, KeySignedIn, OidcSignIn, SessionOpened};
 use countersign_core::{
     Actor, Digest, EnrolmentRequest, EventKind, IdpEnrolmentRequest, IdpSignInRequest, KeyId,
-    KeyKind, PublicKey, SessionRequest, Signature, Timestamp, TpmCertification,
+    KeyKind, PublicKey, SessionRequest, Signature, Timestamp,
 };
 use countersign_store::{Approver, ApproverKey, Conflict, NewEvent, Session, StoreError};
 
-use super::{DomainError, DomainResult};
+use super::{DomainError, DomainResult, attestation};
 use crate::secrets;
 use crate::state::AppState;
 
@@ -72,23 +72,13 @@ async fn store_key(
             "the enrolment proof was not signed by this key",
         )
     })?;
-    let attestation_key = match (new.attestation, new.key_kind) {
-        (None, _) => None,
-        (Some(text), KeyKind::Tpm) => {
-            let certification = TpmCertification::decode(text)
-                .map_err(|e| DomainError::invalid("attestation_invalid", e.to_string()))?;
-            let ak = certification
-                .verify(new.public_key, &TpmCertification::nonce(new.payload))
-                .map_err(|e| DomainError::refused("bad_attestation", e.to_string()))?;
-            Some(ak)
-        }
-        (Some(_), kind) => {
-            return Err(DomainError::invalid(
-                "attestation_unsupported",
-                format!("no attestation format is known for {} keys", kind.label()),
-            ));
-        }
-    };
+    let evidence = attestation::check_enrolment(
+        state,
+        new.key_kind,
+        new.public_key,
+        new.attestation,
+        new.payload,
+    )?;
     let now = state.now();
     let key = ApproverKey {
         key_id: new.public_key.key_id(),
@@ -97,6 +87,7 @@ async fn store_key(
         public_key: new.public_key.clone(),
         label: new.label.to_owned(),
         attestation: new.attestation.map(str::to_owned),
+        attested_by: evidence.attested_by.clone(),
         enrolled_via: new.enrolled_via.map(str::to_owned),
         signed_in_at: new.signed_in_at,
         enrolled_at: now,
@@ -109,14 +100,16 @@ async fn store_key(
             key_id: key.key_id,
             key_kind: key.kind,
             public_key: key.public_key.clone(),
-            attestation_key,
+            attestation_key: evidence.attestation_key,
+            attested_by: evidence.attested_by,
         },
     );
     state.store.enrol_key(code_hash, &key, event).await?;
-    tracing::info!(approver = %new.approver_id, key = %key.key_id.short(), kind = ?key.kind, "key enrolled");
+    tracing::info!(approver = %new.approver_id, key = %key.key_id.short(), kind = ?key.kind, attested_by = ?key.attested_by, "key enrolled");
     Ok(Enrolled {
         approver_id: new.approver_id.to_owned(),
         key_id: key.key_id,
+        attested_by: key.attested_by,
     })
 }
 

@@ -27,7 +27,7 @@ pub async fn apply(
         .decision_context(id, &d.key_id, &d.approver_id)
         .await?;
     let now = state.now();
-    let key_kind = match rules::check_decision(
+    let (key_kind, attested_by) = match rules::check_decision(
         &signed,
         &record,
         key.as_ref(),
@@ -35,7 +35,7 @@ pub async fn apply(
         now,
         state.config.max_clock_skew_ms,
     ) {
-        Ok(kind) => kind,
+        Ok(key) => (key.kind, key.attested_by.clone()),
         Err(e) => {
             if let Some(result) = recorded_result(state, &signed, &record).await {
                 return Ok(result);
@@ -81,6 +81,7 @@ pub async fn apply(
         EventKind::DecisionRecorded {
             decision: signed.clone(),
             key_kind,
+            attested_by,
         },
     );
     let (outcome, appended) = match state

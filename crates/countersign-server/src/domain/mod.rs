@@ -5,6 +5,7 @@
 //! error in one place ([`crate::error`]).
 
 pub mod approvers;
+pub mod attestation;
 pub mod decisions;
 pub mod directory;
 pub mod grants;

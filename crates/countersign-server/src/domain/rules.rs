@@ -1,7 +1,7 @@
 //! The approval rules the service checks before a decision is recorded. Each failure has its
 //! own code, so clients and tests can tell exactly which rule refused.
 
-use countersign_core::{KeyKind, PolicyOutcome, SignedDecision, Timestamp, Verdict};
+use countersign_core::{PolicyOutcome, SignedDecision, Timestamp, Verdict};
 use countersign_store::{Approver, ApproverKey, RequestRecord};
 
 use super::{DomainError, DomainResult};
@@ -39,15 +39,15 @@ pub fn eligible(approver: &Approver, record: &RequestRecord) -> DomainResult<()>
 }
 
 /// Every check on a signed decision that does not need the store's transaction; on success,
-/// the kind of key that signed it.
-pub fn check_decision(
+/// the key that signed it.
+pub fn check_decision<'k>(
     signed: &SignedDecision,
     record: &RequestRecord,
-    key: Option<&ApproverKey>,
+    key: Option<&'k ApproverKey>,
     approver: Option<&Approver>,
     now: Timestamp,
     max_skew_ms: i64,
-) -> DomainResult<KeyKind> {
+) -> DomainResult<&'k ApproverKey> {
     let d = &signed.decision;
     d.validate()?;
     if d.request_id != record.action.id {
@@ -93,6 +93,19 @@ pub fn check_decision(
         return Err(DomainError::refused(
             "hardware_key_required",
             "policy requires a hardware-backed key for this request",
+        ));
+    }
+    let attestation_required = matches!(
+        record.action.policy.outcome,
+        PolicyOutcome::RequireApproval {
+            require_attested_key: true,
+            ..
+        }
+    );
+    if attestation_required && key.attested_by.is_none() {
+        return Err(DomainError::refused(
+            "attested_key_required",
+            "policy requires a key whose device a trusted manufacturer vouched for at enrolment (a TPM with a certified endorsement key, a token's PIV attestation); this key's hardware is only claimed",
         ));
     }
     let idp_required = matches!(
@@ -154,5 +167,5 @@ pub fn check_decision(
             ),
         ));
     }
-    Ok(key.kind)
+    Ok(key)
 }

@@ -22,7 +22,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     request_body = SignedDecision,
     responses((status = 200, description = "counted, approved or denied", body = DecisionResult),
         (status = 400, body = ErrorBody),
-        (status = 403, description = "A rule refused it: self_approval, not_eligible, unknown_key, key_revoked, key_not_approvers, bad_signature, digest_mismatch, hardware_key_required, idp_enrolment_required, clock_skew", body = ErrorBody),
+        (status = 403, description = "A rule refused it: self_approval, not_eligible, unknown_key, key_revoked, key_not_approvers, bad_signature, digest_mismatch, hardware_key_required, attested_key_required, idp_enrolment_required, clock_skew", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "not_pending, expired, already_decided, nonce_reused", body = ErrorBody)))]
 pub async fn decide(

@@ -6,19 +6,21 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use countersign_core::api::{
     ActionView, Challenge, Enrolled, ErrorBody, KeySignedIn, OidcSignIn, SessionOpened,
+    TpmChallenge, TpmChallengeRequest,
 };
 use countersign_core::{EnrolmentRequest, IdpEnrolmentRequest, IdpSignInRequest, SessionRequest};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::ApproverSession;
-use crate::domain::{approvers, requests};
+use crate::domain::{approvers, attestation, requests};
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(enroll))
+        .routes(routes!(tpm_challenge))
         .routes(routes!(oidc_sign_in))
         .routes(routes!(enroll_with_idp))
         .routes(routes!(sign_in_key))
@@ -30,7 +32,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 /// Enrol an approver's key with a one-time code and a proof of possession.
 #[utoipa::path(post, path = "/v1/enroll", tag = "approvers", request_body = EnrolmentRequest,
     responses((status = 201, body = Enrolled), (status = 400, description = "Invalid field or malformed JSON", body = ErrorBody),
-        (status = 403, description = "bad_proof, bad_attestation", body = ErrorBody),
+        (status = 403, description = "bad_proof, bad_attestation, endorsement_untrusted, attestation_not_configured", body = ErrorBody),
         (status = 409, description = "enrolment_code_invalid, key_exists", body = ErrorBody)))]
 async fn enroll(
     State(state): State<AppState>,
@@ -38,6 +40,21 @@ async fn enroll(
 ) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
     let enrolled = approvers::enrol(&state, req).await?;
     Ok((StatusCode::CREATED, Json(enrolled)))
+}
+
+/// The first step of an attested TPM enrolment: the TPM's endorsement key certificate is
+/// checked against the manufacturers' roots this service trusts, and a secret is sealed to that
+/// key for the attestation key (TPM2_MakeCredential). The enrolment brings the secret back.
+/// Nothing is stored.
+#[utoipa::path(post, path = "/v1/enroll/tpm-challenge", tag = "approvers", request_body = TpmChallengeRequest,
+    responses((status = 200, body = TpmChallenge),
+        (status = 400, description = "attestation_invalid (not base64, too large, not a restricted P-256 signing key), or malformed JSON", body = ErrorBody),
+        (status = 403, description = "attestation_not_configured (no [attestation] tpm_roots), endorsement_untrusted (the certificate does not chain to a trusted root, or is not valid now)", body = ErrorBody)))]
+async fn tpm_challenge(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<TpmChallengeRequest>,
+) -> Result<Json<TpmChallenge>, ApiError> {
+    Ok(Json(attestation::tpm_challenge(&state, &req)?))
 }
 
 /// How to sign in with the organisation's OpenID Provider, with a fresh single-use nonce.
