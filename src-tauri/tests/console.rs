@@ -138,6 +138,19 @@ async fn settings_move_the_service_address_and_replace_the_key_with_a_tpm_key() 
     assert_eq!(saved()["server"], alias.as_str());
     let badge = text_of(&c, ".keybadge").await;
     assert!(badge.contains("TPM 2.0"), "{badge}");
+    // The TPM's maker is one the service trusts: the key is attested, not just claimed.
+    let attestation = text_of(&c, "[data-testid=settings-key-attestation]").await;
+    assert!(
+        attestation.contains("attested by") && attestation.contains("swtpm-localca"),
+        "{attestation}"
+    );
+    assert!(
+        saved()["key"]["attested_by"]
+            .as_str()
+            .is_some_and(|r| r.contains("swtpm-localca")),
+        "{}",
+        saved()
+    );
     let shots = screenshot_dir();
     std::fs::create_dir_all(&shots).expect("artifacts dir");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -158,6 +171,18 @@ async fn settings_move_the_service_address_and_replace_the_key_with_a_tpm_key() 
     let (status, err) = wait_exit(agent, Duration::from_secs(30));
     assert_eq!(status, Some(0), "{err}");
     assert!(marker.exists());
+    // The history shows which root vouched for the key behind the approval, as the log says.
+    click(&c, "[data-testid=tab-history]").await;
+    until_page(&c, "the approval reaches the history", |t| {
+        t.contains("1 request") && t.to_lowercase().contains("approved")
+    })
+    .await;
+    click(&c, "[data-testid=history-item]").await;
+    let decision = text_of(&c, "[data-testid=history-decision]").await;
+    assert!(
+        decision.contains("attested by") && decision.contains("swtpm-localca"),
+        "{decision}"
+    );
 
     // Another service keeps another log: a new enrolment there starts a new history file and
     // leaves the first one as it was.

@@ -119,7 +119,8 @@ async fn history_is_verified_searchable_exportable_and_alarms_on_a_rewrite() {
     assert!(
         decision.contains("bob@example.com")
             && decision.contains("deny")
-            && decision.contains("pkcs11"),
+            && decision.contains("pkcs11")
+            && decision.contains("hardware claimed, not attested"),
         "{decision}"
     );
     let shots = screenshot_dir();

@@ -4,8 +4,9 @@
 use countersign_client::Client;
 use countersign_client::approver::{ApproverError, EndorsementKey, EnrolmentKey, enroll};
 use countersign_core::api::Enrolled;
-use countersign_keys::Signer;
+use countersign_core::{PublicKey, Signature};
 use countersign_keys::credential::Credential;
+use countersign_keys::{Endorsement, KeyError, KeyInfo, Signer};
 
 /// What the client's enrolment needs from `signer`, shown to admins under `label`.
 pub fn enrolment_key(
@@ -55,4 +56,40 @@ pub async fn enrol(
         enrolment_key(signer, label)?,
     )
     .await
+}
+
+/// A key whose device attestation comes from outside the key's own backend: a YubiKey's PIV
+/// attestation, read with `yubico-piv-tool` (the PIV attest instruction is not a PKCS#11
+/// operation). Everything else is the key's.
+pub struct WithAttestation<'a> {
+    key: &'a dyn Signer,
+    document: String,
+}
+
+impl<'a> WithAttestation<'a> {
+    /// `key`, enrolling with `document` (e.g. a `PivAttestationDocument`, encoded) as its
+    /// attestation.
+    pub fn new(key: &'a dyn Signer, document: String) -> Self {
+        Self { key, document }
+    }
+}
+
+impl Signer for WithAttestation<'_> {
+    fn public_key(&self) -> PublicKey {
+        self.key.public_key()
+    }
+    fn describe(&self) -> KeyInfo {
+        self.key.describe()
+    }
+    fn sign(&self, message: &[u8]) -> Result<Signature, KeyError> {
+        self.key.sign(message)
+    }
+    fn attest(&self, _nonce: &[u8]) -> Result<Option<String>, KeyError> {
+        // A vendor attestation is a statement about the key, not bound to an enrolment; the
+        // proof of possession is what binds this enrolment.
+        Ok(Some(self.document.clone()))
+    }
+    fn endorsement(&self) -> Result<Option<Endorsement>, KeyError> {
+        Ok(None)
+    }
 }

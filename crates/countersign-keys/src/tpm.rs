@@ -68,6 +68,10 @@ const AUTH_REFUSED: &str = "the TPM refused the authorization value";
 struct Loaded {
     context: Context,
     key: KeyHandle,
+    /// The key's authorization value, kept (as the TPM library keeps it for the handle) to give
+    /// the key back its value after it was set aside and loaded again: a saved context does
+    /// not carry it.
+    auth: Option<Auth>,
 }
 
 /// A P-256 key held by a TPM 2.0.
@@ -172,17 +176,20 @@ impl TpmKey {
         flush(&mut context, srk);
         let key = key?;
         let device = format!("TPM key '{}'", file.label);
+        let mut auth = None;
         if file.auth {
             let value = pin.ask(&PinRequest {
                 device: &device,
                 warning: None,
             })?;
+            let value = auth_value(&value)?;
             context
-                .tr_set_auth(key.into(), auth_value(&value)?)
+                .tr_set_auth(key.into(), value.clone())
                 .map_err(|e| tpm_error("setting the authorization value", e))?;
+            auth = Some(value);
         }
         let this = Self {
-            loaded: Mutex::new(Loaded { context, key }),
+            loaded: Mutex::new(Loaded { context, key, auth }),
             public,
             tpm_public,
             label: file.label,
@@ -323,22 +330,44 @@ impl Signer for TpmKey {
         let secret = EncryptedSecret::try_from(credential.encrypted_secret.clone())
             .map_err(|e| KeyError::Format(format!("encrypted secret: {e}")))?;
         let mut loaded = self.lock()?;
+        // The EK and the AK must be loaded together, and a TPM without a resource manager
+        // holds only three objects: this key steps out (saved by the TPM, encrypted) meanwhile.
+        let key = loaded.key;
+        let saved = loaded
+            .context
+            .context_save(key.into())
+            .map_err(|e| tpm_error("setting the key aside", e))?;
+        flush(&mut loaded.context, key);
         let context = &mut loaded.context;
-        let ek = ek::create_ek_object_2(
-            context,
-            AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
-            None,
-        )
-        .map_err(|e| tpm_error("creating the endorsement key", e))?;
-        let activated = match attestation_key(context) {
-            Ok((ak, _)) => {
-                let result = activate(context, ak, ek, id_object, secret);
-                flush(context, ak);
-                result
-            }
-            Err(e) => Err(e),
-        };
-        flush(context, ek);
+        let activated = (|| {
+            let ek = ek::create_ek_object_2(
+                context,
+                AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
+                None,
+            )
+            .map_err(|e| tpm_error("creating the endorsement key", e))?;
+            let activated = match attestation_key(context) {
+                Ok((ak, _)) => {
+                    let result = activate(context, ak, ek, id_object, secret);
+                    flush(context, ak);
+                    result
+                }
+                Err(e) => Err(e),
+            };
+            flush(context, ek);
+            activated
+        })();
+        let back = loaded
+            .context
+            .context_load(saved)
+            .map_err(|e| tpm_error("loading the key again", e))?;
+        loaded.key = back.into();
+        if let Some(auth) = loaded.auth.clone() {
+            loaded
+                .context
+                .tr_set_auth(back, auth)
+                .map_err(|e| tpm_error("setting the authorization value again", e))?;
+        }
         activated
     }
 

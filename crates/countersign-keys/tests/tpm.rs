@@ -445,6 +445,25 @@ fn a_tpm_key_proves_its_attestation_key_lives_in_the_certified_tpm() {
     );
     key.sign(b"still signs").expect("sign");
 
+    // With two keys loaded (a console replacing its key) and an authorization value on the
+    // key, activation still has room, and the key still signs with its value afterwards.
+    drop(key);
+    let dir = tempfile::tempdir().expect("dir");
+    let busy = TpmKey::generate(&config(&tpm, &dir), "old key", None).expect("generate");
+    let other_dir = tempfile::tempdir().expect("dir");
+    let guarded = TpmKey::generate(
+        &config(&tpm, &other_dir),
+        "guarded",
+        Some(Zeroizing::new("s3cret".into())),
+    )
+    .expect("generate");
+    let secret = guarded.activate_credential(&sealed).expect("activated");
+    assert_eq!(secret.as_slice(), &[9; 32]);
+    guarded
+        .sign(b"after activation")
+        .expect("the value still applies");
+    busy.sign(b"still here").expect("sign");
+
     let plain = Swtpm::start();
     let dir = tempfile::tempdir().expect("dir");
     let key = TpmKey::generate(&config(&plain, &dir), "vm tpm", None).expect("generate");

@@ -1051,3 +1051,199 @@ async fn a_rewritten_log_with_dropped_cosignatures_alarms_a_fresh_mirror_under_a
         alarm.message
     );
 }
+
+/// Enrols a TPM key for carol straight into the store as attested by `root` (the service's own
+/// checks of the attestation are tests/attestation.rs's): returns it.
+async fn enrol_attested_key(
+    h: &Harness,
+    root: &str,
+) -> (p256::ecdsa::SigningKey, countersign_core::PublicKey) {
+    use countersign_core::{Actor, KeyKind};
+    use countersign_store::{ApproverKey, NewEvent};
+    let (k, p) = harness::key(99);
+    let now = h.now();
+    let (code, _) = countersign_server::admin::issue_enrolment_code(
+        h.state.store.as_ref(),
+        "root",
+        "carol",
+        3600,
+        now,
+    )
+    .await
+    .expect("code");
+    let key = ApproverKey {
+        key_id: p.key_id(),
+        approver_id: "carol".into(),
+        kind: KeyKind::Tpm,
+        public_key: p.clone(),
+        label: "laptop tpm".into(),
+        attestation: None,
+        attested_by: Some(root.into()),
+        enrolled_via: None,
+        signed_in_at: None,
+        enrolled_at: now,
+        revoked_at: None,
+    };
+    let event = NewEvent::new(
+        Actor::Approver("carol".into()),
+        EventKind::KeyEnrolled {
+            approver_id: "carol".into(),
+            key_id: p.key_id(),
+            key_kind: KeyKind::Tpm,
+            public_key: p.clone(),
+            attestation_key: None,
+            attested_by: Some(root.into()),
+        },
+    );
+    h.state
+        .store
+        .enrol_key(&countersign_server::secrets::hash(&code), &key, event)
+        .await
+        .expect("enrolled");
+    h.state.log_grew();
+    (k, p)
+}
+
+/// Each decision carries the attestation its key was enrolled with, and every report shows it:
+/// the history's decision, the CSV's `attested_keys_only`/`attesting_roots`, the PDF's line. A
+/// service that claims an attestation for a decision its key's enrolment never had is caught
+/// by a fresh mirror.
+#[tokio::test]
+async fn attestation_reaches_every_report_and_a_claimed_one_the_log_never_proved_alarms() {
+    use countersign_report::{Control, csv_export, pdf};
+
+    const ROOT: &str = "CN=Example TPM Root CA,O=Example";
+    let r = Running::start(Harness::new().await).await;
+    let (k, p) = enrol_attested_key(&r.h, ROOT).await;
+    // A hardware-only request carol approves alone with her attested TPM key, and a two-person
+    // one bob (software) and she approve.
+    let carol_decides = |id: Uuid, digest: Digest| {
+        let decision = Decision {
+            request_id: id,
+            request_digest: digest,
+            verdict: Verdict::Approve,
+            approver_id: "carol".into(),
+            key_id: p.key_id(),
+            decided_at: r.h.now(),
+            comment: String::new(),
+            nonce: Nonce([NONCE.fetch_add(1, std::sync::atomic::Ordering::SeqCst) as u8; 16]),
+            verification_code: None,
+        };
+        let signature = Signature::from_p256(k.sign(&decision.signing_payload().expect("payload")));
+        SignedDecision {
+            decision,
+            signature,
+        }
+    };
+    let (alone, digest) = submit(&r.h, json!({"type": "hsm.rotate", "resource": "hsm/prod"})).await;
+    let (status, body) =
+        r.h.post_decision(alone, &carol_decides(alone, digest))
+            .await;
+    assert!(status.is_success(), "{body}");
+    let (pair, digest) = submit(&r.h, json!({"resource": "cluster/prod/api"})).await;
+    let (status, body) =
+        r.h.post_decision(pair, &decide(&r.h, 0, pair, digest, Verdict::Approve, "ok"))
+            .await;
+    assert!(status.is_success(), "{body}");
+    let (status, body) = r.h.post_decision(pair, &carol_decides(pair, digest)).await;
+    assert!(status.is_success(), "{body}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let mirror = Mirror::open(&dir.path().join("bob.db"))
+        .await
+        .expect("mirror");
+    r.sync(&mirror, 0).await.expect("sync");
+    let detail = mirror.request(pair).await.expect("detail");
+    let attested: Vec<_> = detail
+        .decisions
+        .iter()
+        .map(|d| (d.approver_id.as_str(), d.attested_by.as_deref()))
+        .collect();
+    assert_eq!(attested, [("bob", None), ("carol", Some(ROOT))]);
+
+    let mut out = Vec::new();
+    csv_export::write(&mirror, &SearchQuery::default(), &mut out, Control::none())
+        .await
+        .expect("csv");
+    let mut reader = csv::Reader::from_reader(&out[3..]);
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let col = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().expect("rows");
+    let row = |id: Uuid| {
+        rows.iter()
+            .find(|r| r[col("request_id")] == id.to_string())
+            .expect("row")
+    };
+    assert_eq!(&row(alone)[col("attested_keys_only")], "true");
+    assert_eq!(&row(alone)[col("attesting_roots")], ROOT);
+    assert_eq!(&row(pair)[col("attested_keys_only")], "false");
+    assert_eq!(&row(pair)[col("attesting_roots")], ROOT);
+
+    let pdf_path = dir.path().join("report.pdf");
+    let bytes = pdf::write(
+        &mirror,
+        &SearchQuery::default(),
+        r.h.now(),
+        None,
+        Control::none(),
+    )
+    .await
+    .expect("pdf");
+    std::fs::write(&pdf_path, &bytes).expect("write");
+    let text = std::process::Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(&pdf_path)
+        .arg("-")
+        .output()
+        .expect("pdftotext");
+    let text = String::from_utf8_lossy(&text.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(
+        text.matches("attested by CN=Example TPM Root").count(),
+        2,
+        "{text}"
+    );
+    assert!(text.contains("claimed"), "{text}");
+
+    // The service claims bob's software key was attested in his decision: the decision
+    // claims more than the key's enrolment proved.
+    let db = r.h.dir.path().join("countersign.db");
+    let seq = seq_of_kind(&db, "decision_recorded").await;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open");
+    let bobs: i64 = sqlx::query_scalar(
+        "SELECT seq FROM audit_events WHERE kind = 'decision_recorded' AND event_json LIKE '%\"approver_id\":\"bob\"%' ORDER BY seq LIMIT 1",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("bob's decision");
+    drop(conn);
+    assert!(bobs >= seq);
+    rewrite(&db, bobs, |e| {
+        if let EventKind::DecisionRecorded { attested_by, .. } = &mut e.event {
+            *attested_by = Some(ROOT.into());
+        }
+    })
+    .await;
+    let r = r.restart().await;
+    // A new checkpoint over the rewritten log, so only the claim itself can give it away.
+    submit(&r.h, json!({"type": "s3.read", "resource": "s3://x"})).await;
+    let fresh = Mirror::open(&dir.path().join("fresh.db"))
+        .await
+        .expect("mirror");
+    let result = r.sync(&fresh, 0).await;
+    let message = match &result {
+        Err(MirrorError::Alarm(a)) => a.message.clone(),
+        other => panic!("expected an alarm, got {other:?}"),
+    };
+    assert_eq!(alarm_kind(result), AlarmKind::BadEvent);
+    assert!(message.contains("attestation"), "{message}");
+}

@@ -620,6 +620,19 @@ async fn every_route_answers_as_its_document_says() {
         &mut seen,
     )
     .await;
+    // The attested TPM enrolment's first step: this service trusts no TPM manufacturer's root
+    // (tests/attestation.rs has one), and a body without the fields is malformed.
+    f.send(
+        &call("POST", "/v1/enroll/tpm-challenge", Auth::None, 403)
+            .body(json!({"ek_certificate": "AA==", "attestation_key_public": "AA=="})),
+        &mut seen,
+    )
+    .await;
+    f.send(
+        &call("POST", "/v1/enroll/tpm-challenge", Auth::None, 400).body(json!({})),
+        &mut seen,
+    )
+    .await;
     // Sign-in with an OpenID Provider: this service has none (tests/oidc.rs has one).
     f.send(
         &call("POST", "/v1/identity/oidc/sign-in", Auth::None, 403),

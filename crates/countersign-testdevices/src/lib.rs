@@ -13,7 +13,7 @@ pub use gate::Gate;
 pub use oidc::OidcProvider;
 pub use postgres::Postgres;
 pub use softhsm::SoftHsm;
-pub use swtpm::Swtpm;
+pub use swtpm::{EkCa, Swtpm};
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {

@@ -171,15 +171,20 @@ impl World {
     pub fn start_with(options: Options) -> Self {
         let dir = tempfile::tempdir().expect("dir");
         let data = dir.path().join("data");
+        // The console's TPM was manufactured with an endorsement key certificate, and the
+        // service trusts its maker's root: TPM keys made in the console enrol attested.
+        let (tpm, ek_ca) = Swtpm::start_with_ek_certificate();
+        let mut config = format!(
+            "[attestation]\ntpm_roots = [{:?}]\ntpm_intermediates = [{:?}]\n",
+            ek_ca.root.display().to_string(),
+            ek_ca.intermediate.display().to_string()
+        );
         if let Some(issuer) = &options.oidc {
-            std::fs::write(
-                dir.path().join("countersign.toml"),
-                format!(
-                    "[oidc]\nissuer = \"{issuer}\"\nclient_id = \"countersign\"\ngroups_claim = \"groups\"\n[oidc.groups]\n\"okta-security\" = \"security\"\n"
-                ),
-            )
-            .expect("config");
+            config.push_str(&format!(
+                "[oidc]\nissuer = \"{issuer}\"\nclient_id = \"countersign\"\ngroups_claim = \"groups\"\n[oidc.groups]\n\"okta-security\" = \"security\"\n"
+            ));
         }
+        std::fs::write(dir.path().join("countersign.toml"), config).expect("config");
         let (server, url) = start_service(dir.path(), &data);
         let browser = dir.path().join("browser.sh");
         if let Some(login) = &options.browser_login {
@@ -220,7 +225,6 @@ impl World {
         let bus_address = address.trim().to_owned();
 
         let token = SoftHsm::init();
-        let tpm = Swtpm::start();
         let driver_port = free_port();
         let driver = Group::spawn(
             Command::new("xvfb-run")
@@ -399,7 +403,8 @@ fn serve(data: &Path, policy: &Path, listen: &str) -> (Running, String) {
         .arg(data)
         .args(["--listen", listen, "--policy"])
         .arg(policy);
-    // A world with an OpenID Provider keeps its configuration beside the data directory.
+    // A world keeps its configuration (trusted roots, an OpenID Provider) beside the data
+    // directory.
     let config = data.parent().map(|d| d.join("countersign.toml"));
     if let Some(config) = config.filter(|c| c.exists()) {
         command.arg("--config").arg(config);
@@ -435,7 +440,14 @@ pub async fn text_of(c: &Client, css: &str) -> String {
             Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Err(e) => panic!("{css}: {e}"),
+            Err(e) => {
+                // What the page said instead is usually the explanation (an error shown).
+                let page = match c.find(Locator::Css("body")).await {
+                    Ok(body) => body.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                panic!("{css}: {e}\npage:\n{page}")
+            }
         }
     }
 }

@@ -131,6 +131,15 @@ export interface paths {
      */
     post: operations["enroll_with_idp"];
   };
+  "/v1/enroll/tpm-challenge": {
+    /**
+     * The first step of an attested TPM enrolment: the TPM's endorsement key certificate is
+     * checked against the manufacturers' roots this service trusts, and a secret is sealed to that
+     * key for the attestation key (TPM2_MakeCredential). The enrolment brings the secret back.
+     * Nothing is stored.
+     */
+    post: operations["tpm_challenge"];
+  };
   "/v1/grants/{id}/redeem": {
     /** Redeem a grant: once, inside its window, for the approved digest. */
     post: operations["redeem"];
@@ -507,6 +516,11 @@ export interface components {
     Enrolled: {
       /** @description Whose. */
       approver_id: string;
+      /**
+       * @description The trusted manufacturer's root that vouched for the key's device; absent: its
+       * hardware is only claimed (policies with `require_attested_key` refuse it).
+       */
+      attested_by?: string | null;
       /** @description Which. */
       key_id: components["schemas"]["KeyId"];
     };
@@ -561,14 +575,19 @@ export interface components {
       sessions: number;
       /** @enum {string} */
       type: "notified";
-    } | {
+    } | ({
+      /**
+       * @description The manufacturer's root that vouched for the signing key's device at enrolment;
+       * absent when the key's hardware is only claimed.
+       */
+      attested_by?: string | null;
       /** @description The decision and signature, verifiable offline. */
       decision: components["schemas"]["SignedDecision"];
       /** @description What kind of key signed it. */
       key_kind: components["schemas"]["KeyKind"];
       /** @enum {string} */
       type: "decision_recorded";
-    } | {
+    }) | {
       /**
        * Format: uuid
        * @description The request.
@@ -638,6 +657,12 @@ export interface components {
       /** @description Whose key. */
       approver_id: string;
       attestation_key?: null | components["schemas"]["KeyId"];
+      /**
+       * @description The manufacturer's root (its certificate's subject) whose certificate chain vouched
+       * for the key's device: the TPM's endorsement key certificate for its attestation key,
+       * or the token's PIV attestation. Absent when the hardware is only claimed.
+       */
+      attested_by?: string | null;
       /** @description Its id. */
       key_id: components["schemas"]["KeyId"];
       /** @description Its kind. */
@@ -788,8 +813,15 @@ export interface components {
     };
     /** @description An enrolled key as listed to administrators. */
     KeyAdminView: {
-      /** @description Whether the device attested it. */
+      /** @description Whether a trusted manufacturer's root vouched for its device at enrolment. */
       attested: boolean;
+      /** @description That root's certificate subject. */
+      attested_by?: string | null;
+      /**
+       * @description Whether the device made a statement about the key (a TPM2_Certify), checked or not
+       * against a root.
+       */
+      certified?: boolean;
       /** @description Enrolled. */
       enrolled_at: components["schemas"]["Timestamp"];
       /** @description Key id. */
@@ -906,6 +938,11 @@ export interface components {
        * @description Distinct approvers needed.
        */
       quorum: number;
+      /**
+       * @description Refuse decisions signed by keys whose device no trusted manufacturer's root vouched
+       * for at enrolment (a TPM's endorsement key certificate, a token's PIV attestation).
+       */
+      require_attested_key?: boolean;
       /** @description Refuse decisions signed by software keys. */
       require_hardware_key: boolean;
       /**
@@ -1092,6 +1129,30 @@ export interface components {
        * @description Token id, for revocation.
        */
       token_id: string;
+    };
+    /**
+     * @description A secret sealed to a TPM's endorsement key for its attestation key (TPM2_MakeCredential):
+     * only that TPM, holding that AK, can recover it with TPM2_ActivateCredential.
+     */
+    TpmChallenge: {
+      /** @description The TPM2B_ID_OBJECT's contents (`credentialBlob`), base64. */
+      credential_blob: string;
+      /** @description The TPM2B_ENCRYPTED_SECRET's contents (the seed encrypted to the EK), base64. */
+      encrypted_secret: string;
+      /** @description The recovered secret is accepted until then. */
+      expires_at: components["schemas"]["Timestamp"];
+      /** @description The manufacturer's root the EK certificate chains to. */
+      root: string;
+    };
+    /**
+     * @description A TPM asks the service to seal a secret to its endorsement key for its attestation key
+     * (the first step of an attested TPM enrolment; nothing is stored).
+     */
+    TpmChallengeRequest: {
+      /** @description The attestation key's TPMT_PUBLIC (marshalled), base64. */
+      attestation_key_public: string;
+      /** @description The TPM's endorsement key certificate (DER, as read from NV index 0x01c00002), base64. */
+      ek_certificate: string;
     };
     /**
      * @description Approve or deny.
@@ -1302,7 +1363,7 @@ export interface operations {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
-      /** @description A rule refused it: self_approval, not_eligible, unknown_key, key_revoked, key_not_approvers, bad_signature, digest_mismatch, hardware_key_required, idp_enrolment_required, clock_skew */
+      /** @description A rule refused it: self_approval, not_eligible, unknown_key, key_revoked, key_not_approvers, bad_signature, digest_mismatch, hardware_key_required, attested_key_required, idp_enrolment_required, clock_skew */
       403: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
@@ -2058,7 +2119,7 @@ export interface operations {
           "application/json": components["schemas"]["ErrorBody"];
         };
       };
-      /** @description bad_proof, bad_attestation */
+      /** @description bad_proof, bad_attestation, endorsement_untrusted, attestation_not_configured */
       403: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
@@ -2126,6 +2187,56 @@ export interface operations {
       };
       /** @description challenge_invalid (the nonce is unknown, expired or used), key_exists */
       409: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Body over the size limit (10 MiB) */
+      413: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Not Content-Type: application/json */
+      415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /**
+   * The first step of an attested TPM enrolment: the TPM's endorsement key certificate is
+   * checked against the manufacturers' roots this service trusts, and a secret is sealed to that
+   * key for the attestation key (TPM2_MakeCredential). The enrolment brings the secret back.
+   * Nothing is stored.
+   */
+  tpm_challenge: {
+    requestBody: {
+      content: {
+        "application/json": components["schemas"]["TpmChallengeRequest"];
+      };
+    };
+    responses: {
+      200: {
+        content: {
+          "application/json": components["schemas"]["TpmChallenge"];
+        };
+      };
+      /** @description attestation_invalid (not base64, too large, not a certificate, not a restricted P-256 signing key), or malformed JSON */
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description attestation_not_configured (no [attestation] tpm_roots), endorsement_untrusted (the certificate does not chain to a trusted root, or is not valid now) */
+      403: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
         };

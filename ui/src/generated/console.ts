@@ -273,6 +273,11 @@ export interface components {
     DecisionDetail: {
       /** @description Who. */
       approver_id: string;
+      /**
+       * @description The trusted manufacturer's root that vouched for the key's device at enrolment;
+       * `None`: its hardware is only claimed.
+       */
+      attested_by?: string | null;
       /** @description Comment. */
       comment: string;
       /** @description By the approver's clock. */
@@ -440,6 +445,11 @@ export interface components {
     KeyKind: "pkcs11" | "tpm" | "secure_enclave" | "windows_platform" | "software";
     /** @description A key, for people. */
     KeyView: {
+      /**
+       * @description The manufacturer's root that vouched for the key's device at enrolment; `None`: its
+       * hardware is only claimed.
+       */
+      attested_by?: string | null;
       /** @description Backend: pkcs11, tpm, software. */
       backend: string;
       /** @description Key id (SHA-256 of the public key), hex. */
@@ -534,6 +544,11 @@ export interface components {
        * @description Distinct approvers needed.
        */
       quorum: number;
+      /**
+       * @description Refuse decisions signed by keys whose device no trusted manufacturer's root vouched
+       * for at enrolment (a TPM's endorsement key certificate, a token's PIV attestation).
+       */
+      require_attested_key?: boolean;
       /** @description Refuse decisions signed by software keys. */
       require_hardware_key: boolean;
       /**

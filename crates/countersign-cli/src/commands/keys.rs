@@ -10,10 +10,12 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use countersign_approver::enrolment::enrol;
+use countersign_approver::enrolment::{WithAttestation, enrol};
 use countersign_approver::signin::{device_sign_in, enrol_with_sign_in, sign_in_with_key};
 use countersign_approver::{KeyRecord, NewKey};
 use countersign_client::Client;
+use countersign_core::{KeyKind, PivAttestationDocument};
+use countersign_keys::Signer;
 use countersign_keys::pkcs11::TokenSelector;
 
 use crate::pin;
@@ -75,6 +77,14 @@ pub enum KeysCommand {
         /// Profile file to write.
         #[arg(long, env = "COUNTERSIGN_PROFILE")]
         profile: Option<PathBuf>,
+        /// A YubiKey's PIV attestation of the key's slot (PEM or DER, from `yubico-piv-tool -a
+        /// attest -s 9c`), so the service can check the key was made on the device.
+        #[arg(long, requires = "piv_device_certificate")]
+        piv_attestation: Option<PathBuf>,
+        /// The YubiKey's own attestation certificate (slot f9, from `yubico-piv-tool -a
+        /// read-certificate -s f9`), which signed the slot's attestation.
+        #[arg(long, requires = "piv_attestation")]
+        piv_device_certificate: Option<PathBuf>,
     },
     /// Sign in again with the organisation's OpenID Provider (a code to enter in a browser),
     /// vouching afresh for the profile's key: for requests whose policy wants a recent sign-in.
@@ -206,10 +216,30 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
             key,
             label,
             profile,
+            piv_attestation,
+            piv_device_certificate,
         } => {
             let record = load_record(&key.path())?;
-            let signer = record.open(&pin::ask)?;
-            let info = signer.describe();
+            let opened = record.open(&pin::ask)?;
+            let info = opened.describe();
+            let attested;
+            let signer: &dyn Signer = match (piv_attestation, piv_device_certificate) {
+                (Some(attestation), Some(device)) => {
+                    if info.kind != KeyKind::Pkcs11 {
+                        bail!(
+                            "a PIV attestation is for a key on a PKCS#11 token (a YubiKey), not a {} key",
+                            info.kind.label()
+                        );
+                    }
+                    let document = PivAttestationDocument::new(
+                        &read_certificate(&attestation)?,
+                        &read_certificate(&device)?,
+                    );
+                    attested = WithAttestation::new(opened.as_ref(), document.encode());
+                    &attested
+                }
+                _ => opened.as_ref(),
+            };
             if let Some(warning) = countersign_client::plain_http_warning(&server) {
                 eprintln!("warning: {warning}");
             }
@@ -219,13 +249,13 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
                 let signed_in = device_sign_in(&client, show_device_prompt)
                     .await
                     .context("signing in")?;
-                enrol_with_sign_in(&client, signed_in, signer.as_ref(), label)
+                enrol_with_sign_in(&client, signed_in, signer, label)
                     .await
                     .context("enrolling the key with the sign-in")?
             } else {
                 let code = crate::secret::resolve(code, code_file.as_deref(), "enrolment code")?;
                 let approver = approver.context("--approver is needed with a code")?;
-                enrol(&client, &approver, &code, signer.as_ref(), label)
+                enrol(&client, &approver, &code, signer, label)
                     .await
                     .context("enrolling the key")?
             };
@@ -418,4 +448,14 @@ fn list(keys: Vec<PathBuf>, profile: Option<PathBuf>) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The first certificate in a PEM or DER file, DER.
+fn read_certificate(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    countersign_keys::endorsement::certificates(&bytes)
+        .with_context(|| format!("{} is not a certificate", path.display()))?
+        .into_iter()
+        .next()
+        .with_context(|| format!("{} holds no certificate", path.display()))
 }

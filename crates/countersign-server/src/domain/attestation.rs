@@ -62,7 +62,7 @@ pub fn tpm_challenge(state: &AppState, req: &TpmChallengeRequest) -> DomainResul
         &anchors.tpm_roots,
         unix_seconds(now),
     )
-    .map_err(|e| DomainError::refused("endorsement_untrusted", e.to_string()))?;
+    .map_err(endorsement_refused)?;
     let expires_at = now.add_seconds(CHALLENGE_TTL_SECONDS);
     let secret = credential_secret(state, &ek, &ak_area, expires_at);
     let credential = make_credential(&verified.key, &name_of(&ak_area), &secret)
@@ -171,7 +171,18 @@ fn check_endorsement(
         unix_seconds(now),
     )
     .map(|verified| verified.root)
-    .map_err(|e| DomainError::refused("endorsement_untrusted", e.to_string()))
+    .map_err(endorsement_refused)
+}
+
+/// A certificate that does not parse is malformed input; one that parses but does not chain
+/// is refused.
+fn endorsement_refused(e: endorsement::EndorsementError) -> DomainError {
+    match e {
+        endorsement::EndorsementError::Encoding(_) => {
+            DomainError::invalid("attestation_invalid", e.to_string())
+        }
+        other => DomainError::refused("endorsement_untrusted", other.to_string()),
+    }
 }
 
 /// A PIV attestation of `key`: the root its chain ends at.

@@ -48,7 +48,7 @@ async fn enroll(
 /// Nothing is stored.
 #[utoipa::path(post, path = "/v1/enroll/tpm-challenge", tag = "approvers", request_body = TpmChallengeRequest,
     responses((status = 200, body = TpmChallenge),
-        (status = 400, description = "attestation_invalid (not base64, too large, not a restricted P-256 signing key), or malformed JSON", body = ErrorBody),
+        (status = 400, description = "attestation_invalid (not base64, too large, not a certificate, not a restricted P-256 signing key), or malformed JSON", body = ErrorBody),
         (status = 403, description = "attestation_not_configured (no [attestation] tpm_roots), endorsement_untrusted (the certificate does not chain to a trusted root, or is not valid now)", body = ErrorBody)))]
 async fn tpm_challenge(
     State(state): State<AppState>,

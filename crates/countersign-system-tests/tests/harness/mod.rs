@@ -242,6 +242,17 @@ impl Harness {
         (url, tx)
     }
 
+    /// Moves the clock to the wall clock's time (for certificates issued just now).
+    pub fn set_to_wall_clock(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_millis();
+        self.clock
+            .0
+            .store(i64::try_from(now).expect("millis"), Ordering::SeqCst);
+    }
+
     pub fn advance(&self, seconds: i64) {
         self.clock.0.fetch_add(seconds * 1000, Ordering::SeqCst);
     }
