@@ -497,6 +497,9 @@ impl Console {
             |m| signer.sign(m).map_err(|e| e.to_string()),
         )?;
         let result = Client::new(&settings.server)?.decide(&signed).await?;
+        // The log grew by this decision; the stream's notice of it changes no inbox (the
+        // request left it just below), so it would not wake the history.
+        self.history.wake();
         let inner = self.inner.lock().await;
         if let Some(live) = &inner.live {
             let changes = live

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use countersign_core::api::ActionView;
-use countersign_core::{PolicyOutcome, Timestamp};
+use countersign_core::{PolicyOutcome, RiskLevel, Timestamp};
 
 /// What a notification shows and offers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,11 +64,19 @@ pub fn content(view: &ActionView, now: Timestamp) -> Content {
     if let Some(principal) = &request.on_behalf_of {
         who.push_str(&format!(" for {}", shown(principal)));
     }
-    let tags: Vec<&str> = request.tags.iter().map(|t| t.as_str()).collect();
-    let mut body = format!("{who} · {}", request.environment);
-    if !tags.is_empty() {
-        body.push_str(&format!(" · {}", tags.join(", ")));
-    }
+    // The policy's risk, in words, first: what the action does, not what the agent says.
+    let mut body = match &view.action.policy.risk {
+        Some(risk) if risk.reasons.is_empty() => {
+            format!("{} risk\n", capitalised(risk.level.label()))
+        }
+        Some(risk) => format!(
+            "{} risk: {}\n",
+            capitalised(risk.level.label()),
+            shown(&risk.reasons.join("; "))
+        ),
+        None => String::new(),
+    };
+    body.push_str(&format!("{who} · {}", shown(&request.environment)));
     body.push_str(&format!(
         " · {} left",
         time_left(view.action.expires_at.millis_since(now))
@@ -86,11 +94,30 @@ pub fn content(view: &ActionView, now: Timestamp) -> Content {
     }
     actions.push(("deny", "Deny"));
     actions.push(("review", "Review"));
+    // High and critical risk lead the title, where a glance lands.
+    let alarm = match &view.action.policy.risk {
+        Some(risk) if risk.level >= RiskLevel::High => {
+            format!("{} risk · ", capitalised(risk.level.label()))
+        }
+        _ => String::new(),
+    };
     Content {
-        summary: format!("{} · {}", request.action_type, shown(&request.resource)),
+        summary: format!(
+            "{alarm}{} · {}",
+            request.action_type,
+            shown(&request.resource)
+        ),
         body,
         actions,
     }
+}
+
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// The reminder for a request about to expire: the same facts and buttons, the time first.
@@ -305,6 +332,7 @@ mod tests {
                 },
                 reason: "deploys need a human".into(),
                 policy_hash: policy_hash(b"p"),
+                risk: None,
             },
         };
         ActionView {
@@ -342,6 +370,46 @@ mod tests {
             "{}",
             c.body
         );
+    }
+
+    /// The policy's risk leads: words for every level in the body, the level in the title when
+    /// it is high or critical; no risk judged, no risk line.
+    #[test]
+    fn the_policys_risk_is_said_in_words_first() {
+        let mut view = pending(1, 600);
+        view.action.policy.risk = Some(countersign_core::Risk {
+            level: RiskLevel::Critical,
+            reasons: vec![
+                "opens a network range to the whole internet (0.0.0.0/0 or ::/0)".into(),
+                "runs in production".into(),
+            ],
+        });
+        let c = content(&view, at(0));
+        assert!(
+            c.summary.starts_with("Critical risk · k8s.deploy"),
+            "{}",
+            c.summary
+        );
+        assert!(
+            c.body.starts_with(
+                "Critical risk: opens a network range to the whole internet (0.0.0.0/0 or ::/0); runs in production\n"
+            ),
+            "{}",
+            c.body
+        );
+        view.action.policy.risk = Some(countersign_core::Risk {
+            level: RiskLevel::Medium,
+            reasons: vec!["runs in production".into()],
+        });
+        let c = content(&view, at(0));
+        assert!(c.summary.starts_with("k8s.deploy"), "{}", c.summary);
+        assert!(
+            c.body.starts_with("Medium risk: runs in production\n"),
+            "{}",
+            c.body
+        );
+        view.action.policy.risk = None;
+        assert!(content(&view, at(0)).body.starts_with("agent:ci"));
     }
 
     #[test]

@@ -112,8 +112,8 @@ preview = "write-file"
     )
     .expect("save screenshot");
 
-    click(&c, "[data-testid=approve]").await;
-    let result = text_of(&c, "[data-testid=result]").await;
+    approve_in_ui(&c).await;
+    let result = decided(&c).await;
     assert!(result.contains("Approved"), "{result}");
     let out = tokio::task::spawn_blocking(move || agent.wait_with_output())
         .await
@@ -212,8 +212,8 @@ environment = "prod"
     )
     .expect("save screenshot");
 
-    click(&c, "[data-testid=approve]").await;
-    let result = text_of(&c, "[data-testid=result]").await;
+    approve_in_ui(&c).await;
+    let result = decided(&c).await;
     assert!(result.contains("Approved"), "{result}");
     let out = tokio::task::spawn_blocking(move || exec.wait_with_output())
         .await

@@ -49,12 +49,8 @@ async fn history_is_verified_searchable_exportable_and_alarms_on_a_rewrite() {
     let marker = w.dir.path().join("approved");
     let agent = w.agent("iam.role.update", None, &marker);
     click(&c, "[data-testid=inbox-item]").await;
-    click(&c, "[data-testid=approve]").await;
-    assert!(
-        text_of(&c, "[data-testid=result]")
-            .await
-            .contains("Approved")
-    );
+    approve_in_ui(&c).await;
+    assert!(decided(&c).await.contains("Approved"));
     let (status, err) = wait_exit(agent, Duration::from_secs(30));
     assert_eq!(status, Some(0), "{err}");
     // The operator's witness policy (bob's console, one of one) placed beside the history, as
@@ -82,7 +78,7 @@ async fn history_is_verified_searchable_exportable_and_alarms_on_a_rewrite() {
     .await;
     click(&c, "[data-testid=inbox-item]").await;
     click(&c, "[data-testid=deny]").await;
-    assert!(text_of(&c, "[data-testid=result]").await.contains("Denied"));
+    assert!(decided(&c).await.contains("Denied"));
     let (status, _) = wait_exit(agent, Duration::from_secs(30));
     assert_eq!(status, Some(3));
 

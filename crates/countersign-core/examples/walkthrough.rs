@@ -48,6 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             reason: "production export of pii needs two security approvers".into(),
             policy_hash: policy_hash(b"demo policy"),
+            risk: None,
         },
     };
     let digest = action.digest()?;

@@ -355,6 +355,7 @@ pub(crate) mod tests {
                 },
                 reason: "production export of pii needs two security approvers".into(),
                 policy_hash: policy_hash(b"package countersign\n"),
+                risk: None,
             },
         }
     }

@@ -70,6 +70,45 @@ impl PolicyOutcome {
     }
 }
 
+/// How much could go wrong, as the policy judged it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskLevel {
+    /// Routine.
+    Low,
+    /// Worth a careful read (production).
+    Medium,
+    /// Could do real harm: personal data, many rows, permissions in production.
+    High,
+    /// Opens the system to everyone or grants everything.
+    Critical,
+}
+
+impl RiskLevel {
+    /// The word shown to people.
+    pub fn label(self) -> &'static str {
+        match self {
+            RiskLevel::Low => "low",
+            RiskLevel::Medium => "medium",
+            RiskLevel::High => "high",
+            RiskLevel::Critical => "critical",
+        }
+    }
+}
+
+/// The policy's risk judgement of one request, from its facts (the diff, the parameters, the
+/// environment), with the facts that made it: shown to approvers as words.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Risk {
+    /// How much could go wrong.
+    pub level: RiskLevel,
+    /// Why, one fact each ("opens 0.0.0.0/0 to the internet").
+    pub reasons: Vec<String>,
+}
+
 /// A policy evaluation as recorded with the request and shown to approvers.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +120,9 @@ pub struct PolicyEvaluation {
     pub reason: String,
     /// Hash of the policy source that decided (see [`policy_hash`]).
     pub policy_hash: Digest,
+    /// The policy's risk judgement, when the policy makes one (its `risk` rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<Risk>,
 }
 
 /// SHA-256 over `countersign/policy/v1\n || source`: identifies the exact policy text.
@@ -108,6 +150,7 @@ mod tests {
             },
             reason: "prod export of pii".into(),
             policy_hash: policy_hash(b"package countersign"),
+            risk: None,
         };
         let json = serde_json::to_value(&eval).expect("serializes");
         assert_eq!(json["outcome"]["kind"], "require_approval");

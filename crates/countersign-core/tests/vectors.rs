@@ -95,6 +95,7 @@ fn sample_action() -> Action {
             },
             reason: "IAM changes in prod need two approvers from security or platform".into(),
             policy_hash: policy_hash(b"package countersign\n\ndefault decision := \"deny\"\n"),
+            risk: None,
         },
     }
 }

@@ -211,6 +211,7 @@ fn request_events(i: u64, at: i64, service: &ServiceKey) -> Vec<NewEvent> {
             },
             reason: "two approvers from security".into(),
             policy_hash: policy_hash(POLICY.as_bytes()),
+            risk: None,
         },
     };
     let digest = action.digest().expect("digest");

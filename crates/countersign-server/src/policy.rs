@@ -5,11 +5,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use countersign_core::policy::policy_hash;
-use countersign_core::{Digest, PolicyEvaluation, PolicyOutcome};
+use countersign_core::{Digest, PolicyEvaluation, PolicyOutcome, Risk, RiskLevel};
 use serde::Deserialize;
 
 /// The rule every policy must define.
 pub const DECISION_RULE: &str = "data.countersign.decision";
+/// The rule a policy may define to judge a request's risk from its facts.
+pub const RISK_RULE: &str = "data.countersign.risk";
+/// At most this many reasons for a risk, each at most this long: shown in notifications.
+const MAX_RISK_REASONS: usize = 16;
+const MAX_RISK_REASON_BYTES: usize = 200;
 /// The policy used when none is configured.
 pub const DEFAULT_POLICY: &str = include_str!("../../../policies/default.rego");
 /// Longest approval window a policy may ask for (one day).
@@ -29,6 +34,8 @@ struct Loaded {
     engine: regorus::Engine,
     hash: Digest,
     source: String,
+    /// Whether the policy defines [`RISK_RULE`].
+    judges_risk: bool,
 }
 
 /// A policy that compiled and is ready to replace the one in force.
@@ -36,6 +43,7 @@ pub struct Candidate {
     engine: regorus::Engine,
     hash: Digest,
     source: String,
+    judges_risk: bool,
 }
 
 impl Candidate {
@@ -80,7 +88,7 @@ struct RawDecision {
     require_attested_key: Option<bool>,
 }
 
-fn compile(path: &str, source: &str) -> Result<regorus::Engine, PolicyError> {
+fn compile(path: &str, source: &str) -> Result<Compiled, PolicyError> {
     let error = |message: String| PolicyError {
         path: path.to_owned(),
         message,
@@ -99,7 +107,24 @@ fn compile(path: &str, source: &str) -> Result<regorus::Engine, PolicyError> {
     engine
         .eval_rule(DECISION_RULE.to_owned())
         .map_err(|e| error(format!("evaluating {DECISION_RULE}: {e}")))?;
-    Ok(engine)
+    let judges_risk = engine
+        .has_declared_rule_rooted_at(path, "risk")
+        .map_err(|e| error(e.to_string()))?;
+    if judges_risk {
+        engine
+            .eval_rule(RISK_RULE.to_owned())
+            .map_err(|e| error(format!("evaluating {RISK_RULE}: {e}")))?;
+    }
+    Ok(Compiled {
+        engine,
+        judges_risk,
+    })
+}
+
+/// A policy compiled and checked.
+struct Compiled {
+    engine: regorus::Engine,
+    judges_risk: bool,
 }
 
 impl Policy {
@@ -121,13 +146,14 @@ impl Policy {
         let name = source_path
             .as_ref()
             .map_or_else(|| "default.rego".to_owned(), |p| p.display().to_string());
-        let engine = compile(&name, source)?;
+        let compiled = compile(&name, source)?;
         Ok(Self {
             source_path,
             loaded: Mutex::new(Loaded {
-                engine,
+                engine: compiled.engine,
                 hash: policy_hash(source.as_bytes()),
                 source: source.to_owned(),
+                judges_risk: compiled.judges_risk,
             }),
             changes: tokio::sync::Mutex::new(()),
         })
@@ -155,7 +181,7 @@ impl Policy {
         if hash == self.hash() {
             return Ok(None);
         }
-        let engine = compile(&path.display().to_string(), &source)?;
+        let compiled = compile(&path.display().to_string(), &source)?;
         let mut loaded = self.lock()?;
         // An administrator's replacement may have installed this very text meanwhile.
         if loaded.hash == hash {
@@ -163,9 +189,10 @@ impl Policy {
         }
         let old = loaded.hash;
         *loaded = Loaded {
-            engine,
+            engine: compiled.engine,
             hash,
             source,
+            judges_risk: compiled.judges_risk,
         };
         Ok(Some((old, hash)))
     }
@@ -202,10 +229,12 @@ impl Policy {
     /// Compiles `source` as a replacement; a policy that would not load is refused here, before
     /// anything is recorded or written.
     pub fn check(&self, source: &str) -> Result<Candidate, PolicyError> {
+        let compiled = compile(&self.name(), source)?;
         Ok(Candidate {
-            engine: compile(&self.name(), source)?,
+            engine: compiled.engine,
             hash: policy_hash(source.as_bytes()),
             source: source.to_owned(),
+            judges_risk: compiled.judges_risk,
         })
     }
 
@@ -245,6 +274,7 @@ impl Policy {
             engine: candidate.engine,
             hash: candidate.hash,
             source: candidate.source,
+            judges_risk: candidate.judges_risk,
         };
         Ok(old)
     }
@@ -275,15 +305,61 @@ impl Policy {
             Ok(raw) => raw,
             Err(e) => return deny(hash, format!("policy decision is malformed: {e}")),
         };
-        match outcome(&raw) {
-            Ok(outcome) => PolicyEvaluation {
-                outcome,
-                reason: raw.reason,
-                policy_hash: hash,
-            },
-            Err(e) => deny(hash, format!("policy decision is malformed: {e}")),
+        let mut outcome = match outcome(&raw) {
+            Ok(outcome) => outcome,
+            Err(e) => return deny(hash, format!("policy decision is malformed: {e}")),
+        };
+        let risk = if loaded.judges_risk {
+            match loaded
+                .engine
+                .eval_rule(RISK_RULE.to_owned())
+                .map_err(|e| e.to_string())
+                .and_then(|value| risk(&value))
+            {
+                Ok(risk) => risk,
+                // A risk the policy meant to judge and could not: refused, not unrated.
+                Err(e) => return deny(hash, format!("policy risk is malformed: {e}")),
+            }
+        } else {
+            None
+        };
+        // Approving from a notification skips the whole request; never for what the policy
+        // itself calls high risk, whatever its decision rule said.
+        if let (
+            PolicyOutcome::RequireApproval { quick_approve, .. },
+            Some(Risk {
+                level: RiskLevel::High | RiskLevel::Critical,
+                ..
+            }),
+        ) = (&mut outcome, &risk)
+        {
+            *quick_approve = false;
+        }
+        PolicyEvaluation {
+            outcome,
+            reason: raw.reason,
+            policy_hash: hash,
+            risk,
         }
     }
+}
+
+/// The `risk` rule's value: `{"level": "low"|"medium"|"high"|"critical", "reasons": [...]}`;
+/// undefined (no rule body matched) is no judgement.
+fn risk(value: &regorus::Value) -> Result<Option<Risk>, String> {
+    if *value == regorus::Value::Undefined {
+        return Ok(None);
+    }
+    let text = value.to_json_str().map_err(|e| e.to_string())?;
+    let risk: Risk = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    if risk.reasons.len() > MAX_RISK_REASONS {
+        return Err(format!("more than {MAX_RISK_REASONS} reasons"));
+    }
+    for reason in &risk.reasons {
+        countersign_core::validate::text("risk reason", reason, MAX_RISK_REASON_BYTES, false)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(Some(risk))
 }
 
 fn deny(policy_hash: Digest, reason: String) -> PolicyEvaluation {
@@ -292,6 +368,7 @@ fn deny(policy_hash: Digest, reason: String) -> PolicyEvaluation {
         outcome: PolicyOutcome::Deny {},
         reason,
         policy_hash,
+        risk: None,
     }
 }
 
@@ -403,6 +480,131 @@ mod tests {
             serde_json::json!({"type": "sql.select", "environment": "prod", "tags": [], "parameters": {"sql": "SELECT 1", "reveal_classified": false}}),
         );
         assert_eq!(prod.outcome.quorum(), Some(1), "{}", prod.reason);
+    }
+
+    fn risk_of(e: &PolicyEvaluation) -> (RiskLevel, Vec<String>) {
+        let risk = e.risk.clone().expect("the default policy judges risk");
+        (risk.level, risk.reasons)
+    }
+
+    fn quick(e: &PolicyEvaluation) -> bool {
+        matches!(
+            e.outcome,
+            PolicyOutcome::RequireApproval {
+                quick_approve: true,
+                ..
+            }
+        )
+    }
+
+    /// Risk comes from what the action does, not from how the agent labels it: a "routine
+    /// deploy" whose diff opens SSH to the internet is critical; "prd" is production; an IAM
+    /// admin-role change labelled `flag.flip` is critical and never quick-approved.
+    #[test]
+    fn default_policy_judges_risk_from_the_facts_not_the_agents_words() {
+        let p = Policy::builtin().expect("default policy loads");
+        let ssh = p.evaluate(&input(serde_json::json!({
+            "type": "k8s.deploy", "environment": "staging", "tags": ["routine"],
+            "justification": "routine deploy, nothing to see",
+            "diff": {"format": "unified", "text": "--- a/sg.tf\n+++ b/sg.tf\n@@ -1 +1 @@\n-  cidr_blocks = [\"10.0.0.0/8\"]\n+  cidr_blocks = [\"0.0.0.0/0\"] # port 22\n"}})));
+        let (level, reasons) = risk_of(&ssh);
+        assert_eq!(level, RiskLevel::Critical, "{reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r.contains("whole internet")),
+            "{reasons:?}"
+        );
+        assert!(ssh.reason.contains("internet"), "{}", ssh.reason);
+        // Removing a world-open rule is no risk of that kind.
+        let closing = p.evaluate(&input(serde_json::json!({
+            "type": "k8s.deploy", "environment": "staging",
+            "diff": {"format": "unified", "text": "-  cidr_blocks = [\"0.0.0.0/0\"]\n+  cidr_blocks = [\"10.0.0.0/8\"]\n"}})));
+        assert_eq!(risk_of(&closing).0, RiskLevel::Low, "{:?}", closing.risk);
+
+        for spelling in ["prd", "PROD ", "live", "Production"] {
+            let e = p.evaluate(&input(
+                serde_json::json!({"type": "k8s.deploy", "environment": spelling, "tags": []}),
+            ));
+            assert_eq!(risk_of(&e).0, RiskLevel::Medium, "{spelling}");
+            assert_eq!(
+                e.reason, "production changes need one approver",
+                "{spelling}"
+            );
+        }
+        let flag_in_prd = p.evaluate(&input(
+            serde_json::json!({"type": "flag.flip", "environment": "prd", "tags": []}),
+        ));
+        assert!(!quick(&flag_in_prd), "{}", flag_in_prd.reason);
+
+        let admin = p.evaluate(&input(serde_json::json!({
+            "type": "flag.flip", "environment": "staging", "tags": [],
+            "parameters": {"role": "ops", "policy": {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}}})));
+        let (level, reasons) = risk_of(&admin);
+        assert_eq!(level, RiskLevel::Critical, "{reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r.contains("wildcard IAM")),
+            "{reasons:?}"
+        );
+        assert!(!quick(&admin), "{}", admin.reason);
+        let service_wildcard = p.evaluate(&input(serde_json::json!({
+            "type": "iam.role.update", "environment": "dev",
+            "parameters": {"actions": ["s3:*"]}})));
+        assert_eq!(risk_of(&service_wildcard).0, RiskLevel::Critical);
+
+        let export = p.evaluate(&input(serde_json::json!({
+            "type": "db.export", "environment": "prod", "tags": ["pii"],
+            "parameters": {"table": "customers", "rows": 52000}})));
+        let (level, reasons) = risk_of(&export);
+        assert_eq!(level, RiskLevel::High, "{reasons:?}");
+        assert!(
+            reasons.contains(&"touches 52000 rows".to_owned()),
+            "{reasons:?}"
+        );
+
+        let flag = p.evaluate(&input(
+            serde_json::json!({"type": "flag.flip", "environment": "staging", "tags": []}),
+        ));
+        assert_eq!(risk_of(&flag), (RiskLevel::Low, vec![]));
+        assert!(quick(&flag));
+    }
+
+    /// A policy's own risk: malformed is a deny (the policy meant to judge and could not), and
+    /// a high one turns quick-approve off whatever the decision rule said.
+    #[test]
+    fn a_policys_risk_is_checked_and_high_risk_is_never_quick_approved() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("p.rego");
+        let decision = "decision := {\"outcome\": \"require_approval\", \"reason\": \"r\", \"quorum\": 1, \"ttl_seconds\": 60, \"quick_approve\": true}";
+        let load = |risk: &str| {
+            std::fs::write(
+                &path,
+                format!("package countersign\nimport rego.v1\n{decision}\n{risk}\n"),
+            )
+            .expect("write");
+            let p = Policy::from_file(&path).expect("loads");
+            p.evaluate(&input(serde_json::json!({"environment": "dev"})))
+        };
+        for bad in [
+            "risk := {\"level\": \"extreme\", \"reasons\": []}",
+            "risk := {\"level\": \"low\"}",
+            "risk := {\"level\": \"low\", \"reasons\": [\"\"]}",
+            "risk := {\"level\": \"low\", \"reasons\": [\"a\\u202eb\"]}",
+            "risk := \"low\"",
+        ] {
+            let e = load(bad);
+            assert_eq!(kind(&e), "deny", "{bad}: {}", e.reason);
+            assert!(e.reason.contains("risk"), "{bad}: {}", e.reason);
+        }
+        let high = load("risk := {\"level\": \"high\", \"reasons\": [\"many rows\"]}");
+        assert!(!quick(&high), "{:?}", high.outcome);
+        let low = load("risk := {\"level\": \"low\", \"reasons\": []}");
+        assert!(quick(&low));
+        let unjudged = load("");
+        assert_eq!(unjudged.risk, None);
+        assert!(quick(&unjudged));
+        let undefined = load(
+            "risk := {\"level\": \"low\", \"reasons\": []} if input.action.environment == \"prod\"",
+        );
+        assert_eq!(undefined.risk, None, "no rule body matched: no judgement");
     }
 
     #[test]

@@ -59,7 +59,7 @@ fn main() {
             let action = Action {
                 id: Uuid::from_u128(u128::from(i) + 1), requester: "agent:bench".into(), request: request.clone(),
                 created_at: now, expires_at: now.add_seconds(3600),
-                policy: PolicyEvaluation { outcome: PolicyOutcome::RequireApproval { quorum: 1, groups: vec![], ttl_seconds: 3600, require_hardware_key: false, quick_approve: false, verification_code: false, require_idp_enrolment: false, max_sign_in_age_seconds: None, require_attested_key: false }, reason: "bench".into(), policy_hash: policy_hash(b"p") },
+                policy: PolicyEvaluation { outcome: PolicyOutcome::RequireApproval { quorum: 1, groups: vec![], ttl_seconds: 3600, require_hardware_key: false, quick_approve: false, verification_code: false, require_idp_enrolment: false, max_sign_in_age_seconds: None, require_attested_key: false }, reason: "bench".into(), policy_hash: policy_hash(b"p"), risk: None },
             };
             let digest = action.digest().expect("digest");
             let event = NewEvent::new(Actor::Agent("agent:bench".into()), EventKind::RequestCreated { action: Box::new(action.clone()), digest, authenticated_by: None });

@@ -42,6 +42,7 @@ fn new_action(n: u128) -> (NewRequest, Vec<NewEvent>) {
             },
             reason: "deploys need a human".into(),
             policy_hash: policy_hash(b"p"),
+            risk: None,
         },
     };
     let digest = action.digest().expect("digest");

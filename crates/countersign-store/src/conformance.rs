@@ -105,6 +105,7 @@ fn sample_action(n: u128, quorum: u32) -> (NewRequest, Vec<NewEvent>) {
             },
             reason: "test".into(),
             policy_hash: policy_hash(b"test"),
+            risk: None,
         },
     };
     let digest = action.digest().expect("digest");

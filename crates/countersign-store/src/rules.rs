@@ -411,6 +411,7 @@ mod tests {
                 outcome: countersign_core::PolicyOutcome::Deny {},
                 reason: "r".into(),
                 policy_hash: countersign_core::policy::policy_hash(b"p"),
+                risk: None,
             },
         };
         let text = canonical_text(&action).expect("canonical");

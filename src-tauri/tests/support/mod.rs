@@ -452,6 +452,31 @@ pub async fn text_of(c: &Client, css: &str) -> String {
     }
 }
 
+/// Approves the open request as a person would: Approve, then, when the console asks (a risky
+/// request: production, policy-marked risk, hidden characters), the confirmation naming what
+/// is approved. The console then waits out its undo window before signing.
+pub async fn approve_in_ui(c: &Client) {
+    click(c, "[data-testid=approve]").await;
+    if c.find(Locator::Css("[data-testid=confirm-approve]"))
+        .await
+        .is_ok()
+    {
+        click(c, "[data-testid=confirm-approve]").await;
+        // The undo window: the decision is signed and sent when it closes.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c.find(Locator::Css("[data-testid=undo-bar]")).await.is_ok() {
+            assert!(Instant::now() < deadline, "the undo window never closed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// What the console says of the decision just made: on the decided request while it is on
+/// screen, or above the next request once that opened.
+pub async fn decided(c: &Client) -> String {
+    text_of(c, "[data-testid=result], [data-testid=last-decision]").await
+}
+
 /// Clicks the element `css` selects, waiting up to 20 s for it, finding it again if it was
 /// replaced meanwhile.
 pub async fn click(c: &Client, css: &str) {

@@ -912,6 +912,7 @@ export interface components {
       policy_hash: components["schemas"]["Digest"];
       /** @description Why, in words a person understands. */
       reason: string;
+      risk?: null | components["schemas"]["Risk"];
     };
     /** @description The policy's verdict on one request. */
     PolicyOutcome: OneOf<[{
@@ -993,6 +994,21 @@ export interface components {
       /** @description When. */
       redeemed_at: components["schemas"]["Timestamp"];
     };
+    /**
+     * @description The policy's risk judgement of one request, from its facts (the diff, the parameters, the
+     * environment), with the facts that made it: shown to approvers as words.
+     */
+    Risk: {
+      /** @description How much could go wrong. */
+      level: components["schemas"]["RiskLevel"];
+      /** @description Why, one fact each ("opens 0.0.0.0/0 to the internet"). */
+      reasons: string[];
+    };
+    /**
+     * @description How much could go wrong, as the policy judged it.
+     * @enum {string}
+     */
+    RiskLevel: "low" | "medium" | "high" | "critical";
     /** @description The service's public key. */
     ServerKeyView: {
       /** @description Its id. */

@@ -518,6 +518,7 @@ export interface components {
       policy_hash: components["schemas"]["Digest"];
       /** @description Why, in words a person understands. */
       reason: string;
+      risk?: null | components["schemas"]["Risk"];
     };
     /** @description The policy's verdict on one request. */
     PolicyOutcome: OneOf<[{
@@ -668,6 +669,21 @@ export interface components {
        */
       time_to_decision_ms?: number | null;
     };
+    /**
+     * @description The policy's risk judgement of one request, from its facts (the diff, the parameters, the
+     * environment), with the facts that made it: shown to approvers as words.
+     */
+    Risk: {
+      /** @description How much could go wrong. */
+      level: components["schemas"]["RiskLevel"];
+      /** @description Why, one fact each ("opens 0.0.0.0/0 to the internet"). */
+      reasons: string[];
+    };
+    /**
+     * @description How much could go wrong, as the policy judged it.
+     * @enum {string}
+     */
+    RiskLevel: "low" | "medium" | "high" | "critical";
     /** @description What to look for. Empty fields do not filter. */
     SearchQuery: {
       /**

@@ -94,3 +94,30 @@ test("history durations and day bounds read as people and the service expect", (
   assert.equal(dayEnd("2026-11-30"), "2026-12-01T00:00:00.000Z");
   assert.equal(dayEnd("2026-12-31"), "2027-01-01T00:00:00.000Z");
 });
+
+test("time left reads as a duration, never as a clock time", async () => {
+  const { timeLeft } = await import("./time.js");
+  const at = Date.parse("2026-11-30T12:00:00Z");
+  const left = (seconds: number) => timeLeft(new Date(at + seconds * 1000).toISOString(), at);
+  assert.equal(left(14 * 60 + 15), "14 min left");
+  assert.equal(left(65), "1 min 05 s left");
+  assert.equal(left(45), "45 s left");
+  assert.equal(left(2 * 3600 + 180), "2 h 03 min left");
+  assert.equal(left(0), "expired");
+});
+
+test("risk comes from the policy; deliberate approval for production, risk or hidden text", async () => {
+  const { level, needsDeliberateApproval, riskLine, isProduction } = await import("./risk.js");
+  const view = (environment: string, risk?: { level: "low" | "medium" | "high" | "critical"; reasons: string[] }) =>
+    ({ action: { request: { environment, tags: ["routine"] }, policy: { risk } } }) as Parameters<typeof level>[0];
+  assert.equal(level(view("staging")), "unrated");
+  assert.equal(riskLine(view("prod", { level: "critical", reasons: ["opens 0.0.0.0/0", "runs in production"] })),
+    "Critical risk: opens 0.0.0.0/0; runs in production");
+  assert.equal(needsDeliberateApproval(view("staging", { level: "low", reasons: [] }), 0), false);
+  assert.equal(needsDeliberateApproval(view("staging", { level: "low", reasons: [] }), 1), true);
+  assert.equal(needsDeliberateApproval(view("staging", { level: "medium", reasons: ["x"] }), 0), true);
+  // Unrated: production (by any spelling that is not a known non-production name) is deliberate.
+  assert.equal(needsDeliberateApproval(view("prd"), 0), true);
+  assert.equal(needsDeliberateApproval(view(" Staging "), 0), false);
+  assert.equal(isProduction("live"), true);
+});

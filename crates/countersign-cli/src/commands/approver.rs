@@ -69,6 +69,20 @@ pub async fn pending(args: ProfileArg) -> anyhow::Result<()> {
             a.expires_at,
             shown(&a.policy.reason)
         );
+        if let Some(risk) = &a.policy.risk {
+            let why = risk
+                .reasons
+                .iter()
+                .map(|r| shown(r))
+                .collect::<Vec<_>>()
+                .join("; ");
+            println!(
+                "    {} risk{}{}",
+                risk.level.label(),
+                if why.is_empty() { "" } else { ": " },
+                why
+            );
+        }
         if let Some(choices) = &v.verification_choices {
             println!(
                 "    verification code: one of {} (ask the requester; approve with --code)",
