@@ -22,6 +22,7 @@ use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Emitter as _, Manager as _};
 
 use crate::console::{Console, ConsoleEvent};
+use crate::events::Connection;
 use crate::notifications::{Decision, Notifier, Pressed};
 
 const TRAY: &str = "countersign";
@@ -154,6 +155,43 @@ fn on_event(app: &AppHandle, event: ConsoleEvent) {
                 let _ = tray.set_tooltip(Some(&text));
                 let _ = tray.set_title(Some(requests.len().to_string()));
             }
+            // Notifications about requests that no longer wait (decided here or elsewhere,
+            // expired, withdrawn) close: no stale Deny button beside an empty inbox.
+            let stale = app.state::<Notifier>().stale(requests);
+            tauri::async_runtime::spawn(notifications::close(stale));
+        }
+        ConsoleEvent::Connection { connection } => {
+            let notifier = app.state::<Notifier>();
+            match connection {
+                Connection::Offline { .. } | Connection::Refused { .. } => {
+                    if notifier.went_offline() {
+                        let (summary, body) = match connection {
+                            Connection::Refused { .. } => (
+                                "Countersign: the service refused your key",
+                                "Requests cannot reach you. Open Countersign: your key may need enrolling again.",
+                            ),
+                            _ => (
+                                "Countersign is offline",
+                                "Requests cannot reach you until it reconnects; it keeps trying. Open Countersign for details.",
+                            ),
+                        };
+                        if let Some(id) = notifications::inform(summary, body, true) {
+                            notifier.offline_shown(id);
+                        }
+                    }
+                    if let Some(tray) = app.tray_by_id(TRAY) {
+                        let _ = tray
+                            .set_tooltip(Some("Countersign: offline — requests cannot reach you"));
+                        let _ = tray.set_title(Some("offline"));
+                    }
+                }
+                Connection::Online => {
+                    if let Some(id) = notifier.back_online() {
+                        tauri::async_runtime::spawn(notifications::close(vec![id]));
+                    }
+                }
+                Connection::Idle | Connection::Connecting => {}
+            }
         }
         ConsoleEvent::Arrived { request } => {
             let notifier = app.state::<Notifier>();
@@ -164,12 +202,15 @@ fn on_event(app: &AppHandle, event: ConsoleEvent) {
                 Decision::Quiet => None,
             };
             if let Some((content, id)) = content {
-                let app = app.clone();
-                notifications::show(&content, move |pressed| pressed_on(&app, pressed, id));
+                let handle = app.clone();
+                if let Some(shown) =
+                    notifications::show(&content, move |pressed| pressed_on(&handle, pressed, id))
+                {
+                    notifier.on_screen(id, shown);
+                }
             }
         }
-        ConsoleEvent::Connection { .. }
-        | ConsoleEvent::Snooze { .. }
+        ConsoleEvent::Snooze { .. }
         | ConsoleEvent::History { .. }
         | ConsoleEvent::Export { .. } => {}
     }
@@ -180,11 +221,16 @@ fn on_event(app: &AppHandle, event: ConsoleEvent) {
 async fn remind(app: &AppHandle) {
     let inbox = app.state::<Console>().inbox().await;
     let now = Timestamp::from_system_time(std::time::SystemTime::now());
-    for view in app.state::<Notifier>().reminders(&inbox, now) {
-        let (app, id) = (app.clone(), view.id);
-        notifications::show(&notifications::reminder(view, now), move |pressed| {
-            pressed_on(&app, pressed, Some(id))
-        });
+    let notifier = app.state::<Notifier>();
+    for view in notifier.reminders(&inbox, now) {
+        let (handle, id) = (app.clone(), view.id);
+        if let Some(shown) =
+            notifications::show(&notifications::reminder(view, now), move |pressed| {
+                pressed_on(&handle, pressed, Some(id))
+            })
+        {
+            notifier.on_screen(Some(id), shown);
+        }
     }
 }
 
@@ -204,16 +250,37 @@ fn pressed_on(app: &AppHandle, pressed: Pressed, id: Option<uuid::Uuid>) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
         let console = app.state::<Console>();
+        let what = console
+            .inbox()
+            .await
+            .into_iter()
+            .find(|v| v.id == id)
+            .map(|v| {
+                (
+                    v.action.request.action_type.as_str().to_owned(),
+                    v.action.request.resource,
+                )
+            });
         let comment = "decided from the desktop notification".to_string();
         // Never with a verification code: the policy cannot ask for one and quick approval.
         match console.decide(id, verdict, comment, None).await {
             Ok(result) => {
+                // Say what the button did: it signed a decision.
+                let (kind, resource) =
+                    what.unwrap_or_else(|| ("the request".into(), String::new()));
+                let (summary, body) = notifications::confirmation(&kind, &resource, verdict);
+                notifications::inform(&summary, &body, false);
                 let _ = app.emit("decided", (id, result));
             }
             Err(e) => {
                 // Could not decide from the notification (locked key, PIN needed, gone):
-                // open the request so the person sees why.
+                // say so, and open the request so the person sees why.
                 tracing::warn!(code = %e.code(), "decision from notification failed: {e}");
+                notifications::inform(
+                    "Countersign could not record your decision",
+                    &format!("{e}. The request is open in Countersign."),
+                    true,
+                );
                 show_window(&app);
                 let _ = app.emit("open-request", Some(id));
             }

@@ -4,7 +4,7 @@
 //! (the inbox keeps everything). A request still waiting shortly before it expires gets one
 //! reminder.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -88,12 +88,12 @@ pub fn content(view: &ActionView, now: Timestamp) -> Content {
             ..
         }
     );
+    // Review is the notification's default action (see `show`), not a second button.
     let mut actions = Vec::new();
     if quick {
         actions.push(("approve", "Approve"));
     }
     actions.push(("deny", "Deny"));
-    actions.push(("review", "Review"));
     // High and critical risk lead the title, where a glance lands.
     let alarm = match &view.action.policy.risk {
         Some(risk) if risk.level >= RiskLevel::High => {
@@ -156,7 +156,7 @@ pub fn burst(count: usize) -> Content {
     Content {
         summary: format!("{count} new requests need your decision"),
         body: "Open Countersign to review them one by one.".into(),
-        actions: vec![("review", "Review")],
+        actions: vec![],
     }
 }
 
@@ -181,6 +181,11 @@ struct NotifierState {
     recent: Vec<Instant>,
     grouped_at: Option<Instant>,
     reminded: HashSet<uuid::Uuid>,
+    /// The notifications on screen per request (the grouped one under the nil id), to close
+    /// when they stop being true.
+    on_screen: HashMap<uuid::Uuid, Vec<u32>>,
+    /// The "offline" notification, while the console is offline.
+    offline: Option<u32>,
 }
 
 /// Arrivals within the window beyond which notifications are grouped.
@@ -248,6 +253,51 @@ impl Notifier {
         }
     }
 
+    /// Remembers that notification `id` is on screen about `request` (`None`: the grouped one).
+    pub fn on_screen(&self, request: Option<uuid::Uuid>, id: u32) {
+        self.lock()
+            .on_screen
+            .entry(request.unwrap_or_else(uuid::Uuid::nil))
+            .or_default()
+            .push(id);
+    }
+
+    /// The notifications no longer true now that `waiting` is what waits: those of requests
+    /// that left it (decided here or elsewhere, expired, withdrawn), and the grouped one once
+    /// nothing waits. They are forgotten here; the caller closes them.
+    pub fn stale(&self, waiting: &[ActionView]) -> Vec<u32> {
+        let mut state = self.lock();
+        let mut gone = Vec::new();
+        state.on_screen.retain(|request, ids| {
+            let still = if request.is_nil() {
+                !waiting.is_empty()
+            } else {
+                waiting.iter().any(|v| v.id == *request)
+            };
+            if !still {
+                gone.append(ids);
+            }
+            still
+        });
+        gone
+    }
+
+    /// Whether the console just went offline (true once per outage), noting the notification
+    /// that says so.
+    pub fn went_offline(&self) -> bool {
+        self.lock().offline.is_none()
+    }
+
+    /// Remembers the "offline" notification.
+    pub fn offline_shown(&self, id: u32) {
+        self.lock().offline = Some(id);
+    }
+
+    /// Back online: the "offline" notification to close, if one was shown.
+    pub fn back_online(&self) -> Option<u32> {
+        self.lock().offline.take()
+    }
+
     /// The requests of `inbox` to recall now, each once (requests that left the inbox are
     /// forgotten). While snoozed nothing is recalled, and what fell due meanwhile is not
     /// recalled later either: the snooze asked for quiet.
@@ -271,9 +321,12 @@ impl Notifier {
     }
 }
 
-/// Shows `content` and calls `pressed` (on a thread of its own) with what the person did.
-pub fn show(content: &Content, pressed: impl FnOnce(Pressed) + Send + 'static) {
+/// Shows `content` and calls `pressed` (on a thread of its own) with what the person did;
+/// returns the notification's id, to close it when it stops being true.
+pub fn show(content: &Content, pressed: impl FnOnce(Pressed) + Send + 'static) -> Option<u32> {
     let mut notification = notify_rust::Notification::new();
+    // The default action is Review: servers that draw it as a button draw one Review, and
+    // clicking the notification itself reviews on the others.
     notification
         .appname("Countersign")
         .summary(&content.summary)
@@ -286,13 +339,91 @@ pub fn show(content: &Content, pressed: impl FnOnce(Pressed) + Send + 'static) {
     }
     match notification.show() {
         Ok(handle) => {
+            let id = handle.id();
             // wait_for_action blocks until the person acts or the notification closes.
             std::thread::spawn(move || {
                 handle.wait_for_action(|action| pressed(Pressed::from_action(action)));
             });
+            Some(id)
         }
-        Err(e) => tracing::warn!(error = %e, "could not show a notification"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not show a notification");
+            None
+        }
     }
+}
+
+/// Shows a notification that only informs (a confirmation, the console going offline): no
+/// buttons; returns its id.
+pub fn inform(summary: &str, body: &str, urgent: bool) -> Option<u32> {
+    let mut notification = notify_rust::Notification::new();
+    notification
+        .appname("Countersign")
+        .summary(summary)
+        .body(body)
+        .icon(if urgent {
+            "dialog-warning"
+        } else {
+            "dialog-information"
+        })
+        .hint(notify_rust::Hint::Category("x-countersign.status".into()))
+        .urgency(if urgent {
+            notify_rust::Urgency::Critical
+        } else {
+            notify_rust::Urgency::Normal
+        });
+    match notification.show() {
+        Ok(handle) => Some(handle.id()),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not show a notification");
+            None
+        }
+    }
+}
+
+/// Closes the notifications `ids` (CloseNotification on the session bus), e.g. those about a
+/// request decided elsewhere, so no stale Deny button is left beside an empty inbox.
+pub async fn close(ids: Vec<u32>) {
+    if ids.is_empty() {
+        return;
+    }
+    let connection = match zbus::Connection::session().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot reach the session bus to close notifications");
+            return;
+        }
+    };
+    for id in ids {
+        if let Err(e) = connection
+            .call_method(
+                Some("org.freedesktop.Notifications"),
+                "/org/freedesktop/Notifications",
+                Some("org.freedesktop.Notifications"),
+                "CloseNotification",
+                &(id,),
+            )
+            .await
+        {
+            tracing::debug!(error = %e, id, "closing a notification");
+        }
+    }
+}
+
+/// The confirmation of a decision made from a notification's button.
+pub fn confirmation(
+    view_type: &str,
+    resource: &str,
+    verdict: countersign_core::Verdict,
+) -> (String, String) {
+    let done = match verdict {
+        countersign_core::Verdict::Approve => "Approved",
+        countersign_core::Verdict::Deny => "Denied",
+    };
+    (
+        format!("{done}: {view_type} · {}", shown(resource)),
+        "Signed with your key and recorded in the audit log.".into(),
+    )
 }
 
 #[cfg(test)]

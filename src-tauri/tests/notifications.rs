@@ -35,15 +35,23 @@ async fn notification_buttons_approve_quick_requests_and_open_others() {
     assert!(
         sent.body.contains("agent:release-bot")
             && sent.body.contains("prod")
-            && sent.body.contains("prod-change")
             && sent.body.contains("left"),
         "{sent:?}"
     );
-    assert!(sent.actions.contains(&"approve".to_owned()), "{sent:?}");
+    // One Review (the default action), Approve, Deny: no second Review button.
+    assert_eq!(sent.actions, ["default", "approve", "deny"], "{sent:?}");
     let m = marker.clone();
     press(&conn, sent.id, "approve", move || m.exists()).await;
     let (status, err) = wait_exit(agent, Duration::from_secs(30));
     assert_eq!(status, Some(0), "{err}");
+    // The button's effect is confirmed, and the notification it was on closes.
+    let confirmed = server.wait_for("Approved: flag.enable").await;
+    assert!(
+        confirmed.body.contains("Signed with your key"),
+        "{confirmed:?}"
+    );
+    assert!(confirmed.actions.is_empty(), "{confirmed:?}");
+    server.wait_closed(sent.id).await;
 
     // No quick approval: no Approve button. With one request already open in the console,
     // Review on another's notification switches the view to it.
@@ -55,16 +63,14 @@ async fn notification_buttons_approve_quick_requests_and_open_others() {
     let other = w.dir.path().join("iam");
     let agent = w.agent("iam.role.update", None, &other);
     let sent = server.wait_for("iam.role.update").await;
-    assert!(!sent.actions.contains(&"approve".to_owned()), "{sent:?}");
-    assert!(sent.actions.contains(&"review".to_owned()), "{sent:?}");
-    assert!(sent.actions.contains(&"deny".to_owned()), "{sent:?}");
+    assert_eq!(sent.actions, ["default", "deny"], "{sent:?}");
     assert_eq!(text_of(&c, ".action-type").await, "iam.policy.attach");
     let opened = Arc::new(Mutex::new(false));
     let flag = opened.clone();
     let pressing = tokio::spawn({
         let conn = conn.clone();
         async move {
-            press(&conn, sent.id, "review", move || {
+            press(&conn, sent.id, "default", move || {
                 *flag.lock().expect("lock")
             })
             .await
@@ -81,7 +87,51 @@ async fn notification_buttons_approve_quick_requests_and_open_others() {
     let (status, _) = wait_exit(agent, Duration::from_secs(30));
     assert_eq!(status, Some(3));
     assert!(!other.exists());
+    // Decided in the window: its notification closes too.
+    server.wait_closed(sent.id).await;
     drop(first);
+    c.close().await.expect("close session");
+}
+
+/// The console going offline is said at once (a notification, the tray), in plain words in
+/// the window; back online, the notification closes and the window says Live.
+#[tokio::test(flavor = "multi_thread")]
+async fn going_offline_is_said_at_once_and_cleared_on_reconnecting() {
+    let mut w = World::start();
+    let server = Server::default();
+    let _conn = serve(&w.bus_address, server.clone()).await;
+    let c = w.enrolled_console().await;
+    until_page(&c, "live", |t| t.contains("Live")).await;
+    let watching = server.clone();
+    let mut offline_id = None;
+    w.restart_server(|_| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !watching.has("Countersign is offline") {
+            assert!(Instant::now() < deadline, "no offline notification");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        offline_id = watching
+            .sent
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|s| s.summary.contains("Countersign is offline"))
+            .map(|s| s.id);
+    });
+    let offline_id = offline_id.expect("offline notification");
+    server.wait_closed(offline_id).await;
+    until_page(&c, "live again", |t| {
+        t.contains("Live") && !t.contains("Offline")
+    })
+    .await;
+    let told = server
+        .sent
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|s| s.summary.contains("offline"))
+        .count();
+    assert_eq!(told, 1, "one notification per outage, not per retry");
     c.close().await.expect("close session");
 }
 
@@ -115,17 +165,12 @@ async fn waiting_request_is_recalled_once_shortly_before_it_expires() {
         reminder.summary.contains(" s · "),
         "seconds left: {reminder:?}"
     );
-    assert!(
-        reminder.actions.contains(&"review".to_owned()),
-        "{reminder:?}"
-    );
-    assert!(
-        !reminder.actions.contains(&"approve".to_owned()),
-        "{reminder:?}"
-    );
-    // It expires unanswered: one reminder, never a second.
+    assert_eq!(reminder.actions, ["default", "deny"], "{reminder:?}");
+    // It expires unanswered: one reminder, never a second; both its notifications close.
     let (status, _) = wait_exit(agent, Duration::from_secs(40));
     assert_eq!(status, Some(4), "the request expired");
+    server.wait_closed(arrived.id).await;
+    server.wait_closed(reminder.id).await;
     // Two of the console's 5-second reminder checks.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let reminders = server

@@ -24,6 +24,8 @@ pub struct Sent {
 #[derive(Clone, Default)]
 pub struct Server {
     pub sent: Arc<Mutex<Vec<Sent>>>,
+    /// The ids the console asked to close (CloseNotification).
+    pub closed: Arc<Mutex<Vec<u32>>>,
 }
 
 #[zbus::interface(name = "org.freedesktop.Notifications")]
@@ -67,7 +69,22 @@ impl Server {
         )
     }
 
-    fn close_notification(&self, _id: u32) {}
+    /// As real servers do: forgets it and says it closed (reason 3: closed by a call).
+    async fn close_notification(
+        &self,
+        id: u32,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) {
+        self.closed.lock().expect("lock").push(id);
+        let _ = Server::notification_closed(&emitter, id, 3).await;
+    }
+
+    #[zbus(signal)]
+    async fn notification_closed(
+        emitter: &SignalEmitter<'_>,
+        id: u32,
+        reason: u32,
+    ) -> zbus::Result<()>;
 
     #[zbus(signal)]
     async fn action_invoked(
@@ -78,6 +95,27 @@ impl Server {
 }
 
 impl Server {
+    /// Waits until the console has closed notification `id`.
+    pub async fn wait_closed(&self, id: u32) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.closed.lock().expect("lock").contains(&id) {
+            assert!(
+                Instant::now() < deadline,
+                "notification {id} was never closed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether a notification whose summary contains `what` was sent.
+    pub fn has(&self, what: &str) -> bool {
+        self.sent
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|s| s.summary.contains(what))
+    }
+
     /// Waits for a notification whose summary contains `what`.
     pub async fn wait_for(&self, what: &str) -> Sent {
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -49,6 +49,8 @@ export interface Backend {
   historyCancelExport(): Promise<void>;
   onEvent(handler: (event: ConsoleEvent) => void): Promise<UnlistenFn>;
   onOpenRequest(handler: (id: string | null) => void): Promise<UnlistenFn>;
+  /** A decision made outside the window (a notification's button). */
+  onDecided(handler: (id: string, result: DecisionResult) => void): Promise<UnlistenFn>;
 }
 
 export function tauriBackend(): Backend {
@@ -77,5 +79,6 @@ export function tauriBackend(): Backend {
     historyCancelExport: () => invoke("history_cancel_export"),
     onEvent: (handler) => listen<ConsoleEvent>("console-event", (e) => handler(e.payload)),
     onOpenRequest: (handler) => listen<string | null>("open-request", (e) => handler(e.payload)),
+    onDecided: (handler) => listen<[string, DecisionResult]>("decided", (e) => handler(e.payload[0], e.payload[1])),
   };
 }
