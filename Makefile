@@ -16,10 +16,20 @@ ui:
 	cd ui && npm run --silent types && git diff --exit-code -- src/generated/api.ts src/generated/console.ts
 	cd ui && npm run --silent build
 
-## Set up and run the demo: embedded service, simulated agent and approvers, live log.
-demo: setup ui
+## The front end as the demo needs it: packages installed only when the lock changed, a
+## build only when a source changed (`make ui` checks and tests it as well, for `make test`).
+UI_SOURCES := $(shell find ui/src ui/index.html ui/package.json ui/vite.config.ts ui/tsconfig.json -type f 2>/dev/null)
+ui/node_modules/.package-lock.json: ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund --loglevel=error > /dev/null
+ui/dist/index.html: ui/node_modules/.package-lock.json $(UI_SOURCES)
+	cd ui && npm run --silent build > /dev/null
+
+## Set up and run the demo: embedded service, simulated agent and approvers, live log. The
+## binaries are built together and the demo runs the one built (a `cargo run` of the CLI alone
+## would resolve other features and rebuild half the tree).
+demo: setup ui/dist/index.html
 	$(CARGO) build --quiet -p countersign-console -p countersign-cli
-	$(CARGO) run --quiet -p countersign-cli --bin countersign -- demo $(DEMO_ARGS)
+	"$$($(CARGO) metadata --format-version 1 --no-deps | jq -r .target_directory)/debug/countersign" demo $(DEMO_ARGS)
 
 ## The protocol core on its own: one request, its signatures, the log and its proofs.
 walkthrough:

@@ -705,3 +705,53 @@ async fn a_request_wanting_a_recent_sign_in_is_approved_after_signing_in_again()
     assert!(marker.exists(), "the approved command ran");
     c.close().await.expect("close session");
 }
+
+/// An agent asking the same thing again and again: the near-identical requests sit together
+/// under one "Deny all", which signs a denial for each (every agent hears no), and leaves the
+/// different request waiting.
+#[tokio::test(flavor = "multi_thread")]
+async fn near_identical_requests_are_grouped_and_denied_together() {
+    let w = World::start();
+    let c = w.enrolled_console().await;
+    let markers: Vec<_> = (0..3)
+        .map(|i| w.dir.path().join(format!("same-{i}")))
+        .collect();
+    let same: Vec<_> = markers
+        .iter()
+        .map(|m| w.agent("iam.role.update", None, m))
+        .collect();
+    let other_marker = w.dir.path().join("other");
+    let other = w.agent("iam.policy.attach", None, &other_marker);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while c
+        .find_all(fantoccini::Locator::Css("[data-testid=inbox-item]"))
+        .await
+        .expect("items")
+        .len()
+        < 4
+    {
+        assert!(std::time::Instant::now() < deadline, "four requests arrive");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let group = text_of(&c, "[data-testid=inbox-group]").await;
+    assert!(group.contains("3 near-identical requests"), "{group}");
+    click(&c, "[data-testid=deny-group]").await;
+    for agent in same {
+        let (status, _) = wait_exit(agent, Duration::from_secs(30));
+        assert_eq!(status, Some(3), "each near-identical request was denied");
+    }
+    assert!(markers.iter().all(|m| !m.exists()));
+    until_page(&c, "only the different request waits", |t| {
+        t.contains("Denied 3 near-identical requests") && t.contains("iam.policy.attach")
+    })
+    .await;
+    assert_eq!(
+        c.find_all(fantoccini::Locator::Css("[data-testid=inbox-item]"))
+            .await
+            .expect("items")
+            .len(),
+        1
+    );
+    drop(other);
+    c.close().await.expect("close session");
+}

@@ -40,6 +40,13 @@ async fn rewrite_history(data: &Path) {
         .expect("rewrite");
 }
 
+/// "…Z (1.2 s)": a time, a space, then the duration in brackets.
+fn regex_lite_decided(facts: &str) -> bool {
+    facts
+        .lines()
+        .any(|l| l.contains("Z (") && l.trim_end().ends_with("s)"))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn history_is_verified_searchable_exportable_and_alarms_on_a_rewrite() {
     let mut w = World::start();
@@ -49,6 +56,16 @@ async fn history_is_verified_searchable_exportable_and_alarms_on_a_rewrite() {
     let marker = w.dir.path().join("approved");
     let agent = w.agent("iam.role.update", None, &marker);
     click(&c, "[data-testid=inbox-item]").await;
+    // The request's id is shown whole, to match it to a ticket or the CLI.
+    let id = c
+        .find(fantoccini::Locator::Css("[data-testid=inbox-item]"))
+        .await
+        .expect("item")
+        .attr("data-id")
+        .await
+        .expect("attr")
+        .expect("data-id");
+    assert_eq!(text_of(&c, "[data-testid=request-id]").await, id);
     approve_in_ui(&c).await;
     assert!(decided(&c).await.contains("Approved"));
     let (status, err) = wait_exit(agent, Duration::from_secs(30));
@@ -118,6 +135,14 @@ async fn history_is_verified_searchable_exportable_and_alarms_on_a_rewrite() {
             && decision.contains("pkcs11")
             && decision.contains("hardware claimed, not attested"),
         "{decision}"
+    );
+    // Words keep their spaces: "requester → approver", "decided (1.2 s)".
+    let row = text_of(&c, "[data-testid=history-item].selected").await;
+    assert!(row.contains("agent:release-bot → bob@example.com"), "{row}");
+    let facts = text_of(&c, ".facts").await;
+    assert!(
+        regex_lite_decided(&facts),
+        "the decision time and its duration are apart: {facts}"
     );
     let shots = screenshot_dir();
     std::fs::create_dir_all(&shots).expect("artifacts dir");

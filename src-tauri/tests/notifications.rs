@@ -204,7 +204,7 @@ async fn tray_counts_waiting_requests_and_snoozes_notifications() {
 
     click_menu(&tray, &item, "Snooze notifications").await;
     until_page(&c, "the window shows the tray's snooze", |t| {
-        t.contains("Resume notifications")
+        t.contains("Resume") && !t.contains("Snooze 1 h")
     })
     .await;
     let _second = Running(w.agent("iam.policy.attach", None, &w.dir.path().join("second")));

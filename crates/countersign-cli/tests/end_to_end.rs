@@ -1334,6 +1334,8 @@ fn the_demo_decides_requests_and_its_mcp_agent_writes_through_the_gate() {
             "--no-console",
             "--interval",
             "2",
+            "--approver-delay",
+            "3",
             "--duration",
             "25",
         ])
@@ -1352,9 +1354,78 @@ fn the_demo_decides_requests_and_its_mcp_agent_writes_through_the_gate() {
         "{log}"
     );
     assert!(log.contains("mcp agent (simulated): written"), "{log}");
+    assert!(
+        log.contains("(critical risk)"),
+        "the policy's risk is in the log: {log}"
+    );
+    assert!(
+        log.contains(" pending --profile ") && log.contains("you@example.com.json"),
+        "the printed commands act as you: {log}"
+    );
     let written = std::fs::read_to_string(data.join("mcp-files/deploy.yaml")).expect("file");
     assert!(
         !written.contains("replicas: 2\n"),
         "the approved write changed the file: {written}"
+    );
+}
+
+/// Ctrl-C stops the demo promptly even with requests pending (nobody decides them here): the
+/// agent's long polls and the service's connections do not hold it open.
+#[test]
+fn the_demo_stops_promptly_on_ctrl_c_with_requests_pending() {
+    use std::io::{BufRead as _, BufReader};
+    let dir = tempfile::tempdir().expect("dir");
+    let mut demo = Command::new(BIN)
+        .args(["demo", "--data-dir"])
+        .arg(dir.path().join("demo"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-console",
+            "--interval",
+            "1",
+            "--approver-delay",
+            "600",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("demo runs");
+    let mut lines = BufReader::new(demo.stdout.take().expect("stdout")).lines();
+    let mut requests = 0;
+    while requests < 3 {
+        let line = lines.next().expect("the demo logs").expect("a line");
+        if line.contains("  REQUEST  ") {
+            requests += 1;
+        }
+    }
+    let pid = demo.id().to_string();
+    let signalled = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    // Drain the log so the demo never blocks writing it.
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let deadline = signalled + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = demo.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = demo.kill();
+            panic!("the demo was still running 15 s after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+    let rest = drain.join().expect("log");
+    assert!(
+        rest.iter().any(|l| l.contains("final checkpoint")),
+        "it closed the log cleanly: {rest:?}"
     );
 }

@@ -121,3 +121,38 @@ test("risk comes from the policy; deliberate approval for production, risk or hi
   assert.equal(needsDeliberateApproval(view(" Staging "), 0), false);
   assert.equal(isProduction("live"), true);
 });
+
+test("both themes meet WCAG AA (4.5:1) for every text colour pair", async () => {
+  const { ratio, themeColors, TEXT_PAIRS } = await import("./contrast.js");
+  const { readFileSync } = await import("node:fs");
+  const css = readFileSync("src/styles.css", "utf8");
+  const light = themeColors(css, ":root");
+  const dark = new Map([...light, ...themeColors(css, ':root[data-theme="dark"]')]);
+  assert.ok(ratio("#ffffff", "#000000") > 20.9, "the formula");
+  const failures: string[] = [];
+  for (const [name, theme] of [["light", light], ["dark", dark]] as const) {
+    for (const [fg, bg] of TEXT_PAIRS) {
+      const a = theme.get(fg);
+      const b = theme.get(bg);
+      assert.ok(a && b, `${name}: --${fg} and --${bg} are set`);
+      const r = ratio(a, b);
+      if (r < 4.5) failures.push(`${name}: --${fg} on --${bg} is ${r.toFixed(2)}:1`);
+    }
+  }
+  assert.deepEqual(failures, []);
+});
+
+test("near-identical requests are shown together, the first one leading", async () => {
+  const { grouped } = await import("./groups.js");
+  const v = (id: string, type: string, environment = "prod", requester = "agent:a") => ({
+    id,
+    action: { requester, request: { type, resource: "r", environment } },
+  });
+  const order = grouped([v("1", "x"), v("2", "y"), v("3", "x", " PROD"), v("4", "x", "prod", "agent:b")]);
+  assert.deepEqual(order.map((o) => [o.view.id, o.first, o.group.length]), [
+    ["1", true, 2],
+    ["3", false, 2],
+    ["2", true, 1],
+    ["4", true, 1],
+  ]);
+});

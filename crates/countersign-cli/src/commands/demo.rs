@@ -37,8 +37,12 @@ pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:8750")]
     pub listen: SocketAddr,
     /// Seconds between the simulated agent's requests.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 20)]
     pub interval: u64,
+    /// Seconds the simulated approvers leave a request to you before deciding it themselves:
+    /// long enough to read it.
+    #[arg(long, default_value_t = 45)]
+    pub approver_delay: u64,
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub duration: Option<u64>,
@@ -115,6 +119,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for (id, groups) in DEMO_APPROVERS {
         profiles.push(provision_approver(&state, &url, &keys_dir, id, groups).await?);
     }
+    // A command-line profile for you as well, so the printed commands act as you.
+    provision_approver(&state, &url, &keys_dir, YOU, &["security", "platform"]).await?;
+    let exe = std::env::current_exe()?;
+    let you = keys_dir.join(format!("{YOU}.json"));
 
     println!("Countersign demo");
     println!("  service     {url}   (data in {})", data_dir.display());
@@ -127,23 +135,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         DEMO_APPROVERS.map(|(id, _)| id).join(", ")
     );
     if args.no_simulated_approvers {
-        println!("  decide yourself, e.g.:");
+        println!("  you decide every request: in the console, or here as {YOU}:");
     } else {
-        println!("  simulated approvers decide after a few seconds; you can too, e.g.:");
+        println!(
+            "  simulated approvers leave each request to you for {} s, then decide it; as {YOU}:",
+            args.approver_delay
+        );
     }
+    println!("    {} pending --profile {}", exe.display(), you.display());
     println!(
-        "    countersign pending --profile {}",
-        keys_dir.join("alice@example.com.json").display()
+        "    {} approve ID --profile {}",
+        exe.display(),
+        you.display()
     );
-    println!(
-        "    countersign approve ID --profile {}",
-        keys_dir.join("alice@example.com.json").display()
-    );
-    let _console = if args.no_console {
+    let mut console = if args.no_console {
         None
     } else {
         open_console(&state, &url, &data_dir).await?
     };
+    println!("  Ctrl-C stops everything.");
     println!();
 
     let mcp = mcp_agent(&url, &mcp_token, &data_dir).await;
@@ -166,7 +176,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     if !args.no_simulated_approvers {
         for p in profiles {
-            tasks.push(tokio::spawn(simulated_approver(p, stop_rx.clone())));
+            tasks.push(tokio::spawn(simulated_approver(
+                p,
+                Duration::from_secs(args.approver_delay),
+                stop_rx.clone(),
+            )));
         }
     }
 
@@ -177,11 +191,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         },
         None => super::serve::shutdown_signal().await,
     }
+    // Stop promptly however much is pending: the console (whose stream would hold the
+    // service's graceful shutdown open) first, then every task, each given a moment.
+    if let Some(child) = console.as_mut() {
+        let _ = child.kill().await;
+    }
     let _ = stop_tx.send(true);
     for t in tasks {
-        let _ = t.await;
+        // A task still in a long poll after that has nothing that needs finishing.
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
-    server.await??;
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(served) => served??,
+        Err(_) => println!("(the service's last connections were cut)"),
+    }
     let cp = current_checkpoint(&state)
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
@@ -303,15 +326,24 @@ async fn open_console(
     };
     admin::put_approver(store, "demo", &approver, state.now()).await?;
     let (code, _) = admin::issue_enrolment_code(store, "demo", YOU, 600, state.now()).await?;
+    // The toolkit's warnings go to a file, not over the demo's log.
+    let log_path = data_dir.join("console.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
     let child = tokio::process::Command::new(&console)
         .args(["--enrol-development-key", url, YOU])
         .env("COUNTERSIGN_ENROLMENT_CODE", &code)
         .env("COUNTERSIGN_CONSOLE_DIR", data_dir.join("console"))
         .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", console.display()))?;
-    println!("  console     opened, signed in as {YOU} with a development key");
+    println!(
+        "  console     opened, signed in as {YOU} with a development key (its log: {})",
+        log_path.display()
+    );
     Ok(Some(child))
 }
 
@@ -408,7 +440,7 @@ async fn execute_when_granted(client: Client, mut view: ActionView) {
     }
 }
 
-async fn simulated_approver(profile: Profile, mut stop: watch::Receiver<bool>) {
+async fn simulated_approver(profile: Profile, delay: Duration, mut stop: watch::Receiver<bool>) {
     let Ok(signer) = profile.signer() else { return };
     let Ok(client) = Client::new(&profile.server) else {
         return;
@@ -426,24 +458,28 @@ async fn simulated_approver(profile: Profile, mut stop: watch::Receiver<bool>) {
         };
         let now = countersign_client::approver::now();
         for summary in pending {
-            // Give a human watching the log a moment to act first.
-            if now.millis_since(summary.action.created_at) < 5_000 {
+            // Leave it to the person watching long enough to read it and act first.
+            if now.millis_since(summary.action.created_at) < delay.as_millis() as i64 {
                 continue;
             }
             // The inbox holds summaries; a decision is signed over the whole request.
             let Ok(view) = client.view(summary.id).await else {
                 continue;
             };
-            let risky = view
+            // What the policy judged critical (an internet-open rule, a wildcard grant) is
+            // refused, with the policy's own words; the rest approved.
+            let critical = view
                 .action
-                .request
-                .diff
+                .policy
+                .risk
                 .as_ref()
-                .is_some_and(|d| format!("{d:?}").contains("0.0.0.0/0"));
-            let (verdict, comment) = if risky {
-                (Verdict::Deny, "SSH open to the internet: use the bastion")
-            } else {
-                (Verdict::Approve, "looks right")
+                .filter(|r| r.level == countersign_core::RiskLevel::Critical);
+            let reason = critical
+                .and_then(|r| r.reasons.first())
+                .map(|r| format!("no: {r}"));
+            let (verdict, comment) = match &reason {
+                Some(why) => (Verdict::Deny, why.as_str()),
+                None => (Verdict::Approve, "looks right"),
             };
             // A simulated approver has "asked the requester" for the code.
             let code = view
@@ -496,8 +532,14 @@ fn describe(e: &AuditEvent, names: &mut HashMap<uuid::Uuid, String>) -> Option<S
         EventKind::RequestCreated { action, .. } => {
             let label = format!("{} {}", action.request.action_type, action.request.resource);
             names.insert(action.id, label.clone());
+            let risk = action
+                .policy
+                .risk
+                .as_ref()
+                .map(|r| format!(" ({} risk)", r.level.label()))
+                .unwrap_or_default();
             format!(
-                "REQUEST   {label} [{}] by {} — {}",
+                "REQUEST   {label} [{}] by {}{risk} — {}",
                 action.request.environment, action.requester, action.policy.reason
             )
         }
