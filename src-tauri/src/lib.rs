@@ -296,6 +296,13 @@ pub(crate) fn snooze(app: &AppHandle, minutes: u32) {
         Timestamp::from_system_time(std::time::SystemTime::now())
             .add_seconds(i64::from(minutes) * 60)
     });
+    if let Some(item) = app.try_state::<SnoozeItem>() {
+        let _ = item.0.set_text(if minutes > 0 {
+            RESUME_LABEL
+        } else {
+            SNOOZE_LABEL
+        });
+    }
     let _ = app.emit("console-event", &ConsoleEvent::Snooze { until });
 }
 
@@ -307,25 +314,28 @@ fn show_window(app: &AppHandle) {
     }
 }
 
+/// The tray menu's one snooze item: it says "Snooze…" or "Resume…" as the state is, so a tray
+/// that shows every item (XEmbed) never offers both.
+struct SnoozeItem(MenuItem<tauri::Wry>);
+
+const SNOOZE_LABEL: &str = "Snooze notifications for 1 hour";
+const RESUME_LABEL: &str = "Resume notifications";
+
 fn tray(app: &AppHandle) -> tauri::Result<()> {
     let open = MenuItem::with_id(app, "open", "Open Countersign", true, None::<&str>)?;
-    let snooze_item = MenuItem::with_id(
-        app,
-        "snooze",
-        "Snooze notifications for 1 hour",
-        true,
-        None::<&str>,
-    )?;
-    let resume_item = MenuItem::with_id(app, "resume", "Resume notifications", true, None::<&str>)?;
+    let snooze_item = MenuItem::with_id(app, "snooze", SNOOZE_LABEL, true, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
-    let menu = Menu::with_items(app, &[&open, &snooze_item, &resume_item, &quit])?;
+    let menu = Menu::with_items(app, &[&open, &snooze_item, &quit])?;
+    app.manage(SnoozeItem(snooze_item));
     let mut builder = TrayIconBuilder::with_id(TRAY)
         .tooltip("Countersign")
         .menu(&menu)
         .on_menu_event(|app, event| match event.id().as_ref() {
             "open" => show_window(app),
-            "snooze" => snooze(app, 60),
-            "resume" => snooze(app, 0),
+            "snooze" => {
+                let snoozed = app.state::<Notifier>().snoozed();
+                snooze(app, if snoozed { 0 } else { 60 });
+            }
             "quit" => app.exit(0),
             _ => {}
         });

@@ -207,6 +207,18 @@ async fn tray_counts_waiting_requests_and_snoozes_notifications() {
         t.contains("Resume") && !t.contains("Snooze 1 h")
     })
     .await;
+    // One item that says what it will do: never Snooze and Resume side by side (an XEmbed
+    // tray shows every item).
+    let labels: Vec<String> = tray_host::menu(&tray, &item)
+        .await
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
+    assert!(
+        labels.iter().any(|l| l.contains("Resume notifications"))
+            && !labels.iter().any(|l| l.contains("Snooze")),
+        "{labels:?}"
+    );
     let _second = Running(w.agent("iam.policy.attach", None, &w.dir.path().join("second")));
     until_label(&tray, &item, "2").await;
     // A notification, had one been sent, comes with the inbox change; give it time to land.

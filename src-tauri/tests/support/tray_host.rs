@@ -122,8 +122,8 @@ pub async fn until_label(conn: &zbus::Connection, item: &Item, want: &str) {
     }
 }
 
-/// Clicks the menu item whose label contains `what`, as a panel does when a person picks it.
-pub async fn click_menu(conn: &zbus::Connection, item: &Item, what: &str) {
+/// The tray menu's items as a panel reads them (dbusmenu GetLayout): id and label.
+pub async fn menu(conn: &zbus::Connection, item: &Item) -> Vec<(i32, String)> {
     let menu = OwnedObjectPath::try_from(property(conn, item, "Menu").await).expect("menu path");
     let reply = conn
         .call_method(
@@ -137,25 +137,32 @@ pub async fn click_menu(conn: &zbus::Connection, item: &Item, what: &str) {
         .expect("the tray menu's layout");
     type Node = (i32, HashMap<String, OwnedVariant>, Vec<OwnedVariant>);
     let (_revision, root): (u32, Node) = reply.body().deserialize().expect("layout");
-    let mut labels = Vec::new();
+    let mut items = Vec::new();
     let mut stack = root.2;
-    let mut found = None;
     while let Some(child) = stack.pop() {
         let (id, props, children): Node = unwrap_variant(child).try_into().expect("menu item");
         let label = props
             .get("label")
             .and_then(|l| String::try_from(&**l).ok())
             .unwrap_or_default();
-        if label.replace('_', "").contains(what) {
-            found = Some(id);
-        }
-        labels.push(label);
+        items.push((id, label.replace('_', "")));
         stack.extend(children);
     }
-    let id = found.unwrap_or_else(|| panic!("no menu item {what:?} in {labels:?}"));
+    items
+}
+
+/// Clicks the menu item whose label contains `what`, as a panel does when a person picks it.
+pub async fn click_menu(conn: &zbus::Connection, item: &Item, what: &str) {
+    let items = menu(conn, item).await;
+    let id = items
+        .iter()
+        .find(|(_, label)| label.contains(what))
+        .map(|(id, _)| *id)
+        .unwrap_or_else(|| panic!("no menu item {what:?} in {items:?}"));
+    let path = OwnedObjectPath::try_from(property(conn, item, "Menu").await).expect("menu path");
     conn.call_method(
         Some(item.bus_name.as_str()),
-        menu.as_str(),
+        path.as_str(),
         Some("com.canonical.dbusmenu"),
         "Event",
         &(id, "clicked", Variant::from(""), 0u32),
