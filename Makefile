@@ -20,16 +20,17 @@ ui:
 ## build only when a source changed (`make ui` checks and tests it as well, for `make test`).
 UI_SOURCES := $(shell find ui/src ui/index.html ui/package.json ui/vite.config.ts ui/tsconfig.json -type f 2>/dev/null)
 ui/node_modules/.package-lock.json: ui/package-lock.json
-	cd ui && npm ci --no-audit --no-fund --loglevel=error > /dev/null
+	@cd ui && npm ci --no-audit --no-fund --loglevel=error > /dev/null
 ui/dist/index.html: ui/node_modules/.package-lock.json $(UI_SOURCES)
-	cd ui && npm run --silent build > /dev/null
+	@cd ui && npm run --silent build > /dev/null
 
 ## Set up and run the demo: embedded service, simulated agent and approvers, live log. The
-## binaries are built together and the demo runs the one built (a `cargo run` of the CLI alone
-## would resolve other features and rebuild half the tree).
+## workspace's two binaries are built with the whole workspace's features, as the tests build
+## them, so after `make test` nothing is rebuilt (a `cargo run` of the CLI alone would resolve
+## other features and rebuild our crates), and the demo runs the binary built.
 demo: setup ui/dist/index.html
-	$(CARGO) build --quiet -p countersign-console -p countersign-cli
-	"$$($(CARGO) metadata --format-version 1 --no-deps | jq -r .target_directory)/debug/countersign" demo $(DEMO_ARGS)
+	@$(CARGO) build --quiet --workspace --bins
+	@"$$($(CARGO) metadata --format-version 1 --no-deps | jq -r .target_directory)/debug/countersign" demo $(DEMO_ARGS)
 
 ## The protocol core on its own: one request, its signatures, the log and its proofs.
 walkthrough:
