@@ -156,3 +156,24 @@ test("near-identical requests are shown together, the first one leading", async 
     ["4", true, 1],
   ]);
 });
+
+test("every button a screen reader reaches has a name", async () => {
+  const { readdirSync, readFileSync } = await import("node:fs");
+  const files = ["src/App.svelte", ...readdirSync("src/components").map((f) => `src/components/${f}`)];
+  const unnamed: string[] = [];
+  for (const file of files) {
+    const source = readFileSync(file, "utf8");
+    for (const m of source.matchAll(/<button\b([^>]*)>([\s\S]*?)<\/button>/g)) {
+      const [attributes, content] = [m[1] ?? "", m[2] ?? ""];
+      if (/aria-label=/.test(attributes)) continue;
+      // What is read out: words outside markup and expressions, an escaped agent text, or every
+      // result of a conditional label ("Copied" : "Copy"); a symbol alone ("☾") is no name.
+      const text = content.replace(/<[^>]*>/g, " ").replace(/\{[^}]*\}/g, " ");
+      if (/[A-Za-z]{2,}/.test(text) || /<Text\b/.test(content)) continue;
+      const results = [...content.matchAll(/[?:]\s*(["`])([^"`]*)\1/g)].map((r) => r[2] ?? "");
+      if (results.length > 0 && results.every((r) => /[A-Za-z]{2,}/.test(r))) continue;
+      unnamed.push(`${file}: <button${attributes.slice(0, 60)}>${content.slice(0, 40)}`);
+    }
+  }
+  assert.deepEqual(unnamed, []);
+});
