@@ -97,6 +97,21 @@ fn tree_memory_kib(root: u32) -> (u64, u64, usize) {
     )
 }
 
+/// The `--memory-floor` console started under `xvfb-run` (a grandchild).
+fn floor_pid(_xvfb_run: &std::process::Child) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+            (exe.file_name()? == "countersign-console"
+                && cmdline.split(|b| *b == 0).any(|a| a == b"--memory-floor"))
+            .then_some(pid)
+        })
+}
+
 fn console_pid() -> Option<u32> {
     std::fs::read_dir("/proc")
         .ok()?
@@ -206,14 +221,15 @@ async fn main() {
 
     // Idle RSS after the inbox holds those requests.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    if let Some(pid) = console_pid() {
+    let console_pss = console_pid().map(|pid| {
         let (rss, pss, processes) = tree_memory_kib(pid);
         println!(
             "idle memory of the console process tree ({processes} processes): RSS {:.1} MiB, PSS {:.1} MiB",
             rss as f64 / 1024.0,
             pss as f64 / 1024.0
         );
-    }
+        pss
+    });
 
     // A 10,000-line diff: first page, then all of it.
     let mut diff = String::from("--- a/big.json\n+++ b/big.json\n@@ -1,10000 +1,10000 @@\n");
@@ -284,4 +300,39 @@ async fn main() {
         ms(started.elapsed())
     );
     c.close().await.expect("close");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The floor, in the same run once the console has quit (so neither shares its libraries'
+    // pages with the other): the same binary's window with an empty page (`--memory-floor`),
+    // the same kind of display server and the same session bus, idle as long.
+    if let Some(console_pss) = console_pss {
+        let mut floor = std::process::Command::new("xvfb-run")
+            .args(["-a", "--server-args=-screen 0 1280x800x24"])
+            .arg(CONSOLE)
+            .arg("--memory-floor")
+            .env("DBUS_SESSION_BUS_ADDRESS", &w.bus_address)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("xvfb-run");
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let floor_pid = floor_pid(&floor);
+        if let Some(pid) = floor_pid {
+            let (rss, pss, processes) = tree_memory_kib(pid);
+            println!(
+                "idle memory of an empty window of the same binary and settings ({processes} processes): RSS {:.1} MiB, PSS {:.1} MiB",
+                rss as f64 / 1024.0,
+                pss as f64 / 1024.0
+            );
+            println!(
+                "console / empty window (PSS): {:.2}x",
+                console_pss as f64 / pss.max(1) as f64
+            );
+        }
+        let _ = std::process::Command::new("pkill")
+            .args(["-f", "--", "--memory-floor"])
+            .status();
+        let _ = floor.kill();
+        let _ = floor.wait();
+    }
 }

@@ -36,6 +36,9 @@ pub fn run() {
         )
         .with_writer(std::io::stderr)
         .init();
+    if std::env::args().any(|a| a == MEMORY_FLOOR_ARG) {
+        return memory_floor();
+    }
     let result = tauri::Builder::default()
         .manage(Notifier::default())
         .setup(|app| {
@@ -101,6 +104,30 @@ pub fn run() {
         .run(tauri::generate_context!());
     if let Err(e) = result {
         eprintln!("countersign console: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Runs the console's window with nothing in it: the same window, web view settings and
+/// libraries, an empty page, no console, tray or tasks. What the memory benchmark measures the
+/// console against (the part no front end of ours can save).
+pub const MEMORY_FLOOR_ARG: &str = "--memory-floor";
+
+fn memory_floor() {
+    let result = tauri::Builder::default()
+        .setup(|app| {
+            webview::configure(app.handle());
+            if let Some(window) = app.get_webview_window("main") {
+                let blank = "about:blank"
+                    .parse()
+                    .map_err(|e| format!("about:blank: {e}"))?;
+                window.navigate(blank)?;
+            }
+            Ok(())
+        })
+        .run(tauri::generate_context!());
+    if let Err(e) = result {
+        eprintln!("countersign console (memory floor): {e}");
         std::process::exit(1);
     }
 }
