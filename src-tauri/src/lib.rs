@@ -9,6 +9,7 @@ pub mod events;
 pub mod history;
 pub mod notifications;
 pub mod settings;
+pub mod tray_badge;
 pub mod types;
 pub mod webview;
 
@@ -181,6 +182,20 @@ fn on_event(app: &AppHandle, event: ConsoleEvent) {
                 };
                 let _ = tray.set_tooltip(Some(&text));
                 let _ = tray.set_title(Some(requests.len().to_string()));
+                // For trays that draw only the icon (XEmbed), the count is in its pixels.
+                if let Some(icon) = app.default_window_icon() {
+                    let drawn = tray_badge::with_count(
+                        icon.rgba(),
+                        icon.width(),
+                        icon.height(),
+                        requests.len(),
+                    );
+                    let _ = tray.set_icon(Some(tauri::image::Image::new_owned(
+                        drawn,
+                        icon.width(),
+                        icon.height(),
+                    )));
+                }
             }
             // Notifications about requests that no longer wait (decided here or elsewhere,
             // expired, withdrawn) close: no stale Deny button beside an empty inbox.
