@@ -33,6 +33,24 @@ async fn first_run_then_approve_deny_and_expiry_in_the_real_console() {
         page.contains("Release 4.2 uploads build artefacts"),
         "{page}"
     );
+    // The policy's risk, in words, in the request view and the inbox.
+    let risk = text_of(&c, "[data-testid=risk]").await;
+    assert!(
+        risk.contains("High risk") && risk.contains("changes permissions (IAM)"),
+        "{risk}"
+    );
+    // Read from the DOM: WebKitWebDriver leaves out text in clipped (ellipsised) spans.
+    let row = c
+        .execute(
+            "return document.querySelector('[data-testid=inbox-risk]').textContent;",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert!(
+        row.as_str().is_some_and(|r| r.contains("High risk")),
+        "{row}"
+    );
     let shots = screenshot_dir();
     std::fs::create_dir_all(&shots).expect("artifacts dir");
     tokio::time::sleep(Duration::from_millis(300)).await;

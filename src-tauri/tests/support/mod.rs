@@ -50,6 +50,11 @@ else := {
 	"quorum": 1, "groups": ["security"], "ttl_seconds": 900,
 	"require_hardware_key": true, "quick_approve": false,
 }
+
+# The policy's risk, from facts, as the default policy words it: permission changes are high.
+risk := {"level": "high", "reasons": ["changes permissions (IAM)", sprintf("runs in production (environment %q)", [input.action.environment])]} if {
+	startswith(input.action.type, "iam.")
+}
 "#;
 
 pub fn countersign() -> PathBuf {
@@ -336,12 +341,31 @@ impl World {
         );
         caps.insert("browserName".into(), "wry".into());
         let _ = rustls::crypto::ring::default_provider().install_default();
-        ClientBuilder::rustls()
-            .expect("rustls WebDriver client")
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.driver_port))
-            .await
-            .expect("WebDriver session with the console")
+        // tauri-driver accepts connections a moment before it can start sessions: a session
+        // refused with a dropped connection is asked for again, a few times.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match ClientBuilder::rustls()
+                .expect("rustls WebDriver client")
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{}", self.driver_port))
+                .await
+            {
+                Ok(client) => return client,
+                Err(e)
+                    if attempt < 4
+                        && matches!(
+                            e,
+                            fantoccini::error::NewSessionError::Lost(_)
+                                | fantoccini::error::NewSessionError::FailedC(_)
+                        ) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => panic!("WebDriver session with the console: {e:?}"),
+            }
+        }
     }
 
     /// Starts `countersign run` for a request; it runs `touch marker` only if approved.
