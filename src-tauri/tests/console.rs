@@ -51,14 +51,7 @@ async fn first_run_then_approve_deny_and_expiry_in_the_real_console() {
         row.as_str().is_some_and(|r| r.contains("High risk")),
         "{row}"
     );
-    let shots = screenshot_dir();
-    std::fs::create_dir_all(&shots).expect("artifacts dir");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    std::fs::write(
-        shots.join("console-request.png"),
-        c.screenshot().await.expect("screenshot"),
-    )
-    .expect("save screenshot");
+    save_screenshot(&c, "console-request.png").await;
     approve_in_ui(&c).await;
     let result = decided(&c).await;
     assert!(result.contains("Approved"), "{result}");
@@ -187,14 +180,7 @@ async fn settings_move_the_service_address_and_replace_the_key_with_a_tpm_key() 
         "{}",
         saved()
     );
-    let shots = screenshot_dir();
-    std::fs::create_dir_all(&shots).expect("artifacts dir");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    std::fs::write(
-        shots.join("console-settings.png"),
-        c.screenshot().await.expect("screenshot"),
-    )
-    .expect("save screenshot");
+    save_screenshot(&c, "console-settings.png").await;
 
     // The TPM key signs an approval the service accepts; the agent's command runs.
     let marker = w.dir.path().join("approved-by-tpm");
@@ -293,14 +279,7 @@ async fn keyboard_moves_through_the_inbox_and_decides() {
     .await;
     selected_is(&c, "iam.role.update").await;
     // The inbox with two requests waiting, the first open: the README's picture.
-    let shots = screenshot_dir();
-    std::fs::create_dir_all(&shots).expect("artifacts dir");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    std::fs::write(
-        shots.join("console-inbox.png"),
-        c.screenshot().await.expect("screenshot"),
-    )
-    .expect("save screenshot");
+    save_screenshot(&c, "console-inbox.png").await;
 
     press(&c, "j").await;
     selected_is(&c, "iam.policy.attach").await;
@@ -564,7 +543,7 @@ async fn hostile_request_is_shown_as_text_with_warnings_and_a_5_mb_diff_stays_us
         page.contains("⟦U+200B⟧"),
         "the zero-width space is made visible"
     );
-    let warning = text_of(&c, "[role=alert]").await;
+    let warning = text_of(&c, ".warning[role=alert]").await;
     assert!(
         warning.contains("hidden character") && warning.contains("bidirectional"),
         "{warning}"

@@ -12,7 +12,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use support::notify_server::{Server, serve};
 use support::*;
@@ -103,14 +102,7 @@ preview = "write-file"
         t.contains("mcp.fs.write_file") && t.contains("replicas: 2") && t.contains("replicas: 3")
     })
     .await;
-    let shots = screenshot_dir();
-    std::fs::create_dir_all(&shots).expect("artifacts dir");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    std::fs::write(
-        shots.join("console-gate-request.png"),
-        c.screenshot().await.expect("screenshot"),
-    )
-    .expect("save screenshot");
+    save_screenshot(&c, "console-gate-request.png").await;
 
     approve_in_ui(&c).await;
     let result = decided(&c).await;
@@ -203,14 +195,7 @@ environment = "prod"
         "1",
         "nothing runs before approval"
     );
-    let shots = screenshot_dir();
-    std::fs::create_dir_all(&shots).expect("artifacts dir");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    std::fs::write(
-        shots.join("console-sql-preview.png"),
-        c.screenshot().await.expect("screenshot"),
-    )
-    .expect("save screenshot");
+    save_screenshot(&c, "console-sql-preview.png").await;
 
     approve_in_ui(&c).await;
     let result = decided(&c).await;

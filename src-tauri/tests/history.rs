@@ -152,24 +152,7 @@ async fn history_is_verified_searchable_exportable_and_alarms_on_a_rewrite() {
         regex_lite_decided(&facts),
         "the decision time and its duration are apart: {facts}"
     );
-    let shots = screenshot_dir();
-    std::fs::create_dir_all(&shots).expect("artifacts dir");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // WebKitWebDriver takes a screenshot after the page's next paint; without GPU compositing a
-    // page where nothing moves does not paint again, and the call waits out its 60 s timeout.
-    // Nudging a repaint shortly after the screenshot is asked for makes that paint happen.
-    c.execute(
-        "setTimeout(() => { document.body.style.opacity = '0.999'; \
-         setTimeout(() => { document.body.style.opacity = ''; }, 50); }, 100)",
-        vec![],
-    )
-    .await
-    .expect("script runs");
-    std::fs::write(
-        shots.join("console-history.png"),
-        c.screenshot().await.expect("screenshot"),
-    )
-    .expect("save screenshot");
+    save_screenshot(&c, "console-history.png").await;
 
     // The proof of this one request, signed with the console's key, verifies offline.
     click(&c, "[data-testid=save-proof]").await;

@@ -573,6 +573,25 @@ pub fn wait_exit(mut child: Child, within: Duration) -> (Option<i32>, String) {
     }
 }
 
+/// Saves a screenshot of the window as `name` in [`screenshot_dir`]. WebKitWebDriver takes a
+/// screenshot after the page's next paint; without GPU compositing a page where nothing moves
+/// (countdowns now change once a minute) does not paint again, and the call would wait out its
+/// 60 s timeout while the agents' own waits run out. A repaint is nudged shortly after asking.
+pub async fn save_screenshot(c: &Client, name: &str) {
+    let shots = screenshot_dir();
+    std::fs::create_dir_all(&shots).expect("artifacts dir");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.execute(
+        "setTimeout(() => { document.body.style.opacity = '0.999'; \
+         setTimeout(() => { document.body.style.opacity = ''; }, 50); }, 100)",
+        vec![],
+    )
+    .await
+    .expect("script runs");
+    std::fs::write(shots.join(name), c.screenshot().await.expect("screenshot"))
+        .expect("save screenshot");
+}
+
 pub fn screenshot_dir() -> PathBuf {
     std::env::var_os("COUNTERSIGN_ARTIFACTS")
         .map(PathBuf::from)
