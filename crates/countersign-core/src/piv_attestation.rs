@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
-use crate::tpm_attestation::AttestationError;
+use crate::tpm_attestation::{AttestationError, decode_document, encode_document};
 
 /// The attestation format tag.
 pub const FORMAT: &str = "piv-attestation/v1";
@@ -36,24 +36,12 @@ impl PivAttestationDocument {
 
     /// Base64 of the JSON, the form carried in `EnrolmentRequest::attestation`.
     pub fn encode(&self) -> String {
-        // Serialising a struct of strings cannot fail.
-        B64.encode(serde_json::to_vec(self).unwrap_or_default())
+        encode_document(self)
     }
 
     /// Parses the form carried in `EnrolmentRequest::attestation`.
     pub fn decode(text: &str) -> Result<Self, AttestationError> {
-        let json = B64
-            .decode(text)
-            .map_err(|e| AttestationError::Encoding(e.to_string()))?;
-        let this: Self =
-            serde_json::from_slice(&json).map_err(|e| AttestationError::Encoding(e.to_string()))?;
-        if this.format != FORMAT {
-            return Err(AttestationError::Encoding(format!(
-                "unknown format '{}'",
-                this.format
-            )));
-        }
-        Ok(this)
+        decode_document(text, FORMAT, |this: &Self| &this.format)
     }
 
     /// The two certificates, DER.

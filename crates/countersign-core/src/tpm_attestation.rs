@@ -94,6 +94,33 @@ pub struct TpmEndorsementProof {
     pub secret: String,
 }
 
+/// An attestation document as `EnrolmentRequest::attestation` carries it: base64 of its JSON.
+pub(crate) fn encode_document<T: Serialize>(document: &T) -> String {
+    // Serialising a struct of strings cannot fail.
+    B64.encode(serde_json::to_vec(document).unwrap_or_default())
+}
+
+/// Parses an attestation document, refusing one whose `format` (read by `format_of`) is not
+/// `format`.
+pub(crate) fn decode_document<T: serde::de::DeserializeOwned>(
+    text: &str,
+    format: &str,
+    format_of: impl Fn(&T) -> &str,
+) -> Result<T, AttestationError> {
+    let json = B64
+        .decode(text)
+        .map_err(|e| AttestationError::Encoding(e.to_string()))?;
+    let this: T =
+        serde_json::from_slice(&json).map_err(|e| AttestationError::Encoding(e.to_string()))?;
+    if format_of(&this) != format {
+        return Err(AttestationError::Encoding(format!(
+            "unknown format '{}'",
+            format_of(&this)
+        )));
+    }
+    Ok(this)
+}
+
 /// Checks a TPMT_PUBLIC is a restricted P-256 signing key bound to its TPM (an attestation key:
 /// it signs only statements the TPM itself makes) and returns its public key.
 pub fn attestation_key_from_area(area: &[u8]) -> Result<PublicKey, AttestationError> {
@@ -129,24 +156,12 @@ impl TpmCertification {
 
     /// Base64 of the JSON, the form carried in `EnrolmentRequest::attestation`.
     pub fn encode(&self) -> String {
-        // Serialising a struct of strings cannot fail.
-        B64.encode(serde_json::to_vec(self).unwrap_or_default())
+        encode_document(self)
     }
 
     /// Parses the form carried in `EnrolmentRequest::attestation`.
     pub fn decode(text: &str) -> Result<Self, AttestationError> {
-        let json = B64
-            .decode(text)
-            .map_err(|e| AttestationError::Encoding(e.to_string()))?;
-        let this: Self =
-            serde_json::from_slice(&json).map_err(|e| AttestationError::Encoding(e.to_string()))?;
-        if this.format != FORMAT {
-            return Err(AttestationError::Encoding(format!(
-                "unknown format '{}'",
-                this.format
-            )));
-        }
-        Ok(this)
+        decode_document(text, FORMAT, |this: &Self| &this.format)
     }
 
     /// Checks the statement is the attestation key's, about `key`, for `nonce`, and that the

@@ -10,7 +10,7 @@
 use aes::cipher::{AsyncStreamCipher as _, KeyIvInit as _};
 use hmac::{Hmac, Mac as _};
 use rsa::{BigUint, Oaep, RsaPublicKey};
-use sha2::{Digest as _, Sha256};
+use sha2::Sha256;
 
 /// Why a credential could not be made.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -69,13 +69,8 @@ pub fn kdfa(key: &[u8], label: &str, context_u: &[u8], context_v: &[u8], bits: u
     out
 }
 
-/// The TPM name of an object: its name algorithm (SHA-256) and the digest of its marshalled
-/// TPMT_PUBLIC.
-pub fn name_of(public_area: &[u8]) -> Vec<u8> {
-    let mut name = 0x000b_u16.to_be_bytes().to_vec();
-    name.extend_from_slice(&Sha256::digest(public_area));
-    name
-}
+/// The TPM name of an object (kept here, beside the credential it is sealed for).
+pub use countersign_core::tpm_attestation::name_of;
 
 /// Seals `secret` to `ek` for the AK named `ak_name`.
 pub fn make_credential(
