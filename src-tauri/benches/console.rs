@@ -90,6 +90,28 @@ fn tree_memory_kib(root: u32) -> (u64, u64, usize) {
             })
             .sum()
     };
+    // Per process: which one holds the memory, and whether it is the process's own
+    // (anonymous: heaps, JavaScript, caches) or mapped from files (libraries).
+    for pid in &tree {
+        let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let rollup =
+            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+        let get = |key: &str| -> u64 {
+            rollup
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        println!(
+            "    {:<24} PSS {:>6.1} MiB (anonymous {:>6.1}, files {:>6.1})",
+            name.trim(),
+            get("Pss:") as f64 / 1024.0,
+            get("Pss_Anon:") as f64 / 1024.0,
+            get("Pss_File:") as f64 / 1024.0
+        );
+    }
     (
         field("status", "VmRSS:"),
         field("smaps_rollup", "Pss:"),

@@ -10,6 +10,32 @@ use tauri::AppHandle;
 /// security stay off.
 pub const DEFAULTS_ENV: &str = "COUNTERSIGN_WEBVIEW_DEFAULTS";
 
+/// The JavaScript engine's settings for the web process, as `(variable, value)`: JavaScriptCore
+/// reads them from the environment the web process inherits. The optimizing tiers (DFG, and FTL
+/// above it) are off: they are where most of the engine's memory-corruption bugs have been, the
+/// console renders agent-supplied text, and they cost ~18 MiB PSS in an idle console
+/// (BENCHMARKS.md); the baseline JIT stays, so a 10,000-line diff still renders in about a second.
+/// glibc's malloc arenas are capped at two in the web and network processes.
+pub const ENGINE_ENV: [(&str, &str); 2] = [("JSC_useDFGJIT", "false"), ("MALLOC_ARENA_MAX", "2")];
+
+/// Sets [`ENGINE_ENV`] where the user has not set those variables, for the web process WebKit
+/// spawns to inherit. Call first thing in `main`, while the process has one thread.
+#[allow(unsafe_code)]
+pub fn set_engine_env() {
+    if std::env::var(DEFAULTS_ENV).is_ok_and(|v| v == "1") {
+        return;
+    }
+    for (name, value) in ENGINE_ENV {
+        if std::env::var_os(name).is_none() {
+            // SAFETY: `main` calls this before it starts any thread (GTK, Tauri and the async
+            // runtime all start later), so nothing reads the environment concurrently.
+            // Re-executing the process with the variables instead would keep it `safe`, but
+            // WebKit's WebDriver loses the process it launched.
+            unsafe { std::env::set_var(name, value) };
+        }
+    }
+}
+
 /// Applies the settings to the main window's web view.
 #[cfg(target_os = "linux")]
 pub fn configure(app: &AppHandle) {
