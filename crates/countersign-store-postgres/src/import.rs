@@ -16,7 +16,7 @@ use crate::PgStore;
 use crate::codec::backend;
 
 /// Tables in an order that satisfies the foreign keys.
-const TABLES: [&str; 16] = [
+const TABLES: [&str; 18] = [
     "audit_events",
     "checkpoints",
     "api_tokens",
@@ -33,6 +33,8 @@ const TABLES: [&str; 16] = [
     "directory_users",
     "directory_groups",
     "directory_members",
+    "outbox",
+    "outbox_position",
 ];
 
 /// What was copied.

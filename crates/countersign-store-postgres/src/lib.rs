@@ -14,6 +14,7 @@ mod cosignatures;
 mod directory;
 mod identity;
 mod import;
+mod outbox;
 mod requests;
 
 pub use import::Imported;

@@ -11,6 +11,7 @@ mod connection;
 mod cosignatures;
 mod directory;
 mod identity;
+mod outbox;
 mod query;
 mod readers;
 mod requests;

@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use crate::{
     Approver, ApproverKey, Conflict, Cosignature, DecisionEffects, DecisionOutcome, DirectoryGroup,
-    DirectoryUser, EnrolmentCode, Expected, NewEvent, NewRequest, RequestRecord, Store, StoreError,
+    DirectoryUser, EnrolmentCode, Expected, NewEvent, NewOutboxItem, NewRequest, OutboxSettlement,
+    OutboxState, RequestRecord, Store, StoreError,
 };
 
 /// Generates one `#[tokio::test]` per rule, each with a `(store, guard)` from `$make`.
@@ -52,6 +53,8 @@ macro_rules! conformance_tests {
             directory_writes_check_versions_and_names,
             a_sign_in_is_recorded_for_an_active_key_of_its_approver_and_only_moves_forward,
             renaming_in_the_directory_moves_the_groups_and_deprovisions_the_old_approver,
+            outbox_position_moves_once_and_notices_are_queued_once,
+            outbox_claims_hold_items_until_their_lease_ends_and_settle_once,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -1719,4 +1722,166 @@ pub async fn renaming_in_the_directory_moves_the_groups_and_deprovisions_the_old
         Some(user.id)
     );
     assert_eq!(store.directory_user_of("henry").await.expect("read"), None);
+}
+
+fn notice(channel: &str, message: &str) -> NewOutboxItem {
+    NewOutboxItem {
+        channel: channel.into(),
+        message_id: message.into(),
+        payload: format!("{{\"message\":\"{message}\"}}"),
+    }
+}
+
+/// The position starts unset, moves only from where the caller read it (a second replica
+/// that read the same position is refused and queues nothing), and a notice already queued
+/// for a channel is not queued twice.
+pub async fn outbox_position_moves_once_and_notices_are_queued_once<S: Store>(store: &S) {
+    assert_eq!(store.outbox_position().await.expect("position"), None);
+    store
+        .enqueue_outbox(
+            None,
+            3,
+            vec![notice("hooks", "msg_1"), notice("chat", "msg_1")],
+            t(0),
+        )
+        .await
+        .expect("first enqueue");
+    assert_eq!(store.outbox_position().await.expect("position"), Some(3));
+    let raced = store
+        .enqueue_outbox(
+            None,
+            3,
+            vec![notice("hooks", "msg_1"), notice("hooks", "msg_2")],
+            t(0),
+        )
+        .await;
+    assert_eq!(conflict(raced), Conflict::Stale);
+    store
+        .enqueue_outbox(
+            Some(3),
+            5,
+            vec![notice("hooks", "msg_1"), notice("hooks", "msg_3")],
+            t(1),
+        )
+        .await
+        .expect("second enqueue");
+    let pending = store
+        .outbox_items(OutboxState::Pending, 100)
+        .await
+        .expect("pending");
+    let mut queued: Vec<_> = pending
+        .iter()
+        .map(|i| (i.channel.as_str(), i.message_id.as_str()))
+        .collect();
+    queued.sort();
+    assert_eq!(
+        queued,
+        [("chat", "msg_1"), ("hooks", "msg_1"), ("hooks", "msg_3")]
+    );
+    assert!(
+        pending
+            .iter()
+            .all(|i| i.attempts == 0 && i.last_error.is_none())
+    );
+}
+
+/// A claimed item is not handed out again until its lease ends; a settlement counts the
+/// attempt; a delivered item is never due again; a dead one keeps its error until retried.
+pub async fn outbox_claims_hold_items_until_their_lease_ends_and_settle_once<S: Store>(store: &S) {
+    store
+        .enqueue_outbox(
+            None,
+            1,
+            vec![notice("hooks", "a"), notice("hooks", "b")],
+            t(0),
+        )
+        .await
+        .expect("enqueue");
+    let first = store.claim_outbox(t(1), t(31), 10).await.expect("claim");
+    assert_eq!(first.len(), 2);
+    assert!(
+        store
+            .claim_outbox(t(2), t(32), 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased items are handed out once"
+    );
+    let (a, b) = (&first[0], &first[1]);
+    store
+        .settle_outbox(a.id, OutboxSettlement::Delivered { at: t(3) })
+        .await
+        .expect("delivered");
+    store
+        .settle_outbox(
+            b.id,
+            OutboxSettlement::Retry {
+                next: t(10),
+                error: "HTTP 503".into(),
+            },
+        )
+        .await
+        .expect("retry");
+    assert!(
+        matches!(
+            store
+                .settle_outbox(a.id, OutboxSettlement::Delivered { at: t(4) })
+                .await,
+            Err(StoreError::NotFound(_))
+        ),
+        "a delivered item is settled once"
+    );
+    assert!(
+        store
+            .claim_outbox(t(9), t(39), 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let again = store.claim_outbox(t(10), t(40), 10).await.expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempts), (b.id, 1));
+    assert_eq!(again[0].last_error.as_deref(), Some("HTTP 503"));
+    // A lease that ran out (a sender that died) lets another sender take the item.
+    let retaken = store.claim_outbox(t(41), t(71), 10).await.expect("claim");
+    assert_eq!(retaken.len(), 1);
+    store
+        .settle_outbox(
+            b.id,
+            OutboxSettlement::Dead {
+                at: t(42),
+                error: "HTTP 500".into(),
+            },
+        )
+        .await
+        .expect("dead");
+    let dead = store
+        .outbox_items(OutboxState::Dead, 10)
+        .await
+        .expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].attempts, dead[0].last_error.as_deref()),
+        (2, Some("HTTP 500"))
+    );
+    assert!(
+        store
+            .claim_outbox(t(100), t(130), 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    store.retry_outbox(b.id, t(101)).await.expect("retry dead");
+    assert!(matches!(
+        store.retry_outbox(a.id, t(101)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let revived = store.claim_outbox(t(101), t(131), 10).await.expect("claim");
+    assert_eq!((revived.len(), revived[0].attempts), (1, 0));
+    let delivered = store
+        .outbox_items(OutboxState::Delivered, 10)
+        .await
+        .expect("delivered");
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].next_attempt_at, t(3));
 }

@@ -24,7 +24,8 @@ pub use error::{Conflict, StoreError, StoreResult};
 pub use models::{
     ApiToken, Approver, ApproverKey, Cosignature, DecisionContext, DecisionEffects,
     DecisionOutcome, DecisionRecord, DirectoryGroup, DirectoryUser, EnrolmentCode, Expected,
-    GrantRecord, NewEvent, RequestRecord, Session, TokenRole,
+    GrantRecord, NewEvent, NewOutboxItem, OutboxItem, OutboxSettlement, OutboxState, RequestRecord,
+    Session, TokenRole,
 };
 
 /// A new request to record, with the grant the policy allowed outright, if any.
@@ -47,9 +48,9 @@ pub fn idempotency_scope(requester: &str, key: &str) -> String {
 
 /// Everything the approval service keeps: its log, who may do what, and the requests. Each
 /// part is a trait of its own, which a backend implements in the module that holds its SQL.
-pub trait Store: AuditLog + Identity + Requests + Directory {}
+pub trait Store: AuditLog + Identity + Requests + Directory + Outbox {}
 
-impl<T: AuditLog + Identity + Requests + Directory> Store for T {}
+impl<T: AuditLog + Identity + Requests + Directory + Outbox> Store for T {}
 
 /// The audit log, its checkpoints and witnesses' cosignatures.
 #[async_trait]
@@ -308,4 +309,38 @@ pub trait Directory: Identity {
         events: Vec<NewEvent>,
         now: Timestamp,
     ) -> StoreResult<Vec<AuditEvent>>;
+}
+
+/// Notices for outbound channels (webhooks, chat) waiting to be delivered: an outbox filled
+/// from the audit log, so a notice is owed for every event once, whichever replica read it,
+/// and delivered at least once with retries, or set aside as dead with its last error.
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    /// How far into the audit log notices have been made (the next event's sequence number),
+    /// or `None` before the first time.
+    async fn outbox_position(&self) -> StoreResult<Option<u64>>;
+    /// Adds `items` made from the log's events before `to`, and moves the position there, if
+    /// it is still `expected` (`Conflict::Stale` when another replica moved it first: that
+    /// replica queued the same events).
+    async fn enqueue_outbox(
+        &self,
+        expected: Option<u64>,
+        to: u64,
+        items: Vec<NewOutboxItem>,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Takes up to `limit` items due at `now` that no one holds, holding them until
+    /// `lease_until` so another replica does not send them meanwhile.
+    async fn claim_outbox(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxItem>>;
+    /// Records how an attempt at item `id` ended.
+    async fn settle_outbox(&self, id: i64, settlement: OutboxSettlement) -> StoreResult<()>;
+    /// Items in `state`, newest first.
+    async fn outbox_items(&self, state: OutboxState, limit: u32) -> StoreResult<Vec<OutboxItem>>;
+    /// Puts a dead item back in the queue, due at `now`, its attempts counted afresh.
+    async fn retry_outbox(&self, id: i64, now: Timestamp) -> StoreResult<()>;
 }

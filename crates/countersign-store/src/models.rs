@@ -276,3 +276,93 @@ pub enum Expected {
     /// Whatever is stored.
     Any,
 }
+
+/// A notice to queue for one channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewOutboxItem {
+    /// The channel's configured name.
+    pub channel: String,
+    /// The message's id, the same on every attempt (receivers deduplicate on it).
+    pub message_id: String,
+    /// The notice, as JSON.
+    pub payload: String,
+}
+
+/// Where a queued notice stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboxState {
+    /// Not delivered yet; tried again when due.
+    Pending,
+    /// The channel accepted it.
+    Delivered,
+    /// Given up on after its last attempt (the dead-letter record).
+    Dead,
+}
+
+impl OutboxState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "dead" => Some(Self::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// A queued notice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxItem {
+    /// Its row.
+    pub id: i64,
+    /// The channel's configured name.
+    pub channel: String,
+    /// The message's id.
+    pub message_id: String,
+    /// The notice, as JSON.
+    pub payload: String,
+    /// When it was queued.
+    pub created_at: Timestamp,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When it is due (pending), or was delivered or given up on.
+    pub next_attempt_at: Timestamp,
+    /// Where it stands.
+    pub state: OutboxState,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// How an attempt at a queued notice ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutboxSettlement {
+    /// Accepted at this time.
+    Delivered {
+        /// When.
+        at: Timestamp,
+    },
+    /// Failed; try again at `next`.
+    Retry {
+        /// When to try again.
+        next: Timestamp,
+        /// Why it failed.
+        error: String,
+    },
+    /// Failed for the last time.
+    Dead {
+        /// When.
+        at: Timestamp,
+        /// Why it failed.
+        error: String,
+    },
+}
