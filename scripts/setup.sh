@@ -71,8 +71,8 @@ if [ ! -d "$root/tests/oidc/node_modules/oidc-provider" ]; then
   (cd "$root/tests/oidc" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 venv="${COUNTERSIGN_VENV:-/root/.cache/countersign-venv}"
-if ! "$venv/bin/python" -c "import mcp, mcp_server_git, scim2_client" 2> /dev/null; then
-  echo "setup: installing the Python MCP SDK, the git MCP server and the SCIM client into $venv"
+if ! "$venv/bin/python" -c "import mcp, mcp_server_git, scim2_client, standardwebhooks" 2> /dev/null; then
+  echo "setup: installing the Python MCP SDK, the git MCP server, the SCIM client and the Standard Webhooks library into $venv"
   if [ ! -x "$venv/bin/pip" ]; then
     if ! python3 -m venv --help > /dev/null 2>&1 || ! python3 -c "import ensurepip" 2> /dev/null; then
       "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends python3-venv > /dev/null
@@ -81,6 +81,7 @@ if ! "$venv/bin/python" -c "import mcp, mcp_server_git, scim2_client" 2> /dev/nu
   fi
   "$venv/bin/pip" install -q -r "$root/tests/mcp/requirements.txt"
   "$venv/bin/pip" install -q -r "$root/tests/scim/requirements.txt"
+  "$venv/bin/pip" install -q -r "$root/tests/channels/requirements.txt"
 fi
 
 # The console's end-to-end tests drive the app through tauri-driver (WebDriver for Tauri).

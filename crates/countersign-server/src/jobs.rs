@@ -1,6 +1,6 @@
 //! Background work, started and stopped together: following the log and fanning its events
 //! out to approver streams (delivery), expiring requests on time with no traffic, reloading the
-//! policy file.
+//! policy file, and notices to outbound channels when any are configured.
 
 use std::time::Duration;
 
@@ -47,9 +47,29 @@ impl Jobs {
         let stopped = jobs.stop.subscribe();
         jobs.tasks
             .push(tokio::spawn(expiry(state.clone(), stopped.clone())));
+        jobs.start_channels(state);
         jobs.tasks
             .push(tokio::spawn(policy_reload(state.clone(), stopped)));
         jobs
+    }
+
+    /// Adds the outbound notice channels' tasks (filling the outbox from the log, sending what
+    /// is due), when any channel is configured.
+    pub fn start_channels(&mut self, state: &AppState) {
+        if state.config.channels.channels.is_empty() {
+            return;
+        }
+        let stopped = self.stop.subscribe();
+        self.tasks
+            .push(tokio::spawn(crate::channels::delivery::enqueue(
+                state.clone(),
+                stopped.clone(),
+            )));
+        self.tasks
+            .push(tokio::spawn(crate::channels::delivery::send(
+                state.clone(),
+                stopped,
+            )));
     }
 
     /// Stops every task and waits for them to end.

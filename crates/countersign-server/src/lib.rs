@@ -7,6 +7,7 @@ pub mod attestation;
 pub mod audit_log;
 pub mod auth;
 pub mod challenge;
+pub mod channels;
 pub mod domain;
 pub mod error;
 pub mod fanout;
@@ -142,6 +143,10 @@ impl Service {
         workload::WorkloadIssuers::new(&config.workload_issuers)?;
         config.scim.check().map_err(StartError::Config)?;
         attestation::TrustAnchors::load(&config.attestation).map_err(StartError::Config)?;
+        config
+            .channels
+            .validate()
+            .map_err(|e| StartError::Config(e.to_string()))?;
         let policy = match policy_path {
             Some(p) => Policy::from_file(p)?,
             None => Policy::builtin()?,

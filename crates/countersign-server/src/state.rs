@@ -34,6 +34,8 @@ pub struct Config {
     pub scim: crate::scim::ScimConfig,
     /// The manufacturers' roots that vouch for approvers' devices ([`crate::attestation`]).
     pub attestation: crate::attestation::AttestationConfig,
+    /// Outbound notice channels ([`crate::channels`]).
+    pub channels: crate::channels::ChannelsConfig,
 }
 
 impl Default for Config {
@@ -49,6 +51,7 @@ impl Default for Config {
             oidc: None,
             scim: crate::scim::ScimConfig::default(),
             attestation: crate::attestation::AttestationConfig::default(),
+            channels: crate::channels::ChannelsConfig::default(),
         }
     }
 }

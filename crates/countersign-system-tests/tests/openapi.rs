@@ -347,6 +347,18 @@ async fn every_route_answers_as_its_document_says() {
     // Operations, liveness, the document's own fixed routes.
     f.send(&call("GET", "/healthz", Auth::None, 200), &mut seen)
         .await;
+    // The web link chat notices carry: on to the console's link, or a JSON error.
+    f.send(
+        &call("GET", "/open/{id}", Auth::None, 303)
+            .param("id", "0191e7a4-5a6b-7c8d-9e0f-a1b2c3d4e5f6"),
+        &mut seen,
+    )
+    .await;
+    f.send(
+        &call("GET", "/open/{id}", Auth::None, 400).param("id", "not-a-uuid"),
+        &mut seen,
+    )
+    .await;
 
     // Agents.
     let created = f

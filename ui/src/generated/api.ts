@@ -14,6 +14,13 @@ export interface paths {
     /** Liveness. */
     get: operations["healthz"];
   };
+  "/open/{id}": {
+    /**
+     * Sends the browser to the approver console's link for the request (303 to
+     * `countersign://request/{id}`, with a page holding the same link).
+     */
+    get: operations["open"];
+  };
   "/v1/actions": {
     /** Submit a request for one action; the policy decides at once. */
     post: operations["submit"];
@@ -1195,6 +1202,29 @@ export interface operations {
       /** @description ok */
       200: {
         content: never;
+      };
+    };
+  };
+  /**
+   * Sends the browser to the approver console's link for the request (303 to
+   * `countersign://request/{id}`, with a page holding the same link).
+   */
+  open: {
+    parameters: {
+      path: {
+        /** @description The request */
+        id: string;
+      };
+    };
+    responses: {
+      /** @description On to the console's link */
+      303: {
+        content: never;
+      };
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
       };
     };
   };

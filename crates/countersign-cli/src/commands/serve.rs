@@ -70,6 +70,8 @@ struct FileSettings {
     scim: Option<countersign_server::scim::ScimConfig>,
     /// The manufacturers' roots that vouch for approvers' devices (docs/keys.md).
     attestation: Option<countersign_server::attestation::AttestationConfig>,
+    /// Outbound notice channels: webhooks, Slack, Teams (docs/channels.md).
+    channels: Option<countersign_server::channels::ChannelsConfig>,
 }
 
 /// Settings after precedence is applied.
@@ -100,6 +102,8 @@ pub struct Settings {
     /// Trusted attestation roots, their paths resolved against the file's directory (only in
     /// the file).
     pub attestation: countersign_server::attestation::AttestationConfig,
+    /// Outbound notice channels (only in the file).
+    pub channels: countersign_server::channels::ChannelsConfig,
 }
 
 impl ServeArgs {
@@ -169,6 +173,7 @@ impl ServeArgs {
                     }
                 })
                 .unwrap_or_default(),
+            channels: file.channels.unwrap_or_default(),
         })
     }
 }
@@ -207,6 +212,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         oidc: settings.oidc.clone(),
         scim: settings.scim.clone().unwrap_or_default(),
         attestation: settings.attestation.clone(),
+        channels: settings.channels.clone(),
         ..Config::default()
     };
     let store = super::database::open(&settings.data_dir, settings.database_url.as_deref()).await?;

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod decisions;
 pub mod grants;
 pub mod identity;
+pub mod open;
 pub mod requests;
 pub mod stream;
 
@@ -70,6 +71,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(audit::router())
         .merge(identity::router())
         .merge(stream::router())
+        .merge(open::router())
         .routes(routes!(healthz))
 }
 

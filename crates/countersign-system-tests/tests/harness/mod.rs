@@ -124,7 +124,8 @@ impl Harness {
         );
         let state = AppState::new(store, clock.clone(), policy, key, config).await;
         let app = countersign_server::router(state.clone());
-        let jobs = countersign_server::jobs::Jobs::delivery(&state).await;
+        let mut jobs = countersign_server::jobs::Jobs::delivery(&state).await;
+        jobs.start_channels(&state);
         Self {
             dir,
             state,
