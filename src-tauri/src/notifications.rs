@@ -460,6 +460,8 @@ mod tests {
                     require_idp_enrolment: false,
                     max_sign_in_age_seconds: None,
                     require_attested_key: false,
+                    escalation: Vec::new(),
+                    remind_before_seconds: Vec::new(),
                 },
                 reason: "deploys need a human".into(),
                 policy_hash: policy_hash(b"p"),

@@ -352,6 +352,8 @@ pub(crate) mod tests {
                     require_idp_enrolment: false,
                     max_sign_in_age_seconds: None,
                     require_attested_key: false,
+                    escalation: Vec::new(),
+                    remind_before_seconds: Vec::new(),
                 },
                 reason: "production export of pii needs two security approvers".into(),
                 policy_hash: policy_hash(b"package countersign\n"),

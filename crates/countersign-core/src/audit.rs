@@ -129,6 +129,27 @@ pub enum EventKind {
         /// Why.
         reason: String,
     },
+    /// A request still without quorum reached one of its policy's escalation steps: from now
+    /// on members of `added_groups` may decide it too.
+    Escalated {
+        /// The request.
+        action_id: Uuid,
+        /// Which step (0 the first), of the policy outcome's `escalation`.
+        step: u32,
+        /// Groups whose members may decide from now on.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        added_groups: Vec<String>,
+        /// Notice channels told.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notified: Vec<String>,
+    },
+    /// A request still pending reached one of its reminder points before expiry.
+    Reminded {
+        /// The request.
+        action_id: Uuid,
+        /// Seconds left before it expires.
+        seconds_left: u32,
+    },
     /// A grant was issued to the agent.
     GrantIssued {
         /// The signed grant.
@@ -207,6 +228,8 @@ impl EventKind {
             EventKind::Denied { .. } => "denied",
             EventKind::Expired { .. } => "expired",
             EventKind::Cancelled { .. } => "cancelled",
+            EventKind::Escalated { .. } => "escalated",
+            EventKind::Reminded { .. } => "reminded",
             EventKind::GrantIssued { .. } => "grant_issued",
             EventKind::GrantRedeemed { .. } => "grant_redeemed",
             EventKind::ExecutionReported { .. } => "execution_reported",
@@ -227,6 +250,8 @@ impl EventKind {
             | EventKind::Approved { action_id, .. }
             | EventKind::Denied { action_id, .. }
             | EventKind::Expired { action_id }
+            | EventKind::Escalated { action_id, .. }
+            | EventKind::Reminded { action_id, .. }
             | EventKind::Cancelled { action_id, .. }
             | EventKind::GrantRedeemed { action_id, .. }
             | EventKind::ExecutionReported { action_id, .. } => Some(*action_id),

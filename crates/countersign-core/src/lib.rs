@@ -41,7 +41,7 @@ pub use enrolment::{EnrolmentRequest, IdpEnrolmentRequest, IdpSignInRequest, Ses
 pub use grant::{Grant, GrantError, SignedGrant};
 pub use merkle::{ConsistencyProof, InclusionProof, MerkleTree, ProofError};
 pub use piv_attestation::PivAttestationDocument;
-pub use policy::{PolicyEvaluation, PolicyOutcome, Risk, RiskLevel};
+pub use policy::{EscalationStep, PolicyEvaluation, PolicyOutcome, Risk, RiskLevel, TimedStep};
 pub use timestamp::{Clock, Timestamp};
 pub use tpm_attestation::{AttestationError, TpmCertification, TpmEndorsementProof};
 pub use validate::ValidationError;

@@ -42,7 +42,115 @@ pub enum PolicyOutcome {
         /// for at enrolment (a TPM's endorsement key certificate, a token's PIV attestation).
         #[serde(default, skip_serializing_if = "is_false")]
         require_attested_key: bool,
+        /// Steps taken while the request still lacks quorum, in time order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        escalation: Vec<EscalationStep>,
+        /// Reminders to those who may decide, in seconds before expiry.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        remind_before_seconds: Vec<u32>,
     },
+}
+
+/// What happens when a request still lacks quorum some time after it was made: more groups
+/// may decide, and/or notice channels are told.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationStep {
+    /// Seconds after the request was made.
+    pub after_seconds: u32,
+    /// Groups whose members may decide from then on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add_groups: Vec<String>,
+    /// Notice channels told (their configured names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
+}
+
+/// One of a request's timed steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimedStep {
+    /// The escalation step at this index.
+    Escalate(usize),
+    /// A reminder this many seconds before expiry.
+    Remind(u32),
+}
+
+impl PolicyOutcome {
+    /// The timed steps of a request made at `created_at` that expires at `expires_at`, in the
+    /// order they fall due (escalations first at equal times), each with its time; steps that
+    /// would fall at or after expiry are left out. The store takes them in this order, one
+    /// after another, so "`n` steps taken" says which.
+    pub fn timed_steps(
+        &self,
+        created_at: crate::Timestamp,
+        expires_at: crate::Timestamp,
+    ) -> Vec<(crate::Timestamp, TimedStep)> {
+        let PolicyOutcome::RequireApproval {
+            escalation,
+            remind_before_seconds,
+            ..
+        } = self
+        else {
+            return Vec::new();
+        };
+        let mut steps: Vec<_> = escalation
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    created_at.add_seconds(i64::from(s.after_seconds)),
+                    TimedStep::Escalate(i),
+                )
+            })
+            .chain(remind_before_seconds.iter().map(|before| {
+                (
+                    expires_at.add_seconds(-i64::from(*before)),
+                    TimedStep::Remind(*before),
+                )
+            }))
+            .filter(|(at, _)| *at < expires_at && *at > created_at)
+            .collect();
+        steps.sort_by_key(|(at, step)| (*at, matches!(step, TimedStep::Remind(_))));
+        steps
+    }
+
+    /// The groups whose members may decide once the first `steps_taken` timed steps were
+    /// taken: the outcome's groups and those its escalations taken so far added. Empty means
+    /// any approver.
+    pub fn eligible_groups(
+        &self,
+        created_at: crate::Timestamp,
+        expires_at: crate::Timestamp,
+        steps_taken: u32,
+    ) -> Vec<String> {
+        let PolicyOutcome::RequireApproval {
+            groups, escalation, ..
+        } = self
+        else {
+            return Vec::new();
+        };
+        let mut all = groups.clone();
+        if all.is_empty() {
+            return all;
+        }
+        for (_, step) in self
+            .timed_steps(created_at, expires_at)
+            .into_iter()
+            .take(steps_taken as usize)
+        {
+            if let TimedStep::Escalate(i) = step
+                && let Some(s) = escalation.get(i)
+            {
+                for g in &s.add_groups {
+                    if !all.iter().any(|a| crate::identifier::same(a, g)) {
+                        all.push(g.clone());
+                    }
+                }
+            }
+        }
+        all
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -147,6 +255,8 @@ mod tests {
                 require_idp_enrolment: false,
                 max_sign_in_age_seconds: None,
                 require_attested_key: false,
+                escalation: Vec::new(),
+                remind_before_seconds: Vec::new(),
             },
             reason: "prod export of pii".into(),
             policy_hash: policy_hash(b"package countersign"),

@@ -92,6 +92,8 @@ fn sample_action() -> Action {
                 require_idp_enrolment: false,
                 max_sign_in_age_seconds: None,
                 require_attested_key: false,
+                escalation: Vec::new(),
+                remind_before_seconds: Vec::new(),
             },
             reason: "IAM changes in prod need two approvers from security or platform".into(),
             policy_hash: policy_hash(b"package countersign\n\ndefault decision := \"deny\"\n"),

@@ -208,6 +208,8 @@ fn request_events(i: u64, at: i64, service: &ServiceKey) -> Vec<NewEvent> {
                 require_idp_enrolment: false,
                 max_sign_in_age_seconds: None,
                 require_attested_key: false,
+                escalation: Vec::new(),
+                remind_before_seconds: Vec::new(),
             },
             reason: "two approvers from security".into(),
             policy_hash: policy_hash(POLICY.as_bytes()),

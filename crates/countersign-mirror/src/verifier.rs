@@ -444,6 +444,8 @@ impl EventChecker {
             | EventKind::Denied { .. }
             | EventKind::Expired { .. }
             | EventKind::Cancelled { .. }
+            | EventKind::Escalated { .. }
+            | EventKind::Reminded { .. }
             | EventKind::GrantRedeemed { .. }
             | EventKind::ExecutionReported { .. }
             | EventKind::PolicyChanged { .. }

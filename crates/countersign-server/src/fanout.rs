@@ -39,9 +39,14 @@ pub enum Notice {
     DirectoryChanged,
 }
 
+/// Whether an event changes a request on approvers' streams, and if so whether it is news to
+/// some (`true`: a request new to them, sent to streams that may now decide it and do not
+/// hold it) or a change to those that hold it (`false`).
 fn relevant(kind: &EventKind) -> Option<bool> {
     match kind {
-        EventKind::RequestCreated { .. } => Some(true),
+        // An escalation makes the request new to the members of the groups it added.
+        EventKind::RequestCreated { .. } | EventKind::Escalated { .. } => Some(true),
+        EventKind::Reminded { .. } => Some(false),
         EventKind::DecisionRecorded { .. }
         | EventKind::Approved { .. }
         | EventKind::Denied { .. }

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use countersign_core::{Actor, EventKind};
-use countersign_store::NewEvent;
+use countersign_core::{Actor, EventKind, PolicyOutcome, TimedStep};
+use countersign_store::{NewEvent, RequestRecord};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -47,6 +47,8 @@ impl Jobs {
         let stopped = jobs.stop.subscribe();
         jobs.tasks
             .push(tokio::spawn(expiry(state.clone(), stopped.clone())));
+        jobs.tasks
+            .push(tokio::spawn(timed_steps(state.clone(), stopped.clone())));
         jobs.start_channels(state);
         jobs.tasks
             .push(tokio::spawn(policy_reload(state.clone(), stopped)));
@@ -107,6 +109,58 @@ pub async fn expiry(state: AppState, mut stop: watch::Receiver<bool>) {
             },
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "reading the next expiry failed; will retry"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(EXPIRY_TICK) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Takes due escalation steps and reminders of pending requests, each an audit event before
+/// it has any effect (the added groups may decide from that event on). Runs on every replica;
+/// the store takes each step once.
+pub async fn timed_steps(state: AppState, mut stop: watch::Receiver<bool>) {
+    let event_for = |record: &RequestRecord, step: TimedStep| {
+        let action_id = record.action.id;
+        let event = match step {
+            TimedStep::Escalate(i) => {
+                let planned = match &record.action.policy.outcome {
+                    PolicyOutcome::RequireApproval { escalation, .. } => escalation.get(i),
+                    _ => None,
+                };
+                EventKind::Escalated {
+                    action_id,
+                    step: u32::try_from(i).unwrap_or(u32::MAX),
+                    added_groups: planned.map(|s| s.add_groups.clone()).unwrap_or_default(),
+                    notified: planned.map(|s| s.notify.clone()).unwrap_or_default(),
+                }
+            }
+            TimedStep::Remind(seconds_left) => EventKind::Reminded {
+                action_id,
+                seconds_left,
+            },
+        };
+        NewEvent::new(Actor::System, event)
+    };
+    loop {
+        let now = state.now();
+        match state.store.next_step().await {
+            Ok(Some(at)) if at <= now => match state.store.take_due_steps(now, &event_for).await {
+                Ok(events) => {
+                    for e in &events {
+                        tracing::info!(action = ?e.event.action_id(), kind = e.event.type_name(), "timed step taken");
+                    }
+                    state.publish(&events);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "taking escalations and reminders failed; will retry")
+                }
+            },
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "reading the next escalation or reminder failed; will retry")
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(EXPIRY_TICK) => {}

@@ -86,6 +86,10 @@ struct RawDecision {
     max_sign_in_age_seconds: Option<u32>,
     #[serde(default)]
     require_attested_key: Option<bool>,
+    #[serde(default)]
+    escalation: Option<Vec<countersign_core::EscalationStep>>,
+    #[serde(default)]
+    remind_before_seconds: Option<Vec<u32>>,
 }
 
 fn compile(path: &str, source: &str) -> Result<Compiled, PolicyError> {
@@ -375,6 +379,74 @@ fn deny(policy_hash: Digest, reason: String) -> PolicyEvaluation {
 /// Longest sign-in age a policy may ask for: 30 days.
 pub const MAX_SIGN_IN_AGE_SECONDS: u32 = 30 * 86_400;
 
+/// Most escalation steps or reminders a policy may ask for on one request.
+pub const MAX_TIMED_STEPS: usize = 8;
+
+/// The escalation steps, checked: each after a whole number of seconds within the request's
+/// life, strictly later than the one before, adding groups and/or telling channels.
+fn escalation(
+    raw: &RawDecision,
+    ttl_seconds: u32,
+) -> Result<Vec<countersign_core::EscalationStep>, String> {
+    let steps = raw.escalation.clone().unwrap_or_default();
+    if steps.len() > MAX_TIMED_STEPS {
+        return Err(format!("at most {MAX_TIMED_STEPS} escalation steps"));
+    }
+    let mut previous = 0;
+    for (i, step) in steps.iter().enumerate() {
+        if step.after_seconds <= previous || step.after_seconds >= ttl_seconds {
+            return Err(format!(
+                "escalation step {i}: after_seconds {} must be later than the step before and before ttl_seconds {ttl_seconds}",
+                step.after_seconds
+            ));
+        }
+        previous = step.after_seconds;
+        if step.add_groups.is_empty() && step.notify.is_empty() {
+            return Err(format!(
+                "escalation step {i} neither adds groups nor notifies anyone"
+            ));
+        }
+        if step.add_groups.len() > 16 || step.notify.len() > 16 {
+            return Err(format!(
+                "escalation step {i}: at most 16 groups and 16 channels"
+            ));
+        }
+        for name in step.add_groups.iter().chain(&step.notify) {
+            countersign_core::identifier::check("escalation", name)
+                .map_err(|e| format!("escalation step {i}: {e}"))?;
+        }
+    }
+    if !steps.is_empty()
+        && raw.groups.as_ref().is_none_or(Vec::is_empty)
+        && steps.iter().any(|s| !s.add_groups.is_empty())
+    {
+        return Err(
+            "escalation adds groups, but any approver may already decide (no groups)".into(),
+        );
+    }
+    Ok(steps)
+}
+
+/// The reminder points, checked: within the request's life, at most a few, no repeats.
+fn reminders(raw: &RawDecision, ttl_seconds: u32) -> Result<Vec<u32>, String> {
+    let mut points = raw.remind_before_seconds.clone().unwrap_or_default();
+    if points.len() > MAX_TIMED_STEPS {
+        return Err(format!("at most {MAX_TIMED_STEPS} reminders"));
+    }
+    if let Some(bad) = points.iter().find(|p| **p == 0 || **p >= ttl_seconds) {
+        return Err(format!(
+            "remind_before_seconds {bad} is outside 1..ttl_seconds ({ttl_seconds})"
+        ));
+    }
+    points.sort_unstable_by(|a, b| b.cmp(a));
+    let before = points.len();
+    points.dedup();
+    if points.len() != before {
+        return Err("remind_before_seconds repeats a point".into());
+    }
+    Ok(points)
+}
+
 fn outcome(raw: &RawDecision) -> Result<PolicyOutcome, String> {
     match raw.outcome.as_str() {
         "allow" => Ok(PolicyOutcome::Allow {}),
@@ -414,6 +486,8 @@ fn outcome(raw: &RawDecision) -> Result<PolicyOutcome, String> {
                 require_idp_enrolment: raw.require_idp_enrolment.unwrap_or(false),
                 max_sign_in_age_seconds: raw.max_sign_in_age_seconds,
                 require_attested_key: raw.require_attested_key.unwrap_or(false),
+                escalation: escalation(raw, ttl_seconds)?,
+                remind_before_seconds: reminders(raw, ttl_seconds)?,
             })
         }
         other => Err(format!("unknown outcome {other:?}")),
@@ -665,6 +739,8 @@ mod tests {
             require_idp_enrolment: None,
             max_sign_in_age_seconds: Some(age),
             require_attested_key: None,
+            escalation: None,
+            remind_before_seconds: None,
         };
         assert!(outcome(&raw(59)).is_err());
         assert!(outcome(&raw(MAX_SIGN_IN_AGE_SECONDS + 1)).is_err());
@@ -675,5 +751,84 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn with_steps(escalation: serde_json::Value, reminders: serde_json::Value) -> RawDecision {
+        RawDecision {
+            outcome: "require_approval".into(),
+            reason: "r".into(),
+            quorum: Some(1),
+            groups: Some(vec!["oncall".into()]),
+            ttl_seconds: Some(600),
+            require_hardware_key: None,
+            quick_approve: None,
+            verification_code: None,
+            require_idp_enrolment: None,
+            max_sign_in_age_seconds: None,
+            require_attested_key: None,
+            escalation: serde_json::from_value(escalation).expect("steps"),
+            remind_before_seconds: serde_json::from_value(reminders).expect("points"),
+        }
+    }
+
+    #[test]
+    fn escalation_and_reminders_must_fall_inside_the_requests_life_in_order() {
+        use serde_json::json;
+        let ok = with_steps(
+            json!([{"after_seconds": 60, "add_groups": ["leads"]}, {"after_seconds": 300, "notify": ["pager"]}]),
+            json!([30, 120]),
+        );
+        let PolicyOutcome::RequireApproval {
+            escalation,
+            remind_before_seconds,
+            ..
+        } = outcome(&ok).expect("valid")
+        else {
+            panic!("require_approval");
+        };
+        assert_eq!(escalation.len(), 2);
+        assert_eq!(remind_before_seconds, [120, 30]);
+        for (steps, points, why) in [
+            (
+                json!([{"after_seconds": 600, "add_groups": ["leads"]}]),
+                json!([]),
+                "at expiry",
+            ),
+            (
+                json!([{"after_seconds": 0, "add_groups": ["leads"]}]),
+                json!([]),
+                "at once",
+            ),
+            (
+                json!([{"after_seconds": 300, "add_groups": ["a"]}, {"after_seconds": 200, "add_groups": ["b"]}]),
+                json!([]),
+                "out of order",
+            ),
+            (json!([{"after_seconds": 60}]), json!([]), "does nothing"),
+            (
+                json!([{"after_seconds": 60, "add_groups": ["lead\u{200b}s"]}]),
+                json!([]),
+                "hidden character",
+            ),
+            (json!([]), json!([600]), "reminder at creation"),
+            (json!([]), json!([0]), "reminder at expiry"),
+            (json!([]), json!([60, 60]), "repeated reminder"),
+            (
+                json!([]),
+                json!([1, 2, 3, 4, 5, 6, 7, 8, 9]),
+                "too many reminders",
+            ),
+        ] {
+            assert!(outcome(&with_steps(steps, points)).is_err(), "{why}");
+        }
+        let mut anyone = with_steps(
+            json!([{"after_seconds": 60, "add_groups": ["leads"]}]),
+            json!([]),
+        );
+        anyone.groups = None;
+        assert!(
+            outcome(&anyone).is_err(),
+            "adding groups when anyone may decide"
+        );
     }
 }

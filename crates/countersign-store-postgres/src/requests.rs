@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use countersign_core::{
     ActionStatus, AuditEvent, Digest, ExecutionOutcome, KeyKind, SignedDecision, SignedGrant,
-    Timestamp,
+    TimedStep, Timestamp,
 };
 use countersign_store::{
     Conflict, DecisionEffects, DecisionOutcome, DecisionRecord, GrantRecord, NewEvent, NewRequest,
@@ -30,6 +30,8 @@ fn record(row: &PgRow) -> StoreResult<RequestRecord> {
         status: enum_from("action status", row.get("status"))?,
         quorum: u32::try_from(row.get::<i64, _>("quorum")).map_err(|e| corrupt("quorum", e))?,
         updated_at: ts(row.get("updated_at"))?,
+        steps_taken: u32::try_from(row.get::<i64, _>("steps_taken"))
+            .map_err(|e| corrupt("steps_taken", e))?,
     })
 }
 
@@ -60,8 +62,8 @@ pub(crate) async fn create(
         }
     }
     sqlx::query(
-        "INSERT INTO actions (id, created_at, expires_at, updated_at, status, quorum, digest, action_json, idempotency_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO actions (id, created_at, expires_at, updated_at, status, quorum, digest, action_json, idempotency_key, next_step_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(r.action.id.to_string())
     .bind(r.action.created_at.as_millis())
@@ -73,6 +75,7 @@ pub(crate) async fn create(
     // Canonical, as the SQLite store keeps it: one hash of the stored text checks it on read.
     .bind(rules::canonical_text(&r.action)?)
     .bind(&new.idempotency_key)
+    .bind(rules::next_step_at(&r.action, 0).map(Timestamp::as_millis))
     .execute(&mut *conn)
     .await
     .map_err(backend)?;
@@ -398,6 +401,55 @@ pub(crate) async fn expire_due(
     audit::append(conn, events, now).await
 }
 
+/// Takes the due step of each pending request, conditioned as the SQLite store's: still
+/// pending, still at the step read, still due; so each step is taken once.
+pub(crate) async fn take_due_steps(
+    conn: &mut PgConnection,
+    now: Timestamp,
+    event_for: &(dyn for<'r> Fn(&'r RequestRecord, TimedStep) -> NewEvent + Send + Sync),
+) -> StoreResult<Vec<AuditEvent>> {
+    let rows = sqlx::query(
+        "SELECT * FROM actions WHERE status = 'pending' AND next_step_at <= $1 ORDER BY next_step_at, id",
+    )
+    .bind(now.as_millis())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let record = record(row)?;
+        let Some(step) = rules::next_step(&record.action, record.steps_taken) else {
+            continue;
+        };
+        let taken = record.steps_taken + 1;
+        let changed = sqlx::query(
+            "UPDATE actions SET steps_taken = $1, next_step_at = $2, updated_at = $3
+             WHERE id = $4 AND status = 'pending' AND steps_taken = $5 AND next_step_at <= $3",
+        )
+        .bind(i64::from(taken))
+        .bind(rules::next_step_at(&record.action, taken).map(Timestamp::as_millis))
+        .bind(now.as_millis())
+        .bind(record.action.id.to_string())
+        .bind(i64::from(record.steps_taken))
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+        if changed.rows_affected() == 1 {
+            events.push(event_for(&record, step));
+        }
+    }
+    audit::append(conn, events, now).await
+}
+
+pub(crate) async fn next_step(conn: &mut PgConnection) -> StoreResult<Option<Timestamp>> {
+    let ms: Option<i64> =
+        sqlx::query_scalar("SELECT MIN(next_step_at) FROM actions WHERE status = 'pending'")
+            .fetch_one(conn)
+            .await
+            .map_err(backend)?;
+    opt_ts(ms)
+}
+
 pub(crate) async fn cancel(
     conn: &mut PgConnection,
     id: Uuid,
@@ -513,6 +565,20 @@ impl Requests for PgStore {
         let mut tx = self.begin().await?;
         let appended = expire_due(&mut tx, now, event_for).await?;
         commit(tx, appended).await
+    }
+
+    async fn take_due_steps(
+        &self,
+        now: Timestamp,
+        event_for: &(dyn for<'r> Fn(&'r RequestRecord, TimedStep) -> NewEvent + Send + Sync),
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let mut tx = self.begin().await?;
+        let appended = take_due_steps(&mut tx, now, event_for).await?;
+        commit(tx, appended).await
+    }
+
+    async fn next_step(&self) -> StoreResult<Option<Timestamp>> {
+        next_step(&mut *self.conn().await?).await
     }
 
     async fn cancel_request(

@@ -59,11 +59,11 @@ fn main() {
             let action = Action {
                 id: Uuid::from_u128(u128::from(i) + 1), requester: "agent:bench".into(), request: request.clone(),
                 created_at: now, expires_at: now.add_seconds(3600),
-                policy: PolicyEvaluation { outcome: PolicyOutcome::RequireApproval { quorum: 1, groups: vec![], ttl_seconds: 3600, require_hardware_key: false, quick_approve: false, verification_code: false, require_idp_enrolment: false, max_sign_in_age_seconds: None, require_attested_key: false }, reason: "bench".into(), policy_hash: policy_hash(b"p"), risk: None },
+                policy: PolicyEvaluation { outcome: PolicyOutcome::RequireApproval { quorum: 1, groups: vec![], ttl_seconds: 3600, require_hardware_key: false, quick_approve: false, verification_code: false, require_idp_enrolment: false, max_sign_in_age_seconds: None, require_attested_key: false, escalation: Vec::new(), remind_before_seconds: Vec::new() }, reason: "bench".into(), policy_hash: policy_hash(b"p"), risk: None },
             };
             let digest = action.digest().expect("digest");
             let event = NewEvent::new(Actor::Agent("agent:bench".into()), EventKind::RequestCreated { action: Box::new(action.clone()), digest, authenticated_by: None });
-            let record = RequestRecord { action, digest, status: ActionStatus::Pending, quorum: 1, updated_at: now };
+            let record = RequestRecord { action, digest, status: ActionStatus::Pending, quorum: 1, updated_at: now, steps_taken: 0 };
             store.create_request(&NewRequest { record: record.clone(), grant: None, idempotency_key: None }, vec![event], now).await.expect("create");
             records.push(record);
         }

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use countersign_core::{
     ActionStatus, AuditEvent, Digest, EncodedEvent, ExecutionOutcome, KeyId, KeyKind,
-    SignedDecision, SignedGrant, Timestamp,
+    SignedDecision, SignedGrant, TimedStep, Timestamp,
 };
 use countersign_store::{
     Conflict, DecisionContext, DecisionEffects, DecisionOutcome, DecisionRecord, GrantRecord,
@@ -34,6 +34,8 @@ fn record(row: &Row<'_>) -> StoreResult<RequestRecord> {
         status: enum_from("action status", &col::<String>(row, "status")?)?,
         quorum: u32::try_from(col::<i64>(row, "quorum")?).map_err(|e| corrupt("quorum", e))?,
         updated_at: ts(col(row, "updated_at")?)?,
+        steps_taken: u32::try_from(col::<i64>(row, "steps_taken")?)
+            .map_err(|e| corrupt("steps_taken", e))?,
     })
 }
 
@@ -67,8 +69,8 @@ pub(crate) fn create(
     }
     execute(
         conn,
-        "INSERT INTO actions (id, created_at, expires_at, updated_at, status, quorum, digest, action_json, idempotency_key)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO actions (id, created_at, expires_at, updated_at, status, quorum, digest, action_json, idempotency_key, next_step_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         params![
             r.action.id.to_string(),
             r.action.created_at.as_millis(),
@@ -79,6 +81,7 @@ pub(crate) fn create(
             r.digest.to_hex(),
             text,
             new.idempotency_key,
+            rules::next_step_at(&r.action, 0).map(Timestamp::as_millis),
         ],
     )?;
     if let Some(grant) = &new.grant {
@@ -418,6 +421,55 @@ pub(crate) fn cancel(
     audit::append(conn, vec![event])
 }
 
+/// Pending requests whose next timed step is due.
+fn due_steps(conn: &Connection, now: Timestamp) -> StoreResult<Vec<RequestRecord>> {
+    select(
+        conn,
+        "SELECT * FROM actions WHERE status = 'pending' AND next_step_at <= ? ORDER BY next_step_at, id",
+        [now.as_millis()],
+        record,
+    )
+}
+
+/// Takes each due step whose request is still pending and still at the step read, with its
+/// event; one another writer took or decided meanwhile is skipped, so each is taken once.
+fn take_steps(
+    conn: &Connection,
+    due: Vec<(RequestRecord, EncodedEvent)>,
+    now: Timestamp,
+) -> StoreResult<Vec<AuditEvent>> {
+    let mut events = Vec::with_capacity(due.len());
+    for (record, event) in due {
+        let taken = record.steps_taken + 1;
+        let changed = execute(
+            conn,
+            "UPDATE actions SET steps_taken = ?1, next_step_at = ?2, updated_at = ?3
+             WHERE id = ?4 AND status = 'pending' AND steps_taken = ?5 AND next_step_at <= ?3",
+            params![
+                i64::from(taken),
+                rules::next_step_at(&record.action, taken).map(Timestamp::as_millis),
+                now.as_millis(),
+                record.action.id.to_string(),
+                i64::from(record.steps_taken),
+            ],
+        )?;
+        if changed == 1 {
+            events.push(event);
+        }
+    }
+    audit::append(conn, events)
+}
+
+pub(crate) fn next_step(conn: &Connection) -> StoreResult<Option<Timestamp>> {
+    let ms = select_one(
+        conn,
+        "SELECT MIN(next_step_at) AS next FROM actions WHERE status = 'pending'",
+        [],
+        |row| col::<Option<i64>>(row, "next"),
+    )?;
+    opt_ts(ms.flatten())
+}
+
 pub(crate) fn next_expiry(conn: &Connection) -> StoreResult<Option<Timestamp>> {
     let ms = select_one(
         conn,
@@ -565,5 +617,29 @@ impl Requests for SqliteStore {
 
     async fn next_expiry(&self) -> StoreResult<Option<Timestamp>> {
         self.read(next_expiry).await
+    }
+
+    async fn take_due_steps(
+        &self,
+        now: Timestamp,
+        event_for: &(dyn for<'r> Fn(&'r RequestRecord, TimedStep) -> NewEvent + Send + Sync),
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let due = self.read(move |c| due_steps(c, now)).await?;
+        let due = due
+            .into_iter()
+            .filter_map(|record| {
+                let step = rules::next_step(&record.action, record.steps_taken)?;
+                let event = crate::audit::encode_one(event_for(&record, step), now);
+                Some(event.map(|e| (record, e)))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(move |c| take_steps(c, due, now)).await
+    }
+
+    async fn next_step(&self) -> StoreResult<Option<Timestamp>> {
+        self.read(next_step).await
     }
 }

@@ -39,6 +39,8 @@ fn new_action(n: u128) -> (NewRequest, Vec<NewEvent>) {
                 require_idp_enrolment: false,
                 max_sign_in_age_seconds: None,
                 require_attested_key: false,
+                escalation: Vec::new(),
+                remind_before_seconds: Vec::new(),
             },
             reason: "deploys need a human".into(),
             policy_hash: policy_hash(b"p"),
@@ -60,6 +62,7 @@ fn new_action(n: u128) -> (NewRequest, Vec<NewEvent>) {
         status: ActionStatus::Pending,
         quorum: 1,
         updated_at: t(0),
+        steps_taken: 0,
     };
     (
         NewRequest {

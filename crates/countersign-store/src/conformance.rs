@@ -55,6 +55,7 @@ macro_rules! conformance_tests {
             renaming_in_the_directory_moves_the_groups_and_deprovisions_the_old_approver,
             outbox_position_moves_once_and_notices_are_queued_once,
             outbox_claims_hold_items_until_their_lease_ends_and_settle_once,
+            timed_steps_are_taken_once_each_in_order_while_pending,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -105,6 +106,8 @@ fn sample_action(n: u128, quorum: u32) -> (NewRequest, Vec<NewEvent>) {
                 require_idp_enrolment: false,
                 max_sign_in_age_seconds: None,
                 require_attested_key: false,
+                escalation: Vec::new(),
+                remind_before_seconds: Vec::new(),
             },
             reason: "test".into(),
             policy_hash: policy_hash(b"test"),
@@ -126,6 +129,7 @@ fn sample_action(n: u128, quorum: u32) -> (NewRequest, Vec<NewEvent>) {
         status: ActionStatus::Pending,
         quorum,
         updated_at: t(0),
+        steps_taken: 0,
     };
     (
         NewRequest {
@@ -1884,4 +1888,134 @@ pub async fn outbox_claims_hold_items_until_their_lease_ends_and_settle_once<S: 
         .expect("delivered");
     assert_eq!(delivered.len(), 1);
     assert_eq!(delivered[0].next_attempt_at, t(3));
+}
+
+/// A request's escalation steps and reminders are taken in time order, one per call even when
+/// several are overdue, each once (a second writer with the same view takes nothing), and none
+/// once the request is decided.
+pub async fn timed_steps_are_taken_once_each_in_order_while_pending<S: Store>(store: &S) {
+    use countersign_core::{EscalationStep, TimedStep};
+    enrol_deciders(store).await;
+    let (mut new, _) = sample_action(70, 1);
+    if let PolicyOutcome::RequireApproval {
+        escalation,
+        remind_before_seconds,
+        ..
+    } = &mut new.record.action.policy.outcome
+    {
+        *escalation = vec![
+            EscalationStep {
+                after_seconds: 60,
+                add_groups: vec!["leads".into()],
+                notify: Vec::new(),
+            },
+            EscalationStep {
+                after_seconds: 300,
+                add_groups: Vec::new(),
+                notify: vec!["pager".into()],
+            },
+        ];
+        *remind_before_seconds = vec![400];
+    }
+    let action = new.record.action.clone();
+    new.record.digest = action.digest().expect("digest");
+    let created = vec![NewEvent::new(
+        agent(),
+        EventKind::RequestCreated {
+            action: Box::new(action.clone()),
+            digest: new.record.digest,
+            authenticated_by: None,
+        },
+    )];
+    store
+        .create_request(&new, created, t(0))
+        .await
+        .expect("create");
+    // Reminder 400 s before the 600 s expiry falls at 200 s: between the two escalations.
+    assert_eq!(store.next_step().await.expect("next"), Some(t(60)));
+    let seen = std::sync::Mutex::new(Vec::new());
+    let event_for = |r: &RequestRecord, step: TimedStep| {
+        seen.lock().expect("lock").push((r.steps_taken, step));
+        NewEvent::new(
+            Actor::System,
+            EventKind::AdminChanged {
+                operation: "step".into(),
+                subject: r.action.id.to_string(),
+                detail: format!("{step:?}"),
+            },
+        )
+    };
+    assert!(
+        store
+            .take_due_steps(t(59), &event_for)
+            .await
+            .expect("none due")
+            .is_empty()
+    );
+    // Everything overdue at once: one step per call, in order.
+    for expected in 1..=3 {
+        let taken = store
+            .take_due_steps(t(500), &event_for)
+            .await
+            .expect("take");
+        assert_eq!(taken.len(), 1, "step {expected}");
+        assert_eq!(
+            store.request(action.id).await.expect("record").steps_taken,
+            expected
+        );
+    }
+    assert!(
+        store
+            .take_due_steps(t(500), &event_for)
+            .await
+            .expect("done")
+            .is_empty()
+    );
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        [
+            (0, TimedStep::Escalate(0)),
+            (1, TimedStep::Remind(400)),
+            (2, TimedStep::Escalate(1)),
+        ]
+    );
+    assert_eq!(store.next_step().await.expect("next"), None);
+
+    // Decided before its first step: it never takes one.
+    let (mut other, _) = sample_action(71, 1);
+    if let PolicyOutcome::RequireApproval {
+        remind_before_seconds,
+        ..
+    } = &mut other.record.action.policy.outcome
+    {
+        *remind_before_seconds = vec![300];
+    }
+    other.record.digest = other.record.action.digest().expect("digest");
+    store
+        .create_request(&other, Vec::new(), t(0))
+        .await
+        .expect("create");
+    assert_eq!(store.next_step().await.expect("next"), Some(t(300)));
+    store
+        .cancel_request(
+            other.record.action.id,
+            NewEvent::new(
+                agent(),
+                EventKind::Cancelled {
+                    action_id: other.record.action.id,
+                    reason: "done".into(),
+                },
+            ),
+            t(10),
+        )
+        .await
+        .expect("cancel");
+    assert_eq!(store.next_step().await.expect("next"), None);
+    assert!(
+        store
+            .take_due_steps(t(400), &event_for)
+            .await
+            .expect("none")
+            .is_empty()
+    );
 }

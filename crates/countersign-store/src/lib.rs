@@ -16,7 +16,7 @@ pub mod conformance;
 use async_trait::async_trait;
 use countersign_core::{
     ActionStatus, AuditEvent, Digest, ExecutionOutcome, KeyId, KeyKind, SignedDecision,
-    SignedGrant, Timestamp,
+    SignedGrant, TimedStep, Timestamp,
 };
 use uuid::Uuid;
 
@@ -253,6 +253,16 @@ pub trait Requests: Identity {
     ) -> StoreResult<Vec<AuditEvent>>;
     /// The earliest `expires_at` among pending requests.
     async fn next_expiry(&self) -> StoreResult<Option<Timestamp>>;
+    /// Takes the next timed step (escalation, reminder) of every pending request whose step is
+    /// due at `now`, each once across writers, with the event `event_for` makes for it; a
+    /// request with several overdue steps takes one per call.
+    async fn take_due_steps(
+        &self,
+        now: Timestamp,
+        event_for: &(dyn for<'r> Fn(&'r RequestRecord, TimedStep) -> NewEvent + Send + Sync),
+    ) -> StoreResult<Vec<AuditEvent>>;
+    /// The earliest time a pending request's next timed step falls due.
+    async fn next_step(&self) -> StoreResult<Option<Timestamp>>;
 }
 
 /// People and groups provisioned by the organisation's directory (SCIM). A directory user is an

@@ -35,6 +35,9 @@ pub struct RequestRecord {
     pub quorum: u32,
     /// Last change.
     pub updated_at: Timestamp,
+    /// How many of its timed steps (escalations, reminders: `PolicyOutcome::timed_steps`)
+    /// were taken.
+    pub steps_taken: u32,
 }
 
 /// A decision as accepted.

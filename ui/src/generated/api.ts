@@ -560,6 +560,21 @@ export interface components {
       /** @description For people. */
       message: string;
     };
+    /**
+     * @description What happens when a request still lacks quorum some time after it was made: more groups
+     * may decide, and/or notice channels are told.
+     */
+    EscalationStep: {
+      /** @description Groups whose members may decide from then on. */
+      add_groups?: string[];
+      /**
+       * Format: int32
+       * @description Seconds after the request was made.
+       */
+      after_seconds: number;
+      /** @description Notice channels told (their configured names). */
+      notify?: string[];
+    };
     /** @description The kinds of audit event, each with what an auditor needs to check it on its own. */
     EventKind: ({
       /** @description The request as shown to approvers (boxed: it dwarfs every other event). */
@@ -632,6 +647,36 @@ export interface components {
       reason: string;
       /** @enum {string} */
       type: "cancelled";
+    } | {
+      /**
+       * Format: uuid
+       * @description The request.
+       */
+      action_id: string;
+      /** @description Groups whose members may decide from now on. */
+      added_groups?: string[];
+      /** @description Notice channels told. */
+      notified?: string[];
+      /**
+       * Format: int32
+       * @description Which step (0 the first), of the policy outcome's `escalation`.
+       */
+      step: number;
+      /** @enum {string} */
+      type: "escalated";
+    } | {
+      /**
+       * Format: uuid
+       * @description The request.
+       */
+      action_id: string;
+      /**
+       * Format: int32
+       * @description Seconds left before it expires.
+       */
+      seconds_left: number;
+      /** @enum {string} */
+      type: "reminded";
     } | {
       /** @description The signed grant. */
       grant: components["schemas"]["SignedGrant"];
@@ -929,6 +974,8 @@ export interface components {
       /** @enum {string} */
       kind: "deny";
     }, {
+      /** @description Steps taken while the request still lacks quorum, in time order. */
+      escalation?: components["schemas"]["EscalationStep"][];
       /** @description Groups whose members may decide; empty means any approver. */
       groups: string[];
       /** @enum {string} */
@@ -946,6 +993,8 @@ export interface components {
        * @description Distinct approvers needed.
        */
       quorum: number;
+      /** @description Reminders to those who may decide, in seconds before expiry. */
+      remind_before_seconds?: number[];
       /**
        * @description Refuse decisions signed by keys whose device no trusted manufacturer's root vouched
        * for at enrolment (a TPM's endorsement key certificate, a token's PIV attestation).

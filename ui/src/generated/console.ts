@@ -335,6 +335,21 @@ export interface components {
     }]>;
     /** @description SHA-256, 64 lowercase hex characters */
     Digest: string;
+    /**
+     * @description What happens when a request still lacks quorum some time after it was made: more groups
+     * may decide, and/or notice channels are told.
+     */
+    EscalationStep: {
+      /** @description Groups whose members may decide from then on. */
+      add_groups?: string[];
+      /**
+       * Format: int32
+       * @description Seconds after the request was made.
+       */
+      after_seconds: number;
+      /** @description Notice channels told (their configured names). */
+      notify?: string[];
+    };
     /** @description One event of the request, with its inclusion evidence. */
     EventEntry: {
       /** @description Who caused it. */
@@ -528,6 +543,8 @@ export interface components {
       /** @enum {string} */
       kind: "deny";
     }, {
+      /** @description Steps taken while the request still lacks quorum, in time order. */
+      escalation?: components["schemas"]["EscalationStep"][];
       /** @description Groups whose members may decide; empty means any approver. */
       groups: string[];
       /** @enum {string} */
@@ -545,6 +562,8 @@ export interface components {
        * @description Distinct approvers needed.
        */
       quorum: number;
+      /** @description Reminders to those who may decide, in seconds before expiry. */
+      remind_before_seconds?: number[];
       /**
        * @description Refuse decisions signed by keys whose device no trusted manufacturer's root vouched
        * for at enrolment (a TPM's endorsement key certificate, a token's PIV attestation).

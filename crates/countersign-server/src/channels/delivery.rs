@@ -62,8 +62,16 @@ async fn enqueue_step(state: &AppState) -> Result<bool, StoreError> {
         let Some((kind, request_id, reason)) = notice::notice_kind(&event.event) else {
             continue;
         };
-        let channels: Vec<&ChannelConfig> =
-            config.channels.iter().filter(|c| c.wants(kind)).collect();
+        // Channels an escalation step names are told whatever they otherwise take.
+        let named: &[String] = match &event.event {
+            countersign_core::EventKind::Escalated { notified, .. } => notified,
+            _ => &[],
+        };
+        let channels: Vec<&ChannelConfig> = config
+            .channels
+            .iter()
+            .filter(|c| c.wants(kind) || named.contains(&c.name))
+            .collect();
         if channels.is_empty() {
             continue;
         }
@@ -76,8 +84,7 @@ async fn enqueue_step(state: &AppState) -> Result<bool, StoreError> {
             let built = notice::build(
                 kind,
                 event,
-                &record.action,
-                record.digest,
+                &record,
                 reason,
                 channel,
                 config.public_url.as_deref(),

@@ -3,7 +3,8 @@
 //! console's notification carries (who asks for what, where, risk, time left) and a link that
 //! opens the request in the console; never the diff or parameters unless a channel asks.
 
-use countersign_core::{Action, AuditEvent, Digest, EventKind, PolicyOutcome, Risk, Timestamp};
+use countersign_core::{AuditEvent, Digest, EventKind, PolicyOutcome, Risk, Timestamp};
+use countersign_store::RequestRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -28,12 +29,20 @@ pub enum NoticeKind {
     /// It was withdrawn.
     #[serde(rename = "request.cancelled")]
     Cancelled,
+    /// Still without quorum, it reached an escalation step.
+    #[serde(rename = "request.escalated")]
+    Escalated,
+    /// Still pending, it reached a reminder point before expiry.
+    #[serde(rename = "request.reminder")]
+    Reminder,
 }
 
 impl NoticeKind {
     /// Every kind, in the order a request lives them.
-    pub const ALL: [NoticeKind; 5] = [
+    pub const ALL: [NoticeKind; 7] = [
         Self::Waiting,
+        Self::Escalated,
+        Self::Reminder,
         Self::Approved,
         Self::Denied,
         Self::Expired,
@@ -48,6 +57,8 @@ impl NoticeKind {
             Self::Denied => "request.denied",
             Self::Expired => "request.expired",
             Self::Cancelled => "request.cancelled",
+            Self::Escalated => "request.escalated",
+            Self::Reminder => "request.reminder",
         }
     }
 
@@ -59,6 +70,8 @@ impl NoticeKind {
             Self::Denied => "was denied",
             Self::Expired => "expired undecided",
             Self::Cancelled => "was withdrawn",
+            Self::Escalated => "is escalated: still waiting for approval",
+            Self::Reminder => "still waits for approval",
         }
     }
 }
@@ -143,6 +156,8 @@ pub fn notice_kind(event: &EventKind) -> Option<(NoticeKind, Uuid, Option<&str>)
         EventKind::Cancelled { action_id, reason } => {
             Some((NoticeKind::Cancelled, *action_id, Some(reason)))
         }
+        EventKind::Escalated { action_id, .. } => Some((NoticeKind::Escalated, *action_id, None)),
+        EventKind::Reminded { action_id, .. } => Some((NoticeKind::Reminder, *action_id, None)),
         _ => None,
     }
 }
@@ -190,17 +205,18 @@ fn redact(value: &Value, channel: &ChannelConfig) -> Value {
 pub fn build(
     kind: NoticeKind,
     event: &AuditEvent,
-    action: &Action,
-    digest: Digest,
+    record: &RequestRecord,
     reason: Option<&str>,
     channel: &ChannelConfig,
     public_url: Option<&str>,
 ) -> Notice {
+    let action = &record.action;
+    let digest = record.digest;
     let request = &action.request;
-    let (quorum, groups) = match &action.policy.outcome {
-        PolicyOutcome::RequireApproval { quorum, groups, .. } => (Some(*quorum), groups.clone()),
-        _ => (None, Vec::new()),
-    };
+    let outcome = &action.policy.outcome;
+    let quorum = outcome.quorum();
+    // Who may decide now: escalations taken so far included.
+    let groups = outcome.eligible_groups(action.created_at, action.expires_at, record.steps_taken);
     let justification: String = request
         .justification
         .chars()

@@ -179,6 +179,7 @@ pub async fn submit(
         status,
         quorum,
         updated_at: now,
+        steps_taken: 0,
     };
     let id = record.action.id;
     let mut events = vec![NewEvent::new(

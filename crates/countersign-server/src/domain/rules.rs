@@ -14,12 +14,19 @@ pub fn eligible(approver: &Approver, record: &RequestRecord) -> DomainResult<()>
             "the requester, or the person it acts for, cannot decide its own request",
         ));
     }
-    let PolicyOutcome::RequireApproval { groups, .. } = &record.action.policy.outcome else {
+    let outcome = &record.action.policy.outcome;
+    if !matches!(outcome, PolicyOutcome::RequireApproval { .. }) {
         return Err(DomainError::refused(
             "not_pending",
             "this request needs no approval",
         ));
-    };
+    }
+    // Its groups, and those its escalation steps taken so far added (only ever more).
+    let groups = outcome.eligible_groups(
+        record.action.created_at,
+        record.action.expires_at,
+        record.steps_taken,
+    );
     let member = |g: &String| {
         approver
             .groups

@@ -2,6 +2,8 @@
 //! policy, an agent token and three enrolled approvers with software keys.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -35,6 +37,10 @@ else := {"outcome": "require_approval", "reason": "a recent sign-in", "quorum": 
          "ttl_seconds": 3600, "require_hardware_key": false, "quick_approve": false, "max_sign_in_age_seconds": 600} if input.action.type == "prod.break"
 else := {"outcome": "require_approval", "reason": "confirm with the requester", "quorum": 1, "groups": ["security"],
          "ttl_seconds": 60, "require_hardware_key": false, "quick_approve": false, "verification_code": true} if input.action.type == "iam.grant"
+else := {"outcome": "require_approval", "reason": "page security, then finance", "quorum": 1, "groups": ["security"],
+         "ttl_seconds": 600, "require_hardware_key": false, "quick_approve": false,
+         "escalation": [{"after_seconds": 60, "add_groups": ["finance"], "notify": ["pager"]}],
+         "remind_before_seconds": [120]} if input.action.type == "incident.page"
 else := {"outcome": "require_approval", "reason": "two from security", "quorum": 2, "groups": ["security"],
          "ttl_seconds": 60, "require_hardware_key": false, "quick_approve": false}
 "#;

@@ -1,0 +1,241 @@
+//! Escalation and reminders, through a policy with short delays (the harness's
+//! `incident.page` rule: security may decide; after 60 s without quorum finance may too and the
+//! `pager` channel is told; a reminder 120 s before the 600 s expiry). The service's clock is
+//! moved by the test; each step is an audit event before it has any effect, reaches the stream
+//! of an approver who may now decide at once, and is told to the channels.
+
+mod harness;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use countersign_client::stream::ApproverStream;
+use countersign_core::api::ServerMessage;
+use countersign_core::{EventKind, Signature, Verdict};
+use countersign_server::channels::{ChannelConfig, ChannelKind, ChannelsConfig, NoticeKind};
+use harness::receiver::{Receiver, SECRET};
+use harness::{Harness, code, test_config};
+use p256::ecdsa::signature::Signer as _;
+use serde_json::json;
+use uuid::Uuid;
+
+const DAVE: usize = 2; // in finance only
+
+fn hook(name: &str, url: String, events: Vec<NoticeKind>) -> ChannelConfig {
+    ChannelConfig {
+        name: name.into(),
+        kind: ChannelKind::Webhook,
+        url,
+        secret: Some(SECRET.into()),
+        events,
+        include_parameters: false,
+        sensitive_parameters: Vec::new(),
+        include_diff: false,
+    }
+}
+
+async fn stream(h: &Harness, url: &str, who: usize) -> (ApproverStream, Vec<Uuid>) {
+    let a = &h.approvers[who];
+    let (s, snapshot) = ApproverStream::connect(url, a.public.key_id(), |m| {
+        Ok(Signature::from_p256(a.key.sign(m)))
+    })
+    .await
+    .expect("stream connects");
+    (s, snapshot.requests.iter().map(|v| v.id).collect())
+}
+
+/// The events of request `id` in the log, in order.
+async fn events_of(h: &Harness, id: Uuid) -> Vec<EventKind> {
+    h.state
+        .store
+        .audit_events(0, 10_000)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter(|e| e.event.action_id() == Some(id))
+        .map(|e| e.event)
+        .collect()
+}
+
+async fn until_event(h: &Harness, id: Uuid, kind: &str) -> EventKind {
+    for _ in 0..200 {
+        if let Some(e) = events_of(h, id)
+            .await
+            .into_iter()
+            .find(|e| e.type_name() == kind)
+        {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {kind} event for {id}");
+}
+
+#[tokio::test]
+async fn a_request_without_quorum_escalates_to_more_approvers_and_reminds_before_it_expires() {
+    let mut receiver = Receiver::start(0).await;
+    let mut config = test_config();
+    config.channels = ChannelsConfig {
+        channels: vec![
+            // Named by the escalation step: told of it though it otherwise takes only outcomes.
+            hook(
+                "pager",
+                format!("{}/webhook", receiver.url),
+                vec![NoticeKind::Approved],
+            ),
+            hook(
+                "ops",
+                format!("{}/webhook", receiver.url),
+                vec![NoticeKind::Reminder],
+            ),
+        ],
+        ..ChannelsConfig::default()
+    };
+    let h = Harness::with_config(config).await;
+    h.set_to_wall_clock();
+    let (url, _stop) = h.serve().await;
+    let (stop_steps, stopped) = tokio::sync::watch::channel(false);
+    let steps = tokio::spawn(countersign_server::jobs::timed_steps(
+        h.state.clone(),
+        stopped,
+    ));
+
+    let (status, body) = h.submit(json!({"type": "incident.page"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id: Uuid = body["id"].as_str().expect("id").parse().expect("uuid");
+    let digest = body["digest"]
+        .as_str()
+        .expect("digest")
+        .parse()
+        .expect("digest");
+    let (mut dave, inbox) = stream(&h, &url, DAVE).await;
+    assert!(!inbox.contains(&id), "finance may not decide yet");
+    let (status, early) = h
+        .post_decision(id, &h.decision(DAVE, id, digest, Verdict::Approve, 1))
+        .await;
+    assert_eq!(
+        (status, code(&early)),
+        (StatusCode::FORBIDDEN, "not_eligible")
+    );
+
+    // Not yet: 59 s without quorum is no escalation.
+    h.advance(59);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        events_of(&h, id)
+            .await
+            .iter()
+            .all(|e| e.type_name() != "escalated")
+    );
+
+    h.advance(2);
+    let escalated = until_event(&h, id, "escalated").await;
+    assert_eq!(
+        escalated,
+        EventKind::Escalated {
+            action_id: id,
+            step: 0,
+            added_groups: vec!["finance".into()],
+            notified: vec!["pager".into()],
+        }
+    );
+    // Dave's console hears of it at once, as a request new to him.
+    let arrived = loop {
+        match tokio::time::timeout(Duration::from_secs(10), dave.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("stream")
+        {
+            Some(ServerMessage::Request { view, .. }) => break view,
+            Some(_) => continue,
+            None => panic!("stream ended"),
+        }
+    };
+    assert_eq!(arrived.id, id);
+    let told = receiver.next().await;
+    assert_eq!(told["verified"], json!(true), "{told}");
+    assert_eq!(told["body"]["type"], "request.escalated");
+    assert_eq!(
+        told["body"]["data"]["groups"],
+        json!(["security", "finance"])
+    );
+
+    // The reminder, 120 s before expiry (at 480 s).
+    h.advance(480 - 61);
+    let reminded = until_event(&h, id, "reminded").await;
+    assert_eq!(
+        reminded,
+        EventKind::Reminded {
+            action_id: id,
+            seconds_left: 120
+        }
+    );
+    let reminder = receiver.next().await;
+    assert_eq!(reminder["body"]["type"], "request.reminder");
+    let update = loop {
+        match tokio::time::timeout(Duration::from_secs(10), dave.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("stream")
+        {
+            Some(ServerMessage::Update { view, .. }) => break view,
+            Some(_) => continue,
+            None => panic!("stream ended"),
+        }
+    };
+    assert_eq!(update.id, id);
+
+    // Finance decides now; the outcome reaches the pager channel as it asked.
+    let (status, body) = h
+        .post_decision(id, &h.decision(DAVE, id, digest, Verdict::Approve, 2))
+        .await;
+    assert!(status.is_success(), "{body}");
+    let approved = receiver.next().await;
+    assert_eq!(approved["body"]["type"], "request.approved");
+    // Each step was taken once, in order, before the decision it made possible.
+    let kinds: Vec<_> = events_of(&h, id)
+        .await
+        .iter()
+        .map(|e| e.type_name())
+        .filter(|k| ["escalated", "reminded", "decision_recorded", "approved"].contains(k))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["escalated", "reminded", "decision_recorded", "approved"]
+    );
+    let _ = stop_steps.send(true);
+    steps.await.expect("steps job");
+}
+
+#[tokio::test]
+async fn a_decided_request_takes_no_more_steps() {
+    let h = Harness::new().await;
+    let (stop_steps, stopped) = tokio::sync::watch::channel(false);
+    let steps = tokio::spawn(countersign_server::jobs::timed_steps(
+        h.state.clone(),
+        stopped,
+    ));
+    let (status, body) = h.submit(json!({"type": "incident.page"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id: Uuid = body["id"].as_str().expect("id").parse().expect("uuid");
+    let digest = body["digest"]
+        .as_str()
+        .expect("digest")
+        .parse()
+        .expect("digest");
+    let (status, body) = h
+        .post_decision(id, &h.decision(0, id, digest, Verdict::Deny, 1))
+        .await;
+    assert!(status.is_success(), "{body}");
+    h.advance(599);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let taken: Vec<_> = events_of(&h, id)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e, EventKind::Escalated { .. } | EventKind::Reminded { .. }))
+        .collect();
+    assert!(taken.is_empty(), "{taken:?}");
+    assert_eq!(h.state.store.next_step().await.expect("next"), None);
+    let _ = stop_steps.send(true);
+    steps.await.expect("steps job");
+}
