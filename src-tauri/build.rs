@@ -25,6 +25,7 @@ fn main() {
             "history_sync",
             "history_export",
             "history_cancel_export",
+            "start_link",
         ]),
     ))
     .expect("tauri build script");

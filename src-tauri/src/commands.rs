@@ -96,6 +96,22 @@ pub async fn inbox(console: State<'_, Console>) -> Result<Vec<ActionView>, Conso
     Ok(console.inbox().await)
 }
 
+/// The request a link the console was started with names, until the window asks for it.
+pub struct StartLink(std::sync::Mutex<Option<Uuid>>);
+
+impl StartLink {
+    /// Holds `id` for the window.
+    pub fn new(id: Option<Uuid>) -> Self {
+        Self(std::sync::Mutex::new(id))
+    }
+}
+
+/// The request the console was started to open (`countersign://request/<id>`), once.
+#[tauri::command]
+pub fn start_link(link: State<'_, StartLink>) -> Option<Uuid> {
+    link.0.lock().ok().and_then(|mut id| id.take())
+}
+
 /// One request.
 #[tauri::command]
 pub async fn request(console: State<'_, Console>, id: Uuid) -> Result<ActionView, ConsoleError> {

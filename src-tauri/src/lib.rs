@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod console;
+pub mod deep_link;
 pub mod devices;
 pub mod error;
 pub mod events;
@@ -40,8 +41,21 @@ pub fn run() {
     if std::env::args().any(|a| a == MEMORY_FLOOR_ARG) {
         return memory_floor();
     }
+    // A link given to a second start goes to the console already running with this
+    // configuration directory, and this process ends.
+    let link = deep_link::link_in_args(std::env::args());
+    let link_key = std::env::var_os(settings::DIR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("default"));
+    if let Some(link) = &link
+        && tauri::async_runtime::block_on(deep_link::forward(&link_key, link))
+    {
+        return;
+    }
+    let start_link = commands::StartLink::new(link.as_deref().and_then(deep_link::request_of));
     let result = tauri::Builder::default()
         .manage(Notifier::default())
+        .manage(start_link)
         .setup(|app| {
             let config_dir = match std::env::var_os(settings::DIR_ENV) {
                 Some(dir) => PathBuf::from(dir),
@@ -52,6 +66,12 @@ pub fn run() {
             app.manage(Console::open(config_dir, sink)?);
             tray(app.handle())?;
             webview::configure(app.handle());
+            let handle = app.handle().clone();
+            tauri::async_runtime::spawn(async move {
+                // Held for the app's life: the name on the bus is this console's.
+                let _bus = deep_link::serve(handle, &link_key).await;
+                std::future::pending::<()>().await;
+            });
             // Keys that need no PIN (software, a TPM key without authorization) open at once;
             // the others wait for the window's unlock dialog.
             let handle = app.handle().clone();
@@ -101,6 +121,7 @@ pub fn run() {
             commands::history_sync,
             commands::history_export,
             commands::history_cancel_export,
+            commands::start_link,
         ])
         .run(tauri::generate_context!());
     if let Err(e) = result {
@@ -348,7 +369,7 @@ pub(crate) fn snooze(app: &AppHandle, minutes: u32) {
     let _ = app.emit("console-event", &ConsoleEvent::Snooze { until });
 }
 
-fn show_window(app: &AppHandle) {
+pub(crate) fn show_window(app: &AppHandle) {
     if let Some(window) = app.get_webview_window("main") {
         let _ = window.show();
         let _ = window.unminimize();

@@ -752,3 +752,81 @@ async fn near_identical_requests_are_grouped_and_denied_together() {
     drop(other);
     c.close().await.expect("close session");
 }
+
+/// A `countersign://request/<id>` link (as chat notices carry) given to a second start of the
+/// console reaches the running one, which opens that request; the second process ends at once.
+/// A link to a request that is not waiting says so and opens nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_countersign_link_opens_its_request_in_the_running_console() {
+    let w = World::start();
+    let c = w.enrolled_console().await;
+    let first = w.agent("iam.role.update", None, &w.dir.path().join("first"));
+    until_page(&c, "the first request arrives", |t| {
+        t.contains("iam.role.update")
+    })
+    .await;
+    let second = w.agent("iam.policy.attach", None, &w.dir.path().join("second"));
+    until_page(&c, "the second request arrives", |t| {
+        t.contains("iam.policy.attach")
+    })
+    .await;
+    selected_is(&c, "iam.role.update").await;
+    // The second request's id, as a notice would carry it.
+    press(&c, "j").await;
+    selected_is(&c, "iam.policy.attach").await;
+    let second_id = text_of(&c, "[data-testid=request-id]").await;
+    press(&c, "k").await;
+    selected_is(&c, "iam.role.update").await;
+
+    let follow = |link: String| {
+        std::process::Command::new(CONSOLE)
+            .arg(link)
+            .env("DBUS_SESSION_BUS_ADDRESS", &w.bus_address)
+            .env("COUNTERSIGN_CONSOLE_DIR", w.dir.path().join("console"))
+            // No display: the second start must hand the link over, not open a window.
+            .env_remove("DISPLAY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("second console start")
+    };
+    let (code, stderr) = wait_exit(
+        follow(format!("countersign://request/{second_id}")),
+        Duration::from_secs(15),
+    );
+    assert_eq!(code, Some(0), "the link was handed over: {stderr}");
+    selected_is(&c, "iam.policy.attach").await;
+    assert_eq!(text_of(&c, "[data-testid=request-id]").await, second_id);
+
+    // A link to a request that is not waiting: a plain notice, and the view stays.
+    let (code, _) = wait_exit(
+        follow("countersign://request/0191e7a4-5a6b-7c8d-9e0f-a1b2c3d4e5f6".into()),
+        Duration::from_secs(15),
+    );
+    assert_eq!(code, Some(0));
+    let notice = until_page(&c, "the link notice", |t| t.contains("not waiting for you")).await;
+    assert!(notice.contains("0191e7a4-5a6b-7c8d-9e0f-a1b2c3d4e5f6"));
+    selected_is(&c, "iam.policy.attach").await;
+    // Anything else that looks like a link opens nothing and decides nothing.
+    let (code, _) = wait_exit(
+        follow(format!("countersign://approve/{second_id}")),
+        Duration::from_secs(15),
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "handed over and refused by the running console"
+    );
+    selected_is(&c, "iam.policy.attach").await;
+    assert!(
+        until_page(&c, "both still waiting", |t| t.contains("iam.role.update"))
+            .await
+            .contains("iam.policy.attach")
+    );
+    for agent in [first, second] {
+        let mut agent = agent;
+        let _ = agent.kill();
+        let _ = agent.wait();
+    }
+}

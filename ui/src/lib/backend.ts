@@ -47,6 +47,8 @@ export interface Backend {
   historySync(): Promise<void>;
   historyExport(format: ExportFormat, query: SearchQuery): Promise<ExportDone>;
   historyCancelExport(): Promise<void>;
+  /** The request a `countersign://request/<id>` link the console was started with names, once. */
+  startLink(): Promise<string | null>;
   onEvent(handler: (event: ConsoleEvent) => void): Promise<UnlistenFn>;
   onOpenRequest(handler: (id: string | null) => void): Promise<UnlistenFn>;
   /** A decision made outside the window (a notification's button). */
@@ -77,6 +79,7 @@ export function tauriBackend(): Backend {
     historySync: () => invoke("history_sync"),
     historyExport: (format, query) => invoke("history_export", { format, query }),
     historyCancelExport: () => invoke("history_cancel_export"),
+    startLink: () => invoke("start_link"),
     onEvent: (handler) => listen<ConsoleEvent>("console-event", (e) => handler(e.payload)),
     onOpenRequest: (handler) => listen<string | null>("open-request", (e) => handler(e.payload)),
     onDecided: (handler) => listen<[string, DecisionResult]>("decided", (e) => handler(e.payload[0], e.payload[1])),
