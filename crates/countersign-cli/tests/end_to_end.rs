@@ -1429,3 +1429,74 @@ fn the_demo_stops_promptly_on_ctrl_c_with_requests_pending() {
         "it closed the log cleanly: {rest:?}"
     );
 }
+
+#[test]
+fn a_notice_no_receiver_takes_is_listed_dead_and_can_be_sent_again() {
+    let w = World::new();
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let config = w.root.join("countersign.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[channels]\nfirst_retry_ms = 100\nmax_attempts = 2\n\n[[channels.channel]]\nname = \"hooks\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n"
+        ),
+    )
+    .expect("config");
+    let server = Server::start_with(
+        &w.data,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            &config.display().to_string(),
+        ],
+    );
+    let out = request(&server.url, &w.token, "db.export", "quarterly numbers", &[]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("waiting for approval"), "{said}");
+    let dead = (0..100)
+        .find_map(|_| {
+            let listed = w.admin(&["notices"]);
+            if listed.contains("dead") {
+                return Some(listed);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            None
+        })
+        .expect("the notice is set aside after its attempts");
+    let line = dead.lines().next().expect("a line");
+    assert!(
+        line.contains("hooks") && line.contains("request.waiting"),
+        "{line}"
+    );
+    assert!(line.contains("attempts 2"), "{line}");
+    let id = line.split('\t').next().expect("id");
+    // Sending it again is an administrator's change in the log.
+    let d = w.data.display().to_string();
+    let again = cs(&["admin", "--data-dir", &d, "notices", "--retry", id]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("queued again"));
+    let not_dead = cs(&["admin", "--data-dir", &d, "notices", "--retry", "999999"]);
+    assert!(!not_dead.status.success());
+    assert!(String::from_utf8_lossy(&not_dead.stderr).contains("no dead notice 999999"));
+    server.stop();
+    let log = Command::new("sqlite3")
+        .arg(w.data.join("countersign.db"))
+        .arg("SELECT event_json FROM audit_events WHERE kind = 'admin_changed'")
+        .output()
+        .expect("sqlite3");
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(
+        log.contains("notice_requeued") && log.contains("hooks"),
+        "{log}"
+    );
+}

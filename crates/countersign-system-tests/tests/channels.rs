@@ -27,6 +27,8 @@ fn channel(name: &str, kind: ChannelKind, url: String) -> ChannelConfig {
         include_parameters: false,
         sensitive_parameters: Vec::new(),
         include_diff: false,
+        requesters: Vec::new(),
+        recipient: None,
     }
 }
 
@@ -345,4 +347,95 @@ async fn settled(h: &Harness, attempts: u32) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("no pending item with {attempts} attempts");
+}
+
+#[tokio::test]
+async fn an_agents_own_channel_and_the_person_it_acts_for_hear_the_outcome_and_nobody_elses() {
+    use countersign_server::channels::Recipient;
+    let mut receiver = Receiver::start(0).await;
+    // The harness's agent is agent:deployer; another agent's channel must stay silent.
+    let mut mine = channel(
+        "deployer",
+        ChannelKind::Webhook,
+        format!("{}/webhook", receiver.url),
+    );
+    mine.requesters = vec!["agent:deployer".into()];
+    let mut theirs = channel(
+        "other",
+        ChannelKind::Webhook,
+        format!("{}/webhook", receiver.url),
+    );
+    theirs.requesters = vec!["agent:other".into()];
+    let mut person = channel(
+        "people",
+        ChannelKind::Webhook,
+        format!("{}/webhook", receiver.url),
+    );
+    person.recipient = Some(Recipient::OnBehalfOf);
+    person.events = vec![
+        NoticeKind::Approved,
+        NoticeKind::Denied,
+        NoticeKind::Expired,
+    ];
+    let h = harness(vec![mine, theirs, person], 3).await;
+
+    // Made for nobody: only the agent's own channel hears of it.
+    let (plain, plain_digest) = h.submit_pending().await;
+    let got = receiver.next().await;
+    assert_eq!(got["body"]["type"], "request.waiting");
+    assert_eq!(got["body"]["data"]["request_id"], json!(plain.to_string()));
+    assert!(got["body"]["data"].get("recipient").is_none());
+    // Made for alice: the agent's channel hears it wait; alice hears the outcome.
+    let (status, body) = h.submit(json!({"on_behalf_of": "alice@example.com"})).await;
+    assert_eq!(status, axum::http::StatusCode::CREATED, "{body}");
+    let for_alice: uuid::Uuid = body["id"].as_str().expect("id").parse().expect("uuid");
+    let digest = body["digest"]
+        .as_str()
+        .expect("digest")
+        .parse()
+        .expect("digest");
+    let got = receiver.next().await;
+    assert_eq!(got["body"]["type"], "request.waiting");
+    assert_eq!(
+        got["body"]["data"]["request_id"],
+        json!(for_alice.to_string())
+    );
+    let (status, body) = h
+        .post_decision(
+            for_alice,
+            &h.decision(0, for_alice, digest, Verdict::Deny, 1),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let (status, body) = h
+        .post_decision(plain, &h.decision(0, plain, plain_digest, Verdict::Deny, 2))
+        .await;
+    assert!(status.is_success(), "{body}");
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        let got = receiver.next().await;
+        assert_eq!(got["verified"], json!(true));
+        outcomes.push((
+            got["body"]["data"]["request_id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+            got["body"]["data"]["recipient"].as_str().map(str::to_owned),
+        ));
+    }
+    outcomes.sort();
+    let mut expected = vec![
+        (for_alice.to_string(), None),
+        (for_alice.to_string(), Some("alice@example.com".to_owned())),
+        (plain.to_string(), None),
+    ];
+    expected.sort();
+    assert_eq!(
+        outcomes, expected,
+        "the other agent's channel heard nothing"
+    );
+    // Nothing more arrives (no notice for agent:other's channel, none to alice about `plain`).
+    let delivered = wait_for(&h, OutboxState::Delivered, 5).await;
+    assert!(delivered.iter().all(|i| i.channel != "other"));
+    assert_eq!(delivered.len(), 5);
 }

@@ -31,6 +31,8 @@ fn hook(name: &str, url: String, events: Vec<NoticeKind>) -> ChannelConfig {
         include_parameters: false,
         sensitive_parameters: Vec::new(),
         include_diff: false,
+        requesters: Vec::new(),
+        recipient: None,
     }
 }
 

@@ -122,6 +122,19 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// List notices queued for the outbound channels (docs/channels.md): the dead ones by
+    /// default, with their last error; or send a dead one again (on the store only).
+    Notices {
+        /// Which: pending, delivered or dead.
+        #[arg(long, default_value = "dead", value_parser = ["pending", "delivered", "dead"])]
+        state: String,
+        /// At most this many, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Queue this dead notice (its id from the list) again, due now.
+        #[arg(long)]
+        retry: Option<i64>,
+    },
     /// Move an embedded deployment to PostgreSQL: every table, audit log included, into an
     /// empty database; then check both logs have the same root and match the last checkpoint.
     MigrateStore {
@@ -464,7 +477,72 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             );
         }
         AdminCommand::Policy { command } => policy(&target, command).await?,
+        AdminCommand::Notices {
+            state,
+            limit,
+            retry,
+        } => {
+            let Target::Store { store, admin, .. } = &target else {
+                bail!("the notice outbox is read on the store (--data-dir or --database-url)");
+            };
+            notices(store.as_ref(), admin, &state, limit, retry).await?;
+        }
         AdminCommand::MigrateStore { .. } => unreachable!("handled before the store is opened"),
+    }
+    Ok(())
+}
+
+/// Lists the outbox's notices in `state`, or queues the dead notice `retry` again (recorded in
+/// the audit log as an administrator's change).
+async fn notices(
+    store: &dyn Store,
+    admin: &str,
+    state: &str,
+    limit: u32,
+    retry: Option<i64>,
+) -> anyhow::Result<()> {
+    use countersign_store::OutboxState;
+    if let Some(id) = retry {
+        let dead = store.outbox_items(OutboxState::Dead, u32::MAX).await?;
+        let Some(item) = dead.iter().find(|i| i.id == id) else {
+            bail!("no dead notice {id} (list them with `admin notices`)");
+        };
+        let now = SystemClock.now();
+        let event = countersign_store::NewEvent::new(
+            countersign_core::Actor::Admin(admin.to_owned()),
+            countersign_core::EventKind::AdminChanged {
+                operation: "notice_requeued".into(),
+                subject: item.channel.clone(),
+                detail: format!("{} after {} attempts", item.message_id, item.attempts),
+            },
+        );
+        store.append_events(vec![event], now).await?;
+        store.retry_outbox(id, now).await?;
+        eprintln!(
+            "notice {id} ({} to {}) queued again",
+            item.message_id, item.channel
+        );
+        return Ok(());
+    }
+    let state = OutboxState::parse(state).context("state is pending, delivered or dead")?;
+    let items = store.outbox_items(state, limit).await?;
+    if items.is_empty() {
+        eprintln!("no {} notices", state.as_str());
+    }
+    for i in items {
+        println!(
+            "{}\t{}\t{}\t{}\tattempts {}\t{}\t{}",
+            i.id,
+            state.as_str(),
+            i.channel,
+            i.message_id,
+            i.attempts,
+            i.next_attempt_at,
+            countersign_core::text::escape_for_display(
+                i.last_error.as_deref().unwrap_or(""),
+                false
+            )
+        );
     }
     Ok(())
 }

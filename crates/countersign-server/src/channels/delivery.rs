@@ -80,6 +80,10 @@ async fn enqueue_step(state: &AppState) -> Result<bool, StoreError> {
             Err(StoreError::NotFound(_)) => continue,
             Err(e) => return Err(e),
         };
+        let channels: Vec<&ChannelConfig> = channels
+            .into_iter()
+            .filter(|c| c.takes(&record.action))
+            .collect();
         for channel in channels {
             let built = notice::build(
                 kind,

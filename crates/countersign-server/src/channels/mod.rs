@@ -56,12 +56,44 @@ pub struct ChannelConfig {
     /// Include the diff.
     #[serde(default)]
     pub include_diff: bool,
+    /// Only requests from these agents; all when empty. An agent's own webhook: its
+    /// requests' updates as they happen, without polling.
+    #[serde(default)]
+    pub requesters: Vec<String>,
+    /// Whom the notices are for: `on_behalf_of` takes only requests made for a person and
+    /// names that person as the notice's `recipient`, for a gateway that reaches them (mail,
+    /// chat direct messages).
+    #[serde(default)]
+    pub recipient: Option<Recipient>,
+}
+
+/// Whom a channel's notices are addressed to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recipient {
+    /// The person a request acts for (`on_behalf_of`).
+    OnBehalfOf,
 }
 
 impl ChannelConfig {
     /// Whether this channel gets notices of `kind`.
     pub fn wants(&self, kind: NoticeKind) -> bool {
         self.events.is_empty() || self.events.contains(&kind)
+    }
+
+    /// Whether this channel takes notices about `action` at all (its requester and
+    /// recipient filters).
+    pub fn takes(&self, action: &countersign_core::Action) -> bool {
+        let from_listed = self.requesters.is_empty()
+            || self
+                .requesters
+                .iter()
+                .any(|r| countersign_core::identifier::same(r, &action.requester));
+        let addressed = match self.recipient {
+            None => true,
+            Some(Recipient::OnBehalfOf) => action.request.on_behalf_of.is_some(),
+        };
+        from_listed && addressed
     }
 }
 
@@ -131,6 +163,9 @@ pub enum ChannelConfigError {
     /// A webhook without a usable secret, or a secret where none is used.
     #[error("channel {0:?}: {1}")]
     Secret(String, &'static str),
+    /// A requester that is not an identity.
+    #[error("channel {0:?}: requesters must be agent identities (no spaces or hidden characters)")]
+    BadRequester(String),
     /// `public_url` does not parse.
     #[error("channels.public_url must be an http:// or https:// URL")]
     BadPublicUrl,
@@ -164,6 +199,10 @@ impl ChannelsConfig {
             }
             if !http(&c.url) {
                 return Err(ChannelConfigError::BadUrl(c.name.clone()));
+            }
+            for requester in &c.requesters {
+                countersign_core::identifier::check("requesters", requester)
+                    .map_err(|_| ChannelConfigError::BadRequester(c.name.clone()))?;
             }
             match (c.kind, &c.secret) {
                 (ChannelKind::Webhook, None) => {

@@ -101,6 +101,9 @@ pub struct Notice {
     /// The person it acts for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_behalf_of: Option<String>,
+    /// Whom this notice is for, on a channel addressed to people (`recipient`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
     /// The agent's reason, shortened.
     pub justification: String,
     /// The policy's risk, when it judged one.
@@ -241,6 +244,10 @@ pub fn build(
         environment: request.environment.clone(),
         requester: action.requester.clone(),
         on_behalf_of: request.on_behalf_of.clone(),
+        recipient: match channel.recipient {
+            Some(super::Recipient::OnBehalfOf) => request.on_behalf_of.clone(),
+            None => None,
+        },
         justification,
         risk: action.policy.risk.clone(),
         quorum,
@@ -270,6 +277,8 @@ mod tests {
             include_parameters,
             sensitive_parameters: vec!["Customer".into()],
             include_diff: false,
+            requesters: Vec::new(),
+            recipient: None,
         }
     }
 
