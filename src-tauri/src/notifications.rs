@@ -139,16 +139,33 @@ pub const REMIND_BEFORE: Duration = Duration::from_secs(120);
 /// How often the console looks for requests due a reminder.
 pub const REMINDER_CHECK: Duration = Duration::from_secs(5);
 
-/// Whether `view` is due its reminder at `now`: time left is under [`REMIND_BEFORE`] and
+/// Which of `view`'s reminders is due at `now`, if one is. When its policy plans reminders
+/// (`remind_before_seconds`), each point is one reminder, named by its seconds (the latest
+/// point passed). Otherwise one reminder (named 0): time left is under [`REMIND_BEFORE`] and
 /// under a quarter of its whole lifetime (a five-minute request is recalled with 75 s left,
-/// not 2 minutes after it arrived), and it has not expired. Requests so short that the
+/// not 2 minutes after it arrived). None once expired; requests so short that the default
 /// window is under two checks (under 40 s) get none: their arrival already said how little
 /// time there is.
-pub fn reminder_due(view: &ActionView, now: Timestamp) -> bool {
+pub fn reminder_due(view: &ActionView, now: Timestamp) -> Option<u32> {
     let left = view.action.expires_at.millis_since(now);
+    if left <= 0 {
+        return None;
+    }
+    if let PolicyOutcome::RequireApproval {
+        remind_before_seconds,
+        ..
+    } = &view.action.policy.outcome
+        && !remind_before_seconds.is_empty()
+    {
+        return remind_before_seconds
+            .iter()
+            .filter(|p| left <= i64::from(**p) * 1000)
+            .min()
+            .copied();
+    }
     let lifetime = view.action.expires_at.millis_since(view.action.created_at);
     let window = (lifetime / 4).min(REMIND_BEFORE.as_millis() as i64);
-    window >= 2 * REMINDER_CHECK.as_millis() as i64 && left > 0 && left <= window
+    (window >= 2 * REMINDER_CHECK.as_millis() as i64 && left <= window).then_some(0)
 }
 
 /// The grouped notification for a burst.
@@ -180,7 +197,8 @@ struct NotifierState {
     snoozed_until: Option<Instant>,
     recent: Vec<Instant>,
     grouped_at: Option<Instant>,
-    reminded: HashSet<uuid::Uuid>,
+    /// Reminders given: the request and which of its reminders ([`reminder_due`]).
+    reminded: HashSet<(uuid::Uuid, u32)>,
     /// The notifications on screen per request (the grouped one under the nil id), to close
     /// when they stop being true.
     on_screen: HashMap<uuid::Uuid, Vec<u32>>,
@@ -306,10 +324,13 @@ impl Notifier {
         let mut state = self.lock();
         state
             .reminded
-            .retain(|id| inbox.iter().any(|v| v.id == *id));
+            .retain(|(id, _)| inbox.iter().any(|v| v.id == *id));
         let mut due = Vec::new();
         for view in inbox {
-            if reminder_due(view, now) && state.reminded.insert(view.id) && !snoozed {
+            if let Some(point) = reminder_due(view, now)
+                && state.reminded.insert((view.id, point))
+                && !snoozed
+            {
                 due.push(view);
             }
         }
@@ -572,6 +593,37 @@ mod tests {
         // Thirty seconds: too short to recall.
         let short = vec![pending(5, 30)];
         assert!((0..30).all(|t| Notifier::default().reminders(&short, at(t)).is_empty()));
+    }
+
+    #[test]
+    fn the_policys_reminder_points_each_recall_once() {
+        let notifier = Notifier::default();
+        let mut view = pending(7, 600);
+        if let PolicyOutcome::RequireApproval {
+            remind_before_seconds,
+            ..
+        } = &mut view.action.policy.outcome
+        {
+            *remind_before_seconds = vec![300, 60];
+        }
+        let inbox = vec![view];
+        assert!(notifier.reminders(&inbox, at(299)).is_empty());
+        assert_eq!(
+            notifier.reminders(&inbox, at(300)).len(),
+            1,
+            "5 minutes left"
+        );
+        assert!(
+            notifier.reminders(&inbox, at(400)).is_empty(),
+            "that point once"
+        );
+        assert_eq!(
+            notifier.reminders(&inbox, at(540)).len(),
+            1,
+            "1 minute left"
+        );
+        assert!(notifier.reminders(&inbox, at(590)).is_empty());
+        assert!(notifier.reminders(&inbox, at(600)).is_empty(), "expired");
     }
 
     #[test]
