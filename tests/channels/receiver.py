@@ -12,6 +12,7 @@ Usage: receiver.py SECRET FAILURES
 
 import json
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -19,6 +20,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 SECRET = sys.argv[1]
 FAILURES = int(sys.argv[2])
 failed = 0
+# Requests are handled on threads: one line at a time, and one count.
+lock = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -35,13 +38,14 @@ class Handler(BaseHTTPRequestHandler):
                 verified = True
             except WebhookVerificationError:
                 verified = False
-            if not verified:
-                status = 401
-            elif failed < FAILURES:
-                failed += 1
-                status = 503
-            else:
-                status = 204
+            with lock:
+                if not verified:
+                    status = 401
+                elif failed < FAILURES:
+                    failed += 1
+                    status = 503
+                else:
+                    status = 204
         elif self.path == "/broken":
             status = 500
         record = {
@@ -51,7 +55,9 @@ class Handler(BaseHTTPRequestHandler):
             "body": json.loads(body or b"null"),
             "verified": verified,
         }
-        print(json.dumps(record), flush=True)
+        with lock:
+            sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.flush()
         self.send_response(status)
         self.end_headers()
         if status == 200:

@@ -107,11 +107,7 @@ impl Outbox for PgStore {
     }
 
     async fn settle_outbox(&self, id: i64, settlement: OutboxSettlement) -> StoreResult<()> {
-        let (state, at, error) = match settlement {
-            OutboxSettlement::Delivered { at } => (OutboxState::Delivered, at, None),
-            OutboxSettlement::Retry { next, error } => (OutboxState::Pending, next, Some(error)),
-            OutboxSettlement::Dead { at, error } => (OutboxState::Dead, at, Some(error)),
-        };
+        let (state, at, error) = settlement.into_parts();
         let changed = sqlx::query(
             "UPDATE outbox SET state = $2, next_attempt_at = $3, last_error = $4,
                     attempts = attempts + 1, leased_until = NULL

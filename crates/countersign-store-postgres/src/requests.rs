@@ -75,7 +75,7 @@ pub(crate) async fn create(
     // Canonical, as the SQLite store keeps it: one hash of the stored text checks it on read.
     .bind(rules::canonical_text(&r.action)?)
     .bind(&new.idempotency_key)
-    .bind(rules::next_step_at(&r.action, 0).map(Timestamp::as_millis))
+    .bind(rules::next_step(&r.action, 0).map(|(at, _)| at.as_millis()))
     .execute(&mut *conn)
     .await
     .map_err(backend)?;
@@ -418,7 +418,7 @@ pub(crate) async fn take_due_steps(
     let mut events = Vec::with_capacity(rows.len());
     for row in &rows {
         let record = record(row)?;
-        let Some(step) = rules::next_step(&record.action, record.steps_taken) else {
+        let Some((_, step)) = rules::next_step(&record.action, record.steps_taken) else {
             continue;
         };
         let taken = record.steps_taken + 1;
@@ -427,7 +427,7 @@ pub(crate) async fn take_due_steps(
              WHERE id = $4 AND status = 'pending' AND steps_taken = $5 AND next_step_at <= $3",
         )
         .bind(i64::from(taken))
-        .bind(rules::next_step_at(&record.action, taken).map(Timestamp::as_millis))
+        .bind(rules::next_step(&record.action, taken).map(|(at, _)| at.as_millis()))
         .bind(now.as_millis())
         .bind(record.action.id.to_string())
         .bind(i64::from(record.steps_taken))

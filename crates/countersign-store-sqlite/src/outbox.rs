@@ -102,13 +102,7 @@ impl Outbox for SqliteStore {
 
     async fn settle_outbox(&self, id: i64, settlement: OutboxSettlement) -> StoreResult<()> {
         self.write(move |conn| {
-            let (state, at, error) = match settlement {
-                OutboxSettlement::Delivered { at } => (OutboxState::Delivered, at, None),
-                OutboxSettlement::Retry { next, error } => {
-                    (OutboxState::Pending, next, Some(error))
-                }
-                OutboxSettlement::Dead { at, error } => (OutboxState::Dead, at, Some(error)),
-            };
+            let (state, at, error) = settlement.into_parts();
             let changed = execute(
                 conn,
                 "UPDATE outbox SET state = ?2, next_attempt_at = ?3, last_error = ?4,

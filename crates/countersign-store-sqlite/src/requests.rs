@@ -81,7 +81,7 @@ pub(crate) fn create(
             r.digest.to_hex(),
             text,
             new.idempotency_key,
-            rules::next_step_at(&r.action, 0).map(Timestamp::as_millis),
+            rules::next_step(&r.action, 0).map(|(at, _)| at.as_millis()),
         ],
     )?;
     if let Some(grant) = &new.grant {
@@ -447,7 +447,7 @@ fn take_steps(
              WHERE id = ?4 AND status = 'pending' AND steps_taken = ?5 AND next_step_at <= ?3",
             params![
                 i64::from(taken),
-                rules::next_step_at(&record.action, taken).map(Timestamp::as_millis),
+                rules::next_step(&record.action, taken).map(|(at, _)| at.as_millis()),
                 now.as_millis(),
                 record.action.id.to_string(),
                 i64::from(record.steps_taken),
@@ -628,7 +628,7 @@ impl Requests for SqliteStore {
         let due = due
             .into_iter()
             .filter_map(|record| {
-                let step = rules::next_step(&record.action, record.steps_taken)?;
+                let (_, step) = rules::next_step(&record.action, record.steps_taken)?;
                 let event = crate::audit::encode_one(event_for(&record, step), now);
                 Some(event.map(|e| (record, e)))
             })

@@ -369,3 +369,15 @@ pub enum OutboxSettlement {
         error: String,
     },
 }
+
+impl OutboxSettlement {
+    /// What is stored: the item's new state, its time (next attempt, delivery or giving up)
+    /// and the error, if it failed.
+    pub fn into_parts(self) -> (OutboxState, Timestamp, Option<String>) {
+        match self {
+            Self::Delivered { at } => (OutboxState::Delivered, at, None),
+            Self::Retry { next, error } => (OutboxState::Pending, next, Some(error)),
+            Self::Dead { at, error } => (OutboxState::Dead, at, Some(error)),
+        }
+    }
+}

@@ -145,24 +145,15 @@ pub fn expires(status: ActionStatus, expires_at: Timestamp, now: Timestamp) -> b
     status == ActionStatus::Pending && expires_at <= now
 }
 
-/// When a request's next timed step falls due once `taken` were taken, if it has one left.
-pub fn next_step_at(action: &Action, taken: u32) -> Option<Timestamp> {
+/// A request's next timed step once `taken` were taken, with when it falls due, if it has
+/// one left.
+pub fn next_step(action: &Action, taken: u32) -> Option<(Timestamp, countersign_core::TimedStep)> {
     action
         .policy
         .outcome
         .timed_steps(action.created_at, action.expires_at)
         .get(taken as usize)
-        .map(|(at, _)| *at)
-}
-
-/// The step a pending request takes next, once `taken` were taken.
-pub fn next_step(action: &Action, taken: u32) -> Option<countersign_core::TimedStep> {
-    action
-        .policy
-        .outcome
-        .timed_steps(action.created_at, action.expires_at)
-        .get(taken as usize)
-        .map(|(_, step)| *step)
+        .copied()
 }
 
 /// A one-time enrolment code as stored.

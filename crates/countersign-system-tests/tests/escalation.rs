@@ -11,11 +11,10 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use countersign_client::stream::ApproverStream;
 use countersign_core::api::ServerMessage;
-use countersign_core::{EventKind, Signature, Verdict};
+use countersign_core::{EventKind, Verdict};
 use countersign_server::channels::{ChannelConfig, ChannelKind, ChannelsConfig, NoticeKind};
 use harness::receiver::{Receiver, SECRET};
-use harness::{Harness, code, test_config};
-use p256::ecdsa::signature::Signer as _;
+use harness::{Harness, code, stream, test_config};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -36,14 +35,32 @@ fn hook(name: &str, url: String, events: Vec<NoticeKind>) -> ChannelConfig {
     }
 }
 
-async fn stream(h: &Harness, url: &str, who: usize) -> (ApproverStream, Vec<Uuid>) {
-    let a = &h.approvers[who];
-    let (s, snapshot) = ApproverStream::connect(url, a.public.key_id(), |m| {
-        Ok(Signature::from_p256(a.key.sign(m)))
-    })
-    .await
-    .expect("stream connects");
-    (s, snapshot.requests.iter().map(|v| v.id).collect())
+/// The next message on `s` that `pick` takes, skipping others.
+async fn next_taken<T>(s: &mut ApproverStream, pick: impl Fn(ServerMessage) -> Option<T>) -> T {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), s.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("stream")
+            .expect("the stream goes on");
+        if let Some(taken) = pick(message) {
+            return taken;
+        }
+    }
+}
+
+/// Submits an `incident.page` request; its id and digest.
+async fn submit_incident(h: &Harness) -> (Uuid, countersign_core::Digest) {
+    let (status, body) = h.submit(json!({"type": "incident.page"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    (
+        body["id"].as_str().expect("id").parse().expect("uuid"),
+        body["digest"]
+            .as_str()
+            .expect("digest")
+            .parse()
+            .expect("digest"),
+    )
 }
 
 /// The events of request `id` in the log, in order.
@@ -102,14 +119,7 @@ async fn a_request_without_quorum_escalates_to_more_approvers_and_reminds_before
         stopped,
     ));
 
-    let (status, body) = h.submit(json!({"type": "incident.page"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let id: Uuid = body["id"].as_str().expect("id").parse().expect("uuid");
-    let digest = body["digest"]
-        .as_str()
-        .expect("digest")
-        .parse()
-        .expect("digest");
+    let (id, digest) = submit_incident(&h).await;
     let (mut dave, inbox) = stream(&h, &url, DAVE).await;
     assert!(!inbox.contains(&id), "finance may not decide yet");
     let (status, early) = h
@@ -142,17 +152,11 @@ async fn a_request_without_quorum_escalates_to_more_approvers_and_reminds_before
         }
     );
     // Dave's console hears of it at once, as a request new to him.
-    let arrived = loop {
-        match tokio::time::timeout(Duration::from_secs(10), dave.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("stream")
-        {
-            Some(ServerMessage::Request { view, .. }) => break view,
-            Some(_) => continue,
-            None => panic!("stream ended"),
-        }
-    };
+    let arrived = next_taken(&mut dave, |m| match m {
+        ServerMessage::Request { view, .. } => Some(view),
+        _ => None,
+    })
+    .await;
     assert_eq!(arrived.id, id);
     let told = receiver.next().await;
     assert_eq!(told["verified"], json!(true), "{told}");
@@ -174,17 +178,11 @@ async fn a_request_without_quorum_escalates_to_more_approvers_and_reminds_before
     );
     let reminder = receiver.next().await;
     assert_eq!(reminder["body"]["type"], "request.reminder");
-    let update = loop {
-        match tokio::time::timeout(Duration::from_secs(10), dave.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("stream")
-        {
-            Some(ServerMessage::Update { view, .. }) => break view,
-            Some(_) => continue,
-            None => panic!("stream ended"),
-        }
-    };
+    let update = next_taken(&mut dave, |m| match m {
+        ServerMessage::Update { view, .. } => Some(view),
+        _ => None,
+    })
+    .await;
     assert_eq!(update.id, id);
 
     // Finance decides now; the outcome reaches the pager channel as it asked.
@@ -217,14 +215,7 @@ async fn a_decided_request_takes_no_more_steps() {
         h.state.clone(),
         stopped,
     ));
-    let (status, body) = h.submit(json!({"type": "incident.page"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let id: Uuid = body["id"].as_str().expect("id").parse().expect("uuid");
-    let digest = body["digest"]
-        .as_str()
-        .expect("digest")
-        .parse()
-        .expect("digest");
+    let (id, digest) = submit_incident(&h).await;
     let (status, body) = h
         .post_decision(id, &h.decision(0, id, digest, Verdict::Deny, 1))
         .await;

@@ -16,9 +16,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use countersign_client::stream::ApproverStream;
 use countersign_core::api::ServerMessage;
-use countersign_core::{Actor, EventKind, Signature, Verdict};
-use harness::{Harness, code, test_config};
-use p256::ecdsa::signature::Signer as _;
+use countersign_core::{Actor, EventKind, Verdict};
+use harness::{Harness, code, stream, test_config};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -103,16 +102,6 @@ async fn scim_token(h: &Harness) -> String {
     .await
     .expect("token")
     .1
-}
-
-async fn stream(h: &Harness, url: &str, who: usize) -> (ApproverStream, Vec<uuid::Uuid>) {
-    let a = &h.approvers[who];
-    let (s, snapshot) = ApproverStream::connect(url, a.public.key_id(), |m| {
-        Ok(Signature::from_p256(a.key.sign(m)))
-    })
-    .await
-    .expect("stream connects");
-    (s, snapshot.requests.iter().map(|v| v.id).collect())
 }
 
 async fn next(s: &mut ApproverStream) -> Option<ServerMessage> {

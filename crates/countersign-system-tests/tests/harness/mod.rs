@@ -419,3 +419,19 @@ impl Harness {
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
 }
+
+/// Approver `who`'s stream from the service at `url`, and the ids its snapshot held.
+pub async fn stream(
+    h: &Harness,
+    url: &str,
+    who: usize,
+) -> (countersign_client::stream::ApproverStream, Vec<Uuid>) {
+    let a = &h.approvers[who];
+    let (s, snapshot) =
+        countersign_client::stream::ApproverStream::connect(url, a.public.key_id(), |m| {
+            Ok(Signature::from_p256(a.key.sign(m)))
+        })
+        .await
+        .expect("stream connects");
+    (s, snapshot.requests.iter().map(|v| v.id).collect())
+}
