@@ -44,6 +44,10 @@ enum Command {
     Pending(approver::ProfileArg),
     /// Approve a request, signing with your enrolled key.
     Approve(approver::DecideArgs),
+    /// List break-glass uses waiting for your review.
+    Reviews(approver::ProfileArg),
+    /// Review a break-glass use (granted without approval), signing with your enrolled key.
+    Review(approver::ReviewArgs),
     /// Deny a request, signing with your enrolled key.
     Deny(approver::DecideArgs),
     /// Create, enrol and list approver keys.
@@ -80,6 +84,8 @@ fn main() -> std::process::ExitCode {
             Command::Exec(a) => exec::run(a).await,
             Command::Pending(a) => approver::pending(a).await.map(|()| 0),
             Command::Approve(a) => approver::decide(a, Verdict::Approve).await.map(|()| 0),
+            Command::Reviews(a) => approver::reviews(a).await.map(|()| 0),
+            Command::Review(a) => approver::review(a).await.map(|()| 0),
             Command::Deny(a) => approver::decide(a, Verdict::Deny).await.map(|()| 0),
             Command::Keys(a) => keys::keys(a).await.map(|()| 0),
             Command::Admin(a) => admin::run(a).await.map(|()| 0),

@@ -1500,3 +1500,64 @@ fn a_notice_no_receiver_takes_is_listed_dead_and_can_be_sent_again() {
         "{log}"
     );
 }
+
+const BREAK_GLASS_POLICY: &str = r#"package countersign
+import rego.v1
+decision := {"outcome": "break_glass", "reason": "on-call emergency", "review_quorum": 1,
+             "review_groups": ["security"]} if input.action.break_glass == true
+else := {"outcome": "require_approval", "reason": "one approver", "quorum": 1, "groups": ["security"],
+         "ttl_seconds": 900, "require_hardware_key": false, "quick_approve": false}
+"#;
+
+#[test]
+fn break_glass_runs_at_once_and_a_reviewer_signs_the_review_from_the_command_line() {
+    let w = World::new();
+    let policy = w.root.join("policy.rego");
+    std::fs::write(&policy, BREAK_GLASS_POLICY).expect("policy");
+    let server = Server::start_with(
+        &w.data,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+            &policy.display().to_string(),
+        ],
+    );
+    let bob = w.enroll("bob", &server.url);
+    let erin = w.enroll("erin", &server.url);
+    let out = request(
+        &server.url,
+        &w.token,
+        "db.restore",
+        "payments down, restoring last night's snapshot",
+        &["--break-glass"],
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "granted at once: {said}");
+    let listed = ok(&["reviews", "--profile", &bob]);
+    let line = listed.lines().next().expect("one break-glass use");
+    assert!(
+        line.contains("BREAK-GLASS") && line.contains("db.restore"),
+        "{line}"
+    );
+    let id = line.split_whitespace().next().expect("id");
+    // Erin is in finance: not a reviewer here.
+    let refused = cs(&["review", id, "--profile", &erin]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("only members of security"));
+    let reviewed = ok(&[
+        "review",
+        id,
+        "--concern",
+        "--comment",
+        "no ticket",
+        "--profile",
+        &bob,
+    ]);
+    assert!(
+        reviewed.contains("with a concern") && reviewed.contains("1/1 reviews, complete"),
+        "{reviewed}"
+    );
+    assert!(ok(&["reviews", "--profile", &bob]).is_empty());
+    server.stop();
+}

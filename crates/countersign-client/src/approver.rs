@@ -275,3 +275,39 @@ pub fn sign_decision(
         signature,
     })
 }
+
+/// Signs a review of the break-glass request in `view`, after checking that the view hashes to
+/// the digest it claims (as for decisions).
+pub fn sign_review(
+    view: &ActionView,
+    reviewer_id: &str,
+    key_id: KeyId,
+    concern: bool,
+    comment: &str,
+    sign: impl Fn(&[u8]) -> Result<Signature, String>,
+) -> Result<countersign_core::SignedReview, ApproverError> {
+    let digest = view
+        .action
+        .digest()
+        .map_err(|e| ApproverError::Encoding(e.to_string()))?;
+    if digest != view.digest {
+        return Err(ApproverError::DigestMismatch);
+    }
+    let mut nonce = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut nonce);
+    let review = countersign_core::Review {
+        request_id: view.id,
+        request_digest: digest,
+        reviewer_id: reviewer_id.to_owned(),
+        key_id,
+        reviewed_at: now(),
+        concern,
+        comment: comment.to_owned(),
+        nonce: Nonce(nonce),
+    };
+    let payload = review
+        .signing_payload()
+        .map_err(|e| ApproverError::Encoding(e.to_string()))?;
+    let signature = sign(&payload).map_err(ApproverError::Sign)?;
+    Ok(countersign_core::SignedReview { review, signature })
+}

@@ -382,6 +382,23 @@ impl Client {
         self.get("/v1/pending").await
     }
 
+    /// Break-glass requests waiting for this approver's review.
+    pub async fn pending_reviews(&self) -> Result<Vec<ActionView>, ClientError> {
+        self.get("/v1/pending-reviews").await
+    }
+
+    /// Sends a signed review of a break-glass request.
+    pub async fn review(
+        &self,
+        review: &countersign_core::SignedReview,
+    ) -> Result<countersign_core::api::ReviewResult, ClientError> {
+        self.post(
+            &format!("/v1/actions/{}/reviews", review.review.request_id),
+            review,
+        )
+        .await
+    }
+
     /// A request as approvers see it.
     pub async fn view(&self, id: Uuid) -> Result<ActionView, ClientError> {
         self.get(&format!("/v1/actions/{id}/view")).await

@@ -190,6 +190,14 @@ pub struct ActionRequest {
     /// The human the agent acts for, who may then not approve it either.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_behalf_of: Option<String>,
+    /// An emergency: asks the policy for break-glass (granted at once without quorum where
+    /// the policy allows it, loudly, and reviewed afterwards).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub break_glass: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl ActionRequest {

@@ -125,6 +125,18 @@ pub struct DecisionResult {
     pub quorum: u32,
 }
 
+/// What a review of a break-glass request did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewResult {
+    /// Reviews so far.
+    pub reviews: u32,
+    /// Reviews needed.
+    pub review_quorum: u32,
+    /// The reviews are complete.
+    pub complete: bool,
+}
+
 /// Body of `POST /v1/grants/{id}/redeem`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

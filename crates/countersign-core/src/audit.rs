@@ -11,6 +11,7 @@ use crate::digest::Digest;
 use crate::ecdsa::{KeyId, PublicKey};
 use crate::grant::SignedGrant;
 use crate::merkle;
+use crate::review::SignedReview;
 use crate::timestamp::Timestamp;
 
 /// Who caused an event.
@@ -150,6 +151,20 @@ pub enum EventKind {
         /// Seconds left before it expires.
         seconds_left: u32,
     },
+    /// A reviewer signed a review of a break-glass request.
+    ReviewRecorded {
+        /// The review and signature, verifiable offline.
+        review: SignedReview,
+        /// What kind of key signed it.
+        key_kind: KeyKind,
+    },
+    /// A break-glass request has all the reviews its policy asked for.
+    ReviewCompleted {
+        /// The request.
+        action_id: Uuid,
+        /// How many of the reviews raised a concern.
+        concerns: u32,
+    },
     /// A grant was issued to the agent.
     GrantIssued {
         /// The signed grant.
@@ -230,6 +245,8 @@ impl EventKind {
             EventKind::Cancelled { .. } => "cancelled",
             EventKind::Escalated { .. } => "escalated",
             EventKind::Reminded { .. } => "reminded",
+            EventKind::ReviewRecorded { .. } => "review_recorded",
+            EventKind::ReviewCompleted { .. } => "review_completed",
             EventKind::GrantIssued { .. } => "grant_issued",
             EventKind::GrantRedeemed { .. } => "grant_redeemed",
             EventKind::ExecutionReported { .. } => "execution_reported",
@@ -246,12 +263,14 @@ impl EventKind {
             EventKind::RequestCreated { action, .. } => Some(action.id),
             EventKind::DecisionRecorded { decision, .. } => Some(decision.decision.request_id),
             EventKind::GrantIssued { grant } => Some(grant.grant.request_id),
+            EventKind::ReviewRecorded { review, .. } => Some(review.review.request_id),
             EventKind::Notified { action_id, .. }
             | EventKind::Approved { action_id, .. }
             | EventKind::Denied { action_id, .. }
             | EventKind::Expired { action_id }
             | EventKind::Escalated { action_id, .. }
             | EventKind::Reminded { action_id, .. }
+            | EventKind::ReviewCompleted { action_id, .. }
             | EventKind::Cancelled { action_id, .. }
             | EventKind::GrantRedeemed { action_id, .. }
             | EventKind::ExecutionReported { action_id, .. } => Some(*action_id),

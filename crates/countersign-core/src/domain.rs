@@ -7,6 +7,8 @@ pub const REQUEST: &[u8] = b"countersign/request/v1\n";
 pub const DECISION: &[u8] = b"countersign/decision/v1\n";
 /// Prefix of the service's grant signature payload.
 pub const GRANT: &[u8] = b"countersign/grant/v1\n";
+/// A reviewer's signed review of a break-glass request.
+pub const REVIEW: &[u8] = b"countersign/review/v1\n";
 /// Prefix of the service's checkpoint signature payload.
 pub const CHECKPOINT: &[u8] = b"countersign/checkpoint/v1\n";
 /// Prefix of a witness's cosignature of a checkpoint it verified.

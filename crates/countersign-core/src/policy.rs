@@ -49,6 +49,16 @@ pub enum PolicyOutcome {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         remind_before_seconds: Vec<u32>,
     },
+    /// An emergency the policy lets through without quorum, for a request that asked for
+    /// break-glass: granted at once, marked everywhere, and open until `review_quorum`
+    /// distinct reviewers from `review_groups` (any approver when empty) sign a review.
+    BreakGlass {
+        /// Distinct reviewers needed.
+        review_quorum: u32,
+        /// Groups whose members may review.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        review_groups: Vec<String>,
+    },
 }
 
 /// What happens when a request still lacks quorum some time after it was made: more groups
@@ -173,7 +183,9 @@ impl PolicyOutcome {
     pub fn quorum(&self) -> Option<u32> {
         match self {
             PolicyOutcome::RequireApproval { quorum, .. } => Some(*quorum),
-            PolicyOutcome::Allow {} | PolicyOutcome::Deny {} => None,
+            PolicyOutcome::Allow {} | PolicyOutcome::Deny {} | PolicyOutcome::BreakGlass { .. } => {
+                None
+            }
         }
     }
 }

@@ -142,6 +142,7 @@ pub fn action_for(call: &ToolCall<'_>) -> Result<ActionRequest, ActionError> {
         diff: call.diff.clone(),
         tags,
         on_behalf_of: None,
+        break_glass: false,
     };
     request.validate()?;
     Ok(request)
@@ -170,6 +171,7 @@ pub fn action_for_resource(upstream: &Upstream, uri: &str) -> Result<ActionReque
         diff: None,
         tags: upstream.tags.clone(),
         on_behalf_of: None,
+        break_glass: false,
     };
     request.validate()?;
     Ok(request)

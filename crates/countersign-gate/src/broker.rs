@@ -274,6 +274,7 @@ async fn prepare_sql(
         diff,
         tags: merged_tags(connection, analysis.tags.iter().cloned()),
         on_behalf_of: None,
+        break_glass: false,
     };
     action.validate()?;
     Ok(Prepared {
@@ -359,6 +360,7 @@ fn prepare_command(
         diff: None,
         tags: connection.tags.clone(),
         on_behalf_of: None,
+        break_glass: false,
     };
     action.validate()?;
     Ok(Prepared {

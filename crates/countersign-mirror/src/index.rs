@@ -108,6 +108,7 @@ impl RequestRow {
             PolicyOutcome::Allow {} => ("allow", 0),
             PolicyOutcome::Deny {} => ("deny", 0),
             PolicyOutcome::RequireApproval { quorum, .. } => ("require_approval", *quorum),
+            PolicyOutcome::BreakGlass { .. } => ("break_glass", 0),
         };
         Self {
             seq: seq as i64,

@@ -128,6 +128,15 @@ pub enum SignatureJob {
         /// The key.
         key: PublicKey,
     },
+    /// A break-glass review, against the reviewer key the log enrolled.
+    Review {
+        /// The event.
+        seq: u64,
+        /// The review.
+        review: Box<countersign_core::SignedReview>,
+        /// The key.
+        key: PublicKey,
+    },
     /// A grant, against the service key.
     Grant {
         /// The event.
@@ -161,6 +170,15 @@ impl SignatureJob {
                 key.verify(&payload, &decision.signature)
                     .map_err(|e| bad(e.to_string()))
             }
+            SignatureJob::Review { seq, review, key } => review.verify(key).map_err(|e| {
+                Alarm::new(
+                    AlarmKind::BadEvent,
+                    format!(
+                        "event {seq}: review by {} does not verify: {e}",
+                        review.review.reviewer_id
+                    ),
+                )
+            }),
             SignatureJob::Grant { seq, grant, key } => {
                 let bad =
                     |what: String| Alarm::new(AlarmKind::BadEvent, format!("event {seq}: {what}"));
@@ -388,6 +406,56 @@ impl EventChecker {
                     ));
                 }
             }
+            EventKind::ReviewRecorded { review, key_kind } => {
+                let r = &review.review;
+                let key = self.keys.get(&r.key_id).ok_or_else(|| {
+                    bad(
+                        event,
+                        format!(
+                            "review by {} is signed by key {}, which the log never enrolled",
+                            r.reviewer_id,
+                            r.key_id.short()
+                        ),
+                    )
+                })?;
+                if key.approver_id != r.reviewer_id
+                    || key.revoked_seq.is_some_and(|at| at < event.seq)
+                    || key.kind != *key_kind
+                {
+                    return Err(bad(
+                        event,
+                        format!(
+                            "review by {} uses key {} of {}, revoked or of another kind",
+                            r.reviewer_id,
+                            r.key_id.short(),
+                            key.approver_id
+                        ),
+                    ));
+                }
+                jobs.push(SignatureJob::Review {
+                    seq: event.seq,
+                    review: Box::new(review.clone()),
+                    key: key.public_key.clone(),
+                });
+                let request = self.request(event, &r.request_id)?;
+                if request.digest != r.request_digest {
+                    return Err(bad(
+                        event,
+                        format!("review by {} is for another digest", r.reviewer_id),
+                    ));
+                }
+                if request.requester == r.reviewer_id
+                    || request.on_behalf_of.as_deref() == Some(r.reviewer_id.as_str())
+                {
+                    return Err(bad(
+                        event,
+                        format!(
+                            "{} reviewed their own break-glass request {}",
+                            r.reviewer_id, r.request_id
+                        ),
+                    ));
+                }
+            }
             EventKind::GrantIssued { grant } => {
                 if self.grant_signatures {
                     jobs.push(SignatureJob::Grant {
@@ -446,6 +514,7 @@ impl EventChecker {
             | EventKind::Cancelled { .. }
             | EventKind::Escalated { .. }
             | EventKind::Reminded { .. }
+            | EventKind::ReviewCompleted { .. }
             | EventKind::GrantRedeemed { .. }
             | EventKind::ExecutionReported { .. }
             | EventKind::PolicyChanged { .. }

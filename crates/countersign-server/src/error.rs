@@ -88,6 +88,7 @@ fn conflict_code(c: Conflict) -> &'static str {
         Conflict::IdempotencyKeyUsed => "idempotency_key_reused",
         Conflict::Stale => "stale",
         Conflict::Deprovisioned => "deprovisioned",
+        Conflict::ReviewNotExpected => "review_not_expected",
     }
 }
 

@@ -90,6 +90,10 @@ struct RawDecision {
     escalation: Option<Vec<countersign_core::EscalationStep>>,
     #[serde(default)]
     remind_before_seconds: Option<Vec<u32>>,
+    #[serde(default)]
+    review_quorum: Option<u32>,
+    #[serde(default)]
+    review_groups: Option<Vec<String>>,
 }
 
 fn compile(path: &str, source: &str) -> Result<Compiled, PolicyError> {
@@ -490,6 +494,21 @@ fn outcome(raw: &RawDecision) -> Result<PolicyOutcome, String> {
                 remind_before_seconds: reminders(raw, ttl_seconds)?,
             })
         }
+        "break_glass" => {
+            let review_quorum = raw.review_quorum.ok_or("review_quorum missing")?;
+            if review_quorum == 0 || review_quorum > 16 {
+                return Err(format!("review_quorum {review_quorum} is outside 1..=16"));
+            }
+            let review_groups = raw.review_groups.clone().unwrap_or_default();
+            for g in &review_groups {
+                countersign_core::identifier::check("review_groups", g)
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(PolicyOutcome::BreakGlass {
+                review_quorum,
+                review_groups,
+            })
+        }
         other => Err(format!("unknown outcome {other:?}")),
     }
 }
@@ -507,6 +526,7 @@ mod tests {
             PolicyOutcome::Allow {} => "allow",
             PolicyOutcome::Deny {} => "deny",
             PolicyOutcome::RequireApproval { .. } => "require_approval",
+            PolicyOutcome::BreakGlass { .. } => "break_glass",
         }
     }
 
@@ -741,6 +761,8 @@ mod tests {
             require_attested_key: None,
             escalation: None,
             remind_before_seconds: None,
+            review_quorum: None,
+            review_groups: None,
         };
         assert!(outcome(&raw(59)).is_err());
         assert!(outcome(&raw(MAX_SIGN_IN_AGE_SECONDS + 1)).is_err());
@@ -768,6 +790,8 @@ mod tests {
             require_attested_key: None,
             escalation: serde_json::from_value(escalation).expect("steps"),
             remind_before_seconds: serde_json::from_value(reminders).expect("points"),
+            review_quorum: None,
+            review_groups: None,
         }
     }
 

@@ -16,7 +16,7 @@ use crate::PgStore;
 use crate::codec::backend;
 
 /// Tables in an order that satisfies the foreign keys.
-const TABLES: [&str; 18] = [
+const TABLES: [&str; 19] = [
     "audit_events",
     "checkpoints",
     "api_tokens",
@@ -35,6 +35,7 @@ const TABLES: [&str; 18] = [
     "directory_members",
     "outbox",
     "outbox_position",
+    "reviews",
 ];
 
 /// What was copied.

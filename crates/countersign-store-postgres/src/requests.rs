@@ -5,11 +5,11 @@
 use async_trait::async_trait;
 use countersign_core::{
     ActionStatus, AuditEvent, Digest, ExecutionOutcome, KeyKind, SignedDecision, SignedGrant,
-    TimedStep, Timestamp,
+    SignedReview, TimedStep, Timestamp,
 };
 use countersign_store::{
     Conflict, DecisionEffects, DecisionOutcome, DecisionRecord, GrantRecord, NewEvent, NewRequest,
-    RequestRecord, Requests, StoreError, StoreResult, rules,
+    RequestRecord, Requests, ReviewRecord, StoreError, StoreResult, rules,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -62,8 +62,8 @@ pub(crate) async fn create(
         }
     }
     sqlx::query(
-        "INSERT INTO actions (id, created_at, expires_at, updated_at, status, quorum, digest, action_json, idempotency_key, next_step_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO actions (id, created_at, expires_at, updated_at, status, quorum, digest, action_json, idempotency_key, next_step_at, review_quorum)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(r.action.id.to_string())
     .bind(r.action.created_at.as_millis())
@@ -76,6 +76,7 @@ pub(crate) async fn create(
     .bind(rules::canonical_text(&r.action)?)
     .bind(&new.idempotency_key)
     .bind(rules::next_step(&r.action, 0).map(|(at, _)| at.as_millis()))
+    .bind(rules::review_quorum(&r.action).map(i64::from))
     .execute(&mut *conn)
     .await
     .map_err(backend)?;
@@ -441,6 +442,81 @@ pub(crate) async fn take_due_steps(
     audit::append(conn, events, now).await
 }
 
+/// Records a review under the write lock, conditioned as the SQLite store's (`rules::review`).
+pub(crate) async fn record_review(
+    conn: &mut PgConnection,
+    review: &SignedReview,
+    key_kind: KeyKind,
+    event: NewEvent,
+    completed: &(dyn Fn(u32) -> NewEvent + Send + Sync),
+    now: Timestamp,
+) -> StoreResult<Vec<AuditEvent>> {
+    let r = &review.review;
+    let id = r.request_id.to_string();
+    let row = sqlx::query(
+        "SELECT review_quorum,
+                (SELECT COUNT(*) FROM reviews WHERE action_id = $1) AS reviews,
+                (SELECT COUNT(*) FROM reviews WHERE action_id = $1 AND reviewer_id = $2) AS mine,
+                (SELECT COUNT(*) FROM reviews WHERE nonce = $3) AS nonce_seen,
+                (SELECT COUNT(*) FROM approver_keys WHERE key_id = $4 AND approver_id = $2
+                  AND revoked_at IS NULL) AS key_active
+         FROM actions WHERE id = $1",
+    )
+    .bind(&id)
+    .bind(&r.reviewer_id)
+    .bind(r.nonce.to_string())
+    .bind(r.key_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend)?
+    .ok_or(StoreError::NotFound("action"))?;
+    let count = |name: &str| -> StoreResult<i64> { row.try_get::<i64, _>(name).map_err(backend) };
+    let state = rules::ReviewState {
+        quorum: row
+            .try_get::<Option<i64>, _>("review_quorum")
+            .map_err(backend)?
+            .map(|q| u32::try_from(q).unwrap_or(u32::MAX)),
+        reviews: u32::try_from(count("reviews")?).unwrap_or(u32::MAX),
+        already_reviewed: count("mine")? > 0,
+        nonce_seen: count("nonce_seen")? > 0,
+        key_active: count("key_active")? > 0,
+    };
+    let completes = rules::review(&state).map_err(StoreError::Conflict)?;
+    sqlx::query(
+        "INSERT INTO reviews (action_id, reviewer_id, nonce, key_kind, concern, recorded_at, signed_json)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&id)
+    .bind(&r.reviewer_id)
+    .bind(r.nonce.to_string())
+    .bind(enum_text(&key_kind)?)
+    .bind(i64::from(r.concern))
+    .bind(now.as_millis())
+    .bind(to_json(review)?)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let mut events = vec![event];
+    if completes {
+        let concerns: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM reviews WHERE action_id = $1 AND concern = 1")
+                .bind(&id)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(backend)?;
+        events.push(completed(u32::try_from(concerns).unwrap_or(u32::MAX)));
+    }
+    audit::append(conn, events, now).await
+}
+
+fn review_record(row: &PgRow) -> StoreResult<ReviewRecord> {
+    Ok(ReviewRecord {
+        review: json("review", row.get("signed_json"))?,
+        key_kind: enum_from("key kind", row.get("key_kind"))?,
+        recorded_at: ts(row.get("recorded_at"))?,
+    })
+}
+
 pub(crate) async fn next_step(conn: &mut PgConnection) -> StoreResult<Option<Timestamp>> {
     let ms: Option<i64> =
         sqlx::query_scalar("SELECT MIN(next_step_at) FROM actions WHERE status = 'pending'")
@@ -579,6 +655,43 @@ impl Requests for PgStore {
 
     async fn next_step(&self) -> StoreResult<Option<Timestamp>> {
         next_step(&mut *self.conn().await?).await
+    }
+
+    async fn record_review(
+        &self,
+        review: &SignedReview,
+        key_kind: KeyKind,
+        event: NewEvent,
+        completed: &(dyn Fn(u32) -> NewEvent + Send + Sync),
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let mut tx = self.begin().await?;
+        let appended = record_review(&mut tx, review, key_kind, event, completed, now).await?;
+        commit(tx, appended).await
+    }
+
+    async fn reviews(&self, action_id: Uuid) -> StoreResult<Vec<ReviewRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM reviews WHERE action_id = $1 ORDER BY recorded_at, reviewer_id",
+        )
+        .bind(action_id.to_string())
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(review_record).collect()
+    }
+
+    async fn awaiting_review(&self, limit: u32) -> StoreResult<Vec<RequestRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM actions a WHERE a.review_quorum IS NOT NULL
+               AND (SELECT COUNT(*) FROM reviews r WHERE r.action_id = a.id) < a.review_quorum
+             ORDER BY a.created_at, a.id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(record).collect()
     }
 
     async fn cancel_request(

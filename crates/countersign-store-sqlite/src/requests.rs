@@ -5,11 +5,11 @@
 use async_trait::async_trait;
 use countersign_core::{
     ActionStatus, AuditEvent, Digest, EncodedEvent, ExecutionOutcome, KeyId, KeyKind,
-    SignedDecision, SignedGrant, TimedStep, Timestamp,
+    SignedDecision, SignedGrant, SignedReview, TimedStep, Timestamp,
 };
 use countersign_store::{
     Conflict, DecisionContext, DecisionEffects, DecisionOutcome, DecisionRecord, GrantRecord,
-    NewEvent, NewRequest, RequestRecord, Requests, StoreError, StoreResult, rules,
+    NewEvent, NewRequest, RequestRecord, Requests, ReviewRecord, StoreError, StoreResult, rules,
 };
 use rusqlite::{Connection, Row, params};
 use uuid::Uuid;
@@ -69,8 +69,8 @@ pub(crate) fn create(
     }
     execute(
         conn,
-        "INSERT INTO actions (id, created_at, expires_at, updated_at, status, quorum, digest, action_json, idempotency_key, next_step_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO actions (id, created_at, expires_at, updated_at, status, quorum, digest, action_json, idempotency_key, next_step_at, review_quorum)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         params![
             r.action.id.to_string(),
             r.action.created_at.as_millis(),
@@ -82,6 +82,7 @@ pub(crate) fn create(
             text,
             new.idempotency_key,
             rules::next_step(&r.action, 0).map(|(at, _)| at.as_millis()),
+            rules::review_quorum(&r.action).map(i64::from),
         ],
     )?;
     if let Some(grant) = &new.grant {
@@ -421,6 +422,78 @@ pub(crate) fn cancel(
     audit::append(conn, vec![event])
 }
 
+/// Records `review` (its JSON `json`) with `event`, and `completed` when it completes the
+/// reviews, the rules checked in this transaction.
+pub(crate) fn record_review(
+    conn: &Connection,
+    review: &SignedReview,
+    key_kind: KeyKind,
+    json: String,
+    event: EncodedEvent,
+    completed: Box<dyn FnOnce(u32) -> StoreResult<EncodedEvent> + Send>,
+    now: Timestamp,
+) -> StoreResult<Vec<AuditEvent>> {
+    let r = &review.review;
+    let id = r.request_id.to_string();
+    let state = select_one(
+        conn,
+        "SELECT review_quorum,
+                (SELECT COUNT(*) FROM reviews WHERE action_id = ?1) AS reviews,
+                (SELECT COUNT(*) FROM reviews WHERE action_id = ?1 AND reviewer_id = ?2) AS mine,
+                (SELECT COUNT(*) FROM reviews WHERE nonce = ?3) AS nonce_seen,
+                (SELECT COUNT(*) FROM approver_keys WHERE key_id = ?4 AND approver_id = ?2
+                  AND revoked_at IS NULL) AS key_active
+         FROM actions WHERE id = ?1",
+        params![id, r.reviewer_id, r.nonce.to_string(), r.key_id.to_string()],
+        |row| {
+            Ok(rules::ReviewState {
+                quorum: col::<Option<i64>>(row, "review_quorum")?
+                    .map(|q| u32::try_from(q).unwrap_or(u32::MAX)),
+                reviews: u32::try_from(col::<i64>(row, "reviews")?).unwrap_or(u32::MAX),
+                already_reviewed: col::<i64>(row, "mine")? > 0,
+                nonce_seen: col::<i64>(row, "nonce_seen")? > 0,
+                key_active: col::<i64>(row, "key_active")? > 0,
+            })
+        },
+    )?
+    .ok_or(StoreError::NotFound("action"))?;
+    let completes = rules::review(&state).map_err(StoreError::Conflict)?;
+    execute(
+        conn,
+        "INSERT INTO reviews (action_id, reviewer_id, nonce, key_kind, concern, recorded_at, signed_json)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        params![
+            id,
+            r.reviewer_id,
+            r.nonce.to_string(),
+            enum_text(&key_kind)?,
+            i64::from(r.concern),
+            now.as_millis(),
+            json,
+        ],
+    )?;
+    let mut events = vec![event];
+    if completes {
+        let concerns = select_one(
+            conn,
+            "SELECT COUNT(*) AS n FROM reviews WHERE action_id = ? AND concern = 1",
+            [&id],
+            |row| col::<i64>(row, "n"),
+        )?
+        .unwrap_or(0);
+        events.push(completed(u32::try_from(concerns).unwrap_or(u32::MAX))?);
+    }
+    audit::append(conn, events)
+}
+
+fn review_record(row: &Row<'_>) -> StoreResult<ReviewRecord> {
+    Ok(ReviewRecord {
+        review: json("review", &col::<String>(row, "signed_json")?)?,
+        key_kind: enum_from("key kind", &col::<String>(row, "key_kind")?)?,
+        recorded_at: ts(col(row, "recorded_at")?)?,
+    })
+}
+
 /// Pending requests whose next timed step is due.
 fn due_steps(conn: &Connection, now: Timestamp) -> StoreResult<Vec<RequestRecord>> {
     select(
@@ -458,6 +531,25 @@ fn take_steps(
         }
     }
     audit::append(conn, events)
+}
+
+/// The reviews the request needs (0 when it is not break-glass or does not exist: the
+/// transaction then refuses the review).
+async fn review_quorum_of(store: &SqliteStore, id: Uuid) -> StoreResult<u32> {
+    store
+        .read(move |c| {
+            select_one(
+                c,
+                "SELECT review_quorum FROM actions WHERE id = ?",
+                [id.to_string()],
+                |row| col::<Option<i64>>(row, "review_quorum"),
+            )
+        })
+        .await
+        .map(|q| {
+            q.flatten()
+                .map_or(0, |q| u32::try_from(q).unwrap_or(16).min(16))
+        })
 }
 
 pub(crate) fn next_step(conn: &Connection) -> StoreResult<Option<Timestamp>> {
@@ -641,5 +733,57 @@ impl Requests for SqliteStore {
 
     async fn next_step(&self) -> StoreResult<Option<Timestamp>> {
         self.read(next_step).await
+    }
+
+    async fn record_review(
+        &self,
+        review: &SignedReview,
+        key_kind: KeyKind,
+        event: NewEvent,
+        completed: &(dyn Fn(u32) -> NewEvent + Send + Sync),
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let json = to_json(review)?;
+        let event = crate::audit::encode_one(event, now)?;
+        // Both possible completion events are made here: the writer thread cannot borrow
+        // `completed`; the count of concerns is only known in the transaction.
+        let quorum = review_quorum_of(self, review.review.request_id).await?;
+        let made: Vec<EncodedEvent> = (0..=quorum)
+            .map(|concerns| crate::audit::encode_one(completed(concerns), now))
+            .collect::<StoreResult<_>>()?;
+        let completed = Box::new(move |concerns: u32| {
+            made.get(concerns as usize)
+                .cloned()
+                .ok_or_else(|| StoreError::Backend("more concerns than reviews".into()))
+        });
+        let review = review.clone();
+        self.write(move |c| record_review(c, &review, key_kind, json, event, completed, now))
+            .await
+    }
+
+    async fn reviews(&self, action_id: Uuid) -> StoreResult<Vec<ReviewRecord>> {
+        self.read(move |c| {
+            select(
+                c,
+                "SELECT * FROM reviews WHERE action_id = ? ORDER BY recorded_at, reviewer_id",
+                [action_id.to_string()],
+                review_record,
+            )
+        })
+        .await
+    }
+
+    async fn awaiting_review(&self, limit: u32) -> StoreResult<Vec<RequestRecord>> {
+        self.read(move |c| {
+            select(
+                c,
+                "SELECT * FROM actions a WHERE a.review_quorum IS NOT NULL
+                   AND (SELECT COUNT(*) FROM reviews r WHERE r.action_id = a.id) < a.review_quorum
+                 ORDER BY a.created_at, a.id LIMIT ?",
+                [limit],
+                record,
+            )
+        })
+        .await
     }
 }

@@ -56,6 +56,7 @@ macro_rules! conformance_tests {
             outbox_position_moves_once_and_notices_are_queued_once,
             outbox_claims_hold_items_until_their_lease_ends_and_settle_once,
             timed_steps_are_taken_once_each_in_order_while_pending,
+            break_glass_reviews_count_distinct_reviewers_once_until_complete,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -2017,5 +2018,192 @@ pub async fn timed_steps_are_taken_once_each_in_order_while_pending<S: Store>(st
             .await
             .expect("none")
             .is_empty()
+    );
+}
+
+fn review(
+    record: &RequestRecord,
+    reviewer: &str,
+    concern: bool,
+    nonce: u8,
+    seed: u8,
+) -> countersign_core::SignedReview {
+    let (k, p) = key(seed);
+    let review = countersign_core::Review {
+        request_id: record.action.id,
+        request_digest: record.digest,
+        reviewer_id: reviewer.into(),
+        key_id: p.key_id(),
+        reviewed_at: t(10),
+        concern,
+        comment: String::new(),
+        nonce: Nonce([nonce; 16]),
+    };
+    let signature = Signature::from_p256(k.sign(&review.signing_payload().expect("payload")));
+    countersign_core::SignedReview { review, signature }
+}
+
+/// A break-glass request takes one review per reviewer, each with a fresh nonce and an active
+/// key of the reviewer, until its review quorum; the last one appends the completion with the
+/// count of concerns; no request that is not break-glass takes any, and a complete one no more.
+pub async fn break_glass_reviews_count_distinct_reviewers_once_until_complete<S: Store>(store: &S) {
+    enrol_deciders(store).await;
+    let (mut new, _) = sample_action(80, 1);
+    new.record.action.policy.outcome = PolicyOutcome::BreakGlass {
+        review_quorum: 2,
+        review_groups: vec!["security".into()],
+    };
+    new.record.status = ActionStatus::Approved;
+    new.record.quorum = 0;
+    new.record.digest = new.record.action.digest().expect("digest");
+    store
+        .create_request(&new, Vec::new(), t(0))
+        .await
+        .expect("create");
+    let record = new.record;
+    let recorded = |r: &countersign_core::SignedReview| {
+        NewEvent::new(
+            Actor::Approver(r.review.reviewer_id.clone()),
+            EventKind::ReviewRecorded {
+                review: r.clone(),
+                key_kind: KeyKind::Software,
+            },
+        )
+    };
+    let id = record.action.id;
+    let completed = move |concerns: u32| {
+        NewEvent::new(
+            Actor::System,
+            EventKind::ReviewCompleted {
+                action_id: id,
+                concerns,
+            },
+        )
+    };
+    let awaiting = store.awaiting_review(10).await.expect("awaiting");
+    assert_eq!(
+        awaiting.iter().map(|r| r.action.id).collect::<Vec<_>>(),
+        [id]
+    );
+
+    let bob = review(&record, "bob", false, 1, 1);
+    let appended = store
+        .record_review(&bob, KeyKind::Software, recorded(&bob), &completed, t(11))
+        .await
+        .expect("first review");
+    assert_eq!(appended.len(), 1);
+    // Bob again, with his other key: one review per reviewer.
+    let again = review(&record, "bob", true, 2, 3);
+    assert_eq!(
+        conflict(
+            store
+                .record_review(
+                    &again,
+                    KeyKind::Software,
+                    recorded(&again),
+                    &completed,
+                    t(12)
+                )
+                .await
+        ),
+        Conflict::AlreadyDecided
+    );
+    // Carol replaying bob's nonce.
+    let replay = review(&record, "carol", true, 1, 2);
+    assert_eq!(
+        conflict(
+            store
+                .record_review(
+                    &replay,
+                    KeyKind::Software,
+                    recorded(&replay),
+                    &completed,
+                    t(12)
+                )
+                .await
+        ),
+        Conflict::NonceReused
+    );
+    // Carol with bob's key.
+    let stolen = review(&record, "carol", true, 4, 1);
+    assert_eq!(
+        conflict(
+            store
+                .record_review(
+                    &stolen,
+                    KeyKind::Software,
+                    recorded(&stolen),
+                    &completed,
+                    t(12)
+                )
+                .await
+        ),
+        Conflict::KeyRevoked
+    );
+    let carol = review(&record, "carol", true, 5, 2);
+    let appended = store
+        .record_review(
+            &carol,
+            KeyKind::Software,
+            recorded(&carol),
+            &completed,
+            t(13),
+        )
+        .await
+        .expect("second review");
+    assert_eq!(appended.len(), 2);
+    assert_eq!(
+        appended[1].event,
+        EventKind::ReviewCompleted {
+            action_id: id,
+            concerns: 1
+        }
+    );
+    assert!(
+        store
+            .awaiting_review(10)
+            .await
+            .expect("awaiting")
+            .is_empty()
+    );
+    let reviews = store.reviews(id).await.expect("reviews");
+    assert_eq!(
+        reviews
+            .iter()
+            .map(|r| r.review.review.reviewer_id.as_str())
+            .collect::<Vec<_>>(),
+        ["bob", "carol"]
+    );
+    // Complete: no more reviews. Not break-glass: none at all.
+    let late = review(&record, "dave", false, 6, 4);
+    assert_eq!(
+        conflict(
+            store
+                .record_review(&late, KeyKind::Software, recorded(&late), &completed, t(14))
+                .await
+        ),
+        Conflict::ReviewNotExpected
+    );
+    let ordinary = create(store, 81, 1).await;
+    let stray = review(&ordinary, "carol", false, 7, 2);
+    let size = store.audit_size().await.expect("size");
+    assert_eq!(
+        conflict(
+            store
+                .record_review(
+                    &stray,
+                    KeyKind::Software,
+                    recorded(&stray),
+                    &completed,
+                    t(15)
+                )
+                .await
+        ),
+        Conflict::ReviewNotExpected
+    );
+    assert_eq!(
+        store.audit_size().await.expect("size"),
+        size,
+        "nothing written"
     );
 }

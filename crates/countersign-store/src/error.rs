@@ -71,6 +71,9 @@ pub enum Conflict {
     /// The person was deactivated by the organisation's directory.
     #[error("this person has been deactivated by the organisation's directory")]
     Deprovisioned,
+    /// The request takes no (more) reviews: it is not break-glass, or its reviews are done.
+    #[error("this request takes no review: it is not break-glass, or its reviews are complete")]
+    ReviewNotExpected,
     /// The agent's idempotency key names a request already.
     #[error("this idempotency key was used for another request")]
     IdempotencyKeyUsed,

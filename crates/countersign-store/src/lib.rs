@@ -16,7 +16,7 @@ pub mod conformance;
 use async_trait::async_trait;
 use countersign_core::{
     ActionStatus, AuditEvent, Digest, ExecutionOutcome, KeyId, KeyKind, SignedDecision,
-    SignedGrant, TimedStep, Timestamp,
+    SignedGrant, SignedReview, TimedStep, Timestamp,
 };
 use uuid::Uuid;
 
@@ -25,7 +25,7 @@ pub use models::{
     ApiToken, Approver, ApproverKey, Cosignature, DecisionContext, DecisionEffects,
     DecisionOutcome, DecisionRecord, DirectoryGroup, DirectoryUser, EnrolmentCode, Expected,
     GrantRecord, NewEvent, NewOutboxItem, OutboxItem, OutboxSettlement, OutboxState, RequestRecord,
-    Session, TokenRole,
+    ReviewRecord, Session, TokenRole,
 };
 
 /// A new request to record, with the grant the policy allowed outright, if any.
@@ -263,6 +263,22 @@ pub trait Requests: Identity {
     ) -> StoreResult<Vec<AuditEvent>>;
     /// The earliest time a pending request's next timed step falls due.
     async fn next_step(&self) -> StoreResult<Option<Timestamp>>;
+    /// Records a signed review of a break-glass request with `event`, the rules checked in
+    /// the transaction (`rules::review`: break-glass, reviews not complete, the key active
+    /// and the reviewer's, one review per reviewer, a fresh nonce); when it completes the
+    /// reviews, the event `completed` makes from the count of concerns too.
+    async fn record_review(
+        &self,
+        review: &SignedReview,
+        key_kind: KeyKind,
+        event: NewEvent,
+        completed: &(dyn Fn(u32) -> NewEvent + Send + Sync),
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEvent>>;
+    /// The reviews of a request, in the order they were recorded.
+    async fn reviews(&self, action_id: Uuid) -> StoreResult<Vec<ReviewRecord>>;
+    /// Break-glass requests whose reviews are not complete, oldest first.
+    async fn awaiting_review(&self, limit: u32) -> StoreResult<Vec<RequestRecord>>;
 }
 
 /// People and groups provisioned by the organisation's directory (SCIM). A directory user is an

@@ -381,3 +381,14 @@ impl OutboxSettlement {
         }
     }
 }
+
+/// A review as recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReviewRecord {
+    /// The signed review.
+    pub review: countersign_core::SignedReview,
+    /// What kind of key signed it.
+    pub key_kind: KeyKind,
+    /// When the service recorded it.
+    pub recorded_at: Timestamp,
+}

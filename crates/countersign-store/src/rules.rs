@@ -156,6 +156,50 @@ pub fn next_step(action: &Action, taken: u32) -> Option<(Timestamp, countersign_
         .copied()
 }
 
+/// What a review is checked against, read in the transaction that records it.
+#[derive(Clone, Copy, Debug)]
+pub struct ReviewState {
+    /// Reviews the request needs (`None`: not break-glass).
+    pub quorum: Option<u32>,
+    /// Reviews it has.
+    pub reviews: u32,
+    /// This reviewer reviewed it already.
+    pub already_reviewed: bool,
+    /// The review's nonce was seen before.
+    pub nonce_seen: bool,
+    /// The signing key is an enrolled, unrevoked key of the reviewer.
+    pub key_active: bool,
+}
+
+/// Whether a review may be recorded, in the order decisions are refused; on success, whether
+/// it completes the reviews.
+pub fn review(state: &ReviewState) -> Result<bool, Conflict> {
+    let Some(quorum) = state.quorum else {
+        return Err(Conflict::ReviewNotExpected);
+    };
+    if state.reviews >= quorum {
+        return Err(Conflict::ReviewNotExpected);
+    }
+    if !state.key_active {
+        return Err(Conflict::KeyRevoked);
+    }
+    if state.already_reviewed {
+        return Err(Conflict::AlreadyDecided);
+    }
+    if state.nonce_seen {
+        return Err(Conflict::NonceReused);
+    }
+    Ok(state.reviews + 1 >= quorum)
+}
+
+/// The reviews a request needs, if it is break-glass.
+pub fn review_quorum(action: &Action) -> Option<u32> {
+    match &action.policy.outcome {
+        countersign_core::PolicyOutcome::BreakGlass { review_quorum, .. } => Some(*review_quorum),
+        _ => None,
+    }
+}
+
 /// A one-time enrolment code as stored.
 #[derive(Clone, Debug)]
 pub struct StoredCode {

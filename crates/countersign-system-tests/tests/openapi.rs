@@ -479,6 +479,58 @@ async fn every_route_answers_as_its_document_says() {
     f.send(&call("GET", "/v1/pending", Auth::None, 401), &mut seen)
         .await;
     f.send(
+        &call("GET", "/v1/pending-reviews", Auth::Session, 200),
+        &mut seen,
+    )
+    .await;
+    // A break-glass request, granted at once, and its reviews.
+    let glass = f
+        .send(
+            &call("POST", "/v1/actions", Auth::Agent, 201).body(json!({
+                "type": "incident.fix", "resource": "cluster/prod/payments", "environment": "prod",
+                "justification": "payments down", "break_glass": true
+            })),
+            &mut seen,
+        )
+        .await;
+    let glass_id = glass["id"].as_str().expect("id").to_owned();
+    let glass_uuid: uuid::Uuid = glass_id.parse().expect("uuid");
+    let glass_digest: countersign_core::Digest = glass["digest"]
+        .as_str()
+        .expect("digest")
+        .parse()
+        .expect("digest");
+    f.send(
+        &call("POST", "/v1/actions/{id}/reviews", Auth::None, 200)
+            .param("id", &glass_id)
+            .body(
+                serde_json::to_value(h.review(0, glass_uuid, glass_digest, false, 90))
+                    .expect("json"),
+            ),
+        &mut seen,
+    )
+    .await;
+    f.send(
+        &call("POST", "/v1/actions/{id}/reviews", Auth::None, 409)
+            .param("id", &glass_id)
+            .body(
+                serde_json::to_value(h.review(0, glass_uuid, glass_digest, true, 91))
+                    .expect("json"),
+            ),
+        &mut seen,
+    )
+    .await;
+    f.send(
+        &call("POST", "/v1/actions/{id}/reviews", Auth::None, 403)
+            .param("id", &glass_id)
+            .body(
+                serde_json::to_value(h.review(2, glass_uuid, glass_digest, false, 92))
+                    .expect("json"),
+            ),
+        &mut seen,
+    )
+    .await;
+    f.send(
         &call("GET", "/v1/actions/{id}/view", Auth::Session, 200).param("id", &id),
         &mut seen,
     )

@@ -47,6 +47,14 @@ export interface paths {
     /** Report how the approved action went (once, after redeeming the grant). */
     post: operations["outcome"];
   };
+  "/v1/actions/{id}/reviews": {
+    /**
+     * Records a signed review of a break-glass request (granted without quorum, it stays open
+     * until its policy's reviewers have reviewed it). Like a decision, the signature is the
+     * authentication.
+     */
+    post: operations["review"];
+  };
   "/v1/actions/{id}/view": {
     /** A request as approvers see it. */
     get: operations["get_for_approver"];
@@ -172,6 +180,14 @@ export interface paths {
      */
     get: operations["pending"];
   };
+  "/v1/pending-reviews": {
+    /**
+     * Break-glass requests this approver may review and has not reviewed yet, oldest first, as
+     * summaries: granted without quorum, each stays here until its policy's reviewers have
+     * reviewed it (`POST /v1/actions/{id}/reviews`).
+     */
+    get: operations["pending_reviews"];
+  };
   "/v1/server-key": {
     /** The service's public key (grants, checkpoints). */
     get: operations["server_key"];
@@ -220,6 +236,11 @@ export interface components {
     };
     /** @description What an agent submits: one specific action, with everything an approver needs to judge it. */
     ActionRequest: {
+      /**
+       * @description An emergency: asks the policy for break-glass (granted at once without quorum where
+       * the policy allows it, loudly, and reviewed afterwards).
+       */
+      break_glass?: boolean;
       /** @description Extra context for the approver (ticket, pipeline run, ...), free-form. */
       context?: components["schemas"]["StrictObject"];
       diff?: null | components["schemas"]["Diff"];
@@ -678,6 +699,26 @@ export interface components {
       /** @enum {string} */
       type: "reminded";
     } | {
+      /** @description What kind of key signed it. */
+      key_kind: components["schemas"]["KeyKind"];
+      /** @description The review and signature, verifiable offline. */
+      review: components["schemas"]["SignedReview"];
+      /** @enum {string} */
+      type: "review_recorded";
+    } | {
+      /**
+       * Format: uuid
+       * @description The request.
+       */
+      action_id: string;
+      /**
+       * Format: int32
+       * @description How many of the reviews raised a concern.
+       */
+      concerns: number;
+      /** @enum {string} */
+      type: "review_completed";
+    } | {
       /** @description The signed grant. */
       grant: components["schemas"]["SignedGrant"];
       /** @enum {string} */
@@ -1017,6 +1058,16 @@ export interface components {
        * [`crate::verification`]) before approving.
        */
       verification_code?: boolean;
+    }, {
+      /** @enum {string} */
+      kind: "break_glass";
+      /** @description Groups whose members may review. */
+      review_groups?: string[];
+      /**
+       * Format: int32
+       * @description Distinct reviewers needed.
+       */
+      review_quorum: number;
     }]>;
     /** @description A new policy. */
     PolicyUpdate: {
@@ -1049,6 +1100,43 @@ export interface components {
       grant: components["schemas"]["SignedGrant"];
       /** @description When. */
       redeemed_at: components["schemas"]["Timestamp"];
+    };
+    /** @description One reviewer's review of one break-glass request, bound to its digest. */
+    Review: {
+      /** @description What the reviewer found; empty when nothing to add. */
+      comment: string;
+      /** @description The reviewer raises a concern (the use was not justified, or needs follow-up). */
+      concern: boolean;
+      /** @description The key that signs this review. */
+      key_id: components["schemas"]["KeyId"];
+      /** @description Unique per review. */
+      nonce: components["schemas"]["Nonce"];
+      /** @description Its digest, as the reviewer was shown it. */
+      request_digest: components["schemas"]["Digest"];
+      /**
+       * Format: uuid
+       * @description The request reviewed.
+       */
+      request_id: string;
+      /** @description When, by the reviewer's clock. */
+      reviewed_at: components["schemas"]["Timestamp"];
+      /** @description Who reviewed. */
+      reviewer_id: string;
+    };
+    /** @description What a review of a break-glass request did. */
+    ReviewResult: {
+      /** @description The reviews are complete. */
+      complete: boolean;
+      /**
+       * Format: int32
+       * @description Reviews needed.
+       */
+      review_quorum: number;
+      /**
+       * Format: int32
+       * @description Reviews so far.
+       */
+      reviews: number;
     };
     /**
      * @description The policy's risk judgement of one request, from its facts (the diff, the parameters, the
@@ -1171,6 +1259,13 @@ export interface components {
       /** @description The grant. */
       grant: components["schemas"]["Grant"];
       /** @description ECDSA P-256 over [`Grant::signing_payload`] by the service key. */
+      signature: components["schemas"]["Signature"];
+    };
+    /** @description A review with its reviewer's signature. */
+    SignedReview: {
+      /** @description What was reviewed. */
+      review: components["schemas"]["Review"];
+      /** @description ECDSA P-256 over [`Review::signing_payload`]. */
       signature: components["schemas"]["Signature"];
     };
     /** @description Free-form JSON object: unique keys, integers within ±(2^53−1), at most 32 levels deep (the whole body counts), no control characters but tab, newline and carriage return in its strings */
@@ -1531,6 +1626,72 @@ export interface operations {
         };
       };
       /** @description No redeemed grant, or already reported */
+      409: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Body over the size limit (10 MiB) */
+      413: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Not Content-Type: application/json */
+      415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /**
+   * Records a signed review of a break-glass request (granted without quorum, it stays open
+   * until its policy's reviewers have reviewed it). Like a decision, the signature is the
+   * authentication.
+   */
+  review: {
+    parameters: {
+      path: {
+        /** @description Request id */
+        id: string;
+      };
+    };
+    requestBody: {
+      content: {
+        "application/json": components["schemas"]["SignedReview"];
+      };
+    };
+    responses: {
+      /** @description recorded; complete once the reviews reach the policy's review quorum */
+      200: {
+        content: {
+          "application/json": components["schemas"]["ReviewResult"];
+        };
+      };
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description A rule refused it: review_not_expected, self_review, not_eligible, unknown_key, key_revoked, key_not_approvers, bad_signature, digest_mismatch, clock_skew */
+      403: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      404: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description review_not_expected (complete), already_decided, nonce_reused */
       409: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
@@ -2508,6 +2669,31 @@ export interface operations {
    * summaries (without diff, parameters and context: `GET /v1/actions/{id}/view` has them).
    */
   pending: {
+    responses: {
+      200: {
+        content: {
+          "application/json": components["schemas"]["ActionView"][];
+        };
+      };
+      401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Storage unavailable; the message says whether anything was changed */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /**
+   * Break-glass requests this approver may review and has not reviewed yet, oldest first, as
+   * summaries: granted without quorum, each stays here until its policy's reviewers have
+   * reviewed it (`POST /v1/actions/{id}/reviews`).
+   */
+  pending_reviews: {
     responses: {
       200: {
         content: {

@@ -38,6 +38,11 @@ export interface components {
     };
     /** @description What an agent submits: one specific action, with everything an approver needs to judge it. */
     ActionRequest: {
+      /**
+       * @description An emergency: asks the policy for break-glass (granted at once without quorum where
+       * the policy allows it, loudly, and reviewed afterwards).
+       */
+      break_glass?: boolean;
       /** @description Extra context for the approver (ticket, pipeline run, ...), free-form. */
       context?: components["schemas"]["StrictObject"];
       diff?: null | components["schemas"]["Diff"];
@@ -586,6 +591,16 @@ export interface components {
        * [`crate::verification`]) before approving.
        */
       verification_code?: boolean;
+    }, {
+      /** @enum {string} */
+      kind: "break_glass";
+      /** @description Groups whose members may review. */
+      review_groups?: string[];
+      /**
+       * Format: int32
+       * @description Distinct reviewers needed.
+       */
+      review_quorum: number;
     }]>;
     /** @description How far a sync is. */
     Progress: {

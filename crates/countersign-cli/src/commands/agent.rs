@@ -65,6 +65,10 @@ pub struct RequestArgs {
     /// The human this agent acts for.
     #[arg(long)]
     pub on_behalf_of: Option<String>,
+    /// An emergency: ask for break-glass (granted at once only where the policy allows it
+    /// for this agent, marked everywhere, and reviewed afterwards).
+    #[arg(long)]
+    pub break_glass: bool,
     /// A unified diff file to show approvers.
     #[arg(long)]
     pub diff: Option<PathBuf>,
@@ -104,6 +108,7 @@ impl RequestArgs {
             diff,
             tags: self.tags.iter().map(Tag::new).collect::<Result<_, _>>()?,
             on_behalf_of: self.on_behalf_of.clone(),
+            break_glass: self.break_glass,
         };
         request.validate()?;
         Ok(request)

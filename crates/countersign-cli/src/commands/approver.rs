@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 use countersign_client::Client;
-use countersign_client::approver::{Choice, open_session, sign_decision};
+use countersign_client::approver::{Choice, open_session, sign_decision, sign_review};
 use countersign_core::Verdict;
 use countersign_keys::Signer;
 use uuid::Uuid;
@@ -125,6 +125,69 @@ pub async fn decide(args: DecideArgs, verdict: Verdict) -> anyhow::Result<()> {
     println!(
         "{}: {} ({}/{} approvals)",
         args.id, result.result, result.approvals, result.quorum
+    );
+    Ok(())
+}
+
+/// Options of `review`.
+#[derive(Args, Debug)]
+pub struct ReviewArgs {
+    /// The break-glass request's id.
+    pub id: Uuid,
+    /// Raise a concern: the use was not justified, or needs follow-up.
+    #[arg(long)]
+    pub concern: bool,
+    /// What you found, for the audit log.
+    #[arg(long, default_value = "")]
+    pub comment: String,
+    #[command(flatten)]
+    pub profile: ProfileArg,
+}
+
+/// `countersign reviews`: break-glass uses waiting for your review.
+pub async fn reviews(args: ProfileArg) -> anyhow::Result<()> {
+    let (_, _, client) = session(args.profile).await?;
+    let views = client.pending_reviews().await?;
+    if views.is_empty() {
+        eprintln!("no break-glass use waiting for your review");
+    }
+    for v in views {
+        let a = &v.action;
+        let shown = |t: &str| countersign_core::text::escape_for_display(t, false).into_owned();
+        println!(
+            "{}  BREAK-GLASS  {} {} [{}] by {}  granted {}  — {}",
+            v.id,
+            a.request.action_type,
+            shown(&a.request.resource),
+            a.request.environment,
+            shown(&a.requester),
+            a.created_at,
+            shown(&a.request.justification)
+        );
+    }
+    Ok(())
+}
+
+/// `countersign review ID`: signs a review of a break-glass use.
+pub async fn review(args: ReviewArgs) -> anyhow::Result<()> {
+    let (profile, signer, client) = session(args.profile.profile).await?;
+    let view = client.view(args.id).await?;
+    let signed = sign_review(
+        &view,
+        &profile.approver_id,
+        profile.key_id,
+        args.concern,
+        &args.comment,
+        sign_with(signer.as_ref()),
+    )?;
+    let result = client.review(&signed).await?;
+    println!(
+        "{}: reviewed{} ({}/{} reviews{})",
+        args.id,
+        if args.concern { " with a concern" } else { "" },
+        result.reviews,
+        result.review_quorum,
+        if result.complete { ", complete" } else { "" }
     );
     Ok(())
 }

@@ -35,12 +35,20 @@ pub enum NoticeKind {
     /// Still pending, it reached a reminder point before expiry.
     #[serde(rename = "request.reminder")]
     Reminder,
+    /// Granted without quorum on the break-glass path: reviewers must review it.
+    #[serde(rename = "request.break_glass")]
+    BreakGlass,
+    /// A break-glass request's reviews are complete.
+    #[serde(rename = "request.reviewed")]
+    Reviewed,
 }
 
 impl NoticeKind {
     /// Every kind, in the order a request lives them.
-    pub const ALL: [NoticeKind; 7] = [
+    pub const ALL: [NoticeKind; 9] = [
         Self::Waiting,
+        Self::BreakGlass,
+        Self::Reviewed,
         Self::Escalated,
         Self::Reminder,
         Self::Approved,
@@ -59,6 +67,8 @@ impl NoticeKind {
             Self::Cancelled => "request.cancelled",
             Self::Escalated => "request.escalated",
             Self::Reminder => "request.reminder",
+            Self::BreakGlass => "request.break_glass",
+            Self::Reviewed => "request.reviewed",
         }
     }
 
@@ -72,6 +82,8 @@ impl NoticeKind {
             Self::Cancelled => "was withdrawn",
             Self::Escalated => "is escalated: still waiting for approval",
             Self::Reminder => "still waits for approval",
+            Self::BreakGlass => "was granted by BREAK-GLASS, without approval: review it",
+            Self::Reviewed => "break-glass use was reviewed",
         }
     }
 }
@@ -106,6 +118,10 @@ pub struct Notice {
     pub recipient: Option<String>,
     /// The agent's reason, shortened.
     pub justification: String,
+    /// Granted without quorum on the break-glass path (reviews then follow: `quorum` and
+    /// `groups` are the reviews needed and who may give them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub break_glass: bool,
     /// The policy's risk, when it judged one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<Risk>,
@@ -146,6 +162,7 @@ pub fn notice_kind(event: &EventKind) -> Option<(NoticeKind, Uuid, Option<&str>)
     match event {
         EventKind::RequestCreated { action, .. } => match action.policy.outcome {
             PolicyOutcome::RequireApproval { .. } => Some((NoticeKind::Waiting, action.id, None)),
+            PolicyOutcome::BreakGlass { .. } => Some((NoticeKind::BreakGlass, action.id, None)),
             // Allowed or denied by policy alone: its Approved or Denied event follows.
             _ => None,
         },
@@ -161,6 +178,9 @@ pub fn notice_kind(event: &EventKind) -> Option<(NoticeKind, Uuid, Option<&str>)
         }
         EventKind::Escalated { action_id, .. } => Some((NoticeKind::Escalated, *action_id, None)),
         EventKind::Reminded { action_id, .. } => Some((NoticeKind::Reminder, *action_id, None)),
+        EventKind::ReviewCompleted { action_id, .. } => {
+            Some((NoticeKind::Reviewed, *action_id, None))
+        }
         _ => None,
     }
 }
@@ -217,9 +237,17 @@ pub fn build(
     let digest = record.digest;
     let request = &action.request;
     let outcome = &action.policy.outcome;
-    let quorum = outcome.quorum();
-    // Who may decide now: escalations taken so far included.
-    let groups = outcome.eligible_groups(action.created_at, action.expires_at, record.steps_taken);
+    let (quorum, groups) = match outcome {
+        PolicyOutcome::BreakGlass {
+            review_quorum,
+            review_groups,
+        } => (Some(*review_quorum), review_groups.clone()),
+        // Who may decide now: escalations taken so far included.
+        _ => (
+            outcome.quorum(),
+            outcome.eligible_groups(action.created_at, action.expires_at, record.steps_taken),
+        ),
+    };
     let justification: String = request
         .justification
         .chars()
@@ -249,6 +277,7 @@ pub fn build(
             None => None,
         },
         justification,
+        break_glass: matches!(outcome, PolicyOutcome::BreakGlass { .. }),
         risk: action.policy.risk.clone(),
         quorum,
         groups,

@@ -19,12 +19,19 @@ fn plain(text: &str, limit: usize) -> Value {
 
 /// Facts as `(label, value)` pairs, shared with the Teams card.
 pub(super) fn facts(notice: &Notice) -> Vec<(&'static str, String)> {
-    let mut facts = vec![
+    let mut facts = Vec::new();
+    if notice.break_glass {
+        facts.push((
+            "BREAK-GLASS",
+            "granted without approval; it must be reviewed".to_owned(),
+        ));
+    }
+    facts.extend([
         ("Action", notice.action_type.clone()),
         ("Resource", notice.resource.clone()),
         ("Environment", notice.environment.clone()),
         ("Requested by", notice.requester.clone()),
-    ];
+    ]);
     if let Some(person) = &notice.on_behalf_of {
         facts.push(("On behalf of", person.clone()));
     }
@@ -42,7 +49,12 @@ pub(super) fn facts(notice: &Notice) -> Vec<(&'static str, String)> {
         } else {
             notice.groups.join(", ")
         };
-        facts.push(("Needs", format!("{quorum} approval(s) from {from}")));
+        let what = if notice.break_glass {
+            "review(s), after the fact,"
+        } else {
+            "approval(s)"
+        };
+        facts.push(("Needs", format!("{quorum} {what} from {from}")));
     }
     facts.push(("Expires", notice.expires_at.to_string()));
     if let Some(reason) = &notice.reason {

@@ -11,6 +11,7 @@ pub mod directory;
 pub mod grants;
 pub mod policy;
 pub mod requests;
+pub mod reviews;
 pub mod rules;
 pub mod witnesses;
 

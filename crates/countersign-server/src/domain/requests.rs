@@ -149,9 +149,21 @@ pub async fn submit(
         return replay(state, id, &request).await;
     }
     let now = state.now();
-    let policy: PolicyEvaluation = state.policy.evaluate(&policy_input(agent, &request));
+    let mut policy: PolicyEvaluation = state.policy.evaluate(&policy_input(agent, &request));
+    // Break-glass is granted only to a request that asked for it: a policy answering it for
+    // any other is a mistake, and fails closed.
+    if matches!(policy.outcome, PolicyOutcome::BreakGlass { .. }) && !request.break_glass {
+        tracing::warn!("policy answered break_glass for a request that did not ask; denied");
+        policy = PolicyEvaluation {
+            outcome: PolicyOutcome::Deny {},
+            reason: "the policy answered break-glass for a request that did not ask for it".into(),
+            ..policy
+        };
+    }
     let (status, quorum, ttl) = match &policy.outcome {
-        PolicyOutcome::Allow {} => (ActionStatus::Approved, 0, DECIDED_TTL_SECONDS),
+        PolicyOutcome::Allow {} | PolicyOutcome::BreakGlass { .. } => {
+            (ActionStatus::Approved, 0, DECIDED_TTL_SECONDS)
+        }
         PolicyOutcome::Deny {} => (ActionStatus::Denied, 0, DECIDED_TTL_SECONDS),
         PolicyOutcome::RequireApproval {
             quorum,
@@ -198,7 +210,12 @@ pub async fn submit(
                 Actor::System,
                 EventKind::Approved {
                     action_id: id,
-                    reason: record.action.policy.reason.clone(),
+                    reason: match record.action.policy.outcome {
+                        PolicyOutcome::BreakGlass { .. } => {
+                            format!("break-glass: {}", record.action.policy.reason)
+                        }
+                        _ => record.action.policy.reason.clone(),
+                    },
                 },
             ));
             events.push(NewEvent::new(

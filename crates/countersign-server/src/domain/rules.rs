@@ -176,3 +176,86 @@ pub fn check_decision<'k>(
     }
     Ok(key)
 }
+
+/// Every check on a signed review of a break-glass request that needs no transaction; on
+/// success, the key that signed it. The store checks the rest with the write (not reviewed
+/// yet by this reviewer, fresh nonce, key still active, reviews not complete).
+pub fn check_review<'k>(
+    signed: &countersign_core::SignedReview,
+    record: &RequestRecord,
+    key: Option<&'k ApproverKey>,
+    reviewer: Option<&Approver>,
+    now: Timestamp,
+    max_skew_ms: i64,
+) -> DomainResult<&'k ApproverKey> {
+    let r = &signed.review;
+    r.validate()?;
+    if r.request_id != record.action.id {
+        return Err(DomainError::invalid(
+            "request_mismatch",
+            "review is for another request",
+        ));
+    }
+    let PolicyOutcome::BreakGlass { review_groups, .. } = &record.action.policy.outcome else {
+        return Err(DomainError::refused(
+            "review_not_expected",
+            "only break-glass requests are reviewed",
+        ));
+    };
+    let key =
+        key.ok_or_else(|| DomainError::refused("unknown_key", "the signing key is not enrolled"))?;
+    if key.revoked_at.is_some() {
+        return Err(DomainError::refused(
+            "key_revoked",
+            "the signing key has been revoked",
+        ));
+    }
+    if key.approver_id != r.reviewer_id {
+        return Err(DomainError::refused(
+            "key_not_approvers",
+            "the signing key belongs to someone else",
+        ));
+    }
+    signed.verify(&key.public_key).map_err(|e| {
+        DomainError::refused("bad_signature", format!("review signature rejected: {e}"))
+    })?;
+    if r.request_digest != record.digest {
+        return Err(DomainError::refused(
+            "digest_mismatch",
+            "the review is for a different version of this request than the one stored",
+        ));
+    }
+    let reviewer =
+        reviewer.ok_or_else(|| DomainError::refused("unknown_approver", "no such approver"))?;
+    if record.action.is_requester(&reviewer.id) {
+        return Err(DomainError::refused(
+            "self_review",
+            "the requester, or the person it acts for, cannot review its own break-glass use",
+        ));
+    }
+    let member = |g: &String| {
+        reviewer
+            .groups
+            .iter()
+            .any(|mine| countersign_core::identifier::same(mine, g))
+    };
+    if !review_groups.is_empty() && !review_groups.iter().any(member) {
+        return Err(DomainError::refused(
+            "not_eligible",
+            format!(
+                "only members of {} may review this request",
+                review_groups.join(", ")
+            ),
+        ));
+    }
+    let skew = r.reviewed_at.millis_since(now).abs();
+    if skew > max_skew_ms {
+        return Err(DomainError::refused(
+            "clock_skew",
+            format!(
+                "reviewed_at is {skew} ms from the service's clock (at most {max_skew_ms} allowed)"
+            ),
+        ));
+    }
+    Ok(key)
+}

@@ -27,6 +27,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(challenge))
         .routes(routes!(open_session))
         .routes(routes!(pending))
+        .routes(routes!(pending_reviews))
 }
 
 /// Enrol an approver's key with a one-time code and a proof of possession.
@@ -130,4 +131,23 @@ async fn pending(
         .await?
         .ok_or_else(|| ApiError::unauthorized("approver no longer exists"))?;
     Ok(Json(requests::inbox(&state, &approver).await?))
+}
+
+/// Break-glass requests this approver may review and has not reviewed yet, oldest first, as
+/// summaries: granted without quorum, each stays here until its policy's reviewers have
+/// reviewed it (`POST /v1/actions/{id}/reviews`).
+#[utoipa::path(get, path = "/v1/pending-reviews", tag = "approvers", security(("approver_session" = [])),
+    responses((status = 200, body = [ActionView]), (status = 401, body = ErrorBody)))]
+async fn pending_reviews(
+    State(state): State<AppState>,
+    ApproverSession(session): ApproverSession,
+) -> Result<Json<Vec<ActionView>>, ApiError> {
+    let approver = state
+        .store
+        .approver(&session.approver_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("approver no longer exists"))?;
+    Ok(Json(
+        crate::domain::reviews::awaiting(&state, &approver).await?,
+    ))
 }

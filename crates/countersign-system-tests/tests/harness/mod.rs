@@ -37,6 +37,11 @@ else := {"outcome": "require_approval", "reason": "a recent sign-in", "quorum": 
          "ttl_seconds": 3600, "require_hardware_key": false, "quick_approve": false, "max_sign_in_age_seconds": 600} if input.action.type == "prod.break"
 else := {"outcome": "require_approval", "reason": "confirm with the requester", "quorum": 1, "groups": ["security"],
          "ttl_seconds": 60, "require_hardware_key": false, "quick_approve": false, "verification_code": true} if input.action.type == "iam.grant"
+else := {"outcome": "break_glass", "reason": "incident response", "review_quorum": 2, "review_groups": ["security"]} if {
+    input.action.type == "incident.fix"
+    input.action.break_glass == true
+}
+else := {"outcome": "break_glass", "reason": "a policy that forgets to look", "review_quorum": 1} if input.action.type == "glass.always"
 else := {"outcome": "require_approval", "reason": "page security, then finance", "quorum": 1, "groups": ["security"],
          "ttl_seconds": 600, "require_hardware_key": false, "quick_approve": false,
          "escalation": [{"after_seconds": 60, "add_groups": ["finance"], "notify": ["pager"]}],
@@ -366,6 +371,50 @@ impl Harness {
             decision,
             signature,
         }
+    }
+
+    /// A review of break-glass request `id` by approver `who`, signed with their key.
+    pub fn review(
+        &self,
+        who: usize,
+        id: Uuid,
+        digest: Digest,
+        concern: bool,
+        nonce: u8,
+    ) -> countersign_core::SignedReview {
+        let a = &self.approvers[who];
+        let review = countersign_core::Review {
+            request_id: id,
+            request_digest: digest,
+            reviewer_id: a.id.into(),
+            key_id: a.public.key_id(),
+            reviewed_at: self.now(),
+            concern,
+            comment: if concern {
+                "no incident ticket".into()
+            } else {
+                String::new()
+            },
+            nonce: Nonce([nonce; 16]),
+        };
+        let signature =
+            Signature::from_p256(a.key.sign(&review.signing_payload().expect("payload")));
+        countersign_core::SignedReview { review, signature }
+    }
+
+    /// Posts a signed review.
+    pub async fn post_review(
+        &self,
+        id: Uuid,
+        review: &countersign_core::SignedReview,
+    ) -> (StatusCode, Value) {
+        self.call(
+            "POST",
+            &format!("/v1/actions/{id}/reviews"),
+            None,
+            Some(serde_json::to_value(review).expect("json")),
+        )
+        .await
     }
 
     /// Opens a session for approver `who` by signing a fresh challenge; returns its token.
