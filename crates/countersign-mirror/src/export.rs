@@ -66,13 +66,24 @@ pub struct ExportRow<'a> {
     pub justification: &'a str,
     /// How the agent authenticated (`api_token`, `workload_token:<issuer>`), when recorded.
     pub requester_auth: Option<&'a str>,
+    /// The policy's outcome (`require_approval`, `break_glass`, ...).
+    pub policy_outcome: &'a str,
+    /// Reviews a break-glass request needs (0 for any other).
+    pub review_quorum: i64,
+    /// Who reviewed it (`name:concern` for a concern), space-separated.
+    pub reviewed_by: &'a str,
+    /// How many reviews raised a concern.
+    pub review_concerns: i64,
+    /// When its reviews were complete.
+    pub reviewed_at: Option<i64>,
 }
 
 const EXPORT_COLUMNS: &str = "r.seq, r.id, r.created_at, r.decided_at, r.action_type, r.resource, \
     r.environment, r.requester, r.on_behalf_of, r.approvers, r.status, r.approvals, r.denials, \
     r.quorum, r.hardware_only, r.outcome, r.redeemed_at, r.tags, r.justification, r.requester_auth, \
     r.approved_by, r.denied_by, r.key_ids, r.comments, r.policy_reason, r.attested_only, \
-    r.attesting_roots";
+    r.attesting_roots, r.policy_outcome, r.review_quorum, r.reviewed_by, r.review_concerns, \
+    r.reviewed_at";
 
 /// The verified checkpoint an export is anchored to.
 #[derive(Clone, Debug)]
@@ -227,6 +238,11 @@ impl Mirror {
                     policy_reason: text(row, 24)?,
                     attested_only: row.get::<_, i64>(25)? != 0,
                     attesting_roots: text(row, 26)?,
+                    policy_outcome: text(row, 27)?,
+                    review_quorum: row.get(28)?,
+                    reviewed_by: text(row, 29)?,
+                    review_concerns: row.get(30)?,
+                    reviewed_at: row.get(31)?,
                 })
             })()
             .map_err(|e| MirrorError::Corrupt(format!("request index row: {e}")))?;

@@ -49,12 +49,21 @@ pub(crate) struct RequestRow {
     pub attested_only: bool,
     /// The distinct roots that vouched for the deciding keys, one per line.
     pub attesting_roots: String,
+    /// Reviews a break-glass request needs (0 for any other).
+    pub review_quorum: i64,
+    /// Who reviewed it, one word each (`name:concern` for a concern).
+    pub reviewed_by: String,
+    /// How many reviews raised a concern.
+    pub review_concerns: i64,
+    /// When its reviews were complete.
+    pub reviewed_at: Option<i64>,
 }
 
 const COLUMNS: &str = "seq, id, digest, created_at, expires_at, action_type, resource, environment, \
     requester, on_behalf_of, tags, justification, parameters, policy_outcome, quorum, status, \
     decided_at, approvers, comments, approvals, denials, hardware_only, grant_id, redeemed_at, \
-    outcome, last_seq, requester_auth, policy_reason, approved_by, denied_by, key_ids, attested_only, attesting_roots";
+    outcome, last_seq, requester_auth, policy_reason, approved_by, denied_by, key_ids, attested_only, attesting_roots, \
+    review_quorum, reviewed_by, review_concerns, reviewed_at";
 
 /// Appends `word` to a space-separated list.
 fn push_word(list: &mut String, word: &str) {
@@ -110,6 +119,10 @@ impl RequestRow {
             PolicyOutcome::RequireApproval { quorum, .. } => ("require_approval", *quorum),
             PolicyOutcome::BreakGlass { .. } => ("break_glass", 0),
         };
+        let review_quorum = match &action.policy.outcome {
+            PolicyOutcome::BreakGlass { review_quorum, .. } => i64::from(*review_quorum),
+            _ => 0,
+        };
         Self {
             seq: seq as i64,
             id: action.id.to_string(),
@@ -136,6 +149,7 @@ impl RequestRow {
             status: "pending".into(),
             hardware_only: true,
             attested_only: true,
+            review_quorum,
             last_seq: seq as i64,
             ..Self::default()
         }
@@ -264,6 +278,16 @@ impl Batch {
                 self.approvers
                     .push((row.seq, d.approver_id.clone(), verdict));
             }
+            EventKind::ReviewRecorded { review, .. } => {
+                let r = &review.review;
+                if r.concern {
+                    row.review_concerns += 1;
+                    push_word(&mut row.reviewed_by, &format!("{}:concern", r.reviewer_id));
+                } else {
+                    push_word(&mut row.reviewed_by, &r.reviewer_id);
+                }
+            }
+            EventKind::ReviewCompleted { .. } => row.reviewed_at = Some(at),
             EventKind::Approved { .. } => row.decide("approved", at),
             EventKind::Denied { .. } => row.decide("denied", at),
             EventKind::Expired { .. } => row.decide("expired", at),
@@ -326,7 +350,11 @@ impl Batch {
                     .push_bind(&r.denied_by)
                     .push_bind(&r.key_ids)
                     .push_bind(r.attested_only)
-                    .push_bind(&r.attesting_roots);
+                    .push_bind(&r.attesting_roots)
+                    .push_bind(r.review_quorum)
+                    .push_bind(&r.reviewed_by)
+                    .push_bind(r.review_concerns)
+                    .push_bind(r.reviewed_at);
             });
             q.push(
                 " ON CONFLICT (seq) DO UPDATE SET status = excluded.status, \
@@ -337,7 +365,9 @@ impl Batch {
                  outcome = excluded.outcome, last_seq = excluded.last_seq, \
                  approved_by = excluded.approved_by, denied_by = excluded.denied_by, \
                  key_ids = excluded.key_ids, attested_only = excluded.attested_only, \
-                 attesting_roots = excluded.attesting_roots \
+                 attesting_roots = excluded.attesting_roots, \
+                 reviewed_by = excluded.reviewed_by, review_concerns = excluded.review_concerns, \
+                 reviewed_at = excluded.reviewed_at \
                  WHERE excluded.last_seq > requests.last_seq",
             );
             q.build().execute(&mut *conn).await?;
@@ -421,5 +451,9 @@ pub(crate) fn decode(row: &sqlx::sqlite::SqliteRow) -> MirrorResult<RequestRow> 
         key_ids: row.try_get("key_ids")?,
         attested_only: row.try_get("attested_only")?,
         attesting_roots: row.try_get("attesting_roots")?,
+        review_quorum: row.try_get("review_quorum")?,
+        reviewed_by: row.try_get("reviewed_by")?,
+        review_concerns: row.try_get("review_concerns")?,
+        reviewed_at: row.try_get("reviewed_at")?,
     })
 }

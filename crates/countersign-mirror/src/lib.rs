@@ -27,7 +27,9 @@ pub use database::{Mirror, MirrorStatus, RaisedAlarm};
 pub use detail::{DecisionDetail, EventEntry, RequestDetail};
 pub use export::{Anchor, ExportRow, StoredEvent};
 pub use search::{Facets, MAX_PAGE, Page, RequestSummary, SearchQuery, Sort, search_sql};
-pub use stats::{ApproverRow, DecisionLine, ReportStats, Totals, TypeRow, percentile};
+pub use stats::{
+    ApproverRow, BreakGlassRow, DecisionLine, ReportStats, Totals, TypeRow, percentile,
+};
 pub use sync::{Progress, SyncReport, Witness};
 
 use countersign_client::ClientError;

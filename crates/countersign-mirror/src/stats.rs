@@ -85,6 +85,10 @@ pub struct DecisionLine {
 /// Everything a report shows.
 #[derive(Clone, Debug, Serialize)]
 pub struct ReportStats {
+    /// Break-glass uses (granted without quorum), oldest first, up to the exceptions' limit.
+    pub break_glass: Vec<BreakGlassRow>,
+    /// How many break-glass uses match.
+    pub break_glass_total: u64,
     /// Per verdict.
     pub totals: Totals,
     /// Milliseconds from request to decision, sorted, for every decided request.
@@ -115,6 +119,27 @@ pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// A break-glass use and its review state.
+#[derive(Clone, Debug, Serialize)]
+pub struct BreakGlassRow {
+    /// When it was granted (ms).
+    pub created_at: i64,
+    /// Action type.
+    pub action_type: String,
+    /// Resource.
+    pub resource: String,
+    /// The agent.
+    pub requester: String,
+    /// Reviews needed.
+    pub review_quorum: i64,
+    /// Who reviewed (`name:concern` for a concern), space-separated.
+    pub reviewed_by: String,
+    /// Reviews that raised a concern.
+    pub review_concerns: i64,
+    /// When the reviews were complete (ms), if they are.
+    pub reviewed_at: Option<i64>,
 }
 
 fn filtered(select: &str, q: &SearchQuery) -> QueryBuilder<'static, Sqlite> {
@@ -208,6 +233,39 @@ impl Mirror {
         b.push_bind(i64::from(exceptions_limit));
         let exceptions = fetch_summaries(b, &self.pool).await?;
 
+        // Every break-glass use, with its review state (rare by design: all listed up to the
+        // same limit as exceptions).
+        let mut b = filtered(
+            "SELECT r.created_at, r.action_type, r.resource, r.requester, r.review_quorum, \
+             r.reviewed_by, r.review_concerns, r.reviewed_at",
+            q,
+        );
+        b.push(" AND r.policy_outcome = 'break_glass' ORDER BY r.seq LIMIT ");
+        b.push_bind(i64::from(exceptions_limit));
+        let break_glass = b
+            .build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(BreakGlassRow {
+                    created_at: row.try_get(0)?,
+                    action_type: row.try_get(1)?,
+                    resource: row.try_get(2)?,
+                    requester: row.try_get(3)?,
+                    review_quorum: row.try_get(4)?,
+                    reviewed_by: row.try_get(5)?,
+                    review_concerns: row.try_get(6)?,
+                    reviewed_at: row.try_get(7)?,
+                })
+            })
+            .collect::<MirrorResult<Vec<_>>>()?;
+        let break_glass_total = filtered("SELECT COUNT(*)", q)
+            .push(" AND r.policy_outcome = 'break_glass'")
+            .build_query_scalar::<i64>()
+            .fetch_one(&self.pool)
+            .await? as u64;
+
         let authentication = filtered("SELECT r.requester_auth, COUNT(*)", q)
             .push(" GROUP BY r.requester_auth ORDER BY COUNT(*) DESC, r.requester_auth")
             .build()
@@ -251,6 +309,8 @@ impl Mirror {
             None => (Vec::new(), 3_600_000),
         };
         Ok(ReportStats {
+            break_glass,
+            break_glass_total,
             totals,
             decision_times_ms: times,
             approvers,

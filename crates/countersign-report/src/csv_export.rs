@@ -13,7 +13,7 @@ use countersign_mirror::{ExportRow, Mirror, SearchQuery};
 use crate::{Control, ExportProgress, ReportError};
 
 /// The header row; docs/audit.md says what each column holds.
-pub const HEADER: [&str; 26] = [
+pub const HEADER: [&str; 30] = [
     "request_id",
     "created_at",
     "decided_at",
@@ -40,6 +40,10 @@ pub const HEADER: [&str; 26] = [
     "grant_redeemed_at",
     "tags",
     "justification",
+    "break_glass",
+    "review_state",
+    "reviewed_by",
+    "review_concerns",
 ];
 
 /// Neutralises a cell a spreadsheet would evaluate.
@@ -107,6 +111,7 @@ fn write_rows<W: Write>(
     let (mut created, mut decided, mut seconds, mut redeemed) =
         (String::new(), String::new(), String::new(), String::new());
     let (mut approvals, mut denials, mut quorum) = (String::new(), String::new(), String::new());
+    let mut concerns = String::new();
     let mut failure: Option<ReportError> = None;
     let mut done = 0u64;
     let n = mirror.export_rows(q, |r: &ExportRow<'_>| {
@@ -133,7 +138,17 @@ fn write_rows<W: Write>(
         let signed = r.approvals + r.denials;
         let hardware = every_decision(signed, r.hardware_only);
         let attested = every_decision(signed, r.attested_only);
-        let record: [&str; 26] = [
+        let break_glass = r.policy_outcome == "break_glass";
+        let review_state = match (break_glass, r.reviewed_at) {
+            (false, _) => "",
+            (true, Some(_)) => "reviewed",
+            (true, None) => "awaiting review",
+        };
+        concerns.clear();
+        if break_glass {
+            let _ = write!(concerns, "{}", r.review_concerns);
+        }
+        let record: [&str; 30] = [
             r.id,
             &created,
             &decided,
@@ -160,6 +175,10 @@ fn write_rows<W: Write>(
             &redeemed,
             &safe_cell(r.tags),
             &safe_cell(r.justification),
+            if break_glass { "true" } else { "false" },
+            review_state,
+            &safe_cell(r.reviewed_by),
+            &concerns,
         ];
         if let Err(e) = w.write_record(record) {
             failure = Some(e.into());

@@ -600,6 +600,59 @@ pub async fn write(
     }
 
     l.heading(&format!(
+        "Break-glass uses ({}), granted without approval",
+        stats.break_glass_total
+    ));
+    if stats.break_glass_total == 0 {
+        l.line(REGULAR, 10.0, "None.");
+    } else {
+        let table = Table {
+            columns: &[0.0, 100.0, 190.0, 300.0, 380.0],
+            header: &["Granted", "Action type", "Resource", "Requester", "Review"],
+        };
+        l.table_header(&table);
+        for r in &stats.break_glass {
+            let reviewers = r.reviewed_by.split_whitespace().count();
+            let review = match r.reviewed_at {
+                Some(at) => format!(
+                    "reviewed {} by {}{}",
+                    Timestamp::from_millis(at)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                    r.reviewed_by,
+                    match r.review_concerns {
+                        0 => String::new(),
+                        n => format!(" ({n} concern{})", if n == 1 { "" } else { "s" }),
+                    }
+                ),
+                None => format!("AWAITING REVIEW ({reviewers}/{})", r.review_quorum),
+            };
+            l.table_row(
+                &table,
+                &[
+                    Timestamp::from_millis(r.created_at)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                    r.action_type.clone(),
+                    r.resource.clone(),
+                    r.requester.clone(),
+                    review,
+                ],
+            );
+        }
+        if stats.break_glass_total > stats.break_glass.len() as u64 {
+            l.paragraph(
+                REGULAR,
+                9.0,
+                &format!(
+                    "... and {} more: the CSV export lists every one (break_glass, review_state).",
+                    stats.break_glass_total - stats.break_glass.len() as u64
+                ),
+            );
+        }
+    }
+
+    l.heading(&format!(
         "Denials and expiries ({})",
         stats.exceptions_total
     ));

@@ -156,4 +156,14 @@ impl Outbox for PgStore {
         }
         Ok(())
     }
+
+    async fn prune_outbox(&self, before: Timestamp) -> StoreResult<u64> {
+        let done =
+            sqlx::query("DELETE FROM outbox WHERE state = 'delivered' AND next_attempt_at < $1")
+                .bind(before.as_millis())
+                .execute(&mut *self.conn().await?)
+                .await
+                .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
 }

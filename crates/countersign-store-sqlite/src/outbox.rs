@@ -146,4 +146,16 @@ impl Outbox for SqliteStore {
         })
         .await
     }
+
+    async fn prune_outbox(&self, before: Timestamp) -> StoreResult<u64> {
+        self.write(move |conn| {
+            let n = execute(
+                conn,
+                "DELETE FROM outbox WHERE state = 'delivered' AND next_attempt_at < ?1",
+                [before.as_millis()],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
 }

@@ -1889,6 +1889,24 @@ pub async fn outbox_claims_hold_items_until_their_lease_ends_and_settle_once<S: 
         .expect("delivered");
     assert_eq!(delivered.len(), 1);
     assert_eq!(delivered[0].next_attempt_at, t(3));
+    // Pruning takes delivered items older than the cut only; pending and dead ones stay.
+    assert_eq!(store.prune_outbox(t(3)).await.expect("prune"), 0);
+    assert_eq!(store.prune_outbox(t(4)).await.expect("prune"), 1);
+    assert!(
+        store
+            .outbox_items(OutboxState::Delivered, 10)
+            .await
+            .expect("delivered")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .outbox_items(OutboxState::Pending, 10)
+            .await
+            .expect("pending")
+            .len(),
+        1
+    );
 }
 
 /// A request's escalation steps and reminders are taken in time order, one per call even when

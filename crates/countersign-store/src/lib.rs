@@ -369,4 +369,7 @@ pub trait Outbox: Send + Sync + 'static {
     async fn outbox_items(&self, state: OutboxState, limit: u32) -> StoreResult<Vec<OutboxItem>>;
     /// Puts a dead item back in the queue, due at `now`, its attempts counted afresh.
     async fn retry_outbox(&self, id: i64, now: Timestamp) -> StoreResult<()>;
+    /// Deletes items delivered before `before`; returns how many. Pending and dead items stay
+    /// (a dead one is the record an operator must act on).
+    async fn prune_outbox(&self, before: Timestamp) -> StoreResult<u64>;
 }

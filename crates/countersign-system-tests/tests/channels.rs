@@ -41,6 +41,7 @@ async fn harness(channels: Vec<ChannelConfig>, max_attempts: u32) -> Harness {
         max_retry_ms: 60_000,
         max_attempts,
         timeout_ms: 5_000,
+        keep_delivered_days: 30,
     };
     config.channels.validate().expect("valid channels");
     let h = Harness::with_config(config).await;

@@ -1247,3 +1247,102 @@ async fn attestation_reaches_every_report_and_a_claimed_one_the_log_never_proved
     assert_eq!(alarm_kind(result), AlarmKind::BadEvent);
     assert!(message.contains("attestation"), "{message}");
 }
+
+#[tokio::test]
+async fn break_glass_uses_and_their_review_state_reach_the_csv_and_the_pdf() {
+    use countersign_report::{Control, csv_export, pdf};
+
+    let r = Running::start(Harness::new().await).await;
+    let (glass, digest) = submit(
+        &r.h,
+        json!({"type": "incident.fix", "resource": "db/payments", "break_glass": true}),
+    )
+    .await;
+    let (reviewed, reviewed_digest) = submit(
+        &r.h,
+        json!({"type": "incident.fix", "resource": "cluster/prod/web", "break_glass": true}),
+    )
+    .await;
+    let (ordinary, _) = submit(&r.h, json!({"resource": "cluster/prod/api"})).await;
+    // One review of two on the first; both on the second, carol with a concern.
+    let (status, body) =
+        r.h.post_review(glass, &r.h.review(0, glass, digest, false, 201))
+            .await;
+    assert!(status.is_success(), "{body}");
+    for (who, concern, nonce) in [(0, false, 202), (1, true, 203)] {
+        let (status, body) =
+            r.h.post_review(
+                reviewed,
+                &r.h.review(who, reviewed, reviewed_digest, concern, nonce),
+            )
+            .await;
+        assert!(status.is_success(), "{body}");
+    }
+
+    let dir = tempfile::tempdir().expect("dir");
+    let mirror = Mirror::open(&dir.path().join("bob.db"))
+        .await
+        .expect("mirror");
+    r.sync(&mirror, 0)
+        .await
+        .expect("sync: reviews verify against the enrolled keys");
+
+    let mut out = Vec::new();
+    csv_export::write(&mirror, &SearchQuery::default(), &mut out, Control::none())
+        .await
+        .expect("csv");
+    let mut reader = csv::Reader::from_reader(&out[3..]);
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let col = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().expect("rows");
+    let row = |id: Uuid| {
+        rows.iter()
+            .find(|r| r[col("request_id")] == id.to_string())
+            .expect("row")
+    };
+    let cells = |id: Uuid| {
+        let r = row(id);
+        [
+            r[col("break_glass")].to_owned(),
+            r[col("review_state")].to_owned(),
+            r[col("reviewed_by")].to_owned(),
+            r[col("review_concerns")].to_owned(),
+        ]
+    };
+    assert_eq!(cells(glass), ["true", "awaiting review", "bob", "0"]);
+    assert_eq!(
+        cells(reviewed),
+        ["true", "reviewed", "bob carol:concern", "1"]
+    );
+    assert_eq!(cells(ordinary), ["false", "", "", ""]);
+
+    let pdf_path = dir.path().join("report.pdf");
+    let bytes = pdf::write(
+        &mirror,
+        &SearchQuery::default(),
+        r.h.now(),
+        None,
+        Control::none(),
+    )
+    .await
+    .expect("pdf");
+    std::fs::write(&pdf_path, &bytes).expect("write");
+    let text = std::process::Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(&pdf_path)
+        .arg("-")
+        .output()
+        .expect("pdftotext");
+    let text = String::from_utf8_lossy(&text.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(text.contains("Break-glass uses (2)"), "{text}");
+    assert!(text.contains("AWAITING REVIEW (1/2)"), "{text}");
+    assert!(text.contains("1 concern"), "{text}");
+}

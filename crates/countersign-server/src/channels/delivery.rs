@@ -14,6 +14,8 @@ const BATCH: u32 = 256;
 const SENDS: u32 = 16;
 /// How often idle loops look again (they are also woken by new events).
 const TICK: Duration = Duration::from_millis(250);
+/// How often the sender deletes old delivered notices.
+const PRUNE_EVERY_MS: i64 = 3_600_000;
 /// How much of a failed response's body is kept as the error (the rest is the receiver's).
 const ERROR_BODY_CHARS: usize = 200;
 
@@ -128,8 +130,20 @@ pub async fn send(state: AppState, mut stop: watch::Receiver<bool>) {
         .unwrap_or(i64::MAX / 4)
         .saturating_mul(2)
         .saturating_add(5_000);
+    let mut pruned_at: Option<countersign_core::Timestamp> = None;
     loop {
         let now = state.now();
+        // Delivered notices older than the keep are deleted about hourly: the outbox does not
+        // grow with every notice ever sent.
+        if pruned_at.is_none_or(|at| now.millis_since(at) >= PRUNE_EVERY_MS) {
+            pruned_at = Some(now);
+            let keep_ms = i64::from(config.keep_delivered_days) * 86_400_000;
+            match state.store.prune_outbox(now.add_millis(-keep_ms)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "old delivered notices deleted"),
+                Err(e) => tracing::warn!(error = %e, "deleting old delivered notices failed"),
+            }
+        }
         let claimed = state
             .store
             .claim_outbox(now, now.add_millis(lease), SENDS)

@@ -120,6 +120,10 @@ pub struct ChannelsConfig {
     /// How long one attempt may take, in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Days delivered notices are kept in the outbox (a record of what was sent) before
+    /// they are deleted; dead ones are kept until an operator sends them again.
+    #[serde(default = "default_keep_delivered_days")]
+    pub keep_delivered_days: u32,
 }
 
 fn default_first_retry_ms() -> u64 {
@@ -134,6 +138,9 @@ fn default_max_attempts() -> u32 {
 fn default_timeout_ms() -> u64 {
     10_000
 }
+fn default_keep_delivered_days() -> u32 {
+    30
+}
 
 impl Default for ChannelsConfig {
     fn default() -> Self {
@@ -144,6 +151,7 @@ impl Default for ChannelsConfig {
             max_retry_ms: default_max_retry_ms(),
             max_attempts: default_max_attempts(),
             timeout_ms: default_timeout_ms(),
+            keep_delivered_days: default_keep_delivered_days(),
         }
     }
 }
