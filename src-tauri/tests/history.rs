@@ -194,3 +194,47 @@ async fn history_is_verified_searchable_exportable_and_alarms_on_a_rewrite() {
     let _ = agent.wait();
     c.close().await.expect("close session");
 }
+
+/// A break-glass use (granted at once, without approval) is marked in the history list and
+/// its entry says it awaits review, with how many reviews it needs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_break_glass_use_is_marked_in_the_history_and_awaits_review() {
+    let w = World::start();
+    let c = w.enrolled_console().await;
+    let out = std::process::Command::new(countersign())
+        .args(["request", "--server", &w.url, "--token", &w.agent_token])
+        .args(["--type", "incident.fix", "--resource", "db/payments"])
+        .args(["--environment", "prod", "--justification", "payments down"])
+        .args(["--break-glass", "--wait", "0"])
+        .output()
+        .expect("countersign request");
+    assert!(
+        out.status.success(),
+        "granted at once: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    click(&c, "[data-testid=tab-history]").await;
+    // Nothing of bob's own brings it: ask the mirror to sync now, as the History tab's timer would.
+    c.execute(
+        "return window.__TAURI_INTERNALS__.invoke('history_sync')",
+        vec![],
+    )
+    .await
+    .expect("sync");
+    until_page(&c, "the break-glass use is in the history", |t| {
+        t.contains("incident.fix")
+    })
+    .await;
+    assert_eq!(
+        text_of(&c, "[data-testid=history-break-glass]").await,
+        "BREAK-GLASS"
+    );
+    click(&c, "[data-testid=history-item]").await;
+    let banner = text_of(&c, "[data-testid=history-break-glass-banner]").await;
+    assert!(
+        banner.contains("granted at once without approval")
+            && banner.contains("Awaiting review")
+            && banner.contains("0 of 1 review"),
+        "{banner}"
+    );
+}

@@ -108,6 +108,14 @@ pub struct RequestSummary {
     pub redeemed_at: Option<Timestamp>,
     /// `succeeded`, `failed`, or none reported.
     pub outcome: Option<String>,
+    /// Reviews a break-glass request needs (0 for any other request).
+    pub review_quorum: i64,
+    /// Who reviewed it, in order (`name:concern` for one who raised a concern).
+    pub reviewed_by: Vec<String>,
+    /// Reviews that raised a concern.
+    pub review_concerns: i64,
+    /// When its reviews were complete.
+    pub reviewed_at: Option<Timestamp>,
 }
 
 /// A page of results.
@@ -154,7 +162,8 @@ pub(crate) fn fts_query(text: &str) -> Option<String> {
 pub(crate) const SUMMARY_COLUMNS: &str = "r.seq, r.id, r.created_at, r.expires_at, r.action_type, \
     r.resource, r.environment, r.requester, r.on_behalf_of, r.tags, r.justification, \
     r.policy_outcome, r.quorum, r.status, r.decided_at, r.approvers, r.approvals, r.denials, \
-    r.hardware_only, r.redeemed_at, r.outcome";
+    r.hardware_only, r.redeemed_at, r.outcome, r.review_quorum, r.reviewed_by, r.review_concerns, \
+    r.reviewed_at";
 
 /// A value bound into a query.
 pub(crate) enum Value {
@@ -315,6 +324,10 @@ struct SummaryJson(
     i64,
     Option<i64>,
     Option<String>,
+    i64,
+    String,
+    i64,
+    Option<i64>,
 );
 
 impl SummaryJson {
@@ -344,6 +357,10 @@ impl SummaryJson {
             hardware_only: self.18 != 0,
             redeemed_at: self.19.map(timestamp).transpose()?,
             outcome: self.20,
+            review_quorum: self.21,
+            reviewed_by: words(self.22),
+            review_concerns: self.23,
+            reviewed_at: self.24.map(timestamp).transpose()?,
         })
     }
 }

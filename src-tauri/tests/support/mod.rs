@@ -21,6 +21,13 @@ pub const CONSOLE: &str = env!("CARGO_BIN_EXE_countersign-console");
 pub const POLICY: &str = r#"package countersign
 import rego.v1
 decision := {
+	"outcome": "break_glass", "reason": "on-call emergency",
+	"review_quorum": 1, "review_groups": ["security"],
+} if {
+	input.action.type == "incident.fix"
+	input.action.break_glass == true
+}
+else := {
 	"outcome": "require_approval", "reason": "short-lived test request",
 	"quorum": 1, "groups": ["security"], "ttl_seconds": 10,
 	"require_hardware_key": true, "quick_approve": false,

@@ -690,6 +690,19 @@ export interface components {
       resource: string;
       /**
        * Format: int64
+       * @description Reviews that raised a concern.
+       */
+      review_concerns: number;
+      /**
+       * Format: int64
+       * @description Reviews a break-glass request needs (0 for any other request).
+       */
+      review_quorum: number;
+      reviewed_at?: null | components["schemas"]["Timestamp"];
+      /** @description Who reviewed it, in order (`name:concern` for one who raised a concern). */
+      reviewed_by: string[];
+      /**
+       * Format: int64
        * @description Position of its `request_created` event.
        */
       seq: number;
