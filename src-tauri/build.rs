@@ -26,6 +26,9 @@ fn main() {
             "history_export",
             "history_cancel_export",
             "start_link",
+            "pending_reviews",
+            "review_request",
+            "review",
         ]),
     ))
     .expect("tauri build script");

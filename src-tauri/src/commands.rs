@@ -112,6 +112,32 @@ pub fn start_link(link: State<'_, StartLink>) -> Option<Uuid> {
     link.0.lock().ok().and_then(|mut id| id.take())
 }
 
+/// Break-glass uses waiting for this approver's review.
+#[tauri::command]
+pub async fn pending_reviews(console: State<'_, Console>) -> Result<Vec<ActionView>, ConsoleError> {
+    console.pending_reviews().await
+}
+
+/// A break-glass use whole, for its review.
+#[tauri::command]
+pub async fn review_request(
+    console: State<'_, Console>,
+    id: Uuid,
+) -> Result<ActionView, ConsoleError> {
+    console.review_view(id).await
+}
+
+/// Signs and sends a review of a break-glass use.
+#[tauri::command]
+pub async fn review(
+    console: State<'_, Console>,
+    id: Uuid,
+    concern: bool,
+    comment: String,
+) -> Result<countersign_core::api::ReviewResult, ConsoleError> {
+    console.review(id, concern, comment).await
+}
+
 /// One request.
 #[tauri::command]
 pub async fn request(console: State<'_, Console>, id: Uuid) -> Result<ActionView, ConsoleError> {

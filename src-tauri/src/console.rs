@@ -13,8 +13,8 @@ use countersign_approver::KeyRecord;
 use countersign_approver::inbox::InboxChange;
 use countersign_approver::live::{self, Live, LiveConfig, LiveEvent};
 use countersign_client::Client;
-use countersign_client::approver::{Choice, open_session, sign_decision};
-use countersign_core::api::{ActionView, DecisionResult};
+use countersign_client::approver::{Choice, open_session, sign_decision, sign_review};
+use countersign_core::api::{ActionView, DecisionResult, ReviewResult};
 use countersign_core::{KeyKind, Verdict};
 use countersign_keys::pkcs11::TokenSelector;
 use countersign_keys::{KeyError, PinRequest, Signer};
@@ -465,6 +465,57 @@ impl Console {
         .await?;
         self.inner.lock().await.session = Some((settings.server.clone(), client.clone()));
         Ok(client)
+    }
+
+    /// Break-glass uses waiting for this approver's review (granted without approval; each
+    /// stays until the policy's reviewers have reviewed it), as summaries.
+    pub async fn pending_reviews(&self) -> Result<Vec<ActionView>, ConsoleError> {
+        for attempt in 0..2 {
+            let client = self.session_client(attempt > 0).await?;
+            match client.pending_reviews().await {
+                Err(e) if attempt == 0 && e.code() == Some("unauthorized") => continue,
+                other => return Ok(other?),
+            }
+        }
+        Err(ConsoleError::Locked)
+    }
+
+    /// A break-glass use whole, for its review: fetched and checked against its digest.
+    pub async fn review_view(&self, id: Uuid) -> Result<ActionView, ConsoleError> {
+        let view = self.fetch_view(id).await?;
+        if view.action.digest().ok() != Some(view.digest) {
+            return Err(ConsoleError::Approver(
+                countersign_client::approver::ApproverError::DigestMismatch,
+            ));
+        }
+        Ok(view)
+    }
+
+    /// Signs a review of break-glass use `id` with the enrolled key and sends it.
+    pub async fn review(
+        &self,
+        id: Uuid,
+        concern: bool,
+        comment: String,
+    ) -> Result<ReviewResult, ConsoleError> {
+        let view = self.review_view(id).await?;
+        let (settings, signer) = {
+            let inner = self.inner.lock().await;
+            let settings = inner.settings.clone().ok_or(ConsoleError::NotEnrolled)?;
+            let signer = inner.signer.clone().ok_or(ConsoleError::Locked)?;
+            (settings, signer)
+        };
+        let signed = sign_review(
+            &view,
+            &settings.approver_id,
+            settings.key.key_id(),
+            concern,
+            &comment,
+            |m| signer.sign(m).map_err(|e| e.to_string()),
+        )?;
+        let result = Client::new(&settings.server)?.review(&signed).await?;
+        self.history.wake();
+        Ok(result)
     }
 
     /// Signs `verdict` on request `id` with the enrolled key and sends it. The digest is

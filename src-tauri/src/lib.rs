@@ -122,6 +122,9 @@ pub fn run() {
             commands::history_export,
             commands::history_cancel_export,
             commands::start_link,
+            commands::pending_reviews,
+            commands::review_request,
+            commands::review,
         ])
         .run(tauri::generate_context!());
     if let Err(e) = result {

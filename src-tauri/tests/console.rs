@@ -830,3 +830,50 @@ async fn a_countersign_link_opens_its_request_in_the_running_console() {
         let _ = agent.wait();
     }
 }
+
+/// A break-glass use (granted at once, without approval) appears in the reviewer's queue in
+/// the real console; opening it shows what was done, and "Reviewed" signs the review with the
+/// key on the token, which completes the policy's one review and clears the queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_break_glass_use_is_reviewed_from_the_console_with_the_key_on_the_token() {
+    let w = World::start();
+    let c = w.enrolled_console().await;
+    let out = Command::new(countersign())
+        .args(["request", "--server", &w.url, "--token", &w.agent_token])
+        .args(["--type", "incident.fix", "--resource", "db/payments"])
+        .args(["--environment", "prod", "--justification", "payments down"])
+        .args(["--break-glass", "--wait", "0"])
+        .output()
+        .expect("countersign request");
+    assert!(
+        out.status.success(),
+        "granted at once: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    until_page(&c, "the use waits for review", |t| {
+        t.contains("Break-glass uses to review (1)")
+    })
+    .await;
+    click(&c, "[data-testid=review-item]").await;
+    let pane = text_of(&c, "[data-testid=review-pane]").await;
+    assert!(pane.contains("Granted without approval"), "{pane}");
+    assert!(
+        until_page(&c, "the use's facts", |t| t.contains("payments down"))
+            .await
+            .contains("db/payments")
+    );
+    type_into(&c, "[data-testid=review-comment]", "matches INC-42").await;
+    click(&c, "[data-testid=review-ok]").await;
+    let said = until_page(&c, "the review is recorded", |t| {
+        t.contains("Review recorded")
+    })
+    .await;
+    assert!(said.contains("1 of 1, complete"), "{said}");
+    assert!(
+        c.find_all(fantoccini::Locator::Css("[data-testid=review-item]"))
+            .await
+            .expect("items")
+            .is_empty(),
+        "the queue is empty once reviewed"
+    );
+}

@@ -8,6 +8,7 @@ import type {
   ConsoleEvent,
   ConsoleState,
   DecisionResult,
+  ReviewResult,
   ExportDone,
   ExportFormat,
   Facets,
@@ -49,6 +50,12 @@ export interface Backend {
   historyCancelExport(): Promise<void>;
   /** The request a `countersign://request/<id>` link the console was started with names, once. */
   startLink(): Promise<string | null>;
+  /** Break-glass uses waiting for this approver's review. */
+  pendingReviews(): Promise<ActionView[]>;
+  /** A break-glass use whole, checked against its digest, for its review. */
+  reviewRequest(id: string): Promise<ActionView>;
+  /** Signs and sends a review (`concern`: the use was not justified or needs follow-up). */
+  review(id: string, concern: boolean, comment: string): Promise<ReviewResult>;
   onEvent(handler: (event: ConsoleEvent) => void): Promise<UnlistenFn>;
   onOpenRequest(handler: (id: string | null) => void): Promise<UnlistenFn>;
   /** A decision made outside the window (a notification's button). */
@@ -80,6 +87,9 @@ export function tauriBackend(): Backend {
     historyExport: (format, query) => invoke("history_export", { format, query }),
     historyCancelExport: () => invoke("history_cancel_export"),
     startLink: () => invoke("start_link"),
+    pendingReviews: () => invoke("pending_reviews"),
+    reviewRequest: (id) => invoke("review_request", { id }),
+    review: (id, concern, comment) => invoke("review", { id, concern, comment }),
     onEvent: (handler) => listen<ConsoleEvent>("console-event", (e) => handler(e.payload)),
     onOpenRequest: (handler) => listen<string | null>("open-request", (e) => handler(e.payload)),
     onDecided: (handler) => listen<[string, DecisionResult]>("decided", (e) => handler(e.payload[0], e.payload[1])),

@@ -9,6 +9,7 @@ export type Action = S["Action"];
 export type Diff = S["Diff"];
 export type DecisionView = S["DecisionView"];
 export type DecisionResult = S["DecisionResult"];
+export type ReviewResult = S["ReviewResult"];
 export type PolicyOutcome = S["PolicyOutcome"];
 export type KeyKind = S["KeyKind"];
 export type Verdict = S["Verdict"];
