@@ -838,18 +838,7 @@ async fn a_countersign_link_opens_its_request_in_the_running_console() {
 async fn a_break_glass_use_is_reviewed_from_the_console_with_the_key_on_the_token() {
     let w = World::start();
     let c = w.enrolled_console().await;
-    let out = Command::new(countersign())
-        .args(["request", "--server", &w.url, "--token", &w.agent_token])
-        .args(["--type", "incident.fix", "--resource", "db/payments"])
-        .args(["--environment", "prod", "--justification", "payments down"])
-        .args(["--break-glass", "--wait", "0"])
-        .output()
-        .expect("countersign request");
-    assert!(
-        out.status.success(),
-        "granted at once: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    w.break_glass_use();
     until_page(&c, "the use waits for review", |t| {
         t.contains("Break-glass uses to review (1)")
     })

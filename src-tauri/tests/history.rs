@@ -201,18 +201,7 @@ async fn history_is_verified_searchable_exportable_and_alarms_on_a_rewrite() {
 async fn a_break_glass_use_is_marked_in_the_history_and_awaits_review() {
     let w = World::start();
     let c = w.enrolled_console().await;
-    let out = std::process::Command::new(countersign())
-        .args(["request", "--server", &w.url, "--token", &w.agent_token])
-        .args(["--type", "incident.fix", "--resource", "db/payments"])
-        .args(["--environment", "prod", "--justification", "payments down"])
-        .args(["--break-glass", "--wait", "0"])
-        .output()
-        .expect("countersign request");
-    assert!(
-        out.status.success(),
-        "granted at once: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    w.break_glass_use();
     click(&c, "[data-testid=tab-history]").await;
     // Nothing of bob's own brings it: ask the mirror to sync now, as the History tab's timer would.
     c.execute(

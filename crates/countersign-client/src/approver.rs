@@ -246,15 +246,8 @@ pub fn sign_decision(
         comment,
         verification_code,
     } = decided;
-    let digest = view
-        .action
-        .digest()
-        .map_err(|e| ApproverError::Encoding(e.to_string()))?;
-    if digest != view.digest {
-        return Err(ApproverError::DigestMismatch);
-    }
-    let mut nonce = [0u8; 16];
-    rand_core::OsRng.fill_bytes(&mut nonce);
+    let digest = shown_digest(view)?;
+    let nonce = fresh_nonce();
     let decision = Decision {
         request_id: view.id,
         request_digest: digest,
@@ -263,7 +256,7 @@ pub fn sign_decision(
         key_id,
         decided_at: now(),
         comment: comment.to_owned(),
-        nonce: Nonce(nonce),
+        nonce,
         verification_code: verification_code.map(str::to_owned),
     };
     let payload = decision
@@ -276,6 +269,26 @@ pub fn sign_decision(
     })
 }
 
+/// The digest of the request in `view`, computed from what it shows: refused unless it is the
+/// digest the view claims (what is signed is what was shown).
+fn shown_digest(view: &ActionView) -> Result<countersign_core::Digest, ApproverError> {
+    let digest = view
+        .action
+        .digest()
+        .map_err(|e| ApproverError::Encoding(e.to_string()))?;
+    if digest != view.digest {
+        return Err(ApproverError::DigestMismatch);
+    }
+    Ok(digest)
+}
+
+/// A random nonce for a signed statement.
+fn fresh_nonce() -> Nonce {
+    let mut nonce = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut nonce);
+    Nonce(nonce)
+}
+
 /// Signs a review of the break-glass request in `view`, after checking that the view hashes to
 /// the digest it claims (as for decisions).
 pub fn sign_review(
@@ -286,15 +299,8 @@ pub fn sign_review(
     comment: &str,
     sign: impl Fn(&[u8]) -> Result<Signature, String>,
 ) -> Result<countersign_core::SignedReview, ApproverError> {
-    let digest = view
-        .action
-        .digest()
-        .map_err(|e| ApproverError::Encoding(e.to_string()))?;
-    if digest != view.digest {
-        return Err(ApproverError::DigestMismatch);
-    }
-    let mut nonce = [0u8; 16];
-    rand_core::OsRng.fill_bytes(&mut nonce);
+    let digest = shown_digest(view)?;
+    let nonce = fresh_nonce();
     let review = countersign_core::Review {
         request_id: view.id,
         request_digest: digest,
@@ -303,7 +309,7 @@ pub fn sign_review(
         reviewed_at: now(),
         concern,
         comment: comment.to_owned(),
-        nonce: Nonce(nonce),
+        nonce,
     };
     let payload = review
         .signing_payload()

@@ -9,25 +9,13 @@ use axum::http::StatusCode;
 use countersign_core::{EventKind, PolicyOutcome};
 use countersign_server::channels::{ChannelConfig, ChannelKind, ChannelsConfig};
 use harness::receiver::{Receiver, SECRET};
-use harness::{Harness, code, test_config};
+use harness::{Harness, code, events_of, test_config};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 const BOB: usize = 0; // security
 const CAROL: usize = 1; // security
 const DAVE: usize = 2; // finance
-
-async fn events_of(h: &Harness, id: Uuid) -> Vec<EventKind> {
-    h.state
-        .store
-        .audit_events(0, 10_000)
-        .await
-        .expect("events")
-        .into_iter()
-        .filter(|e| e.event.action_id() == Some(id))
-        .map(|e| e.event)
-        .collect()
-}
 
 async fn pending_reviews(h: &Harness, who: usize) -> Vec<String> {
     let token = h.session(who).await;

@@ -14,7 +14,7 @@ use countersign_core::api::ServerMessage;
 use countersign_core::{EventKind, Verdict};
 use countersign_server::channels::{ChannelConfig, ChannelKind, ChannelsConfig, NoticeKind};
 use harness::receiver::{Receiver, SECRET};
-use harness::{Harness, code, stream, test_config};
+use harness::{Harness, code, events_of, stream, test_config};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -61,19 +61,6 @@ async fn submit_incident(h: &Harness) -> (Uuid, countersign_core::Digest) {
             .parse()
             .expect("digest"),
     )
-}
-
-/// The events of request `id` in the log, in order.
-async fn events_of(h: &Harness, id: Uuid) -> Vec<EventKind> {
-    h.state
-        .store
-        .audit_events(0, 10_000)
-        .await
-        .expect("events")
-        .into_iter()
-        .filter(|e| e.event.action_id() == Some(id))
-        .map(|e| e.event)
-        .collect()
 }
 
 async fn until_event(h: &Harness, id: Uuid, kind: &str) -> EventKind {

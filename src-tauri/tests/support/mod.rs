@@ -375,6 +375,29 @@ impl World {
         }
     }
 
+    /// Uses the break-glass path (the test policy grants `incident.fix` at once when asked):
+    /// `countersign request --break-glass`, which must succeed.
+    pub fn break_glass_use(&self) {
+        let out = Command::new(countersign())
+            .args([
+                "request",
+                "--server",
+                &self.url,
+                "--token",
+                &self.agent_token,
+            ])
+            .args(["--type", "incident.fix", "--resource", "db/payments"])
+            .args(["--environment", "prod", "--justification", "payments down"])
+            .args(["--break-glass", "--wait", "0"])
+            .output()
+            .expect("countersign request");
+        assert!(
+            out.status.success(),
+            "granted at once: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Starts `countersign run` for a request; it runs `touch marker` only if approved.
     pub fn agent(&self, kind: &str, diff: Option<&str>, marker: &Path) -> Child {
         let mut cmd = Command::new(countersign());

@@ -45,6 +45,45 @@ pub fn eligible(approver: &Approver, record: &RequestRecord) -> DomainResult<()>
     Ok(())
 }
 
+/// The key that signed something for `signer`: enrolled, unrevoked, and theirs.
+fn signing_key<'k>(key: Option<&'k ApproverKey>, signer: &str) -> DomainResult<&'k ApproverKey> {
+    let key =
+        key.ok_or_else(|| DomainError::refused("unknown_key", "the signing key is not enrolled"))?;
+    if key.revoked_at.is_some() {
+        return Err(DomainError::refused(
+            "key_revoked",
+            "the signing key has been revoked",
+        ));
+    }
+    if key.approver_id != signer {
+        return Err(DomainError::refused(
+            "key_not_approvers",
+            "the signing key belongs to someone else",
+        ));
+    }
+    Ok(key)
+}
+
+/// A signed `what` (decision, review) whose signature checked as `verified`, made for
+/// `digest`: refused unless the signature holds and the digest is the stored request's.
+fn signed_as_shown(
+    what: &str,
+    verified: Result<(), countersign_core::decision::DecisionSignatureError>,
+    digest: &countersign_core::Digest,
+    record: &RequestRecord,
+) -> DomainResult<()> {
+    verified.map_err(|e| {
+        DomainError::refused("bad_signature", format!("{what} signature rejected: {e}"))
+    })?;
+    if *digest != record.digest {
+        return Err(DomainError::refused(
+            "digest_mismatch",
+            format!("the {what} is for a different version of this request than the one stored"),
+        ));
+    }
+    Ok(())
+}
+
 /// Every check on a signed decision that does not need the store's transaction; on success,
 /// the key that signed it.
 pub fn check_decision<'k>(
@@ -63,29 +102,13 @@ pub fn check_decision<'k>(
             "decision is for another request",
         ));
     }
-    let key =
-        key.ok_or_else(|| DomainError::refused("unknown_key", "the signing key is not enrolled"))?;
-    if key.revoked_at.is_some() {
-        return Err(DomainError::refused(
-            "key_revoked",
-            "the signing key has been revoked",
-        ));
-    }
-    if key.approver_id != d.approver_id {
-        return Err(DomainError::refused(
-            "key_not_approvers",
-            "the signing key belongs to someone else",
-        ));
-    }
-    signed.verify(&key.public_key).map_err(|e| {
-        DomainError::refused("bad_signature", format!("decision signature rejected: {e}"))
-    })?;
-    if d.request_digest != record.digest {
-        return Err(DomainError::refused(
-            "digest_mismatch",
-            "the decision is for a different version of this request than the one stored",
-        ));
-    }
+    let key = signing_key(key, &d.approver_id)?;
+    signed_as_shown(
+        "decision",
+        signed.verify(&key.public_key),
+        &d.request_digest,
+        record,
+    )?;
     let approver =
         approver.ok_or_else(|| DomainError::refused("unknown_approver", "no such approver"))?;
     eligible(approver, record)?;
@@ -202,29 +225,13 @@ pub fn check_review<'k>(
             "only break-glass requests are reviewed",
         ));
     };
-    let key =
-        key.ok_or_else(|| DomainError::refused("unknown_key", "the signing key is not enrolled"))?;
-    if key.revoked_at.is_some() {
-        return Err(DomainError::refused(
-            "key_revoked",
-            "the signing key has been revoked",
-        ));
-    }
-    if key.approver_id != r.reviewer_id {
-        return Err(DomainError::refused(
-            "key_not_approvers",
-            "the signing key belongs to someone else",
-        ));
-    }
-    signed.verify(&key.public_key).map_err(|e| {
-        DomainError::refused("bad_signature", format!("review signature rejected: {e}"))
-    })?;
-    if r.request_digest != record.digest {
-        return Err(DomainError::refused(
-            "digest_mismatch",
-            "the review is for a different version of this request than the one stored",
-        ));
-    }
+    let key = signing_key(key, &r.reviewer_id)?;
+    signed_as_shown(
+        "review",
+        signed.verify(&key.public_key),
+        &r.request_digest,
+        record,
+    )?;
     let reviewer =
         reviewer.ok_or_else(|| DomainError::refused("unknown_approver", "no such approver"))?;
     if record.action.is_requester(&reviewer.id) {

@@ -484,3 +484,16 @@ pub async fn stream(
         .expect("stream connects");
     (s, snapshot.requests.iter().map(|v| v.id).collect())
 }
+
+/// The events of request `id` in the log, in order.
+pub async fn events_of(h: &Harness, id: Uuid) -> Vec<countersign_core::EventKind> {
+    h.state
+        .store
+        .audit_events(0, 10_000)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter(|e| e.event.action_id() == Some(id))
+        .map(|e| e.event)
+        .collect()
+}
