@@ -66,6 +66,7 @@ pub fn run() {
             app.manage(Console::open(config_dir, sink)?);
             tray(app.handle())?;
             webview::configure(app.handle());
+            tauri::async_runtime::spawn(review_notices(app.handle().clone()));
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
                 // Held for the app's life: the name on the bus is this console's.
@@ -296,6 +297,37 @@ async fn remind(app: &AppHandle) {
             })
         {
             notifier.on_screen(Some(id), shown);
+        }
+    }
+}
+
+/// Tells the approver, once each, of break-glass uses waiting for their review (granted
+/// without approval): a notification whose Review brings the window, where the queue lists
+/// them. Quiet while snoozed; what arrived meanwhile is told once the snooze ends.
+async fn review_notices(app: AppHandle) {
+    let mut told = std::collections::HashSet::new();
+    loop {
+        tokio::time::sleep(notifications::REVIEW_CHECK).await;
+        let console = app.state::<Console>();
+        if console.state().await.phase != console::Phase::Ready {
+            continue;
+        }
+        let Ok(uses) = console.pending_reviews().await else {
+            continue;
+        };
+        told.retain(|id| uses.iter().any(|v| v.id == *id));
+        if app.state::<Notifier>().snoozed() {
+            continue;
+        }
+        for view in uses {
+            if told.insert(view.id) {
+                let handle = app.clone();
+                notifications::show(&notifications::break_glass(&view), move |pressed| {
+                    if pressed != Pressed::Dismissed {
+                        show_window(&handle);
+                    }
+                });
+            }
         }
     }
 }

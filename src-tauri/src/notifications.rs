@@ -120,6 +120,30 @@ fn capitalised(word: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The notice of a break-glass use waiting for this approver's review: granted without
+/// approval, it asks for a look at what was done. No buttons beyond Review: a review is signed
+/// in the window, after reading it.
+pub fn break_glass(view: &ActionView) -> Content {
+    let request = &view.action.request;
+    Content {
+        summary: format!(
+            "BREAK-GLASS used: {} on {}",
+            shown(request.action_type.as_str()),
+            shown(&request.resource)
+        ),
+        body: format!(
+            "{} acted without approval in {}: {}\nReview what was done.",
+            shown(&view.action.requester),
+            shown(&request.environment),
+            shown(&view.action.policy.reason)
+        ),
+        actions: Vec::new(),
+    }
+}
+
+/// How often the console asks for break-glass uses waiting for its review.
+pub const REVIEW_CHECK: Duration = Duration::from_secs(5);
+
 /// The reminder for a request about to expire: the same facts and buttons, the time first.
 pub fn reminder(view: &ActionView, now: Timestamp) -> Content {
     let first = content(view, now);

@@ -245,3 +245,34 @@ async fn tray_counts_waiting_requests_and_snoozes_notifications() {
     until_label(&tray, &item, "2").await;
     c.close().await.expect("close session");
 }
+
+/// A break-glass use (granted at once, without approval) that waits for this approver's
+/// review is told once, as break-glass, with Review only (a review is signed in the window).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_break_glass_use_waiting_for_review_is_notified_once() {
+    let w = World::start();
+    let server = Server::default();
+    let _conn = serve(&w.bus_address, server.clone()).await;
+    let _c = w.enrolled_console().await;
+    w.break_glass_use();
+    let sent = server.wait_for("BREAK-GLASS used").await;
+    assert!(
+        sent.summary.contains("incident.fix") && sent.summary.contains("db/payments"),
+        "{sent:?}"
+    );
+    assert!(
+        sent.body.contains("agent:release-bot") && sent.body.contains("without approval"),
+        "{sent:?}"
+    );
+    assert_eq!(sent.actions, ["default"], "{sent:?}");
+    // Checked every 5 s: still one notice after several checks.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let told = server
+        .sent
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|s| s.summary.contains("BREAK-GLASS used"))
+        .count();
+    assert_eq!(told, 1);
+}
