@@ -1195,16 +1195,7 @@ async fn attestation_reaches_every_report_and_a_claimed_one_the_log_never_proved
     .await
     .expect("pdf");
     std::fs::write(&pdf_path, &bytes).expect("write");
-    let text = std::process::Command::new("pdftotext")
-        .args(["-layout"])
-        .arg(&pdf_path)
-        .arg("-")
-        .output()
-        .expect("pdftotext");
-    let text = String::from_utf8_lossy(&text.stdout)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let text = pdf_words(&pdf_path);
     assert_eq!(
         text.matches("attested by CN=Example TPM Root").count(),
         2,
@@ -1332,17 +1323,22 @@ async fn break_glass_uses_and_their_review_state_reach_the_csv_and_the_pdf() {
     .await
     .expect("pdf");
     std::fs::write(&pdf_path, &bytes).expect("write");
-    let text = std::process::Command::new("pdftotext")
-        .args(["-layout"])
-        .arg(&pdf_path)
-        .arg("-")
-        .output()
-        .expect("pdftotext");
-    let text = String::from_utf8_lossy(&text.stdout)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let text = pdf_words(&pdf_path);
     assert!(text.contains("Break-glass uses (2)"), "{text}");
     assert!(text.contains("AWAITING REVIEW (1/2)"), "{text}");
     assert!(text.contains("1 concern"), "{text}");
+}
+
+/// The words of a PDF's text (`pdftotext -layout`), single-spaced.
+fn pdf_words(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(path)
+        .arg("-")
+        .output()
+        .expect("pdftotext");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -87,14 +87,8 @@ pub async fn awaiting(
         let PolicyOutcome::BreakGlass { review_groups, .. } = &record.action.policy.outcome else {
             continue;
         };
-        let member = review_groups.is_empty()
-            || review_groups.iter().any(|g| {
-                approver
-                    .groups
-                    .iter()
-                    .any(|mine| countersign_core::identifier::same(mine, g))
-            });
-        if !member || record.action.is_requester(&approver.id) {
+        if !rules::in_any_group(approver, review_groups) || record.action.is_requester(&approver.id)
+        {
             continue;
         }
         let id = record.action.id;

@@ -6,6 +6,18 @@ use countersign_store::{Approver, ApproverKey, RequestRecord};
 
 use super::{DomainError, DomainResult};
 
+/// Whether `approver` belongs to one of `groups` (compared as identities), or `groups` is
+/// empty (anyone may).
+pub fn in_any_group(approver: &Approver, groups: &[String]) -> bool {
+    groups.is_empty()
+        || groups.iter().any(|g| {
+            approver
+                .groups
+                .iter()
+                .any(|mine| countersign_core::identifier::same(mine, g))
+        })
+}
+
 /// May `approver` decide `record` at all (before looking at any decision)?
 pub fn eligible(approver: &Approver, record: &RequestRecord) -> DomainResult<()> {
     if record.action.is_requester(&approver.id) {
@@ -27,13 +39,7 @@ pub fn eligible(approver: &Approver, record: &RequestRecord) -> DomainResult<()>
         record.action.expires_at,
         record.steps_taken,
     );
-    let member = |g: &String| {
-        approver
-            .groups
-            .iter()
-            .any(|mine| countersign_core::identifier::same(mine, g))
-    };
-    if !groups.is_empty() && !groups.iter().any(member) {
+    if !in_any_group(approver, &groups) {
         return Err(DomainError::refused(
             "not_eligible",
             format!(
@@ -240,13 +246,7 @@ pub fn check_review<'k>(
             "the requester, or the person it acts for, cannot review its own break-glass use",
         ));
     }
-    let member = |g: &String| {
-        reviewer
-            .groups
-            .iter()
-            .any(|mine| countersign_core::identifier::same(mine, g))
-    };
-    if !review_groups.is_empty() && !review_groups.iter().any(member) {
+    if !in_any_group(reviewer, review_groups) {
         return Err(DomainError::refused(
             "not_eligible",
             format!(

@@ -125,11 +125,7 @@ async fn pending(
     State(state): State<AppState>,
     ApproverSession(session): ApproverSession,
 ) -> Result<Json<Vec<ActionView>>, ApiError> {
-    let approver = state
-        .store
-        .approver(&session.approver_id)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("approver no longer exists"))?;
+    let approver = session_approver(&state, &session.approver_id).await?;
     Ok(Json(requests::inbox(&state, &approver).await?))
 }
 
@@ -142,12 +138,20 @@ async fn pending_reviews(
     State(state): State<AppState>,
     ApproverSession(session): ApproverSession,
 ) -> Result<Json<Vec<ActionView>>, ApiError> {
-    let approver = state
-        .store
-        .approver(&session.approver_id)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("approver no longer exists"))?;
+    let approver = session_approver(&state, &session.approver_id).await?;
     Ok(Json(
         crate::domain::reviews::awaiting(&state, &approver).await?,
     ))
+}
+
+/// The approver a session belongs to; a session outliving its approver is refused.
+async fn session_approver(
+    state: &AppState,
+    approver_id: &str,
+) -> Result<countersign_store::Approver, ApiError> {
+    state
+        .store
+        .approver(approver_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("approver no longer exists"))
 }
