@@ -196,3 +196,44 @@ async fn break_glass_fails_closed_when_not_asked_for_and_ordinary_requests_take_
     );
     assert!(pending_reviews(&h, BOB).await.is_empty());
 }
+
+#[tokio::test]
+async fn the_person_a_break_glass_use_acted_for_cannot_review_it_under_another_spelling() {
+    let h = Harness::new().await;
+    // Another spelling of bob is refused at intake, so it can never reach the review rules.
+    let (status, body) = h
+        .submit(json!({"type": "incident.fix", "break_glass": true, "on_behalf_of": "BOB"}))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_field")
+    );
+    // Made for bob: bob may not review his own emergency.
+    let (status, body) = h
+        .submit(json!({"type": "incident.fix", "break_glass": true, "on_behalf_of": "bob"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id: Uuid = body["id"].as_str().expect("id").parse().expect("uuid");
+    let digest = body["digest"]
+        .as_str()
+        .expect("digest")
+        .parse()
+        .expect("digest");
+    assert!(pending_reviews(&h, BOB).await.is_empty(), "not on his list");
+    let (status, body) = h
+        .post_review(id, &h.review(BOB, id, digest, false, 1))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "self_review")
+    );
+    // A review naming carol but signed with bob's key is not carol's.
+    let mut forged = h.review(BOB, id, digest, false, 2);
+    forged.review.reviewer_id = "carol".into();
+    let (status, body) = h.post_review(id, &forged).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = h
+        .post_review(id, &h.review(CAROL, id, digest, false, 3))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
